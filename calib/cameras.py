@@ -1,0 +1,626 @@
+"""Camera models with COLMAP names and parameter order; float64 NumPy, vectorised.
+
+Pixel convention (docs/conventions.md): pixel (0, 0) is the CENTRE of the top-left pixel, as in
+OpenCV. COLMAP (and nerfstudio / Instant-NGP) put the centre of that pixel at (0.5, 0.5); the
+readers and writers in ``recon.io`` shift the principal point by 0.5 at the file edge. Inside
+this package ``cx, cy`` are always in OUR convention, so a ``Camera`` projects exactly like
+``cv2.projectPoints`` with the same K and distortion.
+
+Camera frame: x right, y down, z forward (OpenCV / COLMAP).
+
+Model names and parameter order (COLMAP ``src/colmap/sensor/models.h``):
+
+======================  ==  ==========================================================
+SIMPLE_PINHOLE           0  f, cx, cy
+PINHOLE                  1  fx, fy, cx, cy
+SIMPLE_RADIAL            2  f, cx, cy, k
+RADIAL                   3  f, cx, cy, k1, k2
+OPENCV                   4  fx, fy, cx, cy, k1, k2, p1, p2
+OPENCV_FISHEYE           5  fx, fy, cx, cy, k1, k2, k3, k4
+FULL_OPENCV              6  fx, fy, cx, cy, k1, k2, p1, p2, k3, k4, k5, k6
+FOV                      7  fx, fy, cx, cy, omega                      (stored, not projected)
+SIMPLE_RADIAL_FISHEYE    8  f, cx, cy, k
+RADIAL_FISHEYE           9  f, cx, cy, k1, k2
+THIN_PRISM_FISHEYE      10  fx, fy, cx, cy, k1, k2, p1, p2, k3, k4, sx1, sy1  (stored only)
+RAD_TAN_THIN_PRISM_FISHEYE 11  16 params                                 (stored only)
+======================  ==  ==========================================================
+
+The functional core (``project``, ``unproject``, ``distort``, ``undistort``,
+``project_jacobians``) takes a :class:`Camera`; the ``Camera`` methods delegate to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import NamedTuple
+
+import numpy as np
+
+from calib._check import as_array, check_positive_int
+
+__all__ = [
+    "ModelSpec",
+    "MODELS",
+    "MODEL_BY_ID",
+    "Camera",
+    "Projection",
+    "Rays",
+    "Undistorted",
+    "ProjectionJacobians",
+    "project",
+    "unproject",
+    "distort",
+    "undistort",
+    "project_jacobians",
+]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    model_id: int  # COLMAP's numeric id (binary files)
+    param_names: tuple[str, ...]
+    fisheye: bool  # distortion acts on the angle theta to the optical axis
+    supported: bool = True  # False: stored and round-tripped, but project() raises
+
+    @property
+    def num_params(self) -> int:
+        return len(self.param_names)
+
+    @property
+    def single_focal(self) -> bool:
+        return self.param_names[0] == "f"
+
+    @property
+    def num_extra(self) -> int:
+        return self.num_params - (3 if self.single_focal else 4)
+
+
+_SPECS = [
+    ModelSpec("SIMPLE_PINHOLE", 0, ("f", "cx", "cy"), False),
+    ModelSpec("PINHOLE", 1, ("fx", "fy", "cx", "cy"), False),
+    ModelSpec("SIMPLE_RADIAL", 2, ("f", "cx", "cy", "k"), False),
+    ModelSpec("RADIAL", 3, ("f", "cx", "cy", "k1", "k2"), False),
+    ModelSpec("OPENCV", 4, ("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2"), False),
+    ModelSpec("OPENCV_FISHEYE", 5, ("fx", "fy", "cx", "cy", "k1", "k2", "k3", "k4"), True),
+    ModelSpec("FULL_OPENCV", 6, ("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2", "k3", "k4", "k5", "k6"), False),
+    ModelSpec("FOV", 7, ("fx", "fy", "cx", "cy", "omega"), False, supported=False),
+    ModelSpec("SIMPLE_RADIAL_FISHEYE", 8, ("f", "cx", "cy", "k"), True),
+    ModelSpec("RADIAL_FISHEYE", 9, ("f", "cx", "cy", "k1", "k2"), True),
+    ModelSpec("THIN_PRISM_FISHEYE", 10, ("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2", "k3", "k4", "sx1", "sy1"),
+              True, supported=False),
+    ModelSpec("RAD_TAN_THIN_PRISM_FISHEYE", 11, ("fx", "fy", "cx", "cy", "k0", "k1", "k2", "k3", "k4", "k5",
+                                                 "p0", "p1", "s0", "s1", "s2", "s3"), True, supported=False),
+]
+MODELS: dict[str, ModelSpec] = {s.name: s for s in _SPECS}
+MODEL_BY_ID: dict[int, ModelSpec] = {s.model_id: s for s in _SPECS}
+
+
+class Projection(NamedTuple):
+    uv: np.ndarray  # [..., 2] pixels, (0, 0) = centre of the top-left pixel
+    valid: np.ndarray  # [...] bool: in front of the camera and inside the model's valid region
+
+
+class Rays(NamedTuple):
+    directions: np.ndarray  # [..., 3] unit vectors in the camera frame
+    valid: np.ndarray  # [...] bool: the undistortion converged inside the valid region
+
+
+class Undistorted(NamedTuple):
+    xy: np.ndarray  # [..., 2] undistorted normalised coordinates (x/z, y/z)
+    valid: np.ndarray  # [...] bool
+
+
+class ProjectionJacobians(NamedTuple):
+    uv: np.ndarray  # [N, 2]
+    d_uv_d_point: np.ndarray  # [N, 2, 3]
+    d_uv_d_params: np.ndarray  # [N, 2, P] in the model's parameter order
+    valid: np.ndarray  # [N]
+
+
+@dataclass(frozen=True, eq=False)
+class Camera:
+    """Intrinsics of one camera: ``model`` (COLMAP name), image size (width, height) in pixels
+    and ``params`` in COLMAP order, principal point in OUR pixel-centre convention."""
+
+    model: str
+    width: int
+    height: int
+    params: np.ndarray = field(repr=False)  # [P] float64
+
+    def __post_init__(self):
+        if self.model not in MODELS:
+            raise ValueError(f"model: unknown camera model {self.model!r}; expected one of {sorted(MODELS)}")
+        check_positive_int(self.width, "width")
+        check_positive_int(self.height, "height")
+        spec = MODELS[self.model]
+        p = as_array(self.params, "params", ndim=1).copy()
+        if p.shape[0] != spec.num_params:
+            raise ValueError(f"params: {self.model} takes {spec.num_params} parameters "
+                             f"({', '.join(spec.param_names)}), got {p.shape[0]}")
+        if np.any(p[: 1 if spec.single_focal else 2] <= 0):
+            raise ValueError(f"params: focal length must be positive, got {p[: 1 if spec.single_focal else 2]}")
+        p.setflags(write=False)
+        object.__setattr__(self, "params", p)
+        object.__setattr__(self, "width", int(self.width))
+        object.__setattr__(self, "height", int(self.height))
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def from_K(cls, K, width: int, height: int, dist=None, *, fisheye: bool = False) -> Camera:
+        """From an OpenCV K [3, 3] and distortion vector. Picks the smallest COLMAP model that
+        holds them exactly: PINHOLE, OPENCV (4 coeffs: k1 k2 p1 p2), FULL_OPENCV (5 or 8:
+        k1 k2 p1 p2 k3 [k4 k5 k6]) or, with ``fisheye=True``, OPENCV_FISHEYE (k1..k4)."""
+        K = as_array(K, "K", ndim=2)
+        if K.shape != (3, 3):
+            raise ValueError(f"K: expected [3, 3], got {K.shape}")
+        if abs(K[0, 1]) > 1e-12:
+            raise ValueError(f"K: skew {K[0, 1]} is not representable in COLMAP models")
+        fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+        d = np.zeros(0) if dist is None else as_array(dist, "dist").ravel()
+        if fisheye:
+            if d.size not in (0, 4):
+                raise ValueError(f"dist: fisheye expects 4 coefficients k1..k4, got {d.size}")
+            d = np.pad(d, (0, 4 - d.size))
+            return cls("OPENCV_FISHEYE", width, height, np.r_[fx, fy, cx, cy, d])
+        if d.size == 0 or not np.any(d):
+            return cls("PINHOLE", width, height, np.r_[fx, fy, cx, cy])
+        if d.size == 4 or (d.size >= 5 and not np.any(d[4:])):
+            return cls("OPENCV", width, height, np.r_[fx, fy, cx, cy, d[:4]])
+        if d.size in (5, 8):
+            return cls("FULL_OPENCV", width, height, np.r_[fx, fy, cx, cy, np.pad(d, (0, 8 - d.size))])
+        raise ValueError(f"dist: {d.size} coefficients with thin-prism/tilt terms are not supported "
+                         "(expected 0, 4, 5 or 8)")
+
+    # ---- accessors --------------------------------------------------------------------
+    @property
+    def spec(self) -> ModelSpec:
+        return MODELS[self.model]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) in pixels."""
+        return (self.width, self.height)
+
+    @property
+    def focal(self) -> np.ndarray:
+        """[2] (fx, fy)."""
+        return np.repeat(self.params[0], 2) if self.spec.single_focal else self.params[:2].copy()
+
+    @property
+    def principal_point(self) -> np.ndarray:
+        """[2] (cx, cy), pixel-centre convention."""
+        i = 1 if self.spec.single_focal else 2
+        return self.params[i:i + 2].copy()
+
+    @property
+    def extra(self) -> np.ndarray:
+        """Distortion parameters (everything after the principal point)."""
+        return self.params[3 if self.spec.single_focal else 4:].copy()
+
+    @property
+    def K(self) -> np.ndarray:
+        """[3, 3] pinhole matrix (distortion excluded)."""
+        (fx, fy), (cx, cy) = self.focal, self.principal_point
+        return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+
+    def opencv_dist(self) -> np.ndarray:
+        """Distortion in OpenCV order: (k1, k2, p1, p2[, k3, k4, k5, k6]) for cv2 functions,
+        (k1, k2, k3, k4) for cv2.fisheye. Raises for models OpenCV cannot express."""
+        e = self.extra
+        m = self.model
+        if m in ("SIMPLE_PINHOLE", "PINHOLE"):
+            return np.zeros(4)
+        if m == "SIMPLE_RADIAL":
+            return np.array([e[0], 0.0, 0.0, 0.0])
+        if m == "RADIAL":
+            return np.array([e[0], e[1], 0.0, 0.0])
+        if m in ("OPENCV", "FULL_OPENCV", "OPENCV_FISHEYE"):
+            return e
+        if m == "SIMPLE_RADIAL_FISHEYE":
+            return np.array([e[0], 0.0, 0.0, 0.0])
+        if m == "RADIAL_FISHEYE":
+            return np.array([e[0], e[1], 0.0, 0.0])
+        raise ValueError(f"camera model {m} has no OpenCV distortion equivalent")
+
+    @property
+    def is_fisheye(self) -> bool:
+        return self.spec.fisheye
+
+    def with_params(self, params) -> Camera:
+        return Camera(self.model, self.width, self.height, params)
+
+    def allclose(self, other: Camera, *, rtol: float = 1e-9, atol: float = 1e-9) -> bool:
+        return (self.model == other.model and self.size == other.size
+                and np.allclose(self.params, other.params, rtol=rtol, atol=atol))
+
+    def __repr__(self) -> str:
+        vals = ", ".join(f"{n}={v:.6g}" for n, v in zip(self.spec.param_names, self.params))
+        return f"Camera({self.model}, {self.width}x{self.height}, {vals})"
+
+    # ---- geometry (delegates to the functional core) ---------------------------------
+    def project(self, points_cam) -> Projection:
+        return project(self, points_cam)
+
+    def unproject(self, uv) -> Rays:
+        return unproject(self, uv)
+
+    def img_from_cam(self, points_cam) -> np.ndarray:
+        """Pixels [..., 2] of camera-frame points [..., 3] (NaN where invalid)."""
+        uv, valid = project(self, points_cam)
+        return np.where(valid[..., None], uv, np.nan)
+
+    def cam_from_img(self, uv) -> np.ndarray:
+        """Undistorted normalised coordinates (x/z, y/z) [..., 2] of pixels (NaN where invalid)."""
+        d, valid = unproject(self, uv)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xy = d[..., :2] / d[..., 2:3]
+        return np.where((valid & (d[..., 2] > 0))[..., None], xy, np.nan)
+
+    def project_jacobians(self, points_cam) -> ProjectionJacobians:
+        return project_jacobians(self, points_cam)
+
+    def pixel_grid(self) -> np.ndarray:
+        """[H, W, 2] pixel centres (u, v) of every pixel."""
+        u, v = np.meshgrid(np.arange(self.width, dtype=np.float64), np.arange(self.height, dtype=np.float64))
+        return np.stack([u, v], axis=-1)
+
+    # ---- resizing / cropping ----------------------------------------------------------
+    def scaled(self, sx: float, sy: float | None = None) -> Camera:
+        """Intrinsics for the image resized by (sx, sy). With pixel centres at integers,
+        u' = (u + 0.5) * s - 0.5. Size is rounded to the nearest pixel."""
+        sy = sx if sy is None else sy
+        if not (np.isfinite(sx) and np.isfinite(sy) and sx > 0 and sy > 0):
+            raise ValueError(f"sx, sy: expected positive finite scale factors, got {sx}, {sy}")
+        if self.spec.single_focal and not np.isclose(sx, sy, rtol=1e-12):
+            raise ValueError(f"{self.model} has one focal length: anisotropic scale ({sx}, {sy}) "
+                             "needs a two-focal model (e.g. PINHOLE / OPENCV)")
+        p = self.params.copy()
+        i = 1 if self.spec.single_focal else 2
+        if self.spec.single_focal:
+            p[0] *= sx
+        else:
+            p[0] *= sx
+            p[1] *= sy
+        p[i] = (p[i] + 0.5) * sx - 0.5
+        p[i + 1] = (p[i + 1] + 0.5) * sy - 0.5
+        return Camera(self.model, max(1, round(self.width * sx)), max(1, round(self.height * sy)), p)
+
+    def resized(self, width: int, height: int) -> Camera:
+        """Intrinsics for the image resized to (width, height)."""
+        check_positive_int(width, "width")
+        check_positive_int(height, "height")
+        cam = self.scaled(width / self.width, height / self.height)
+        return Camera(cam.model, width, height, cam.params)
+
+    def cropped(self, x0: int, y0: int, width: int, height: int) -> Camera:
+        """Intrinsics of the crop whose top-left pixel is (x0, y0) in this image."""
+        check_positive_int(width, "width")
+        check_positive_int(height, "height")
+        p = self.params.copy()
+        i = 1 if self.spec.single_focal else 2
+        p[i] -= x0
+        p[i + 1] -= y0
+        return Camera(self.model, width, height, p)
+
+    # ---- valid region -------------------------------------------------------------------
+    @cached_property
+    def max_valid_angle(self) -> float:
+        """Largest angle (radians) to the optical axis inside which the model is monotonic (so
+        it can be inverted). pi/2 bounds perspective models; up to pi for fisheye."""
+        return _max_valid_angle(self)
+
+
+# =========================================================================================
+# Distortion on normalised coordinates (perspective models)
+# =========================================================================================
+
+def _check_supported(camera: Camera):
+    if not isinstance(camera, Camera):
+        raise TypeError(f"camera: expected calib.Camera, got {type(camera).__name__}")
+    if not camera.spec.supported:
+        raise NotImplementedError(f"camera model {camera.model} can be stored and converted but not projected")
+
+
+def _radial_tangential(model: str, e: np.ndarray, x: np.ndarray, y: np.ndarray, need_jac: bool):
+    """Perspective distortion. Returns xd, yd and (if need_jac) J_xy [N,2,2], J_e [N,2,E]."""
+    r2 = x * x + y * y
+    n = x.shape[0]
+    zeros = np.zeros_like(x)
+    p1 = p2 = 0.0
+    if model in ("SIMPLE_PINHOLE", "PINHOLE"):
+        a, da = np.ones_like(x), zeros
+        d_a_d_e = np.zeros((n, 0))
+    elif model == "SIMPLE_RADIAL":
+        a, da = 1 + e[0] * r2, np.full_like(x, e[0])
+        d_a_d_e = r2[:, None]
+    elif model == "RADIAL":
+        a, da = 1 + e[0] * r2 + e[1] * r2 * r2, e[0] + 2 * e[1] * r2
+        d_a_d_e = np.stack([r2, r2 * r2], 1)
+    elif model == "OPENCV":
+        a, da = 1 + e[0] * r2 + e[1] * r2 * r2, e[0] + 2 * e[1] * r2
+        p1, p2 = e[2], e[3]
+        d_a_d_e = np.stack([r2, r2 * r2, zeros, zeros], 1)
+    elif model == "FULL_OPENCV":
+        k1, k2, p1, p2, k3, k4, k5, k6 = e
+        r4, r6 = r2 * r2, r2 * r2 * r2
+        num = 1 + k1 * r2 + k2 * r4 + k3 * r6
+        den = 1 + k4 * r2 + k5 * r4 + k6 * r6
+        dnum = k1 + 2 * k2 * r2 + 3 * k3 * r4
+        dden = k4 + 2 * k5 * r2 + 3 * k6 * r4
+        a = num / den
+        da = (dnum * den - num * dden) / den**2
+        d_a_d_e = np.stack([r2 / den, r4 / den, zeros, zeros, r6 / den,
+                            -num * r2 / den**2, -num * r4 / den**2, -num * r6 / den**2], 1)
+    else:  # pragma: no cover - guarded by callers
+        raise NotImplementedError(model)
+    xd = x * a + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
+    yd = y * a + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
+    if not need_jac:
+        return xd, yd, None, None
+    J = np.empty((n, 2, 2))
+    J[:, 0, 0] = a + 2 * x * x * da + 2 * p1 * y + 6 * p2 * x
+    J[:, 0, 1] = 2 * x * y * da + 2 * p1 * x + 2 * p2 * y
+    J[:, 1, 0] = 2 * x * y * da + 2 * p1 * x + 2 * p2 * y
+    J[:, 1, 1] = a + 2 * y * y * da + 6 * p1 * y + 2 * p2 * x
+    Je = np.empty((n, 2, d_a_d_e.shape[1]))
+    Je[:, 0, :] = x[:, None] * d_a_d_e
+    Je[:, 1, :] = y[:, None] * d_a_d_e
+    if model in ("OPENCV", "FULL_OPENCV"):
+        Je[:, 0, 2], Je[:, 1, 2] = 2 * x * y, r2 + 2 * y * y  # d/dp1
+        Je[:, 0, 3], Je[:, 1, 3] = r2 + 2 * x * x, 2 * x * y  # d/dp2
+    return xd, yd, J, Je
+
+
+def _fisheye_poly(model: str, e: np.ndarray, theta: np.ndarray):
+    """theta_d = theta * (1 + k1 theta^2 + ...). Returns theta_d, d theta_d / d theta, and
+    d theta_d / d e [N, E]."""
+    t2 = theta * theta
+    if model == "OPENCV_FISHEYE":
+        powers = [t2, t2**2, t2**3, t2**4]
+        ks = e[:4]
+    elif model == "SIMPLE_RADIAL_FISHEYE":
+        powers, ks = [t2], e[:1]
+    elif model == "RADIAL_FISHEYE":
+        powers, ks = [t2, t2**2], e[:2]
+    else:  # pragma: no cover
+        raise NotImplementedError(model)
+    poly = 1 + sum(k * p for k, p in zip(ks, powers))
+    # d/dtheta [theta * (1 + sum k_i theta^(2i))] = 1 + sum (2i+1) k_i theta^(2i)
+    dtheta = 1 + sum(k * (2 * (i + 1) + 1) * p for i, (k, p) in enumerate(zip(ks, powers)))
+    theta_d = theta * poly
+    d_e = np.stack([theta * p for p in powers], axis=-1)
+    return theta_d, dtheta, d_e
+
+
+def _max_valid_angle(camera: Camera) -> float:
+    """Scan the radial map for the first angle where it stops increasing."""
+    e = camera.extra
+    if camera.is_fisheye:
+        theta = np.linspace(0.0, np.pi, 20001)[1:]
+        _, dtheta, _ = _fisheye_poly(camera.model, e, theta)
+        bad = np.nonzero(dtheta <= 0)[0]
+        return float(theta[bad[0] - 1]) if bad.size else float(np.pi)
+    if camera.model in ("SIMPLE_PINHOLE", "PINHOLE"):
+        return float(np.pi / 2)
+    # Along the ray direction the radial part maps r -> r * a(r^2); require d/dr > 0 up to an
+    # angle of 89.5 deg (r = tan(theta)); tangential terms are small and ignored here.
+    theta = np.linspace(0.0, np.radians(89.5), 20001)[1:]
+    r = np.tan(theta)
+    x, y = r, np.zeros_like(r)
+    e_radial = e.copy()
+    if camera.model in ("OPENCV", "FULL_OPENCV"):
+        e_radial[2:4] = 0.0
+    xd, _, J, _ = _radial_tangential(camera.model, e_radial, x, y, need_jac=True)
+    bad = np.nonzero((J[:, 0, 0] <= 0) | ~np.isfinite(xd))[0]
+    return float(theta[bad[0] - 1]) if bad.size else float(np.pi / 2)
+
+
+# =========================================================================================
+# Public functional core
+# =========================================================================================
+
+def _flat(x: np.ndarray, d: int):
+    return x.reshape(-1, d), x.shape[:-1]
+
+
+def distort(camera: Camera, xy) -> np.ndarray:
+    """Apply the lens distortion to undistorted normalised coordinates (x/z, y/z).
+
+    xy: [..., 2] -> [..., 2] distorted normalised coordinates (pixels = f * xd + c). For fisheye
+    models the input is the pinhole normalised coordinate of a ray in front of the camera.
+    """
+    _check_supported(camera)
+    xy = as_array(xy, "xy", last=(2,))
+    flat, lead = _flat(xy, 2)
+    e = camera.extra
+    if camera.is_fisheye:
+        r = np.hypot(flat[:, 0], flat[:, 1])
+        theta = np.arctan(r)
+        theta_d, _, _ = _fisheye_poly(camera.model, e, theta)
+        scale = np.where(r > 1e-12, theta_d / np.where(r > 1e-12, r, 1.0), 1.0)
+        out = flat * scale[:, None]
+    else:
+        xd, yd, _, _ = _radial_tangential(camera.model, e, flat[:, 0], flat[:, 1], need_jac=False)
+        out = np.stack([xd, yd], 1)
+    return out.reshape(lead + (2,))
+
+
+def undistort(camera: Camera, xy_distorted, *, max_iterations: int = 50, tol: float = 1e-14) -> Undistorted:
+    """Invert :func:`distort` by Newton iteration, with a convergence check.
+
+    ``valid`` is False where Newton did not converge to ``tol`` (normalised units), or the
+    solution lies outside the model's monotonic region (``camera.max_valid_angle``), i.e. where
+    the answer would be one of several pre-images or none. For fisheye models the result is
+    pinhole-normalised, so rays at or beyond 90 degrees are invalid here: use :func:`unproject`.
+    """
+    _check_supported(camera)
+    xyd = as_array(xy_distorted, "xy_distorted", last=(2,))
+    flat, lead = _flat(xyd, 2)
+    e = camera.extra
+    if camera.is_fisheye:
+        dirs, valid = _unproject_fisheye(camera, flat, max_iterations, tol)
+        z = dirs[:, 2]
+        ok = valid & (z > 1e-12)
+        out = np.where(ok[:, None], dirs[:, :2] / np.where(ok, z, 1.0)[:, None], np.nan)
+        return Undistorted(out.reshape(lead + (2,)), ok.reshape(lead))
+    x = flat.copy()
+    converged = np.zeros(len(flat), dtype=bool)
+    scale = np.maximum(1.0, np.abs(flat).max(axis=1))
+    active = np.arange(len(flat))
+    for _ in range(max_iterations):
+        if active.size == 0:
+            break
+        xa = x[active]
+        xd, yd, J, _ = _radial_tangential(camera.model, e, xa[:, 0], xa[:, 1], need_jac=True)
+        res = np.stack([xd, yd], 1) - flat[active]
+        det = J[:, 0, 0] * J[:, 1, 1] - J[:, 0, 1] * J[:, 1, 0]
+        good = np.isfinite(det) & (np.abs(det) > 1e-300)
+        safe = np.where(good, det, 1.0)
+        step = np.stack([(J[:, 1, 1] * res[:, 0] - J[:, 0, 1] * res[:, 1]) / safe,
+                         (-J[:, 1, 0] * res[:, 0] + J[:, 0, 0] * res[:, 1]) / safe], 1)
+        x[active] = xa - np.where(good[:, None], step, 0.0)
+        done = (np.abs(res).max(axis=1) <= tol * scale[active]) | (np.abs(step).max(axis=1) <= 1e-16 * (1 + np.abs(xa).max(axis=1)))
+        done &= good
+        converged[active[done]] = True
+        active = active[~done & good & np.all(np.isfinite(x[active]), axis=1)]
+    # Final residual check (a step-size stop can hide a non-solution).
+    xd, yd, _, _ = _radial_tangential(camera.model, e, x[:, 0], x[:, 1], need_jac=False)
+    res = np.abs(np.stack([xd, yd], 1) - flat).max(axis=1)
+    converged &= res <= 1e-10 * scale
+    r = np.hypot(x[:, 0], x[:, 1])
+    inside = r <= np.tan(min(camera.max_valid_angle, np.radians(89.99))) * (1 + 1e-12)
+    valid = converged & inside & np.all(np.isfinite(x), axis=1)
+    return Undistorted(x.reshape(lead + (2,)), valid.reshape(lead))
+
+
+def _unproject_fisheye(camera: Camera, xd: np.ndarray, max_iterations: int, tol: float):
+    e = camera.extra
+    theta_d = np.hypot(xd[:, 0], xd[:, 1])
+    theta_max = camera.max_valid_angle
+    theta_d_max, _, _ = _fisheye_poly(camera.model, e, np.array([theta_max]))
+    theta = np.minimum(theta_d, theta_max)
+    converged = np.zeros(len(xd), dtype=bool)
+    for _ in range(max_iterations):
+        f, df, _ = _fisheye_poly(camera.model, e, theta)
+        res = f - theta_d
+        step = res / np.where(np.abs(df) > 1e-300, df, 1.0)
+        theta = np.clip(theta - step, 0.0, theta_max)
+        converged = np.abs(res) <= tol * np.maximum(1.0, theta_d)
+        if np.all(converged | (theta_d > theta_d_max[0])):
+            break
+    f, _, _ = _fisheye_poly(camera.model, e, theta)
+    converged = np.abs(f - theta_d) <= 1e-10 * np.maximum(1.0, theta_d)
+    valid = converged & (theta_d <= theta_d_max[0] * (1 + 1e-12))
+    s = np.where(theta_d > 1e-15, np.sin(theta) / np.where(theta_d > 1e-15, theta_d, 1.0), 1.0)
+    dirs = np.stack([xd[:, 0] * s, xd[:, 1] * s, np.cos(theta)], 1)
+    return dirs, valid
+
+
+def project(camera: Camera, points_cam) -> Projection:
+    """Project camera-frame points [..., 3] to pixels [..., 2].
+
+    ``valid`` is False behind the camera (z <= 0 for perspective models; angle beyond the valid
+    range for fisheye) and outside the model's monotonic region. Invalid ``uv`` are still
+    computed where finite, never silently clipped.
+    """
+    _check_supported(camera)
+    X = as_array(points_cam, "points_cam", last=(3,))
+    flat, lead = _flat(X, 3)
+    f, c, e = camera.focal, camera.principal_point, camera.extra
+    if camera.is_fisheye:
+        r = np.hypot(flat[:, 0], flat[:, 1])
+        theta = np.arctan2(r, flat[:, 2])
+        theta_d, _, _ = _fisheye_poly(camera.model, e, theta)
+        small = r < 1e-12 * np.maximum(1.0, np.abs(flat[:, 2]))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s = np.where(small, 1.0 / flat[:, 2], theta_d / np.where(small, 1.0, r))
+        xd = flat[:, :2] * s[:, None]
+        valid = (theta <= camera.max_valid_angle) & (np.linalg.norm(flat, axis=1) > 0)
+    else:
+        z = flat[:, 2]
+        front = z > 1e-12 * np.maximum(1.0, np.abs(flat[:, :2]).max(axis=1))
+        zs = np.where(front, z, 1.0)
+        x, y = flat[:, 0] / zs, flat[:, 1] / zs
+        xdx, xdy, _, _ = _radial_tangential(camera.model, e, x, y, need_jac=False)
+        xd = np.stack([xdx, xdy], 1)
+        rmax = np.tan(min(camera.max_valid_angle, np.radians(89.999)))
+        valid = front & (np.hypot(x, y) <= rmax)
+    uv = xd * f + c
+    valid &= np.all(np.isfinite(uv), axis=1)
+    return Projection(uv.reshape(lead + (2,)), valid.reshape(lead))
+
+
+def unproject(camera: Camera, uv) -> Rays:
+    """Pixels [..., 2] -> unit ray directions [..., 3] in the camera frame."""
+    _check_supported(camera)
+    uv = as_array(uv, "uv", last=(2,))
+    flat, lead = _flat(uv, 2)
+    xd = (flat - camera.principal_point) / camera.focal
+    if camera.is_fisheye:
+        dirs, valid = _unproject_fisheye(camera, xd, 50, 1e-14)
+    else:
+        xy, valid = undistort(camera, xd)
+        dirs = np.concatenate([xy, np.ones((len(xy), 1))], 1)
+        dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    return Rays(dirs.reshape(lead + (3,)), valid.reshape(lead))
+
+
+def project_jacobians(camera: Camera, points_cam) -> ProjectionJacobians:
+    """Pixels and their analytic Jacobians with respect to the 3D point (camera frame) and to
+    the intrinsic parameters (model order). points_cam: [N, 3]."""
+    _check_supported(camera)
+    X = as_array(points_cam, "points_cam", ndim=2, last=(3,))
+    n = X.shape[0]
+    f, c, e = camera.focal, camera.principal_point, camera.extra
+    spec = camera.spec
+    uv, valid = project(camera, X)
+    if camera.is_fisheye:
+        x, y, z = X[:, 0], X[:, 1], X[:, 2]
+        r = np.hypot(x, y)
+        rho2 = r * r + z * z
+        theta = np.arctan2(r, z)
+        g, dg, dg_de = _fisheye_poly(camera.model, e, theta)
+        small = r < 1e-9 * np.maximum(1.0, np.abs(z))
+        rs = np.where(small, 1.0, r)
+        s = np.where(small, 1.0 / np.where(z != 0, z, 1.0), g / rs)
+        dtheta_dr = z / rho2
+        dtheta_dz = -r / rho2
+        ds_dr = np.where(small, 0.0, (dg * dtheta_dr * rs - g) / rs**2)
+        ds_dz = np.where(small, -1.0 / np.where(z != 0, z, 1.0) ** 2, dg * dtheta_dz / rs)
+        J_xd = np.empty((n, 2, 3))
+        for i, xi in enumerate((x, y)):
+            J_xd[:, i, 0] = (1.0 if i == 0 else 0.0) * s + xi * ds_dr * x / rs
+            J_xd[:, i, 1] = (1.0 if i == 1 else 0.0) * s + xi * ds_dr * y / rs
+            J_xd[:, i, 2] = xi * ds_dz
+        xd = X[:, :2] * s[:, None]
+        J_e = np.stack([x, y], 1)[:, :, None] / rs[:, None, None] * dg_de[:, None, :]
+        J_e = np.where(small[:, None, None], 0.0, J_e)
+    else:
+        z = np.where(np.abs(X[:, 2]) > 0, X[:, 2], 1.0)
+        x, y = X[:, 0] / z, X[:, 1] / z
+        xdx, xdy, J_xy, J_e = _radial_tangential(camera.model, e, x, y, need_jac=True)
+        xd = np.stack([xdx, xdy], 1)
+        d_xy_d_X = np.zeros((n, 2, 3))
+        d_xy_d_X[:, 0, 0] = 1 / z
+        d_xy_d_X[:, 1, 1] = 1 / z
+        d_xy_d_X[:, 0, 2] = -x / z
+        d_xy_d_X[:, 1, 2] = -y / z
+        J_xd = J_xy @ d_xy_d_X
+    d_uv_d_point = f[None, :, None] * J_xd
+    P = spec.num_params
+    d_params = np.zeros((n, 2, P))
+    if spec.single_focal:
+        d_params[:, 0, 0], d_params[:, 1, 0] = xd[:, 0], xd[:, 1]
+        d_params[:, 0, 1] = 1.0
+        d_params[:, 1, 2] = 1.0
+        k0 = 3
+    else:
+        d_params[:, 0, 0], d_params[:, 1, 1] = xd[:, 0], xd[:, 1]
+        d_params[:, 0, 2] = 1.0
+        d_params[:, 1, 3] = 1.0
+        k0 = 4
+    if P > k0:
+        d_params[:, :, k0:] = f[None, :, None] * J_e
+    return ProjectionJacobians(uv, d_uv_d_point, d_params, valid)

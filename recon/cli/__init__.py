@@ -1,0 +1,72 @@
+"""The ``recon`` command line: one verb per capability.
+
+Each verb lives in its own module ``recon/cli/verb_<name>.py`` and is discovered automatically.
+A verb module defines, at top level and importing nothing heavy:
+
+    NAME = "info"            # the verb
+    HELP = "one line"        # shown in `recon --help`
+    ORDER = 10               # position in `recon --help`
+    def add_arguments(parser: argparse.ArgumentParser) -> None: ...
+    def run(args: argparse.Namespace) -> int: ...   # heavy imports go inside run()
+
+so `recon --help` and `recon VERB --help` answer without importing torch, open3d, pycolmap or
+viser. Errors caused by input (ReconError, ValueError, TypeError, OSError) are printed as one
+message without a traceback and exit with status 2; `--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+EXIT_INPUT_ERROR = 2
+
+
+def _verb_modules():
+    mods = []
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("verb_"):
+            mods.append(importlib.import_module(f"{__name__}.{info.name}"))
+    return sorted(mods, key=lambda m: (getattr(m, "ORDER", 100), m.NAME))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from recon import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="recon",
+        description="3D reconstruction and multi-view geometry: calibrate cameras, reconstruct "
+        "scenes from photos, train radiance fields, view and export the results.",
+        epilog="Run `recon VERB --help` for the options of each verb. Conventions: docs/conventions.md.",
+    )
+    parser.add_argument("--version", action="version", version=f"recon {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", title="verbs")
+    for mod in _verb_modules():
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("recon: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - decide below whether it is the user's input
+        from recon.errors import ReconError
+
+        if args.debug or not isinstance(e, (ReconError, ValueError, TypeError, OSError, NotImplementedError)):
+            raise
+        print(f"recon {args.verb}: error: {e}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
