@@ -76,7 +76,7 @@ def project_gaussians(means, quats, log_scales, R, t, fx, fy, cx, cy, width, hei
 
 def rasterize_torch(means, quats, log_scales, opacity_logits, sh_coeffs, sh_degree, R, t,
                     fx, fy, cx, cy, width, height, background, *, near=0.01, far=1e10, eps2d=0.3,
-                    max_alpha=0.99, tile_size=8, chunk_size=64) -> TorchRaster:
+                    max_alpha=0.99, tile_size=8, chunk_size=32) -> TorchRaster:
     device, dtype = means.device, means.dtype
     n = means.shape[0]
     W, H, s = int(width), int(height), int(tile_size)
@@ -168,8 +168,11 @@ def rasterize_torch(means, quats, log_scales, opacity_logits, sh_coeffs, sh_degr
         trans = torch.cumprod(1.0 - alpha, dim=1)
         trans_excl = torch.cat([torch.ones_like(trans[:, :1]), trans[:, :-1]], dim=1)
         w = alpha * trans_excl * T_prev[:, None, :]  # [Ta, K, P]
-        rgb_acc = rgb_acc.index_put((active,), rgb_acc[active] + torch.einsum("tkp,tkc->tpc", w, f[..., 6:9]))
-        depth_acc = depth_acc.index_put((active,), depth_acc[active] + torch.einsum("tkp,tk->tp", w, f[..., 9]))
+        # sum_k w[t, k, p] * feature[t, k, c]; broadcast-multiply-sum (CPU bmm on these tiny
+        # matrices is several times slower)
+        rgbd = (w[..., None] * f[:, :, None, 6:10]).sum(dim=1)  # [Ta, P, 4]
+        rgb_acc = rgb_acc.index_put((active,), rgb_acc[active] + rgbd[..., :3])
+        depth_acc = depth_acc.index_put((active,), depth_acc[active] + rgbd[..., 3])
         T_pix = T_pix.index_put((active,), T_prev * trans[:, -1])
 
     def to_image(x):  # [T, P, ...] -> [H, W, ...]
