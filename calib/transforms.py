@@ -18,15 +18,15 @@ import numpy as np
 __all__ = [
     "Rigid3",
     "Sim3",
-    "quat_from_matrix",
-    "matrix_from_quat",
-    "matrix_from_axis_angle",
     "axis_angle_from_matrix",
+    "matrix_from_axis_angle",
+    "matrix_from_quat",
+    "project_to_so3",
+    "quat_from_matrix",
     "quat_multiply",
     "quat_slerp",
     "rotation_angle_deg",
     "skew",
-    "project_to_so3",
 ]
 
 
