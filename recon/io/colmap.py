@@ -22,9 +22,12 @@ ignored on read and not written (pycolmap 4.2 reads a model without them and mak
 rig per camera). COLMAP 4 stores only registered images; an image whose ``cam_from_world`` is
 None cannot be expressed there, so the writer skips it with a warning.
 
-Round trips are exact: file -> ours -> file reproduces every value bit for bit (quaternions read
-from a file are remembered for the pose object they built, so they are written back unchanged);
-the +-0.5 shift is exact in float64 for coordinates >= 0.5 and realistic magnitudes.
+Round trips: file -> ours -> file reproduces every value bit for bit (quaternions read from a file
+are remembered for the pose object they built and written back unchanged; ``x - 0.5`` is exact
+in float64 for file coordinates x >= 0.25, so ``+ 0.5`` restores x). ours -> file -> ours is exact
+except that ``(k + 0.5) - 0.5`` can lose the last bit of a coordinate k whose ``k + 0.5`` crosses a
+power of two (k in [0.5, 1), [1.5, 2), [3.5, 4), ...: at most 1 ulp, ~1e-16 px), and a rotation
+built from a matrix goes through a quaternion (rounding, ~1e-16).
 """
 
 from __future__ import annotations
@@ -198,8 +201,14 @@ def write_colmap(rec: Reconstruction, path, *, binary: bool = True) -> Path:
         _check_id(iid, "image_id", 2**32 - 1)
     for pid in rec.points3D:
         _check_id(pid, "point3D_id", 2**64 - 2)
-    folder.mkdir(parents=True, exist_ok=True)
     images = [im for im in rec.images.values() if im.registered]
+    for im in images:
+        if "\x00" in im.name or (not binary and any(c.isspace() for c in im.name)):
+            raise ValueError(f"rec: image {im.image_id} name {im.name!r} contains "
+                             f"{'a NUL byte' if chr(0) in im.name else 'white space'}, which COLMAP "
+                             f"{'files' if chr(0) in im.name else 'text files'} cannot hold"
+                             f"{'' if chr(0) in im.name else ' (write binary=True)'}")
+    folder.mkdir(parents=True, exist_ok=True)
     if binary:
         _write_cameras_bin(folder / "cameras.bin", rec.cameras)
         _write_images_bin(folder / "images.bin", images)
