@@ -71,7 +71,7 @@ def _open(path):
     except UnidentifiedImageError:
         raise FormatError(path, "not an image Pillow can read (unknown or corrupt format)") from None
     except OSError as e:
-        raise FormatError(path, f"cannot open image: {e}") from None
+        raise FormatError(path, f"cannot open image (truncated or corrupt): {e}") from None
     return im
 
 
@@ -314,11 +314,14 @@ def exif_focal_px(path, *, sensor_widths: dict[str, float] | None = None) -> flo
         unit_mm = _UNIT_MM.get(int(sub.get(_TAG_FP_UNIT, 2) or 2))
         if xres and unit_mm:
             px_per_mm = xres / unit_mm
-            exif_w = sub.get(_TAG_EXIF_W)
-            exif_h = sub.get(_TAG_EXIF_H)
-            # FocalPlaneXResolution refers to the sensor's full-resolution width.
-            if exif_w and exif_h and max(int(exif_w), int(exif_h)) > 0:
-                px_per_mm *= long_side / max(int(exif_w), int(exif_h))
+            # FocalPlaneXResolution refers to the sensor's full-resolution width (stored x axis);
+            # ExifImageWidth says what that width was, so a resized file is rescaled.
+            exif_w = _rational(sub.get(_TAG_EXIF_W))
+            exif_h = _rational(sub.get(_TAG_EXIF_H))
+            if exif_w:
+                px_per_mm *= w / exif_w
+            elif exif_h:
+                px_per_mm *= h / exif_h
             return focal_mm * px_per_mm
     f35 = _rational(sub.get(_TAG_FOCAL_35))
     if f35:
