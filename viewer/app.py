@@ -67,7 +67,7 @@ def start_server(host: str, port: int, *, verbose: bool = True):
     with contextlib.redirect_stdout(io.StringIO()):  # viser prints its own URL box; we print ours
         server = viser.ViserServer(host=host, port=port, verbose=False)
     got = server.get_port()
-    if got != port and verbose:
+    if port != 0 and got != port and verbose:
         print(f"recon view: port {port} is in use; using port {got} instead", flush=True)
     return server
 
@@ -524,9 +524,17 @@ class SceneViewer:
         self.fly_to_camera(client, i)
 
     def fly_to_camera(self, client, i: int) -> None:
-        """Move ``client``'s browser camera onto camera ``i`` and show its photo."""
+        """Move ``client``'s browser camera onto camera ``i`` and show its photo in the GUI. The
+        frustum of camera ``i`` is hidden while the view sits on it (its photo plane would cover
+        the scene) and comes back when the view moves away."""
         v = self.content.cameras[i]
         pose = viser_pose_from_cam_from_world(v.cam_from_world)
+        self._restore_hidden_frustum()
+        self._hidden_frustum = [i, pose.position, False]  # index, where, has the view arrived
+        self._frustums[i].visible = False
+        if not getattr(client, "_recon_watch", False):
+            client._recon_watch = True
+            client.camera.on_update(lambda cam: self._on_camera_moved(cam))
         with client.atomic():
             client.camera.fov = vertical_fov(v.camera)
             client.camera.wxyz = pose.wxyz
@@ -539,6 +547,22 @@ class SceneViewer:
                 self.gui_cam_image.image = img
         else:
             self.gui_cam_image.image = np.full((9, 16, 3), 235, np.uint8)
+
+    def _restore_hidden_frustum(self):
+        hidden = getattr(self, "_hidden_frustum", None)
+        if hidden is not None:
+            self._hidden_frustum = None
+            self._frustums[hidden[0]].visible = bool(self.gui_show_cameras.value)
+
+    def _on_camera_moved(self, camera) -> None:
+        hidden = getattr(self, "_hidden_frustum", None)
+        if hidden is None:
+            return
+        away = np.linalg.norm(np.asarray(camera.position) - hidden[1]) > 0.02 * self.extent
+        if not away:
+            hidden[2] = True
+        elif hidden[2]:  # arrived earlier, now moved away: show the frustum again
+            self._restore_hidden_frustum()
 
     # ---- capture ----------------------------------------------------------------------
     def client_view(self, client):

@@ -33,6 +33,7 @@ __all__ = [
     "colormap",
     "label_palette",
     "pick_point",
+    "render_camera_for_view",
 ]
 
 SH_C0 = 0.28209479177387814  # Y_0^0 = 1 / (2 sqrt(pi)), the DC band of real spherical harmonics
@@ -196,3 +197,16 @@ def pick_point(xyz, ray_origin, ray_direction, *, max_angle: float, candidates=N
     hits = np.flatnonzero(hit)
     best = hits[np.lexsort((angle[hits], t[hits]))[0]]
     return int(idx[best])
+
+
+def render_camera_for_view(fov: float, width: int, height: int, wxyz, position, *,
+                           max_side: int = 512):
+    """(calib.Camera PINHOLE, cam_from_world) to render a browser view: the canvas size
+    ``width`` x ``height`` scaled down so its longest side is at most ``max_side`` (aspect kept,
+    so the image stretches exactly over the canvas), vertical ``fov`` in radians, viser's
+    ``wxyz`` / ``position`` of world_from_cam."""
+    if width <= 0 or height <= 0:
+        raise ValueError(f"width, height: expected positive canvas size, got {width}x{height}")
+    s = min(1.0, float(max_side) / max(width, height))
+    w, h = max(1, int(round(width * s))), max(1, int(round(height * s)))
+    return pinhole_from_fov(fov, w, h), cam_from_world_from_viser_pose(wxyz, position)

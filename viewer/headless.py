@@ -105,8 +105,21 @@ class HeadlessChromium:
                     raise RuntimeError(f"CDP {method}: {reply['error']}")
                 return reply.get("result", {})
 
-    def navigate(self, url: str) -> None:
+    def navigate(self, url: str, *, timeout: float = 60.0) -> None:
+        """Open ``url`` and wait until the document has loaded (not until WebGL has drawn)."""
         self.call("Page.navigate", url=url)
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                if self.evaluate("document.readyState + ' ' + location.href") == f"complete {url}" or \
+                        self.evaluate("document.readyState") == "complete" and \
+                        self.evaluate("location.href").rstrip("/") == url.rstrip("/"):
+                    return
+            except RuntimeError:  # the page is being swapped (cross-process navigation)
+                pass
+            if time.monotonic() > end:
+                raise TimeoutError(f"{url} did not load within {timeout} s")
+            time.sleep(0.1)
 
     def evaluate(self, expression: str):
         r = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
@@ -131,9 +144,13 @@ class HeadlessChromium:
         """Poll screenshots until ``predicate(image)`` is true; returns that image. TimeoutError
         (with the last image attached as ``.image``) otherwise."""
         end = time.monotonic() + timeout
+        img = None
         while True:
-            img = self.screenshot()
-            if predicate(img):
+            try:
+                img = self.screenshot()
+            except RuntimeError:  # e.g. "Not attached to an active page" while the page swaps
+                img = None
+            if img is not None and predicate(img):
                 return img
             if time.monotonic() > end:
                 err = TimeoutError(f"condition not met within {timeout} s")
