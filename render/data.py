@@ -83,14 +83,16 @@ def _find_model(path: Path):
     """-> (kind, model_path, image_root)."""
     from recon.io.transforms_json import find_transforms
 
+    # A COLMAP model first: it carries the SfM points used to initialise the Gaussians.
+    if path.is_dir():
+        for cand in (path / "sparse" / "0", path / "sparse", path):
+            if any((cand / f"cameras.{ext}").is_file() for ext in ("bin", "txt")):
+                roots = [path / "images", cand.parent / "images", cand.parent.parent / "images"]
+                root = next((r for r in roots if r.is_dir()), roots[0])
+                return "colmap", cand, root
     tj = find_transforms(path)
     if tj is not None:
         return "transforms", tj, tj.parent
-    for cand in (path / "sparse" / "0", path / "sparse", path):
-        if any((cand / f"cameras.{ext}").is_file() for ext in ("bin", "txt")):
-            roots = [path / "images", cand.parent / "images", cand.parent.parent / "images"]
-            root = next((r for r in roots if r.is_dir()), roots[0])
-            return "colmap", cand, root
     raise FileNotFoundError(f"{path}: found neither transforms.json nor a COLMAP model "
                             "(sparse/0/cameras.bin|txt) here")
 
