@@ -111,7 +111,7 @@ def _resolve_image(root: Path, name: str) -> Path | None:
 def _load_image(path: Path, background) -> np.ndarray:
     from recon.io import read_image
 
-    im = np.asarray(read_image(path))
+    im = np.asarray(read_image(path, mode="unchanged"))
     if im.ndim == 2:
         im = np.repeat(im[..., None], 3, axis=2)
     if im.dtype == np.uint8:

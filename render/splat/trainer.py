@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -27,7 +28,7 @@ from recon.errors import ReconError
 from render.data import SceneData, View, load_scene, split_train_test
 from render.metrics import lpips, lpips_status, psnr, ssim
 from render.splat.gaussians import Gaussians
-from render.splat.rasterize import RenderOutput, rasterize
+from render.splat.api import RenderOutput, rasterize
 from render.splat.strategy import DefaultStrategy, MCMCStrategy
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "train", "PRESETS", "init_gaussians"]
@@ -76,6 +77,7 @@ class TrainConfig:
     # evaluation, output
     test_every: int = 8  # every 8th view is held out (0: train on all, evaluate on train views)
     checkpoint_every: int = 1_000
+    max_seconds: float | None = None  # stop early (then evaluate and export) after this wall time
     max_views: int | None = None
     tile_size: int = 8  # torch rasterizer work partition
     chunk_size: int = 32
@@ -381,13 +383,15 @@ class _Trainer:
                         self._diverged(loss)
                     loss.backward()
                     self.step += 1
-                    info = self.strategy.step_post_backward(
-                        self.params, self.optimizer, self.state, self.step, out, self.extent,
-                        view.camera.width, view.camera.height)
-                    self.optimizer.step()
-                    self.optimizer.zero_grad(set_to_none=True)
-                    if cfg.strategy == "mcmc":
-                        self.strategy.step_post_optimizer(self.params, _means_lr(cfg, self.extent, self.step))
+                    # the live viewer renders from another thread: no reads mid-update
+                    with getattr(self.viewer, "lock", None) or contextlib.nullcontext():
+                        self.strategy.step_post_backward(
+                            self.params, self.optimizer, self.state, self.step, out, self.extent,
+                            view.camera.width, view.camera.height)
+                        self.optimizer.step()
+                        self.optimizer.zero_grad(set_to_none=True)
+                        if cfg.strategy == "mcmc":
+                            self.strategy.step_post_optimizer(self.params, _means_lr(cfg, self.extent, self.step))
                 except (torch.cuda.OutOfMemoryError, RuntimeError) as e:
                     if _is_oom(e):
                         raise ReconError(_oom_message(len(self.params["means"]), self.device)) from None
@@ -399,12 +403,16 @@ class _Trainer:
                 n = len(self.params["means"])
                 bar.update(1)
                 if self.step % 10 == 0 or self.step == cfg.steps:
-                    bar.set_postfix(loss=f"{float(loss):.4f}", psnr=f"{psnr_ema:.2f}", n=n, refresh=False)
+                    bar.set_postfix(loss=f"{float(loss.detach()):.4f}", psnr=f"{psnr_ema:.2f}", n=n, refresh=False)
                     if self.viewer is not None:
-                        self.viewer.log(self.step, {"loss": float(loss), "psnr": psnr_ema, "num_gaussians": n})
+                        self.viewer.log(self.step, {"loss": float(loss.detach()), "psnr": psnr_ema,
+                                                    "num_gaussians": float(n)})
                 self.seconds = time.perf_counter() - t_start
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
+                if cfg.max_seconds is not None and self.seconds >= cfg.max_seconds:
+                    self.log(f"time budget of {cfg.max_seconds:.0f} s reached at step {self.step}")
+                    break
         finally:
             bar.close()
         self.seconds = time.perf_counter() - t_start
@@ -419,7 +427,7 @@ class _Trainer:
             kept = f"the last good checkpoint is kept in {where}"
         else:
             kept = "no good checkpoint was written yet"
-        raise TrainingDiverged(f"loss became {float(loss)} at step {self.step + 1} "
+        raise TrainingDiverged(f"loss became {float(loss.detach())} at step {self.step + 1} "
                                f"({len(self.params['means'])} Gaussians); {kept}. Lower the learning "
                                "rates or check the input images/poses.")
 
@@ -494,6 +502,7 @@ def train(scene, out_dir, config: TrainConfig | None = None, *, resume: bool = F
         f"strategy {cfg.strategy}, {cfg.steps} steps")
     if tr.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(tr.device)
+    cpu0 = time.process_time()
     try:
         tr.run()
     finally:
@@ -516,6 +525,7 @@ def train(scene, out_dir, config: TrainConfig | None = None, *, resume: bool = F
         "eval_views": ev["views"],
         "psnr": ev["psnr"], "ssim": ev["ssim"],
         "steps": tr.step,
+        "cpu_seconds": round(time.process_time() - cpu0, 2),
         "seconds": round(tr.seconds, 2),
         "num_gaussians": len(g),
         "device": str(tr.device) + (f" ({torch.cuda.get_device_name(tr.device)})" if tr.device.type == "cuda" else ""),
@@ -537,7 +547,7 @@ def train(scene, out_dir, config: TrainConfig | None = None, *, resume: bool = F
 
 
 def _gsplat_used() -> bool:
-    from render.splat.rasterize import gsplat_available
+    from render.splat.api import gsplat_available
 
     return gsplat_available()[0]
 
