@@ -22,7 +22,7 @@ import numpy as np
 from calib import Camera, Rigid3
 from recon.errors import FormatError, ReconError
 
-__all__ = ["View", "SceneData", "load_scene", "split_train_test", "scene_extent"]
+__all__ = ["SceneData", "View", "load_scene", "scene_extent", "split_train_test"]
 
 _IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".JPG", ".JPEG", ".PNG", ".webp", ".tif", ".tiff")
 

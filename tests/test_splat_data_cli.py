@@ -128,5 +128,5 @@ def test_help_is_light():
             "bad = [m for m in ('torch', 'gsplat', 'viser', 'open3d') if m in sys.modules]\n"
             "assert not bad, bad")
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                       env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, timeout=120)
+                       env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, timeout=120, check=False)
     assert r.returncode == 0, r.stderr

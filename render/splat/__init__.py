@@ -22,7 +22,10 @@ _LAZY = {
     "MCMCStrategy": "render.splat.strategy",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [  # the names of _LAZY
+    "DefaultStrategy", "Gaussians", "MCMCStrategy", "RenderOutput", "TrainConfig", "TrainResult",
+    "TrainingDiverged", "camera_intrinsics", "gsplat_available", "rasterize", "train",
+]
 
 
 def __getattr__(name: str):

@@ -27,11 +27,11 @@ import torch
 from recon.errors import ReconError
 from render.data import SceneData, View, load_scene, split_train_test
 from render.metrics import lpips, lpips_status, psnr, ssim
-from render.splat.gaussians import Gaussians
 from render.splat.api import RenderOutput, rasterize
+from render.splat.gaussians import Gaussians
 from render.splat.strategy import DefaultStrategy, MCMCStrategy
 
-__all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "train", "PRESETS", "init_gaussians"]
+__all__ = ["PRESETS", "TrainConfig", "TrainResult", "TrainingDiverged", "init_gaussians", "train"]
 
 CONFIG_VERSION = 1
 
