@@ -219,8 +219,8 @@ class _Composite(torch.autograd.Function):
             if active.numel() == 0:
                 break
             T_prev, done_prev, acc_prev = T_pix[active], done[active], acc[active]
-            ch = _chunk_alpha(feats, table, tile_x, tile_y, off_x, off_y, active, c0, K, max_alpha,
-                              T_prev, done_prev)
+            ch = _KERNELS["alpha"](feats, table, tile_x, tile_y, off_x, off_y, active, c0, K, max_alpha,
+                                   T_prev, done_prev)
             w = ch.alpha * ch.T_i
             acc[active] = acc_prev + torch.bmm(w.transpose(1, 2), ch.f[..., 6:10])
             T_pix[active] = T_prev * ch.trans[:, -1]
@@ -243,26 +243,70 @@ class _Composite(torch.autograd.Function):
         g_dot_final = (acc * g_acc).sum(-1)  # [T, P]  g . F_final
         gT_T = g_T * T_fin  # [T, P]
         for c0, active, T_prev, done_prev, acc_prev in ctx.chunks:
-            ch = _chunk_alpha(feats, table, tile_x, tile_y, off_x, off_y, active, c0, K, max_alpha,
-                              T_prev, done_prev)
-            f, dx, dy, alpha = ch.f, ch.dx, ch.dy, ch.alpha
-            w = alpha * ch.T_i
-            g = g_acc[active]  # [Ta, P, 4]
-            g_f = torch.bmm(f[..., 6:10], g.transpose(1, 2))  # [Ta, K, P]: g . f_k
-            behind = (g_dot_final[active] - (acc_prev * g).sum(-1))[:, None, :] - torch.cumsum(w * g_f, dim=1)
-            d_alpha = ch.T_i * g_f - (behind + gT_T[active][:, None, :]) / ch.one_minus
-            d_alpha_u = d_alpha * (ch.keep * (ch.raw < max_alpha).to(ch.keep.dtype))  # 0 where skipped/clamped
-            d_sigma = -d_alpha_u * alpha
-            d_opacity = (d_alpha_u * ch.e).sum(-1)
-            a, b, c = f[..., 2:3], f[..., 3:4], f[..., 4:5]
-            grads = torch.cat([
-                (-d_sigma * (a * dx + b * dy)).sum(-1, keepdim=True),
-                (-d_sigma * (c * dy + b * dx)).sum(-1, keepdim=True),
-                (0.5 * d_sigma * dx * dx).sum(-1, keepdim=True),
-                (d_sigma * dx * dy).sum(-1, keepdim=True),
-                (0.5 * d_sigma * dy * dy).sum(-1, keepdim=True),
-                d_opacity[..., None],
-                torch.bmm(w, g),  # d/d[r, g, b, z]
-            ], dim=-1)  # [Ta, K, 10]
-            g_feats.index_add_(0, ch.idx[ch.valid], grads[ch.valid])
+            idx, valid, grads = _KERNELS["grads"](feats, table, tile_x, tile_y, off_x, off_y, active, c0, K,
+                                                  max_alpha, T_prev, done_prev, acc_prev, g_acc[active],
+                                                  g_dot_final[active], gT_T[active])
+            g_feats.index_add_(0, idx[valid], grads[valid])
         return g_feats, None
+
+
+def _chunk_grads(feats, table, tile_x, tile_y, off_x, off_y, active, c0, K, max_alpha, T_prev, done_prev,
+                 acc_prev, g, g_dot_final, gT_T):
+    """Gradients of one chunk w.r.t. the gathered features [Ta, K, 10] (see _Composite)."""
+    ch = _chunk_alpha(feats, table, tile_x, tile_y, off_x, off_y, active, c0, K, max_alpha, T_prev, done_prev)
+    f, dx, dy, alpha = ch.f, ch.dx, ch.dy, ch.alpha
+    w = alpha * ch.T_i
+    g_f = torch.bmm(f[..., 6:10], g.transpose(1, 2))  # [Ta, K, P]: g . f_k
+    behind = (g_dot_final - (acc_prev * g).sum(-1))[:, None, :] - torch.cumsum(w * g_f, dim=1)
+    d_alpha = ch.T_i * g_f - (behind + gT_T[:, None, :]) / ch.one_minus
+    d_alpha_u = d_alpha * (ch.keep * (ch.raw < max_alpha).to(ch.keep.dtype))  # 0 where skipped/clamped
+    d_sigma = -d_alpha_u * alpha
+    d_opacity = (d_alpha_u * ch.e).sum(-1)
+    a, b, c = f[..., 2:3], f[..., 3:4], f[..., 4:5]
+    grads = torch.cat([
+        (-d_sigma * (a * dx + b * dy)).sum(-1, keepdim=True),
+        (-d_sigma * (c * dy + b * dx)).sum(-1, keepdim=True),
+        (0.5 * d_sigma * dx * dx).sum(-1, keepdim=True),
+        (d_sigma * dx * dy).sum(-1, keepdim=True),
+        (0.5 * d_sigma * dy * dy).sum(-1, keepdim=True),
+        d_opacity[..., None],
+        torch.bmm(w, g),  # d/d[r, g, b, z]
+    ], dim=-1)  # [Ta, K, 10]
+    return ch.idx, ch.valid, grads
+
+
+_EAGER = {"alpha": _chunk_alpha, "grads": _chunk_grads}
+_KERNELS = dict(_EAGER)
+
+
+def use_compiled_kernels(enable: bool = True) -> bool:
+    """Fuse the per-chunk element-wise work with ``torch.compile`` (Inductor generates C++ on the
+    CPU, Triton on CUDA): about 3-6x faster per chunk, at the price of a one-time compilation
+    (tens of seconds to minutes; cached by Inductor across runs). Returns whether it is on; falls
+    back to eager PyTorch when torch.compile is unavailable."""
+    if not enable:
+        _KERNELS.update(_EAGER)
+        return False
+    try:
+        for name, fn in _EAGER.items():
+            _KERNELS[name] = _guarded(name, torch.compile(fn, dynamic=True))
+    except Exception:  # noqa: BLE001 - any failure: keep the eager reference
+        _KERNELS.update(_EAGER)
+        return False
+    return True
+
+
+def _guarded(name, compiled):
+    """Run the compiled kernel; if compilation fails at the first call (no compiler, unsupported
+    op), warn once and use the eager reference from then on."""
+    def run(*args):
+        try:
+            return compiled(*args)
+        except Exception as e:  # noqa: BLE001
+            import warnings
+
+            warnings.warn(f"torch.compile of the splat kernel '{name}' failed ({type(e).__name__}: {e}); "
+                          "using eager PyTorch", stacklevel=2)
+            _KERNELS[name] = _EAGER[name]
+            return _EAGER[name](*args)
+    return run
