@@ -165,3 +165,31 @@ def test_mcmc_relocation_preserves_single_gaussian_and_formula():
     # two copies along the ray reproduce the original peak opacity: 1 - (1 - o')^2 = o
     assert torch.allclose(1 - (1 - new_o[1]) ** 2, o[1])
     assert MCMCStrategy().cap_max > 0
+
+
+def test_live_viewer_hook(tiny_scene, tmp_path):
+    """A viewer object with the viewer.live.TrainingViewer interface gets metrics; pause is honoured."""
+    import threading
+
+    class FakeViewer:
+        def __init__(self):
+            self.lock = threading.RLock()
+            self.logged = []
+            self.polls = 0
+
+        @property
+        def paused(self):  # paused for the first two polls only
+            self.polls += 1
+            return self.polls <= 2
+
+        def log(self, step, metrics):
+            self.logged.append((step, dict(metrics)))
+
+        def close(self):
+            pass
+
+    v = FakeViewer()
+    train(tiny_scene, tmp_path, _cfg(steps=20), viewer=v, progress=False, log=lambda m: None)
+    assert [s for s, _ in v.logged] == [10, 20]
+    assert {"loss", "psnr", "num_gaussians"} <= set(v.logged[-1][1])
+    assert v.polls >= 20

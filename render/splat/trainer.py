@@ -492,13 +492,12 @@ def train(scene, out_dir, config: TrainConfig | None = None, *, resume: bool = F
         on = use_compiled_kernels(True)
         log("torch.compile kernels: " + ("on (the first steps include the build)" if on else "unavailable, eager"))
     torch.manual_seed(cfg.seed)
-    own_viewer = False
+    own_viewer, holder = False, {}
     if viewer is True:
-        viewer = _open_viewer(scene, cfg, log)
+        viewer, holder = _open_viewer(cfg, log)
         own_viewer = viewer is not None
     tr = _Trainer(scene, out_dir, cfg, progress=progress, viewer=viewer, log=log)
-    if viewer is not None and hasattr(viewer, "__dict__"):
-        _attach_render_fn(viewer, tr)
+    holder["trainer"] = tr
     if resume:
         tr.load_checkpoint(ck_path)
     else:
@@ -559,17 +558,18 @@ def _gsplat_used() -> bool:
     return gsplat_available()[0]
 
 
-def _open_viewer(scene: SceneData, cfg: TrainConfig, log):
+def _open_viewer(cfg: TrainConfig, log):
+    """-> (viewer.live.TrainingViewer or None, holder dict that receives the trainer)."""
     try:
         from viewer.live import TrainingViewer
     except ImportError as e:
         log(f"live viewer unavailable ({e}); training without it")
-        return None
-    holder = {}
+        return None, {}
+    holder: dict = {}
 
     def render_fn(camera, cam_from_world):
         tr = holder.get("trainer")
-        if tr is None:
+        if tr is None or not tr.params:
             return np.zeros((camera.height, camera.width, 3), np.uint8)
         with torch.no_grad():
             out = rasterize(tr.gaussians().detach(), camera, cam_from_world, background=tr.bg,
@@ -577,12 +577,5 @@ def _open_viewer(scene: SceneData, cfg: TrainConfig, log):
         return (out.rgb.clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
 
     v = TrainingViewer(render_fn)
-    v._splat_holder = holder  # filled once the trainer exists
-    log("live viewer on http://127.0.0.1:8080")
-    return v
-
-
-def _attach_render_fn(viewer, trainer) -> None:
-    holder = getattr(viewer, "_splat_holder", None)
-    if isinstance(holder, dict):
-        holder["trainer"] = trainer
+    log("live viewer on http://127.0.0.1:8080 (pause training from the browser)")
+    return v, holder
