@@ -199,16 +199,35 @@ def refine_two_view(uv1, uv2, camera1: Camera, camera2: Camera, cam2_from_cam1: 
         return np.where(np.isfinite(r), r, 1e6)
 
     i = np.arange(n)
-    pose_r = np.repeat(np.stack([4 * i + 2, 4 * i + 3], 1).ravel(), 5)  # image-2 residuals only
+    # Jacobian: analytic for the points (camera model Jacobians), central differences for the
+    # five pose parameters (only image-2 residuals depend on them); sparse [4n, 5 + 3n].
+    pose_r = np.repeat(np.stack([4 * i + 2, 4 * i + 3], 1).ravel(), 5)
     pose_c = np.tile(np.arange(5), 2 * n)
-    pt_r = np.repeat(4 * i[:, None] + np.arange(4), 3, axis=1).ravel()  # [n, 12]
+    pt_r = np.repeat(4 * i[:, None] + np.arange(4), 3, axis=1).ravel()
     pt_c = np.tile(5 + 3 * i[:, None] + np.arange(3), (1, 4)).ravel()
-    r_idx = np.concatenate([pose_r, pt_r])
-    sp = coo_matrix((np.ones(r_idx.size, np.int8), (r_idx, np.concatenate([pose_c, pt_c]))),
-                    shape=(4 * n, 5 + 3 * n))
+    rows = np.concatenate([pose_r, pt_r])
+    cols = np.concatenate([pose_c, pt_c])
+
+    def uv2_of(p):
+        R, t, X = unpack(p)
+        return camera2.project(X @ R.T + t)[0]
+
+    def jac(p):
+        R, t, X = unpack(p)
+        J1 = camera1.project_jacobians(X).d_uv_d_point  # [n, 2, 3]
+        J2 = camera2.project_jacobians(X @ R.T + t).d_uv_d_point @ R  # d uv2 / d X (camera-1 frame)
+        Jp = np.empty((n, 2, 5))
+        for k in range(5):
+            e = np.zeros_like(p)
+            e[k] = 1e-6
+            Jp[:, :, k] = (uv2_of(p + e) - uv2_of(p - e)) / 2e-6
+        pt = np.concatenate([J1, J2], axis=1)  # [n, 4, 3]
+        data = np.concatenate([Jp.reshape(n, 2 * 5).ravel(), pt.ravel()])
+        return coo_matrix((np.where(np.isfinite(data), data, 0.0), (rows, cols)), shape=(4 * n, 5 + 3 * n)).tocsr()
+
     p0 = np.concatenate([np.zeros(5), X0.ravel()])
     r0 = fun(p0)
-    res = least_squares(fun, p0, jac_sparsity=sp.tocsr(), method="trf", loss=loss, f_scale=loss_scale_px,
+    res = least_squares(fun, p0, jac=jac, method="trf", tr_solver="lsmr", loss=loss, f_scale=loss_scale_px,
                         x_scale="jac", max_nfev=max_nfev)
     R, t, X = unpack(res.x)
     r1 = fun(res.x)
