@@ -33,6 +33,17 @@ def _as_rgb(img: np.ndarray) -> np.ndarray:
     return img[..., :3]
 
 
+def _downscale(img: np.ndarray, uv: np.ndarray, s: float):
+    """Resize an image by s (< 1) for drawing and map pixel-centre coordinates with it."""
+    if s >= 1.0:
+        return img, uv
+    import cv2
+
+    h, w = img.shape[:2]
+    small = cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    return small, (uv + 0.5) * s - 0.5
+
+
 def _side_by_side(img1, img2):
     a, b = _as_rgb(img1), _as_rgb(img2)
     h = max(a.shape[0], b.shape[0])
@@ -49,14 +60,17 @@ def draw_matches(path, image1, image2, uv1, uv2, inliers=None, *, title: str = "
     uv1 = np.asarray(uv1, float).reshape(-1, 2)
     uv2 = np.asarray(uv2, float).reshape(-1, 2)
     inl = np.ones(len(uv1), bool) if inliers is None else np.asarray(inliers, bool)
-    canvas, off = _side_by_side(image1, image2)
+    a, b = _as_rgb(image1), _as_rgb(image2)
+    s = min(1.0, 1800.0 / (a.shape[1] + b.shape[1]))
+    a, uv1 = _downscale(a, uv1, s)
+    b, uv2 = _downscale(b, uv2, s)
+    canvas, off = _side_by_side(a, b)
     h, w = canvas.shape[:2]
-    scale = min(1.0, 1800.0 / w)
-    fig = _figure(int(w * scale) + 40, int(h * scale) + 70)
+    fig = _figure(w + 40, h + 70)
     ax = fig.add_axes([0.01, 0.01, 0.98, 0.90])
     ax.imshow(canvas, interpolation="bilinear")
     rng = np.random.default_rng(seed)
-    for mask, color, label in ((~inl, "#ff3030", "outliers"), (inl, "#30ff30", "inliers")):
+    for mask, color, label in ((inl, "#30ff30", "inliers"), (~inl, "#ff3030", "outliers")):
         idx = np.flatnonzero(mask)
         if idx.size > max_lines:
             idx = rng.choice(idx, max_lines, replace=False)
@@ -122,10 +136,16 @@ def draw_epipolar_lines(path, image1, image2, F, uv1, uv2, inliers=None, *, num_
             chosen.append(idx[int(np.argmax(d))])
         idx = np.array(chosen)
     a, b = _as_rgb(image1), _as_rgb(image2)
+    s = min(1.0, 1800.0 / (a.shape[1] + b.shape[1]))
+    if s < 1.0:  # draw on downscaled images: F for the scaled pixels is S^-T F S^-1
+        S = np.array([[s, 0, 0.5 * s - 0.5], [0, s, 0.5 * s - 0.5], [0, 0, 1.0]])
+        Si = np.linalg.inv(S)
+        F = Si.T @ F @ Si
+        a, uv1 = _downscale(a, uv1, s)
+        b, uv2 = _downscale(b, uv2, s)
     h = max(a.shape[0], b.shape[0])
     wtot = a.shape[1] + b.shape[1]
-    scale = min(1.0, 1800.0 / wtot)
-    fig = _figure(int(wtot * scale) + 40, int(h * scale) + 70)
+    fig = _figure(wtot + 40, h + 70)
     ax1 = fig.add_axes([0.005, 0.01, 0.49, 0.88])
     ax2 = fig.add_axes([0.505, 0.01, 0.49, 0.88])
     colors = cm.hsv(np.linspace(0, 0.9, max(len(idx), 1)))
