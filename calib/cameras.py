@@ -435,7 +435,7 @@ def _max_valid_angle(camera: Camera) -> float:
         theta = np.linspace(0.0, np.pi, 20001)[1:]
         _, dtheta, _ = _fisheye_poly(camera.model, e, theta)
         bad = np.nonzero(dtheta <= 0)[0]
-        return float(theta[bad[0] - 1]) if bad.size else float(np.pi)
+        return float(theta[max(bad[0] - 1, 0)]) if bad.size else float(np.pi)
     if camera.model in ("SIMPLE_PINHOLE", "PINHOLE"):
         return float(np.pi / 2)
     # Along the ray direction the radial part maps r -> r * a(r^2); require d/dr > 0 up to an
@@ -448,7 +448,7 @@ def _max_valid_angle(camera: Camera) -> float:
         e_radial[2:4] = 0.0
     xd, _, J, _ = _radial_tangential(camera.model, e_radial, x, y, need_jac=True)
     bad = np.nonzero((J[:, 0, 0] <= 0) | ~np.isfinite(xd))[0]
-    return float(theta[bad[0] - 1]) if bad.size else float(np.pi / 2)
+    return float(theta[max(bad[0] - 1, 0)]) if bad.size else float(np.pi / 2)
 
 
 # =========================================================================================
@@ -651,10 +651,11 @@ def project(camera: Camera, points_cam) -> Projection:
         theta = np.arctan2(r, flat[:, 2])
         theta_d, _, _ = _fisheye_poly(camera.model, e, theta)
         small = r < 1e-12 * np.maximum(1.0, np.abs(flat[:, 2]))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            s = np.where(small, 1.0 / flat[:, 2], theta_d / np.where(small, 1.0, r))
+        z_safe = np.where(flat[:, 2] != 0, flat[:, 2], 1.0)
+        s = np.where(small, 1.0 / z_safe, theta_d / np.where(small, 1.0, r))  # s -> 1/z on the axis
         xd = flat[:, :2] * s[:, None]
-        valid = (theta <= camera.max_valid_angle) & (np.linalg.norm(flat, axis=1) > 0)
+        # On the axis behind the camera (theta = pi) the image is a whole circle: no single pixel.
+        valid = (theta <= camera.max_valid_angle) & (np.linalg.norm(flat, axis=1) > 0) & ~(small & (flat[:, 2] <= 0))
     else:
         z = flat[:, 2]
         front = z > 1e-12 * np.maximum(1.0, np.abs(flat[:, :2]).max(axis=1))
