@@ -20,7 +20,23 @@ from recon.io.transforms_json import (
     write_transforms,
 )
 
+_GAUSSIAN_NAMES = ("GaussianCloud", "read_splat_ply", "write_splat_ply")
+
+
+def __getattr__(name: str):
+    # 3DGS PLY I/O lives in recon.io.gaussians (helper `splat`); resolved lazily so this package
+    # stays importable (and light) whatever that module imports.
+    if name in _GAUSSIAN_NAMES:
+        from recon.io import gaussians
+
+        return getattr(gaussians, name)
+    raise AttributeError(f"module 'recon.io' has no attribute {name!r}")
+
+
 __all__ = [
+    "GaussianCloud",
+    "read_splat_ply",
+    "write_splat_ply",
     "PointCloud",
     "TransformsMeta",
     "cam_from_world_from_transform_matrix",

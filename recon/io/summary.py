@@ -293,7 +293,7 @@ def describe_synth(folder: Path) -> Section:
     for sub in ("images", "depth", "labels", "masks"):
         d = folder / sub
         if d.is_dir():
-            s.lines.append(f"{sub}/: {sum(1 for p in d.iterdir() if p.is_file())} files")
+            s.lines.append(f"{sub}/: {sum(1 for p in d.rglob('*') if p.is_file())} files")
     if isinstance(gt, dict):
         for k, v in gt.items():
             s.lines.append(f"gt.{k}: {_short(v)}")
