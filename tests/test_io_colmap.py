@@ -349,7 +349,11 @@ def _edit_line(path: Path, index: int, fn):
     ("images.txt", 1, lambda s: s.rsplit(" ", 2)[0], ["triples"]),
     ("points3D.txt", 0, lambda s: " ".join(s.split()[:2] + ["inf"] + s.split()[3:]), ["nan/inf"]),
     ("points3D.txt", 0, lambda s: " ".join(s.split()[:4] + ["300"] + s.split()[5:]), ["0..255"]),
+    ("images.txt", 1, lambda s: "x" + s, ["POINTS2D X Y", "must be a number"]),
+    ("images.txt", 1, lambda s: " ".join(s.split()[:2] + ["1.5"] + s.split()[3:]), ["POINT3D_ID", "integer"]),
     ("points3D.txt", 0, lambda s: s + " 1", ["pairs"]),
+    ("points3D.txt", 0, lambda s: s + " 1 oops", ["TRACK", "integer"]),
+    ("points3D.txt", 0, lambda s: s + " 1 99999999999999999999999", ["TRACK", "integer"]),
 ])
 def test_corrupt_text(good_model, file, index, edit, needles):
     _edit_line(good_model / "txt" / file, index, edit)

@@ -32,6 +32,7 @@ built from a matrix goes through a quaternion (rounding, ~1e-16).
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 import warnings
@@ -368,7 +369,8 @@ def _write_cameras_bin(path: Path, cameras: dict[int, Camera]) -> None:
 
 def _read_cameras_txt(path: Path) -> dict[int, Camera]:
     cameras: dict[int, Camera] = {}
-    for lineno, tok in _data_lines(path):
+    for lineno, line in _data_lines(path):
+        tok = line.split()
         where = f"line {lineno}"
         if len(tok) < 4:
             raise FormatError(path, f"{where}: expected CAMERA_ID MODEL WIDTH HEIGHT PARAMS[], got "
@@ -465,10 +467,11 @@ def _read_images_txt(path: Path) -> dict[int, Image]:
     # Two lines per image; the POINTS2D line may be empty.
     i = 0
     while i < len(lines):
-        lineno, tok = lines[i]
-        if not tok:  # a stray blank line between records
+        lineno, line = lines[i]
+        if not line:  # a stray blank line between records
             i += 1
             continue
+        tok = line.split()
         where = f"line {lineno}"
         if len(tok) < 10:
             raise FormatError(path, f"{where}: expected IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME, got "
@@ -476,27 +479,33 @@ def _read_images_txt(path: Path) -> dict[int, Image]:
         image_id = _parse_int(path, where, "IMAGE_ID", tok[0])
         vals = [_parse_float(path, where, "pose", t) for t in tok[1:8]]
         camera_id = _parse_int(path, where, "CAMERA_ID", tok[8])
-        name = " ".join(tok[9:])  # COLMAP names may contain spaces
+        name = " ".join(tok[9:])  # COLMAP itself splits names at spaces; be lenient on read
         if i + 1 >= len(lines):
             raise FormatError(path, f"{where}: image {image_id} has no POINTS2D line (truncated file)")
-        lineno2, tok2 = lines[i + 1]
-        if len(tok2) % 3:
-            raise FormatError(path, f"line {lineno2}: POINTS2D must be triples (X Y POINT3D_ID), got "
-                                    f"{len(tok2)} value(s)")
-        if tok2:
-            try:
-                arr = np.array(tok2, dtype=object).reshape(-1, 3)
-                xy = arr[:, :2].astype(np.float64)
-                ids = np.array([int(t) for t in arr[:, 2]], dtype=np.int64)
-            except ValueError as e:
-                raise FormatError(path, f"line {lineno2}: bad POINTS2D value ({e})") from None
-        else:
-            xy, ids = np.zeros((0, 2)), np.zeros(0, dtype=np.int64)
+        lineno2, line2 = lines[i + 1]
+        xy, ids = _parse_points2D(path, lineno2, line2)
         if image_id in images:
             raise FormatError(path, f"{where}: image id {image_id} appears twice")
         images[image_id] = _make_image(path, image_id, name, camera_id, vals[:4], vals[4:], xy, ids)
         i += 2
     return images
+
+
+def _parse_points2D(path: Path, lineno: int, line: str) -> tuple[np.ndarray, np.ndarray]:
+    a = _fast_numbers(line, np.float64)
+    if a is not None and a.size % 3 == 0:
+        a = a.reshape(-1, 3)
+        idf = a[:, 2]
+        if np.all((idf == np.round(idf)) & (np.abs(idf) < 2.0**53)):
+            return np.ascontiguousarray(a[:, :2]), idf.astype(np.int64)
+    tok = line.split()  # slow path: find what is wrong
+    if len(tok) % 3:
+        raise FormatError(path, f"line {lineno}: POINTS2D must be triples (X Y POINT3D_ID), got "
+                                f"{len(tok)} value(s)")
+    xy = np.array([_parse_float(path, f"line {lineno}", "POINTS2D X Y", t)
+                   for k, t in enumerate(tok) if k % 3 != 2]).reshape(-1, 2)
+    ids = np.array([_parse_int(path, f"line {lineno}", "POINT3D_ID", t) for t in tok[2::3]], dtype=np.int64)
+    return xy, ids
 
 
 def _write_images_txt(path: Path, images: list[Image]) -> None:
@@ -513,7 +522,9 @@ def _write_images_txt(path: Path, images: list[Image]) -> None:
                                im.name]))
         xy = im.keypoints + PIXEL_SHIFT
         # COLMAP ends every triple with a space (also the last): keep that so files match.
-        lines.append("".join(f"{_fmt(x)} {_fmt(y)} {int(pid)} " for (x, y), pid in zip(xy, im.point3D_ids)))
+        # One %-format over the whole line runs the number formatting in C.
+        flat = itertools.chain.from_iterable(zip(xy[:, 0].tolist(), xy[:, 1].tolist(), im.point3D_ids.tolist()))
+        lines.append(("%.17g %.17g %d " * xy.shape[0]) % tuple(flat))
     _write_text(path, lines)
 
 
@@ -569,10 +580,11 @@ def _write_points3D_bin(path: Path, points: dict[int, Point3D]) -> None:
 
 def _read_points3D_txt(path: Path) -> dict[int, Point3D]:
     points: dict[int, Point3D] = {}
-    for lineno, tok in _data_lines(path):
+    for lineno, line in _data_lines(path):
         where = f"line {lineno}"
-        if len(tok) < 8 or (len(tok) - 8) % 2:
-            raise FormatError(path, f"{where}: expected POINT3D_ID X Y Z R G B ERROR TRACK[] (pairs), got "
+        tok = line.split(maxsplit=8)
+        if len(tok) < 8:
+            raise FormatError(path, f"{where}: expected POINT3D_ID X Y Z R G B ERROR TRACK[], got "
                                     f"{len(tok)} field(s)")
         pid = _parse_int(path, where, "POINT3D_ID", tok[0])
         xyz = [_parse_float(path, where, "X Y Z", t) for t in tok[1:4]]
@@ -580,10 +592,16 @@ def _read_points3D_txt(path: Path) -> dict[int, Point3D]:
         if not all(0 <= c <= 255 for c in rgb):
             raise FormatError(path, f"{where}: colour {rgb} outside 0..255")
         err = _parse_float(path, where, "ERROR", tok[7])
-        track = np.array([_parse_int(path, where, "TRACK", t) for t in tok[8:]], dtype=np.int64).reshape(-1, 2)
+        rest = tok[8] if len(tok) > 8 else ""
+        track = _fast_numbers(rest, np.int64)
+        if track is None:
+            track = np.array([_parse_int(path, where, "TRACK", t) for t in rest.split()], dtype=np.int64)
+        if track.size % 2:
+            raise FormatError(path, f"{where}: TRACK must be (IMAGE_ID, POINT2D_IDX) pairs, got "
+                                    f"{track.size} value(s)")
         if pid in points:
             raise FormatError(path, f"{where}: point3D id {pid} appears twice")
-        points[pid] = _make_point(path, pid, xyz, rgb, err, track)
+        points[pid] = _make_point(path, pid, xyz, rgb, err, track.reshape(-1, 2))
     return points
 
 
@@ -593,9 +611,10 @@ def _write_points3D_txt(path: Path, points: dict[int, Point3D]) -> None:
     lines = ["# 3D point list with one line of data per point:",
              "#   POINT3D_ID, X, Y, Z, R, G, B, ERROR, TRACK[] as (IMAGE_ID, POINT2D_IDX)",
              f"# Number of points: {len(points)}, mean track length: {mean_tl:g}"]
+    head = "%d %.17g %.17g %.17g %d %d %d %.17g"
     for pid, p in points.items():
-        lines.append(" ".join([str(int(pid)), *(_fmt(v) for v in p.xyz), *(str(int(c)) for c in p.rgb),
-                               _fmt(p.error), *(str(int(v)) for v in p.track.ravel())]))
+        vals = (int(pid), *p.xyz.tolist(), *p.rgb.tolist(), float(p.error), *p.track.ravel().tolist())
+        lines.append((head + " %d" * p.track.size) % vals)
     _write_text(path, lines)
 
 
@@ -614,7 +633,7 @@ def _write_text(path: Path, lines: list[str]) -> None:
 
 
 def _data_lines(path: Path, *, keep_empty: bool = False):
-    """(line number, tokens) for the non-comment lines of a COLMAP text file."""
+    """(line number, stripped line) for the non-comment lines of a COLMAP text file."""
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -634,14 +653,29 @@ def _data_lines(path: Path, *, keep_empty: bool = False):
             continue
         if not s and not keep_empty:
             continue
-        yield i, s.split()
+        yield i, s
+
+
+def _fast_numbers(text: str, dtype) -> np.ndarray | None:
+    """Whitespace-separated numbers parsed in C; None when anything is off (the caller then
+    parses token by token to produce a precise error message)."""
+    try:
+        a = np.fromstring(text, dtype=dtype, sep=" ")
+    except ValueError:
+        return None
+    if dtype == np.int64 and a.size and (a.max() == np.iinfo(np.int64).max or a.min() == np.iinfo(np.int64).min):
+        return None  # saturated: out of range
+    return a
 
 
 def _parse_int(path: Path, where: str, what: str, tok: str) -> int:
     try:
-        return int(tok)
+        v = int(tok)
     except ValueError:
         raise FormatError(path, f"{where}: {what} must be an integer, got {tok!r}") from None
+    if not -(2**63) <= v < 2**63:
+        raise FormatError(path, f"{where}: {what} must be an integer in the 64-bit range, got {tok}")
+    return v
 
 
 def _parse_float(path: Path, where: str, what: str, tok: str) -> float:
