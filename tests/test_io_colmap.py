@@ -398,3 +398,20 @@ def test_warnings_clean_on_good_files(good_model):
         warnings.simplefilter("error")
         read_colmap(good_model / "bin")
         read_colmap(good_model / "txt")
+
+
+def test_multi_camera_rig_model(tmp_path):
+    """pycolmap 4 rigs (2 cameras per rig, non-trivial sensor_from_rig): images.bin still holds
+    each image's composed cam_from_world, which is what we read."""
+    opts = pycolmap.SyntheticDatasetOptions()
+    opts.num_rigs = 1
+    opts.num_cameras_per_rig = 2
+    opts.num_frames_per_rig = 3
+    opts.num_points3D = 30
+    ref = pycolmap.synthesize_dataset(opts)
+    ref.write(str(tmp_path))
+    assert (tmp_path / "rigs.bin").is_file()
+    ours = read_colmap(tmp_path)
+    assert_same_as_pycolmap(ours, ref)
+    write_colmap(ours, tmp_path / "ours")
+    assert_same_as_pycolmap(ours, pycolmap.Reconstruction(str(tmp_path / "ours")))

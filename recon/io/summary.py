@@ -70,7 +70,12 @@ def mean_reprojection_error(rec) -> tuple[float, int]:
     """(mean error in pixels over all observations whose camera model we can project, count).
     Vectorised per image; NaN when nothing can be projected."""
     total, count = 0.0, 0
-    xyz_by_id = {pid: p.xyz for pid, p in rec.points3D.items()}
+    if not rec.points3D:
+        return float("nan"), 0
+    pids = np.array(list(rec.points3D), dtype=np.int64)
+    order = np.argsort(pids)
+    pids = pids[order]
+    xyz = rec.points_xyz()[order]
     for im in rec.images.values():
         if not im.registered:
             continue
@@ -78,13 +83,13 @@ def mean_reprojection_error(rec) -> tuple[float, int]:
         if not cam.spec.supported:
             continue
         sel = np.flatnonzero(im.point3D_ids >= 0)
-        sel = np.array([i for i in sel if int(im.point3D_ids[i]) in xyz_by_id], dtype=np.int64)
+        slot = np.minimum(np.searchsorted(pids, im.point3D_ids[sel]), len(pids) - 1)
+        known = pids[slot] == im.point3D_ids[sel]
+        sel, slot = sel[known], slot[known]
         if sel.size == 0:
             continue
-        X = np.array([xyz_by_id[int(im.point3D_ids[i])] for i in sel])
-        uv, valid = cam.project(im.cam_from_world.apply(X))
-        err = np.linalg.norm(uv - im.keypoints[sel], axis=1)
-        err = err[valid]
+        uv, valid = cam.project(im.cam_from_world.apply(xyz[slot]))
+        err = np.linalg.norm(uv - im.keypoints[sel], axis=1)[valid]
         total += float(err.sum())
         count += int(err.size)
     return (total / count if count else float("nan")), count
