@@ -147,8 +147,23 @@ def test_file_round_trip_is_byte_identical(synthetic_pycolmap, tmp_path, kind):
     _, root = synthetic_pycolmap
     out = tmp_path / f"out_{kind}"
     write_colmap(read_colmap(root / kind), out, binary=(kind == "bin"))
-    for name in FILES[kind]:
+    # trivial rigs (one camera each): our rigs / frames files equal pycolmap's too
+    for name in FILES[kind] + (f"rigs.{kind}", f"frames.{kind}"):
         assert filecmp.cmp(root / kind / name, out / name, shallow=False), name
+
+
+def test_stale_frames_file_cannot_override_new_poses(synthetic_pycolmap):
+    """pycolmap composes image poses from frames.*: rewriting a model in place must rewrite
+    them too, or pycolmap would silently load the old poses."""
+    _, root = synthetic_pycolmap
+    rec = read_colmap(root / "bin")
+    im = rec.images[1]
+    im.cam_from_world = Rigid3(im.cam_from_world.rotation, im.cam_from_world.translation + 1.0)
+    write_colmap(rec, root / "bin")
+    ref = pycolmap.Reconstruction(str(root / "bin"))
+    np.testing.assert_array_equal(ref.images[1].cam_from_world().translation, im.cam_from_world.translation)
+    with pytest.warns(UserWarning, match="binary files"):
+        write_colmap(rec, root / "bin", binary=False)
 
 
 @pytest.mark.parametrize("binary", [True, False])

@@ -17,10 +17,19 @@ keypoint are shifted by -0.5, on write by +0.5. COLMAP's qvec is a Hamilton quat
 of ``cam_from_world``, as is ours.
 
 COLMAP 3.12+ / pycolmap 4 also write ``rigs`` and ``frames`` files. ``images`` still hold each
-image's ``cam_from_world``, which is all our single-camera data model needs; the rig files are
-ignored on read and not written (pycolmap 4.2 reads a model without them and makes one trivial
-rig per camera). COLMAP 4 stores only registered images; an image whose ``cam_from_world`` is
-None cannot be expressed there, so the writer skips it with a warning.
+image's ``cam_from_world``, which is all our data model needs, so those files are ignored on
+read. On write we emit trivial ones (one rig per camera, one frame per image with
+``rig_from_world = cam_from_world``, exactly what pycolmap writes for single-camera rigs): a stale
+``frames`` file left from an earlier model would otherwise make pycolmap take the OLD poses
+(it composes image poses from frames). Multi-camera rig structure is therefore not preserved
+(the per-image poses are). COLMAP 4 stores only registered images; an image whose
+``cam_from_world`` is None cannot be expressed there, so the writer skips it with a warning.
+
+- ``rigs.bin``: uint64 count; per rig: uint32 rig_id, uint32 num_sensors, int32 ref sensor type
+  (0 = camera), uint32 ref sensor id (further sensors with their poses: never written by us).
+- ``frames.bin``: uint64 count; per frame: uint32 frame_id, uint32 rig_id, float64 qw qx qy qz
+  tx ty tz (``rig_from_world``), uint32 num_data_ids, then per data int32 sensor type, uint32
+  sensor id, uint64 data id (the image id).
 
 Round trips: file -> ours -> file reproduces every value bit for bit (quaternions read from a file
 are remembered for the pose object they built and written back unchanged; ``x - 0.5`` is exact
@@ -210,14 +219,23 @@ def write_colmap(rec: Reconstruction, path, *, binary: bool = True) -> Path:
                              f"{'files' if chr(0) in im.name else 'text files'} cannot hold"
                              f"{'' if chr(0) in im.name else ' (write binary=True)'}")
     folder.mkdir(parents=True, exist_ok=True)
+    other = "txt" if binary else "bin"
+    stale = [n for n in ("cameras", "images", "points3D") if (folder / f"{n}.{other}").exists()]
+    if not binary and stale:
+        warnings.warn(f"write_colmap: {folder} also holds {', '.join(f'{n}.bin' for n in stale)}; COLMAP, "
+                      "pycolmap and recon read the binary files when both exist", stacklevel=2)
     if binary:
         _write_cameras_bin(folder / "cameras.bin", rec.cameras)
         _write_images_bin(folder / "images.bin", images)
         _write_points3D_bin(folder / "points3D.bin", rec.points3D)
+        _write_rigs_bin(folder / "rigs.bin", rec.cameras)
+        _write_frames_bin(folder / "frames.bin", images)
     else:
         _write_cameras_txt(folder / "cameras.txt", rec.cameras)
         _write_images_txt(folder / "images.txt", images)
         _write_points3D_txt(folder / "points3D.txt", rec.points3D)
+        _write_rigs_txt(folder / "rigs.txt", rec.cameras)
+        _write_frames_txt(folder / "frames.txt", images)
     return folder
 
 
@@ -525,6 +543,51 @@ def _write_images_txt(path: Path, images: list[Image]) -> None:
         # One %-format over the whole line runs the number formatting in C.
         flat = itertools.chain.from_iterable(zip(xy[:, 0].tolist(), xy[:, 1].tolist(), im.point3D_ids.tolist()))
         lines.append(("%.17g %.17g %d " * xy.shape[0]) % tuple(flat))
+    _write_text(path, lines)
+
+
+# =========================================================================================
+# Rigs and frames (trivial: one camera per rig, one image per frame)
+# =========================================================================================
+_SENSOR_CAMERA = 0
+
+
+def _write_rigs_bin(path: Path, cameras: dict[int, Camera]) -> None:
+    parts = [struct.pack("<Q", len(cameras))]
+    for cid in cameras:
+        parts.append(struct.pack("<IIiI", int(cid), 1, _SENSOR_CAMERA, int(cid)))
+    path.write_bytes(b"".join(parts))
+
+
+def _write_frames_bin(path: Path, images: list[Image]) -> None:
+    parts = [struct.pack("<Q", len(images))]
+    for im in images:
+        pose = im.cam_from_world
+        parts.append(struct.pack("<II", int(im.image_id), int(im.camera_id)))
+        parts.append(np.asarray(_qvec_of(pose), dtype="<f8").tobytes())
+        parts.append(np.asarray(pose.translation, dtype="<f8").tobytes())
+        parts.append(struct.pack("<IiIQ", 1, _SENSOR_CAMERA, int(im.camera_id), int(im.image_id)))
+    path.write_bytes(b"".join(parts))
+
+
+def _write_rigs_txt(path: Path, cameras: dict[int, Camera]) -> None:
+    lines = ["# Rig calib list with one line of data per calib:",
+             "#   RIG_ID, NUM_SENSORS, REF_SENSOR_TYPE, REF_SENSOR_ID, SENSORS[] as (SENSOR_TYPE, SENSOR_ID, "
+             "HAS_POSE, [QW, QX, QY, QZ, TX, TY, TZ])",
+             f"# Number of rigs: {len(cameras)}"]
+    lines += [f"{int(cid)} 1 CAMERA {int(cid)}" for cid in cameras]
+    _write_text(path, lines)
+
+
+def _write_frames_txt(path: Path, images: list[Image]) -> None:
+    lines = ["# Frame list with one line of data per frame:",
+             "#   FRAME_ID, RIG_ID, RIG_FROM_WORLD[QW, QX, QY, QZ, TX, TY, TZ], NUM_DATA_IDS, DATA_IDS[] as "
+             "(SENSOR_TYPE, SENSOR_ID, DATA_ID)",
+             f"# Number of frames: {len(images)}"]
+    for im in images:
+        pose = im.cam_from_world
+        vals = " ".join(_fmt(v) for v in (*_qvec_of(pose), *pose.translation))
+        lines.append(f"{int(im.image_id)} {int(im.camera_id)} {vals} 1 CAMERA {int(im.camera_id)} {int(im.image_id)}")
     _write_text(path, lines)
 
 
