@@ -25,6 +25,24 @@ def best(fn, repeat: int) -> float:
     return min(times)
 
 
+def _colmap_rows(pycolmap, ref, tmp: Path, kind: str, repeat: int, read_colmap, write_colmap):
+    d = tmp / f"colmap_{kind}"
+    d.mkdir()
+    ref_write = ref.write if kind == "bin" else ref.write_text
+    ref_write(str(d))
+    rec = read_colmap(d)
+    obs = int(rec.track_lengths().sum())
+    label = f"COLMAP {kind} ({len(rec.images)} img, {len(rec.points3D):,} pts, {obs:,} obs)"
+    out = tmp / f"out_{kind}"
+    out.mkdir()
+    return [
+        (f"read {label}", best(lambda: read_colmap(d), repeat), "pycolmap",
+         best(lambda: pycolmap.Reconstruction(str(d)), repeat)),
+        (f"write {label}", best(lambda: write_colmap(rec, out, binary=kind == "bin"), repeat), "pycolmap",
+         best(lambda: ref_write(str(out)), repeat)),
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--points", type=int, default=1_000_000)
@@ -101,25 +119,12 @@ def main() -> None:
             opts.num_frames_per_rig = args.colmap_frames
             ref = pycolmap.synthesize_dataset(opts)
             for kind in ("bin", "txt"):
-                d = tmp / f"colmap_{kind}"
-                d.mkdir()
-                (ref.write if kind == "bin" else ref.write_text)(str(d))
-                rec = read_colmap(d)
-                obs = int(rec.track_lengths().sum())
-                label = f"COLMAP {kind} ({len(rec.images)} img, {len(rec.points3D):,} pts, {obs:,} obs)"
-                rows.append((f"read {label}", best(lambda: read_colmap(d), args.repeat), "pycolmap",
-                             best(lambda: pycolmap.Reconstruction(str(d)), args.repeat)))
-                out = tmp / f"out_{kind}"
-                out.mkdir()
-                rows.append((f"write {label}", best(lambda: write_colmap(rec, out, binary=kind == "bin"),
-                                                    args.repeat), "pycolmap",
-                             best(lambda: (ref.write if kind == "bin" else ref.write_text)(str(out)),
-                                  args.repeat)))
+                rows += _colmap_rows(pycolmap, ref, tmp, kind, args.repeat, read_colmap, write_colmap)
 
     w = max(len(r[0]) for r in rows)
     print(f"{'operation':<{w}}  {'ours (s)':>9}  {'peer':>8}  {'peer (s)':>9}  {'ours/peer':>9}")
     for op, ours, peer, theirs in rows:
-        ratio = ours / theirs if theirs == theirs and theirs > 0 else float("nan")
+        ratio = ours / theirs if np.isfinite(theirs) and theirs > 0 else float("nan")
         print(f"{op:<{w}}  {ours:9.3f}  {peer:>8}  {theirs:9.3f}  {ratio:9.2f}")
 
 

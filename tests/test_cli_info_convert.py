@@ -15,7 +15,15 @@ import pytest
 from calib import Camera, Rigid3
 from recon import Image, Point3D, Reconstruction
 from recon.cli import main
-from recon.io import PointCloud, read_colmap, read_ply, read_transforms, write_colmap, write_image, write_ply
+from recon.io import (
+    PointCloud,
+    read_colmap,
+    read_ply,
+    read_transforms,
+    write_colmap,
+    write_image,
+    write_ply,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 

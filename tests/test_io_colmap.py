@@ -430,3 +430,20 @@ def test_multi_camera_rig_model(tmp_path):
     assert_same_as_pycolmap(ours, ref)
     write_colmap(ours, tmp_path / "ours")
     assert_same_as_pycolmap(ours, pycolmap.Reconstruction(str(tmp_path / "ours")))
+
+
+def test_large_sparse_ids_round_trip(tmp_path, rng):
+    """Ids near COLMAP's uint32 limit take the sorted-search path of the reference check."""
+    rec = make_reconstruction(rng, models=("PINHOLE",), n_points=6)
+    big = 4_000_000_000
+    images = {iid + big: Image(iid + big, im.name, im.camera_id, im.cam_from_world, im.keypoints, im.point3D_ids)
+              for iid, im in rec.images.items()}
+    points = {pid: Point3D(p.xyz, p.rgb, p.error, p.track + np.array([big, 0])) for pid, p in rec.points3D.items()}
+    write_colmap(Reconstruction(rec.cameras, images, points), tmp_path)
+    back = read_colmap(tmp_path)
+    assert set(back.images) == set(images)
+    bad = dict(points)
+    pid = next(iter(bad))
+    bad[pid] = Point3D(points[pid].xyz, track=np.array([[big - 5, 0]]))
+    with pytest.raises(ValueError, match=f"image {big - 5}"):
+        write_colmap(Reconstruction(rec.cameras, images, bad), tmp_path / "bad")

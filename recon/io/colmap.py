@@ -64,7 +64,6 @@ _BIN_FILES = ("cameras.bin", "images.bin", "points3D.bin")
 _TXT_FILES = ("cameras.txt", "images.txt", "points3D.txt")
 
 _KEYPOINT_DTYPE = np.dtype([("xy", "<f8", (2,)), ("point3D_id", "<u8")])
-_TRACK_DTYPE = np.dtype([("image_id", "<u4"), ("point2D_idx", "<u4")])
 
 
 # =========================================================================================
@@ -205,7 +204,7 @@ def write_colmap(rec: Reconstruction, path, *, binary: bool = True) -> Path:
         for pid, p in rec.points3D.items():
             if np.isin(p.track[:, 0], skipped).any():
                 raise ValueError(f"rec: point3D {pid} is observed in an unregistered image")
-    for cid, cam in rec.cameras.items():
+    for cid in rec.cameras:
         _check_id(cid, "camera_id", 2**32 - 1)
     for iid in rec.images:
         _check_id(iid, "image_id", 2**32 - 1)
@@ -263,18 +262,25 @@ def _check_references(folder, rec: Reconstruction, *, error=None) -> None:
         return
     tracks = np.concatenate([p.track for p in rec.points3D.values()], axis=0)
     owner = np.repeat(np.array(list(rec.points3D), dtype=np.int64), lengths)
-    slot = np.searchsorted(image_ids, tracks[:, 0])
-    slot_c = np.minimum(slot, max(len(image_ids) - 1, 0))
-    known = (slot < len(image_ids)) & (image_ids[slot_c] == tracks[:, 0]) if len(image_ids) else \
-        np.zeros(len(tracks), dtype=bool)
+    tid = tracks[:, 0]
+    if len(image_ids) and 0 <= image_ids[0] and image_ids[-1] <= 4 * len(image_ids) + 1_000_000:
+        # dense lookup table: O(1) per observation (ids are small in practice)
+        lut = np.full(int(image_ids[-1]) + 1, -1, dtype=np.int64)
+        lut[image_ids] = n_kp
+        n_kp_obs = np.where((tid >= 0) & (tid < lut.size), lut[np.clip(tid, 0, lut.size - 1)], -1)
+    else:
+        slot = np.minimum(np.searchsorted(image_ids, tid), max(len(image_ids) - 1, 0))
+        hit = (image_ids[slot] == tid) if len(image_ids) else np.zeros(len(tid), dtype=bool)
+        n_kp_obs = np.where(hit, n_kp[slot] if len(image_ids) else 0, -1)
+    known = n_kp_obs >= 0
     if not known.all():
         k = int(np.argmin(known))
         error(f"point3D {owner[k]}: track refers to image {tracks[k, 0]}, which is not in the images")
-    in_range = (tracks[:, 1] >= 0) & (tracks[:, 1] < n_kp[slot_c])
+    in_range = (tracks[:, 1] >= 0) & (tracks[:, 1] < n_kp_obs)
     if not in_range.all():
         k = int(np.argmin(in_range))
         error(f"point3D {owner[k]}: track refers to keypoint {tracks[k, 1]} of image {tracks[k, 0]}, "
-              f"which has {n_kp[slot_c[k]]}")
+              f"which has {n_kp_obs[k]}")
 
 
 # =========================================================================================
@@ -596,10 +602,9 @@ def _write_frames_txt(path: Path, images: list[Image]) -> None:
 # =========================================================================================
 
 def _make_point(path: Path, pid: int, xyz, rgb, error: float, track: np.ndarray) -> Point3D:
-    xyz = np.asarray(xyz, dtype=np.float64)
-    if not (np.all(np.isfinite(xyz)) and math.isfinite(error)):
-        raise FormatError(path, f"point3D {pid}: NaN/Inf in xyz {xyz.tolist()} or error {error}")
-    return Point3D(xyz, np.asarray(rgb, dtype=np.uint8), float(error), track)
+    if not (math.isfinite(xyz[0]) and math.isfinite(xyz[1]) and math.isfinite(xyz[2]) and math.isfinite(error)):
+        raise FormatError(path, f"point3D {pid}: NaN/Inf in xyz {list(xyz)} or error {error}")
+    return Point3D(np.array(xyz, dtype=np.float64), np.array(rgb, dtype=np.uint8), float(error), track)
 
 
 def _read_points3D_bin(path: Path) -> dict[int, Point3D]:
@@ -619,9 +624,8 @@ def _read_points3D_bin(path: Path) -> dict[int, Point3D]:
         if pos + 8 * tlen > size:
             raise FormatError(path, f"truncated: point3D {pid} declares a track of {tlen} elements, but "
                                     f"only {size - pos} bytes remain")
-        track = np.frombuffer(buf, dtype=_TRACK_DTYPE, count=tlen, offset=pos)
+        track = np.frombuffer(buf, dtype="<u4", count=2 * tlen, offset=pos).reshape(-1, 2).astype(np.int64)
         pos += 8 * tlen
-        track = np.stack([track["image_id"], track["point2D_idx"]], axis=1).astype(np.int64)
         if pid in points:
             raise FormatError(path, f"point3D id {pid} appears twice")
         points[pid] = _make_point(path, pid, (x, y, z), (cr, cg, cb), err, track)

@@ -61,7 +61,8 @@ SENSOR_WIDTH_MM: dict[str, float] = {
 
 
 def _open(path):
-    from PIL import Image as PILImage, UnidentifiedImageError
+    from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
 
     path = Path(path)
     if not path.is_file():

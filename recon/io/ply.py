@@ -336,7 +336,7 @@ def write_ply(path, cloud: PointCloud, *, binary: bool = True, comments: tuple[s
             data.astype(dtype.newbyteorder("<")).tofile(f)
         else:
             fmts = []
-            for n, a in fields:
+            for _, a in fields:
                 k = a.dtype.kind
                 fmts.append("%d" if k in "iub" else ("%.9g" if a.dtype.itemsize == 4 else "%.17g"))
             row = " ".join(fmts) + "\n"
