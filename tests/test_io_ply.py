@@ -211,7 +211,7 @@ def test_round_trip_property(tmp_path_factory):
     st = hypothesis.strategies
     dtypes = st.sampled_from([np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.float32, np.float64])
 
-    @hypothesis.settings(max_examples=30, deadline=None)
+    @hypothesis.settings(max_examples=20, deadline=None)
     @hypothesis.given(n=st.integers(0, 40), xyz64=st.booleans(), with_rgb=st.booleans(), with_normals=st.booleans(),
                       attr_dtypes=st.lists(dtypes, max_size=4), binary=st.booleans(), seed=st.integers(0, 2**31))
     def check(n, xyz64, with_rgb, with_normals, attr_dtypes, binary, seed):
