@@ -114,8 +114,11 @@ def convert(inp, out, *, out_format: str | None = None, in_format: str | None = 
         written = write_transforms(rec, file, image_dir=image_dir, meta=meta, aabb_scale=aabb_scale,
                                    points_ply=ply)
         n = len(rec.registered_images)
+        hint = ("" if image_dir is not None or in_kind != "colmap" else
+                "; file_path = the model's image names, relative to the JSON's folder "
+                "(use --image-dir to prefix them)")
         return (f"wrote transforms.json with {n} frames from {src} to {written}"
-                + (f" (+ {len(rec.points3D)} points in {ply})" if ply else ""))
+                + (f" (+ {len(rec.points3D)} points in {ply})" if ply else "") + hint)
     from recon.io.colmap import write_colmap
 
     binary = fmt == "colmap-bin"
