@@ -447,3 +447,17 @@ def test_large_sparse_ids_round_trip(tmp_path, rng):
     bad[pid] = Point3D(points[pid].xyz, track=np.array([[big - 5, 0]]))
     with pytest.raises(ValueError, match=f"image {big - 5}"):
         write_colmap(Reconstruction(rec.cameras, images, bad), tmp_path / "bad")
+
+
+def test_quaternion_memory_is_released(synthetic_pycolmap):
+    import gc
+
+    from recon.io import colmap as colmap_module
+
+    _, root = synthetic_pycolmap
+    before = len(colmap_module._QVEC_CACHE)
+    rec = read_colmap(root / "bin")
+    assert len(colmap_module._QVEC_CACHE) == before + len(rec.images)
+    del rec
+    gc.collect()
+    assert len(colmap_module._QVEC_CACHE) == before

@@ -78,7 +78,11 @@ _QVEC_CACHE: dict[int, tuple[weakref.ref, np.ndarray]] = {}
 
 def _remember_qvec(pose: Rigid3, qvec: np.ndarray) -> None:
     key = id(pose)
-    _QVEC_CACHE[key] = (weakref.ref(pose, lambda _r, k=key: _QVEC_CACHE.pop(k, None)), qvec.copy())
+    try:
+        ref = weakref.ref(pose, lambda _r, k=key: _QVEC_CACHE.pop(k, None))
+    except TypeError:  # not weak-referenceable: no exact-quaternion memory, still correct
+        return
+    _QVEC_CACHE[key] = (ref, qvec.copy())
 
 
 def _qvec_of(pose: Rigid3) -> np.ndarray:
