@@ -150,6 +150,17 @@ class SynthDataset:
         """uint16 [H, W] instance ids (see ``instances``)."""
         return _read_png(self._path("labels/instance", i, ".png"), color=False, depth16=True)
 
+    def points(self) -> GroundTruthPoints:
+        """The ground-truth 3D points and their exact observations (gt_points.npz)."""
+        p = self.root / (self.gt.get("points") or {}).get("file", "gt_points.npz")
+        try:
+            z = np.load(p, allow_pickle=False)
+            view, point, uv = z["obs_view"], z["obs_point"], z["obs_uv"]
+            obs = [(point[view == k], uv[view == k]) for k in range(len(self.views))]
+            return GroundTruthPoints(z["xyz"], z["rgb"], z["instance_id"], obs)
+        except (OSError, KeyError, ValueError) as e:
+            raise FormatError(p, f"cannot read ground-truth points: {e}") from None
+
     def reconstruction(self) -> Reconstruction:
         """The ground-truth sparse model (sparse/0) via ``recon.io.read_colmap``."""
         from recon.io import read_colmap
@@ -410,7 +421,11 @@ def _write_view(out: Path, view: SynthView, rv: RenderedView, options: DatasetOp
 
 
 def _write_points_npz(path: Path, pts: GroundTruthPoints) -> None:
-    np.savez_compressed(path, xyz=pts.xyz, rgb=pts.rgb, instance_id=pts.instance_id)
+    view = np.concatenate([np.full(len(i), k, np.int64) for k, (i, _) in enumerate(pts.observations)])
+    point = np.concatenate([i for i, _ in pts.observations]).astype(np.int64)
+    uv = np.concatenate([uv.reshape(-1, 2) for _, uv in pts.observations])
+    np.savez_compressed(path, xyz=pts.xyz, rgb=pts.rgb, instance_id=pts.instance_id,
+                        obs_view=view, obs_point=point, obs_uv=uv)
 
 
 def _write_sparse(out: Path, rec: Reconstruction) -> dict | None:
