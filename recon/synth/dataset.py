@@ -385,11 +385,20 @@ def write_dataset(out, scene: Scene, cameras, cam_from_world: list[Rigid3], *, n
     else:
         rec = Reconstruction(dict(cam_table), {i + 1: Image(i + 1, v.name, v.camera_id, v.cam_from_world)
                                                for i, v in enumerate(views)}, {})
+    gt["summary"] = _summary(gt, cam_table)
     gt["sparse"] = _write_sparse(out, rec) if options.write_sparse else None
     gt["transforms"] = _write_transforms_json(out, rec) if options.write_transforms else None
     gt["complete"] = True
     _write_json(out / "gt.json", gt)
     return load_dataset(out)
+
+
+def _summary(gt: dict, cameras: dict[int, Camera]) -> str:
+    cams = ", ".join(f"{c.model} {c.width}x{c.height}" for c in cameras.values())
+    traj = (gt.get("trajectory") or {}).get("kind")
+    pts = (gt.get("points") or {}).get("count", 0)
+    return (f"{gt['kind']}: {len(gt['views'])} views ({cams}){', ' + traj if traj else ''}, seed {gt['seed']}, "
+            f"{len(gt['instances'])} instances, {pts} ground-truth points")
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -460,6 +469,7 @@ def _gt_header(scene: Scene, cameras: dict[int, Camera], views: list[SynthView],
         "format": GT_FORMAT,
         "version": GT_VERSION,
         "kind": kind,
+        "summary": "incomplete (rendering)",
         "complete": False,
         "generator": f"recon {__version__}",
         "seed": seed,
