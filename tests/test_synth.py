@@ -345,13 +345,21 @@ def test_dataset_folder_round_trip(dataset, scene):
     np.testing.assert_array_equal(ds.load_instance_ids(0), v0.instance_id)
     np.testing.assert_allclose(ds.load_normals(0), v0.normals, atol=5e-5)
     for p in ("images/0000.png", "depth/0000.npy", "normals/0000.png", "labels/class/0000.png",
-              "labels/instance/0000.png", "gt.json", "gt_points.npz"):
+              "labels/instance/0000.png", "gt.json", "gt_points.npz", "gt_points.ply", "transforms.json",
+              "sparse/0/cameras.bin"):
         assert (ds.root / p).is_file(), p
     gt = json.loads((ds.root / "gt.json").read_text())
     assert gt["depth"]["quantity"].startswith("z in the camera frame")
     assert gt["cameras"]["1"]["model"] == "OPENCV"
     # points: exact observations, visible in at least 2 views
     pts = ds.points()
+    io = pytest.importorskip("recon.io")
+    cloud = io.read_ply(ds.root / "gt_points.ply")
+    np.testing.assert_allclose(cloud.xyz, pts.xyz, atol=1e-5)
+    np.testing.assert_array_equal(cloud.attributes["instance_id"], pts.instance_id)
+    np.testing.assert_array_equal(cloud.attributes["class_id"], pts.class_id)
+    table = {i.instance_id: i.class_id for i in ds.instances}
+    assert all(table[i] == c for i, c in zip(pts.instance_id, pts.class_id))
     assert len(pts.xyz) > 100
     for k, (idx, uv) in enumerate(pts.observations):
         proj, ok = ds.camera(k).project(ds.cam_from_world[k].apply(pts.xyz[idx]))
@@ -368,6 +376,33 @@ def test_dataset_sparse_model(dataset):
     errs = rec.reprojection_errors()
     assert errs.max() < 1e-4
     assert rec.track_lengths().min() >= 2
+
+
+def test_mesh_matches_the_analytic_ray_caster(scene):
+    """Our analytic caster against Open3D's RaycastingScene on the scene's triangle mesh: equal
+    hit distances on flat surfaces (exact in the mesh), close on tessellated curved ones."""
+    o3d = pytest.importorskip("open3d")
+    from recon.synth.mesh import scene_mesh
+
+    m = scene_mesh(scene, segments=64)
+    rs = o3d.t.geometry.RaycastingScene()
+    rs.add_triangles(o3d.core.Tensor(m.vertices.astype(np.float32)), o3d.core.Tensor(m.faces.astype(np.uint32)))
+    cam = synth.make_camera("PINHOLE", W, H)
+    T = synth.orbit(5, radius=3.2)[1]
+    dirs = synth.camera_rays(cam)[0] @ T.rotation
+    c = T.dst_origin_in_src()
+    ours = synth.cast_rays(scene, np.broadcast_to(c, dirs.shape), dirs)
+    rays = np.concatenate([np.broadcast_to(c, dirs.shape), dirs], 1).astype(np.float32)
+    ans = rs.cast_rays(o3d.core.Tensor(rays))
+    t_o3d = ans["t_hit"].numpy().astype(np.float64)
+    inst_o3d = m.instance_id[np.minimum(ans["primitive_ids"].numpy().astype(np.int64), len(m.faces) - 1)]
+    flat = np.isin(np.array([scene.primitives[p].kind for p in ours.prim]), ["rect", "box"]) & ours.hit
+    same = flat & (inst_o3d == np.array([scene.primitives[p].instance_id for p in ours.prim]))
+    assert same.sum() > 0.9 * flat.sum()
+    np.testing.assert_allclose(t_o3d[same], ours.t[same], rtol=1e-4)
+    curved = ours.hit & ~flat
+    if curved.any():
+        assert np.median(np.abs(t_o3d[curved] - ours.t[curved])) < 0.01
 
 
 def test_load_dataset_rejects_bad_folders(tmp_path):
