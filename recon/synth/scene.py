@@ -118,7 +118,7 @@ class SceneConfig:
     """
 
     room_half_size: float = 4.0
-    wall_height: float = 2.6
+    wall_height: float = 3.0
     num_chairs: int = 2
     num_balls: int = 2
     num_crates: int = 2
