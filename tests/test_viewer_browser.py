@@ -1,0 +1,161 @@
+"""End to end in a real headless Chromium (Debian `chromium`; WebGL on SwiftShader): the viewer
+page loads, the scene is drawn where our camera conventions say, clicks reach the server, the
+live training view shows the trainer's render from the browser's camera."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from viewer.headless import find_chromium
+
+pytestmark = pytest.mark.skipif(find_chromium() is None,
+                                reason="needs Chromium (apt-get install chromium chromium-driver)")
+
+RED = (220, 20, 20)
+
+
+def _is_red(img: np.ndarray) -> np.ndarray:
+    return (img[..., 0] > 170) & (img[..., 1] < 90) & (img[..., 2] < 90)
+
+
+def _is_green(img: np.ndarray) -> np.ndarray:
+    return (img[..., 1] > 150) & (img[..., 0] < 90) & (img[..., 2] < 90)
+
+
+def _scene(n_pts=3000):
+    from test_viewer import ring_reconstruction
+
+    rec = ring_reconstruction(n_pts=n_pts)
+    for p in rec.points3D.values():
+        p.rgb = np.array(RED, dtype=np.uint8)
+    return rec
+
+
+def test_chromium_shows_reconstruction_and_round_trips_clicks(tmp_path):
+    from PIL import Image as PILImage
+
+    from viewer.app import SceneViewer
+    from viewer.camera_path import load_camera_path
+    from viewer.content import content_from_reconstruction
+    from viewer.headless import HeadlessChromium
+
+    rec = _scene()
+    xyz = rec.points_xyz()
+    (tmp_path / "images").mkdir()
+    for im in rec.images.values():  # photos for the thumbnails / the selected-camera panel
+        PILImage.new("RGB", (64, 48), (30, 30, 200)).save(tmp_path / "images" / im.name)
+    content = content_from_reconstruction(rec, image_dir=tmp_path / "images")
+    with SceneViewer(content, port=0, output_dir=tmp_path / "out", verbose=False) as v, \
+            HeadlessChromium(width=1024, height=700) as browser:
+        browser.navigate(v.url)
+        # Wait for WebGL to draw the red points (software rendering: give it time).
+        img = browser.wait_for(lambda im: _is_red(im).sum() > 3000, timeout=90)
+        PILImage.fromarray(img).save(tmp_path / "browser.png")
+        client = v.wait_for_client(30)
+        assert client is not None and client.camera.image_width == 1024
+
+        # Conventions: where our Camera projects the points under the browser's own view is
+        # where the browser drew them (red pixel centroid vs projected centroid, few px).
+        cam, cam_from_world = v.client_view(client)
+        uv, ok = cam.project(cam_from_world.apply(xyz))
+        red = np.argwhere(_is_red(img[:, :680]))  # left of the GUI panel
+        assert red.shape[0] > 3000
+        inside = ok & (uv[:, 0] < 680)
+        np.testing.assert_allclose(red[:, ::-1].mean(0), uv[inside].mean(0), atol=15)
+
+        # Fly to camera 0: the browser camera takes its exact pose and vertical fov.
+        v.fly_to_camera(client, 0)
+        time.sleep(1.5)
+        cam, cam_from_world = v.client_view(client)
+        np.testing.assert_allclose(cam_from_world.matrix(), rec.images[1].cam_from_world.matrix(), atol=1e-6)
+        assert "im0.png" in v.gui_cam_info.content
+
+        # Click the front-most point near the image centre: the server picks that point.
+        depth = cam_from_world.apply(xyz)[:, 2]
+        uv, ok = cam.project(cam_from_world.apply(xyz))
+        near_centre = ok & (np.abs(uv[:, 0] - 340) < 150) & (np.abs(uv[:, 1] - cam.height / 2) < 150)
+        target = np.flatnonzero(near_centre)[np.argmin(depth[near_centre])]
+        browser.wait_for(lambda im: _is_red(im).sum() > 3000, timeout=30)
+        browser.click(*uv[target])
+        end = time.monotonic() + 20
+        while v.selected_point < 0 and time.monotonic() < end:
+            time.sleep(0.1)
+        assert v.selected_point >= 0, "the click did not reach the server"
+        assert np.linalg.norm(uv[v.selected_point] - uv[target]) < 6
+
+        # Server-side screenshot (viser render of the client's view) shows the points too.
+        shot = v.screenshot(tmp_path / "out" / "shot.png", client=client)
+        assert _is_red(np.asarray(PILImage.open(shot).convert("RGB"))).sum() > 2000
+
+        # Camera path: two keyframes from the browser camera, saved in our conventions.
+        v.add_keyframe(client)
+        v.fly_to_camera(client, 2)
+        time.sleep(1.0)
+        v.add_keyframe(client)
+        path = load_camera_path(v.save_camera_path(tmp_path / "out" / "path.json"))
+        assert len(path.keyframes) == 2 and len(path.frames) > 2
+        np.testing.assert_allclose(path.keyframes[0].cam_from_world.matrix(),
+                                   rec.images[1].cam_from_world.matrix(), atol=1e-6)
+        np.testing.assert_allclose(path.keyframes[1].cam_from_world.matrix(),
+                                   rec.images[3].cam_from_world.matrix(), atol=1e-6)
+        assert path.keyframes[0].camera.size == (1024, 700)
+
+
+def test_chromium_live_training_view(tmp_path):
+    from PIL import Image as PILImage
+
+    from viewer.headless import HeadlessChromium
+    from viewer.live import TrainingViewer
+
+    rng = np.random.default_rng(0)
+    X = np.c_[rng.uniform(-1, 1, (3000, 2)), np.zeros(3000)]  # a square in the z = 0 plane
+    calls = []
+
+    def render_fn(camera, cam_from_world):
+        """A 'model': the square splatted as green 5x5 dots, through our own Camera."""
+        calls.append((camera, cam_from_world))
+        img = np.full((camera.height, camera.width, 3), 255, np.uint8)
+        uv, ok = camera.project(cam_from_world.apply(X))
+        uv = np.round(uv[ok]).astype(int)
+        for dx in range(-2, 3):
+            for dy in range(-2, 3):
+                img[np.clip(uv[:, 1] + dy, 0, camera.height - 1), np.clip(uv[:, 0] + dx, 0, camera.width - 1)] \
+                    = (20, 200, 20)
+        return img
+
+    with TrainingViewer(render_fn, port=0, max_fps=5, verbose=False) as tv, \
+            HeadlessChromium(width=900, height=600) as browser:
+        browser.navigate(tv.url)
+        for step in range(20):
+            tv.log(step, {"loss": 1.0 / (step + 1), "psnr": 20.0 + step})
+        img = browser.wait_for(lambda im: _is_green(im).sum() > 3000, timeout=90)
+        PILImage.fromarray(img).save(tmp_path / "live.png")
+        assert tv.render_count >= 1 and tv.last_render_error is None
+        camera, cam_from_world = calls[-1]
+        client = next(iter(tv.server.get_clients().values()))
+        # The render camera is the browser's: same aspect, same pose, same vertical fov.
+        assert camera.width / camera.height == pytest.approx(900 / 600, rel=0.01)
+        np.testing.assert_allclose(cam_from_world.dst_origin_in_src(), client.camera.position, atol=1e-9)
+        # The background image covers the canvas: the green square is where the full-size
+        # browser camera projects it.
+        from viewer.convert import render_camera_for_view
+
+        full, cfw = render_camera_for_view(client.camera.fov, 900, 600, client.camera.wxyz,
+                                           client.camera.position, max_side=4096)
+        uv, ok = full.project(cfw.apply(X))
+        green = np.argwhere(_is_green(img[:, :560]))
+        inside = ok & (uv[:, 0] < 560)
+        np.testing.assert_allclose(green[:, ::-1].mean(0), uv[inside].mean(0), atol=15)
+        # Curves and status reach the GUI; pause toggles.
+        end = time.monotonic() + 5
+        while "step **19**" not in tv.gui_status.content and time.monotonic() < end:
+            time.sleep(0.1)
+        assert "step **19**" in tv.gui_status.content
+        assert set(tv._plots) == {"loss", "psnr"}
+        np.testing.assert_allclose(tv._plots["psnr"].data[1], 20.0 + np.arange(20))
+        assert not tv.paused
+        tv.paused = True
+        assert tv.paused and tv.gui_pause.label == "Resume training"
