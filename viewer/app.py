@@ -48,6 +48,7 @@ class ViewerOptions:
     host: str = "127.0.0.1"  # bind address; 0.0.0.0 exposes the viewer to the network
     port: int = 8080  # first port tried; the next free one is used when it is taken
     point_budget: int = 1_000_000  # most points sent to the browser (random, deterministic subset)
+    preview_points: int = 100_000  # larger clouds go to the first browser as this preview first
     point_size: float | None = None  # world units; None: from the scene's extent and point count
     output_dir: Path = field(default_factory=lambda: Path("recon-view"))  # screenshots, paths, exports
     load_thumbnails: bool = True  # read the photos behind frustums (in a background thread)
@@ -136,8 +137,16 @@ class SceneViewer:
         self._build_gui()
         self._add_static()
         self._set_initial_camera()
+        self._full_pending = False
         if pts is not None:
-            self._update_points()
+            if len(pts) > self.options.preview_points and self.gui_budget.value > self.options.preview_points:
+                # Time to first display: a uniform preview first (the prefix of the same random
+                # order), the full budget once the first browser has it on screen.
+                self._update_points(preview=True)
+                self._full_pending = True
+                self.server.on_client_connect(self._send_full_cloud)
+            else:
+                self._update_points()
         self._add_splats()
         self._add_mesh()
         self._add_cameras()
@@ -417,12 +426,23 @@ class SceneViewer:
         budget = int(self.gui_budget.value)
         return order[:budget]
 
-    def _update_points(self):
+    def _send_full_cloud(self, client) -> None:
+        try:  # a (tiny) render from the browser proves that the preview is on its screen
+            client.get_render(height=24, width=32, timeout=60)
+        except Exception:  # noqa: BLE001 - timeout or a closed page: send the rest anyway
+            pass
+        if self._full_pending:
+            self._update_points()
+
+    def _update_points(self, preview: bool = False):
         with self._lock:
             if self._closed:
                 return
+            self._full_pending = False
             p = self.content.points
             idx = self.visible_indices()
+            if preview:
+                idx = idx[: self.options.preview_points]
             col = self.point_colours(self.gui_color_mode.value)[idx]
             if self.selected_instance is not None and p.instance_id is not None:
                 sel = p.instance_id[idx] == self.selected_instance
@@ -434,7 +454,8 @@ class SceneViewer:
                 "/points", points=p.xyz[idx], colors=col, point_size=float(self.gui_point_size.value),
                 point_shape="rounded", precision="float32", point_shading="flat",
                 visible=self.gui_show_points.value)
-            self.gui_shown.content = f"points shown: {idx.size:,} of {len(p):,}"
+            self.gui_shown.content = f"points shown: {idx.size:,} of {len(p):,}" + \
+                (" (preview; the rest follows)" if preview else "")
 
     def _set_point_size(self):
         if self._point_handle is not None:
