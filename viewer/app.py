@@ -76,9 +76,15 @@ def start_server(host: str, port: int, *, verbose: bool = True):
 def _scene_frame(content: SceneContent):
     """(centre [3], extent (float), up [3] or None): robust centre/extent of the content and the
     up direction implied by the cameras (the mean of their -y axes: photos are mostly upright)."""
-    pts = content.scene_points()
-    if pts.shape[0]:
-        lo, hi = np.percentile(pts, 2, axis=0), np.percentile(pts, 98, axis=0)
+    pts = content.scene_points(include_cameras=False)
+    cams = np.array([v.cam_from_world.dst_origin_in_src() for v in content.cameras]).reshape(-1, 3)
+    if pts.shape[0] or cams.shape[0]:
+        # Percentiles drop stray points; every camera centre counts (there are few, all real).
+        lo_parts, hi_parts = [cams], [cams]
+        if pts.shape[0]:
+            lo_parts.append(np.percentile(pts, 2, axis=0)[None])
+            hi_parts.append(np.percentile(pts, 98, axis=0)[None])
+        lo, hi = np.vstack(lo_parts).min(axis=0), np.vstack(hi_parts).max(axis=0)
         centre = (lo + hi) / 2
         extent = float(np.linalg.norm(hi - lo)) or 1.0
     else:
@@ -222,22 +228,19 @@ class SceneViewer:
                                 wxyz=Rigid3(rot, np.zeros(3)).quat_wxyz, position=base)
 
     def _set_initial_camera(self):
+        """An overview: from above and outside the content, on the side of the first camera,
+        looking at the centre (what is where, cameras included, at a glance)."""
         ic = self.server.initial_camera
-        cams = self.content.cameras
-        if cams:
-            v = cams[0]
-            c = v.cam_from_world.dst_origin_in_src()
-            fwd = v.cam_from_world.rotation[2]
-            # Behind and above the first camera, looking at the scene centre.
-            up = self.up if self.up is not None else -v.cam_from_world.rotation[1]
-            pos = c - 0.3 * self.extent * fwd + 0.15 * self.extent * up
-            ic.position = pos
-            ic.look_at = self.centre
-            ic.fov = float(np.clip(vertical_fov(v.camera) * 1.3, 0.5, 1.6))
+        up = self.up if self.up is not None else np.array([0.0, 0.0, 1.0])
+        if self.content.cameras:
+            side = self.content.cameras[0].cam_from_world.dst_origin_in_src() - self.centre
         else:
-            up = np.array([0.0, 0.0, 1.0])
-            ic.position = self.centre + self.extent * 0.6 * np.array([1.0, -1.0, 0.0]) + 0.4 * self.extent * up
-            ic.look_at = self.centre
+            side = np.array([1.0, -1.0, 0.0])
+        side = side - (side @ up) * up
+        side = side / np.linalg.norm(side) if np.linalg.norm(side) > 1e-9 else _rotation_from_z(up)[:, 0]
+        ic.position = self.centre + self.extent * (0.75 * side + 0.55 * up)
+        ic.look_at = self.centre
+        ic.fov = np.deg2rad(55.0)
         ic.near = max(self.extent * 1e-4, 1e-4)
         ic.far = self.extent * 100
 
@@ -311,9 +314,9 @@ class SceneViewer:
             modes = [m for m in COLOR_MODES if self._mode_available(m)]
             default_mode = "Class" if pts.class_id is not None else modes[0]
             n = len(pts)
-            # About a quarter of the mean spacing of n points spread over a surface of this extent.
-            size = self.options.point_size or float(np.clip(self.extent / max(np.sqrt(n), 1) * 0.25,
-                                                            self.extent * 2e-4, self.extent * 0.02))
+            # A fraction of the mean spacing of n points spread over a surface of this extent.
+            size = self.options.point_size or float(np.clip(self.extent / max(np.sqrt(n), 1) * 0.12,
+                                                            self.extent * 2e-4, self.extent * 0.004))
             with gui.add_folder("Points"):
                 self.gui_color_mode = gui.add_dropdown("Colour by", tuple(modes), initial_value=default_mode)
                 self.gui_point_size = gui.add_slider("Point size", min=size / 10, max=size * 10,
