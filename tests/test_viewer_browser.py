@@ -17,12 +17,21 @@ pytestmark = pytest.mark.skipif(find_chromium() is None,
 RED = (220, 20, 20)
 
 
+def _scene_only(mask: np.ndarray) -> np.ndarray:
+    """Drop viser's overlays: the notification box (top left; "software WebGL" in headless
+    Chromium) and the orientation gizmo (bottom left). The GUI panel is cut by the callers."""
+    mask = mask.copy()
+    mask[:190, :320] = False
+    mask[-70:, :70] = False
+    return mask
+
+
 def _is_red(img: np.ndarray) -> np.ndarray:
-    return (img[..., 0] > 170) & (img[..., 1] < 90) & (img[..., 2] < 90)
+    return _scene_only((img[..., 0] > 170) & (img[..., 1] < 90) & (img[..., 2] < 90))
 
 
 def _is_green(img: np.ndarray) -> np.ndarray:
-    return (img[..., 1] > 150) & (img[..., 0] < 90) & (img[..., 2] < 90)
+    return _scene_only((img[..., 1] > 150) & (img[..., 0] < 90) & (img[..., 2] < 90))
 
 
 def _scene(n_pts=3000):
@@ -179,7 +188,7 @@ def test_chromium_live_training_view(tmp_path):
 def _colourful(img: np.ndarray) -> np.ndarray:
     """Saturated pixels: not the white background, the grey grid or the grey GUI."""
     i = img.astype(np.int16)
-    return (i.max(-1) - i.min(-1)) > 60
+    return _scene_only((i.max(-1) - i.min(-1)) > 60)
 
 
 def test_cli_recon_view_synth_dataset_in_chromium(tmp_path):
@@ -230,3 +239,48 @@ def test_cli_recon_view_synth_dataset_in_chromium(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_chromium_splat_is_drawn_with_our_covariance(tmp_path):
+    """One elongated, rotated Gaussian (3DGS parameterisation: log-scales, wxyz quaternion not
+    normalised, SH DC, opacity logit) rendered by viser's splat renderer: its screen-space blob
+    has the centre and the orientation of our analytic projection J R Sigma R^T J^T."""
+    from PIL import Image as PILImage
+
+    from calib.transforms import matrix_from_quat
+    from recon.io.gaussians import GaussianCloud
+    from viewer.app import SceneViewer
+    from viewer.content import SceneContent, splats_from_gaussians
+    from viewer.headless import HeadlessChromium
+
+    a = np.deg2rad(30.0)
+    q = np.array([np.cos(a / 2), 0.0, 0.0, np.sin(a / 2)])  # 30 degrees about world z
+    scales = np.array([0.12, 0.02, 0.02])
+    g = GaussianCloud(means=np.zeros((1, 3)), log_scales=np.log(scales)[None], quats_wxyz=2.0 * q[None],
+                      opacity_logits=np.array([5.0]), sh_dc=np.array([[1.6, -1.6, -1.6]]),
+                      sh_rest=np.zeros((1, 0, 3)))
+    with SceneViewer(SceneContent(splats=splats_from_gaussians(g)), port=0, verbose=False) as v, \
+            HeadlessChromium(width=1400, height=600) as browser:
+        v.gui_show_axes.value = False
+        v.gui_show_grid.value = False
+        browser.navigate(v.url)
+        img = browser.wait_for(lambda im: _is_red(im[:, :1040]).sum() > 300, timeout=90)
+        PILImage.fromarray(img).save(tmp_path / "splat.png")
+        client = v.wait_for_client(30)
+        cam, cam_from_world = v.client_view(client)
+    mask = _is_red(img)
+    mask[:, 1040:] = False  # the GUI panel
+    uv = np.argwhere(mask)[:, ::-1].astype(float)
+    assert uv[:, 0].min() > 0 and uv[:, 0].max() < 1035 and uv[:, 1].min() > 0 and uv[:, 1].max() < 599  # whole
+    X = cam_from_world.translation  # the Gaussian's centre (world origin) in the camera frame
+    (fx, fy), R = cam.focal, cam_from_world.rotation
+    J = np.array([[fx / X[2], 0, -fx * X[0] / X[2] ** 2], [0, fy / X[2], -fy * X[1] / X[2] ** 2]])
+    Rq = matrix_from_quat(q)
+    cov2d = J @ R @ Rq @ np.diag(scales**2) @ Rq.T @ R.T @ J.T
+    centre, _ = cam.project(X[None])
+    np.testing.assert_allclose(uv.mean(0), centre[0], atol=4)
+    w_ref, V_ref = np.linalg.eigh(cov2d)
+    w_img, V_img = np.linalg.eigh(np.cov(uv.T))
+    cos = abs(V_ref[:, 1] @ V_img[:, 1])  # major axes agree to within ~3 degrees
+    assert cos > np.cos(np.deg2rad(3)), np.degrees(np.arccos(cos))
+    assert np.sqrt(w_img[1] / w_img[0]) == pytest.approx(np.sqrt(w_ref[1] / w_ref[0]), rel=0.35)
