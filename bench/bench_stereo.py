@@ -79,7 +79,6 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
 
-    import cv2
 
     from calib import Camera, Rigid3
     from recon.stereo import SGBMConfig, StereoCalibration, compute_disparity, stereo_depth

@@ -27,8 +27,8 @@ __all__ = [
     "Features",
     "Matches",
     "detect_features",
-    "match_features",
     "match_descriptors",
+    "match_features",
     "to_gray_uint8",
 ]
 
@@ -181,10 +181,10 @@ def _knn(desc_q: np.ndarray, desc_t: np.ndarray, binary: bool, use_flann: bool):
     k = 2 if desc_t.shape[0] >= 2 else 1
     if use_flann:
         if binary:
-            params = dict(algorithm=6, table_number=6, key_size=12, multi_probe_level=1)  # LSH
+            params = {"algorithm": 6, "table_number": 6, "key_size": 12, "multi_probe_level": 1}  # LSH
         else:
-            params = dict(algorithm=1, trees=4)  # KD-tree forest
-        matcher = cv2.FlannBasedMatcher(params, dict(checks=64))
+            params = {"algorithm": 1, "trees": 4}  # KD-tree forest
+        matcher = cv2.FlannBasedMatcher(params, {"checks": 64})
         knn = matcher.knnMatch(desc_q, desc_t, k=k)
     else:
         matcher = cv2.BFMatcher(cv2.NORM_HAMMING if binary else cv2.NORM_L2, crossCheck=False)

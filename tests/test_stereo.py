@@ -54,7 +54,7 @@ def _bad(disp, gt, mask, thr=2.0):
 
 def test_sgbm_bad2_rectified(rect_pair):
     """bad-2 on non-occluded pixels (all textured here) < 5 %; measured ~0.01 % (WLS) here."""
-    L, R, zl, _, gt, nonocc = rect_pair
+    L, R, _zl, _, gt, nonocc = rect_pair
     cfg = SGBMConfig(num_disparities=48)
     res = compute_disparity(L, R, cfg)
     ev = nonocc.copy()

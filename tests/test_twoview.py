@@ -59,7 +59,7 @@ def make_pair(rng, n=1500, noise=1.0, outlier_frac=0.3, scene="general", cam1=No
     u1, u2 = u1[ok][:n], u2[ok][:n]
     u1 = u1 + rng.normal(0, noise, u1.shape)
     u2 = u2 + rng.normal(0, noise, u2.shape)
-    k = int(round(outlier_frac * n))
+    k = round(outlier_frac * n)
     bad = rng.choice(n, k, replace=False)
     u2[bad] = rng.uniform([0, 0], [W - 1, H - 1], (k, 2))
     truth = np.ones(n, bool)
@@ -161,7 +161,7 @@ def test_pose_accuracy_noise_and_outliers(seed):
 
 def test_pose_accuracy_distorted_cameras(rng):
     cam1, cam2 = _camera(model="OPENCV"), _camera(f=650.0)
-    u1, u2, cam1, cam2, T, truth = make_pair(rng, noise=0.5, outlier_frac=0.3, cam1=cam1, cam2=cam2)
+    u1, u2, cam1, cam2, T, _truth = make_pair(rng, noise=0.5, outlier_frac=0.3, cam1=cam1, cam2=cam2)
     geo = two_view_geometry(u1, u2, cam1, cam2, config=TwoViewConfig(threshold_px=2.0))
     r, t = pose_errors(geo.cam2_from_cam1, T)
     assert geo.degeneracy.verdict == "general"
@@ -172,7 +172,7 @@ def test_pose_accuracy_distorted_cameras(rng):
 def test_ours_agrees_with_opencv(seed):
     """Same matches: inlier sets overlap >= 95 % and poses differ by < 0.1 deg."""
     rng = np.random.default_rng(seed)
-    u1, u2, cam, _, T, truth = make_pair(rng, n=800, noise=0.5, outlier_frac=0.3)
+    u1, u2, cam, _, T, _truth = make_pair(rng, n=800, noise=0.5, outlier_frac=0.3)
     ours = estimate_fundamental(u1, u2, method="ours", threshold_px=1.5)
     cv = estimate_fundamental(u1, u2, method="opencv", threshold_px=1.5)
     overlap = np.sum(ours.inliers & cv.inliers) / np.sum(ours.inliers | cv.inliers)
@@ -181,7 +181,7 @@ def test_ours_agrees_with_opencv(seed):
     for fit in (ours, cv):
         E = cam.K.T @ fit.F @ cam.K
         poses.append(recover_pose(E, cam.cam_from_img(u1), cam.cam_from_img(u2), mask=fit.inliers).cam2_from_cam1)
-    dr, dt = pose_errors(poses[0], poses[1])
+    dr, _dt = pose_errors(poses[0], poses[1])
     assert dr < 0.1, dr
     # and the same for E (our loop vs OpenCV's five-point)
     e_ours = estimate_essential(u1, u2, cam, cam, method="ours", threshold_px=1.5)
@@ -219,8 +219,8 @@ def test_homography_robust_on_planar(rng):
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("calibrated", [True, False])
 def test_planar_flagged(rng, calibrated):
-    u1, u2, cam1, cam2, T, truth = make_pair(rng, n=500, scene="planar", noise=1.0, outlier_frac=0.2)
-    kw = dict(camera1=cam1, camera2=cam2) if calibrated else dict(image_size1=(W, H), image_size2=(W, H))
+    u1, u2, cam1, cam2, _T, _truth = make_pair(rng, n=500, scene="planar", noise=1.0, outlier_frac=0.2)
+    kw = {"camera1": cam1, "camera2": cam2} if calibrated else {"image_size1": (W, H), "image_size2": (W, H)}
     geo = two_view_geometry(u1, u2, config=TwoViewConfig(threshold_px=3.0), **kw)
     assert geo.degeneracy.verdict == "planar"
     assert not geo.degeneracy.pose_reliable
@@ -228,8 +228,8 @@ def test_planar_flagged(rng, calibrated):
 
 @pytest.mark.parametrize("calibrated", [True, False])
 def test_pure_rotation_flagged(rng, calibrated):
-    u1, u2, cam1, cam2, T, truth = make_pair(rng, n=500, scene="rotation", noise=1.0, outlier_frac=0.2)
-    kw = dict(camera1=cam1, camera2=cam2) if calibrated else dict(image_size1=(W, H), image_size2=(W, H))
+    u1, u2, cam1, cam2, T, _truth = make_pair(rng, n=500, scene="rotation", noise=1.0, outlier_frac=0.2)
+    kw = {"camera1": cam1, "camera2": cam2} if calibrated else {"image_size1": (W, H), "image_size2": (W, H)}
     geo = two_view_geometry(u1, u2, config=TwoViewConfig(threshold_px=3.0), **kw)
     assert geo.degeneracy.verdict == "pure_rotation"
     assert geo.degeneracy.rotation_reliable and not geo.degeneracy.pose_reliable

@@ -90,7 +90,6 @@ def _write_report(out, report: dict) -> None:
 
 def _detect(img, args):
     import cv2
-    import numpy as np
 
     from recon.features import detect_features
 
@@ -175,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         "method": args.method,
         "threshold_px": thr,
         "intrinsics": "guessed" if geo.intrinsics_guessed else ("given" if cam_a is not None else "none"),
-        "num_matches": int(len(m)),
+        "num_matches": len(m),
         "num_inliers": int(geo.inliers.sum()),
         "inlier_ratio": float(geo.inliers.mean()) if len(m) else 0.0,
         "median_sampson_px": fit.median_inlier_residual() if fit.ok else None,

@@ -11,12 +11,12 @@ import numpy as np
 from calib import Camera
 
 __all__ = [
-    "SGBMConfig",
     "DisparityResult",
+    "SGBMConfig",
     "compute_disparity",
-    "disparity_range_from_matches",
     "depth_from_disparity",
     "depth_sigma",
+    "disparity_range_from_matches",
     "points_from_depth",
 ]
 

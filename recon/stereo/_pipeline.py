@@ -16,9 +16,14 @@ from recon.stereo._disparity import (
     disparity_range_from_matches,
     points_from_depth,
 )
-from recon.stereo._rectify import StereoRectification, rectify_calibrated, rectify_images, rectify_uncalibrated
+from recon.stereo._rectify import (
+    StereoRectification,
+    rectify_calibrated,
+    rectify_images,
+    rectify_uncalibrated,
+)
 
-__all__ = ["StereoConfig", "StereoOutput", "stereo_depth", "fit_calibration_to_images"]
+__all__ = ["StereoConfig", "StereoOutput", "fit_calibration_to_images", "stereo_depth"]
 
 
 @dataclass(frozen=True)

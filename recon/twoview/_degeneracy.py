@@ -29,7 +29,7 @@ import numpy as np
 
 from calib import Camera
 
-__all__ = ["Degeneracy", "VERDICTS", "classify_degeneracy", "gric"]
+__all__ = ["VERDICTS", "Degeneracy", "classify_degeneracy", "gric"]
 
 VERDICTS = {
     "general": "general 3D scene with enough parallax: the relative pose is determined",

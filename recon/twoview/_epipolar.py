@@ -25,20 +25,20 @@ from recon.twoview._solvers import (
 )
 
 __all__ = [
-    "RobustFit",
     "EpipolarResult",
     "EssentialResult",
     "HomographyResult",
     "RelativePose",
-    "estimate_fundamental",
-    "estimate_essential",
-    "estimate_homography",
+    "RobustFit",
     "decompose_essential",
-    "recover_pose",
-    "essential_from_pose",
-    "fundamental_from_essential",
     "essential_from_fundamental",
+    "essential_from_pose",
+    "estimate_essential",
+    "estimate_fundamental",
+    "estimate_homography",
+    "fundamental_from_essential",
     "normalized_coords",
+    "recover_pose",
 ]
 
 _METHODS = ("ours", "opencv")
@@ -377,7 +377,7 @@ def _refine_essential_sampson(E, p1, p2, K1, K2, threshold_px):
 
     from calib import matrix_from_axis_angle
 
-    R1, R2, t = decompose_essential(E)
+    R1, _R2, t = decompose_essential(E)
     R0 = R1  # any of the two rotations (and either sign of t) spans the same E
     a = np.eye(3)[np.argmin(np.abs(t))]
     b1 = np.cross(t, a)

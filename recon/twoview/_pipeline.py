@@ -23,7 +23,7 @@ from recon.twoview._epipolar import (
 from recon.twoview._solvers import sampson_error
 from recon.twoview._triangulation import Triangulation, refine_two_view, triangulate_dlt
 
-__all__ = ["TwoViewConfig", "TwoViewGeometry", "two_view_geometry", "guess_camera"]
+__all__ = ["TwoViewConfig", "TwoViewGeometry", "guess_camera", "two_view_geometry"]
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def _pose_from_homography(H, camera1: Camera, camera2: Camera, n1, n2) -> Rigid3
     import cv2
 
     Hn = np.linalg.inv(camera2.K) @ H @ camera1.K
-    num, Rs, ts, normals = cv2.decomposeHomographyMat(Hn, np.eye(3))
+    _num, Rs, ts, normals = cv2.decomposeHomographyMat(Hn, np.eye(3))
     best, best_count = None, -1
     from recon.twoview._triangulation import _dlt_normalized
 
@@ -141,14 +141,13 @@ def two_view_geometry(uv1, uv2, camera1: Camera | None = None, camera2: Camera |
     n = uv1.shape[0]
     notes: list[str] = []
     guessed = False
-    if camera1 is None:
-        if image_size1 is not None and image_size2 is not None:
-            camera1, camera2 = guess_camera(*image_size1), guess_camera(*image_size2)
-            guessed = True
-            notes.append("no calibration: K guessed as focal = 1.2 * max(width, height), principal point at "
-                         "the centre; R and t are approximate")
-    kw = dict(method=cfg.method, threshold_px=cfg.threshold_px, confidence=cfg.confidence,
-              max_iterations=cfg.max_iterations, seed=cfg.seed)
+    if camera1 is None and image_size1 is not None and image_size2 is not None:
+        camera1, camera2 = guess_camera(*image_size1), guess_camera(*image_size2)
+        guessed = True
+        notes.append("no calibration: K guessed as focal = 1.2 * max(width, height), principal point at "
+                     "the centre; R and t are approximate")
+    kw = {"method": cfg.method, "threshold_px": cfg.threshold_px, "confidence": cfg.confidence,
+          "max_iterations": cfg.max_iterations, "seed": cfg.seed}
     empty_f = EpipolarResult(np.zeros(n, bool), np.full(n, np.inf), 0, cfg.threshold_px, cfg.method)
     empty_h = HomographyResult(np.zeros(n, bool), np.full(n, np.inf), 0, cfg.threshold_px, cfg.method)
 

@@ -10,8 +10,8 @@ k = log(1 - confidence) / log(1 - w^s) for a minimal sample of size s.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

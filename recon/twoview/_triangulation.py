@@ -14,7 +14,7 @@ import numpy as np
 from calib import Camera, Rigid3, matrix_from_axis_angle, project_to_so3
 from calib._check import as_array
 
-__all__ = ["Triangulation", "TwoViewRefinement", "triangulate_dlt", "triangulate_midpoint", "refine_two_view"]
+__all__ = ["Triangulation", "TwoViewRefinement", "refine_two_view", "triangulate_dlt", "triangulate_midpoint"]
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["draw_matches", "draw_epipolar_lines"]
+__all__ = ["draw_epipolar_lines", "draw_matches"]
 
 
 def _figure(width_px: int, height_px: int, dpi: int = 100):
@@ -119,7 +119,7 @@ def draw_epipolar_lines(path, image1, image2, F, uv1, uv2, inliers=None, *, num_
     """Save both images with the epipolar lines of a sample of inliers: in image 2 the line
     F x1 of each point x1, in image 1 the line F^T x2; the matching point is drawn on each line
     (same colour), so misalignment is visible as a dot off its line."""
-    import matplotlib.cm as cm
+    from matplotlib import cm
 
     F = np.asarray(F, float)
     uv1 = np.asarray(uv1, float).reshape(-1, 2)
