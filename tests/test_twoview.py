@@ -312,3 +312,30 @@ def test_input_checks():
         triangulate_dlt(np.zeros((3, 2)), np.zeros((3, 2)), "cam", _camera(), Rigid3.identity())
     fit = estimate_fundamental(np.zeros((5, 2)), np.ones((5, 2)))
     assert not fit.ok and fit.num_inliers == 0
+
+
+@pytest.mark.slow
+def test_real_photos_sceaux_pair(shared_data):
+    """Two real photos (Sceaux castle, known K): a general verdict, most matches inliers, sub-pixel
+    Sampson error, and our pose agrees with OpenCV's five-point pose on the same matches."""
+    from recon.features import detect_features, match_features
+    from recon.io import read_image
+
+    d = shared_data / "sceaux-castle"
+    imgs = [read_image(d / n) for n in ("100_7100.JPG", "100_7101.JPG")]
+    import cv2
+
+    imgs = [cv2.resize(im, (im.shape[1] // 2, im.shape[0] // 2), interpolation=cv2.INTER_AREA) for im in imgs]
+    # K.txt: f = 2905.88, (cx, cy) = (1416, 1064) in COLMAP's corner convention -> ours - 0.5
+    cam = Camera("SIMPLE_PINHOLE", 2832, 2128, np.array([2905.88, 1415.5, 1063.5])).scaled(0.5)
+    f1, f2 = detect_features(imgs[0]), detect_features(imgs[1])
+    m = match_features(f1, f2)
+    uv1, uv2 = m.points(f1, f2)
+    geo = two_view_geometry(uv1, uv2, cam, cam, config=TwoViewConfig(threshold_px=1.0))
+    assert geo.degeneracy.verdict == "general"
+    assert geo.inliers.mean() > 0.6 and geo.num_triangulated > 300
+    assert geo.fundamental.median_inlier_residual() < 0.5
+    cv = estimate_essential(uv1, uv2, cam, cam, method="opencv", threshold_px=1.0)
+    p_cv = recover_pose(cv.E, cam.cam_from_img(uv1), cam.cam_from_img(uv2), mask=cv.inliers).cam2_from_cam1
+    r, t = pose_errors(geo.cam2_from_cam1, p_cv)
+    assert r < 0.5 and t < 3.0, (r, t)

@@ -205,7 +205,7 @@ def two_view_geometry(uv1, uv2, camera1: Camera | None = None, camera2: Camera |
                               camera1=camera1, camera2=camera2, H=Hr.H if Hr.ok else None, parallax_deg=parallax,
                               min_matches=cfg.min_matches, min_parallax_deg=cfg.min_parallax_deg,
                               focal_known=not guessed)
-    if pose is not None and not guessed and deg.verdict in ("general", "low_parallax"):
+    if pose is not None and deg.verdict in ("general", "low_parallax"):
         ok = inl & tri.valid(max_error_px=cfg.max_reproj_px, min_parallax_deg=0.0)
         for _ in range(2 if cfg.refine else 0):  # BA, re-select inliers under the refined pose, BA again
             if ok.sum() < 8:
@@ -217,9 +217,12 @@ def two_view_geometry(uv1, uv2, camera1: Camera | None = None, camera2: Camera |
             pose = ref.cam2_from_cam1
             refined = True
             tri = triangulate_dlt(uv1, uv2, camera1, camera2, pose)
-            F = fundamental_from_essential(_essential(pose), camera1, camera2)
-            r = sampson_error(F, p1, p2)
-            inl = (r < cfg.threshold_px) & tri.in_front
+            if guessed:  # E from a guessed K is only approximate: keep the F inliers
+                inl = Fr.inliers & tri.in_front
+            else:
+                F = fundamental_from_essential(_essential(pose), camera1, camera2)
+                r = sampson_error(F, p1, p2)
+                inl = (r < cfg.threshold_px) & tri.in_front
             ok = inl & tri.valid(max_error_px=cfg.max_reproj_px, min_parallax_deg=0.0)
     if deg.verdict in ("identical", "no_model", "too_few_matches"):
         return finish(deg, Fr, Er, Hr)
