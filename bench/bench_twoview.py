@@ -9,6 +9,10 @@ outliers); every method sees the same matches. Reports pairs/s and the median po
   ours F        estimate_fundamental(method="ours")
   opencv F      cv2.findFundamentalMat(USAC_MAGSAC)
 
+A second table times the whole image pipeline on a rendered 800x600 pair (the ray-caster of
+tests/_twoview_scenes.py): SIFT + matching + geometry, ours (recon twoview's code path, without
+pictures) vs OpenCV alone (SIFT, BFMatcher + ratio test, findEssentialMat, recoverPose).
+
 Run: PYTHONPATH=. python bench/bench_twoview.py [--pairs 10] [--matches 1000]
 """
 
@@ -108,5 +112,60 @@ def main():
         print(f"{name:28s} {pps:9.2f} {pps / peer:9.2f}x {er:12.4f} {et:10.4f}")
 
 
+def image_pipeline(repeat: int = 3):
+    import sys
+    from pathlib import Path
+
+    import cv2
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from _twoview_scenes import PlaneBoxScene, pinhole
+
+    from calib import Rigid3, matrix_from_axis_angle
+    from recon.features import detect_features, match_features
+    from recon.twoview import TwoViewConfig, two_view_geometry
+
+    cam = pinhole(800, 600, 560.0)
+    T = Rigid3(matrix_from_axis_angle(np.radians([0.5, -4.0, 1.0])), np.array([-0.6, 0.05, 0.1]))
+    scene = PlaneBoxScene(seed=5, slope=0.4)
+    a = scene.render(cam, Rigid3.identity())[0]
+    b = scene.render(cam, T)[0]
+
+    def ours():
+        f1, f2 = detect_features(a), detect_features(b)
+        m = match_features(f1, f2)
+        uv1, uv2 = m.points(f1, f2)
+        g = two_view_geometry(uv1, uv2, cam, cam, config=TwoViewConfig(threshold_px=1.0))
+        return g.cam2_from_cam1.rotation, g.cam2_from_cam1.translation
+
+    def opencv():
+        sift = cv2.SIFT_create(8000, contrastThreshold=0.02)
+        ga, gb = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY), cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)
+        k1, d1 = sift.detectAndCompute(ga, None)
+        k2, d2 = sift.detectAndCompute(gb, None)
+        knn = cv2.BFMatcher(cv2.NORM_L2).knnMatch(d1, d2, k=2)
+        good = [p[0] for p in knn if len(p) == 2 and p[0].distance < 0.8 * p[1].distance]
+        x1 = np.float64([k1[g.queryIdx].pt for g in good])
+        x2 = np.float64([k2[g.trainIdx].pt for g in good])
+        E, mask = cv2.findEssentialMat(x1, x2, cam.K, cv2.USAC_MAGSAC, 0.999, 1.0)
+        _, R, t, _ = cv2.recoverPose(E[:3], x1, x2, cam.K, mask=mask)
+        return R, t
+
+    rows = []
+    for name, fn in (("ours (recon twoview path)", ours), ("opencv alone", opencv)):
+        fn()
+        t0 = time.perf_counter()
+        for _ in range(repeat):
+            R, t = fn()
+        dt = (time.perf_counter() - t0) / repeat
+        rows.append((name, 1.0 / dt, *errors(R, t, T)))
+    print()
+    print("image pipeline, rendered 800x600 pair (SIFT + matching + geometry; no pictures)")
+    print(f"{'method':28s} {'pairs/s':>9s} {'vs opencv':>10s} {'rot err deg':>12s} {'t err deg':>10s}")
+    for name, pps, er, et in rows:
+        print(f"{name:28s} {pps:9.2f} {pps / rows[1][1]:9.2f}x {er:12.4f} {et:10.4f}")
+
+
 if __name__ == "__main__":
     main()
+    image_pipeline()

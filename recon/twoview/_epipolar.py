@@ -199,8 +199,12 @@ def _fundamental_loop(x1, x2, threshold_px, confidence, max_iterations, rng, pro
     def residuals(F):
         return sampson_error(F, x1, x2)
 
+    def subset_residuals(F, idx):
+        return sampson_error(F, x1[idx], x2[idx])
+
     return robust_loop(x1.shape[0], 7, solve, residuals, _f_refit(x1, x2, project), threshold=threshold_px,
-                       confidence=confidence, max_iterations=max_iterations, min_iterations=50, rng=rng)
+                       confidence=confidence, max_iterations=max_iterations, min_iterations=50, rng=rng,
+                       subset_residuals=subset_residuals)
 
 
 def estimate_fundamental(x1, x2, *, method: str = "ours", threshold_px: float = 1.0, confidence: float = 0.999,
@@ -359,11 +363,15 @@ def estimate_homography(x1, x2, *, method: str = "ours", threshold_px: float = 1
     def residuals(H):
         return homography_transfer_error(H, x1, x2)
 
+    def subset_residuals(H, idx):
+        return homography_transfer_error(H, x1[idx], x2[idx])
+
     def refit(mask, w):
         return homography_dlt(x1[mask], x2[mask], w[mask])
 
     res = robust_loop(n, 4, solve, residuals, refit, threshold=threshold_px, confidence=confidence,
-                      max_iterations=max_iterations, min_iterations=50, rng=_rng(seed))
+                      max_iterations=max_iterations, min_iterations=50, rng=_rng(seed),
+                      subset_residuals=subset_residuals)
     if res.model is None:
         return HomographyResult(np.zeros(n, bool), np.full(n, np.inf), res.num_iterations, threshold_px, method)
     return HomographyResult(res.inliers, res.residuals, res.num_iterations, threshold_px, method, H=res.model)

@@ -183,7 +183,7 @@ def two_view_geometry(uv1, uv2, camera1: Camera | None = None, camera2: Camera |
             n1, n2 = camera1.cam_from_img(uv1), camera2.cam_from_img(uv2)
     # H only competes with F in model selection: a capped budget is enough (a planar scene has a
     # high H inlier ratio and stops early anyway).
-    Hr = estimate_homography(p1, p2, **{**kw, "max_iterations": min(cfg.max_iterations, 1000)})
+    Hr = estimate_homography(p1, p2, **{**kw, "max_iterations": min(cfg.max_iterations, 400)})
     if not Fr.ok:
         deg = classify_degeneracy(p1, p2, Fr.residuals, Fr.inliers, Hr.residuals, Hr.inliers,
                                   min_matches=cfg.min_matches)
