@@ -303,8 +303,9 @@ def estimate_essential(uv1, uv2, camera1: Camera, camera2: Camera, *, method: st
         f = 0.25 * (camera1.focal.sum() + camera2.focal.sum())
         E, mask = cv2.findEssentialMat(n1[good], n2[good], np.eye(3), cv2.USAC_MAGSAC, confidence,
                                        threshold_px / f, max_iterations)
-        if E is None or E.shape != (3, 3):  # several stacked solutions or none
+        if E is None or E.shape[0] < 3 or E.shape[1] != 3:
             return empty
+        E = E[:3]  # several stacked solutions: OpenCV puts the best first
         E = project_to_essential(E)
         F = K2i.T @ E @ K1i
         residuals[good] = sampson_error(F, p1[good], p2[good])
