@@ -339,3 +339,21 @@ def test_real_photos_sceaux_pair(shared_data):
     p_cv = recover_pose(cv.E, cam.cam_from_img(uv1), cam.cam_from_img(uv2), mask=cv.inliers).cam2_from_cam1
     r, t = pose_errors(geo.cam2_from_cam1, p_cv)
     assert r < 0.5 and t < 3.0, (r, t)
+
+
+def test_low_parallax_flagged(rng):
+    """A 3 cm baseline at 2.5-8 m: F still beats H (parallax is above the noise) but the median
+    triangulation angle is ~0.3 deg: rotation reliable (and accurate), translation flagged."""
+    cam = _camera()
+    X = np.c_[rng.uniform(-3.5, 3.5, (3200, 2)), rng.uniform(2.5, 8.0, 3200)]
+    t = np.array([1.6, 0.4, 1.2])
+    T = Rigid3(matrix_from_axis_angle(rng.normal(size=3) * 0.08), 0.03 * t / np.linalg.norm(t))
+    (u1, v1), (u2, v2) = cam.project(X), cam.project(T.apply(X))
+    ok = v1 & v2 & np.all((u1 >= 0) & (u1 <= [W - 1, H - 1]), 1) & np.all((u2 >= 0) & (u2 <= [W - 1, H - 1]), 1)
+    u1 = u1[ok][:800] + rng.normal(0, 0.5, (800, 2))
+    u2 = u2[ok][:800] + rng.normal(0, 0.5, (800, 2))
+    geo = two_view_geometry(u1, u2, cam, cam, config=TwoViewConfig(threshold_px=1.5))
+    assert geo.degeneracy.verdict == "low_parallax"
+    assert geo.degeneracy.rotation_reliable and not geo.degeneracy.pose_reliable
+    assert geo.degeneracy.median_parallax_deg < 1.0
+    assert pose_errors(geo.cam2_from_cam1, T)[0] < 0.1
