@@ -455,6 +455,7 @@ def test_quaternion_memory_is_released(synthetic_pycolmap):
     from recon.io import colmap as colmap_module
 
     _, root = synthetic_pycolmap
+    gc.collect()  # poses of earlier tests
     before = len(colmap_module._QVEC_CACHE)
     rec = read_colmap(root / "bin")
     assert len(colmap_module._QVEC_CACHE) == before + len(rec.images)
