@@ -335,8 +335,8 @@ def _describe_folder(folder: Path) -> list[Section]:
     model = find_colmap_model(folder)
     if model is not None:
         sections.append(describe_colmap(model))
-    if (folder / "transforms.json").is_file():
-        sections.append(describe_transforms(folder / "transforms.json"))
+    for js in sorted(folder.glob("transforms*.json")):  # also Blender's transforms_{train,val,test}
+        sections.append(describe_transforms(js))
     for ply in sorted(folder.glob("*.ply")):
         sections.append(describe_ply(ply))
     images = list_images(folder)
