@@ -304,6 +304,12 @@ def test_wrong_content_binary(good_model, file):
     _expect_error(good_model / "bin", file)
 
 
+def test_incomplete_model(good_model):
+    (good_model / "bin" / "points3D.bin").unlink()
+    with pytest.raises(FormatError, match=r"incomplete COLMAP model.*not points3D\.bin"):
+        read_colmap(good_model / "bin")
+
+
 def test_trailing_bytes_binary(good_model):
     path = good_model / "bin" / "points3D.bin"
     path.write_bytes(path.read_bytes() + b"\x00" * 5)
