@@ -483,6 +483,17 @@ def test_cli_synth(tmp_path, capsys):
         assert opt in capsys.readouterr().err
 
 
+def test_recon_info_describes_a_dataset(dataset, capsys):
+    from recon.cli import main
+
+    if "info" not in {m.NAME for m in __import__("recon.cli", fromlist=["_verb_modules"])._verb_modules()}:
+        pytest.skip("recon info (helper io) is not available")
+    assert main(["info", str(dataset.root)]) == 0
+    out = capsys.readouterr().out
+    assert "recon-synth" in out and "8 views" in out
+    assert "COLMAP model" in out  # sparse/0 is found and described
+
+
 def test_import_is_light():
     import subprocess
     import sys
