@@ -318,9 +318,16 @@ def test_trajectories(scene):
         assert abs(np.hypot(c[0], c[1]) - 3.2) < 1e-9
         # image up is world up: the camera's y axis (down) points to -z
         assert T.rotation[1] @ [0, 0, 1] < 0
-    walk = synth.walkthrough(30)
+    walk = synth.walkthrough(40)
     steps = [np.linalg.norm(a.dst_origin_in_src() - b.dst_origin_in_src()) for a, b in zip(walk, walk[1:])]
     assert max(steps) < 0.2  # video-like small baselines
+    # pure forward motion along a straight line: the camera looks where it goes
+    line = synth.walkthrough(5, waypoints=[[-3, -3, 1.5], [0, -3, 1.5]], look_angle_deg=0, look_height=1.5,
+                             sway=0.0)
+    for T in line:
+        np.testing.assert_allclose(T.rotation[2], [1, 0, 0], atol=1e-12)
+    with pytest.raises(ValueError, match="waypoints"):
+        synth.walkthrough(3, waypoints=[[0, 0, 1]])
     for T in synth.hemisphere(20, radius=3.0, seed=2):
         c = T.dst_origin_in_src() - target
         el = np.degrees(np.arcsin(c[2] / np.linalg.norm(c)))
