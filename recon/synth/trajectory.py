@@ -185,7 +185,7 @@ def make_camera(model: str = "PINHOLE", width: int = 640, height: int = 480, *, 
     if not np.all(edge.valid):
         lim = np.degrees(cam.max_valid_angle) * 2
         raise ValueError(f"fov_deg: {fov_deg} deg with this distortion reaches beyond the valid range of "
-                         f"{model} (at most ~{lim:.1f} deg across the monotonic region); lower fov_deg or "
+                         f"{model} (at most ~{lim:.1f} deg across the monotonic region); lower the field of view or "
                          "the distortion")
     return cam
 
