@@ -6,12 +6,12 @@ slow test (tests/test_synth.py::test_pycolmap_orbit_usability).
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
 import pytest
 
-from calib import Camera, Rigid3
 from recon import synth
 from recon.errors import FormatError
 from recon.synth.dataset import ground_truth_points
@@ -319,7 +319,7 @@ def test_trajectories(scene):
         # image up is world up: the camera's y axis (down) points to -z
         assert T.rotation[1] @ [0, 0, 1] < 0
     walk = synth.walkthrough(40)
-    steps = [np.linalg.norm(a.dst_origin_in_src() - b.dst_origin_in_src()) for a, b in zip(walk, walk[1:])]
+    steps = [np.linalg.norm(a.dst_origin_in_src() - b.dst_origin_in_src()) for a, b in itertools.pairwise(walk)]
     assert max(steps) < 0.2  # video-like small baselines
     # pure forward motion along a straight line: the camera looks where it goes
     line = synth.walkthrough(5, waypoints=[[-3, -3, 1.5], [0, -3, 1.5]], look_angle_deg=0, look_height=1.5,

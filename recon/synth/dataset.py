@@ -34,11 +34,20 @@ import numpy as np
 from calib import Camera, Rigid3
 from recon.errors import FormatError
 from recon.scene import Image, Point3D, Reconstruction
-from recon.synth.render import RenderOptions, RenderedView, camera_rays, cast_rays, render_view
+from recon.synth.render import RenderedView, RenderOptions, camera_rays, cast_rays, render_view
 from recon.synth.scene import Instance, Scene
 
-__all__ = ["DatasetOptions", "GroundTruthPoints", "SynthView", "SynthDataset", "write_dataset", "load_dataset",
-           "ground_truth_points", "GT_FORMAT", "GT_VERSION"]
+__all__ = [
+    "GT_FORMAT",
+    "GT_VERSION",
+    "DatasetOptions",
+    "GroundTruthPoints",
+    "SynthDataset",
+    "SynthView",
+    "ground_truth_points",
+    "load_dataset",
+    "write_dataset",
+]
 
 GT_FORMAT = "recon-synth"
 GT_VERSION = 1

@@ -27,7 +27,7 @@ from calib import Camera, Rigid3
 from recon.synth._raycast import Hits, cast
 from recon.synth.scene import Scene
 
-__all__ = ["RenderOptions", "RenderedView", "render_view", "cast_rays", "camera_rays", "pixel_angles"]
+__all__ = ["RenderOptions", "RenderedView", "camera_rays", "cast_rays", "pixel_angles", "render_view"]
 
 
 @dataclass

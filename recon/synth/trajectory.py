@@ -12,8 +12,16 @@ import numpy as np
 
 from calib import MODELS, Camera, Rigid3
 
-__all__ = ["look_at", "orbit", "walkthrough", "hemisphere", "make_camera", "default_distortion",
-           "StereoRig", "TRAJECTORIES"]
+__all__ = [
+    "TRAJECTORIES",
+    "StereoRig",
+    "default_distortion",
+    "hemisphere",
+    "look_at",
+    "make_camera",
+    "orbit",
+    "walkthrough",
+]
 
 TRAJECTORIES = ("orbit", "walk", "hemisphere")
 
