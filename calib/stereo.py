@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from calib.calibrate import CalibrationError, Observation, Rejection, opencv_flags
+from calib.calibrate import CalibrationError, Observation, Rejection, _deterministic_opencv, opencv_flags
 from calib.cameras import Camera
 from calib.transforms import Rigid3, skew
 
@@ -149,8 +149,9 @@ def stereo_calibrate(left_obs: list[Observation], right_obs: list[Observation], 
         flags = cv2.fisheye.CALIB_FIX_SKEW | cv2.fisheye.CALIB_RECOMPUTE_EXTRINSIC
         flags |= cv2.fisheye.CALIB_FIX_INTRINSIC if fix_intrinsics else cv2.fisheye.CALIB_USE_INTRINSIC_GUESS
         try:
-            out = cv2.fisheye.stereoCalibrate(obj, il, ir, left.K, _dist(left), right.K, _dist(right), size,
-                                              flags=flags, criteria=crit)
+            with _deterministic_opencv():
+                out = cv2.fisheye.stereoCalibrate(obj, il, ir, left.K, _dist(left), right.K, _dist(right), size,
+                                                  flags=flags, criteria=crit)
         except cv2.error as e:
             raise CalibrationError(f"OpenCV fisheye stereo calibration failed: {e.err or e}") from None
         rms, K1, D1, K2, D2, Rm, T = out[:7]
@@ -167,9 +168,10 @@ def stereo_calibrate(left_obs: list[Observation], right_obs: list[Observation], 
         else:
             flags = cv2.CALIB_USE_INTRINSIC_GUESS | opencv_flags(left.model)
         try:
-            rms, K1, D1, K2, D2, Rm, T, E, F = cv2.stereoCalibrate(
-                obj, il, ir, left.K.copy(), _dist(left, n), right.K.copy(), _dist(right, n), size,
-                flags=flags, criteria=crit)
+            with _deterministic_opencv():
+                rms, K1, D1, K2, D2, Rm, T, E, F = cv2.stereoCalibrate(
+                    obj, il, ir, left.K.copy(), _dist(left, n), right.K.copy(), _dist(right, n), size,
+                    flags=flags, criteria=crit)
         except cv2.error as e:
             raise CalibrationError(f"OpenCV stereo calibration failed: {e.err or e}") from None
         from calib.calibrate import _camera_from_opencv
