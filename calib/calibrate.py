@@ -443,7 +443,10 @@ def calibrate_camera(observations: list[Observation], image_size: tuple[int, int
         if len(active) < config.min_views:
             _too_few([obs[i] for i in active], rejected_views, config)
         cur = [obs[i].subset(masks[i]) for i in active]
-        cam, poses, _, flags = solve_intrinsics(cur, (w, h), model, extra_flags=config.extra_flags, initial=initial)
+        # Round 0 is exactly OpenCV's own solve (its initialisation included); re-solves after a
+        # rejection start from the previous solution, which converges in a few iterations.
+        cam, poses, _, flags = solve_intrinsics(cur, (w, h), model, extra_flags=config.extra_flags,
+                                                initial=initial if rnd == 0 else cam)
         if not config.reject_outliers or rnd == config.max_rounds:
             break
         res = [_residuals(cam, p, o) for p, o in zip(poses, cur)]

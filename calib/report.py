@@ -243,10 +243,20 @@ def stereo_report_dict(stereo, *, left_report: dict | None = None, right_report:
 def save_pictures(result: CalibrationResult, out_dir, *, uncertainty: UncertaintyMap | None = None,
                   coverage: CoverageMap | None = None, rejected: list[Rejection] = (), prefix: str = "") -> list[Path]:
     """residuals.png, coverage.png, uncertainty.png, view_errors.png in ``out_dir``."""
-    import matplotlib
+    # The object-oriented API with the Agg canvas: headless, no pyplot state, no GUI backend.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    class plt:  # noqa: N801 - the two pyplot calls used below, on the OO API
+        @staticmethod
+        def subplots(figsize, dpi):
+            fig = Figure(figsize=figsize, dpi=dpi)
+            FigureCanvasAgg(fig)
+            return fig, fig.add_subplot(1, 1, 1)
+
+        @staticmethod
+        def close(fig):
+            fig.clear()
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -266,20 +276,22 @@ def save_pictures(result: CalibrationResult, out_dir, *, uncertainty: Uncertaint
         ax.set_title(title, fontsize=10)
 
     # 1. residual vectors
-    fig, ax = plt.subplots(figsize=(8, 6.4), dpi=100)
+    fig, ax = plt.subplots(figsize=(8, 6.2), dpi=90)
+    fig.subplots_adjust(left=0.09, right=0.98, top=0.94, bottom=0.08)
     scale = 0.04 * max(W, H) / max(np.percentile(err, 95), 1e-9)
     q = ax.quiver(pts[:, 0], pts[:, 1], res[:, 0] * scale, res[:, 1] * scale, err, angles="xy", scale_units="xy",
                   scale=1, cmap="viridis", width=0.002)
     fig.colorbar(q, ax=ax, label="|residual| (px)", shrink=0.8)
     frame(ax, f"Reprojection residuals ({cam.model}, RMS {result.rms_px:.3f} px), arrows x{scale:.0f}")
     p = out_dir / f"{prefix}residuals.png"
-    fig.savefig(p, bbox_inches="tight")
+    fig.savefig(p)
     plt.close(fig)
     paths.append(p)
 
     # 2. coverage heatmap
     if coverage is not None:
-        fig, ax = plt.subplots(figsize=(8, 6.8), dpi=100)
+        fig, ax = plt.subplots(figsize=(8, 6.8), dpi=90)
+        fig.subplots_adjust(left=0.09, right=0.98, top=0.94, bottom=0.2)
         im = ax.imshow(coverage.counts, extent=(-0.5, W - 0.5, H - 0.5, -0.5), cmap="magma", interpolation="nearest")
         ax.plot(pts[:, 0], pts[:, 1], ".", color="cyan", ms=1.5, alpha=0.5)
         fig.colorbar(im, ax=ax, label="corners per cell", shrink=0.8)
@@ -289,16 +301,16 @@ def save_pictures(result: CalibrationResult, out_dir, *, uncertainty: Uncertaint
             import textwrap
 
             txt = "\n".join(textwrap.fill("- " + a, 110) for a in coverage.advice)
-            fig.text(0.02, 0.005, txt, fontsize=7, va="bottom", ha="left")
-            fig.subplots_adjust(bottom=0.06 + 0.025 * txt.count("\n"))
+            fig.text(0.02, 0.01, txt, fontsize=7, va="bottom", ha="left")
         p = out_dir / f"{prefix}coverage.png"
-        fig.savefig(p, bbox_inches="tight")
+        fig.savefig(p)
         plt.close(fig)
         paths.append(p)
 
     # 3. uncertainty map
     if uncertainty is not None:
-        fig, ax = plt.subplots(figsize=(8, 6.4), dpi=100)
+        fig, ax = plt.subplots(figsize=(8, 6.2), dpi=90)
+        fig.subplots_adjust(left=0.09, right=0.98, top=0.94, bottom=0.08)
         s = uncertainty.std_px
         im = ax.imshow(s, extent=(uncertainty.u[0], uncertainty.u[-1], uncertainty.v[-1], uncertainty.v[0]),
                        cmap="viridis", interpolation="bilinear")
@@ -313,7 +325,7 @@ def save_pictures(result: CalibrationResult, out_dir, *, uncertainty: Uncertaint
         frame(ax, f"Projection uncertainty at {uncertainty.distance:.3g} board units "
                   f"(centre {uncertainty.at_center():.3f} px, max {np.nanmax(s):.3f} px)")
         p = out_dir / f"{prefix}uncertainty.png"
-        fig.savefig(p, bbox_inches="tight")
+        fig.savefig(p)
         plt.close(fig)
         paths.append(p)
 
@@ -321,7 +333,8 @@ def save_pictures(result: CalibrationResult, out_dir, *, uncertainty: Uncertaint
     names = [v.name for v in result.views]
     rms = [v.rms_px for v in result.views]
     rej = [r for r in rejected if r.corner_id is None]
-    fig, ax = plt.subplots(figsize=(max(6, 0.32 * (len(names) + len(rej)) + 2), 4.2), dpi=100)
+    fig, ax = plt.subplots(figsize=(max(6, 0.32 * (len(names) + len(rej)) + 2), 4.4), dpi=90)
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.92, bottom=0.28)
     x = np.arange(len(names))
     ax.bar(x, rms, color="tab:blue", label="used")
     if rej:
@@ -336,7 +349,7 @@ def save_pictures(result: CalibrationResult, out_dir, *, uncertainty: Uncertaint
     ax.set_title("Per-view reprojection error", fontsize=10)
     ax.legend(fontsize=8)
     p = out_dir / f"{prefix}view_errors.png"
-    fig.savefig(p, bbox_inches="tight")
+    fig.savefig(p)
     plt.close(fig)
     paths.append(p)
     return paths

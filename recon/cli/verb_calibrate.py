@@ -125,12 +125,26 @@ def _calibrate_one(paths, board, config, out_dir, args, title=""):
     return run, res, report
 
 
+def _preload_matplotlib() -> None:
+    try:
+        import matplotlib.backends.backend_agg  # noqa: F401
+        import matplotlib.figure  # noqa: F401
+    except Exception:  # noqa: BLE001 - save_pictures reports a real failure later
+        pass
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from calib.boards import parse_board_spec
     from calib.calibrate import CalibrationConfig
 
+    if not args.no_plots:
+        # Import matplotlib in the background while the images are read and searched (OpenCV
+        # releases the GIL there); save_pictures then finds it loaded.
+        import threading
+
+        threading.Thread(target=_preload_matplotlib, daemon=True).start()
     board = parse_board_spec(args.board)
     model = args.model if args.model == "auto" else args.model.upper()
     if model not in MODELS:
