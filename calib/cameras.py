@@ -40,19 +40,19 @@ import numpy as np
 from calib._check import as_array, check_positive_int
 
 __all__ = [
-    "ModelSpec",
     "MODELS",
     "MODEL_BY_ID",
     "Camera",
+    "ModelSpec",
     "Projection",
+    "ProjectionJacobians",
     "Rays",
     "Undistorted",
-    "ProjectionJacobians",
-    "project",
-    "unproject",
     "distort",
-    "undistort",
+    "project",
     "project_jacobians",
+    "undistort",
+    "unproject",
 ]
 
 
@@ -149,14 +149,19 @@ class Camera:
     # ---- construction -------------------------------------------------------------------
     @classmethod
     def from_K(cls, K, width: int, height: int, dist=None, *, fisheye: bool = False) -> Camera:
-        """From an OpenCV K [3, 3] and distortion vector. Picks the smallest COLMAP model that
-        holds them exactly: PINHOLE, OPENCV (4 coeffs: k1 k2 p1 p2), FULL_OPENCV (5 or 8:
-        k1 k2 p1 p2 k3 [k4 k5 k6]) or, with ``fisheye=True``, OPENCV_FISHEYE (k1..k4)."""
+        """From an OpenCV K [3, 3] (principal point in OpenCV's = our pixel-centre convention)
+        and distortion vector. Picks the smallest COLMAP model that holds them exactly: PINHOLE,
+        OPENCV (k1 k2 p1 p2), FULL_OPENCV (k1 k2 p1 p2 k3 [k4 k5 k6]; 12- and 14-coefficient
+        vectors are accepted when their thin-prism / tilt terms are zero) or, with
+        ``fisheye=True``, OPENCV_FISHEYE (k1..k4, the ``cv2.fisheye`` model)."""
         K = as_array(K, "K", ndim=2)
         if K.shape != (3, 3):
             raise ValueError(f"K: expected [3, 3], got {K.shape}")
         if abs(K[0, 1]) > 1e-12:
             raise ValueError(f"K: skew {K[0, 1]} is not representable in COLMAP models")
+        if K[1, 0] != 0 or not np.array_equal(K[2], [0.0, 0.0, 1.0]):
+            raise ValueError(f"K: expected [[fx, 0, cx], [0, fy, cy], [0, 0, 1]], got last row {K[2].tolist()} "
+                             f"and K[1, 0] = {K[1, 0]}")
         fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
         d = np.zeros(0) if dist is None else as_array(dist, "dist").ravel()
         if fisheye:
@@ -164,14 +169,16 @@ class Camera:
                 raise ValueError(f"dist: fisheye expects 4 coefficients k1..k4, got {d.size}")
             d = np.pad(d, (0, 4 - d.size))
             return cls("OPENCV_FISHEYE", width, height, np.r_[fx, fy, cx, cy, d])
+        if d.size not in (0, 4, 5, 8, 12, 14):
+            raise ValueError(f"dist: expected 0, 4, 5, 8, 12 or 14 OpenCV coefficients, got {d.size}")
+        if np.any(d[8:]):
+            raise ValueError(f"dist: thin-prism / tilt coefficients {d[8:].tolist()} are not supported "
+                             "by COLMAP models (only k1 k2 p1 p2 k3 k4 k5 k6)")
         if d.size == 0 or not np.any(d):
             return cls("PINHOLE", width, height, np.r_[fx, fy, cx, cy])
-        if d.size == 4 or (d.size >= 5 and not np.any(d[4:])):
+        if not np.any(d[4:]):
             return cls("OPENCV", width, height, np.r_[fx, fy, cx, cy, d[:4]])
-        if d.size in (5, 8):
-            return cls("FULL_OPENCV", width, height, np.r_[fx, fy, cx, cy, np.pad(d, (0, 8 - d.size))])
-        raise ValueError(f"dist: {d.size} coefficients with thin-prism/tilt terms are not supported "
-                         "(expected 0, 4, 5 or 8)")
+        return cls("FULL_OPENCV", width, height, np.r_[fx, fy, cx, cy, np.pad(d[:8], (0, 8 - min(d.size, 8)))])
 
     # ---- accessors --------------------------------------------------------------------
     @property
@@ -323,46 +330,58 @@ def _check_supported(camera: Camera):
         raise NotImplementedError(f"camera model {camera.model} can be stored and converted but not projected")
 
 
+def _radial_factor(model: str, e: np.ndarray, r2: np.ndarray):
+    """Radial factor a(r^2) of the perspective models (x_d = a x + tangential) and d a / d r^2."""
+    if model in ("SIMPLE_PINHOLE", "PINHOLE"):
+        return np.ones_like(r2), np.zeros_like(r2)
+    if model == "SIMPLE_RADIAL":
+        return 1 + e[0] * r2, np.full_like(r2, e[0])
+    if model in ("RADIAL", "OPENCV"):
+        return 1 + r2 * (e[0] + e[1] * r2), e[0] + 2 * e[1] * r2
+    if model == "FULL_OPENCV":
+        k1, k2, _, _, k3, k4, k5, k6 = e
+        num = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
+        den = 1 + r2 * (k4 + r2 * (k5 + r2 * k6))
+        dnum = k1 + r2 * (2 * k2 + 3 * k3 * r2)
+        dden = k4 + r2 * (2 * k5 + 3 * k6 * r2)
+        return num / den, (dnum * den - num * dden) / (den * den)
+    raise NotImplementedError(model)  # pragma: no cover - guarded by callers
+
+
+def _tangential(model: str, e: np.ndarray) -> tuple[float, float]:
+    return (float(e[2]), float(e[3])) if model in ("OPENCV", "FULL_OPENCV") else (0.0, 0.0)
+
+
 def _radial_tangential(model: str, e: np.ndarray, x: np.ndarray, y: np.ndarray, need_jac: bool):
     """Perspective distortion. Returns xd, yd and (if need_jac) J_xy [N,2,2], J_e [N,2,E]."""
     r2 = x * x + y * y
-    n = x.shape[0]
-    zeros = np.zeros_like(x)
-    p1 = p2 = 0.0
-    if model in ("SIMPLE_PINHOLE", "PINHOLE"):
-        a, da = np.ones_like(x), zeros
-        d_a_d_e = np.zeros((n, 0))
-    elif model == "SIMPLE_RADIAL":
-        a, da = 1 + e[0] * r2, np.full_like(x, e[0])
-        d_a_d_e = r2[:, None]
-    elif model == "RADIAL":
-        a, da = 1 + e[0] * r2 + e[1] * r2 * r2, e[0] + 2 * e[1] * r2
-        d_a_d_e = np.stack([r2, r2 * r2], 1)
-    elif model == "OPENCV":
-        a, da = 1 + e[0] * r2 + e[1] * r2 * r2, e[0] + 2 * e[1] * r2
-        p1, p2 = e[2], e[3]
-        d_a_d_e = np.stack([r2, r2 * r2, zeros, zeros], 1)
-    elif model == "FULL_OPENCV":
-        k1, k2, p1, p2, k3, k4, k5, k6 = e
-        r4, r6 = r2 * r2, r2 * r2 * r2
-        num = 1 + k1 * r2 + k2 * r4 + k3 * r6
-        den = 1 + k4 * r2 + k5 * r4 + k6 * r6
-        dnum = k1 + 2 * k2 * r2 + 3 * k3 * r4
-        dden = k4 + 2 * k5 * r2 + 3 * k6 * r4
-        a = num / den
-        da = (dnum * den - num * dden) / den**2
-        d_a_d_e = np.stack([r2 / den, r4 / den, zeros, zeros, r6 / den,
-                            -num * r2 / den**2, -num * r4 / den**2, -num * r6 / den**2], 1)
-    else:  # pragma: no cover - guarded by callers
-        raise NotImplementedError(model)
+    a, da = _radial_factor(model, e, r2)
+    p1, p2 = _tangential(model, e)
     xd = x * a + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
     yd = y * a + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
     if not need_jac:
         return xd, yd, None, None
+    n = x.shape[0]
+    zeros = np.zeros_like(x)
+    if model in ("SIMPLE_PINHOLE", "PINHOLE"):
+        d_a_d_e = np.zeros((n, 0))
+    elif model == "SIMPLE_RADIAL":
+        d_a_d_e = r2[:, None]
+    elif model == "RADIAL":
+        d_a_d_e = np.stack([r2, r2 * r2], 1)
+    elif model == "OPENCV":
+        d_a_d_e = np.stack([r2, r2 * r2, zeros, zeros], 1)
+    else:  # FULL_OPENCV
+        k1, k2, _, _, k3, k4, k5, k6 = e
+        r4, r6 = r2 * r2, r2 * r2 * r2
+        num = 1 + k1 * r2 + k2 * r4 + k3 * r6
+        den = 1 + k4 * r2 + k5 * r4 + k6 * r6
+        d_a_d_e = np.stack([r2 / den, r4 / den, zeros, zeros, r6 / den,
+                            -num * r2 / den**2, -num * r4 / den**2, -num * r6 / den**2], 1)
     J = np.empty((n, 2, 2))
     J[:, 0, 0] = a + 2 * x * x * da + 2 * p1 * y + 6 * p2 * x
     J[:, 0, 1] = 2 * x * y * da + 2 * p1 * x + 2 * p2 * y
-    J[:, 1, 0] = 2 * x * y * da + 2 * p1 * x + 2 * p2 * y
+    J[:, 1, 0] = J[:, 0, 1]
     J[:, 1, 1] = a + 2 * y * y * da + 6 * p1 * y + 2 * p2 * x
     Je = np.empty((n, 2, d_a_d_e.shape[1]))
     Je[:, 0, :] = x[:, None] * d_a_d_e
@@ -371,6 +390,21 @@ def _radial_tangential(model: str, e: np.ndarray, x: np.ndarray, y: np.ndarray, 
         Je[:, 0, 2], Je[:, 1, 2] = 2 * x * y, r2 + 2 * y * y  # d/dp1
         Je[:, 0, 3], Je[:, 1, 3] = r2 + 2 * x * x, 2 * x * y  # d/dp2
     return xd, yd, J, Je
+
+
+def _distort_and_jacobian(model: str, e: np.ndarray, x: np.ndarray, y: np.ndarray):
+    """x_d, y_d and the 2x2 Jacobian entries (j00, j01 = j10, j11); cheaper than
+    _radial_tangential for the Newton iterations (no parameter Jacobian, no [N,2,2] arrays)."""
+    xx, yy, xy = x * x, y * y, x * y
+    r2 = xx + yy
+    a, da = _radial_factor(model, e, r2)
+    p1, p2 = _tangential(model, e)
+    xd = x * a + 2 * p1 * xy + p2 * (r2 + 2 * xx)
+    yd = y * a + p1 * (r2 + 2 * yy) + 2 * p2 * xy
+    j00 = a + 2 * xx * da + 2 * p1 * y + 6 * p2 * x
+    j01 = 2 * xy * da + 2 * p1 * x + 2 * p2 * y
+    j11 = a + 2 * yy * da + 6 * p1 * y + 2 * p2 * x
+    return xd, yd, j00, j01, j11
 
 
 def _fisheye_poly(model: str, e: np.ndarray, theta: np.ndarray):
@@ -401,7 +435,7 @@ def _max_valid_angle(camera: Camera) -> float:
         theta = np.linspace(0.0, np.pi, 20001)[1:]
         _, dtheta, _ = _fisheye_poly(camera.model, e, theta)
         bad = np.nonzero(dtheta <= 0)[0]
-        return float(theta[bad[0] - 1]) if bad.size else float(np.pi)
+        return float(theta[max(bad[0] - 1, 0)]) if bad.size else float(np.pi)
     if camera.model in ("SIMPLE_PINHOLE", "PINHOLE"):
         return float(np.pi / 2)
     # Along the ray direction the radial part maps r -> r * a(r^2); require d/dr > 0 up to an
@@ -414,7 +448,7 @@ def _max_valid_angle(camera: Camera) -> float:
         e_radial[2:4] = 0.0
     xd, _, J, _ = _radial_tangential(camera.model, e_radial, x, y, need_jac=True)
     bad = np.nonzero((J[:, 0, 0] <= 0) | ~np.isfinite(xd))[0]
-    return float(theta[bad[0] - 1]) if bad.size else float(np.pi / 2)
+    return float(theta[max(bad[0] - 1, 0)]) if bad.size else float(np.pi / 2)
 
 
 # =========================================================================================
@@ -448,12 +482,19 @@ def distort(camera: Camera, xy) -> np.ndarray:
 
 
 def undistort(camera: Camera, xy_distorted, *, max_iterations: int = 50, tol: float = 1e-14) -> Undistorted:
-    """Invert :func:`distort` by Newton iteration, with a convergence check.
+    """Invert :func:`distort`: distorted normalised coordinates [..., 2] -> undistorted (x/z, y/z).
 
-    ``valid`` is False where Newton did not converge to ``tol`` (normalised units), or the
-    solution lies outside the model's monotonic region (``camera.max_valid_angle``), i.e. where
-    the answer would be one of several pre-images or none. For fisheye models the result is
-    pinhole-normalised, so rays at or beyond 90 degrees are invalid here: use :func:`unproject`.
+    Perspective models: the radial part is inverted first in 1-D (safeguarded Newton inside the
+    monotonic range ``[0, tan(camera.max_valid_angle)]``, where the solution is unique), then a
+    2-D Newton iteration with backtracking adds the tangential terms. Strong barrel/pincushion
+    lenses whose plain Newton iteration from ``x = x_d`` diverges are handled.
+
+    ``valid`` is False where the iteration did not converge (final residual above 1e-10 in
+    normalised units), or the solution lies outside the model's monotonic region, i.e. where
+    the answer would be one of several pre-images or none (beyond the fold of a strong barrel
+    lens). Entries with ``valid == False`` hold finite placeholders: mask them out.
+    For fisheye models the result is pinhole-normalised, so rays at or beyond 90 degrees are
+    invalid here (NaN): use :func:`unproject` for those.
     """
     _check_supported(camera)
     xyd = as_array(xy_distorted, "xy_distorted", last=(2,))
@@ -465,34 +506,118 @@ def undistort(camera: Camera, xy_distorted, *, max_iterations: int = 50, tol: fl
         ok = valid & (z > 1e-12)
         out = np.where(ok[:, None], dirs[:, :2] / np.where(ok, z, 1.0)[:, None], np.nan)
         return Undistorted(out.reshape(lead + (2,)), ok.reshape(lead))
-    x = flat.copy()
-    converged = np.zeros(len(flat), dtype=bool)
-    scale = np.maximum(1.0, np.abs(flat).max(axis=1))
-    active = np.arange(len(flat))
-    for _ in range(max_iterations):
+    r_max = np.tan(min(camera.max_valid_angle, np.radians(89.99)))
+    x = _radial_initial_guess(camera, flat, r_max)
+    scale = np.maximum(1.0, np.maximum(np.abs(flat[:, 0]), np.abs(flat[:, 1])))
+    if camera.model not in ("SIMPLE_PINHOLE", "PINHOLE"):
+        x = _newton_2d(camera, flat, x, scale, max_iterations, tol)
+    # Final residual check: report only what really solves distort(x) = x_d.
+    xd, yd, _, _ = _radial_tangential(camera.model, e, x[:, 0], x[:, 1], need_jac=False)
+    res = np.maximum(np.abs(xd - flat[:, 0]), np.abs(yd - flat[:, 1]))
+    converged = res <= 1e-10 * scale
+    inside = np.hypot(x[:, 0], x[:, 1]) <= r_max * (1 + 1e-12)
+    valid = converged & inside & np.all(np.isfinite(x), axis=1)
+    x = np.where(np.isfinite(x), x, 0.0)
+    return Undistorted(x.reshape(lead + (2,)), valid.reshape(lead))
+
+
+def _radial_only(camera: Camera) -> np.ndarray:
+    e = camera.extra.copy()
+    if camera.model in ("OPENCV", "FULL_OPENCV"):
+        e[2:4] = 0.0  # p1, p2
+    return e
+
+
+def _radial_initial_guess(camera: Camera, flat: np.ndarray, r_max: float) -> np.ndarray:
+    """Undistorted point with the same direction as x_d whose radius solves the radial model
+    r a(r^2) = |x_d| on [0, r_max] (monotonic there, so the root is unique). Safeguarded
+    Newton: a step leaving the bracket is replaced by bisection. Beyond the range: r_max."""
+    if camera.model in ("SIMPLE_PINHOLE", "PINHOLE"):
+        return flat.copy()
+    model, e = camera.model, _radial_only(camera)
+    rd = np.hypot(flat[:, 0], flat[:, 1])
+    a_max, _ = _radial_factor(model, e, np.array([r_max * r_max]))
+    rd_max = r_max * a_max[0]
+    r = np.minimum(rd, r_max)
+    active = np.nonzero(rd < rd_max)[0]
+    r[rd >= rd_max] = r_max
+    lo, hi = np.zeros_like(rd), np.full_like(rd, r_max)
+    for _ in range(100):
         if active.size == 0:
             break
-        xa = x[active]
-        xd, yd, J, _ = _radial_tangential(camera.model, e, xa[:, 0], xa[:, 1], need_jac=True)
-        res = np.stack([xd, yd], 1) - flat[active]
-        det = J[:, 0, 0] * J[:, 1, 1] - J[:, 0, 1] * J[:, 1, 0]
+        ra, rda = r[active], rd[active]
+        r2 = ra * ra
+        a, da = _radial_factor(model, e, r2)
+        res = ra * a - rda
+        df = a + 2 * r2 * da
+        below = res < 0
+        lo_a = np.where(below, ra, lo[active])
+        hi_a = np.where(below, hi[active], ra)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rn = ra - res / df
+        out = ~(rn > lo_a) | ~(rn < hi_a)  # also catches NaN
+        rn = np.where(out, 0.5 * (lo_a + hi_a), rn)
+        r[active], lo[active], hi[active] = rn, lo_a, hi_a
+        done = (np.abs(res) <= 1e-15 * np.maximum(1.0, rda)) | (np.abs(rn - ra) <= 1e-15 * np.maximum(1.0, ra))
+        active = active[~done]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = np.where(rd > 0, r / np.where(rd > 0, rd, 1.0), 1.0)
+    return flat * s[:, None]
+
+
+def _newton_2d(camera: Camera, flat, x, scale, max_iterations: int, tol: float) -> np.ndarray:
+    """Solve distort(x) = flat by Newton's method with backtracking (the max-norm residual must
+    decrease; otherwise the step is halved, at most 30 times). Works on the shrinking set of
+    unconverged points, one component array per coordinate (this loop dominates unproject)."""
+    model, e = camera.model, camera.extra
+    out = x.copy()
+    idx = np.arange(len(flat))
+    xa, ya = out[:, 0].copy(), out[:, 1].copy()
+    tx, ty, lim = flat[:, 0].copy(), flat[:, 1].copy(), tol * scale
+
+    def evaluate(px, py, qx, qy):
+        xd, yd, j00, j01, j11 = _distort_and_jacobian(model, e, px, py)
+        rx, ry = xd - qx, yd - qy
+        return rx, ry, np.maximum(np.abs(rx), np.abs(ry)), j00, j01, j11
+
+    rx, ry, rn, a00, a01, a11 = evaluate(xa, ya, tx, ty)
+    finished = ~(rn > lim)  # converged already (or NaN: nothing to do)
+    for _ in range(max_iterations + 1):
+        if finished.any():  # write back and drop the finished points
+            out[idx[finished], 0], out[idx[finished], 1] = xa[finished], ya[finished]
+            keep = ~finished
+            idx, xa, ya, tx, ty, lim = idx[keep], xa[keep], ya[keep], tx[keep], ty[keep], lim[keep]
+            rx, ry, rn, a00, a01, a11 = rx[keep], ry[keep], rn[keep], a00[keep], a01[keep], a11[keep]
+        if idx.size == 0:
+            break
+        det = a00 * a11 - a01 * a01
         good = np.isfinite(det) & (np.abs(det) > 1e-300)
-        safe = np.where(good, det, 1.0)
-        step = np.stack([(J[:, 1, 1] * res[:, 0] - J[:, 0, 1] * res[:, 1]) / safe,
-                         (-J[:, 1, 0] * res[:, 0] + J[:, 0, 0] * res[:, 1]) / safe], 1)
-        x[active] = xa - np.where(good[:, None], step, 0.0)
-        done = (np.abs(res).max(axis=1) <= tol * scale[active]) | (np.abs(step).max(axis=1) <= 1e-16 * (1 + np.abs(xa).max(axis=1)))
-        done &= good
-        converged[active[done]] = True
-        active = active[~done & good & np.all(np.isfinite(x[active]), axis=1)]
-    # Final residual check (a step-size stop can hide a non-solution).
-    xd, yd, _, _ = _radial_tangential(camera.model, e, x[:, 0], x[:, 1], need_jac=False)
-    res = np.abs(np.stack([xd, yd], 1) - flat).max(axis=1)
-    converged &= res <= 1e-10 * scale
-    r = np.hypot(x[:, 0], x[:, 1])
-    inside = r <= np.tan(min(camera.max_valid_angle, np.radians(89.99))) * (1 + 1e-12)
-    valid = converged & inside & np.all(np.isfinite(x), axis=1)
-    return Undistorted(x.reshape(lead + (2,)), valid.reshape(lead))
+        inv = np.where(good, 1.0 / np.where(good, det, 1.0), 0.0)
+        sx = (a11 * rx - a01 * ry) * inv
+        sy = (a00 * ry - a01 * rx) * inv
+        xn, yn = xa - sx, ya - sy
+        rxn, ryn, rnn, b00, b01, b11 = evaluate(xn, yn, tx, ty)
+        t = np.ones_like(xa)
+        pending = np.nonzero(good & ~(rnn < rn))[0]
+        for _ in range(30):  # backtracking, rarely needed after the radial initialisation
+            if pending.size == 0:
+                break
+            t[pending] *= 0.5
+            xn[pending] = xa[pending] - t[pending] * sx[pending]
+            yn[pending] = ya[pending] - t[pending] * sy[pending]
+            r = evaluate(xn[pending], yn[pending], tx[pending], ty[pending])
+            rxn[pending], ryn[pending], rnn[pending], b00[pending], b01[pending], b11[pending] = r
+            pending = pending[~(rnn[pending] < rn[pending])]
+        stuck = np.zeros(len(xa), dtype=bool)
+        stuck[pending] = True  # no decrease found: keep the previous iterate
+        small_step = t * np.maximum(np.abs(sx), np.abs(sy)) <= 1e-16 * (1 + np.maximum(np.abs(xa), np.abs(ya)))
+        move = good & ~stuck
+        xa, ya = np.where(move, xn, xa), np.where(move, yn, ya)
+        rx, ry, rn = np.where(move, rxn, rx), np.where(move, ryn, ry), np.where(move, rnn, rn)
+        a00, a01, a11 = np.where(move, b00, a00), np.where(move, b01, a01), np.where(move, b11, a11)
+        finished = ~good | stuck | small_step | ~(rn > lim)
+    out[idx, 0], out[idx, 1] = xa, ya
+    return out
 
 
 def _unproject_fisheye(camera: Camera, xd: np.ndarray, max_iterations: int, tol: float):
@@ -534,10 +659,11 @@ def project(camera: Camera, points_cam) -> Projection:
         theta = np.arctan2(r, flat[:, 2])
         theta_d, _, _ = _fisheye_poly(camera.model, e, theta)
         small = r < 1e-12 * np.maximum(1.0, np.abs(flat[:, 2]))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            s = np.where(small, 1.0 / flat[:, 2], theta_d / np.where(small, 1.0, r))
+        z_safe = np.where(flat[:, 2] != 0, flat[:, 2], 1.0)
+        s = np.where(small, 1.0 / z_safe, theta_d / np.where(small, 1.0, r))  # s -> 1/z on the axis
         xd = flat[:, :2] * s[:, None]
-        valid = (theta <= camera.max_valid_angle) & (np.linalg.norm(flat, axis=1) > 0)
+        # On the axis behind the camera (theta = pi) the image is a whole circle: no single pixel.
+        valid = (theta <= camera.max_valid_angle) & (np.linalg.norm(flat, axis=1) > 0) & ~(small & (flat[:, 2] <= 0))
     else:
         z = flat[:, 2]
         front = z > 1e-12 * np.maximum(1.0, np.abs(flat[:, :2]).max(axis=1))
@@ -573,7 +699,7 @@ def project_jacobians(camera: Camera, points_cam) -> ProjectionJacobians:
     _check_supported(camera)
     X = as_array(points_cam, "points_cam", ndim=2, last=(3,))
     n = X.shape[0]
-    f, c, e = camera.focal, camera.principal_point, camera.extra
+    f, e = camera.focal, camera.extra
     spec = camera.spec
     uv, valid = project(camera, X)
     if camera.is_fisheye:

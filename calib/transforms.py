@@ -18,15 +18,15 @@ import numpy as np
 __all__ = [
     "Rigid3",
     "Sim3",
-    "quat_from_matrix",
-    "matrix_from_quat",
-    "matrix_from_axis_angle",
     "axis_angle_from_matrix",
+    "matrix_from_axis_angle",
+    "matrix_from_quat",
+    "project_to_so3",
+    "quat_from_matrix",
     "quat_multiply",
     "quat_slerp",
     "rotation_angle_deg",
     "skew",
-    "project_to_so3",
 ]
 
 
@@ -156,9 +156,11 @@ def quat_slerp(q0, q1, t) -> np.ndarray:
     t = np.asarray(t, dtype=np.float64)[..., None]
     dot = np.sum(q0 * q1, axis=-1, keepdims=True)
     q1 = np.where(dot < 0, -q1, q1)
-    dot = np.abs(dot)
-    theta = np.arccos(np.clip(dot, -1.0, 1.0))
-    near = dot > 0.9995
+    # theta from atan2 of |q0 - q1| and |q0 + q1| is accurate for tiny angles where arccos(dot)
+    # loses half the digits; below 1e-9 rad the linear weights equal the sine ratios to 1e-18.
+    theta = 2.0 * np.arctan2(np.linalg.norm(q0 - q1, axis=-1, keepdims=True),
+                             np.linalg.norm(q0 + q1, axis=-1, keepdims=True))
+    near = theta < 1e-9
     sin_theta = np.where(near, 1.0, np.sin(theta))
     a = np.where(near, 1.0 - t, np.sin((1.0 - t) * theta) / sin_theta)
     b = np.where(near, t, np.sin(t * theta) / sin_theta)
@@ -214,6 +216,10 @@ class Rigid3:
         T = np.asarray(T, dtype=np.float64)
         if T.shape not in ((4, 4), (3, 4)):
             raise ValueError(f"T: expected [4, 4] or [3, 4], got {T.shape}")
+        if not np.all(np.isfinite(T)):
+            raise ValueError("T: contains NaN or Inf")
+        if T.shape == (4, 4) and not np.allclose(T[3], [0.0, 0.0, 0.0, 1.0], atol=1e-12):
+            raise ValueError(f"T: last row must be [0, 0, 0, 1] for a rigid transform, got {T[3].tolist()}")
         return cls(T[:3, :3], T[:3, 3])
 
     @classmethod
@@ -279,24 +285,53 @@ class Sim3:
     """A similarity ``X_dst = scale * rotation @ X_src + translation`` (e.g. aligning an SfM
     result to ground truth)."""
 
-    scale: float
-    rotation: np.ndarray  # [3, 3]
-    translation: np.ndarray  # [3]
+    scale: float  # > 0
+    rotation: np.ndarray  # [3, 3] orthonormal, det +1
+    translation: np.ndarray  # [3] in dst units
+
+    def __post_init__(self):
+        if not (np.isscalar(self.scale) and np.isfinite(self.scale) and self.scale > 0):
+            raise ValueError(f"scale: expected a positive finite number, got {self.scale!r}")
+        rigid = Rigid3(self.rotation, self.translation)  # checks shapes and orthonormality
+        object.__setattr__(self, "scale", float(self.scale))
+        object.__setattr__(self, "rotation", rigid.rotation)
+        object.__setattr__(self, "translation", rigid.translation)
+
+    @classmethod
+    def identity(cls) -> Sim3:
+        return cls(1.0, np.eye(3), np.zeros(3))
+
+    def matrix(self) -> np.ndarray:
+        """[4, 4] homogeneous matrix ``[s R | t]``."""
+        T = np.eye(4)
+        T[:3, :3] = self.scale * self.rotation
+        T[:3, 3] = self.translation
+        return T
+
+    def __matmul__(self, other: Sim3) -> Sim3:
+        """``a_from_c = a_from_b @ b_from_c``."""
+        if not isinstance(other, Sim3):
+            return NotImplemented
+        return Sim3(self.scale * other.scale, self.rotation @ other.rotation,
+                    self.scale * self.rotation @ other.translation + self.translation)
 
     def apply(self, points) -> np.ndarray:
+        """Map points [..., 3] from src to dst."""
         p = _as_float_array(points, "points", (3,))
-        return self.scale * p @ np.asarray(self.rotation).T + np.asarray(self.translation)
+        return self.scale * p @ self.rotation.T + self.translation
 
     def transform_pose(self, cam_from_world: Rigid3) -> Rigid3:
         """Given ``cam_from_src``, return ``cam_from_dst`` for ``dst_from_src = self``."""
         # X_cam = R X_src + t and X_src = Rs^T (X_dst - ts) / s; the camera frame is scaled by s
         # too so that the result stays rigid: X_cam' = R Rs^T (X_dst - ts) + s t.
-        R = cam_from_world.rotation @ np.asarray(self.rotation).T
-        return Rigid3(R, self.scale * cam_from_world.translation - R @ np.asarray(self.translation))
+        if not isinstance(cam_from_world, Rigid3):
+            raise TypeError(f"cam_from_world: expected calib.Rigid3, got {type(cam_from_world).__name__}")
+        R = cam_from_world.rotation @ self.rotation.T
+        return Rigid3(R, self.scale * cam_from_world.translation - R @ self.translation)
 
     def inverse(self) -> Sim3:
-        Rt = np.asarray(self.rotation).T
-        return Sim3(1.0 / self.scale, Rt, -Rt @ np.asarray(self.translation) / self.scale)
+        Rt = self.rotation.T
+        return Sim3(1.0 / self.scale, Rt, -Rt @ self.translation / self.scale)
 
     @classmethod
     def align(cls, src, dst, *, with_scale: bool = True) -> Sim3:
@@ -314,6 +349,9 @@ class Sim3:
             D[2, 2] = -1
         R = U @ D @ Vt
         var_s = np.mean(np.sum(xs**2, axis=1))
+        if var_s <= 1e-300 or S[1] <= 1e-12 * S[0]:
+            raise ValueError("src, dst: the points are identical or collinear; the similarity is "
+                             f"not determined (singular values of the covariance {S.tolist()})")
         scale = float(np.trace(np.diag(S) @ D) / var_s) if with_scale else 1.0
         t = mu_d - scale * R @ mu_s
         return cls(scale, R, t)

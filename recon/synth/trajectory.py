@@ -1,0 +1,193 @@
+"""Cameras and trajectories for synthetic scenes.
+
+All poses are ``cam_from_world`` (:class:`calib.Rigid3`, OpenCV camera axes) in the scene's
+world frame (z up, metres; see :mod:`recon.synth.scene`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from calib import MODELS, Camera, Rigid3
+
+__all__ = ["look_at", "orbit", "walkthrough", "hemisphere", "make_camera", "default_distortion",
+           "StereoRig", "TRAJECTORIES"]
+
+TRAJECTORIES = ("orbit", "walk", "hemisphere")
+
+
+def _check_views(n) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"views: expected a positive integer number of views, got {n!r}")
+    return int(n)
+
+
+def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> Rigid3:
+    """``cam_from_world`` of a camera at ``eye`` looking at ``target`` with image-up ~ ``up``
+    (OpenCV axes: z forward, x right, y down)."""
+    eye = np.asarray(eye, dtype=np.float64)
+    z = np.asarray(target, dtype=np.float64) - eye
+    if np.linalg.norm(z) < 1e-12:
+        raise ValueError("target: must differ from eye")
+    z /= np.linalg.norm(z)
+    x = np.cross(z, np.asarray(up, dtype=np.float64))
+    if np.linalg.norm(x) < 1e-9:
+        raise ValueError("up: parallel to the viewing direction")
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    R = np.stack([x, y, z])
+    return Rigid3(R, -R @ eye)
+
+
+def orbit(n: int, *, radius: float = 3.0, height: float = 1.6, target=(0.0, 0.0, 0.5),
+          start_deg: float = 0.0, arc_deg: float = 360.0, height_wobble: float = 0.15) -> list[Rigid3]:
+    """``n`` cameras on a circle of ``radius`` metres around ``target`` at ``height`` metres
+    (z), spread over ``arc_deg`` degrees (a full turn leaves no duplicate view), looking at
+    ``target``. ``height_wobble`` varies the height sinusoidally (two periods per turn) so the
+    views are not all coplanar."""
+    n = _check_views(n)
+    if not (radius > 0):
+        raise ValueError(f"radius: expected > 0 m, got {radius}")
+    step = arc_deg / n if abs(arc_deg) >= 360 else (arc_deg / max(n - 1, 1))
+    poses = []
+    for i in range(n):
+        a = np.radians(start_deg + i * step)
+        z = height + height_wobble * np.sin(2 * a)
+        eye = np.array([radius * np.cos(a), radius * np.sin(a), z]) + np.r_[np.asarray(target, float)[:2], 0]
+        poses.append(look_at(eye, target))
+    return poses
+
+
+def walkthrough(n: int, *, start=(-3.1, -2.7, 1.5), end=(-2.1, -1.7, 1.4), target=(0.3, 0.3, 0.6),
+                sway: float = 0.03, seed: int = 0) -> list[Rigid3]:
+    """A forward walk: ``n`` cameras moving from ``start`` to ``end`` (small, video-like
+    baselines), looking roughly ahead at ``target`` with a small hand-held sway (metres)."""
+    n = _check_views(n)
+    rng = np.random.default_rng(seed)
+    start, end, target = (np.asarray(x, dtype=np.float64) for x in (start, end, target))
+    phase = rng.uniform(0, 2 * np.pi, 3)
+    poses = []
+    for i in range(n):
+        s = i / max(n - 1, 1)
+        eye = (1 - s) * start + s * end + sway * np.sin(2 * np.pi * 1.5 * s + phase)
+        look = target + 0.1 * np.sin(2 * np.pi * s + phase[::-1])
+        poses.append(look_at(eye, look))
+    return poses
+
+
+def hemisphere(n: int, *, radius: float = 3.0, target=(0.0, 0.0, 0.5), min_elevation_deg: float = 12.0,
+               max_elevation_deg: float = 55.0, seed: int = 0) -> list[Rigid3]:
+    """``n`` cameras at random positions on a spherical cap around ``target`` (elevations in
+    the given range, uniform on the sphere), each looking at ``target`` with a random jitter of
+    a few centimetres."""
+    n = _check_views(n)
+    if not (0 <= min_elevation_deg < max_elevation_deg < 90):
+        raise ValueError(f"min_elevation_deg, max_elevation_deg: expected 0 <= min < max < 90, got "
+                         f"{min_elevation_deg}, {max_elevation_deg}")
+    rng = np.random.default_rng(seed)
+    target = np.asarray(target, dtype=np.float64)
+    s0, s1 = np.sin(np.radians(min_elevation_deg)), np.sin(np.radians(max_elevation_deg))
+    poses = []
+    for _ in range(n):
+        el = np.arcsin(rng.uniform(s0, s1))
+        az = rng.uniform(0, 2 * np.pi)
+        eye = target + radius * np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
+        poses.append(look_at(eye, target + rng.normal(0, 0.05, 3)))
+    return poses
+
+
+def default_distortion(model: str) -> np.ndarray:
+    """Moderate, realistic distortion coefficients for ``model`` (COLMAP order, after the
+    focal lengths and principal point)."""
+    return {
+        "SIMPLE_PINHOLE": np.zeros(0), "PINHOLE": np.zeros(0),
+        "SIMPLE_RADIAL": np.array([-0.08]),
+        "RADIAL": np.array([-0.1, 0.02]),
+        "OPENCV": np.array([-0.12, 0.03, 4e-4, -3e-4]),
+        "FULL_OPENCV": np.array([-0.12, 0.03, 4e-4, -3e-4, -0.004, 0.02, -0.01, 0.002]),
+        "OPENCV_FISHEYE": np.array([0.03, -0.01, 0.002, -0.0005]),
+        "SIMPLE_RADIAL_FISHEYE": np.array([0.02]),
+        "RADIAL_FISHEYE": np.array([0.02, -0.004]),
+    }[model]
+
+
+def make_camera(model: str = "PINHOLE", width: int = 640, height: int = 480, *, fov_deg: float | None = None,
+                distortion=None) -> Camera:
+    """A camera of COLMAP ``model`` with a horizontal field of view ``fov_deg`` (default 60 for
+    perspective, 150 for fisheye models), principal point at the image centre, square pixels,
+    and ``distortion`` (default :func:`default_distortion`).
+
+    Perspective models: f = (W / 2) / tan(fov / 2); fisheye models (equidistant-like):
+    f = (W / 2) / (fov / 2). The half FOV must lie inside the model's valid range
+    (``Camera.max_valid_angle``), else ValueError naming ``fov_deg``.
+    """
+    if model not in MODELS:
+        raise ValueError(f"model: unknown camera model {model!r}; expected one of "
+                         f"{sorted(m for m, s in MODELS.items() if s.supported)}")
+    spec = MODELS[model]
+    if not spec.supported:
+        raise ValueError(f"model: {model} can be stored but not projected, so it cannot be rendered")
+    for name, v in (("width", width), ("height", height)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
+            raise ValueError(f"{name}: expected a positive integer number of pixels, got {v!r}")
+        if v > 16384:
+            raise ValueError(f"{name}: {v} pixels is beyond the supported 16384")
+    if fov_deg is None:
+        fov_deg = 150.0 if spec.fisheye else 60.0
+    if not (np.isfinite(fov_deg) and fov_deg > 0):
+        raise ValueError(f"fov_deg: expected a positive field of view in degrees, got {fov_deg}")
+    if not spec.fisheye and fov_deg >= 179:
+        raise ValueError(f"fov_deg: {fov_deg} deg is beyond what a perspective model ({model}) can "
+                         "image (< 180 deg); use a fisheye model")
+    if spec.fisheye and fov_deg >= 360:
+        raise ValueError(f"fov_deg: {fov_deg} deg is not a field of view")
+    half = np.radians(fov_deg) / 2
+    f = (width / 2) / (half if spec.fisheye else np.tan(half))
+    cx, cy = (width - 1) / 2, (height - 1) / 2
+    dist = default_distortion(model) if distortion is None else np.asarray(distortion, dtype=np.float64).ravel()
+    if dist.size != spec.num_extra:
+        raise ValueError(f"distortion: {model} takes {spec.num_extra} distortion coefficients, got {dist.size}")
+    head = [f, cx, cy] if spec.single_focal else [f, f, cx, cy]
+    cam = Camera(model, int(width), int(height), np.r_[head, dist])
+    # The whole image width must stay inside the model's invertible region.
+    edge = cam.unproject(np.array([[-0.5, cy], [width - 0.5, cy], [cx, -0.5], [cx, height - 0.5]]))
+    if not np.all(edge.valid):
+        lim = np.degrees(cam.max_valid_angle) * 2
+        raise ValueError(f"fov_deg: {fov_deg} deg with this distortion reaches beyond the valid range of "
+                         f"{model} (at most ~{lim:.1f} deg across the monotonic region); lower fov_deg or "
+                         "the distortion")
+    return cam
+
+
+@dataclass(frozen=True)
+class StereoRig:
+    """Two cameras with a known relative pose. ``right_from_left`` maps left-camera coordinates
+    to right-camera coordinates; the baseline (metres) is the distance between the centres."""
+
+    left: Camera
+    right: Camera
+    right_from_left: Rigid3
+
+    @property
+    def baseline(self) -> float:
+        return float(np.linalg.norm(self.right_from_left.dst_origin_in_src()))
+
+    @classmethod
+    def horizontal(cls, camera: Camera, baseline: float = 0.12, *, right_camera: Camera | None = None,
+                   toe_in_deg: float = 0.0, vertical_offset: float = 0.0, roll_deg: float = 0.0) -> StereoRig:
+        """Right camera ``baseline`` metres to the right (+x of the left camera), optionally
+        rotated (toe-in about y, roll about z) and shifted vertically: an unrectified rig."""
+        if not (np.isfinite(baseline) and baseline > 0):
+            raise ValueError(f"baseline: expected a positive distance in metres, got {baseline}")
+        from calib import matrix_from_axis_angle
+
+        R = matrix_from_axis_angle(np.array([0.0, -np.radians(toe_in_deg), 0.0])) @ \
+            matrix_from_axis_angle(np.array([0.0, 0.0, np.radians(roll_deg)]))
+        centre_right_in_left = np.array([baseline, vertical_offset, 0.0])
+        return cls(camera, right_camera or camera, Rigid3(R, -R @ centre_right_in_left))
+
+    def poses(self, cam_left_from_world: Rigid3) -> tuple[Rigid3, Rigid3]:
+        """(cam_left_from_world, cam_right_from_world)."""
+        return cam_left_from_world, self.right_from_left @ cam_left_from_world

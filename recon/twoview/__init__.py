@@ -1,0 +1,63 @@
+"""Two-view geometry: epipolar estimation (F, E, H), robust loops, relative pose, triangulation,
+degeneracy detection (planar scenes, pure rotation) and pictures.
+
+Functional API (NumPy in, typed results out; OpenCV and SciPy are imported lazily)::
+
+    from recon.twoview import estimate_fundamental, estimate_essential, recover_pose
+    fit = estimate_fundamental(x1, x2, method="ours", threshold_px=1.0)   # -> EpipolarResult
+    efit = estimate_essential(uv1, uv2, cam1, cam2)                        # -> EssentialResult
+    pose = recover_pose(efit.E, cam1.cam_from_img(uv1), cam2.cam_from_img(uv2), mask=efit.inliers)
+    tri = triangulate_dlt(uv1, uv2, cam1, cam2, pose.cam2_from_cam1)       # -> Triangulation
+    geo = two_view_geometry(uv1, uv2, cam1, cam2)                          # everything, with a verdict
+
+Conventions: ``x2^T F x1 = 0``; ``cam2_from_cam1`` maps camera-1 points into camera 2;
+pixels have (0, 0) at the centre of the top-left pixel.
+"""
+
+from recon.twoview._degeneracy import VERDICTS, Degeneracy, classify_degeneracy, gric
+from recon.twoview._epipolar import (
+    EpipolarResult,
+    EssentialResult,
+    HomographyResult,
+    RelativePose,
+    RobustFit,
+    decompose_essential,
+    essential_from_fundamental,
+    essential_from_pose,
+    estimate_essential,
+    estimate_fundamental,
+    estimate_homography,
+    fundamental_from_essential,
+    normalized_coords,
+    recover_pose,
+)
+from recon.twoview._pipeline import TwoViewConfig, TwoViewGeometry, guess_camera, two_view_geometry
+from recon.twoview._solvers import (
+    enforce_rank2,
+    fundamental_eight_point,
+    fundamental_seven_point,
+    hartley_normalization,
+    homography_dlt,
+    homography_transfer_error,
+    project_to_essential,
+    sampson_error,
+)
+from recon.twoview._triangulation import (
+    Triangulation,
+    TwoViewRefinement,
+    refine_two_view,
+    triangulate_dlt,
+    triangulate_midpoint,
+)
+
+__all__ = [
+    "VERDICTS", "Degeneracy", "classify_degeneracy", "gric",
+    "EpipolarResult", "EssentialResult", "HomographyResult", "RelativePose", "RobustFit",
+    "decompose_essential", "essential_from_fundamental", "essential_from_pose", "estimate_essential",
+    "estimate_fundamental", "estimate_homography", "fundamental_from_essential", "normalized_coords",
+    "recover_pose",
+    "TwoViewConfig", "TwoViewGeometry", "guess_camera", "two_view_geometry",
+    "enforce_rank2", "fundamental_eight_point", "fundamental_seven_point", "hartley_normalization",
+    "homography_dlt", "homography_transfer_error", "project_to_essential", "sampson_error",
+    "Triangulation", "TwoViewRefinement", "refine_two_view", "triangulate_dlt", "triangulate_midpoint",
+]

@@ -1,0 +1,466 @@
+"""Robust estimation of F, E and H from matches; E -> (R, t) with the cheirality check.
+
+Frames: ``cam2_from_cam1`` maps camera-1 coordinates into camera 2 (``X2 = R X1 + t``), so
+``E = [t]_x R`` and ``x2n^T E x1n = 0`` for normalised coordinates ``xn = (x/z, y/z)``, and
+``F = K2^-T E K1^-1`` for pinhole pixels. Translation from two views has unit norm (scale is
+unobservable).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from calib import Camera, Rigid3
+from calib._check import as_array
+from recon.twoview._robust import robust_loop
+from recon.twoview._solvers import (
+    _eight_point,
+    fundamental_seven_point,
+    homography_dlt,
+    homography_transfer_error,
+    project_to_essential,
+    sampson_error,
+)
+
+__all__ = [
+    "RobustFit",
+    "EpipolarResult",
+    "EssentialResult",
+    "HomographyResult",
+    "RelativePose",
+    "estimate_fundamental",
+    "estimate_essential",
+    "estimate_homography",
+    "decompose_essential",
+    "recover_pose",
+    "essential_from_pose",
+    "fundamental_from_essential",
+    "essential_from_fundamental",
+    "normalized_coords",
+]
+
+_METHODS = ("ours", "opencv")
+
+
+@dataclass(frozen=True)
+class RobustFit:
+    """Common fields of a robust fit.
+
+    inliers:        [N] bool, residual < threshold_px.
+    residuals:      [N] float64 pixels (Sampson distance for F / E, scaled symmetric transfer
+                    distance for H; both are distances in the joint image space R^4).
+    num_iterations: hypotheses the robust loop tried (OpenCV backend: -1, not reported).
+    threshold_px:   inlier threshold used, pixels.
+    method:         "ours" (LO-MSAC around our solvers) or "opencv" (cv2 USAC_MAGSAC).
+    """
+
+    inliers: np.ndarray
+    residuals: np.ndarray
+    num_iterations: int
+    threshold_px: float
+    method: str
+
+    @property
+    def num_inliers(self) -> int:
+        return int(np.count_nonzero(self.inliers))
+
+    @property
+    def inlier_ratio(self) -> float:
+        return float(self.inliers.mean()) if self.inliers.size else 0.0
+
+    @property
+    def ok(self) -> bool:
+        """A model was found (enough points, at least one hypothesis scored)."""
+        return bool(np.all(np.isfinite(self._matrix())) and self.num_inliers > 0)
+
+    def median_inlier_residual(self) -> float:
+        r = self.residuals[self.inliers]
+        return float(np.median(r)) if r.size else float("nan")
+
+    def _matrix(self) -> np.ndarray:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class EpipolarResult(RobustFit):
+    """Fundamental matrix F [3, 3] (pixels, unit Frobenius norm, rank 2): x2^T F x1 = 0."""
+
+    F: np.ndarray = field(default_factory=lambda: np.full((3, 3), np.nan))
+
+    def _matrix(self):
+        return self.F
+
+
+@dataclass(frozen=True)
+class EssentialResult(RobustFit):
+    """Essential matrix E [3, 3] (normalised coordinates, singular values (s, s, 0)).
+    Residuals are Sampson distances in undistorted pinhole pixels of each camera."""
+
+    E: np.ndarray = field(default_factory=lambda: np.full((3, 3), np.nan))
+
+    def _matrix(self):
+        return self.E
+
+
+@dataclass(frozen=True)
+class HomographyResult(RobustFit):
+    """Homography H [3, 3] (pixels, unit Frobenius norm): x2 ~ H x1."""
+
+    H: np.ndarray = field(default_factory=lambda: np.full((3, 3), np.nan))
+
+    def _matrix(self):
+        return self.H
+
+
+@dataclass(frozen=True)
+class RelativePose:
+    """Relative pose from an essential matrix.
+
+    cam2_from_cam1: Rigid3 with unit-norm translation (direction only).
+    inliers:        [N] bool, the input mask AND in front of both cameras (cheirality).
+    num_in_front:   how many input inliers the chosen (R, t) puts in front of both cameras.
+    in_front_counts:[4] in-front counts of the four decompositions (R1,t), (R1,-t), (R2,t),
+                    (R2,-t); a small margin between the best two signals an ambiguous pose.
+    """
+
+    cam2_from_cam1: Rigid3
+    inliers: np.ndarray
+    num_in_front: int
+    in_front_counts: np.ndarray
+
+    @property
+    def translation_direction(self) -> np.ndarray:
+        return self.cam2_from_cam1.translation / max(np.linalg.norm(self.cam2_from_cam1.translation), 1e-300)
+
+
+# ---------------------------------------------------------------------------------------------
+# input checks
+# ---------------------------------------------------------------------------------------------
+def _check_pair(x1, x2, name1="x1", name2="x2"):
+    x1 = as_array(x1, name1, ndim=2, last=(2,))
+    x2 = as_array(x2, name2, ndim=2, last=(2,))
+    if x1.shape != x2.shape:
+        raise ValueError(f"{name1}, {name2}: expected the same number of points, got {x1.shape[0]} and {x2.shape[0]}")
+    return x1, x2
+
+
+def _check_common(method, threshold_px, confidence, max_iterations):
+    if method not in _METHODS:
+        raise ValueError(f"method: expected one of {_METHODS}, got {method!r}")
+    if not (np.isfinite(threshold_px) and threshold_px > 0):
+        raise ValueError(f"threshold_px: expected a positive number, got {threshold_px}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence: expected in (0, 1), got {confidence}")
+    if max_iterations < 1:
+        raise ValueError(f"max_iterations: expected >= 1, got {max_iterations}")
+
+
+def _rng(seed):
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# F / E / H hypothesis machinery shared by the loops
+# ---------------------------------------------------------------------------------------------
+def _f_refit(x1, x2, project=None):
+    """Inlier refit: weighted eight-point, then two Sampson-reweighted (IRLS) passes, which
+    approach the minimiser of the Sampson error (the algebraic residual x2^T F x1 divided by its
+    gradient norm)."""
+
+    def refit(mask, w):
+        a, b, ww = x1[mask], x2[mask], w[mask]
+        F = _eight_point(a, b, ww)
+        if project is not None:
+            F = project(F)
+        for _ in range(2):
+            Fx1 = a @ F[:, :2].T + F[:, 2]
+            Ftx2 = b @ F[:2, :] + F[2, :]
+            den = Fx1[:, 0] ** 2 + Fx1[:, 1] ** 2 + Ftx2[:, 0] ** 2 + Ftx2[:, 1] ** 2
+            sw = ww / np.maximum(den, 1e-12 * den.max())
+            F = _eight_point(a, b, sw / sw.max())
+            if project is not None:
+                F = project(F)
+        return F
+
+    return refit
+
+
+def _fundamental_loop(x1, x2, threshold_px, confidence, max_iterations, rng, project=None):
+    def solve(idx):
+        F, ok = fundamental_seven_point(x1[idx], x2[idx])
+        F = F.reshape(-1, 3, 3)
+        ok = ok.reshape(-1)
+        if project is not None:
+            F = project(F)
+        return F, ok
+
+    def residuals(F):
+        return sampson_error(F, x1, x2)
+
+    return robust_loop(x1.shape[0], 7, solve, residuals, _f_refit(x1, x2, project), threshold=threshold_px,
+                       confidence=confidence, max_iterations=max_iterations, min_iterations=50, rng=rng)
+
+
+def estimate_fundamental(x1, x2, *, method: str = "ours", threshold_px: float = 1.0, confidence: float = 0.999,
+                         max_iterations: int = 10000, seed=0) -> EpipolarResult:
+    """Robust fundamental matrix from pixel matches.
+
+    x1, x2:        [N, 2] pixels (pixel-centre convention), N >= 8 (fewer: result with ok=False).
+    method:        "ours": LO-MSAC over the seven-point solver (minimal samples), refit by the
+                   normalised eight-point with Sampson IRLS weights, adaptive iteration count;
+                   "opencv": ``cv2.findFundamentalMat(..., cv2.USAC_MAGSAC)``.
+    threshold_px:  inlier threshold on the Sampson distance, pixels (for OpenCV's MAGSAC it is
+                   its maximum threshold). About 2-3x the keypoint noise sigma is a good choice.
+    confidence:    probability of having drawn one all-inlier sample (adaptive stopping).
+    seed:          int or np.random.Generator for the sampling (results are reproducible).
+    """
+    x1, x2 = _check_pair(x1, x2)
+    _check_common(method, threshold_px, confidence, max_iterations)
+    n = x1.shape[0]
+    if n < 8:
+        return EpipolarResult(np.zeros(n, bool), np.full(n, np.inf), 0, threshold_px, method)
+    if method == "opencv":
+        import cv2
+
+        F, mask = cv2.findFundamentalMat(x1, x2, cv2.USAC_MAGSAC, threshold_px, confidence, max_iterations)
+        if F is None or F.shape != (3, 3):
+            return EpipolarResult(np.zeros(n, bool), np.full(n, np.inf), -1, threshold_px, method)
+        F = F / np.linalg.norm(F)
+        r = sampson_error(F, x1, x2)
+        return EpipolarResult(mask.ravel().astype(bool), r, -1, threshold_px, method, F=F)
+    res = _fundamental_loop(x1, x2, threshold_px, confidence, max_iterations, _rng(seed))
+    if res.model is None:
+        return EpipolarResult(np.zeros(n, bool), np.full(n, np.inf), res.num_iterations, threshold_px, method)
+    return EpipolarResult(res.inliers, res.residuals, res.num_iterations, threshold_px, method, F=res.model)
+
+
+def normalized_coords(uv, camera: Camera, name: str = "uv") -> np.ndarray:
+    """Pixels [N, 2] -> undistorted normalised coordinates (x/z, y/z) [N, 2] (NaN where the
+    camera model cannot invert the pixel)."""
+    if not isinstance(camera, Camera):
+        raise TypeError(f"camera for {name}: expected calib.Camera, got {type(camera).__name__}")
+    uv = as_array(uv, name, ndim=2, last=(2,))
+    return camera.cam_from_img(uv)
+
+
+def fundamental_from_essential(E, camera1: Camera, camera2: Camera) -> np.ndarray:
+    """F = K2^-T E K1^-1 (for undistorted pinhole pixels), unit Frobenius norm."""
+    F = np.linalg.inv(camera2.K).T @ np.asarray(E, np.float64) @ np.linalg.inv(camera1.K)
+    return F / np.linalg.norm(F)
+
+
+def essential_from_fundamental(F, camera1: Camera, camera2: Camera) -> np.ndarray:
+    """E = K2^T F K1 projected onto the essential manifold (unit Frobenius norm)."""
+    return project_to_essential(camera2.K.T @ np.asarray(F, np.float64) @ camera1.K)
+
+
+def essential_from_pose(cam2_from_cam1: Rigid3) -> np.ndarray:
+    """E = [t]_x R, unit Frobenius norm."""
+    t = cam2_from_cam1.translation
+    tx = np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]])
+    E = tx @ cam2_from_cam1.rotation
+    return E / max(np.linalg.norm(E), 1e-300)
+
+
+def estimate_essential(uv1, uv2, camera1: Camera, camera2: Camera, *, method: str = "ours",
+                       threshold_px: float = 1.0, confidence: float = 0.999, max_iterations: int = 10000,
+                       seed=0) -> EssentialResult:
+    """Robust essential matrix from pixel matches of two calibrated cameras.
+
+    uv1, uv2: [N, 2] pixels in image 1 / image 2; camera1, camera2: their ``calib.Camera``
+              (any supported model: points are undistorted first).
+    method:   "ours": the LO-MSAC loop of :func:`estimate_fundamental` run on undistorted
+              pinhole pixels with every hypothesis projected onto the essential manifold
+              (singular values (s, s, 0)); "opencv": the five-point solver (Nister 2004) in
+              ``cv2.findEssentialMat(..., cv2.USAC_MAGSAC)`` on normalised coordinates.
+    threshold_px: inlier threshold on the Sampson distance in undistorted pinhole pixels.
+    """
+    uv1, uv2 = _check_pair(uv1, uv2, "uv1", "uv2")
+    _check_common(method, threshold_px, confidence, max_iterations)
+    n1 = normalized_coords(uv1, camera1, "uv1")
+    n2 = normalized_coords(uv2, camera2, "uv2")
+    n = uv1.shape[0]
+    good = np.all(np.isfinite(n1), 1) & np.all(np.isfinite(n2), 1)
+    empty = EssentialResult(np.zeros(n, bool), np.full(n, np.inf), 0, threshold_px, method)
+    if good.sum() < 8:
+        return empty
+    K1, K2 = camera1.K, camera2.K
+    p1 = n1 @ K1[:2, :2].T + K1[:2, 2]  # undistorted pinhole pixels
+    p2 = n2 @ K2[:2, :2].T + K2[:2, 2]
+    K1i, K2i = np.linalg.inv(K1), np.linalg.inv(K2)
+
+    residuals = np.full(n, np.inf)
+    inliers = np.zeros(n, bool)
+    if method == "opencv":
+        import cv2
+
+        f = 0.25 * (camera1.focal.sum() + camera2.focal.sum())
+        E, mask = cv2.findEssentialMat(n1[good], n2[good], np.eye(3), cv2.USAC_MAGSAC, confidence,
+                                       threshold_px / f, max_iterations)
+        if E is None or E.shape != (3, 3):  # several stacked solutions or none
+            return empty
+        E = project_to_essential(E)
+        F = K2i.T @ E @ K1i
+        residuals[good] = sampson_error(F, p1[good], p2[good])
+        inliers[good] = mask.ravel().astype(bool)
+        return EssentialResult(inliers, residuals, -1, threshold_px, method, E=E)
+
+    def project(F):  # F (pixels) -> nearest E -> back to F
+        E = project_to_essential(np.swapaxes(K2, -1, -2) @ F @ K1)
+        return K2i.T @ E @ K1i
+
+    res = _fundamental_loop(p1[good], p2[good], threshold_px, confidence, max_iterations, _rng(seed), project)
+    if res.model is None:
+        return EssentialResult(inliers, residuals, res.num_iterations, threshold_px, method)
+    E = project_to_essential(K2.T @ res.model @ K1)
+    r = res.residuals
+    for _ in range(2):  # non-linear polish on the inliers, then re-select them
+        inl = r < threshold_px
+        if inl.sum() < 6:
+            break
+        E_new = _refine_essential_sampson(E, p1[good][inl], p2[good][inl], K1, K2, threshold_px)
+        r_new = sampson_error(K2i.T @ E_new @ K1i, p1[good], p2[good])
+        if np.sum(np.minimum(r_new, threshold_px) ** 2) > np.sum(np.minimum(r, threshold_px) ** 2):
+            break
+        E, r = E_new, r_new
+    residuals[good] = r
+    inliers[good] = r < threshold_px
+    return EssentialResult(inliers, residuals, res.num_iterations, threshold_px, method, E=E)
+
+
+def estimate_homography(x1, x2, *, method: str = "ours", threshold_px: float = 1.0, confidence: float = 0.999,
+                        max_iterations: int = 10000, seed=0) -> HomographyResult:
+    """Robust homography x2 ~ H x1 from pixel matches (LO-MSAC over the 4-point DLT, or
+    ``cv2.findHomography(..., cv2.USAC_MAGSAC)``). Residual: scaled symmetric transfer distance
+    (see :func:`homography_transfer_error`)."""
+    x1, x2 = _check_pair(x1, x2)
+    _check_common(method, threshold_px, confidence, max_iterations)
+    n = x1.shape[0]
+    if n < 4:
+        return HomographyResult(np.zeros(n, bool), np.full(n, np.inf), 0, threshold_px, method)
+    if method == "opencv":
+        import cv2
+
+        # OpenCV's threshold is on the one-way transfer error ~ 2x our scaled distance.
+        H, mask = cv2.findHomography(x1, x2, cv2.USAC_MAGSAC, 2.0 * threshold_px, None, max_iterations, confidence)
+        if H is None:
+            return HomographyResult(np.zeros(n, bool), np.full(n, np.inf), -1, threshold_px, method)
+        H = H / np.linalg.norm(H)
+        return HomographyResult(mask.ravel().astype(bool), homography_transfer_error(H, x1, x2), -1,
+                                threshold_px, method, H=H)
+
+    def solve(idx):
+        H = homography_dlt(x1[idx], x2[idx])
+        ok = np.all(np.isfinite(H), axis=(1, 2)) & (np.abs(np.linalg.det(H)) > 1e-12)
+        return H, ok
+
+    def residuals(H):
+        return homography_transfer_error(H, x1, x2)
+
+    def refit(mask, w):
+        return homography_dlt(x1[mask], x2[mask], w[mask])
+
+    res = robust_loop(n, 4, solve, residuals, refit, threshold=threshold_px, confidence=confidence,
+                      max_iterations=max_iterations, min_iterations=50, rng=_rng(seed))
+    if res.model is None:
+        return HomographyResult(np.zeros(n, bool), np.full(n, np.inf), res.num_iterations, threshold_px, method)
+    return HomographyResult(res.inliers, res.residuals, res.num_iterations, threshold_px, method, H=res.model)
+
+
+def _refine_essential_sampson(E, p1, p2, K1, K2, threshold_px):
+    """Minimise the Sampson distance (pixels, soft-L1 robust loss at ``threshold_px / 2``) over
+    the 5-dof essential manifold E = [t]_x R: rotation as an axis-angle increment, t on the unit
+    sphere via a 2D tangent increment (Hartley & Zisserman 11.4.3 for the cost)."""
+    from scipy.optimize import least_squares
+
+    from calib import matrix_from_axis_angle
+
+    R1, R2, t = decompose_essential(E)
+    R0 = R1  # any of the two rotations (and either sign of t) spans the same E
+    a = np.eye(3)[np.argmin(np.abs(t))]
+    b1 = np.cross(t, a)
+    b1 /= np.linalg.norm(b1)
+    B = np.stack([b1, np.cross(t, b1)], 1)
+    K1i, K2i = np.linalg.inv(K1), np.linalg.inv(K2)
+
+    def make(p):
+        R = matrix_from_axis_angle(p[:3]) @ R0
+        tt = t + B @ p[3:]
+        tt = tt / np.linalg.norm(tt)
+        tx = np.array([[0, -tt[2], tt[1]], [tt[2], 0, -tt[0]], [-tt[1], tt[0], 0]])
+        return tx @ R
+
+    def fun(p):
+        return sampson_error(K2i.T @ make(p) @ K1i, p1, p2)
+
+    res = least_squares(fun, np.zeros(5), method="trf",
+                        loss="soft_l1", f_scale=0.5 * threshold_px, max_nfev=50)
+    return project_to_essential(make(res.x))
+
+
+# ---------------------------------------------------------------------------------------------
+# E -> (R, t)
+# ---------------------------------------------------------------------------------------------
+def decompose_essential(E) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The two rotations and the translation direction of E (H&Z 9.6.2).
+
+    Returns (R1 [3, 3], R2 [3, 3], t [3] unit); the four candidate poses are (R1, t), (R1, -t),
+    (R2, t), (R2, -t); :func:`recover_pose` picks the one with points in front of both cameras.
+    """
+    E = as_array(E, "E", ndim=2)
+    if E.shape != (3, 3):
+        raise ValueError(f"E: expected [3, 3], got {E.shape}")
+    U, _, Vt = np.linalg.svd(E)
+    if np.linalg.det(U) < 0:
+        U = -U
+    if np.linalg.det(Vt) < 0:
+        Vt = -Vt
+    W = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    R1 = U @ W @ Vt
+    R2 = U @ W.T @ Vt
+    t = U[:, 2] / np.linalg.norm(U[:, 2])
+    return R1, R2, t
+
+
+def _triangulate_depths(R, t, n1, n2):
+    """Depths (z1, z2) of the midpoint-style linear triangulation of normalised points."""
+    from recon.twoview._triangulation import _dlt_normalized
+
+    X1 = _dlt_normalized(R, t, n1, n2)
+    X2 = X1 @ R.T + t
+    return X1[:, 2], X2[:, 2], X1
+
+
+def recover_pose(E, xy1, xy2, *, mask=None, max_depth: float = 1e4) -> RelativePose:
+    """Pick the decomposition of E with the most points in front of both cameras.
+
+    E: [3, 3]; xy1, xy2: [N, 2] normalised coordinates (x/z, y/z) (see
+    :func:`normalized_coords`); mask: [N] bool, the points to use (default: all finite).
+    ``max_depth`` (in units of the baseline) rejects points at infinity, whose cheirality
+    carries no information.
+    """
+    xy1 = as_array(xy1, "xy1", ndim=2, last=(2,), finite=False)
+    xy2 = as_array(xy2, "xy2", ndim=2, last=(2,), finite=False)
+    if xy1.shape != xy2.shape:
+        raise ValueError(f"xy1, xy2: expected the same number of points, got {xy1.shape[0]} and {xy2.shape[0]}")
+    n = xy1.shape[0]
+    use = np.ones(n, bool) if mask is None else np.asarray(mask, bool).copy()
+    if use.shape != (n,):
+        raise ValueError(f"mask: expected [{n}] bool, got {use.shape}")
+    use &= np.all(np.isfinite(xy1), 1) & np.all(np.isfinite(xy2), 1)
+    R1, R2, t = decompose_essential(E)
+    cands = [(R1, t), (R1, -t), (R2, t), (R2, -t)]
+    counts = np.zeros(4, int)
+    fronts = []
+    for k, (R, tt) in enumerate(cands):
+        front = np.zeros(n, bool)
+        if use.any():
+            z1, z2, _ = _triangulate_depths(R, tt, xy1[use], xy2[use])
+            front[use] = (z1 > 0) & (z2 > 0) & (z1 < max_depth) & (z2 < max_depth)
+        counts[k] = front.sum()
+        fronts.append(front)
+    k = int(np.argmax(counts))
+    R, tt = cands[k]
+    return RelativePose(Rigid3(R, tt), fronts[k], int(counts[k]), counts)

@@ -1,0 +1,247 @@
+"""Matches -> two-view geometry: F/E, H, model selection, pose, triangulation, refinement."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from calib import Camera, Rigid3, project_to_so3
+from calib._check import as_array
+from recon.twoview._degeneracy import Degeneracy, classify_degeneracy
+from recon.twoview._epipolar import (
+    EpipolarResult,
+    EssentialResult,
+    HomographyResult,
+    essential_from_fundamental,
+    estimate_essential,
+    estimate_fundamental,
+    estimate_homography,
+    fundamental_from_essential,
+    recover_pose,
+)
+from recon.twoview._solvers import sampson_error
+from recon.twoview._triangulation import Triangulation, refine_two_view, triangulate_dlt
+
+__all__ = ["TwoViewConfig", "TwoViewGeometry", "two_view_geometry", "guess_camera"]
+
+
+@dataclass(frozen=True)
+class TwoViewConfig:
+    """Options of :func:`two_view_geometry`.
+
+    method:           "ours" (LO-MSAC) or "opencv" (USAC_MAGSAC; five-point for E).
+    threshold_px:     inlier threshold (Sampson distance, pixels); ~2-3x the keypoint noise.
+    confidence:       RANSAC confidence for the adaptive stopping rule.
+    max_iterations:   cap on hypotheses.
+    refine:           run two-view bundle adjustment on the inliers (pose + points).
+    min_matches:      fewer matches: verdict "too_few_matches", no model.
+    min_parallax_deg: median triangulation angle below this: verdict "low_parallax".
+    max_reproj_px:    triangulated points with a larger reprojection error are not counted.
+    seed:             sampling seed (results are reproducible).
+    """
+
+    method: str = "ours"
+    threshold_px: float = 1.0
+    confidence: float = 0.999
+    max_iterations: int = 10000
+    refine: bool = True
+    min_matches: int = 15
+    min_parallax_deg: float = 1.0
+    max_reproj_px: float = 4.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TwoViewGeometry:
+    """Everything :func:`two_view_geometry` found.
+
+    fundamental:    F fit in raw pixels (calibrated: F = K2^-T E K1^-1 from the E fit).
+    essential:      E fit (None when no model could be fitted).
+    homography:     H fit (same pixel space as the epipolar residuals).
+    degeneracy:     model-selection verdict; read ``degeneracy.pose_reliable`` before using
+                    the pose.
+    cam2_from_cam1: relative pose (unit translation), or None when not determined. For
+                    "pure_rotation" the translation is zero (unknown), for "planar" it is one of
+                    the homography decompositions (ambiguous).
+    inliers:        [N] bool final inliers (epipolar inlier and, with a pose, in front).
+    triangulation:  [N] triangulated matches (points in the camera-1 frame, unit baseline), or
+                    None; ``triangulation.valid()`` marks the good ones.
+    camera1, camera2: the intrinsics used.
+    intrinsics_guessed: True when no calibration was given and K was guessed from the image
+                    size (focal = 1.2 * max(width, height)): R and t are then approximate.
+    """
+
+    fundamental: EpipolarResult
+    essential: EssentialResult | None
+    homography: HomographyResult
+    degeneracy: Degeneracy
+    cam2_from_cam1: Rigid3 | None
+    inliers: np.ndarray
+    triangulation: Triangulation | None
+    camera1: Camera | None
+    camera2: Camera | None
+    intrinsics_guessed: bool
+    refined: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_triangulated(self) -> int:
+        if self.triangulation is None:
+            return 0
+        return int(np.count_nonzero(self.triangulation.valid() & self.inliers))
+
+
+def guess_camera(width: int, height: int, focal_px: float | None = None) -> Camera:
+    """A SIMPLE_PINHOLE guess for an uncalibrated image: focal ``focal_px`` or
+    1.2 * max(width, height) (COLMAP's prior), principal point at the image centre."""
+    f = float(focal_px) if focal_px else 1.2 * max(width, height)
+    return Camera("SIMPLE_PINHOLE", width, height, np.array([f, (width - 1) / 2.0, (height - 1) / 2.0]))
+
+
+def _pose_from_homography(H, camera1: Camera, camera2: Camera, n1, n2) -> Rigid3 | None:
+    """Best decomposition of a planar homography (Malis & Vargas 2007 via OpenCV), chosen by
+    the number of points in front of both cameras; translation scaled to unit norm."""
+    import cv2
+
+    Hn = np.linalg.inv(camera2.K) @ H @ camera1.K
+    num, Rs, ts, normals = cv2.decomposeHomographyMat(Hn, np.eye(3))
+    best, best_count = None, -1
+    from recon.twoview._triangulation import _dlt_normalized
+
+    for R, t, nrm in zip(Rs, ts, normals):
+        t = t.ravel()
+        if np.linalg.norm(t) < 1e-9:
+            continue
+        tu = t / np.linalg.norm(t)
+        X = _dlt_normalized(R, tu, n1, n2)
+        count = int(np.sum((X[:, 2] > 0) & ((X @ R.T + tu)[:, 2] > 0)))
+        if count > best_count:
+            best, best_count = Rigid3(project_to_so3(R), tu), count
+    return best
+
+
+def two_view_geometry(uv1, uv2, camera1: Camera | None = None, camera2: Camera | None = None, *,
+                      image_size1: tuple[int, int] | None = None, image_size2: tuple[int, int] | None = None,
+                      config: TwoViewConfig = TwoViewConfig()) -> TwoViewGeometry:
+    """Estimate the geometry of a pair from matched pixels.
+
+    uv1, uv2: [N, 2] matched pixels (pixel-centre convention).
+    camera1, camera2: intrinsics (both or neither). Without them F is estimated on raw pixels
+                and, if ``image_size1/2`` (width, height) are given, K is guessed (see
+                :func:`guess_camera`) so that a rough pose can still be reported.
+    """
+    uv1 = as_array(uv1, "uv1", ndim=2, last=(2,))
+    uv2 = as_array(uv2, "uv2", ndim=2, last=(2,))
+    if uv1.shape != uv2.shape:
+        raise ValueError(f"uv1, uv2: expected the same number of points, got {uv1.shape[0]} and {uv2.shape[0]}")
+    if (camera1 is None) != (camera2 is None):
+        raise ValueError("camera1, camera2: give both cameras or neither")
+    cfg = config
+    n = uv1.shape[0]
+    notes: list[str] = []
+    guessed = False
+    if camera1 is None:
+        if image_size1 is not None and image_size2 is not None:
+            camera1, camera2 = guess_camera(*image_size1), guess_camera(*image_size2)
+            guessed = True
+            notes.append("no calibration: K guessed as focal = 1.2 * max(width, height), principal point at "
+                         "the centre; R and t are approximate")
+    kw = dict(method=cfg.method, threshold_px=cfg.threshold_px, confidence=cfg.confidence,
+              max_iterations=cfg.max_iterations, seed=cfg.seed)
+    empty_f = EpipolarResult(np.zeros(n, bool), np.full(n, np.inf), 0, cfg.threshold_px, cfg.method)
+    empty_h = HomographyResult(np.zeros(n, bool), np.full(n, np.inf), 0, cfg.threshold_px, cfg.method)
+
+    def finish(deg, F=empty_f, E=None, Hr=empty_h, pose=None, inl=None, tri=None, refined=False):
+        return TwoViewGeometry(F, E, Hr, deg, pose, np.zeros(n, bool) if inl is None else inl, tri, camera1,
+                               camera2, guessed, refined, notes)
+
+    if n < cfg.min_matches:
+        return finish(classify_degeneracy(uv1, uv2, [], [], [], [], min_matches=cfg.min_matches))
+
+    pre = classify_degeneracy(uv1, uv2, [], [], [], [], min_matches=cfg.min_matches)
+    if pre.verdict == "identical":  # decided by displacements alone: no fit needed
+        return finish(pre)
+    calibrated = camera1 is not None and not guessed
+    if calibrated:
+        Er = estimate_essential(uv1, uv2, camera1, camera2, **kw)
+        n1, n2 = camera1.cam_from_img(uv1), camera2.cam_from_img(uv2)
+        good = np.all(np.isfinite(n1), 1) & np.all(np.isfinite(n2), 1)
+        p1 = np.where(good[:, None], n1 @ camera1.K[:2, :2].T + camera1.K[:2, 2], uv1)
+        p2 = np.where(good[:, None], n2 @ camera2.K[:2, :2].T + camera2.K[:2, 2], uv2)
+        if Er.ok:
+            F = fundamental_from_essential(Er.E, camera1, camera2)
+            Fr = EpipolarResult(Er.inliers, Er.residuals, Er.num_iterations, cfg.threshold_px, cfg.method, F=F)
+        else:
+            Fr = empty_f
+    else:
+        p1, p2 = uv1, uv2
+        Fr = estimate_fundamental(uv1, uv2, **kw)
+        Er = None
+        if camera1 is not None and Fr.ok:
+            E = essential_from_fundamental(Fr.F, camera1, camera2)
+            Er = EssentialResult(Fr.inliers, Fr.residuals, Fr.num_iterations, cfg.threshold_px, cfg.method, E=E)
+            n1, n2 = camera1.cam_from_img(uv1), camera2.cam_from_img(uv2)
+    # H only competes with F in model selection: a capped budget is enough (a planar scene has a
+    # high H inlier ratio and stops early anyway).
+    Hr = estimate_homography(p1, p2, **{**kw, "max_iterations": min(cfg.max_iterations, 1000)})
+    if not Fr.ok:
+        deg = classify_degeneracy(p1, p2, Fr.residuals, Fr.inliers, Hr.residuals, Hr.inliers,
+                                  min_matches=cfg.min_matches)
+        return finish(deg, Fr, Er, Hr)
+
+    pose = None
+    tri = None
+    inl = Fr.inliers.copy()
+    refined = False
+    parallax = None
+    if Er is not None and Er.ok:
+        rp = recover_pose(Er.E, n1, n2, mask=Fr.inliers)
+        pose = rp.cam2_from_cam1
+        inl = rp.inliers
+        tri = triangulate_dlt(uv1, uv2, camera1, camera2, pose)
+        ok = inl & tri.valid(max_error_px=cfg.max_reproj_px, min_parallax_deg=0.0)
+        parallax = tri.parallax_deg[ok]
+    deg = classify_degeneracy(p1, p2, Fr.residuals, Fr.inliers, Hr.residuals, Hr.inliers,
+                              camera1=camera1, camera2=camera2, H=Hr.H if Hr.ok else None, parallax_deg=parallax,
+                              min_matches=cfg.min_matches, min_parallax_deg=cfg.min_parallax_deg,
+                              focal_known=not guessed)
+    if pose is not None and not guessed and deg.verdict in ("general", "low_parallax"):
+        ok = inl & tri.valid(max_error_px=cfg.max_reproj_px, min_parallax_deg=0.0)
+        for _ in range(2 if cfg.refine else 0):  # BA, re-select inliers under the refined pose, BA again
+            if ok.sum() < 8:
+                break
+            ref = refine_two_view(uv1[ok], uv2[ok], camera1, camera2, pose, tri.points[ok], loss="soft_l1",
+                                  loss_scale_px=cfg.threshold_px, max_nfev=100)
+            if not np.isfinite(ref.rms_after_px) or ref.rms_after_px > ref.rms_before_px:
+                break
+            pose = ref.cam2_from_cam1
+            refined = True
+            tri = triangulate_dlt(uv1, uv2, camera1, camera2, pose)
+            F = fundamental_from_essential(_essential(pose), camera1, camera2)
+            r = sampson_error(F, p1, p2)
+            inl = (r < cfg.threshold_px) & tri.in_front
+            ok = inl & tri.valid(max_error_px=cfg.max_reproj_px, min_parallax_deg=0.0)
+    if deg.verdict in ("identical", "no_model", "too_few_matches"):
+        return finish(deg, Fr, Er, Hr)
+    if camera1 is not None and deg.verdict == "pure_rotation":
+        Hn = np.linalg.inv(camera2.K) @ Hr.H @ camera1.K
+        pose = Rigid3(project_to_so3(Hn * np.sign(np.linalg.det(Hn))), np.zeros(3))
+        inl = Hr.inliers
+        tri = None
+        notes.append("pure rotation: translation is zero / undetermined; no points triangulated")
+    elif camera1 is not None and deg.verdict == "planar":
+        hp = _pose_from_homography(Hr.H, camera1, camera2, n1[Hr.inliers], n2[Hr.inliers])
+        if hp is not None:
+            pose = hp
+            inl = Hr.inliers
+            tri = triangulate_dlt(uv1, uv2, camera1, camera2, pose)
+            notes.append("planar scene: pose from the homography decomposition; a second (mirror) solution "
+                         "may fit equally well")
+    return finish(deg, Fr, Er, Hr, pose, inl, tri, refined)
+
+
+def _essential(pose: Rigid3) -> np.ndarray:
+    from recon.twoview._epipolar import essential_from_pose
+
+    return essential_from_pose(pose)

@@ -1,0 +1,115 @@
+"""Image-quality metrics: PSNR, SSIM (differentiable, torch) and LPIPS where its weights exist.
+
+SSIM follows the Inria 3DGS code (``utils/loss_utils.py``): an 11x11 Gaussian window, sigma 1.5,
+C1 = 0.01^2, C2 = 0.03^2, zero padding ("same" size), mean over pixels and channels. It is the
+SSIM that 3DGS and gsplat report and train with. Inputs are images in [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["psnr", "ssim", "lpips", "lpips_status"]
+
+
+def _as_hwc_tensor(x, name: str):
+    import torch
+
+    if isinstance(x, np.ndarray):
+        if x.dtype == np.uint8:
+            x = x.astype(np.float32) / 255.0
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: expected an image array or tensor, got {type(x).__name__}")
+    if x.ndim == 2:
+        x = x[..., None]
+    if x.ndim != 3:
+        raise ValueError(f"{name}: expected [H, W] or [H, W, C], got shape {tuple(x.shape)}")
+    return x
+
+
+def psnr(pred, target, *, max_value: float = 1.0) -> float:
+    """Peak signal-to-noise ratio in dB between two images ([H, W, C], float in [0, 1] or uint8)."""
+    p, t = _as_hwc_tensor(pred, "pred"), _as_hwc_tensor(target, "target")
+    if p.shape != t.shape:
+        raise ValueError(f"pred, target: shapes differ: {tuple(p.shape)} vs {tuple(t.shape)}")
+    mse = float(((p.double() - t.double()) ** 2).mean())
+    return float("inf") if mse == 0 else 10.0 * math.log10(max_value ** 2 / mse)
+
+
+def _gaussian_window(size: int, sigma: float, channels: int, like):
+    import torch
+
+    x = torch.arange(size, dtype=like.dtype, device=like.device) - (size - 1) / 2
+    g = torch.exp(-(x ** 2) / (2 * sigma ** 2))
+    g = g / g.sum()
+    w = g[:, None] * g[None, :]
+    return w.expand(channels, 1, size, size).contiguous()
+
+
+def ssim(pred, target, *, window_size: int = 11, sigma: float = 1.5):
+    """Structural similarity (3DGS flavour). Differentiable when given torch tensors.
+
+    Accepts [H, W, C] (or a batch [B, H, W, C]) tensors/arrays in [0, 1]. Returns a 0-d tensor
+    when ``pred`` is a tensor, else a float.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    return_float = not isinstance(pred, torch.Tensor)
+    p = pred if isinstance(pred, torch.Tensor) and pred.ndim == 4 else _as_hwc_tensor(pred, "pred")[None]
+    t = target if isinstance(target, torch.Tensor) and target.ndim == 4 else _as_hwc_tensor(target, "target")[None]
+    t = t.to(device=p.device, dtype=p.dtype)
+    if p.shape != t.shape:
+        raise ValueError(f"pred, target: shapes differ: {tuple(p.shape)} vs {tuple(t.shape)}")
+    p, t = p.permute(0, 3, 1, 2), t.permute(0, 3, 1, 2)
+    c = p.shape[1]
+    w = _gaussian_window(window_size, sigma, c, p)
+    pad = window_size // 2
+    mu1 = F.conv2d(p, w, padding=pad, groups=c)
+    mu2 = F.conv2d(t, w, padding=pad, groups=c)
+    mu1_sq, mu2_sq, mu12 = mu1 * mu1, mu2 * mu2, mu1 * mu2
+    s1 = F.conv2d(p * p, w, padding=pad, groups=c) - mu1_sq
+    s2 = F.conv2d(t * t, w, padding=pad, groups=c) - mu2_sq
+    s12 = F.conv2d(p * t, w, padding=pad, groups=c) - mu12
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    m = ((2 * mu12 + c1) * (2 * s12 + c2)) / ((mu1_sq + mu2_sq + c1) * (s1 + s2 + c2))
+    val = m.mean()
+    return float(val) if return_float else val
+
+
+def lpips_status() -> tuple[bool, str]:
+    """(available, reason). LPIPS needs the ``lpips`` package AND its pretrained AlexNet/VGG
+    weights on disk; we never download them. torchvision (which lpips needs) is not usable with
+    the CPU torch build of this project (see DEPENDENCIES.md)."""
+    try:
+        import lpips as _lpips  # noqa: F401
+    except Exception as e:  # noqa: BLE001 - any import failure means "not available"
+        return False, f"LPIPS not computed: the 'lpips' package (and its pretrained network weights) is not installed ({type(e).__name__})"
+    return True, "lpips package found"
+
+
+_LPIPS_NET = {}
+
+
+def lpips(pred, target) -> float | None:
+    """LPIPS (AlexNet) or None when unavailable (see :func:`lpips_status`)."""
+    ok, _ = lpips_status()
+    if not ok:
+        return None
+    import torch
+
+    try:
+        import lpips as _lpips
+
+        if "alex" not in _LPIPS_NET:
+            _LPIPS_NET["alex"] = _lpips.LPIPS(net="alex", verbose=False)
+        net = _LPIPS_NET["alex"]
+        p = _as_hwc_tensor(pred, "pred").permute(2, 0, 1)[None].float() * 2 - 1
+        t = _as_hwc_tensor(target, "target").permute(2, 0, 1)[None].float() * 2 - 1
+        with torch.no_grad():
+            return float(net(p, t))
+    except Exception:  # noqa: BLE001 - missing weights (no download allowed) -> not available
+        return None

@@ -1,0 +1,55 @@
+"""Real spherical harmonics up to degree 3, with the constants and sign convention of the Inria
+3DGS code (``utils/sh_utils.py``) and gsplat, so coefficients in a splat PLY mean the same here."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["SH_C0", "num_sh_bases", "eval_sh", "sh_to_rgb_offset"]
+
+SH_C0 = 0.28209479177387814
+SH_C1 = 0.4886025119029199
+SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792,
+         0.5462742152960396)
+SH_C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154,
+         -0.4570457994644658, 1.445305721320277, -0.5900435899266435)
+
+
+def num_sh_bases(degree: int) -> int:
+    return (degree + 1) ** 2
+
+
+def eval_sh(degree: int, coeffs: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
+    """Evaluate SH. coeffs [..., K, 3] with K >= (degree+1)^2 (DC first); dirs [..., 3] unit
+    vectors (world frame, from the camera centre towards the Gaussian). Returns [..., 3]
+    (before the +0.5 offset and clamp that turn it into a colour)."""
+    if not 0 <= degree <= 3:
+        raise ValueError(f"degree: expected 0..3, got {degree}")
+    if coeffs.shape[-2] < num_sh_bases(degree):
+        raise ValueError(f"coeffs: degree {degree} needs {num_sh_bases(degree)} bases, got {coeffs.shape[-2]}")
+    result = SH_C0 * coeffs[..., 0, :]
+    if degree == 0:
+        return result
+    x, y, z = dirs[..., 0:1], dirs[..., 1:2], dirs[..., 2:3]
+    result = result - SH_C1 * y * coeffs[..., 1, :] + SH_C1 * z * coeffs[..., 2, :] - SH_C1 * x * coeffs[..., 3, :]
+    if degree == 1:
+        return result
+    xx, yy, zz = x * x, y * y, z * z
+    xy, yz, xz = x * y, y * z, x * z
+    result = (result + SH_C2[0] * xy * coeffs[..., 4, :] + SH_C2[1] * yz * coeffs[..., 5, :]
+              + SH_C2[2] * (2.0 * zz - xx - yy) * coeffs[..., 6, :]
+              + SH_C2[3] * xz * coeffs[..., 7, :] + SH_C2[4] * (xx - yy) * coeffs[..., 8, :])
+    if degree == 2:
+        return result
+    return (result + SH_C3[0] * y * (3 * xx - yy) * coeffs[..., 9, :]
+            + SH_C3[1] * xy * z * coeffs[..., 10, :]
+            + SH_C3[2] * y * (4 * zz - xx - yy) * coeffs[..., 11, :]
+            + SH_C3[3] * z * (2 * zz - 3 * xx - 3 * yy) * coeffs[..., 12, :]
+            + SH_C3[4] * x * (4 * zz - xx - yy) * coeffs[..., 13, :]
+            + SH_C3[5] * z * (xx - yy) * coeffs[..., 14, :]
+            + SH_C3[6] * x * (xx - 3 * yy) * coeffs[..., 15, :])
+
+
+def sh_to_rgb_offset(sh: torch.Tensor) -> torch.Tensor:
+    """Colour from an evaluated SH value as 3DGS/gsplat do: clamp_min(value + 0.5, 0)."""
+    return torch.clamp_min(sh + 0.5, 0.0)

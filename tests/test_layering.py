@@ -1,0 +1,200 @@
+"""The layering of DESIGN.md, enforced.
+
+1. Light imports: `import calib`, `import recon`, `recon --help` and `recon VERB --help` must not
+   import torch, open3d, gsplat, viser, pycolmap or cv2 (checked in a fresh interpreter by
+   inspecting sys.modules).
+2. Import direction (static, an AST walk over the sources): calib imports nothing of ours;
+   recon never imports render or viewer, except inside functions of recon/cli/ and
+   recon/pipeline*; render and viewer never import each other at module level.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "open3d", "gsplat", "viser", "pycolmap", "cv2")
+OURS = ("calib", "recon", "render", "viewer")
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    return env
+
+
+def heavy_modules_after(code: str) -> list[str]:
+    """Run `code` in a fresh interpreter; return the heavy top-level modules it imported."""
+    probe = textwrap.dedent(f"""
+        import json, sys
+        {textwrap.indent(textwrap.dedent(code), '        ').strip()}
+        loaded = sorted({{m.split('.')[0] for m in sys.modules}} & set({list(HEAVY)!r}))
+        print("\\n" + json.dumps(loaded))
+    """)
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=_child_env(),
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("code", ["import calib", "import recon", "import recon.scene, recon.errors"])
+def test_package_imports_are_light(code):
+    assert heavy_modules_after(code) == []
+
+
+def _verb_names() -> list[str]:
+    return sorted(p.stem[len("verb_"):] for p in (ROOT / "recon" / "cli").glob("verb_*.py"))
+
+
+def test_recon_help_is_light():
+    code = """
+        import contextlib, io
+        from recon.cli import main
+        with contextlib.redirect_stdout(io.StringIO()):
+            try:
+                main(["--help"])
+            except SystemExit:
+                pass
+    """
+    assert heavy_modules_after(code) == []
+
+
+def test_every_verb_help_is_light():
+    """Each verb module imports nothing heavy at top level (heavy imports go inside run())."""
+    verbs = _verb_names()
+    code = f"""
+        import contextlib, io
+        from recon.cli import build_parser
+        parser = build_parser()
+        for verb in {verbs!r}:
+            with contextlib.redirect_stdout(io.StringIO()):
+                try:
+                    parser.parse_args([verb, "--help"])
+                except SystemExit:
+                    pass
+    """
+    assert heavy_modules_after(code) == []
+
+
+def test_python_dash_m_recon_help_in_a_fresh_process():
+    """The real entry point: `python -m recon --help` exits 0 without heavy imports."""
+    code = """
+        import contextlib, io, runpy, sys
+        sys.argv = ["recon", "--help"]
+        with contextlib.redirect_stdout(io.StringIO()):
+            try:
+                runpy.run_module("recon", run_name="__main__")
+            except SystemExit as e:
+                assert e.code in (0, None), e.code
+    """
+    assert heavy_modules_after(code) == []
+
+
+# ------------------------------------------------------------------------------------------
+# Static import-direction check
+# ------------------------------------------------------------------------------------------
+
+class ImportUse:
+    def __init__(self, path: Path, lineno: int, target: str, in_function: bool):
+        self.path, self.lineno, self.target, self.in_function = path, lineno, target, in_function
+
+    def __repr__(self):
+        where = "in a function" if self.in_function else "at module level"
+        return f"{self.path}:{self.lineno} imports {self.target} {where}"
+
+
+def _module_name(path: Path, root: Path) -> str:
+    rel = path.relative_to(root).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def imports_of(source: str, path: Path, module: str) -> list[ImportUse]:
+    """Every import in `source` with its absolute target and whether it sits inside a function."""
+    tree = ast.parse(source, filename=str(path))
+    is_pkg = path.name == "__init__.py"
+    package = module if is_pkg else module.rpartition(".")[0]
+    found: list[ImportUse] = []
+
+    def visit(node, in_function: bool):
+        for child in ast.iter_child_nodes(node):
+            inner = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            if isinstance(child, ast.Import):
+                for alias in child.names:
+                    found.append(ImportUse(path, child.lineno, alias.name, in_function))
+            elif isinstance(child, ast.ImportFrom):
+                if child.level:
+                    base = package.split(".")
+                    base = base[: len(base) - (child.level - 1)]
+                    target = ".".join(base + ([child.module] if child.module else []))
+                else:
+                    target = child.module or ""
+                found.append(ImportUse(path, child.lineno, target, in_function))
+            visit(child, inner)
+
+    visit(tree, False)
+    return found
+
+
+def layering_violations(root: Path) -> list[str]:
+    problems = []
+    for pkg in OURS:
+        for path in sorted((root / pkg).rglob("*.py")):
+            rel = path.relative_to(root)
+            module = _module_name(path, root)
+            for use in imports_of(path.read_text(encoding="utf-8"), rel, module):
+                top = use.target.split(".")[0]
+                if top not in OURS or top == pkg:
+                    continue
+                if pkg == "calib":
+                    problems.append(f"calib must import nothing of ours: {use!r}")
+                elif pkg == "recon" and top in ("render", "viewer"):
+                    lazy_allowed = rel.parts[1] == "cli" or rel.parts[1].startswith("pipeline")
+                    if not (lazy_allowed and use.in_function):
+                        problems.append(f"recon may import {top} only inside functions of recon/cli/ "
+                                        f"and recon/pipeline*: {use!r}")
+                elif pkg in ("render", "viewer") and top in ("render", "viewer") and not use.in_function:
+                    problems.append(f"{pkg} must not import {top} at module level: {use!r}")
+    return problems
+
+
+def test_layering_of_our_sources():
+    assert layering_violations(ROOT) == []
+
+
+def test_layering_check_catches_violations(tmp_path):
+    """The checker is not vacuous: a tree with one violation of each rule is flagged."""
+    files = {
+        "calib/__init__.py": "",
+        "calib/bad.py": "def f():\n    from recon import scene\n",
+        "recon/__init__.py": "from . import scene\n",
+        "recon/scene.py": "import calib\n",
+        "recon/bad.py": "def f():\n    import render.splat\n",
+        "recon/cli/__init__.py": "",
+        "recon/cli/verb_ok.py": "def run(args):\n    from viewer import app\n",
+        "recon/cli/verb_bad.py": "from viewer import app\n",
+        "recon/pipeline_x.py": "def run():\n    import render\n",
+        "render/__init__.py": "from recon.io import read_model\n",
+        "render/bad.py": "from ..viewer import live\n",
+        "viewer/__init__.py": "",
+        "viewer/ok.py": "def f():\n    import render\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    problems = "\n".join(layering_violations(tmp_path))
+    assert "calib/bad.py:2 imports recon" in problems
+    assert "recon/bad.py:2 imports render.splat" in problems
+    assert "recon/cli/verb_bad.py:1 imports viewer at module level" in problems
+    assert "render/bad.py:1 imports viewer at module level" in problems
+    assert len(problems.splitlines()) == 4, problems

@@ -1,0 +1,223 @@
+"""What is this path? Detect and load anything `recon view` shows into a SceneContent.
+
+Kinds (checked in this order for folders; files by extension and, for PLY, by their header):
+
+==================  ==========================================================================
+``sfm_output``      a `recon sfm` folder: ``sparse/0/`` (+ ``report.json``, ``points.ply``)
+``splat_output``    a `recon train splat` folder: ``splat.ply`` (+ ``report.json``)
+``colmap``          a COLMAP model folder: ``cameras``/``images``/``points3D`` ``.bin`` or ``.txt``
+``transforms``      a folder with a nerfstudio / Instant-NGP ``transforms.json``
+``splat_ply``       a PLY whose vertices have ``f_dc_0``, ``opacity``, ``scale_0``, ``rot_0`` (3DGS)
+``labelled_points`` a PLY point cloud with ``class_id`` and/or ``instance_id`` vertex properties
+``points``          any other PLY without faces
+``mesh``            a PLY with faces, or ``.obj`` / ``.glb`` / ``.gltf`` / ``.off`` / ``.stl``
+==================  ==========================================================================
+
+Errors name the path: unknown kinds and unreadable files raise ``recon.errors.FormatError``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from recon.errors import FormatError
+from viewer.content import PointLayer, SceneContent, content_from_reconstruction, splats_from_gaussians
+
+__all__ = ["PlyHeader", "read_ply_header", "detect", "load", "KINDS"]
+
+KINDS = ("sfm_output", "splat_output", "colmap", "transforms", "splat_ply", "labelled_points",
+         "points", "mesh")
+_MESH_EXTS = {".obj", ".glb", ".gltf", ".off", ".stl"}
+_SPLAT_PROPS = {"f_dc_0", "opacity", "scale_0", "rot_0"}
+_MODEL_STEMS = ("cameras", "images", "points3D")
+
+
+@dataclass
+class PlyHeader:
+    format: str  # ascii, binary_little_endian, binary_big_endian
+    elements: dict[str, int] = field(default_factory=dict)  # element name -> count
+    properties: dict[str, list[str]] = field(default_factory=dict)  # element name -> property names
+
+    def vertex_props(self) -> set[str]:
+        return set(self.properties.get("vertex", []))
+
+
+def read_ply_header(path: str | Path) -> PlyHeader:
+    """Parse a PLY header (no payload); FormatError naming the file when it is not a PLY."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64 * 1024)
+    except OSError as e:
+        raise FormatError(path, f"cannot read ({e.strerror or e})") from None
+    if not head.startswith(b"ply"):
+        raise FormatError(path, "not a PLY file (it does not start with 'ply')")
+    end = head.find(b"end_header")
+    if end < 0:
+        raise FormatError(path, "PLY header has no 'end_header' in its first 64 KiB (truncated or corrupt)")
+    hdr = PlyHeader(format="")
+    current = None
+    for raw in head[:end].decode("ascii", errors="replace").splitlines()[1:]:
+        tok = raw.split()
+        if not tok or tok[0] in ("comment", "obj_info"):
+            continue
+        if tok[0] == "format" and len(tok) >= 2:
+            hdr.format = tok[1]
+        elif tok[0] == "element" and len(tok) == 3:
+            try:
+                hdr.elements[tok[1]] = int(tok[2])
+            except ValueError:
+                raise FormatError(path, f"bad PLY element line {raw!r}") from None
+            current = tok[1]
+            hdr.properties[current] = []
+        elif tok[0] == "property" and current is not None and len(tok) >= 3:
+            hdr.properties[current].append(tok[-1])
+        else:
+            raise FormatError(path, f"bad PLY header line {raw!r}")
+    if hdr.format not in ("ascii", "binary_little_endian", "binary_big_endian"):
+        raise FormatError(path, f"unknown PLY format {hdr.format!r}")
+    return hdr
+
+
+def _is_colmap_model(d: Path) -> bool:
+    return all((d / f"{s}.bin").is_file() or (d / f"{s}.txt").is_file() for s in _MODEL_STEMS)
+
+
+def detect(path: str | Path) -> str:
+    """The kind of ``path`` (one of :data:`KINDS`); FormatError naming it otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise FormatError(path, "no such file or folder")
+    if path.is_dir():
+        if _is_colmap_model(path / "sparse" / "0") or _is_colmap_model(path / "sparse"):
+            return "sfm_output"
+        if (path / "splat.ply").is_file():
+            return "splat_output"
+        if _is_colmap_model(path):
+            return "colmap"
+        if (path / "transforms.json").is_file():
+            return "transforms"
+        raise FormatError(path, "folder is not a COLMAP model (cameras/images/points3D .bin|.txt), a "
+                                "`recon sfm` output (sparse/0), a `recon train splat` output (splat.ply) "
+                                "or a transforms.json dataset")
+    ext = path.suffix.lower()
+    if ext == ".ply":
+        hdr = read_ply_header(path)
+        if hdr.elements.get("face", 0) > 0:
+            return "mesh"
+        props = hdr.vertex_props()
+        if "vertex" not in hdr.elements:
+            raise FormatError(path, "PLY has no 'vertex' element")
+        if _SPLAT_PROPS <= props:
+            return "splat_ply"
+        if props & {"class_id", "instance_id"}:
+            return "labelled_points"
+        return "points"
+    if ext in _MESH_EXTS:
+        return "mesh"
+    if ext == ".json" and path.name == "transforms.json":
+        return "transforms"
+    raise FormatError(path, f"unknown file type {ext or '(no extension)'!r}: `recon view` shows COLMAP "
+                            "models, recon sfm/train outputs, PLY (points, labelled points, 3DGS splats, "
+                            "meshes), OBJ/GLB/STL/OFF meshes")
+
+
+def _guess_image_dir(model_dir: Path, explicit: str | Path | None) -> Path | None:
+    if explicit is not None:
+        return Path(explicit)
+    for cand in (model_dir / "images", model_dir.parent / "images", model_dir.parent.parent / "images",
+                 model_dir.parent.parent.parent / "images"):
+        if cand.is_dir():
+            return cand
+    return None
+
+
+def _read_class_names(path: Path) -> dict[int, str]:
+    """Optional class names next to a labelled PLY: ``<stem>.classes.json`` or ``classes.json``,
+    either {"0": "wall", ...} or ["wall", ...]."""
+    for cand in (path.with_suffix(".classes.json"), path.parent / "classes.json"):
+        if cand.is_file():
+            try:
+                doc = json.loads(cand.read_text())
+            except (OSError, json.JSONDecodeError) as e:
+                raise FormatError(cand, f"cannot read class names ({e})") from None
+            if isinstance(doc, list):
+                return {i: str(n) for i, n in enumerate(doc)}
+            if isinstance(doc, dict):
+                return {int(k): str(v) for k, v in doc.items()}
+    return {}
+
+
+def _points_from_ply(path: Path) -> PointLayer:
+    from recon.io import read_ply
+
+    cloud = read_ply(path)
+    attrs = getattr(cloud, "attributes", {}) or {}
+    return PointLayer(cloud.xyz, cloud.rgb, class_id=attrs.get("class_id"),
+                      instance_id=attrs.get("instance_id"))
+
+
+def _wrap(path: Path, kind: str, fn):
+    try:
+        return fn()
+    except FormatError:
+        raise
+    except (ValueError, KeyError, IndexError, OSError, EOFError) as e:
+        raise FormatError(path, f"cannot read it as {kind.replace('_', ' ')}: {e}") from None
+
+
+def load(path: str | Path, *, kind: str | None = None, image_dir: str | Path | None = None) -> SceneContent:
+    """Detect (unless ``kind`` is given) and load ``path`` into a SceneContent."""
+    path = Path(path)
+    kind = kind or detect(path)
+    if kind not in KINDS:
+        raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
+    title = f"{path.name} ({kind.replace('_', ' ')})"
+
+    if kind in ("colmap", "sfm_output"):
+        from recon.io import read_colmap
+
+        model = path
+        if kind == "sfm_output":
+            model = path / "sparse" / "0" if _is_colmap_model(path / "sparse" / "0") else path / "sparse"
+        rec = _wrap(model, kind, lambda: read_colmap(model))
+        content = content_from_reconstruction(rec, image_dir=_guess_image_dir(model, image_dir), title=title)
+        if kind == "sfm_output" and (path / "report.json").is_file():
+            content.notes.append("report: report.json")
+    elif kind == "transforms":
+        from recon.io import read_transforms
+
+        f = path if path.is_file() else path / "transforms.json"
+        rec, _meta = _wrap(f, kind, lambda: read_transforms(f))
+        content = content_from_reconstruction(rec, image_dir=Path(image_dir) if image_dir else f.parent,
+                                              title=title)
+    elif kind in ("splat_output", "splat_ply"):
+        from recon.io.gaussians import read_splat_ply
+
+        f = path / "splat.ply" if kind == "splat_output" else path
+        g = _wrap(f, kind, lambda: read_splat_ply(f))
+        content = SceneContent(title=title, splats=_wrap(f, kind, lambda: splats_from_gaussians(g)))
+    elif kind in ("points", "labelled_points"):
+        pts = _wrap(path, kind, lambda: _points_from_ply(path))
+        names = _read_class_names(path) if kind == "labelled_points" else {}
+        content = SceneContent(title=title, points=pts, class_names=names)
+    else:  # mesh
+        content = SceneContent(title=title, mesh=_load_mesh(path))
+    content.source = path
+    return content
+
+
+def _load_mesh(path: Path):
+    import trimesh
+
+    try:
+        mesh = trimesh.load(path, force="mesh", process=False)
+    except Exception as e:  # noqa: BLE001 - trimesh raises many types for bad files
+        raise FormatError(path, f"cannot read it as a mesh: {type(e).__name__}: {e}") from None
+    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
+        raise FormatError(path, "no triangles found in the mesh file")
+    return mesh
