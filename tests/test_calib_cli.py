@@ -181,3 +181,35 @@ def test_real_chessboard_cli(shared_data, tmp_path):
     assert len(rep["views_used"]) == 19 and rep["views_rejected"] == []
     assert rep["model_selection"]["scores"]
     shutil.rmtree(out)
+
+
+@pytest.mark.slow
+def test_calibrate_rendered_fisheye_end_to_end(tmp_path):
+    """Detection on rendered fisheye images (blur + noise), OPENCV_FISHEYE fit, undistortion."""
+    import cv2
+
+    from calib.boards import BoardSpec, Detection, board_object_points, detect_board
+    from calib.calibrate import compare_cameras
+    from calib.report import read_calibration
+    from recon.synth.boards import write_board_dataset
+
+    truth = Camera("OPENCV_FISHEYE", 640, 480, [300.0, 300.5, 318.7, 241.1, 0.05, -0.02, 0.004, -0.001])
+    write_board_dataset(tmp_path / "fe", cols=9, rows=6, square=0.03, num_views=16, camera=truth, seed=3,
+                        blur_px=0.5, image_noise=1.5, max_tilt_deg=45)
+    out = tmp_path / "out"
+    assert main(["calibrate", str(tmp_path / "fe" / "images"), "--board", "chessboard:9x6:0.03", "--model",
+                 "OPENCV_FISHEYE", "-o", str(out), "--quiet", "--no-plots"]) == 0
+    est = read_calibration(out / "calibration.yaml")
+    assert est.model == "OPENCV_FISHEYE"
+    assert np.all(np.abs(est.focal / truth.focal - 1) < 1e-3)
+    assert np.all(np.abs(est.principal_point - truth.principal_point) < 0.5)
+    diff = compare_cameras(est, truth, step=16.0, fit_rotation=True)
+    assert np.nanmedian(diff) < 0.1  # the image corners (no board seen there) extrapolate
+    und = tmp_path / "und"
+    assert main(["undistort", str(tmp_path / "fe" / "images" / "0000.png"), "--calib", str(out / "calibration.yaml"),
+                 "-o", str(und), "--quiet", "--alpha", "0.5"]) == 0
+    det = detect_board(cv2.imread(str(und / "0000.png"), cv2.IMREAD_GRAYSCALE), BoardSpec("chessboard", 9, 6, 0.03))
+    assert isinstance(det, Detection)
+    H, _ = cv2.findHomography(board_object_points(det.board)[:, :2], det.corners)
+    proj = cv2.perspectiveTransform(board_object_points(det.board)[None, :, :2], H)[0]
+    assert np.sqrt(np.mean(np.sum((proj - det.corners) ** 2, 1))) < 0.2
