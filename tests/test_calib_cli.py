@@ -213,3 +213,19 @@ def test_calibrate_rendered_fisheye_end_to_end(tmp_path):
     H, _ = cv2.findHomography(board_object_points(det.board)[:, :2], det.corners)
     proj = cv2.perspectiveTransform(board_object_points(det.board)[None, :, :2], H)[0]
     assert np.sqrt(np.mean(np.sum((proj - det.corners) ** 2, 1))) < 0.2
+
+
+def test_calibrate_rendered_charuco_dictionary_found(tmp_path):
+    """ChArUco without a dictionary in the spec: the common dictionaries are tried."""
+    from recon.synth.boards import write_board_dataset
+
+    cam = Camera("OPENCV", 640, 480, [520.0, 521.0, 322.0, 241.0, -0.1, 0.03, 0.0, 0.0])
+    write_board_dataset(tmp_path / "ch", kind="charuco", cols=7, rows=5, square=0.04, marker=0.03,
+                        dictionary="DICT_6X6_250", num_views=8, camera=cam, seed=4, supersample=2,
+                        max_tilt_deg=35, fill=(0.55, 0.8))
+    out = tmp_path / "out"
+    assert main(["calibrate", str(tmp_path / "ch" / "images"), "--board", "charuco:7x5:0.04:0.03", "-o", str(out),
+                 "--quiet", "--no-plots"]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["board"].endswith("6X6_250") and len(rep["views_used"]) == 8
+    assert abs(rep["params"]["fx"] / 520.0 - 1) < 0.01 and abs(rep["params"]["cx"] - 322.0) < 3.0
