@@ -41,16 +41,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = [
+    "ARUCO_DICTIONARIES",
+    "DEFAULT_CHARUCO_DICTIONARIES",
     "BoardSpec",
     "Detection",
     "DetectionFailure",
-    "parse_board_spec",
     "board_object_points",
+    "canonical_chessboard_order",
     "detect_board",
     "detect_chessboard_size",
-    "canonical_chessboard_order",
-    "ARUCO_DICTIONARIES",
-    "DEFAULT_CHARUCO_DICTIONARIES",
+    "parse_board_spec",
 ]
 
 BOARD_KINDS = ("chessboard", "charuco", "circles")
@@ -349,7 +349,7 @@ def detect_chessboard_size(image) -> tuple[int, int] | None:
     gray = _to_gray(image)
     flags = cv2.CALIB_CB_NORMALIZE_IMAGE | cv2.CALIB_CB_LARGER
     try:
-        ok, c, meta = cv2.findChessboardCornersSBWithMeta(gray, (3, 3), flags)
+        ok, _, meta = cv2.findChessboardCornersSBWithMeta(gray, (3, 3), flags)
     except cv2.error:
         ok, meta = False, None
     if ok and meta is not None and meta.size >= 9:
@@ -387,7 +387,7 @@ def _detect_charuco(gray: np.ndarray, board: BoardSpec, min_corners: int):
     best = (None, None, None, 0)
     for name in names:
         det = cv2.aruco.CharucoDetector(charuco_board(board, name))
-        cc, ci, _mc, mi = det.detectBoard(gray)
+        cc, ci, _mc, _mi = det.detectBoard(gray)
         n = 0 if ci is None else len(ci)
         if n > best[3]:
             best = (cc, ci, name, n)

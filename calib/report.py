@@ -19,8 +19,15 @@ import numpy as np
 from calib.calibrate import CalibrationResult, CoverageMap, Rejection, UncertaintyMap
 from calib.cameras import MODELS, Camera
 
-__all__ = ["write_opencv_yaml", "read_calibration", "colmap_camera_line", "parse_colmap_camera_line",
-           "report_dict", "stereo_report_dict", "save_pictures"]
+__all__ = [
+    "colmap_camera_line",
+    "parse_colmap_camera_line",
+    "read_calibration",
+    "report_dict",
+    "save_pictures",
+    "stereo_report_dict",
+    "write_opencv_yaml",
+]
 
 
 def colmap_camera_line(camera: Camera, camera_id: int = 1) -> str:
@@ -286,7 +293,7 @@ def _draw_picture(which: str, result: CalibrationResult, out_dir: Path, uncertai
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    class plt:  # noqa: N801 - the two pyplot calls used below, on the OO API
+    class plt:
         @staticmethod
         def subplots(figsize, dpi):
             fig = Figure(figsize=figsize, dpi=dpi)

@@ -14,12 +14,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from calib.calibrate import CalibrationError, Observation, Rejection, _deterministic_opencv, opencv_flags
+from calib.calibrate import (
+    CalibrationError,
+    Observation,
+    Rejection,
+    _deterministic_opencv,
+    opencv_flags,
+)
 from calib.cameras import Camera
 from calib.transforms import Rigid3, skew
 
-__all__ = ["Rectification", "StereoResult", "stereo_calibrate", "rectify", "rectified_vertical_rms",
-           "pair_observations"]
+__all__ = [
+    "Rectification",
+    "StereoResult",
+    "pair_observations",
+    "rectified_vertical_rms",
+    "rectify",
+    "stereo_calibrate",
+]
 
 
 @dataclass

@@ -53,7 +53,7 @@ def test_calibrate_rendered_chessboard(rendered, tmp_path, capsys):
     K, D = fs.getNode("K").mat(), fs.getNode("D").mat()
     fs.release()
     assert np.isclose(K[0, 2], rep["params"]["cx"]) and D.size == 4
-    line = [ln for ln in (out / "cameras.txt").read_text().splitlines() if not ln.startswith("#")][0].split()
+    line = next(ln for ln in (out / "cameras.txt").read_text().splitlines() if not ln.startswith("#")).split()
     assert line[1] == "OPENCV" and np.isclose(float(line[6]), rep["params"]["cx"] + 0.5)
     for name in ("residuals.png", "coverage.png", "uncertainty.png", "view_errors.png"):
         assert (out / name).stat().st_size > 10_000

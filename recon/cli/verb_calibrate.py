@@ -127,9 +127,9 @@ def _calibrate_one(paths, board, config, out_dir, args, title=""):
 
 def _preload_matplotlib() -> None:
     try:
-        import matplotlib.backends.backend_agg  # noqa: F401
+        import matplotlib.backends.backend_agg
         import matplotlib.figure  # noqa: F401
-    except Exception:  # noqa: BLE001 - save_pictures reports a real failure later
+    except Exception:  # noqa: BLE001, S110 - save_pictures reports a real failure later
         pass
 
 

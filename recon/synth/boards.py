@@ -29,9 +29,9 @@ from calib.boards import BoardSpec, board_object_points, charuco_board
 __all__ = [
     "BoardView",
     "board_texture",
+    "random_board_poses",
     "render_board",
     "true_corners",
-    "random_board_poses",
     "write_board_dataset",
 ]
 
