@@ -85,6 +85,10 @@ def test_calibrate_bad_input_messages(rendered, tmp_path, capsys):
     rc = main(["calibrate", *imgs[:2], "--board", "chessboard:9x6", "-o", str(tmp_path / "y"), "--quiet"])
     assert rc == 2
     assert "at least 3" in capsys.readouterr().err
+    rc = main(["calibrate", *imgs[:2], str(tmp_path / "missing.png"), "--board", "chessboard:9x6", "-o",
+               str(tmp_path / "y2"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "at least 3" in err and "missing.png: unreadable" in err
     # mixed image sizes: the odd one is dropped with the reason
     import cv2
 

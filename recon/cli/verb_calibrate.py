@@ -99,12 +99,18 @@ def _calibrate_one(paths, board, config, out_dir, args, title=""):
 
     import numpy as np
 
-    from calib.calibrate import calibrate_camera, coverage_map, projection_uncertainty
+    from calib.calibrate import CalibrationError, calibrate_camera, coverage_map, projection_uncertainty
     from calib.calibrate_images import detect_images
     from calib.report import colmap_camera_line, report_dict, save_pictures, write_opencv_yaml
 
     run = detect_images(paths, board, progress=not args.quiet, workers=args.workers)
-    res = calibrate_camera(run.observations, run.image_size, config)
+    try:
+        res = calibrate_camera(run.observations, run.image_size, config)
+    except CalibrationError as e:
+        if not run.failures:
+            raise
+        lines = "\n".join(f"  {r.name}: {r.reason}" for r in run.failures)
+        raise CalibrationError(f"{e}\nimages not used:\n{lines}") from None
     unc = projection_uncertainty(res)
     cov = coverage_map(res, uncertainty=unc)
     out_dir.mkdir(parents=True, exist_ok=True)
