@@ -99,7 +99,12 @@ def _calibrate_one(paths, board, config, out_dir, args, title=""):
 
     import numpy as np
 
-    from calib.calibrate import CalibrationError, calibrate_camera, coverage_map, projection_uncertainty
+    from calib.calibrate import (
+        CalibrationError,
+        calibrate_camera,
+        coverage_map,
+        projection_uncertainty,
+    )
     from calib.calibrate_images import detect_images
     from calib.report import colmap_camera_line, report_dict, save_pictures, write_opencv_yaml
 
