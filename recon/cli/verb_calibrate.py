@@ -201,7 +201,9 @@ def _run_stereo(args, board, config, out) -> int:
         else:
             why = [f"{n}: no board" for n, o in ((a, obsL), (b, obsR)) if n not in o]
             rejected.append(Rejection(f"{a} | {b}", "; ".join(why)))
-    st = stereo_calibrate(PL, PR, resL.camera, resR.camera, fix_intrinsics=not args.joint, alpha=args.alpha)
+    grid = (runL.board.cols, runL.board.rows) if runL.board.kind == "chessboard" else None
+    st = stereo_calibrate(PL, PR, resL.camera, resR.camera, fix_intrinsics=not args.joint, alpha=args.alpha,
+                          symmetric_grid=grid)
     st.pairs_rejected = rejected + st.pairs_rejected
     rep = stereo_report_dict(st, left_report=repL, right_report=repR)
     (out / "report.json").write_text(json.dumps(rep, indent=1))
