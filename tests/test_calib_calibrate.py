@@ -345,7 +345,12 @@ def test_output_round_trips(cam, tmp_path):
     """COLMAP line (+0.5 principal point), OpenCV YAML and report.json all read back exactly."""
     import json
 
-    from calib.report import colmap_camera_line, parse_colmap_camera_line, read_calibration, write_opencv_yaml
+    from calib.report import (
+        colmap_camera_line,
+        parse_colmap_camera_line,
+        read_calibration,
+        write_opencv_yaml,
+    )
 
     line = colmap_camera_line(cam, 3)
     tok = line.split()
@@ -385,7 +390,7 @@ def test_stereo_symmetric_labels_aligned():
             g = [g, g[::-1, ::-1], g.transpose(1, 0, 2)[::-1], g.transpose(1, 0, 2)[:, ::-1]][int(rng.integers(4))]
             R.append(Observation(f"r{k}", g.reshape(-1, 2), P, ids))
     assert len(L) >= 8
-    R2, changed = align_symmetric_labels(L, R, PINHOLE_TRUTH, PINHOLE_TRUTH, 7, 7)
+    _, changed = align_symmetric_labels(L, R, PINHOLE_TRUTH, PINHOLE_TRUTH, 7, 7)
     assert changed  # some were rotated
     st = stereo_calibrate(L, R, PINHOLE_TRUTH, PINHOLE_TRUTH, symmetric_grid=(7, 7))
     assert abs(st.baseline - 0.1) < 1e-3 and st.rectified_vertical_rms_px < 0.3
