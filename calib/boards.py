@@ -395,10 +395,11 @@ def _detect_charuco(gray: np.ndarray, board: BoardSpec, min_corners: int):
             break  # good enough: do not try every dictionary
     cc, ci, name, n = best
     if n < min_corners:
-        return None
+        return f"fewer than {min_corners} ChArUco corners found for {board} (best: {n})"
     ids = ci.ravel()
     if len(np.unique(ids // (board.cols - 1))) < 2 or len(np.unique(ids % (board.cols - 1))) < 2:
-        return None  # all corners on one line of the board: no homography, useless for calibration
+        # All corners on one line of the board: no homography, useless for calibration.
+        return f"the {n} ChArUco corners found all lie on one line of the board"
     corners = cc.reshape(-1, 2).astype(np.float32)
     # Re-refine with a window well inside the squares (the markers' edges sit 1/8 square away
     # from each corner): measured on renders, this lowers the median error by ~20-50 %.
@@ -466,8 +467,8 @@ def detect_board(image, board: BoardSpec, *, min_corners: int = 6, canonical: bo
         return Detection(corners, ids, board, (w, h), method)
     if board.kind == "charuco":
         out = _detect_charuco(gray, board, min_corners)
-        if out is None:
-            return DetectionFailure(f"fewer than {min_corners} ChArUco corners found for {board}")
+        if isinstance(out, str):
+            return DetectionFailure(out)
         corners, ids, name = out
         return Detection(corners, ids, board.with_dictionary(name), (w, h), f"CharucoDetector({name})")
     corners = _detect_circles(gray, board)
