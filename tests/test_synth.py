@@ -412,6 +412,18 @@ def test_mesh_matches_the_analytic_ray_caster(scene):
         assert np.median(np.abs(t_o3d[curved] - ours.t[curved])) < 0.01
 
 
+def test_parallel_workers_give_identical_datasets(scene, tmp_path):
+    cam = synth.make_camera("OPENCV", 48, 36)
+    poses = synth.orbit(3)
+    opts = {"num_points": 40, "progress": False, "write_sparse": False, "write_transforms": False}
+    a = synth.write_dataset(tmp_path / "a", scene, cam, poses, options=synth.DatasetOptions(**opts))
+    b = synth.write_dataset(tmp_path / "b", scene, cam, poses, options=synth.DatasetOptions(workers=2, **opts))
+    for i in range(3):
+        np.testing.assert_array_equal(a.load_image(i), b.load_image(i))
+        np.testing.assert_array_equal(a.load_depth(i), b.load_depth(i))
+    np.testing.assert_array_equal(a.points().xyz, b.points().xyz)
+
+
 def test_load_dataset_rejects_bad_folders(tmp_path):
     with pytest.raises(FormatError, match="gt.json"):
         synth.load_dataset(tmp_path)
