@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python bench/bench_viewer.py [--points 1000000] [--splats 500000] [--no-browser]
 
-For each case it measures
+For each case it measures (viser imported beforehand, so neither side pays its ~1 s import)
   * server load: from the in-memory arrays to a running viewer with the scene queued
     (SceneViewer construction: colour modes, subsampling order, covariances from log-scales and
     quaternions, GUI, message serialisation);
@@ -100,6 +100,9 @@ def main() -> None:
 
     from viewer.content import PointLayer, SceneContent, splats_from_gaussians
     from viewer.headless import find_chromium
+
+    import matplotlib  # noqa: F401 - imported once, outside the timings, for both sides
+    import viser  # noqa: F401
 
     browser = not args.no_browser and find_chromium() is not None
     rows = []

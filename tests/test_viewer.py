@@ -422,3 +422,81 @@ def test_cli_no_block_prints_url(tmp_path):
     r = _cli(tmp_path / "p.ply", "--no-block", "--port", "0", "--out", tmp_path / "o")
     assert r.returncode == 0, r.stderr
     assert "recon view: open http://127.0.0.1:" in r.stdout and "stopped" in r.stdout
+
+
+# ---- live training view, render loop without a browser -------------------------------------
+class _FakeCamera:
+    def __init__(self, fov, w, h, wxyz, position):
+        self.fov, self.image_width, self.image_height = fov, w, h
+        self.wxyz, self.position = np.asarray(wxyz, float), np.asarray(position, float)
+
+
+class _FakeScene:
+    def __init__(self):
+        self.images = []
+
+    def set_background_image(self, image, format="auto", jpeg_quality=None, depth=None):
+        self.images.append(image)
+
+
+class _FakeClient:
+    """What TrainingViewer reads from a viser ClientHandle: camera state, background sink."""
+
+    def __init__(self, camera):
+        self.client_id, self.camera, self.scene = 7, camera, _FakeScene()
+
+
+def test_training_viewer_renders_with_the_real_splat_rasterizer(rng):
+    """TrainingViewer + render.splat.rasterize (the trainers' renderer, torch on CPU): the view
+    of a browser camera is rendered with that camera; re-render only when the view moved or
+    the model changed; bad render_fn output is reported, not raised."""
+    torch = pytest.importorskip("torch")
+    from recon.io.gaussians import GaussianCloud
+    from render.splat.rasterize import rasterize
+    from viewer.live import TrainingViewer
+
+    n = 200
+    g = GaussianCloud(means=rng.uniform(-0.5, 0.5, (n, 3)), log_scales=np.full((n, 3), np.log(0.03)),
+                      quats_wxyz=np.tile([1.0, 0, 0, 0], (n, 1)), opacity_logits=np.full(n, 4.0),
+                      sh_dc=np.tile([1.6, -1.6, -1.6], (n, 1)), sh_rest=np.zeros((n, 0, 3)))
+    seen = []
+
+    def render_fn(camera, cam_from_world):
+        seen.append((camera, cam_from_world))
+        with torch.no_grad():
+            return rasterize(g, camera, cam_from_world, background=(1.0, 1.0, 1.0)).rgb  # float tensor
+
+    cam_from_world = Rigid3(np.eye(3), [0.0, 0.0, 3.0])  # looking down +z at the cloud
+    pose = viser_pose_from_cam_from_world(cam_from_world)
+    client = _FakeClient(_FakeCamera(0.8, 800, 600, pose.wxyz, pose.position))
+    with TrainingViewer(render_fn, port=0, max_fps=50, model_refresh_s=0.0, verbose=False) as tv:
+        tv.gui_live.value = False  # the loop thread stays idle; we drive _maybe_render directly
+        tv.gui_resolution.value = 160
+        tv._maybe_render(client)
+        assert len(seen) == 1 and len(client.scene.images) == 1
+        cam, cfw = seen[0]
+        assert cam.size == (160, 120) and vertical_fov(cam) == pytest.approx(0.8)
+        np.testing.assert_allclose(cfw.matrix(), cam_from_world.matrix(), atol=1e-12)
+        img = client.scene.images[0]
+        assert img.shape == (120, 160, 3) and img.dtype == np.uint8
+        red = (img[..., 0] > 150) & (img[..., 1] < 100)
+        yx = np.argwhere(red)
+        assert len(yx) > 200  # the cloud is drawn ...
+        uv, _ = cam.project(cfw.apply(g.means))
+        np.testing.assert_allclose(yx.mean(0)[::-1], uv.mean(0), atol=6)  # ... where it projects
+        tv._maybe_render(client)
+        assert len(seen) == 1  # nothing changed: no render
+        tv.log(1, {"loss": 0.5})
+        tv._maybe_render(client)
+        assert len(seen) == 2  # the model changed
+        client.camera.position = client.camera.position + 0.1
+        tv._maybe_render(client)
+        assert len(seen) == 3  # the view moved
+        tv.render_fn = lambda camera, cfw: np.zeros((5, 5, 3), np.uint8)
+        client.camera.fov = 0.7
+        tv._maybe_render(client)
+        assert "render_fn returned shape (5, 5, 3)" in tv.last_render_error
+        assert "render failed" in tv.gui_render_info.content
+        assert not tv.paused
+        tv.paused = True
+        assert tv.gui_pause.label == "Resume training"
