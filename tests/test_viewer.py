@@ -500,3 +500,18 @@ def test_training_viewer_renders_with_the_real_splat_rasterizer(rng):
         assert not tv.paused
         tv.paused = True
         assert tv.gui_pause.label == "Resume training"
+
+
+def test_pick_splat_reports_it():
+    from viewer.app import SceneViewer
+    from viewer.content import SplatLayer
+
+    centers = np.array([[0, 0, 0.0], [1, 0, 0], [0, 1, 0]], np.float32)
+    cov = np.tile(np.diag([0.04, 0.01, 0.0001]).astype(np.float32), (3, 1, 1))
+    sp = SplatLayer(centers, cov, np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1]], np.float32),
+                    np.array([0.9, 0.5, 0.2], np.float32))
+    with SceneViewer(SceneContent(splats=sp), port=0, verbose=False) as v:
+        assert v.pick_splat([1, 0, 5], [0, 0, -1], max_angle=0.01) == 1
+        assert "splat 1" in v.gui_point_info.content and "opacity = 0.500" in v.gui_point_info.content
+        assert "[0.2, 0.1, 0.01]" in v.gui_point_info.content
+        assert v.pick_splat([5, 5, 5], [0, 0, 1], max_angle=0.01) == -1

@@ -330,6 +330,9 @@ class SceneViewer:
                 self._build_label_gui()
             with gui.add_folder("Clicked point"):
                 self.gui_point_info = gui.add_markdown("Click a point in the scene.")
+        elif c.splats is not None:
+            with gui.add_folder("Clicked splat"):
+                self.gui_point_info = gui.add_markdown("Click a splat in the scene.")
 
         with gui.add_folder("Selected camera", expand_by_default=False):
             self.gui_cam_info = gui.add_markdown("Click a camera frustum to fly to it.")
@@ -473,7 +476,7 @@ class SceneViewer:
 
     # ---- picking ----------------------------------------------------------------------
     def _on_scene_click(self, event):
-        if self.content.points is None:
+        if self.content.points is None and self.content.splats is None:
             return
         fov = 0.9
         h = 800
@@ -482,7 +485,27 @@ class SceneViewer:
         except AssertionError:
             pass
         max_angle = 8.0 * fov / max(h, 1)  # about 8 pixels
-        self.pick(event.ray_origin, event.ray_direction, max_angle=max_angle)
+        if self.content.points is not None:
+            self.pick(event.ray_origin, event.ray_direction, max_angle=max_angle)
+        else:
+            self.pick_splat(event.ray_origin, event.ray_direction, max_angle=max_angle)
+
+    def pick_splat(self, ray_origin, ray_direction, *, max_angle: float = 0.01) -> int:
+        """Select the splat whose centre is nearest the ray (front-most within ``max_angle``);
+        shows its centre, colour, opacity and size. Returns its index or -1."""
+        sp = self.content.splats
+        i = pick_point(sp.centers, ray_origin, ray_direction, max_angle=max_angle)
+        self.selected_point = i
+        if i < 0:
+            self.gui_point_info.content = "No splat centre under the cursor."
+        else:
+            sigma = np.sqrt(np.clip(np.linalg.eigvalsh(sp.covariances[i].astype(np.float64)), 0, None))
+            self.gui_point_info.content = "  \n".join([
+                f"splat {i}: centre = {np.round(sp.centers[i], 4).tolist()}",
+                f"rgb (DC) = {np.round(sp.rgb[i] * 255).astype(int).tolist()}",
+                f"opacity = {sp.opacity[i]:.3f}",
+                f"std. dev. = {np.round(sigma[::-1], 4).tolist()} (world units)"])
+        return i
 
     def pick(self, ray_origin, ray_direction, *, max_angle: float = 0.01) -> int:
         """Select the shown point nearest the ray; updates the 'Clicked point' panel. Returns
