@@ -279,3 +279,13 @@ def test_write_refuses_unrepresentable(tmp_path, rng):
     cam = Camera("FULL_OPENCV", 640, 480, [500, 500, 320, 240, 0.1, 0, 0, 0, 0, 0.05, 0, 0])
     with pytest.raises(ValueError, match="rational"):
         write_transforms(_rec({1: cam}, rng), tmp_path)
+
+
+def test_read_model_finds_transforms(tmp_path, rng):
+    rec = _rec({1: Camera("PINHOLE", 64, 48, [50.0, 50.0, 31.5, 23.5])}, rng, n_images=3, n_points=0)
+    write_transforms(rec, tmp_path / "scene")
+    for p in (tmp_path / "scene", tmp_path / "scene" / "transforms.json"):
+        back = read_model(p)
+        assert len(back.images) == 3 and back.cameras[1].allclose(rec.cameras[1], rtol=0, atol=0)
+    with pytest.raises(FormatError, match="no COLMAP model"):
+        read_model(tmp_path)  # the parent holds neither a model nor a transforms.json

@@ -11,7 +11,9 @@ Conventions converted HERE (docs/conventions.md):
   COLMAP: nerfstudio's ``colmap_utils.parse_colmap_camera_params`` copies COLMAP's ``cx, cy``
   unchanged into transforms.json, and its ray generator ``Cameras.get_image_coords`` (nerfstudio
   ``cameras/cameras.py``) samples pixel ``i`` at ``i + pixel_offset`` with ``pixel_offset=0.5``;
-  Instant-NGP likewise uses ``(x + 0.5) / w``. So ``cx_ours = cx - 0.5`` on read, ``+ 0.5`` on write.
+  Instant-NGP's ``scripts/colmap2nerf.py`` also copies COLMAP's ``cx, cy`` unchanged (and defaults
+  them to ``w / 2, h / 2``, the image centre in the corner convention). So ``cx_ours = cx - 0.5`` on
+  read, ``+ 0.5`` on write.
 - Intrinsics: ``fl_x fl_y cx cy w h`` (or Instant-NGP/Blender ``camera_angle_x``/``_y``), and
   distortion ``k1 k2 k3 k4 p1 p2`` with ``camera_model``. For perspective cameras nerfstudio's
   radial polynomial is ``1 + k1 r^2 + k2 r^4 + k3 r^6 + k4 r^8``: k1 k2 p1 p2 -> OPENCV, a

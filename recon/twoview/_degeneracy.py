@@ -146,6 +146,8 @@ def classify_degeneracy(x1, x2, f_residuals, f_inliers, h_residuals, h_inliers, 
         return out("identical", extra=f" (median displacement {med_disp:.2f} px)")
     f_inliers = np.asarray(f_inliers, bool)
     h_inliers = np.asarray(h_inliers, bool)
+    if f_inliers.size != n:  # displacement-only screening (no fits yet)
+        return out("general")
     if f_inliers.sum() < 8:
         return out("no_model")
     fr = np.asarray(f_residuals, np.float64)

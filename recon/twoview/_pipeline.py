@@ -159,6 +159,9 @@ def two_view_geometry(uv1, uv2, camera1: Camera | None = None, camera2: Camera |
     if n < cfg.min_matches:
         return finish(classify_degeneracy(uv1, uv2, [], [], [], [], min_matches=cfg.min_matches))
 
+    pre = classify_degeneracy(uv1, uv2, [], [], [], [], min_matches=cfg.min_matches)
+    if pre.verdict == "identical":  # decided by displacements alone: no fit needed
+        return finish(pre)
     calibrated = camera1 is not None and not guessed
     if calibrated:
         Er = estimate_essential(uv1, uv2, camera1, camera2, **kw)
@@ -179,7 +182,9 @@ def two_view_geometry(uv1, uv2, camera1: Camera | None = None, camera2: Camera |
             E = essential_from_fundamental(Fr.F, camera1, camera2)
             Er = EssentialResult(Fr.inliers, Fr.residuals, Fr.num_iterations, cfg.threshold_px, cfg.method, E=E)
             n1, n2 = camera1.cam_from_img(uv1), camera2.cam_from_img(uv2)
-    Hr = estimate_homography(p1, p2, **kw)
+    # H only competes with F in model selection: a capped budget is enough (a planar scene has a
+    # high H inlier ratio and stops early anyway).
+    Hr = estimate_homography(p1, p2, **{**kw, "max_iterations": min(cfg.max_iterations, 1000)})
     if not Fr.ok:
         deg = classify_degeneracy(p1, p2, Fr.residuals, Fr.inliers, Hr.residuals, Hr.inliers,
                                   min_matches=cfg.min_matches)
@@ -196,11 +201,18 @@ def two_view_geometry(uv1, uv2, camera1: Camera | None = None, camera2: Camera |
         inl = rp.inliers
         tri = triangulate_dlt(uv1, uv2, camera1, camera2, pose)
         ok = inl & tri.valid(max_error_px=cfg.max_reproj_px, min_parallax_deg=0.0)
+        parallax = tri.parallax_deg[ok]
+    deg = classify_degeneracy(p1, p2, Fr.residuals, Fr.inliers, Hr.residuals, Hr.inliers,
+                              camera1=camera1, camera2=camera2, H=Hr.H if Hr.ok else None, parallax_deg=parallax,
+                              min_matches=cfg.min_matches, min_parallax_deg=cfg.min_parallax_deg,
+                              focal_known=not guessed)
+    if pose is not None and not guessed and deg.verdict in ("general", "low_parallax"):
+        ok = inl & tri.valid(max_error_px=cfg.max_reproj_px, min_parallax_deg=0.0)
         for _ in range(2 if cfg.refine else 0):  # BA, re-select inliers under the refined pose, BA again
             if ok.sum() < 8:
                 break
             ref = refine_two_view(uv1[ok], uv2[ok], camera1, camera2, pose, tri.points[ok], loss="soft_l1",
-                                  loss_scale_px=0.5 * cfg.threshold_px, max_nfev=100)
+                                  loss_scale_px=cfg.threshold_px, max_nfev=100)
             if not np.isfinite(ref.rms_after_px) or ref.rms_after_px > ref.rms_before_px:
                 break
             pose = ref.cam2_from_cam1
@@ -210,12 +222,6 @@ def two_view_geometry(uv1, uv2, camera1: Camera | None = None, camera2: Camera |
             r = sampson_error(F, p1, p2)
             inl = (r < cfg.threshold_px) & tri.in_front
             ok = inl & tri.valid(max_error_px=cfg.max_reproj_px, min_parallax_deg=0.0)
-        ok = inl & tri.valid(max_error_px=cfg.max_reproj_px, min_parallax_deg=0.0)
-        parallax = tri.parallax_deg[ok]
-    deg = classify_degeneracy(p1, p2, Fr.residuals, Fr.inliers, Hr.residuals, Hr.inliers,
-                              camera1=camera1, camera2=camera2, H=Hr.H if Hr.ok else None, parallax_deg=parallax,
-                              min_matches=cfg.min_matches, min_parallax_deg=cfg.min_parallax_deg,
-                              focal_known=not guessed)
     if deg.verdict in ("identical", "no_model", "too_few_matches"):
         return finish(deg, Fr, Er, Hr)
     if camera1 is not None and deg.verdict == "pure_rotation":

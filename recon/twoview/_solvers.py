@@ -124,10 +124,10 @@ def _similarity(c: np.ndarray, mean_dist: np.ndarray) -> np.ndarray:
 
 
 def _apply_h(T: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Apply a 3x3 projective map [..., 3, 3] to points [..., N, 2]."""
-    y = x @ np.swapaxes(T[..., :2, :2], -1, -2) + T[..., None, :2, 2]
-    z = x @ T[..., 2, :2, None] + T[..., None, 2:3, 2]
-    return y / z
+    """Apply a 3x3 projective map [..., 3, 3] to points [..., N, 2] (one matmul)."""
+    xh = np.concatenate([x, np.ones(x.shape[:-1] + (1,))], axis=-1)
+    y = xh @ np.swapaxes(T, -1, -2)
+    return y[..., :2] / y[..., 2:3]
 
 
 def fundamental_seven_point(x1: np.ndarray, x2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
