@@ -98,11 +98,11 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=90.0, help="browser wait per case, seconds")
     args = ap.parse_args()
 
-    from viewer.content import PointLayer, SceneContent, splats_from_gaussians
-    from viewer.headless import find_chromium
-
     import matplotlib  # noqa: F401 - imported once, outside the timings, for both sides
     import viser  # noqa: F401
+
+    from viewer.content import PointLayer, SceneContent, splats_from_gaussians
+    from viewer.headless import find_chromium
 
     browser = not args.no_browser and find_chromium() is not None
     rows = []
@@ -118,7 +118,7 @@ def main() -> None:
     for kind, label, data, make in cases:
         t0 = time.perf_counter()
         content = make()
-        v, t_view = _view(content)
+        v, _ = _view(content)
         ours_load = time.perf_counter() - t0
         ours_browser = _browser_first_frame(v.url, 2000, args.timeout) if browser else float("nan")
         v.close()

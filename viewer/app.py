@@ -14,6 +14,7 @@ toggles, the clicked point's class/instance, select / export the object), Select
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -35,7 +36,9 @@ from viewer.convert import (
     viser_pose_from_cam_from_world,
 )
 
-__all__ = ["SceneViewer", "ViewerOptions", "start_server", "COLOR_MODES"]
+_log = logging.getLogger(__name__)
+
+__all__ = ["COLOR_MODES", "SceneViewer", "ViewerOptions", "start_server"]
 
 COLOR_MODES = ("RGB", "Reprojection error", "Track length", "Class", "Instance", "Height")
 _THUMB_MAX = 256  # px, longest side of a frustum thumbnail
@@ -203,7 +206,7 @@ class SceneViewer:
         while time.monotonic() < end:
             for client in self.server.get_clients().values():
                 try:
-                    client.camera.fov  # raises AssertionError until the camera has reported
+                    _ = client.camera.fov  # raises AssertionError until the camera has reported
                     return client
                 except AssertionError:
                     pass
@@ -361,7 +364,7 @@ class SceneViewer:
             rows = []
             for cid, n, rgb in zip(classes, counts, colours):
                 name = self._class_name(int(cid))
-                sw = "#%02x%02x%02x" % tuple(int(x) for x in rgb)
+                sw = "#" + "".join(f"{int(x):02x}" for x in rgb)
                 rows.append(f'<div><span style="display:inline-block;width:12px;height:12px;'
                             f'background:{sw};margin-right:6px"></span>{name} ({n:,})</div>')
             self.gui_legend = gui.add_html("".join(rows))
@@ -435,8 +438,8 @@ class SceneViewer:
     def _send_full_cloud(self, client) -> None:
         try:  # a (tiny) render from the browser proves that the preview is on its screen
             client.get_render(height=24, width=32, timeout=60)
-        except Exception:  # noqa: BLE001 - timeout or a closed page: send the rest anyway
-            pass
+        except Exception as e:  # noqa: BLE001 - timeout or a closed page: send the rest anyway
+            _log.debug("preview render request failed: %s", e)
         if self._full_pending:
             self._update_points()
 
@@ -678,8 +681,8 @@ class SceneViewer:
                 client.add_notification("recon view", message, auto_close_seconds=6.0)
                 if path is not None and path.stat().st_size < 64 * 1024 * 1024:
                     client.send_file_download(path.name, path.read_bytes())
-            except Exception:  # noqa: BLE001 - a vanished browser must not break the server
-                pass
+            except Exception as e:  # noqa: BLE001 - a vanished browser must not break the server
+                _log.debug("could not notify the browser: %s", e)
 
 
 def _rotation_from_z(z) -> np.ndarray:

@@ -32,7 +32,7 @@ import numpy as np
 
 from calib import Camera, Rigid3
 
-__all__ = ["PathFrame", "CameraPath", "save_camera_path", "load_camera_path", "interpolate_path"]
+__all__ = ["CameraPath", "PathFrame", "interpolate_path", "load_camera_path", "save_camera_path"]
 
 FORMAT = "recon.camera_path"
 VERSION = 1
@@ -83,7 +83,7 @@ def interpolate_path(keyframes: list[PathFrame], *, fps: float = 30.0,
     w, h = keyframes[0].camera.width, keyframes[0].camera.height
     cams = [k.camera if (k.camera.width, k.camera.height) == (w, h) else k.camera.resized(w, h)
             for k in keyframes]
-    n_per = max(1, int(round(fps * seconds_per_segment)))
+    n_per = max(1, round(fps * seconds_per_segment))
     frames = []
     for i in range(len(keyframes) - 1):
         a, b = keyframes[i].cam_from_world.inverse(), keyframes[i + 1].cam_from_world.inverse()

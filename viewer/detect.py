@@ -22,12 +22,15 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from recon.errors import FormatError
-from viewer.content import PointLayer, SceneContent, content_from_reconstruction, splats_from_gaussians
+from viewer.content import (
+    PointLayer,
+    SceneContent,
+    content_from_reconstruction,
+    splats_from_gaussians,
+)
 
-__all__ = ["PlyHeader", "read_ply_header", "detect", "load", "KINDS"]
+__all__ = ["KINDS", "PlyHeader", "detect", "load", "read_ply_header"]
 
 KINDS = ("sfm_output", "splat_output", "colmap", "transforms", "splat_ply", "labelled_points",
          "points", "mesh")
