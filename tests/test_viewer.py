@@ -522,3 +522,36 @@ def test_pick_splat_reports_it():
         assert "splat 1" in v.gui_point_info.content and "opacity = 0.500" in v.gui_point_info.content
         assert "[0.2, 0.1, 0.01]" in v.gui_point_info.content
         assert v.pick_splat([5, 5, 5], [0, 0, 1], max_angle=0.01) == -1
+
+
+def test_render_camera_path_with_the_splat_rasterizer(tmp_path, rng):
+    """A recorded path (JSON) rendered to frames by the trainers' renderer: the splat cloud
+    stays where each frame's camera projects it."""
+    torch = pytest.importorskip("torch")
+    from PIL import Image as PILImage
+
+    from recon.io.gaussians import GaussianCloud
+    from render.splat.rasterize import rasterize
+    from viewer.camera_path import render_camera_path
+
+    n = 100
+    g = GaussianCloud(means=rng.uniform(-0.3, 0.3, (n, 3)), log_scales=np.full((n, 3), np.log(0.03)),
+                      quats_wxyz=np.tile([1.0, 0, 0, 0], (n, 1)), opacity_logits=np.full(n, 4.0),
+                      sh_dc=np.tile([-1.6, 1.6, -1.6], (n, 1)), sh_rest=np.zeros((n, 0, 3)))
+    cam = Camera("PINHOLE", 96, 72, [80, 80, 47.5, 35.5])
+    k0 = Rigid3(np.eye(3), [0.3, 0.0, 3.0])
+    k1 = Rigid3(np.eye(3), [-0.3, 0.1, 2.5])
+    frames = interpolate_path([PathFrame(cam, k0), PathFrame(cam, k1)], fps=4, seconds_per_segment=1.0)
+    path = save_camera_path(tmp_path / "path.json", CameraPath([PathFrame(cam, k0), PathFrame(cam, k1)], frames, 4))
+
+    def render_fn(camera, cam_from_world):
+        with torch.no_grad():
+            return rasterize(g, camera, cam_from_world, background=(1.0, 1.0, 1.0)).rgb
+
+    out = render_camera_path(path, render_fn, tmp_path / "frames", progress=False)
+    assert [p.name for p in out] == [f"frame_{i:04d}.png" for i in range(5)]
+    for p, f in zip(out, frames):
+        img = np.asarray(PILImage.open(p))
+        green = np.argwhere((img[..., 1] > 150) & (img[..., 0] < 100))
+        uv, _ = f.camera.project(f.cam_from_world.apply(g.means))
+        np.testing.assert_allclose(green.mean(0)[::-1], uv.mean(0), atol=3)

@@ -241,7 +241,7 @@ class SceneViewer:
             side = np.array([1.0, -1.0, 0.0])
         side = side - (side @ up) * up
         side = side / np.linalg.norm(side) if np.linalg.norm(side) > 1e-9 else _rotation_from_z(up)[:, 0]
-        ic.position = self.centre + self.extent * (0.75 * side + 0.55 * up)
+        ic.position = self.centre + self.extent * (0.9 * side + 0.65 * up)
         ic.look_at = self.centre
         ic.fov = np.deg2rad(55.0)
         ic.near = max(self.extent * 1e-4, 1e-4)
