@@ -359,7 +359,7 @@ def test_scene_viewer_budget_labels_pick(tmp_path):
 def test_load_every_kind_and_serve(tmp_path, rng):
     import trimesh
 
-    from recon.io import PointCloud, write_colmap, write_ply
+    from recon.io import PointCloud, write_colmap, write_ply, write_transforms
     from recon.io.gaussians import GaussianCloud, write_splat_ply
     from viewer.app import SceneViewer
     from viewer.detect import load
@@ -395,6 +395,12 @@ def test_load_every_kind_and_serve(tmp_path, rng):
     R = matrix_from_quat(g.quats_wxyz[0] / np.linalg.norm(g.quats_wxyz[0]))
     np.testing.assert_allclose(c.splats.covariances[0], R @ np.diag(np.full(3, np.exp(-6.0))) @ R.T, atol=1e-6)
     np.testing.assert_allclose(c.splats.opacity, 0.5)
+    write_transforms(rec, tmp_path / "nerf", image_dir="images")
+    c = load(tmp_path / "nerf")
+    assert c.title.endswith("(transforms)") and len(c.cameras) == 6 and c.points is None
+    np.testing.assert_allclose(c.cameras[2].cam_from_world.matrix(), rec.images[3].cam_from_world.matrix(),
+                               atol=1e-9)
+    assert len(load(tmp_path / "nerf" / "transforms.json").cameras) == 6
     assert len(load(tmp_path / "ball.ply").mesh.faces) == 320
     assert len(load(tmp_path / "box.obj").mesh.faces) == 12
     for path in ("sfm", "lab.ply", "train", "ball.ply"):

@@ -132,6 +132,21 @@ class SceneViewer:
 
         t0 = time.perf_counter()
         self.server = start_server(self.options.host, self.options.port, verbose=self.options.verbose)
+        try:
+            self._build_scene()
+        except BaseException:  # Ctrl-C or a bad input while building: do not leave a server behind
+            self._closed = True
+            self.server.stop()
+            raise
+        self.timings["server_load_s"] = time.perf_counter() - t0
+        self._thumb_thread = None
+        if self.options.load_thumbnails and any(c.image_path for c in content.cameras):
+            self._thumb_thread = threading.Thread(target=self._load_thumbnails, daemon=True,
+                                                  name="recon-view-thumbnails")
+            self._thumb_thread.start()
+
+    def _build_scene(self) -> None:
+        content = self.content
         self.server.gui.configure_theme(control_width="medium", dark_mode=False, show_share_button=False)
         self.centre, self.extent, self.up = _scene_frame(content)
         if self.up is not None:
@@ -160,12 +175,6 @@ class SceneViewer:
         self._add_mesh()
         self._add_cameras()
         self.server.scene.on_click()(self._on_scene_click)
-        self.timings["server_load_s"] = time.perf_counter() - t0
-        self._thumb_thread = None
-        if self.options.load_thumbnails and any(c.image_path for c in content.cameras):
-            self._thumb_thread = threading.Thread(target=self._load_thumbnails, daemon=True,
-                                                  name="recon-view-thumbnails")
-            self._thumb_thread.start()
 
     # ---- lifecycle --------------------------------------------------------------------
     @property
