@@ -391,7 +391,11 @@ def test_load_every_kind_and_serve(tmp_path, rng):
     assert c.class_names == {0: "floor", 1: "chair"}
     np.testing.assert_array_equal(c.points.instance_id, np.arange(n) % 5)
     c = load(tmp_path / "train")
-    assert len(c.splats) == n
+    assert len(c.splats) == n and not c.cameras
+    (tmp_path / "train" / "report.json").write_text(json.dumps(
+        {"psnr": 27.5, "eval_split": "test", "num_gaussians": n, "steps": 30, "data_path": str(tmp_path / "sfm")}))
+    c = load(tmp_path / "train")
+    assert len(c.cameras) == 6 and any("test PSNR 27.50 dB" in s for s in c.notes)
     R = matrix_from_quat(g.quats_wxyz[0] / np.linalg.norm(g.quats_wxyz[0]))
     np.testing.assert_allclose(c.splats.covariances[0], R @ np.diag(np.full(3, np.exp(-6.0))) @ R.T, atol=1e-6)
     np.testing.assert_allclose(c.splats.opacity, 0.5)

@@ -204,6 +204,8 @@ def load(path: str | Path, *, kind: str | None = None, image_dir: str | Path | N
         f = path / "splat.ply" if kind == "splat_output" else path
         g = _wrap(f, kind, lambda: read_splat_ply(f))
         content = SceneContent(title=title, splats=_wrap(f, kind, lambda: splats_from_gaussians(g)))
+        if kind == "splat_output":
+            _add_training_cameras(content, path, image_dir)
     elif kind in ("points", "labelled_points"):
         pts = _wrap(path, kind, lambda: _points_from_ply(path))
         names = _read_class_names(path) if kind == "labelled_points" else {}
@@ -224,3 +226,36 @@ def _load_mesh(path: Path):
     if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
         raise FormatError(path, "no triangles found in the mesh file")
     return mesh
+
+
+def _add_training_cameras(content: SceneContent, run_dir: Path, image_dir) -> None:
+    """A `recon train splat` folder: the training cameras (from the dataset recorded in
+    report.json) and the test metrics. Anything missing only adds a note."""
+    report_path = run_dir / "report.json"
+    if not report_path.is_file():
+        return
+    try:
+        report = json.loads(report_path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        content.notes.append(f"report.json unreadable ({e})")
+        return
+    if not isinstance(report, dict):
+        return
+    if report.get("psnr") is not None:
+        content.notes.append(f"{report.get('eval_split', 'eval')} PSNR {report['psnr']:.2f} dB, "
+                             f"{report.get('num_gaussians', len(content.splats)):,} Gaussians, "
+                             f"{report.get('steps', '?')} steps")
+    data = report.get("data_path")
+    if not data:
+        return
+    try:
+        from recon.io import read_model
+
+        rec = read_model(data)
+    except (OSError, ValueError) as e:
+        content.notes.append(f"training cameras not shown: {e}")
+        return
+    model_dir = Path(data)
+    cams = content_from_reconstruction(rec, image_dir=_guess_image_dir(model_dir, image_dir)).cameras
+    content.cameras = cams
+    content.notes.append(f"{len(cams)} training cameras from {data}")
