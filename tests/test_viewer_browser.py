@@ -89,9 +89,14 @@ def test_chromium_shows_reconstruction_and_round_trips_clicks(tmp_path):
         assert inside.mean() > 0.5
         np.testing.assert_allclose(red[:, ::-1].mean(0), uv[inside].mean(0), atol=15)
 
-        # Fly to camera 0: the browser camera takes its exact pose and vertical fov.
+        # Click the photo of camera 0's frustum (its far plane, `scale` along the optical axis):
+        # the browser flies onto camera 0 (exact pose and vertical fov) and shows its photo.
+        frustum_scale = v._frustums[0].scale
+        photo_centre = rec.images[1].cam_from_world.inverse().apply(np.array([0.0, 0.0, frustum_scale]))
+        uv_photo, ok_photo = cam.project(cam_from_world.apply(photo_centre)[None])
+        assert ok_photo[0] and 0 < uv_photo[0, 0] < 680 and 0 < uv_photo[0, 1] < 700
         t_fly = time.time()
-        v.fly_to_camera(client, 0)
+        browser.click(*uv_photo[0])
         cam, cam_from_world = _wait_for_view(v, client, rec.images[1].cam_from_world, t_fly)
         np.testing.assert_allclose(cam_from_world.matrix(), rec.images[1].cam_from_world.matrix(), atol=1e-6)
         assert "im0.png" in v.gui_cam_info.content

@@ -121,6 +121,9 @@ class SceneViewer:
     def __init__(self, content: SceneContent, options: ViewerOptions | None = None, **kwargs):
         if not isinstance(content, SceneContent):
             raise TypeError(f"content: expected viewer.content.SceneContent, got {type(content).__name__}")
+        if options is not None and kwargs:
+            raise TypeError(f"SceneViewer: pass options=ViewerOptions(...) or keyword options, not both "
+                            f"(got {sorted(kwargs)})")
         self.options = options or ViewerOptions(**kwargs)
         self.content = content
         self._lock = threading.RLock()
