@@ -31,7 +31,8 @@ __all__ = ["CHROMIUM_FLAGS", "HeadlessChromium", "find_chromium"]
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--no-first-run", "--no-default-browser-check",
-                  "--hide-scrollbars", "--mute-audio", "--enable-unsafe-swiftshader")
+                  "--hide-scrollbars", "--mute-audio", "--enable-unsafe-swiftshader",
+                  "--disable-dev-shm-usage")  # containers often have a tiny /dev/shm
 
 
 def find_chromium() -> str | None:
