@@ -253,3 +253,16 @@ def test_cli_errors_for_corrupt_files(tmp_path, rng):
         assert r.returncode == 2, (path, r.stdout, r.stderr)
         assert name in r.stderr and needle in r.stderr, r.stderr
         assert "Traceback" not in r.stderr
+
+
+def test_info_blender_splits(tmp_path, capsys):
+    """A Blender synthetic scene: transforms_{train,test}.json with camera_angle_x, no w/h."""
+    write_image(tmp_path / "train" / "r_0.png", np.zeros((40, 40, 4), np.uint8))
+    for split in ("train", "test"):
+        doc = {"camera_angle_x": 0.69, "frames": [{"file_path": "train/r_0.png",
+                                                   "transform_matrix": np.eye(4).tolist()}]}
+        (tmp_path / f"transforms_{split}.json").write_text(json.dumps(doc))
+    secs = _info_json(tmp_path, capsys)
+    tj = [s for s in secs if s["kind"] == "transforms"]
+    assert [Path(s["path"]).name for s in tj] == ["transforms_test.json", "transforms_train.json"]
+    assert tj[0]["cameras"][0]["width"] == 40 and tj[0]["images_registered"] == 1

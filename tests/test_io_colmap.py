@@ -304,6 +304,12 @@ def test_wrong_content_binary(good_model, file):
     _expect_error(good_model / "bin", file)
 
 
+def test_incomplete_model(good_model):
+    (good_model / "bin" / "points3D.bin").unlink()
+    with pytest.raises(FormatError, match=r"incomplete COLMAP model.*not points3D\.bin"):
+        read_colmap(good_model / "bin")
+
+
 def test_trailing_bytes_binary(good_model):
     path = good_model / "bin" / "points3D.bin"
     path.write_bytes(path.read_bytes() + b"\x00" * 5)
@@ -455,6 +461,7 @@ def test_quaternion_memory_is_released(synthetic_pycolmap):
     from recon.io import colmap as colmap_module
 
     _, root = synthetic_pycolmap
+    gc.collect()  # poses of earlier tests
     before = len(colmap_module._QVEC_CACHE)
     rec = read_colmap(root / "bin")
     assert len(colmap_module._QVEC_CACHE) == before + len(rec.images)

@@ -209,6 +209,19 @@ def test_instant_ngp_camera_angle_and_image_size_from_file(tmp_path):
     np.testing.assert_array_equal(cam.principal_point, [39.5, 29.5])  # image centre, our convention
 
 
+def test_instant_ngp_is_fisheye_flag(tmp_path):
+    """Instant-NGP's colmap2nerf.py writes "is_fisheye": true and no camera_model."""
+    doc = {"w": 64, "h": 48, "fl_x": 30.0, "fl_y": 30.0, "cx": 32.0, "cy": 24.0, "k1": 0.1, "k2": 0.01,
+           "is_fisheye": True, "frames": [{"file_path": "a.png", "transform_matrix": np.eye(4).tolist()}]}
+    (tmp_path / "transforms.json").write_text(json.dumps(doc))
+    rec, _ = read_transforms(tmp_path)
+    cam = rec.cameras[1]
+    assert cam.model == "OPENCV_FISHEYE"
+    np.testing.assert_array_equal(cam.params, [30.0, 30.0, 31.5, 23.5, 0.1, 0.01, 0.0, 0.0])
+    write_transforms(rec, tmp_path / "out.json")
+    assert json.loads((tmp_path / "out.json").read_text())["is_fisheye"] is True
+
+
 def test_meta_defaults():
     m = TransformsMeta()
     assert m.aabb_scale is None and m.mask_paths == {} and not m.undone

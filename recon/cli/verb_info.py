@@ -40,7 +40,14 @@ def run(args: argparse.Namespace) -> int:
 
     sections = describe(args.path)
     if args.json:
-        print(json.dumps([{"title": s.title, **s.data} for s in sections], indent=2, default=str))
+        text = json.dumps([{"title": s.title, **s.data} for s in sections], indent=2, default=str)
     else:
-        print("\n\n".join(s.text() for s in sections))
+        text = "\n\n".join(s.text() for s in sections)
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:  # `recon info ... | head`: the reader left; not an error
+        import os
+        import sys
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0

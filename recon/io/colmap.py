@@ -153,6 +153,13 @@ def read_colmap(path) -> Reconstruction:
         raise FileNotFoundError(f"{path}: no such file or folder")
     folder = find_colmap_model(path)
     if folder is None:
+        base = path if path.is_dir() else path.parent
+        for files in (_BIN_FILES, _TXT_FILES):
+            present = [f for f in files if (base / f).is_file()]
+            if present:
+                missing = [f for f in files if f not in present]
+                raise FormatError(base, f"incomplete COLMAP model: has {', '.join(present)} but not "
+                                        f"{', '.join(missing)}")
         raise FileNotFoundError(f"{path}: no COLMAP model here (expected {', '.join(_BIN_FILES)} "
                                 f"or {', '.join(_TXT_FILES)}, or a sparse/0 sub-folder)")
     if colmap_model_kind(folder) == "bin":

@@ -99,16 +99,22 @@ def describe_reconstruction(rec, title: str) -> Section:
     s = Section(title)
     s.lines.append(f"cameras: {len(rec.cameras)}")
     cams = []
+    n_images = {}
+    for im in rec.images.values():
+        n_images[im.camera_id] = n_images.get(im.camera_id, 0) + 1
     for cid, cam in sorted(rec.cameras.items()):
-        vals = ", ".join(f"{n}={v:.6g}" for n, v in zip(cam.spec.param_names, cam.params))
-        s.lines.append(f"  camera {cid}: {cam.model} {cam.width}x{cam.height}  {vals}")
+        vals = ", ".join(f"{n}={v:.6g}" for n, v in zip(cam.spec.param_names, cam.params, strict=True))
+        s.lines.append(f"  camera {cid}: {cam.model} {cam.width}x{cam.height}  {vals}  "
+                       f"({n_images.get(cid, 0)} images)")
         cams.append({"id": cid, "model": cam.model, "width": cam.width, "height": cam.height,
-                     "params": cam.params.tolist()})
+                     "params": cam.params.tolist(), "param_names": list(cam.spec.param_names),
+                     "images": n_images.get(cid, 0)})
     reg = len(rec.registered_images)
     tl = rec.track_lengths()
     s.lines.append(f"images: {len(rec.images)} ({reg} registered)")
     s.lines.append(f"points3D: {len(rec.points3D)}")
-    s.data = {"cameras": cams, "images": len(rec.images), "images_registered": reg,
+    s.data = {"pixel_convention": "centre of the top-left pixel at (0, 0) (files: (0.5, 0.5))",
+              "cameras": cams, "images": len(rec.images), "images_registered": reg,
               "points3D": len(rec.points3D)}
     if tl.size and tl.sum():
         s.lines.append(f"observations: {int(tl.sum())}, mean track length: {tl.mean():.3f}")
@@ -335,8 +341,8 @@ def _describe_folder(folder: Path) -> list[Section]:
     model = find_colmap_model(folder)
     if model is not None:
         sections.append(describe_colmap(model))
-    if (folder / "transforms.json").is_file():
-        sections.append(describe_transforms(folder / "transforms.json"))
+    for js in sorted(folder.glob("transforms*.json")):  # also Blender's transforms_{train,val,test}
+        sections.append(describe_transforms(js))
     for ply in sorted(folder.glob("*.ply")):
         sections.append(describe_ply(ply))
     images = list_images(folder)
