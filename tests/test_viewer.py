@@ -366,7 +366,12 @@ def test_load_every_kind_and_serve(tmp_path, rng):
 
     rec = ring_reconstruction(n_pts=300)
     write_colmap(rec, tmp_path / "sfm" / "sparse" / "0")
-    (tmp_path / "sfm" / "report.json").write_text("{}")
+    from PIL import Image as PILImage
+
+    (tmp_path / "photos").mkdir()
+    PILImage.new("RGB", (8, 6)).save(tmp_path / "photos" / "im1.png")
+    (tmp_path / "sfm" / "report.json").write_text(json.dumps(
+        {"input": str(tmp_path / "photos"), "mean_reprojection_error_px": 0.5}))
     n = 400
     xyz = rng.normal(size=(n, 3))
     write_ply(tmp_path / "pts.ply", PointCloud(xyz, rgb=rng.integers(0, 256, (n, 3)).astype(np.uint8)))
@@ -381,6 +386,8 @@ def test_load_every_kind_and_serve(tmp_path, rng):
 
     c = load(tmp_path / "sfm")
     assert len(c.points) == 300 and len(c.cameras) == 6
+    assert c.cameras[1].image_path == tmp_path / "photos" / "im1.png"  # photos from report.json input
+    assert any("reprojection error 0.500 px" in s for s in c.notes)
     np.testing.assert_allclose(c.points.xyz, rec.points_xyz(), atol=1e-6)
     for view, im in zip(c.cameras, sorted(rec.images.values(), key=lambda im: im.image_id)):
         np.testing.assert_allclose(view.cam_from_world.matrix(), im.cam_from_world.matrix(), atol=1e-9)

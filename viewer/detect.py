@@ -188,9 +188,14 @@ def load(path: str | Path, *, kind: str | None = None, image_dir: str | Path | N
         if kind == "sfm_output":
             model = path / "sparse" / "0" if _is_colmap_model(path / "sparse" / "0") else path / "sparse"
         rec = _wrap(model, kind, lambda: read_colmap(model))
-        content = content_from_reconstruction(rec, image_dir=_guess_image_dir(model, image_dir), title=title)
-        if kind == "sfm_output" and (path / "report.json").is_file():
-            content.notes.append("report: report.json")
+        report = _read_report(path) if kind == "sfm_output" else {}
+        images = _guess_image_dir(model, image_dir)
+        if images is None and isinstance(report.get("input"), str) and Path(report["input"]).is_dir():
+            images = Path(report["input"])  # `recon sfm PHOTOS -o OUT` records PHOTOS
+        content = content_from_reconstruction(rec, image_dir=images, title=title)
+        if isinstance(report.get("mean_reprojection_error_px"), (int, float)):
+            content.notes.append(f"recon sfm: mean reprojection error "
+                                 f"{report['mean_reprojection_error_px']:.3f} px (report.json)")
     elif kind == "transforms":
         from recon.io import read_transforms
 
@@ -226,6 +231,15 @@ def _load_mesh(path: Path):
     if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
         raise FormatError(path, "no triangles found in the mesh file")
     return mesh
+
+
+def _read_report(folder: Path) -> dict:
+    """``folder/report.json`` as a dict ({} when absent or unreadable: it only adds notes)."""
+    try:
+        doc = json.loads((folder / "report.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
 
 
 def _add_training_cameras(content: SceneContent, run_dir: Path, image_dir) -> None:
