@@ -289,3 +289,82 @@ def test_chromium_splat_is_drawn_with_our_covariance(tmp_path):
     cos = abs(V_ref[:, 1] @ V_img[:, 1])  # major axes agree to within ~3 degrees
     assert cos > np.cos(np.deg2rad(3)), np.degrees(np.arccos(cos))
     assert np.sqrt(w_img[1] / w_img[0]) == pytest.approx(np.sqrt(w_ref[1] / w_ref[0]), rel=0.35)
+
+
+def _press(browser, label: str) -> None:
+    """Click the GUI button whose text is ``label`` (a real DOM click in the page)."""
+    ok = browser.evaluate(
+        "(() => { const b = [...document.querySelectorAll('button')]"
+        f".find(b => b.textContent.trim() === {label!r}); if (!b || b.disabled) return false; "
+        "b.click(); return true; })()")
+    assert ok, f"no enabled button {label!r} in the page"
+
+
+def test_chromium_labels_select_export_and_buttons(tmp_path):
+    """A labelled cloud: click a point in the page, press 'Select this object' and 'Export
+    selected object (PLY)' in the GUI: the exported PLY holds exactly that instance. The
+    'Screenshot (PNG)' and keyframe buttons work from the page too."""
+    from recon.io import read_ply
+    from viewer.app import SceneViewer
+    from viewer.camera_path import load_camera_path
+    from viewer.content import PointLayer, SceneContent
+    from viewer.headless import HeadlessChromium
+
+    rng = np.random.default_rng(1)
+    n = 4000
+    xyz = np.c_[rng.uniform(-1, 1, (n, 2)), np.zeros(n)]
+    instance = (xyz[:, 0] > 0).astype(int) + 2 * (xyz[:, 1] > 0).astype(int)  # four quadrants
+    class_id = instance % 2
+    content = SceneContent(points=PointLayer(xyz, class_id=class_id, instance_id=instance),
+                           class_names={0: "left", 1: "right"})
+    out = tmp_path / "out"
+    with SceneViewer(content, port=0, output_dir=out, verbose=False, point_size=0.02) as v, \
+            HeadlessChromium(width=1024, height=700) as browser:
+        browser.navigate(v.url)
+        browser.wait_for(lambda im: _colourful(im[:, :680]).sum() > 3000, timeout=90)
+        client = v.wait_for_client(30)
+        cam, cam_from_world = v.client_view(client)
+        uv, ok = cam.project(cam_from_world.apply(xyz))
+        depth = cam_from_world.apply(xyz)[:, 2]
+        near = ok & (np.abs(uv[:, 0] - 340) < 120) & (np.abs(uv[:, 1] - 350) < 120)
+        target = np.flatnonzero(near)[np.argmin(depth[near])]
+        browser.click(*uv[target])
+        end = time.monotonic() + 20
+        while v.selected_point < 0 and time.monotonic() < end:
+            time.sleep(0.1)
+        assert v.selected_point >= 0 and np.linalg.norm(uv[v.selected_point] - uv[target]) < 6
+        inst = int(instance[v.selected_point])
+        end = time.monotonic() + 10
+        while "Select this object" not in (browser.evaluate(
+                "[...document.querySelectorAll('button')].filter(b => !b.disabled)"
+                ".map(b => b.textContent.trim()).join('|')") or "") and time.monotonic() < end:
+            time.sleep(0.2)
+        _press(browser, "Select this object")
+        end = time.monotonic() + 20
+        while v.selected_instance is None and time.monotonic() < end:
+            time.sleep(0.1)
+        assert v.selected_instance == inst
+        time.sleep(0.5)
+        _press(browser, "Export selected object (PLY)")
+        exported = out / f"instance_{inst}.ply"
+        end = time.monotonic() + 20
+        while not exported.is_file() and time.monotonic() < end:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        cloud = read_ply(exported)
+        assert len(cloud) == int(np.sum(instance == inst))
+        np.testing.assert_array_equal(np.unique(cloud.attributes["instance_id"]), [inst])
+
+        _press(browser, "Screenshot (PNG)")
+        _press(browser, "Add camera keyframe")
+        end = time.monotonic() + 30
+        while not (list(out.glob("screenshot_*.png")) and v.keyframes) and time.monotonic() < end:
+            time.sleep(0.2)
+        assert list(out.glob("screenshot_*.png")) and len(v.keyframes) == 1
+        _press(browser, "Save camera path (JSON)")
+        end = time.monotonic() + 20
+        while not (out / "camera_path.json").is_file() and time.monotonic() < end:
+            time.sleep(0.1)
+        time.sleep(0.3)
+        path = load_camera_path(out / "camera_path.json")
+        np.testing.assert_allclose(path.keyframes[0].cam_from_world.matrix(), cam_from_world.matrix(), atol=1e-6)
