@@ -100,7 +100,7 @@ def rectified_pair(scene: PlaneBoxScene, camera: Camera, baseline: float):
     left_T = Rigid3.identity()
     right_T = Rigid3(np.eye(3), np.array([-baseline, 0.0, 0.0]))
     L, zl, vl = scene.render(camera, left_T)
-    R, zr, vr = scene.render(camera, right_T)
+    R, zr, _vr = scene.render(camera, right_T)
     f = camera.focal[0]
     dl = f * baseline / zl
     dr = f * baseline / zr

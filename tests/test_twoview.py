@@ -59,7 +59,7 @@ def make_pair(rng, n=1500, noise=1.0, outlier_frac=0.3, scene="general", cam1=No
     u1, u2 = u1[ok][:n], u2[ok][:n]
     u1 = u1 + rng.normal(0, noise, u1.shape)
     u2 = u2 + rng.normal(0, noise, u2.shape)
-    k = int(round(outlier_frac * n))
+    k = round(outlier_frac * n)
     bad = rng.choice(n, k, replace=False)
     u2[bad] = rng.uniform([0, 0], [W - 1, H - 1], (k, 2))
     truth = np.ones(n, bool)
@@ -161,7 +161,7 @@ def test_pose_accuracy_noise_and_outliers(seed):
 
 def test_pose_accuracy_distorted_cameras(rng):
     cam1, cam2 = _camera(model="OPENCV"), _camera(f=650.0)
-    u1, u2, cam1, cam2, T, truth = make_pair(rng, noise=0.5, outlier_frac=0.3, cam1=cam1, cam2=cam2)
+    u1, u2, cam1, cam2, T, _truth = make_pair(rng, noise=0.5, outlier_frac=0.3, cam1=cam1, cam2=cam2)
     geo = two_view_geometry(u1, u2, cam1, cam2, config=TwoViewConfig(threshold_px=2.0))
     r, t = pose_errors(geo.cam2_from_cam1, T)
     assert geo.degeneracy.verdict == "general"
@@ -172,7 +172,7 @@ def test_pose_accuracy_distorted_cameras(rng):
 def test_ours_agrees_with_opencv(seed):
     """Same matches: inlier sets overlap >= 95 % and poses differ by < 0.1 deg."""
     rng = np.random.default_rng(seed)
-    u1, u2, cam, _, T, truth = make_pair(rng, n=800, noise=0.5, outlier_frac=0.3)
+    u1, u2, cam, _, T, _truth = make_pair(rng, n=800, noise=0.5, outlier_frac=0.3)
     ours = estimate_fundamental(u1, u2, method="ours", threshold_px=1.5)
     cv = estimate_fundamental(u1, u2, method="opencv", threshold_px=1.5)
     overlap = np.sum(ours.inliers & cv.inliers) / np.sum(ours.inliers | cv.inliers)
@@ -181,7 +181,7 @@ def test_ours_agrees_with_opencv(seed):
     for fit in (ours, cv):
         E = cam.K.T @ fit.F @ cam.K
         poses.append(recover_pose(E, cam.cam_from_img(u1), cam.cam_from_img(u2), mask=fit.inliers).cam2_from_cam1)
-    dr, dt = pose_errors(poses[0], poses[1])
+    dr, _dt = pose_errors(poses[0], poses[1])
     assert dr < 0.1, dr
     # and the same for E (our loop vs OpenCV's five-point)
     e_ours = estimate_essential(u1, u2, cam, cam, method="ours", threshold_px=1.5)
@@ -219,8 +219,8 @@ def test_homography_robust_on_planar(rng):
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("calibrated", [True, False])
 def test_planar_flagged(rng, calibrated):
-    u1, u2, cam1, cam2, T, truth = make_pair(rng, n=500, scene="planar", noise=1.0, outlier_frac=0.2)
-    kw = dict(camera1=cam1, camera2=cam2) if calibrated else dict(image_size1=(W, H), image_size2=(W, H))
+    u1, u2, cam1, cam2, _T, _truth = make_pair(rng, n=500, scene="planar", noise=1.0, outlier_frac=0.2)
+    kw = {"camera1": cam1, "camera2": cam2} if calibrated else {"image_size1": (W, H), "image_size2": (W, H)}
     geo = two_view_geometry(u1, u2, config=TwoViewConfig(threshold_px=3.0), **kw)
     assert geo.degeneracy.verdict == "planar"
     assert not geo.degeneracy.pose_reliable
@@ -228,8 +228,8 @@ def test_planar_flagged(rng, calibrated):
 
 @pytest.mark.parametrize("calibrated", [True, False])
 def test_pure_rotation_flagged(rng, calibrated):
-    u1, u2, cam1, cam2, T, truth = make_pair(rng, n=500, scene="rotation", noise=1.0, outlier_frac=0.2)
-    kw = dict(camera1=cam1, camera2=cam2) if calibrated else dict(image_size1=(W, H), image_size2=(W, H))
+    u1, u2, cam1, cam2, T, _truth = make_pair(rng, n=500, scene="rotation", noise=1.0, outlier_frac=0.2)
+    kw = {"camera1": cam1, "camera2": cam2} if calibrated else {"image_size1": (W, H), "image_size2": (W, H)}
     geo = two_view_geometry(u1, u2, config=TwoViewConfig(threshold_px=3.0), **kw)
     assert geo.degeneracy.verdict == "pure_rotation"
     assert geo.degeneracy.rotation_reliable and not geo.degeneracy.pose_reliable
@@ -312,3 +312,48 @@ def test_input_checks():
         triangulate_dlt(np.zeros((3, 2)), np.zeros((3, 2)), "cam", _camera(), Rigid3.identity())
     fit = estimate_fundamental(np.zeros((5, 2)), np.ones((5, 2)))
     assert not fit.ok and fit.num_inliers == 0
+
+
+@pytest.mark.slow
+def test_real_photos_sceaux_pair(shared_data):
+    """Two real photos (Sceaux castle, known K): a general verdict, most matches inliers, sub-pixel
+    Sampson error, and our pose agrees with OpenCV's five-point pose on the same matches."""
+    from recon.features import detect_features, match_features
+    from recon.io import read_image
+
+    d = shared_data / "sceaux-castle"
+    imgs = [read_image(d / n) for n in ("100_7100.JPG", "100_7101.JPG")]
+    import cv2
+
+    imgs = [cv2.resize(im, (im.shape[1] // 2, im.shape[0] // 2), interpolation=cv2.INTER_AREA) for im in imgs]
+    # K.txt: f = 2905.88, (cx, cy) = (1416, 1064) in COLMAP's corner convention -> ours - 0.5
+    cam = Camera("SIMPLE_PINHOLE", 2832, 2128, np.array([2905.88, 1415.5, 1063.5])).scaled(0.5)
+    f1, f2 = detect_features(imgs[0]), detect_features(imgs[1])
+    m = match_features(f1, f2)
+    uv1, uv2 = m.points(f1, f2)
+    geo = two_view_geometry(uv1, uv2, cam, cam, config=TwoViewConfig(threshold_px=1.0))
+    assert geo.degeneracy.verdict == "general"
+    assert geo.inliers.mean() > 0.6 and geo.num_triangulated > 300
+    assert geo.fundamental.median_inlier_residual() < 0.5
+    cv = estimate_essential(uv1, uv2, cam, cam, method="opencv", threshold_px=1.0)
+    p_cv = recover_pose(cv.E, cam.cam_from_img(uv1), cam.cam_from_img(uv2), mask=cv.inliers).cam2_from_cam1
+    r, t = pose_errors(geo.cam2_from_cam1, p_cv)
+    assert r < 0.5 and t < 3.0, (r, t)
+
+
+def test_low_parallax_flagged(rng):
+    """A 3 cm baseline at 2.5-8 m: F still beats H (parallax is above the noise) but the median
+    triangulation angle is ~0.3 deg: rotation reliable (and accurate), translation flagged."""
+    cam = _camera()
+    X = np.c_[rng.uniform(-3.5, 3.5, (3200, 2)), rng.uniform(2.5, 8.0, 3200)]
+    t = np.array([1.6, 0.4, 1.2])
+    T = Rigid3(matrix_from_axis_angle(rng.normal(size=3) * 0.08), 0.03 * t / np.linalg.norm(t))
+    (u1, v1), (u2, v2) = cam.project(X), cam.project(T.apply(X))
+    ok = v1 & v2 & np.all((u1 >= 0) & (u1 <= [W - 1, H - 1]), 1) & np.all((u2 >= 0) & (u2 <= [W - 1, H - 1]), 1)
+    u1 = u1[ok][:800] + rng.normal(0, 0.5, (800, 2))
+    u2 = u2[ok][:800] + rng.normal(0, 0.5, (800, 2))
+    geo = two_view_geometry(u1, u2, cam, cam, config=TwoViewConfig(threshold_px=1.5))
+    assert geo.degeneracy.verdict == "low_parallax"
+    assert geo.degeneracy.rotation_reliable and not geo.degeneracy.pose_reliable
+    assert geo.degeneracy.median_parallax_deg < 1.0
+    assert pose_errors(geo.cam2_from_cam1, T)[0] < 0.1

@@ -23,8 +23,9 @@ Writes to OUT:
 
 --calib accepts a stereo YAML from `recon calibrate` (K1 D1 K2 D2 ...: A = left, B = right), a
 mono YAML (K, D, image_width, image_height: both images) or a COLMAP cameras.txt. Without it,
-F is estimated on raw pixels and K is guessed (focal 1.2 * max(width, height), or --focal):
-R and t are then approximate.
+the focal length comes from --focal, else from EXIF (both images), else it is guessed as
+1.2 * max(width, height) (F is then estimated on raw pixels); the principal point is put at the
+image centre and distortion is ignored, so R and t are approximate.
 
 Exit status: 0 when a pose or rotation was determined (read the verdict), 1 when no answer can
 be given (too few matches, identical images, no model), 2 for bad input (unreadable files,
@@ -43,6 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calib", default=None, help="calibration file (stereo/mono OpenCV YAML or COLMAP cameras.txt)")
     p.add_argument("--focal", type=float, default=None,
                    help="focal length in pixels for both images when there is no --calib")
+    p.add_argument("--no-exif", action="store_true",
+                   help="without --calib / --focal, do not use the EXIF focal length (guess 1.2 * max side)")
     p.add_argument("--features", choices=("sift", "rootsift", "orb"), default="sift",
                    help="feature type (default: sift; rootsift = SIFT with Hellinger normalisation; orb = fast)")
     p.add_argument("--max-features", type=int, default=8000, help="keypoints per image (default: 8000)")
@@ -90,7 +93,6 @@ def _write_report(out, report: dict) -> None:
 
 def _detect(img, args):
     import cv2
-    import numpy as np
 
     from recon.features import detect_features
 
@@ -127,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
     report["images"]["size_A"], report["images"]["size_B"] = [wa, ha], [wb, hb]
 
     cam_a = cam_b = None
+    intrinsics_source = "calibration file" if args.calib else "guessed"
     if args.calib:
         from recon.twoview._calibfile import fit_camera_to_image, read_camera_pair
 
@@ -145,6 +148,17 @@ def run(args: argparse.Namespace) -> int:
 
         cam_a, cam_b = guess_camera(wa, ha, args.focal), guess_camera(wb, hb, args.focal)
         report["notes"].append(f"intrinsics from --focal {args.focal} px, principal point at the centre")
+        intrinsics_source = "focal option"
+    elif not args.no_exif:
+        from recon.io import exif_focal_px
+        from recon.twoview import guess_camera
+
+        fa_px, fb_px = exif_focal_px(args.image_a), exif_focal_px(args.image_b)
+        if fa_px and fb_px:
+            cam_a, cam_b = guess_camera(wa, ha, fa_px), guess_camera(wb, hb, fb_px)
+            intrinsics_source = "exif"
+            report["notes"].append(f"intrinsics from EXIF focal lengths ({fa_px:.1f}, {fb_px:.1f} px), principal "
+                                   "point at the centre, no distortion: pass --calib for an exact pose")
 
     from recon.features import match_features
     from recon.twoview import TwoViewConfig, two_view_geometry
@@ -174,8 +188,8 @@ def run(args: argparse.Namespace) -> int:
         "rotation_reliable": deg.rotation_reliable,
         "method": args.method,
         "threshold_px": thr,
-        "intrinsics": "guessed" if geo.intrinsics_guessed else ("given" if cam_a is not None else "none"),
-        "num_matches": int(len(m)),
+        "intrinsics": "guessed" if geo.intrinsics_guessed else intrinsics_source,
+        "num_matches": len(m),
         "num_inliers": int(geo.inliers.sum()),
         "inlier_ratio": float(geo.inliers.mean()) if len(m) else 0.0,
         "median_sampson_px": fit.median_inlier_residual() if fit.ok else None,

@@ -13,7 +13,11 @@ Conventions: disparity d = u_left - u_right (pixels) in the rectified left view;
 the rectified left frame; point clouds are in the original left camera frame.
 """
 
-from recon.stereo._calibration import StereoCalibration, read_stereo_calibration, write_stereo_calibration
+from recon.stereo._calibration import (
+    StereoCalibration,
+    read_stereo_calibration,
+    write_stereo_calibration,
+)
 from recon.stereo._disparity import (
     DisparityResult,
     SGBMConfig,
@@ -23,13 +27,36 @@ from recon.stereo._disparity import (
     disparity_range_from_matches,
     points_from_depth,
 )
-from recon.stereo._pipeline import StereoConfig, StereoOutput, fit_calibration_to_images, stereo_depth
-from recon.stereo._rectify import StereoRectification, rectify_calibrated, rectify_images, rectify_uncalibrated
+from recon.stereo._pipeline import (
+    StereoConfig,
+    StereoOutput,
+    fit_calibration_to_images,
+    stereo_depth,
+)
+from recon.stereo._rectify import (
+    StereoRectification,
+    rectify_calibrated,
+    rectify_images,
+    rectify_uncalibrated,
+)
 
 __all__ = [
-    "StereoCalibration", "read_stereo_calibration", "write_stereo_calibration",
-    "DisparityResult", "SGBMConfig", "compute_disparity", "depth_from_disparity", "depth_sigma",
-    "disparity_range_from_matches", "points_from_depth",
-    "StereoConfig", "StereoOutput", "fit_calibration_to_images", "stereo_depth",
-    "StereoRectification", "rectify_calibrated", "rectify_images", "rectify_uncalibrated",
+    "DisparityResult",
+    "SGBMConfig",
+    "StereoCalibration",
+    "StereoConfig",
+    "StereoOutput",
+    "StereoRectification",
+    "compute_disparity",
+    "depth_from_disparity",
+    "depth_sigma",
+    "disparity_range_from_matches",
+    "fit_calibration_to_images",
+    "points_from_depth",
+    "read_stereo_calibration",
+    "rectify_calibrated",
+    "rectify_images",
+    "rectify_uncalibrated",
+    "stereo_depth",
+    "write_stereo_calibration",
 ]

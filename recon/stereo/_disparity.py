@@ -11,12 +11,12 @@ import numpy as np
 from calib import Camera
 
 __all__ = [
-    "SGBMConfig",
     "DisparityResult",
+    "SGBMConfig",
     "compute_disparity",
-    "disparity_range_from_matches",
     "depth_from_disparity",
     "depth_sigma",
+    "disparity_range_from_matches",
     "points_from_depth",
 ]
 
@@ -159,14 +159,22 @@ def disparity_range_from_matches(left_rect: np.ndarray, right_rect: np.ndarray, 
     rectified images: the 0.5-99.5 % range of their disparities widened by ``margin``.
     Returns (min_disparity, num_disparities, number of matches used); ``default`` when fewer
     than 20 matches agree with the rectification (|dv| <= max_row_error_px)."""
+    import cv2
+
     from recon.features import detect_features, match_features
 
-    f1 = detect_features(left_rect, method="sift", max_features=4000)
-    f2 = detect_features(right_rect, method="sift", max_features=4000)
+    h, w = np.asarray(left_rect).shape[:2]
+    s = min(1.0, 640.0 / w)  # detect at <= 640 px wide: the range needs no full-resolution accuracy
+    if s < 1.0:
+        size = (max(1, round(w * s)), max(1, round(h * s)))
+        left_rect = cv2.resize(left_rect, size, interpolation=cv2.INTER_AREA)
+        right_rect = cv2.resize(right_rect, size, interpolation=cv2.INTER_AREA)
+    f1 = detect_features(left_rect, method="sift", max_features=2000)
+    f2 = detect_features(right_rect, method="sift", max_features=2000)
     m = match_features(f1, f2, ratio=0.8, mutual=True)
     x1, x2 = m.points(f1, f2)
-    ok = np.abs(x1[:, 1] - x2[:, 1]) <= max_row_error_px
-    d = x1[ok, 0] - x2[ok, 0]
+    ok = np.abs(x1[:, 1] - x2[:, 1]) <= max_row_error_px * s
+    d = (x1[ok, 0] - x2[ok, 0]) / s
     if d.size < 20:
         return default[0], default[1], int(d.size)
     lo, hi = np.percentile(d, [0.5, 99.5])

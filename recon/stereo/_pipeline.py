@@ -16,9 +16,14 @@ from recon.stereo._disparity import (
     disparity_range_from_matches,
     points_from_depth,
 )
-from recon.stereo._rectify import StereoRectification, rectify_calibrated, rectify_images, rectify_uncalibrated
+from recon.stereo._rectify import (
+    StereoRectification,
+    rectify_calibrated,
+    rectify_images,
+    rectify_uncalibrated,
+)
 
-__all__ = ["StereoConfig", "StereoOutput", "stereo_depth", "fit_calibration_to_images"]
+__all__ = ["StereoConfig", "StereoOutput", "fit_calibration_to_images", "stereo_depth"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,16 @@ class StereoOutput:
     notes: list[str] = field(default_factory=list)
 
 
+def _to_uint8(img: np.ndarray) -> np.ndarray:
+    if img.dtype == np.uint8:
+        return img
+    if img.dtype == np.uint16:
+        return (img >> 8).astype(np.uint8)
+    if img.dtype.kind == "f":
+        return np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
+    raise TypeError(f"images: unsupported dtype {img.dtype} (expected uint8, uint16 or float in [0, 1])")
+
+
 def fit_calibration_to_images(calibration: StereoCalibration, size_left: tuple[int, int],
                               size_right: tuple[int, int]) -> tuple[StereoCalibration, list[str]]:
     """Check image sizes against the calibration. Equal sizes pass; images that are a uniform
@@ -104,9 +119,11 @@ def stereo_depth(left: np.ndarray, right: np.ndarray, calibration: StereoCalibra
                  a uniform rescale of it). Without it, pass ``uncalibrated_matches=(F, x1, x2)``
                  (an estimated F and its inlier matches): disparity only, no metric depth.
     """
-    left = np.asarray(left)
-    right = np.asarray(right)
     notes: list[str] = []
+    left, right = np.asarray(left), np.asarray(right)
+    if left.dtype != np.uint8 or right.dtype != np.uint8:  # SGBM needs 8 bits
+        left, right = _to_uint8(left), _to_uint8(right)
+        notes.append("images converted to 8 bits for matching (uint16: >> 8; float: x 255)")
     size_l = (left.shape[1], left.shape[0])
     size_r = (right.shape[1], right.shape[0])
     if calibration is not None:

@@ -17,7 +17,7 @@ import numpy as np
 from calib import Camera
 from recon.stereo._calibration import StereoCalibration
 
-__all__ = ["StereoRectification", "rectify_calibrated", "rectify_uncalibrated", "rectify_images"]
+__all__ = ["StereoRectification", "rectify_calibrated", "rectify_images", "rectify_uncalibrated"]
 
 
 @dataclass(frozen=True, eq=False)

@@ -38,8 +38,7 @@ def draw_map(path, values: np.ndarray, *, title: str, unit: str, cmap: str = "tu
     fig = _fig(int(w * panels * scale) + 140, int(h * scale) + 60)
     import matplotlib as mpl
 
-    cm = mpl.colormaps[cmap].copy()
-    cm.set_bad((0.5, 0.5, 0.5))
+    cm = mpl.colormaps[cmap].with_extremes(bad=(0.5, 0.5, 0.5))
     if reference is not None:
         ax0 = fig.add_axes([0.01, 0.02, 0.42, 0.86])
         ax0.imshow(np.asarray(reference)[..., :3])

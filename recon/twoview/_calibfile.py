@@ -17,7 +17,7 @@ import numpy as np
 from calib import MODELS, Camera
 from recon.errors import FormatError
 
-__all__ = ["read_camera_pair", "fit_camera_to_image"]
+__all__ = ["fit_camera_to_image", "read_camera_pair"]
 
 
 def _colmap_line(path: Path) -> Camera:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["draw_matches", "draw_epipolar_lines"]
+__all__ = ["draw_epipolar_lines", "draw_matches"]
 
 
 def _figure(width_px: int, height_px: int, dpi: int = 100):
@@ -28,7 +28,9 @@ def _as_rgb(img: np.ndarray) -> np.ndarray:
     img = np.asarray(img)
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=2)
-    if img.dtype != np.uint8:
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    elif img.dtype != np.uint8:
         img = np.clip(img * 255.0 if img.dtype.kind == "f" else img, 0, 255).astype(np.uint8)
     return img[..., :3]
 
@@ -119,7 +121,7 @@ def draw_epipolar_lines(path, image1, image2, F, uv1, uv2, inliers=None, *, num_
     """Save both images with the epipolar lines of a sample of inliers: in image 2 the line
     F x1 of each point x1, in image 1 the line F^T x2; the matching point is drawn on each line
     (same colour), so misalignment is visible as a dot off its line."""
-    import matplotlib.cm as cm
+    from matplotlib import cm
 
     F = np.asarray(F, float)
     uv1 = np.asarray(uv1, float).reshape(-1, 2)
