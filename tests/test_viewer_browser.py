@@ -43,12 +43,12 @@ def _scene(n_pts=3000):
     return rec
 
 
-def _wait_for_view(v, client, cam_from_world, since: float, timeout=30.0):
+def _wait_for_view(v, client, cam_from_world, since: float, timeout=30.0, height=700):
     """The client's (camera, cam_from_world) once the browser has reported (after ``since``,
     a time.time()) a pose equal to ``cam_from_world``, or the last state after ``timeout``."""
     end = time.monotonic() + timeout
     while True:
-        cam, cfw = v.client_view(client)
+        cam, cfw = v.client_view(client, height=height)  # CSS pixels: where clicks land
         reported = client.camera.update_timestamp > since
         if reported and np.allclose(cfw.matrix(), cam_from_world.matrix(), atol=1e-6) or time.monotonic() > end:
             return cam, cfw
@@ -77,11 +77,13 @@ def test_chromium_shows_reconstruction_and_round_trips_clicks(tmp_path):
         img = browser.wait_for(lambda im: _is_red(im).sum() > 3000, timeout=90)
         PILImage.fromarray(img).save(tmp_path / "browser.png")
         client = v.wait_for_client(30)
-        assert client is not None and client.camera.image_width == 1024
+        assert client is not None
+        assert client.camera.image_width / client.camera.image_height == pytest.approx(1024 / 700, rel=0.01)
 
         # Conventions: where our Camera projects the points under the browser's own view is
         # where the browser drew them (red pixel centroid vs projected centroid, few px).
-        cam, cam_from_world = v.client_view(client)
+        # In CSS pixels of the page (viser may render to a smaller buffer when it is slow).
+        cam, cam_from_world = v.client_view(client, height=700)
         uv, ok = cam.project(cam_from_world.apply(xyz))
         red = np.argwhere(_is_red(img[:, :680]))  # left of the GUI panel
         assert red.shape[0] > 3000
@@ -95,10 +97,16 @@ def test_chromium_shows_reconstruction_and_round_trips_clicks(tmp_path):
         photo_centre = rec.images[1].cam_from_world.inverse().apply(np.array([0.0, 0.0, frustum_scale]))
         uv_photo, ok_photo = cam.project(cam_from_world.apply(photo_centre)[None])
         assert ok_photo[0] and 0 < uv_photo[0, 0] < 680 and 0 < uv_photo[0, 1] < 700
+        v._thumb_thread.join(30)  # the photos load in the background; wait until they are drawn
+        is_blue = lambda im: _scene_only((im[..., 2] > 160) & (im[..., 0] < 80) & (im[..., 1] < 80))
+        browser.wait_for(lambda im: is_blue(im).sum() > 200, timeout=60)
         t_fly = time.time()
         browser.click(*uv_photo[0])
         cam, cam_from_world = _wait_for_view(v, client, rec.images[1].cam_from_world, t_fly)
         np.testing.assert_allclose(cam_from_world.matrix(), rec.images[1].cam_from_world.matrix(), atol=1e-6)
+        end = time.monotonic() + 10  # the click callback sets the panel right after the pose
+        while "im0.png" not in v.gui_cam_info.content and time.monotonic() < end:
+            time.sleep(0.1)
         assert "im0.png" in v.gui_cam_info.content
 
         # Click the front-most point near the image centre: the server picks that point.
@@ -130,7 +138,8 @@ def test_chromium_shows_reconstruction_and_round_trips_clicks(tmp_path):
                                    rec.images[1].cam_from_world.matrix(), atol=1e-6)
         np.testing.assert_allclose(path.keyframes[1].cam_from_world.matrix(),
                                    rec.images[3].cam_from_world.matrix(), atol=1e-6)
-        assert path.keyframes[0].camera.size == (1024, 700)
+        kcam = path.keyframes[0].camera  # 'Path height' (720) tall, the browser's aspect
+        assert kcam.height == 720 and kcam.width / kcam.height == pytest.approx(1024 / 700, rel=0.01)
 
 
 def test_chromium_live_training_view(tmp_path):
@@ -272,7 +281,7 @@ def test_chromium_splat_is_drawn_with_our_covariance(tmp_path):
         img = browser.wait_for(lambda im: _is_red(im[:, :1040]).sum() > 300, timeout=90)
         PILImage.fromarray(img).save(tmp_path / "splat.png")
         client = v.wait_for_client(30)
-        cam, cam_from_world = v.client_view(client)
+        cam, cam_from_world = v.client_view(client, height=600)
     mask = _is_red(img)
     mask[:, 1040:] = False  # the GUI panel
     uv = np.argwhere(mask)[:, ::-1].astype(float)
@@ -323,7 +332,7 @@ def test_chromium_labels_select_export_and_buttons(tmp_path):
         browser.navigate(v.url)
         browser.wait_for(lambda im: _colourful(im[:, :680]).sum() > 3000, timeout=90)
         client = v.wait_for_client(30)
-        cam, cam_from_world = v.client_view(client)
+        cam, cam_from_world = v.client_view(client, height=700)
         uv, ok = cam.project(cam_from_world.apply(xyz))
         depth = cam_from_world.apply(xyz)[:, 2]
         near = ok & (np.abs(uv[:, 0] - 340) < 120) & (np.abs(uv[:, 1] - 350) < 120)

@@ -53,6 +53,7 @@ class ViewerOptions:
     point_budget: int = 1_000_000  # most points sent to the browser (random, deterministic subset)
     preview_points: int = 100_000  # larger clouds go to the first browser as this preview first
     point_size: float | None = None  # world units; None: from the scene's extent and point count
+    path_height: int = 720  # image height of recorded camera-path frames (width from the aspect)
     output_dir: Path = field(default_factory=lambda: Path("recon-view"))  # screenshots, paths, exports
     load_thumbnails: bool = True  # read the photos behind frustums (in a background thread)
     verbose: bool = True  # print the URL and what was saved
@@ -357,6 +358,8 @@ class SceneViewer:
             self.gui_screenshot = gui.add_button("Screenshot (PNG)")
             self.gui_add_key = gui.add_button("Add camera keyframe")
             self.gui_clear_keys = gui.add_button("Clear keyframes")
+            self.gui_path_height = gui.add_number("Path height (px)", initial_value=self.options.path_height,
+                                                  min=16, max=8192, step=1)
             self.gui_seconds = gui.add_number("Seconds per segment", initial_value=2.0, min=0.1, max=60.0, step=0.1)
             self.gui_save_path = gui.add_button("Save camera path (JSON)")
             self.gui_keys_info = gui.add_markdown("0 keyframes")
@@ -627,11 +630,15 @@ class SceneViewer:
             self._restore_hidden_frustum()
 
     # ---- capture ----------------------------------------------------------------------
-    def client_view(self, client):
-        """(calib.Camera PINHOLE, cam_from_world) of a client's current browser view."""
+    def client_view(self, client, *, height: int | None = None):
+        """(calib.Camera PINHOLE, cam_from_world) of a client's current browser view, at the
+        size of its render buffer (which viser shrinks when the browser renders slowly), or at
+        ``height`` pixels with the view's aspect."""
         cam = client.camera
-        return (pinhole_from_fov(cam.fov, cam.image_width, cam.image_height),
-                cam_from_world_from_viser_pose(cam.wxyz, cam.position))
+        w, h = cam.image_width, cam.image_height
+        if height is not None:
+            w, h = max(1, round(int(height) * w / h)), int(height)
+        return pinhole_from_fov(cam.fov, w, h), cam_from_world_from_viser_pose(cam.wxyz, cam.position)
 
     def screenshot(self, path: str | Path | None = None, *, client=None, timeout: float = 20.0) -> Path:
         """Save a PNG of what ``client`` (default: the first one) sees, at its canvas size."""
@@ -649,8 +656,9 @@ class SceneViewer:
         return path
 
     def add_keyframe(self, client) -> PathFrame:
-        """Record ``client``'s current view as the next camera-path keyframe."""
-        camera, cam_from_world = self.client_view(client)
+        """Record ``client``'s current view as the next camera-path keyframe (PINHOLE, the
+        view's aspect and vertical fov, 'Path height' pixels tall)."""
+        camera, cam_from_world = self.client_view(client, height=int(self.gui_path_height.value))
         kf = PathFrame(camera, cam_from_world, 0.0)
         with self._lock:
             self.keyframes.append(kf)
