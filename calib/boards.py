@@ -376,20 +376,39 @@ def _detect_charuco(gray: np.ndarray, board: BoardSpec, min_corners: int):
     cc, ci, name, n = best
     if n < min_corners:
         return None
-    return cc.reshape(-1, 2).astype(np.float64), ci.ravel().astype(np.int64), name
+    corners = cc.reshape(-1, 2).astype(np.float32)
+    # Re-refine with a window well inside the squares (the markers' edges sit 1/8 square away
+    # from each corner): measured on renders, this lowers the median error by ~20-50 %.
+    d = np.linalg.norm(corners[:, None] - corners[None], axis=2)
+    np.fill_diagonal(d, np.inf)
+    spacing = float(np.median(d.min(axis=1)))
+    win = int(max(2, round(0.15 * spacing)))
+    crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 50, 1e-4)
+    corners = cv2.cornerSubPix(gray, corners.reshape(-1, 1, 2), (win, win), (-1, -1), crit)
+    return corners.reshape(-1, 2).astype(np.float64), ci.ravel().astype(np.int64), name
 
 
 def _detect_circles(gray: np.ndarray, board: BoardSpec):
     import cv2
 
-    flags = cv2.CALIB_CB_ASYMMETRIC_GRID
-    ok, c = cv2.findCirclesGrid(gray, (board.cols, board.rows), flags=flags)
-    if not ok:
-        # Light circles on dark ground: invert.
-        ok, c = cv2.findCirclesGrid(255 - gray, (board.cols, board.rows), flags=flags)
-    if not ok or c is None:
-        return None
-    return c.reshape(-1, 2).astype(np.float64)
+    size = (board.cols, board.rows)
+    params = cv2.SimpleBlobDetector_Params()
+    params.minArea = 4.0  # OpenCV's default (25 px) misses small or distant circles
+    params.maxArea = float(gray.size) / 4.0
+    params.minDistBetweenBlobs = 2.0
+    blobs = cv2.SimpleBlobDetector_create(params)
+    attempts = ((gray, cv2.CALIB_CB_ASYMMETRIC_GRID, None),
+                (gray, cv2.CALIB_CB_ASYMMETRIC_GRID, blobs),
+                (gray, cv2.CALIB_CB_ASYMMETRIC_GRID | cv2.CALIB_CB_CLUSTERING, None),  # strong perspective
+                (255 - gray, cv2.CALIB_CB_ASYMMETRIC_GRID, None))  # light circles on a dark ground
+    for img, flags, detector in attempts:
+        if detector is None:
+            ok, c = cv2.findCirclesGrid(img, size, flags=flags)
+        else:
+            ok, c = cv2.findCirclesGrid(img, size, flags=flags, blobDetector=detector)
+        if ok and c is not None and len(c) == board.num_points:
+            return c.reshape(-1, 2).astype(np.float64)
+    return None
 
 
 def detect_board(image, board: BoardSpec, *, min_corners: int = 6, canonical: bool = True,

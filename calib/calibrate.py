@@ -429,22 +429,24 @@ def calibrate_camera(observations: list[Observation], image_size: tuple[int, int
         errs = np.concatenate([np.linalg.norm(r, axis=1) for r in res])
         sigma = np.median(errs) / 1.1774  # median of |N(0, s^2 I_2)| = 1.1774 s
         thr = max(config.corner_k * sigma, config.min_outlier_px)
-        view_rms = np.array([_rms(r) for r in res])
-        view_thr = max(config.view_k * float(np.median(view_rms)), config.min_outlier_px)
+        bad_masks = [np.linalg.norm(r, axis=1) > thr for r in res]
+        # A view's RMS is judged on its inlier corners, so one bad corner drops that corner only.
+        view_rms = np.array([_rms(r[~b]) if (~b).any() else np.inf for r, b in zip(res, bad_masks)])
+        view_thr = max(config.view_k * float(np.median(view_rms[np.isfinite(view_rms)])), config.min_outlier_px)
         changed = False
         still = []
         for j, i in enumerate(active):
             e = np.linalg.norm(res[j], axis=1)
-            bad = e > thr
+            bad = bad_masks[j]
             idx_used = np.nonzero(masks[i])[0]
+            if bad.sum() > 0.5 * len(e):
+                rejected_views.append(Rejection(obs[i].name, f"{int(bad.sum())} of {len(e)} corners have errors > "
+                                                f"{thr:.3f} px ({config.corner_k:g} sigma)", error_px=_rms(res[j])))
+                changed = True
+                continue
             if view_rms[j] > view_thr:
                 rejected_views.append(Rejection(obs[i].name, f"view RMS {view_rms[j]:.3f} px > {config.view_k:g} x "
                                                 f"median view RMS ({view_thr:.3f} px)", error_px=view_rms[j]))
-                changed = True
-                continue
-            if bad.sum() > 0.5 * len(e):
-                rejected_views.append(Rejection(obs[i].name, f"{int(bad.sum())} of {len(e)} corners have errors > "
-                                                f"{thr:.3f} px ({config.corner_k:g} sigma)", error_px=view_rms[j]))
                 changed = True
                 continue
             if bad.any():

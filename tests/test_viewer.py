@@ -346,3 +346,79 @@ def test_scene_viewer_budget_labels_pick(tmp_path):
         cloud = read_ply(path)
         assert len(cloud.xyz) == int(np.sum(instance_id == inst))
         np.testing.assert_allclose(np.sort(cloud.xyz[:, 0]), np.sort(xyz[instance_id == inst, 0]), rtol=1e-6)
+
+
+# ---- loading real files (recon.io writers) and serving them ---------------------------------
+def test_load_every_kind_and_serve(tmp_path, rng):
+    import trimesh
+
+    from recon.io import PointCloud, write_colmap, write_ply
+    from recon.io.gaussians import GaussianCloud, write_splat_ply
+    from viewer.app import SceneViewer
+    from viewer.detect import load
+
+    rec = ring_reconstruction(n_pts=300)
+    write_colmap(rec, tmp_path / "sfm" / "sparse" / "0")
+    (tmp_path / "sfm" / "report.json").write_text("{}")
+    n = 400
+    xyz = rng.normal(size=(n, 3))
+    write_ply(tmp_path / "pts.ply", PointCloud(xyz, rgb=rng.integers(0, 256, (n, 3)).astype(np.uint8)))
+    write_ply(tmp_path / "lab.ply", PointCloud(xyz, attributes={
+        "class_id": (xyz[:, 0] > 0).astype(np.int32), "instance_id": np.arange(n, dtype=np.int32) % 5}))
+    (tmp_path / "classes.json").write_text('["floor", "chair"]')
+    g = GaussianCloud(means=xyz, log_scales=np.full((n, 3), -3.0), quats_wxyz=rng.normal(size=(n, 4)),
+                      opacity_logits=np.zeros(n), sh_dc=rng.normal(size=(n, 3)), sh_rest=np.zeros((n, 3, 3)))
+    write_splat_ply(tmp_path / "train" / "splat.ply", g)
+    trimesh.creation.icosphere(subdivisions=2).export(tmp_path / "ball.ply")
+    trimesh.creation.box().export(tmp_path / "box.obj")
+
+    c = load(tmp_path / "sfm")
+    assert len(c.points) == 300 and len(c.cameras) == 6
+    np.testing.assert_allclose(c.points.xyz, rec.points_xyz(), atol=1e-6)
+    for view, im in zip(c.cameras, sorted(rec.images.values(), key=lambda im: im.image_id)):
+        np.testing.assert_allclose(view.cam_from_world.matrix(), im.cam_from_world.matrix(), atol=1e-9)
+    assert load(tmp_path / "sfm" / "sparse" / "0").title.endswith("(colmap)")
+    c = load(tmp_path / "pts.ply")
+    assert len(c.points) == n and c.points.rgb is not None and not c.points.has_labels
+    c = load(tmp_path / "lab.ply")
+    assert c.class_names == {0: "floor", 1: "chair"}
+    np.testing.assert_array_equal(c.points.instance_id, np.arange(n) % 5)
+    c = load(tmp_path / "train")
+    assert len(c.splats) == n
+    R = matrix_from_quat(g.quats_wxyz[0] / np.linalg.norm(g.quats_wxyz[0]))
+    np.testing.assert_allclose(c.splats.covariances[0], R @ np.diag(np.full(3, np.exp(-6.0))) @ R.T, atol=1e-6)
+    np.testing.assert_allclose(c.splats.opacity, 0.5)
+    assert len(load(tmp_path / "ball.ply").mesh.faces) == 320
+    assert len(load(tmp_path / "box.obj").mesh.faces) == 12
+    for path in ("sfm", "lab.ply", "train", "ball.ply"):
+        with SceneViewer(load(tmp_path / path), port=0, verbose=False, load_thumbnails=False) as v:
+            assert v.server.scene.get_handle_by_name(
+                {"sfm": "/points", "lab.ply": "/points", "train": "/splats", "ball.ply": "/mesh"}[path]) is not None
+
+
+def test_corrupt_payload_names_the_file(tmp_path):
+    from viewer.detect import load
+
+    # A valid header promising 1000 binary vertices, then 10 bytes.
+    (tmp_path / "short.ply").write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 1000\n"
+                                         b"property float x\nproperty float y\nproperty float z\nend_header\n"
+                                         + b"\x00" * 10)
+    with pytest.raises(FormatError, match="short.ply"):
+        load(tmp_path / "short.ply")
+    (tmp_path / "broken.obj").write_text("this is not an obj file\n")
+    with pytest.raises(FormatError, match="broken.obj"):
+        load(tmp_path / "broken.obj")
+    (tmp_path / "m" / "sparse" / "0").mkdir(parents=True)
+    for s in ("cameras", "images", "points3D"):
+        (tmp_path / "m" / "sparse" / "0" / f"{s}.bin").write_bytes(b"\x01\x02")
+    with pytest.raises(FormatError, match=r"sparse/0"):
+        load(tmp_path / "m")
+
+
+def test_cli_no_block_prints_url(tmp_path):
+    from recon.io import PointCloud, write_ply
+
+    write_ply(tmp_path / "p.ply", PointCloud(np.random.default_rng(0).normal(size=(50, 3))))
+    r = _cli(tmp_path / "p.ply", "--no-block", "--port", "0", "--out", tmp_path / "o")
+    assert r.returncode == 0, r.stderr
+    assert "recon view: open http://127.0.0.1:" in r.stdout and "stopped" in r.stdout

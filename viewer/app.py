@@ -48,6 +48,7 @@ class ViewerOptions:
     host: str = "127.0.0.1"  # bind address; 0.0.0.0 exposes the viewer to the network
     port: int = 8080  # first port tried; the next free one is used when it is taken
     point_budget: int = 1_000_000  # most points sent to the browser (random, deterministic subset)
+    preview_points: int = 100_000  # larger clouds go to the first browser as this preview first
     point_size: float | None = None  # world units; None: from the scene's extent and point count
     output_dir: Path = field(default_factory=lambda: Path("recon-view"))  # screenshots, paths, exports
     load_thumbnails: bool = True  # read the photos behind frustums (in a background thread)
@@ -75,9 +76,15 @@ def start_server(host: str, port: int, *, verbose: bool = True):
 def _scene_frame(content: SceneContent):
     """(centre [3], extent (float), up [3] or None): robust centre/extent of the content and the
     up direction implied by the cameras (the mean of their -y axes: photos are mostly upright)."""
-    pts = content.scene_points()
-    if pts.shape[0]:
-        lo, hi = np.percentile(pts, 2, axis=0), np.percentile(pts, 98, axis=0)
+    pts = content.scene_points(include_cameras=False)
+    cams = np.array([v.cam_from_world.dst_origin_in_src() for v in content.cameras]).reshape(-1, 3)
+    if pts.shape[0] or cams.shape[0]:
+        # Percentiles drop stray points; every camera centre counts (there are few, all real).
+        lo_parts, hi_parts = [cams], [cams]
+        if pts.shape[0]:
+            lo_parts.append(np.percentile(pts, 2, axis=0)[None])
+            hi_parts.append(np.percentile(pts, 98, axis=0)[None])
+        lo, hi = np.vstack(lo_parts).min(axis=0), np.vstack(hi_parts).max(axis=0)
         centre = (lo + hi) / 2
         extent = float(np.linalg.norm(hi - lo)) or 1.0
     else:
@@ -136,8 +143,16 @@ class SceneViewer:
         self._build_gui()
         self._add_static()
         self._set_initial_camera()
+        self._full_pending = False
         if pts is not None:
-            self._update_points()
+            if len(pts) > self.options.preview_points and self.gui_budget.value > self.options.preview_points:
+                # Time to first display: a uniform preview first (the prefix of the same random
+                # order), the full budget once the first browser has it on screen.
+                self._update_points(preview=True)
+                self._full_pending = True
+                self.server.on_client_connect(self._send_full_cloud)
+            else:
+                self._update_points()
         self._add_splats()
         self._add_mesh()
         self._add_cameras()
@@ -213,22 +228,19 @@ class SceneViewer:
                                 wxyz=Rigid3(rot, np.zeros(3)).quat_wxyz, position=base)
 
     def _set_initial_camera(self):
+        """An overview: from above and outside the content, on the side of the first camera,
+        looking at the centre (what is where, cameras included, at a glance)."""
         ic = self.server.initial_camera
-        cams = self.content.cameras
-        if cams:
-            v = cams[0]
-            c = v.cam_from_world.dst_origin_in_src()
-            fwd = v.cam_from_world.rotation[2]
-            # Behind and above the first camera, looking at the scene centre.
-            up = self.up if self.up is not None else -v.cam_from_world.rotation[1]
-            pos = c - 0.3 * self.extent * fwd + 0.15 * self.extent * up
-            ic.position = pos
-            ic.look_at = self.centre
-            ic.fov = float(np.clip(vertical_fov(v.camera) * 1.3, 0.5, 1.6))
+        up = self.up if self.up is not None else np.array([0.0, 0.0, 1.0])
+        if self.content.cameras:
+            side = self.content.cameras[0].cam_from_world.dst_origin_in_src() - self.centre
         else:
-            up = np.array([0.0, 0.0, 1.0])
-            ic.position = self.centre + self.extent * 0.6 * np.array([1.0, -1.0, 0.0]) + 0.4 * self.extent * up
-            ic.look_at = self.centre
+            side = np.array([1.0, -1.0, 0.0])
+        side = side - (side @ up) * up
+        side = side / np.linalg.norm(side) if np.linalg.norm(side) > 1e-9 else _rotation_from_z(up)[:, 0]
+        ic.position = self.centre + self.extent * (0.75 * side + 0.55 * up)
+        ic.look_at = self.centre
+        ic.fov = np.deg2rad(55.0)
         ic.near = max(self.extent * 1e-4, 1e-4)
         ic.far = self.extent * 100
 
@@ -302,9 +314,9 @@ class SceneViewer:
             modes = [m for m in COLOR_MODES if self._mode_available(m)]
             default_mode = "Class" if pts.class_id is not None else modes[0]
             n = len(pts)
-            # About a quarter of the mean spacing of n points spread over a surface of this extent.
-            size = self.options.point_size or float(np.clip(self.extent / max(np.sqrt(n), 1) * 0.25,
-                                                            self.extent * 2e-4, self.extent * 0.02))
+            # A fraction of the mean spacing of n points spread over a surface of this extent.
+            size = self.options.point_size or float(np.clip(self.extent / max(np.sqrt(n), 1) * 0.12,
+                                                            self.extent * 2e-4, self.extent * 0.004))
             with gui.add_folder("Points"):
                 self.gui_color_mode = gui.add_dropdown("Colour by", tuple(modes), initial_value=default_mode)
                 self.gui_point_size = gui.add_slider("Point size", min=size / 10, max=size * 10,
@@ -417,12 +429,23 @@ class SceneViewer:
         budget = int(self.gui_budget.value)
         return order[:budget]
 
-    def _update_points(self):
+    def _send_full_cloud(self, client) -> None:
+        try:  # a (tiny) render from the browser proves that the preview is on its screen
+            client.get_render(height=24, width=32, timeout=60)
+        except Exception:  # noqa: BLE001 - timeout or a closed page: send the rest anyway
+            pass
+        if self._full_pending:
+            self._update_points()
+
+    def _update_points(self, preview: bool = False):
         with self._lock:
             if self._closed:
                 return
+            self._full_pending = False
             p = self.content.points
             idx = self.visible_indices()
+            if preview:
+                idx = idx[: self.options.preview_points]
             col = self.point_colours(self.gui_color_mode.value)[idx]
             if self.selected_instance is not None and p.instance_id is not None:
                 sel = p.instance_id[idx] == self.selected_instance
@@ -434,7 +457,8 @@ class SceneViewer:
                 "/points", points=p.xyz[idx], colors=col, point_size=float(self.gui_point_size.value),
                 point_shape="rounded", precision="float32", point_shading="flat",
                 visible=self.gui_show_points.value)
-            self.gui_shown.content = f"points shown: {idx.size:,} of {len(p):,}"
+            self.gui_shown.content = f"points shown: {idx.size:,} of {len(p):,}" + \
+                (" (preview; the rest follows)" if preview else "")
 
     def _set_point_size(self):
         if self._point_handle is not None:

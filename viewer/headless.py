@@ -125,13 +125,13 @@ class HeadlessChromium:
         r = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
         return r.get("result", {}).get("value")
 
-    def screenshot(self) -> np.ndarray:
-        """The page as [H, W, 3] uint8 RGB."""
+    def screenshot(self, timeout: float = 60.0) -> np.ndarray:
+        """The page as [H, W, 3] uint8 RGB (waits for the next frame, at most ``timeout`` s)."""
         import base64
 
         from PIL import Image
 
-        r = self.call("Page.captureScreenshot", format="png")
+        r = self.call("Page.captureScreenshot", timeout=timeout, format="png")
         return np.asarray(Image.open(io.BytesIO(base64.b64decode(r["data"]))).convert("RGB"))
 
     def click(self, x: float, y: float) -> None:
@@ -147,7 +147,7 @@ class HeadlessChromium:
         img = None
         while True:
             try:
-                img = self.screenshot()
+                img = self.screenshot(timeout=max(5.0, end - time.monotonic()))
             except RuntimeError:  # e.g. "Not attached to an active page" while the page swaps
                 img = None
             if img is not None and predicate(img):

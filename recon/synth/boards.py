@@ -56,7 +56,7 @@ def board_texture(board: BoardSpec, *, pixels_per_square: int = 64):
         return shade
     if board.kind == "circles":
         cols, rows = board.cols, board.rows
-        radius = 0.5 * s
+        radius = 0.3 * s  # diameter 0.6 s: diagonal neighbours (1.41 s apart) stay well separated
         x0, x1 = -2 * s, (2 * (cols - 1) + 1) * s + 2 * s
         y0, y1 = -2 * s, (rows - 1) * s + 2 * s
 
@@ -197,7 +197,7 @@ def _board_extent(board: BoardSpec) -> np.ndarray:
     """[4, 3] corners of the printed area (board frame) the whole of which must be visible."""
     P = board_object_points(board)
     s = board.square
-    pad = {"chessboard": 1.0 * s, "circles": 0.6 * s, "charuco": 0.0}[board.kind]
+    pad = {"chessboard": 1.5 * s, "circles": 1.2 * s, "charuco": 0.0}[board.kind]  # includes a white margin
     x0, y0 = P[:, 0].min() - pad, P[:, 1].min() - pad
     x1, y1 = P[:, 0].max() + pad, P[:, 1].max() + pad
     if board.kind == "charuco":

@@ -1,0 +1,103 @@
+"""`recon sfm`: structure from motion on a folder of photos or a video."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "sfm"
+HELP = "structure from motion: photos or a video -> cameras, poses, sparse points (COLMAP model)"
+ORDER = 30
+DESCRIPTION = """\
+Reconstruct cameras (intrinsics), poses and a sparse point cloud from a folder of photos or a
+video, with pycolmap (COLMAP's C++) as the engine and an automatic matching strategy.
+
+Writes to OUT:
+  sparse/0/         COLMAP binary model of the largest connected model (sparse/1, ... for
+                    further disconnected models: reported in report.json, never dropped)
+  transforms.json   nerfstudio / Instant-NGP cameras (for `recon train`)
+  points.ply        sparse points with colours
+  report.json       images_total, images_registered, unregistered (+ reasons per image),
+                    models, points3D, mean_reprojection_error_px, mean_track_length,
+                    stage_seconds, cameras
+  database.db       COLMAP database (features, matches), kept for re-runs
+  images/           extracted frames (video input only); undistorted/ with --undistort
+
+Matching (--matching auto): exhaustive up to 60 images, sequential + loop closure for videos,
+spatial when the images carry GPS, retrieval (VLAD on the images' own SIFT) for larger sets.
+
+Examples:
+  recon sfm photos/ -o out/scene
+  recon sfm walk.mp4 -o out/walk --video-fps 3 --mapper global
+  recon sfm photos/ -o out/scene --calibration calib.yaml --undistort
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", metavar="IMAGES_OR_VIDEO", help="folder of images (searched recursively) or a video file")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (created)")
+    g = p.add_argument_group("cameras")
+    g.add_argument("--camera-model", default="SIMPLE_RADIAL",
+                   help="COLMAP camera model to estimate (default SIMPLE_RADIAL; e.g. PINHOLE, OPENCV, "
+                        "OPENCV_FISHEYE)")
+    g.add_argument("--camera-mode", choices=("auto", "single", "per_image"), default="auto",
+                   help="one camera for all images (single), one per image, or auto: one camera per "
+                        "distinct image size / EXIF camera (default)")
+    g.add_argument("--calibration", metavar="YAML",
+                   help="known intrinsics (OpenCV YAML from `recon calibrate`: K, D, image size); held fixed")
+    g = p.add_argument_group("features and matching")
+    g.add_argument("--max-image-size", type=int, default=1600,
+                   help="long side (pixels) at which SIFT runs (default 1600; 0 = full resolution)")
+    g.add_argument("--max-features", type=int, default=8192, help="SIFT features per image (default 8192)")
+    g.add_argument("--matching", choices=("auto", "exhaustive", "sequential", "spatial", "retrieval"),
+                   default="auto", help="image-pair selection (default auto, see above)")
+    g.add_argument("--overlap", type=int, default=10, help="sequential matching: successors per frame")
+    g.add_argument("--no-loop-closure", action="store_true", help="sequential matching without retrieval pairs")
+    g = p.add_argument_group("mapping and refinement")
+    g.add_argument("--mapper", choices=("incremental", "global"), default="incremental",
+                   help="COLMAP incremental mapper or GLOMAP global mapper (default incremental)")
+    g.add_argument("--ba", choices=("ours", "colmap", "none"), default="ours",
+                   help="final bundle adjustment: recon.ba (default), pycolmap's Ceres, or none")
+    g.add_argument("--ba-loss", choices=("trivial", "huber", "cauchy"), default="huber",
+                   help="robust loss of the final bundle adjustment (default huber, 1 px)")
+    g.add_argument("--no-retriangulation", action="store_true", help="skip retriangulation after mapping")
+    g.add_argument("--undistort", action="store_true",
+                   help="also write undistorted images and a PINHOLE model to OUT/undistorted (for training)")
+    g.add_argument("--no-isolate", action="store_true",
+                   help="run the mapper in this process (faster start; a C++ abort then ends the run)")
+    g = p.add_argument_group("video")
+    g.add_argument("--video-fps", type=float, default=2.0, help="frames per second kept from a video (default 2)")
+    g.add_argument("--max-frames", type=int, default=None, help="cap on extracted frames")
+    g.add_argument("--blur-ratio", type=float, default=0.35,
+                   help="drop frames whose sharpness (variance of Laplacian) is below this times the median")
+    p.add_argument("--threads", type=int, default=-1, help="pycolmap threads (-1 = all cores)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+    from pathlib import Path
+
+    from recon.sfm import SfMConfig, run_sfm
+
+    config = SfMConfig(camera_model=args.camera_model, camera_mode=args.camera_mode,
+                       calibration=args.calibration, max_image_size=args.max_image_size,
+                       max_num_features=args.max_features, matching=args.matching,
+                       sequential_overlap=args.overlap, loop_closure=not args.no_loop_closure,
+                       mapper=args.mapper, retriangulate=not args.no_retriangulation, final_ba=args.ba,
+                       ba_loss=args.ba_loss, undistort=args.undistort, video_fps=args.video_fps,
+                       video_max_frames=args.max_frames, blur_ratio=args.blur_ratio,
+                       isolate_mapper=not args.no_isolate, num_threads=args.threads, seed=args.seed)
+    report = run_sfm(args.inputs, args.output, config, progress=not args.quiet)
+    out = Path(args.output)
+    err = report.mean_reprojection_error_px
+    print(f"recon sfm: {report.status}: {report.images_registered}/{report.images_total} images registered, "
+          f"{report.points3D} points, {len(report.models)} model(s), "
+          f"reprojection error {err:.3f} px" if err is not None else
+          f"recon sfm: {report.status}: {report.message}")
+    if report.message and report.status != "ok":
+        print(f"recon sfm: {report.message}", file=sys.stderr)
+    for name, why in list(report.reasons.items())[:20]:
+        print(f"  {name}: {why}", file=sys.stderr)
+    print(f"recon sfm: report: {out / 'report.json'}")
+    return 0 if report.status != "failed" else 1
