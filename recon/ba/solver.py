@@ -31,6 +31,7 @@ then pin the gauge, or LM damping keeps the singular directions still).
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -319,6 +320,7 @@ class _NumpySolver:
         self.cols_x = np.repeat((3 * problem.obs_point[:, None] + np.arange(3))[:, None, :], 2, axis=1).ravel()
         self.rows_x = np.repeat(np.arange(2 * M), 3)
         self.N = N
+        self.obs_point = problem.obs_point
         self.point_fixed = problem.point_fixed
         ls = options.linear_solver
         self.method = ls if ls != "auto" else ("dense" if layout.Dc <= 3000 else "sparse")
@@ -327,6 +329,20 @@ class _NumpySolver:
         sp = self.sp
         M2 = sysm.rw.size
         Dc, N = self.layout.Dc, self.N
+        M, L = sysm.Jcw.shape[0], self.layout.L
+        self.dense_w = self.method == "dense" and Dc * 3 * N <= 1.5e7 and M * L * L <= 6e7
+        if self.dense_w:
+            # small camera side: H_cc and W as dense arrays (BLAS products, no sparse matmul)
+            idx = self.layout.idx
+            blocks = np.einsum("mki,mkj->mij", sysm.Jcw, sysm.Jcw)
+            flat = (idx[:, :, None] * Dc + idx[:, None, :]).ravel()
+            self.Hcc_d = np.bincount(flat, weights=blocks.ravel(), minlength=Dc * Dc).reshape(Dc, Dc)
+            wob = np.einsum("mki,mkj->mij", sysm.Jcw, sysm.Jxw)  # [M, L, 3]
+            flat = (idx[:, :, None] * (3 * N) + 3 * self.obs_point[:, None, None] + np.arange(3)).ravel()
+            self.W_d = np.bincount(flat, weights=wob.ravel(), minlength=Dc * 3 * N).reshape(Dc, 3 * N)
+            self.hdiag = np.diagonal(self.Hcc_d).copy()
+            self.sysm = sysm
+            return
         Jcs = sp.csr_matrix((sysm.Jcw.ravel(), (self.rows, self.cols_c)), shape=(M2, Dc))
         Jxs = sp.csr_matrix((sysm.Jxw.ravel(), (self.rows_x, self.cols_x)), shape=(M2, 3 * N))
         self.Hcc = (Jcs.T @ Jcs).tocsr()
@@ -339,10 +355,19 @@ class _NumpySolver:
         s = self.sysm
         N = self.N
         Vinv = _damped_point_inverse(s.V, lam, self.point_fixed)
-        Vinv_sp = sp.bsr_matrix((Vinv, np.arange(N), np.arange(N + 1)), shape=(3 * N, 3 * N)).tocsr()
-        WV = self.W @ Vinv_sp
         dfix = (~self.layout.free).astype(float)
         diag = lam * np.clip(self.hdiag, 1e-6, 1e32) + dfix
+        if self.dense_w:
+            Dc = self.layout.Dc
+            WV = np.einsum("cni,nij->cnj", self.W_d.reshape(Dc, N, 3), Vinv).reshape(Dc, 3 * N)
+            S = self.Hcc_d - WV @ self.W_d.T
+            S[np.diag_indices(Dc)] += diag
+            b = -s.gc + WV @ s.gp.ravel()
+            dc = self._solve_reduced(S, b)
+            dp = -np.einsum("nij,nj->ni", Vinv, s.gp + (self.W_d.T @ dc).reshape(N, 3))
+            return dc, dp
+        Vinv_sp = sp.bsr_matrix((Vinv, np.arange(N), np.arange(N + 1)), shape=(3 * N, 3 * N)).tocsr()
+        WV = self.W @ Vinv_sp
         S = self.Hcc - WV @ self.W.T + sp.diags(diag)
         b = -s.gc + WV @ s.gp.ravel()
         dc = self._solve_reduced(S, b)
@@ -354,7 +379,7 @@ class _NumpySolver:
         import scipy.sparse.linalg as spla
 
         if self.method == "dense":
-            Sd = S.toarray()
+            Sd = S if isinstance(S, np.ndarray) else S.toarray()
             try:
                 return sla.cho_solve(sla.cho_factor(Sd, lower=True, check_finite=False), b, check_finite=False)
             except np.linalg.LinAlgError:
@@ -371,9 +396,11 @@ class _NumpySolver:
 # Levenberg-Marquardt driver
 # =========================================================================================
 
-def _select_backend(options: BAOptions) -> str:
+def _select_backend(options: BAOptions, problem: BAProblem) -> str:
     if options.backend != "auto":
         return options.backend
+    if problem.num_observations < 20000 and "torch" not in sys.modules:
+        return "numpy"  # small: not worth importing torch (seconds) to look for CUDA
     try:
         import torch
 
@@ -387,15 +414,13 @@ def bundle_adjust(problem: BAProblem, options: BAOptions | None = None) -> BARes
 
     Returns a :class:`BAResult` holding a refined copy of ``problem`` (the input is unchanged).
     """
-    import sys
-
     if not isinstance(problem, BAProblem):
         raise TypeError(f"problem: expected recon.ba.BAProblem, got {type(problem).__name__}")
     options = options or BAOptions()
     t0 = time.perf_counter()
     layout = _Layout(problem, options.gauge)
     ev = _Evaluator(problem, layout, options)
-    backend = _select_backend(options)
+    backend = _select_backend(options, problem)
     if backend == "torch":
         from recon.ba._torch import TorchSolver
 

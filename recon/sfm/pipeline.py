@@ -119,6 +119,7 @@ class SfMReport:
     mean_track_length: float | None = None
     cameras: list[dict] = field(default_factory=list)
     matching: dict = field(default_factory=dict)
+    focal_priors: dict = field(default_factory=dict)
     mapper: str = ""
     final_ba: dict = field(default_factory=dict)
     video: dict | None = None
@@ -282,6 +283,8 @@ def run_sfm(inputs, out_dir, config: SfMConfig | None = None, *, progress: bool 
             for c in db.read_all_cameras():
                 c.has_prior_focal_length = True
                 db.update_camera(c)
+        else:
+            report.focal_priors = _exif_focal_priors(db, images)
         db.close()
 
     # ---- 3. matching -------------------------------------------------------------------
@@ -368,6 +371,39 @@ def run_sfm(inputs, out_dir, config: SfMConfig | None = None, *, progress: bool 
     return report
 
 
+def _exif_focal_priors(db, images: ImageSet) -> dict:
+    """Replace pycolmap's EXIF focal guess by recon.io.exif_focal_px (a larger sensor table)
+    where it has one: the median over each camera's images, marked as a prior."""
+    try:
+        from recon.io import exif_focal_px
+    except ImportError:
+        return {}
+    by_cam: dict[int, list[float]] = {}
+    for im in db.read_all_images():
+        try:
+            f = exif_focal_px(images.image_dir / im.name)
+        except Exception:  # noqa: BLE001 - EXIF is a hint; a broken tag must not stop SfM
+            f = None
+        if f:
+            by_cam.setdefault(im.camera_id, []).append(float(f))
+    out = {}
+    for cam in db.read_all_cameras():
+        fs = by_cam.get(cam.camera_id)
+        if not fs:
+            out[cam.camera_id] = {"source": "pycolmap" if cam.has_prior_focal_length else "default (1.2 x max size)",
+                                  "focal_px": float(cam.mean_focal_length())}
+            continue
+        f = float(np.median(fs))
+        params = np.array(cam.params, dtype=float)
+        for i in cam.focal_length_idxs():
+            params[i] = f
+        cam.params = params
+        cam.has_prior_focal_length = True
+        db.update_camera(cam)
+        out[cam.camera_id] = {"source": "exif (recon.io.exif_focal_px)", "focal_px": f}
+    return out
+
+
 def _fail(report: SfMReport, out: Path, images: ImageSet, message: str) -> SfMReport:
     report.status = "failed"
     report.message = message
@@ -451,8 +487,10 @@ def _final_ba(prec, config: SfMConfig, *, fix_intrinsics: bool) -> dict:
     rec = from_pycolmap(prec)
     problem, index = problem_from_reconstruction(rec, refine_focal=not fix_intrinsics,
                                                  refine_extra=not fix_intrinsics)
-    res = bundle_adjust(problem, BAOptions(loss=config.ba_loss, max_iterations=50,
-                                           function_tolerance=1e-8))
+    # the mapper ended with a global BA: this is a polish, stopped at Ceres' default relative
+    # function tolerance (1e-6) rather than crawling along the weak directions of the problem
+    res = bundle_adjust(problem, BAOptions(loss=config.ba_loss, max_iterations=25,
+                                           function_tolerance=1e-6))
     update_reconstruction(rec, res.problem, index)
     out = to_pycolmap(rec)
     # keep colours and the per-image metadata of the mapper's model
