@@ -63,6 +63,9 @@ class BAOptions:
     device:               torch device for the torch backend ("cuda" / "cpu"); None = auto
     pcg_tolerance:        relative residual at which PCG stops
     pcg_max_iterations:   PCG iteration cap per LM step
+    blas_threads:         BLAS threads during the solve (needs threadpoolctl; None = the BLAS
+                          default). 1 by default: the reduced systems are small, and a threaded
+                          OpenBLAS on an oversubscribed machine was measured 30x slower
     verbose:              print one line per iteration to stderr
     """
 
@@ -79,6 +82,7 @@ class BAOptions:
     device: str | None = None
     pcg_tolerance: float = 1e-8
     pcg_max_iterations: int = 500
+    blas_threads: int | None = 1
     verbose: bool = False
 
     def __post_init__(self):
@@ -279,10 +283,16 @@ class _System:
     V: np.ndarray  # [N, 3, 3] undamped point blocks
 
 
+def _outer2(A, B):
+    """sum_k A[:, k, :, None] * B[:, k, None, :] for k in {0, 1}: per-observation J^T J blocks
+    (explicit broadcasting: several times faster than einsum for these small trailing dims)."""
+    return A[:, 0, :, None] * B[:, 0, None, :] + A[:, 1, :, None] * B[:, 1, None, :]
+
+
 def _point_blocks(Jxw, rw, op, N):
-    VV = np.einsum("mki,mkj->mij", Jxw, Jxw).reshape(-1, 9)
+    VV = _outer2(Jxw, Jxw).reshape(-1, 9)
     V = np.stack([np.bincount(op, weights=VV[:, k], minlength=N) for k in range(9)], 1).reshape(N, 3, 3)
-    gg = np.einsum("mki,mk->mi", Jxw, rw)
+    gg = Jxw[:, 0] * rw[:, 0:1] + Jxw[:, 1] * rw[:, 1:2]
     gp = np.stack([np.bincount(op, weights=gg[:, k], minlength=N) for k in range(3)], 1)
     return V, gp
 
@@ -292,7 +302,7 @@ def _build_system(Jc, Jx, res, drho, layout: _Layout, problem: BAProblem) -> _Sy
     Jcw = Jc * sw[:, None, None]
     Jxw = Jx * sw[:, None, None]
     rw = res * sw[:, None]
-    gcl = np.einsum("mki,mk->mi", Jcw, rw)
+    gcl = Jcw[:, 0] * rw[:, 0:1] + Jcw[:, 1] * rw[:, 1:2]
     gc = np.bincount(layout.idx.ravel(), weights=gcl.ravel(), minlength=layout.Dc)
     V, gp = _point_blocks(Jxw, rw, problem.obs_point, problem.num_points)
     return _System(Jcw, Jxw, rw, gc, gp, V)
@@ -334,10 +344,10 @@ class _NumpySolver:
         if self.dense_w:
             # small camera side: H_cc and W as dense arrays (BLAS products, no sparse matmul)
             idx = self.layout.idx
-            blocks = np.einsum("mki,mkj->mij", sysm.Jcw, sysm.Jcw)
+            blocks = _outer2(sysm.Jcw, sysm.Jcw)
             flat = (idx[:, :, None] * Dc + idx[:, None, :]).ravel()
             self.Hcc_d = np.bincount(flat, weights=blocks.ravel(), minlength=Dc * Dc).reshape(Dc, Dc)
-            wob = np.einsum("mki,mkj->mij", sysm.Jcw, sysm.Jxw)  # [M, L, 3]
+            wob = _outer2(sysm.Jcw, sysm.Jxw)  # [M, L, 3]
             flat = (idx[:, :, None] * (3 * N) + 3 * self.obs_point[:, None, None] + np.arange(3)).ravel()
             self.W_d = np.bincount(flat, weights=wob.ravel(), minlength=Dc * 3 * N).reshape(Dc, 3 * N)
             self.hdiag = np.diagonal(self.Hcc_d).copy()
@@ -359,7 +369,7 @@ class _NumpySolver:
         diag = lam * np.clip(self.hdiag, 1e-6, 1e32) + dfix
         if self.dense_w:
             Dc = self.layout.Dc
-            WV = np.einsum("cni,nij->cnj", self.W_d.reshape(Dc, N, 3), Vinv).reshape(Dc, 3 * N)
+            WV = np.matmul(self.W_d.reshape(Dc, N, 1, 3), Vinv).reshape(Dc, 3 * N)
             S = self.Hcc_d - WV @ self.W_d.T
             S[np.diag_indices(Dc)] += diag
             b = -s.gc + WV @ s.gp.ravel()
@@ -417,6 +427,18 @@ def bundle_adjust(problem: BAProblem, options: BAOptions | None = None) -> BARes
     if not isinstance(problem, BAProblem):
         raise TypeError(f"problem: expected recon.ba.BAProblem, got {type(problem).__name__}")
     options = options or BAOptions()
+    if options.blas_threads is not None:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            pass
+        else:
+            with threadpool_limits(limits=options.blas_threads, user_api="blas"):
+                return _bundle_adjust(problem, options)
+    return _bundle_adjust(problem, options)
+
+
+def _bundle_adjust(problem: BAProblem, options: BAOptions) -> BAResult:
     t0 = time.perf_counter()
     layout = _Layout(problem, options.gauge)
     ev = _Evaluator(problem, layout, options)

@@ -47,9 +47,12 @@ class SfMConfig:
     camera_mode:         "auto" (one camera per distinct size/EXIF camera), "single", "per_image"
     calibration:         OpenCV YAML (K, D, image size) from `recon calibrate`: intrinsics fixed
     max_image_size:      feature extraction resolution cap (long side, pixels); 0 = full size
-    max_num_features:    SIFT features per image
+    max_num_features:    SIFT features per image (4096: matching cost grows with its square;
+                         enough for 1600-pixel images)
     matching:            "auto", "exhaustive", "sequential", "spatial", "retrieval"
     exhaustive_max_images: auto uses exhaustive matching up to this many images
+    ordered:             the images are a sequence (video frames): None = auto (video input, or
+                         more than exhaustive_max_images numbered names such as frame_0001.jpg)
     sequential_overlap:  successors matched per frame in sequential mode
     loop_closure:        add retrieval pairs to sequential matching (loop closure)
     retrieval_k:         neighbours per image for retrieval / loop closure pairs
@@ -70,9 +73,10 @@ class SfMConfig:
     camera_mode: str = "auto"
     calibration: str | None = None
     max_image_size: int = 1600
-    max_num_features: int = 8192
+    max_num_features: int = 4096
     matching: str = "auto"
-    exhaustive_max_images: int = 60
+    exhaustive_max_images: int = 30
+    ordered: bool | None = None
     sequential_overlap: int = 10
     loop_closure: bool = True
     retrieval_k: int = 10
@@ -290,9 +294,12 @@ def run_sfm(inputs, out_dir, config: SfMConfig | None = None, *, progress: bool 
     # ---- 3. matching -------------------------------------------------------------------
     n = len(images.names)
     strategy = config.matching
+    ordered = images.ordered if config.ordered is None else config.ordered
+    if config.ordered is None and not ordered and n > config.exhaustive_max_images:
+        ordered = _numbered(images.names)
     if strategy == "auto":
-        strategy = ("spatial" if gps else "sequential" if images.ordered
-                    else "exhaustive" if n <= config.exhaustive_max_images else "retrieval")
+        strategy = ("spatial" if gps else "exhaustive" if n <= config.exhaustive_max_images
+                    else "sequential" if ordered else "retrieval")
     with st.run("matching", f"{strategy} ({n} images)"):
         mo = pycolmap.FeatureMatchingOptions()
         mo.num_threads = config.num_threads
@@ -412,6 +419,19 @@ def _fail(report: SfMReport, out: Path, images: ImageSet, message: str) -> SfMRe
         report.reasons.setdefault(n, message)
     report.write(out / "report.json")
     return report
+
+
+def _numbered(names: list[str]) -> bool:
+    """True when (sorted) names carry increasing frame numbers: frame_0001.jpg, IMG_1234.JPG."""
+    import re
+
+    nums = []
+    for n in names:
+        m = re.findall(r"(\d+)", Path(n).stem)
+        if not m:
+            return False
+        nums.append(int(m[-1]))
+    return len(nums) > 2 and all(b > a for a, b in zip(nums, nums[1:]))
 
 
 def _pairs(pycolmap, db_path: Path, images: ImageSet, strategy: str, config: SfMConfig) -> set:
