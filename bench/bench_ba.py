@@ -29,6 +29,10 @@ def main() -> None:
     from recon.ba.reference import ceres_bundle_adjust
     from recon.ba.synthetic import perturb_problem, reconstruction_from_problem, synthetic_problem
 
+    # warm-up: imports (scipy.sparse, pycolmap, torch) and first-call costs are not timed
+    warm = perturb_problem(synthetic_problem(5, 100, seed=1))
+    bundle_adjust(warm, BAOptions(backend=args.backend, device=args.device))
+    ceres_bundle_adjust(reconstruction_from_problem(warm))
     rows = []
     for n_pts in (int(s) for s in args.sizes.split(",")):
         n_img = int(np.clip(n_pts // 500, 10, 200))
