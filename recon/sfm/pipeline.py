@@ -167,6 +167,9 @@ class _Stages:
                 dt = time.perf_counter() - self.t0
                 stages.report.stage_seconds[name] = round(stages.report.stage_seconds.get(name, 0.0) + dt, 3)
                 stages.report.total_seconds = round(time.perf_counter() - stages.t_start, 3)
+                if et is not None and not issubclass(et, KeyboardInterrupt):
+                    stages.report.status = "failed"
+                    stages.report.message = f"stage {name!r} failed: {ev}"
                 if stages.progress:
                     state = "failed" if et else "done"
                     print(f"[sfm] {name} {state} in {dt:.1f} s (elapsed {stages.report.total_seconds:.1f} s)",
