@@ -33,25 +33,25 @@ from calib.cameras import MODELS, Camera
 from calib.transforms import Rigid3, skew
 
 __all__ = [
-    "CALIBRATION_MODELS",
     "AUTO_MODEL_CANDIDATES",
+    "CALIBRATION_MODELS",
     "CalibrationConfig",
     "CalibrationError",
-    "Observation",
-    "ViewResult",
-    "Rejection",
-    "ModelScore",
     "CalibrationResult",
-    "UncertaintyMap",
     "CoverageMap",
+    "ModelScore",
+    "Observation",
+    "Rejection",
+    "UncertaintyMap",
+    "ViewResult",
     "calibrate_camera",
-    "solve_intrinsics",
-    "select_model",
-    "projection_uncertainty",
-    "coverage_map",
     "compare_cameras",
-    "refine_pose",
+    "coverage_map",
     "opencv_flags",
+    "projection_uncertainty",
+    "refine_pose",
+    "select_model",
+    "solve_intrinsics",
 ]
 
 CALIBRATION_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "FULL_OPENCV",
@@ -214,6 +214,25 @@ def opencv_flags(model: str) -> int:
     return table[model]
 
 
+class _deterministic_opencv:
+    """Run OpenCV single-threaded inside the block: its multi-threaded reductions make
+    ``calibrateCamera`` vary from run to run by ~1e-9..1e-6 relative; one thread makes the same
+    input give bit-identical output (the problems are small, the cost is negligible)."""
+
+    def __enter__(self):
+        import cv2
+
+        self._n = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        return self
+
+    def __exit__(self, *exc):
+        import cv2
+
+        cv2.setNumThreads(self._n)
+        return False
+
+
 def _camera_from_opencv(model: str, size: tuple[int, int], K: np.ndarray, dist: np.ndarray) -> Camera:
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
     d = np.asarray(dist, dtype=np.float64).ravel()
@@ -263,7 +282,8 @@ def solve_intrinsics(observations: list[Observation], image_size: tuple[int, int
         d = initial.opencv_dist()
         D0[: min(len(d), len(D0))] = d[: len(D0)]
     try:
-        out = cv2.calibrateCameraExtended(obj, img, (w, h), K0, D0, flags=flags)
+        with _deterministic_opencv():
+            out = cv2.calibrateCameraExtended(obj, img, (w, h), K0, D0, flags=flags)
     except cv2.error as e:
         raise CalibrationError(f"OpenCV calibration failed for model {model}: {e.err or e}") from None
     rms, K, D, rvecs, tvecs = out[:5]
@@ -294,7 +314,8 @@ def _solve_fisheye(observations, size, flags, initial):
         D0 = np.zeros(4) if init is None else np.asarray(init.opencv_dist() if init.is_fisheye else np.zeros(4), float)
         fl = flags | (cv2.fisheye.CALIB_USE_INTRINSIC_GUESS if init is not None else 0)
         try:
-            rms, K, D, rvecs, tvecs = cv2.fisheye.calibrate(obj, img, (w, h), K0, D0, flags=fl, criteria=crit)
+            with _deterministic_opencv():
+                rms, K, D, rvecs, tvecs = cv2.fisheye.calibrate(obj, img, (w, h), K0, D0, flags=fl, criteria=crit)
         except cv2.error as e:
             errors.append(str(e.err or e))
             continue
@@ -422,29 +443,34 @@ def calibrate_camera(observations: list[Observation], image_size: tuple[int, int
         if len(active) < config.min_views:
             _too_few([obs[i] for i in active], rejected_views, config)
         cur = [obs[i].subset(masks[i]) for i in active]
-        cam, poses, _, flags = solve_intrinsics(cur, (w, h), model, extra_flags=config.extra_flags, initial=initial)
+        # Round 0 is exactly OpenCV's own solve (its initialisation included); re-solves after a
+        # rejection start from the previous solution, which converges in a few iterations.
+        cam, poses, _, flags = solve_intrinsics(cur, (w, h), model, extra_flags=config.extra_flags,
+                                                initial=initial if rnd == 0 else cam)
         if not config.reject_outliers or rnd == config.max_rounds:
             break
         res = [_residuals(cam, p, o) for p, o in zip(poses, cur)]
         errs = np.concatenate([np.linalg.norm(r, axis=1) for r in res])
         sigma = np.median(errs) / 1.1774  # median of |N(0, s^2 I_2)| = 1.1774 s
         thr = max(config.corner_k * sigma, config.min_outlier_px)
-        view_rms = np.array([_rms(r) for r in res])
-        view_thr = max(config.view_k * float(np.median(view_rms)), config.min_outlier_px)
+        bad_masks = [np.linalg.norm(r, axis=1) > thr for r in res]
+        # A view's RMS is judged on its inlier corners, so one bad corner drops that corner only.
+        view_rms = np.array([_rms(r[~b]) if (~b).any() else np.inf for r, b in zip(res, bad_masks)])
+        view_thr = max(config.view_k * float(np.median(view_rms[np.isfinite(view_rms)])), config.min_outlier_px)
         changed = False
         still = []
         for j, i in enumerate(active):
             e = np.linalg.norm(res[j], axis=1)
-            bad = e > thr
+            bad = bad_masks[j]
             idx_used = np.nonzero(masks[i])[0]
+            if bad.sum() > 0.5 * len(e):
+                rejected_views.append(Rejection(obs[i].name, f"{int(bad.sum())} of {len(e)} corners have errors > "
+                                                f"{thr:.3f} px ({config.corner_k:g} sigma)", error_px=_rms(res[j])))
+                changed = True
+                continue
             if view_rms[j] > view_thr:
                 rejected_views.append(Rejection(obs[i].name, f"view RMS {view_rms[j]:.3f} px > {config.view_k:g} x "
                                                 f"median view RMS ({view_thr:.3f} px)", error_px=view_rms[j]))
-                changed = True
-                continue
-            if bad.sum() > 0.5 * len(e):
-                rejected_views.append(Rejection(obs[i].name, f"{int(bad.sum())} of {len(e)} corners have errors > "
-                                                f"{thr:.3f} px ({config.corner_k:g} sigma)", error_px=view_rms[j]))
                 changed = True
                 continue
             if bad.any():

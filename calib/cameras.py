@@ -435,7 +435,7 @@ def _max_valid_angle(camera: Camera) -> float:
         theta = np.linspace(0.0, np.pi, 20001)[1:]
         _, dtheta, _ = _fisheye_poly(camera.model, e, theta)
         bad = np.nonzero(dtheta <= 0)[0]
-        return float(theta[bad[0] - 1]) if bad.size else float(np.pi)
+        return float(theta[max(bad[0] - 1, 0)]) if bad.size else float(np.pi)
     if camera.model in ("SIMPLE_PINHOLE", "PINHOLE"):
         return float(np.pi / 2)
     # Along the ray direction the radial part maps r -> r * a(r^2); require d/dr > 0 up to an
@@ -448,7 +448,7 @@ def _max_valid_angle(camera: Camera) -> float:
         e_radial[2:4] = 0.0
     xd, _, J, _ = _radial_tangential(camera.model, e_radial, x, y, need_jac=True)
     bad = np.nonzero((J[:, 0, 0] <= 0) | ~np.isfinite(xd))[0]
-    return float(theta[bad[0] - 1]) if bad.size else float(np.pi / 2)
+    return float(theta[max(bad[0] - 1, 0)]) if bad.size else float(np.pi / 2)
 
 
 # =========================================================================================
@@ -508,12 +508,12 @@ def undistort(camera: Camera, xy_distorted, *, max_iterations: int = 50, tol: fl
         return Undistorted(out.reshape(lead + (2,)), ok.reshape(lead))
     r_max = np.tan(min(camera.max_valid_angle, np.radians(89.99)))
     x = _radial_initial_guess(camera, flat, r_max)
-    scale = np.maximum(1.0, np.abs(flat).max(axis=1))
+    scale = np.maximum(1.0, np.maximum(np.abs(flat[:, 0]), np.abs(flat[:, 1])))
     if camera.model not in ("SIMPLE_PINHOLE", "PINHOLE"):
         x = _newton_2d(camera, flat, x, scale, max_iterations, tol)
     # Final residual check: report only what really solves distort(x) = x_d.
     xd, yd, _, _ = _radial_tangential(camera.model, e, x[:, 0], x[:, 1], need_jac=False)
-    res = np.abs(np.stack([xd, yd], 1) - flat).max(axis=1)
+    res = np.maximum(np.abs(xd - flat[:, 0]), np.abs(yd - flat[:, 1]))
     converged = res <= 1e-10 * scale
     inside = np.hypot(x[:, 0], x[:, 1]) <= r_max * (1 + 1e-12)
     valid = converged & inside & np.all(np.isfinite(x), axis=1)
@@ -567,49 +567,57 @@ def _radial_initial_guess(camera: Camera, flat: np.ndarray, r_max: float) -> np.
 
 def _newton_2d(camera: Camera, flat, x, scale, max_iterations: int, tol: float) -> np.ndarray:
     """Solve distort(x) = flat by Newton's method with backtracking (the max-norm residual must
-    decrease; otherwise the step is halved, at most 30 times)."""
+    decrease; otherwise the step is halved, at most 30 times). Works on the shrinking set of
+    unconverged points, one component array per coordinate (this loop dominates unproject)."""
     model, e = camera.model, camera.extra
-    x = x.copy()
-    xd, yd, j00, j01, j11 = _distort_and_jacobian(model, e, x[:, 0], x[:, 1])
-    res = np.stack([xd - flat[:, 0], yd - flat[:, 1]], 1)
-    jac = np.stack([j00, j01, j11], 1)
-    rn = np.abs(res).max(axis=1)
-    active = np.nonzero(~(rn <= tol * scale))[0]
-    for _ in range(max_iterations):
-        if active.size == 0:
+    out = x.copy()
+    idx = np.arange(len(flat))
+    xa, ya = out[:, 0].copy(), out[:, 1].copy()
+    tx, ty, lim = flat[:, 0].copy(), flat[:, 1].copy(), tol * scale
+
+    def evaluate(px, py, qx, qy):
+        xd, yd, j00, j01, j11 = _distort_and_jacobian(model, e, px, py)
+        rx, ry = xd - qx, yd - qy
+        return rx, ry, np.maximum(np.abs(rx), np.abs(ry)), j00, j01, j11
+
+    rx, ry, rn, a00, a01, a11 = evaluate(xa, ya, tx, ty)
+    finished = ~(rn > lim)  # converged already (or NaN: nothing to do)
+    for _ in range(max_iterations + 1):
+        if finished.any():  # write back and drop the finished points
+            out[idx[finished], 0], out[idx[finished], 1] = xa[finished], ya[finished]
+            keep = ~finished
+            idx, xa, ya, tx, ty, lim = idx[keep], xa[keep], ya[keep], tx[keep], ty[keep], lim[keep]
+            rx, ry, rn, a00, a01, a11 = rx[keep], ry[keep], rn[keep], a00[keep], a01[keep], a11[keep]
+        if idx.size == 0:
             break
-        xa, ra, ja, rna, target = x[active], res[active], jac[active], rn[active], flat[active]
-        det = ja[:, 0] * ja[:, 2] - ja[:, 1] * ja[:, 1]
-        good = np.isfinite(det) & (np.abs(det) > 1e-300) & np.isfinite(rna)
-        safe = np.where(good, det, 1.0)
-        step = np.stack([(ja[:, 2] * ra[:, 0] - ja[:, 1] * ra[:, 1]) / safe,
-                         (-ja[:, 1] * ra[:, 0] + ja[:, 0] * ra[:, 1]) / safe], 1)
-        step[~good] = 0.0
-        t = np.ones(len(xa))
-        xn = xa - step
-        xd, yd, j00, j01, j11 = _distort_and_jacobian(model, e, xn[:, 0], xn[:, 1])
-        rn_new = np.stack([xd - target[:, 0], yd - target[:, 1]], 1)
-        jn = np.stack([j00, j01, j11], 1)
-        nn = np.abs(rn_new).max(axis=1)
-        pending = np.nonzero(good & ~(nn < rna))[0]
+        det = a00 * a11 - a01 * a01
+        good = np.isfinite(det) & (np.abs(det) > 1e-300)
+        inv = np.where(good, 1.0 / np.where(good, det, 1.0), 0.0)
+        sx = (a11 * rx - a01 * ry) * inv
+        sy = (a00 * ry - a01 * rx) * inv
+        xn, yn = xa - sx, ya - sy
+        rxn, ryn, rnn, b00, b01, b11 = evaluate(xn, yn, tx, ty)
+        t = np.ones_like(xa)
+        pending = np.nonzero(good & ~(rnn < rn))[0]
         for _ in range(30):  # backtracking, rarely needed after the radial initialisation
             if pending.size == 0:
                 break
             t[pending] *= 0.5
-            xn[pending] = xa[pending] - t[pending, None] * step[pending]
-            xd, yd, j00, j01, j11 = _distort_and_jacobian(model, e, xn[pending, 0], xn[pending, 1])
-            rn_new[pending] = np.stack([xd - target[pending, 0], yd - target[pending, 1]], 1)
-            jn[pending] = np.stack([j00, j01, j11], 1)
-            nn[pending] = np.abs(rn_new[pending]).max(axis=1)
-            pending = pending[~(nn[pending] < rna[pending])]
+            xn[pending] = xa[pending] - t[pending] * sx[pending]
+            yn[pending] = ya[pending] - t[pending] * sy[pending]
+            r = evaluate(xn[pending], yn[pending], tx[pending], ty[pending])
+            rxn[pending], ryn[pending], rnn[pending], b00[pending], b01[pending], b11[pending] = r
+            pending = pending[~(rnn[pending] < rn[pending])]
         stuck = np.zeros(len(xa), dtype=bool)
         stuck[pending] = True  # no decrease found: keep the previous iterate
-        xn[stuck], rn_new[stuck], jn[stuck], nn[stuck] = xa[stuck], ra[stuck], ja[stuck], rna[stuck]
-        x[active], res[active], jac[active], rn[active] = xn, rn_new, jn, nn
-        small_step = np.abs(t[:, None] * step).max(axis=1) <= 1e-16 * (1 + np.abs(xa).max(axis=1))
-        done = ~good | stuck | (nn <= tol * scale[active]) | small_step
-        active = active[~done]
-    return x
+        small_step = t * np.maximum(np.abs(sx), np.abs(sy)) <= 1e-16 * (1 + np.maximum(np.abs(xa), np.abs(ya)))
+        move = good & ~stuck
+        xa, ya = np.where(move, xn, xa), np.where(move, yn, ya)
+        rx, ry, rn = np.where(move, rxn, rx), np.where(move, ryn, ry), np.where(move, rnn, rn)
+        a00, a01, a11 = np.where(move, b00, a00), np.where(move, b01, a01), np.where(move, b11, a11)
+        finished = ~good | stuck | small_step | ~(rn > lim)
+    out[idx, 0], out[idx, 1] = xa, ya
+    return out
 
 
 def _unproject_fisheye(camera: Camera, xd: np.ndarray, max_iterations: int, tol: float):
@@ -651,10 +659,11 @@ def project(camera: Camera, points_cam) -> Projection:
         theta = np.arctan2(r, flat[:, 2])
         theta_d, _, _ = _fisheye_poly(camera.model, e, theta)
         small = r < 1e-12 * np.maximum(1.0, np.abs(flat[:, 2]))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            s = np.where(small, 1.0 / flat[:, 2], theta_d / np.where(small, 1.0, r))
+        z_safe = np.where(flat[:, 2] != 0, flat[:, 2], 1.0)
+        s = np.where(small, 1.0 / z_safe, theta_d / np.where(small, 1.0, r))  # s -> 1/z on the axis
         xd = flat[:, :2] * s[:, None]
-        valid = (theta <= camera.max_valid_angle) & (np.linalg.norm(flat, axis=1) > 0)
+        # On the axis behind the camera (theta = pi) the image is a whole circle: no single pixel.
+        valid = (theta <= camera.max_valid_angle) & (np.linalg.norm(flat, axis=1) > 0) & ~(small & (flat[:, 2] <= 0))
     else:
         z = flat[:, 2]
         front = z > 1e-12 * np.maximum(1.0, np.abs(flat[:, :2]).max(axis=1))

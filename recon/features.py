@@ -1,8 +1,10 @@
 """Local features and descriptor matching (OpenCV SIFT / RootSIFT / ORB).
 
-Pixel convention: keypoints are returned exactly as OpenCV reports them. OpenCV's
-``KeyPoint.pt`` already puts (0, 0) at the CENTRE of the top-left pixel (an integer coordinate
-is a pixel centre), which is our convention (docs/conventions.md), so no shift is applied here.
+Pixel convention: OpenCV's ``KeyPoint.pt`` already puts (0, 0) at the CENTRE of the top-left
+pixel (an integer coordinate is a pixel centre), which is our convention (docs/conventions.md),
+so no shift is applied here. One catch: OpenCV's SIFT by default reports keypoints 0.25 px too
+far right and down (its upscaled first octave); we create it with ``enable_precise_upscale=True``,
+which removes that bias (see ``detect_features``).
 COLMAP / pycolmap keypoints use (0.5, 0.5) for that centre: ``recon.io`` shifts them at the edge.
 
 The functional API::
@@ -25,8 +27,8 @@ __all__ = [
     "Features",
     "Matches",
     "detect_features",
-    "match_features",
     "match_descriptors",
+    "match_features",
     "to_gray_uint8",
 ]
 
@@ -135,7 +137,12 @@ def detect_features(image: np.ndarray, *, method: str = "sift", max_features: in
             raise ValueError(f"mask: expected shape {(h, w)} (the image's [H, W]), got {m.shape}")
         cv_mask = (m != 0).astype(np.uint8) * 255
     if method in ("sift", "rootsift"):
-        det = cv2.SIFT_create(nfeatures=int(max_features), contrastThreshold=float(contrast_threshold))
+        # enable_precise_upscale: OpenCV's default 2x upscaling of the first octave maps pixel x to
+        # 2x + 0.5 but divides by 2 afterwards, biasing every keypoint by +0.25 px in u and v
+        # (measured on Gaussian blobs at known sub-pixel centres: +0.250 px default, 0.000 with
+        # the flag; tests/test_features.py checks it).
+        det = cv2.SIFT_create(nfeatures=int(max_features), contrastThreshold=float(contrast_threshold),
+                              enable_precise_upscale=True)
     else:
         det = cv2.ORB_create(nfeatures=int(max_features) if max_features else 100000, scaleFactor=1.2,
                              nlevels=8, fastThreshold=10)
@@ -174,10 +181,10 @@ def _knn(desc_q: np.ndarray, desc_t: np.ndarray, binary: bool, use_flann: bool):
     k = 2 if desc_t.shape[0] >= 2 else 1
     if use_flann:
         if binary:
-            params = dict(algorithm=6, table_number=6, key_size=12, multi_probe_level=1)  # LSH
+            params = {"algorithm": 6, "table_number": 6, "key_size": 12, "multi_probe_level": 1}  # LSH
         else:
-            params = dict(algorithm=1, trees=4)  # KD-tree forest
-        matcher = cv2.FlannBasedMatcher(params, dict(checks=64))
+            params = {"algorithm": 1, "trees": 4}  # KD-tree forest
+        matcher = cv2.FlannBasedMatcher(params, {"checks": 64})
         knn = matcher.knnMatch(desc_q, desc_t, k=k)
     else:
         matcher = cv2.BFMatcher(cv2.NORM_HAMMING if binary else cv2.NORM_L2, crossCheck=False)
@@ -221,7 +228,10 @@ def match_descriptors(desc1: np.ndarray, desc2: np.ndarray, *, ratio: float = 0.
     q = np.arange(d1.shape[0])
     keep = idx12[:, 0] >= 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where(np.isfinite(dist12[:, 1]) & (dist12[:, 1] > 0), dist12[:, 0] / dist12[:, 1], 0.0)
+        # second-best at distance 0 means two identical candidates: ambiguous (ratio 1);
+        # no second candidate at all: unambiguous (ratio 0)
+        r = np.where(~np.isfinite(dist12[:, 1]), 0.0,
+                     np.where(dist12[:, 1] > 0, dist12[:, 0] / dist12[:, 1], 1.0))
     if ratio < 1:
         keep &= r < ratio
     if mutual:

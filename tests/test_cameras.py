@@ -261,6 +261,17 @@ def test_fisheye_beyond_90_degrees(model):
     assert np.all(np.isnan(cam.cam_from_img(uv)))  # no finite pinhole coordinate behind z = 0
 
 
+@pytest.mark.parametrize("model", sorted(FISHEYE))
+def test_fisheye_point_straight_behind_is_invalid(model):
+    """At 180 degrees the direction to the axis is undefined (its image would be a circle)."""
+    spec = MODELS[model]
+    head = [260.0, 319.5, 239.5] if spec.single_focal else [260.0, 260.0, 319.5, 239.5]
+    cam = Camera(model, W, H, head + [0.0] * spec.num_extra)
+    assert cam.max_valid_angle == pytest.approx(np.pi)
+    uv, valid = cam.project(np.array([[0.0, 0.0, -2.0], [0.0, 0.0, 0.0], [1e-3, 0.0, -2.0]]))
+    assert valid.tolist() == [False, False, True]
+
+
 @pytest.mark.parametrize("model", [m for m in PROJECTABLE if m not in FISHEYE])
 def test_perspective_points_behind_camera_are_invalid(model):
     cam = make_camera(model)

@@ -147,8 +147,23 @@ def test_file_round_trip_is_byte_identical(synthetic_pycolmap, tmp_path, kind):
     _, root = synthetic_pycolmap
     out = tmp_path / f"out_{kind}"
     write_colmap(read_colmap(root / kind), out, binary=(kind == "bin"))
-    for name in FILES[kind]:
+    # trivial rigs (one camera each): our rigs / frames files equal pycolmap's too
+    for name in FILES[kind] + (f"rigs.{kind}", f"frames.{kind}"):
         assert filecmp.cmp(root / kind / name, out / name, shallow=False), name
+
+
+def test_stale_frames_file_cannot_override_new_poses(synthetic_pycolmap):
+    """pycolmap composes image poses from frames.*: rewriting a model in place must rewrite
+    them too, or pycolmap would silently load the old poses."""
+    _, root = synthetic_pycolmap
+    rec = read_colmap(root / "bin")
+    im = rec.images[1]
+    im.cam_from_world = Rigid3(im.cam_from_world.rotation, im.cam_from_world.translation + 1.0)
+    write_colmap(rec, root / "bin")
+    ref = pycolmap.Reconstruction(str(root / "bin"))
+    np.testing.assert_array_equal(ref.images[1].cam_from_world().translation, im.cam_from_world.translation)
+    with pytest.warns(UserWarning, match="binary files"):
+        write_colmap(rec, root / "bin", binary=False)
 
 
 @pytest.mark.parametrize("binary", [True, False])
@@ -289,6 +304,12 @@ def test_wrong_content_binary(good_model, file):
     _expect_error(good_model / "bin", file)
 
 
+def test_incomplete_model(good_model):
+    (good_model / "bin" / "points3D.bin").unlink()
+    with pytest.raises(FormatError, match=r"incomplete COLMAP model.*not points3D\.bin"):
+        read_colmap(good_model / "bin")
+
+
 def test_trailing_bytes_binary(good_model):
     path = good_model / "bin" / "points3D.bin"
     path.write_bytes(path.read_bytes() + b"\x00" * 5)
@@ -349,7 +370,11 @@ def _edit_line(path: Path, index: int, fn):
     ("images.txt", 1, lambda s: s.rsplit(" ", 2)[0], ["triples"]),
     ("points3D.txt", 0, lambda s: " ".join(s.split()[:2] + ["inf"] + s.split()[3:]), ["nan/inf"]),
     ("points3D.txt", 0, lambda s: " ".join(s.split()[:4] + ["300"] + s.split()[5:]), ["0..255"]),
+    ("images.txt", 1, lambda s: "x" + s, ["POINTS2D X Y", "must be a number"]),
+    ("images.txt", 1, lambda s: " ".join(s.split()[:2] + ["1.5"] + s.split()[3:]), ["POINT3D_ID", "integer"]),
     ("points3D.txt", 0, lambda s: s + " 1", ["pairs"]),
+    ("points3D.txt", 0, lambda s: s + " 1 oops", ["TRACK", "integer"]),
+    ("points3D.txt", 0, lambda s: s + " 1 99999999999999999999999", ["TRACK", "integer"]),
 ])
 def test_corrupt_text(good_model, file, index, edit, needles):
     _edit_line(good_model / "txt" / file, index, edit)
@@ -394,3 +419,52 @@ def test_warnings_clean_on_good_files(good_model):
         warnings.simplefilter("error")
         read_colmap(good_model / "bin")
         read_colmap(good_model / "txt")
+
+
+def test_multi_camera_rig_model(tmp_path):
+    """pycolmap 4 rigs (2 cameras per rig, non-trivial sensor_from_rig): images.bin still holds
+    each image's composed cam_from_world, which is what we read."""
+    opts = pycolmap.SyntheticDatasetOptions()
+    opts.num_rigs = 1
+    opts.num_cameras_per_rig = 2
+    opts.num_frames_per_rig = 3
+    opts.num_points3D = 30
+    ref = pycolmap.synthesize_dataset(opts)
+    ref.write(str(tmp_path))
+    assert (tmp_path / "rigs.bin").is_file()
+    ours = read_colmap(tmp_path)
+    assert_same_as_pycolmap(ours, ref)
+    write_colmap(ours, tmp_path / "ours")
+    assert_same_as_pycolmap(ours, pycolmap.Reconstruction(str(tmp_path / "ours")))
+
+
+def test_large_sparse_ids_round_trip(tmp_path, rng):
+    """Ids near COLMAP's uint32 limit take the sorted-search path of the reference check."""
+    rec = make_reconstruction(rng, models=("PINHOLE",), n_points=6)
+    big = 4_000_000_000
+    images = {iid + big: Image(iid + big, im.name, im.camera_id, im.cam_from_world, im.keypoints, im.point3D_ids)
+              for iid, im in rec.images.items()}
+    points = {pid: Point3D(p.xyz, p.rgb, p.error, p.track + np.array([big, 0])) for pid, p in rec.points3D.items()}
+    write_colmap(Reconstruction(rec.cameras, images, points), tmp_path)
+    back = read_colmap(tmp_path)
+    assert set(back.images) == set(images)
+    bad = dict(points)
+    pid = next(iter(bad))
+    bad[pid] = Point3D(points[pid].xyz, track=np.array([[big - 5, 0]]))
+    with pytest.raises(ValueError, match=f"image {big - 5}"):
+        write_colmap(Reconstruction(rec.cameras, images, bad), tmp_path / "bad")
+
+
+def test_quaternion_memory_is_released(synthetic_pycolmap):
+    import gc
+
+    from recon.io import colmap as colmap_module
+
+    _, root = synthetic_pycolmap
+    gc.collect()  # poses of earlier tests
+    before = len(colmap_module._QVEC_CACHE)
+    rec = read_colmap(root / "bin")
+    assert len(colmap_module._QVEC_CACHE) == before + len(rec.images)
+    del rec
+    gc.collect()
+    assert len(colmap_module._QVEC_CACHE) == before

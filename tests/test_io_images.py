@@ -8,7 +8,7 @@ import pytest
 from PIL import Image as PILImage
 
 from recon import FormatError
-from recon.io import exif_focal_px, image_size, read_image, write_image
+from recon.io import exif_focal_px, guess_camera, image_size, read_image, write_image
 from recon.io.images import SENSOR_WIDTH_MM, list_images
 
 # Where a marker at the STORED top-left pixel appears once displayed, per EXIF orientation
@@ -143,6 +143,22 @@ def test_exif_focal_sceaux_castle(shared_data):
         assert abs(f_35 / K[0, 0] - 1) < 0.06  # 2753.3 px: -5.3 %
         assert image_size(p) == (2832, 2128)
     assert "kodak z612" in SENSOR_WIDTH_MM
+    # the initial camera: principal point at the image centre, which K.txt's (1416, 1064) in
+    # the corner convention is exactly, in ours (1415.5, 1063.5)
+    cam, from_exif = guess_camera(photos[0])
+    assert from_exif and cam.model == "SIMPLE_RADIAL" and cam.size == (2832, 2128)
+    np.testing.assert_array_equal(cam.principal_point, [K[0, 2] - 0.5, K[1, 2] - 0.5])
+    assert cam.params[0] == exif_focal_px(photos[0]) and cam.params[3] == 0.0
+
+
+def test_guess_camera_fallback_and_orientation(tmp_path):
+    p = tmp_path / "r.jpg"
+    PILImage.fromarray(np.zeros((30, 40, 3), np.uint8)).save(p, exif=_exif(orientation=6))
+    cam, from_exif = guess_camera(p, model="PINHOLE")
+    assert not from_exif and cam.size == (30, 40)  # displayed size (rotated)
+    np.testing.assert_array_equal(cam.params, [48.0, 48.0, 14.5, 19.5])
+    with pytest.raises(ValueError, match="model"):
+        guess_camera(p, model="FOV")
 
 
 def test_read_real_photo(shared_data):

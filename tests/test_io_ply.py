@@ -202,3 +202,43 @@ def test_warns_nothing_on_plain_clouds(tmp_path, rng):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         read_ply(tmp_path / "c.ply")
+
+
+def test_round_trip_property(tmp_path_factory):
+    """Any mix of point count, xyz dtype, optional rgb / normals and attribute dtypes survives
+    binary and ASCII round trips bit for bit (hypothesis)."""
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+    dtypes = st.sampled_from([np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.float32, np.float64])
+
+    @hypothesis.settings(max_examples=20, deadline=None)
+    @hypothesis.given(n=st.integers(0, 40), xyz64=st.booleans(), with_rgb=st.booleans(), with_normals=st.booleans(),
+                      attr_dtypes=st.lists(dtypes, max_size=4), binary=st.booleans(), seed=st.integers(0, 2**31))
+    def check(n, xyz64, with_rgb, with_normals, attr_dtypes, binary, seed):
+        rng = np.random.default_rng(seed)
+        ft = np.float64 if xyz64 else np.float32
+        attrs = {}
+        for k, dt in enumerate(attr_dtypes):
+            if np.dtype(dt).kind == "f":
+                attrs[f"a{k}"] = (rng.normal(size=n) * 10.0 ** rng.integers(-30, 30)).astype(dt)
+            else:
+                info = np.iinfo(dt)
+                attrs[f"a{k}"] = rng.integers(info.min, info.max, size=n, endpoint=True).astype(dt)
+        c = PointCloud((rng.normal(size=(n, 3)) * 1e3).astype(ft),
+                       rng.integers(0, 256, (n, 3), dtype=np.uint8) if with_rgb else None,
+                       rng.normal(size=(n, 3)).astype(ft) if with_normals else None, attrs)
+        p = tmp_path_factory.mktemp("prop") / "c.ply"
+        write_ply(p, c, binary=binary)
+        b = read_ply(p)
+        assert b.xyz.dtype == c.xyz.dtype
+        np.testing.assert_array_equal(b.xyz, c.xyz)
+        assert (b.rgb is None) == (c.rgb is None) and (b.normals is None) == (c.normals is None)
+        if c.rgb is not None:
+            np.testing.assert_array_equal(b.rgb, c.rgb)
+        if c.normals is not None:
+            np.testing.assert_array_equal(b.normals, c.normals)
+        for k, a in c.attributes.items():
+            assert b.attributes[k].dtype == a.dtype
+            np.testing.assert_array_equal(b.attributes[k], a)
+
+    check()

@@ -209,6 +209,19 @@ def test_instant_ngp_camera_angle_and_image_size_from_file(tmp_path):
     np.testing.assert_array_equal(cam.principal_point, [39.5, 29.5])  # image centre, our convention
 
 
+def test_instant_ngp_is_fisheye_flag(tmp_path):
+    """Instant-NGP's colmap2nerf.py writes "is_fisheye": true and no camera_model."""
+    doc = {"w": 64, "h": 48, "fl_x": 30.0, "fl_y": 30.0, "cx": 32.0, "cy": 24.0, "k1": 0.1, "k2": 0.01,
+           "is_fisheye": True, "frames": [{"file_path": "a.png", "transform_matrix": np.eye(4).tolist()}]}
+    (tmp_path / "transforms.json").write_text(json.dumps(doc))
+    rec, _ = read_transforms(tmp_path)
+    cam = rec.cameras[1]
+    assert cam.model == "OPENCV_FISHEYE"
+    np.testing.assert_array_equal(cam.params, [30.0, 30.0, 31.5, 23.5, 0.1, 0.01, 0.0, 0.0])
+    write_transforms(rec, tmp_path / "out.json")
+    assert json.loads((tmp_path / "out.json").read_text())["is_fisheye"] is True
+
+
 def test_meta_defaults():
     m = TransformsMeta()
     assert m.aabb_scale is None and m.mask_paths == {} and not m.undone
@@ -279,3 +292,13 @@ def test_write_refuses_unrepresentable(tmp_path, rng):
     cam = Camera("FULL_OPENCV", 640, 480, [500, 500, 320, 240, 0.1, 0, 0, 0, 0, 0.05, 0, 0])
     with pytest.raises(ValueError, match="rational"):
         write_transforms(_rec({1: cam}, rng), tmp_path)
+
+
+def test_read_model_finds_transforms(tmp_path, rng):
+    rec = _rec({1: Camera("PINHOLE", 64, 48, [50.0, 50.0, 31.5, 23.5])}, rng, n_images=3, n_points=0)
+    write_transforms(rec, tmp_path / "scene")
+    for p in (tmp_path / "scene", tmp_path / "scene" / "transforms.json"):
+        back = read_model(p)
+        assert len(back.images) == 3 and back.cameras[1].allclose(rec.cameras[1], rtol=0, atol=0)
+    with pytest.raises(FormatError, match="no COLMAP model"):
+        read_model(tmp_path)  # the parent holds neither a model nor a transforms.json

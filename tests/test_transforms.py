@@ -23,7 +23,7 @@ from calib import (
     skew,
 )
 
-settings.register_profile("recon", max_examples=60, deadline=None)
+settings.register_profile("recon", max_examples=40, deadline=None)
 settings.load_profile("recon")
 
 finite = st.floats(-1.0, 1.0, allow_nan=False)

@@ -16,8 +16,14 @@ from calib import Camera, Rigid3
 from calib._check import as_array
 from recon.scene import Reconstruction
 
-__all__ = ["PointLayer", "CameraView", "SplatLayer", "SceneContent", "content_from_reconstruction",
-           "splats_from_gaussians"]
+__all__ = [
+    "CameraView",
+    "PointLayer",
+    "SceneContent",
+    "SplatLayer",
+    "content_from_reconstruction",
+    "splats_from_gaussians",
+]
 
 
 @dataclass(eq=False)
@@ -94,7 +100,7 @@ class SceneContent:
     source: Path | None = None  # the file or folder it came from
     notes: list[str] = field(default_factory=list)  # facts shown in the Info panel
 
-    def scene_points(self) -> np.ndarray:
+    def scene_points(self, *, include_cameras: bool = True) -> np.ndarray:
         """All positions that define the scene's extent, [M, 3] (for the grid and camera scale)."""
         parts = []
         if self.points is not None and len(self.points):
@@ -103,7 +109,7 @@ class SceneContent:
             parts.append(self.splats.centers)
         if self.mesh is not None:
             parts.append(np.asarray(self.mesh.vertices, dtype=np.float32))
-        if self.cameras:
+        if self.cameras and include_cameras:
             parts.append(np.array([c.cam_from_world.dst_origin_in_src() for c in self.cameras],
                                   dtype=np.float32))
         return np.concatenate(parts) if parts else np.zeros((0, 3), np.float32)

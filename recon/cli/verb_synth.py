@@ -57,6 +57,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exposure", type=float, default=1.0, help="exposure gain (default: 1)")
     p.add_argument("--texel-size", type=float, default=0.004,
                    help="texture resolution in metres per texel (default: 0.004)")
+    p.add_argument("--board", default="chessboard",
+                   help="--kind board: chessboard, charuco or another board type of recon.synth.boards "
+                        "(default: chessboard)")
+    p.add_argument("--board-cols", type=int, default=9, help="--kind board: inner corners per row (default: 9)")
+    p.add_argument("--board-rows", type=int, default=6, help="--kind board: inner corners per column (default: 6)")
+    p.add_argument("--board-square", type=float, default=0.03, help="--kind board: square size in metres (default: 0.03)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -99,8 +105,10 @@ def run(args: argparse.Namespace) -> int:
             print("recon synth: --kind board needs recon.synth.boards (calibration boards), which is not "
                   "available in this installation yet", file=sys.stderr)
             return 2
-        write_board_dataset(out, camera=camera, views=args.views, seed=args.seed)
-        print(f"wrote board dataset to {out}")
+        write_board_dataset(out, kind=args.board, cols=args.board_cols, rows=args.board_rows,
+                            square=args.board_square, num_views=args.views, camera=camera, seed=args.seed,
+                            image_noise=args.noise, blur_px=args.blur)
+        print(f"wrote {args.views} {args.board} views ({args.board_cols}x{args.board_rows} inner corners) to {out}")
         return 0
 
     render = synth.RenderOptions(supersample=args.supersample, exposure=args.exposure,

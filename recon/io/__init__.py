@@ -8,7 +8,7 @@ Importing this package is light (NumPy, calib); Pillow / OpenCV load inside the 
 """
 
 from recon.io.colmap import find_colmap_model, read_colmap, write_colmap
-from recon.io.images import exif_focal_px, image_size, read_image, write_image
+from recon.io.images import CameraGuess, exif_focal_px, guess_camera, image_size, read_image, write_image
 from recon.io.model import read_model
 from recon.io.ply import PointCloud, read_ply, read_ply_header, write_ply
 from recon.io.transforms_json import (
@@ -20,13 +20,31 @@ from recon.io.transforms_json import (
     write_transforms,
 )
 
+_GAUSSIAN_NAMES = ("GaussianCloud", "read_splat_ply", "write_splat_ply")
+
+
+def __getattr__(name: str):
+    # 3DGS PLY I/O lives in recon.io.gaussians (helper `splat`); resolved lazily so this package
+    # stays importable (and light) whatever that module imports.
+    if name in _GAUSSIAN_NAMES:
+        from recon.io import gaussians
+
+        return getattr(gaussians, name)
+    raise AttributeError(f"module 'recon.io' has no attribute {name!r}")
+
+
 __all__ = [
+    "GaussianCloud",
+    "read_splat_ply",
+    "write_splat_ply",
+    "CameraGuess",
     "PointCloud",
     "TransformsMeta",
     "cam_from_world_from_transform_matrix",
     "exif_focal_px",
     "find_colmap_model",
     "find_transforms",
+    "guess_camera",
     "image_size",
     "read_colmap",
     "read_image",

@@ -17,10 +17,19 @@ keypoint are shifted by -0.5, on write by +0.5. COLMAP's qvec is a Hamilton quat
 of ``cam_from_world``, as is ours.
 
 COLMAP 3.12+ / pycolmap 4 also write ``rigs`` and ``frames`` files. ``images`` still hold each
-image's ``cam_from_world``, which is all our single-camera data model needs; the rig files are
-ignored on read and not written (pycolmap 4.2 reads a model without them and makes one trivial
-rig per camera). COLMAP 4 stores only registered images; an image whose ``cam_from_world`` is
-None cannot be expressed there, so the writer skips it with a warning.
+image's ``cam_from_world``, which is all our data model needs, so those files are ignored on
+read. On write we emit trivial ones (one rig per camera, one frame per image with
+``rig_from_world = cam_from_world``, exactly what pycolmap writes for single-camera rigs): a stale
+``frames`` file left from an earlier model would otherwise make pycolmap take the OLD poses
+(it composes image poses from frames). Multi-camera rig structure is therefore not preserved
+(the per-image poses are). COLMAP 4 stores only registered images; an image whose
+``cam_from_world`` is None cannot be expressed there, so the writer skips it with a warning.
+
+- ``rigs.bin``: uint64 count; per rig: uint32 rig_id, uint32 num_sensors, int32 ref sensor type
+  (0 = camera), uint32 ref sensor id (further sensors with their poses: never written by us).
+- ``frames.bin``: uint64 count; per frame: uint32 frame_id, uint32 rig_id, float64 qw qx qy qz
+  tx ty tz (``rig_from_world``), uint32 num_data_ids, then per data int32 sensor type, uint32
+  sensor id, uint64 data id (the image id).
 
 Round trips: file -> ours -> file reproduces every value bit for bit (quaternions read from a file
 are remembered for the pose object they built and written back unchanged; ``x - 0.5`` is exact
@@ -32,6 +41,7 @@ built from a matrix goes through a quaternion (rounding, ~1e-16).
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 import warnings
@@ -54,7 +64,6 @@ _BIN_FILES = ("cameras.bin", "images.bin", "points3D.bin")
 _TXT_FILES = ("cameras.txt", "images.txt", "points3D.txt")
 
 _KEYPOINT_DTYPE = np.dtype([("xy", "<f8", (2,)), ("point3D_id", "<u8")])
-_TRACK_DTYPE = np.dtype([("image_id", "<u4"), ("point2D_idx", "<u4")])
 
 
 # =========================================================================================
@@ -69,7 +78,11 @@ _QVEC_CACHE: dict[int, tuple[weakref.ref, np.ndarray]] = {}
 
 def _remember_qvec(pose: Rigid3, qvec: np.ndarray) -> None:
     key = id(pose)
-    _QVEC_CACHE[key] = (weakref.ref(pose, lambda _r, k=key: _QVEC_CACHE.pop(k, None)), qvec.copy())
+    try:
+        ref = weakref.ref(pose, lambda _r, k=key: _QVEC_CACHE.pop(k, None))
+    except TypeError:  # not weak-referenceable: no exact-quaternion memory, still correct
+        return
+    _QVEC_CACHE[key] = (ref, qvec.copy())
 
 
 def _qvec_of(pose: Rigid3) -> np.ndarray:
@@ -140,6 +153,13 @@ def read_colmap(path) -> Reconstruction:
         raise FileNotFoundError(f"{path}: no such file or folder")
     folder = find_colmap_model(path)
     if folder is None:
+        base = path if path.is_dir() else path.parent
+        for files in (_BIN_FILES, _TXT_FILES):
+            present = [f for f in files if (base / f).is_file()]
+            if present:
+                missing = [f for f in files if f not in present]
+                raise FormatError(base, f"incomplete COLMAP model: has {', '.join(present)} but not "
+                                        f"{', '.join(missing)}")
         raise FileNotFoundError(f"{path}: no COLMAP model here (expected {', '.join(_BIN_FILES)} "
                                 f"or {', '.join(_TXT_FILES)}, or a sparse/0 sub-folder)")
     if colmap_model_kind(folder) == "bin":
@@ -195,7 +215,7 @@ def write_colmap(rec: Reconstruction, path, *, binary: bool = True) -> Path:
         for pid, p in rec.points3D.items():
             if np.isin(p.track[:, 0], skipped).any():
                 raise ValueError(f"rec: point3D {pid} is observed in an unregistered image")
-    for cid, cam in rec.cameras.items():
+    for cid in rec.cameras:
         _check_id(cid, "camera_id", 2**32 - 1)
     for iid in rec.images:
         _check_id(iid, "image_id", 2**32 - 1)
@@ -209,14 +229,23 @@ def write_colmap(rec: Reconstruction, path, *, binary: bool = True) -> Path:
                              f"{'files' if chr(0) in im.name else 'text files'} cannot hold"
                              f"{'' if chr(0) in im.name else ' (write binary=True)'}")
     folder.mkdir(parents=True, exist_ok=True)
+    other = "txt" if binary else "bin"
+    stale = [n for n in ("cameras", "images", "points3D") if (folder / f"{n}.{other}").exists()]
+    if not binary and stale:
+        warnings.warn(f"write_colmap: {folder} also holds {', '.join(f'{n}.bin' for n in stale)}; COLMAP, "
+                      "pycolmap and recon read the binary files when both exist", stacklevel=2)
     if binary:
         _write_cameras_bin(folder / "cameras.bin", rec.cameras)
         _write_images_bin(folder / "images.bin", images)
         _write_points3D_bin(folder / "points3D.bin", rec.points3D)
+        _write_rigs_bin(folder / "rigs.bin", rec.cameras)
+        _write_frames_bin(folder / "frames.bin", images)
     else:
         _write_cameras_txt(folder / "cameras.txt", rec.cameras)
         _write_images_txt(folder / "images.txt", images)
         _write_points3D_txt(folder / "points3D.txt", rec.points3D)
+        _write_rigs_txt(folder / "rigs.txt", rec.cameras)
+        _write_frames_txt(folder / "frames.txt", images)
     return folder
 
 
@@ -244,18 +273,25 @@ def _check_references(folder, rec: Reconstruction, *, error=None) -> None:
         return
     tracks = np.concatenate([p.track for p in rec.points3D.values()], axis=0)
     owner = np.repeat(np.array(list(rec.points3D), dtype=np.int64), lengths)
-    slot = np.searchsorted(image_ids, tracks[:, 0])
-    slot_c = np.minimum(slot, max(len(image_ids) - 1, 0))
-    known = (slot < len(image_ids)) & (image_ids[slot_c] == tracks[:, 0]) if len(image_ids) else \
-        np.zeros(len(tracks), dtype=bool)
+    tid = tracks[:, 0]
+    if len(image_ids) and 0 <= image_ids[0] and image_ids[-1] <= 4 * len(image_ids) + 1_000_000:
+        # dense lookup table: O(1) per observation (ids are small in practice)
+        lut = np.full(int(image_ids[-1]) + 1, -1, dtype=np.int64)
+        lut[image_ids] = n_kp
+        n_kp_obs = np.where((tid >= 0) & (tid < lut.size), lut[np.clip(tid, 0, lut.size - 1)], -1)
+    else:
+        slot = np.minimum(np.searchsorted(image_ids, tid), max(len(image_ids) - 1, 0))
+        hit = (image_ids[slot] == tid) if len(image_ids) else np.zeros(len(tid), dtype=bool)
+        n_kp_obs = np.where(hit, n_kp[slot] if len(image_ids) else 0, -1)
+    known = n_kp_obs >= 0
     if not known.all():
         k = int(np.argmin(known))
         error(f"point3D {owner[k]}: track refers to image {tracks[k, 0]}, which is not in the images")
-    in_range = (tracks[:, 1] >= 0) & (tracks[:, 1] < n_kp[slot_c])
+    in_range = (tracks[:, 1] >= 0) & (tracks[:, 1] < n_kp_obs)
     if not in_range.all():
         k = int(np.argmin(in_range))
         error(f"point3D {owner[k]}: track refers to keypoint {tracks[k, 1]} of image {tracks[k, 0]}, "
-              f"which has {n_kp[slot_c[k]]}")
+              f"which has {n_kp_obs[k]}")
 
 
 # =========================================================================================
@@ -368,7 +404,8 @@ def _write_cameras_bin(path: Path, cameras: dict[int, Camera]) -> None:
 
 def _read_cameras_txt(path: Path) -> dict[int, Camera]:
     cameras: dict[int, Camera] = {}
-    for lineno, tok in _data_lines(path):
+    for lineno, line in _data_lines(path):
+        tok = line.split()
         where = f"line {lineno}"
         if len(tok) < 4:
             raise FormatError(path, f"{where}: expected CAMERA_ID MODEL WIDTH HEIGHT PARAMS[], got "
@@ -465,10 +502,11 @@ def _read_images_txt(path: Path) -> dict[int, Image]:
     # Two lines per image; the POINTS2D line may be empty.
     i = 0
     while i < len(lines):
-        lineno, tok = lines[i]
-        if not tok:  # a stray blank line between records
+        lineno, line = lines[i]
+        if not line:  # a stray blank line between records
             i += 1
             continue
+        tok = line.split()
         where = f"line {lineno}"
         if len(tok) < 10:
             raise FormatError(path, f"{where}: expected IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME, got "
@@ -476,27 +514,33 @@ def _read_images_txt(path: Path) -> dict[int, Image]:
         image_id = _parse_int(path, where, "IMAGE_ID", tok[0])
         vals = [_parse_float(path, where, "pose", t) for t in tok[1:8]]
         camera_id = _parse_int(path, where, "CAMERA_ID", tok[8])
-        name = " ".join(tok[9:])  # COLMAP names may contain spaces
+        name = " ".join(tok[9:])  # COLMAP itself splits names at spaces; be lenient on read
         if i + 1 >= len(lines):
             raise FormatError(path, f"{where}: image {image_id} has no POINTS2D line (truncated file)")
-        lineno2, tok2 = lines[i + 1]
-        if len(tok2) % 3:
-            raise FormatError(path, f"line {lineno2}: POINTS2D must be triples (X Y POINT3D_ID), got "
-                                    f"{len(tok2)} value(s)")
-        if tok2:
-            try:
-                arr = np.array(tok2, dtype=object).reshape(-1, 3)
-                xy = arr[:, :2].astype(np.float64)
-                ids = np.array([int(t) for t in arr[:, 2]], dtype=np.int64)
-            except ValueError as e:
-                raise FormatError(path, f"line {lineno2}: bad POINTS2D value ({e})") from None
-        else:
-            xy, ids = np.zeros((0, 2)), np.zeros(0, dtype=np.int64)
+        lineno2, line2 = lines[i + 1]
+        xy, ids = _parse_points2D(path, lineno2, line2)
         if image_id in images:
             raise FormatError(path, f"{where}: image id {image_id} appears twice")
         images[image_id] = _make_image(path, image_id, name, camera_id, vals[:4], vals[4:], xy, ids)
         i += 2
     return images
+
+
+def _parse_points2D(path: Path, lineno: int, line: str) -> tuple[np.ndarray, np.ndarray]:
+    a = _fast_numbers(line, np.float64)
+    if a is not None and a.size % 3 == 0:
+        a = a.reshape(-1, 3)
+        idf = a[:, 2]
+        if np.all((idf == np.round(idf)) & (np.abs(idf) < 2.0**53)):
+            return np.ascontiguousarray(a[:, :2]), idf.astype(np.int64)
+    tok = line.split()  # slow path: find what is wrong
+    if len(tok) % 3:
+        raise FormatError(path, f"line {lineno}: POINTS2D must be triples (X Y POINT3D_ID), got "
+                                f"{len(tok)} value(s)")
+    xy = np.array([_parse_float(path, f"line {lineno}", "POINTS2D X Y", t)
+                   for k, t in enumerate(tok) if k % 3 != 2]).reshape(-1, 2)
+    ids = np.array([_parse_int(path, f"line {lineno}", "POINT3D_ID", t) for t in tok[2::3]], dtype=np.int64)
+    return xy, ids
 
 
 def _write_images_txt(path: Path, images: list[Image]) -> None:
@@ -513,7 +557,54 @@ def _write_images_txt(path: Path, images: list[Image]) -> None:
                                im.name]))
         xy = im.keypoints + PIXEL_SHIFT
         # COLMAP ends every triple with a space (also the last): keep that so files match.
-        lines.append("".join(f"{_fmt(x)} {_fmt(y)} {int(pid)} " for (x, y), pid in zip(xy, im.point3D_ids)))
+        # One %-format over the whole line runs the number formatting in C.
+        flat = itertools.chain.from_iterable(zip(xy[:, 0].tolist(), xy[:, 1].tolist(), im.point3D_ids.tolist()))
+        lines.append(("%.17g %.17g %d " * xy.shape[0]) % tuple(flat))
+    _write_text(path, lines)
+
+
+# =========================================================================================
+# Rigs and frames (trivial: one camera per rig, one image per frame)
+# =========================================================================================
+_SENSOR_CAMERA = 0
+
+
+def _write_rigs_bin(path: Path, cameras: dict[int, Camera]) -> None:
+    parts = [struct.pack("<Q", len(cameras))]
+    for cid in cameras:
+        parts.append(struct.pack("<IIiI", int(cid), 1, _SENSOR_CAMERA, int(cid)))
+    path.write_bytes(b"".join(parts))
+
+
+def _write_frames_bin(path: Path, images: list[Image]) -> None:
+    parts = [struct.pack("<Q", len(images))]
+    for im in images:
+        pose = im.cam_from_world
+        parts.append(struct.pack("<II", int(im.image_id), int(im.camera_id)))
+        parts.append(np.asarray(_qvec_of(pose), dtype="<f8").tobytes())
+        parts.append(np.asarray(pose.translation, dtype="<f8").tobytes())
+        parts.append(struct.pack("<IiIQ", 1, _SENSOR_CAMERA, int(im.camera_id), int(im.image_id)))
+    path.write_bytes(b"".join(parts))
+
+
+def _write_rigs_txt(path: Path, cameras: dict[int, Camera]) -> None:
+    lines = ["# Rig calib list with one line of data per calib:",
+             "#   RIG_ID, NUM_SENSORS, REF_SENSOR_TYPE, REF_SENSOR_ID, SENSORS[] as (SENSOR_TYPE, SENSOR_ID, "
+             "HAS_POSE, [QW, QX, QY, QZ, TX, TY, TZ])",
+             f"# Number of rigs: {len(cameras)}"]
+    lines += [f"{int(cid)} 1 CAMERA {int(cid)}" for cid in cameras]
+    _write_text(path, lines)
+
+
+def _write_frames_txt(path: Path, images: list[Image]) -> None:
+    lines = ["# Frame list with one line of data per frame:",
+             "#   FRAME_ID, RIG_ID, RIG_FROM_WORLD[QW, QX, QY, QZ, TX, TY, TZ], NUM_DATA_IDS, DATA_IDS[] as "
+             "(SENSOR_TYPE, SENSOR_ID, DATA_ID)",
+             f"# Number of frames: {len(images)}"]
+    for im in images:
+        pose = im.cam_from_world
+        vals = " ".join(_fmt(v) for v in (*_qvec_of(pose), *pose.translation))
+        lines.append(f"{int(im.image_id)} {int(im.camera_id)} {vals} 1 CAMERA {int(im.camera_id)} {int(im.image_id)}")
     _write_text(path, lines)
 
 
@@ -522,10 +613,9 @@ def _write_images_txt(path: Path, images: list[Image]) -> None:
 # =========================================================================================
 
 def _make_point(path: Path, pid: int, xyz, rgb, error: float, track: np.ndarray) -> Point3D:
-    xyz = np.asarray(xyz, dtype=np.float64)
-    if not (np.all(np.isfinite(xyz)) and math.isfinite(error)):
-        raise FormatError(path, f"point3D {pid}: NaN/Inf in xyz {xyz.tolist()} or error {error}")
-    return Point3D(xyz, np.asarray(rgb, dtype=np.uint8), float(error), track)
+    if not (math.isfinite(xyz[0]) and math.isfinite(xyz[1]) and math.isfinite(xyz[2]) and math.isfinite(error)):
+        raise FormatError(path, f"point3D {pid}: NaN/Inf in xyz {list(xyz)} or error {error}")
+    return Point3D(np.array(xyz, dtype=np.float64), np.array(rgb, dtype=np.uint8), float(error), track)
 
 
 def _read_points3D_bin(path: Path) -> dict[int, Point3D]:
@@ -545,9 +635,8 @@ def _read_points3D_bin(path: Path) -> dict[int, Point3D]:
         if pos + 8 * tlen > size:
             raise FormatError(path, f"truncated: point3D {pid} declares a track of {tlen} elements, but "
                                     f"only {size - pos} bytes remain")
-        track = np.frombuffer(buf, dtype=_TRACK_DTYPE, count=tlen, offset=pos)
+        track = np.frombuffer(buf, dtype="<u4", count=2 * tlen, offset=pos).reshape(-1, 2).astype(np.int64)
         pos += 8 * tlen
-        track = np.stack([track["image_id"], track["point2D_idx"]], axis=1).astype(np.int64)
         if pid in points:
             raise FormatError(path, f"point3D id {pid} appears twice")
         points[pid] = _make_point(path, pid, (x, y, z), (cr, cg, cb), err, track)
@@ -569,10 +658,11 @@ def _write_points3D_bin(path: Path, points: dict[int, Point3D]) -> None:
 
 def _read_points3D_txt(path: Path) -> dict[int, Point3D]:
     points: dict[int, Point3D] = {}
-    for lineno, tok in _data_lines(path):
+    for lineno, line in _data_lines(path):
         where = f"line {lineno}"
-        if len(tok) < 8 or (len(tok) - 8) % 2:
-            raise FormatError(path, f"{where}: expected POINT3D_ID X Y Z R G B ERROR TRACK[] (pairs), got "
+        tok = line.split(maxsplit=8)
+        if len(tok) < 8:
+            raise FormatError(path, f"{where}: expected POINT3D_ID X Y Z R G B ERROR TRACK[], got "
                                     f"{len(tok)} field(s)")
         pid = _parse_int(path, where, "POINT3D_ID", tok[0])
         xyz = [_parse_float(path, where, "X Y Z", t) for t in tok[1:4]]
@@ -580,10 +670,16 @@ def _read_points3D_txt(path: Path) -> dict[int, Point3D]:
         if not all(0 <= c <= 255 for c in rgb):
             raise FormatError(path, f"{where}: colour {rgb} outside 0..255")
         err = _parse_float(path, where, "ERROR", tok[7])
-        track = np.array([_parse_int(path, where, "TRACK", t) for t in tok[8:]], dtype=np.int64).reshape(-1, 2)
+        rest = tok[8] if len(tok) > 8 else ""
+        track = _fast_numbers(rest, np.int64)
+        if track is None:
+            track = np.array([_parse_int(path, where, "TRACK", t) for t in rest.split()], dtype=np.int64)
+        if track.size % 2:
+            raise FormatError(path, f"{where}: TRACK must be (IMAGE_ID, POINT2D_IDX) pairs, got "
+                                    f"{track.size} value(s)")
         if pid in points:
             raise FormatError(path, f"{where}: point3D id {pid} appears twice")
-        points[pid] = _make_point(path, pid, xyz, rgb, err, track)
+        points[pid] = _make_point(path, pid, xyz, rgb, err, track.reshape(-1, 2))
     return points
 
 
@@ -593,9 +689,10 @@ def _write_points3D_txt(path: Path, points: dict[int, Point3D]) -> None:
     lines = ["# 3D point list with one line of data per point:",
              "#   POINT3D_ID, X, Y, Z, R, G, B, ERROR, TRACK[] as (IMAGE_ID, POINT2D_IDX)",
              f"# Number of points: {len(points)}, mean track length: {mean_tl:g}"]
+    head = "%d %.17g %.17g %.17g %d %d %d %.17g"
     for pid, p in points.items():
-        lines.append(" ".join([str(int(pid)), *(_fmt(v) for v in p.xyz), *(str(int(c)) for c in p.rgb),
-                               _fmt(p.error), *(str(int(v)) for v in p.track.ravel())]))
+        vals = (int(pid), *p.xyz.tolist(), *p.rgb.tolist(), float(p.error), *p.track.ravel().tolist())
+        lines.append((head + " %d" * p.track.size) % vals)
     _write_text(path, lines)
 
 
@@ -614,7 +711,7 @@ def _write_text(path: Path, lines: list[str]) -> None:
 
 
 def _data_lines(path: Path, *, keep_empty: bool = False):
-    """(line number, tokens) for the non-comment lines of a COLMAP text file."""
+    """(line number, stripped line) for the non-comment lines of a COLMAP text file."""
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -634,14 +731,29 @@ def _data_lines(path: Path, *, keep_empty: bool = False):
             continue
         if not s and not keep_empty:
             continue
-        yield i, s.split()
+        yield i, s
+
+
+def _fast_numbers(text: str, dtype) -> np.ndarray | None:
+    """Whitespace-separated numbers parsed in C; None when anything is off (the caller then
+    parses token by token to produce a precise error message)."""
+    try:
+        a = np.fromstring(text, dtype=dtype, sep=" ")
+    except ValueError:
+        return None
+    if dtype == np.int64 and a.size and (a.max() == np.iinfo(np.int64).max or a.min() == np.iinfo(np.int64).min):
+        return None  # saturated: out of range
+    return a
 
 
 def _parse_int(path: Path, where: str, what: str, tok: str) -> int:
     try:
-        return int(tok)
+        v = int(tok)
     except ValueError:
         raise FormatError(path, f"{where}: {what} must be an integer, got {tok!r}") from None
+    if not -(2**63) <= v < 2**63:
+        raise FormatError(path, f"{where}: {what} must be an integer in the 64-bit range, got {tok}")
+    return v
 
 
 def _parse_float(path: Path, where: str, what: str, tok: str) -> float:

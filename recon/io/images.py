@@ -14,13 +14,14 @@ through OpenCV, imported only in that case.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from recon.errors import FormatError
 
-__all__ = ["read_image", "write_image", "image_size", "exif_focal_px", "exif_orientation",
-           "IMAGE_EXTENSIONS", "list_images"]
+__all__ = ["IMAGE_EXTENSIONS", "CameraGuess", "exif_focal_px", "exif_orientation", "guess_camera",
+           "image_size", "list_images", "read_image", "write_image"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm")
 _MODES = ("rgb", "gray", "unchanged")
@@ -61,7 +62,8 @@ SENSOR_WIDTH_MM: dict[str, float] = {
 
 
 def _open(path):
-    from PIL import Image as PILImage, UnidentifiedImageError
+    from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
 
     path = Path(path)
     if not path.is_file():
@@ -338,3 +340,34 @@ def _sensor_lookup(ident: str, table: dict[str, float]) -> float | None:
         if all(k in words for k in kw) or key in norm:
             return width
     return None
+
+
+class CameraGuess(NamedTuple):
+    camera: object  # calib.Camera
+    from_exif: bool  # False: the focal length is the fallback guess
+
+
+def guess_camera(path, *, model: str = "SIMPLE_RADIAL", fallback_focal_factor: float = 1.2,
+                 sensor_widths: dict[str, float] | None = None) -> CameraGuess:
+    """An initial ``calib.Camera`` for the image as displayed: focal from :func:`exif_focal_px`
+    (else ``fallback_focal_factor * max(W, H)``, COLMAP's default), principal point at the image
+    centre ((W - 1) / 2, (H - 1) / 2 in our pixel-centre convention), zero distortion.
+
+    Args:
+        model: SIMPLE_PINHOLE, PINHOLE, SIMPLE_RADIAL, RADIAL, OPENCV, OPENCV_FISHEYE or FULL_OPENCV.
+    """
+    from calib import MODELS, Camera
+
+    if model not in MODELS or not MODELS[model].supported:
+        raise ValueError(f"model: expected a supported COLMAP camera model name, got {model!r}")
+    if not (np.isfinite(fallback_focal_factor) and fallback_focal_factor > 0):
+        raise ValueError(f"fallback_focal_factor: expected a positive number, got {fallback_focal_factor}")
+    w, h = image_size(path)
+    f = exif_focal_px(path, sensor_widths=sensor_widths)
+    from_exif = f is not None
+    if f is None:
+        f = fallback_focal_factor * max(w, h)
+    spec = MODELS[model]
+    cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+    head = [f, cx, cy] if spec.single_focal else [f, f, cx, cy]
+    return CameraGuess(Camera(model, w, h, np.array(head + [0.0] * spec.num_extra)), from_exif)

@@ -25,6 +25,7 @@ every value fits (else raises), so they read back as 32-bit. The 3D Gaussian Spl
 
 from __future__ import annotations
 
+import itertools
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -335,12 +336,17 @@ def write_ply(path, cloud: PointCloud, *, binary: bool = True, comments: tuple[s
             data.astype(dtype.newbyteorder("<")).tofile(f)
         else:
             fmts = []
-            for n, a in fields:
+            for _, a in fields:
                 k = a.dtype.kind
                 fmts.append("%d" if k in "iub" else ("%.9g" if a.dtype.itemsize == 4 else "%.17g"))
-            if len(cloud):
-                cols = [data[n] for n, _ in fields]
-                np.savetxt(f, np.rec.fromarrays(cols, dtype=dtype), fmt=" ".join(fmts))
+            row = " ".join(fmts) + "\n"
+            # One %-format per chunk keeps the number formatting in C (np.savetxt is ~2x slower).
+            # 9 / 17 significant digits round-trip float32 / float64 exactly.
+            chunk = 65536
+            for start in range(0, len(cloud), chunk):
+                part = data[start:start + chunk]
+                flat = tuple(itertools.chain.from_iterable(part.tolist()))
+                f.write(((row * len(part)) % flat).encode("ascii"))
     return path
 
 

@@ -11,12 +11,14 @@ Conventions converted HERE (docs/conventions.md):
   COLMAP: nerfstudio's ``colmap_utils.parse_colmap_camera_params`` copies COLMAP's ``cx, cy``
   unchanged into transforms.json, and its ray generator ``Cameras.get_image_coords`` (nerfstudio
   ``cameras/cameras.py``) samples pixel ``i`` at ``i + pixel_offset`` with ``pixel_offset=0.5``;
-  Instant-NGP likewise uses ``(x + 0.5) / w``. So ``cx_ours = cx - 0.5`` on read, ``+ 0.5`` on write.
+  Instant-NGP's ``scripts/colmap2nerf.py`` also copies COLMAP's ``cx, cy`` unchanged (and defaults
+  them to ``w / 2, h / 2``, the image centre in the corner convention). So ``cx_ours = cx - 0.5`` on
+  read, ``+ 0.5`` on write.
 - Intrinsics: ``fl_x fl_y cx cy w h`` (or Instant-NGP/Blender ``camera_angle_x``/``_y``), and
   distortion ``k1 k2 k3 k4 p1 p2`` with ``camera_model``. For perspective cameras nerfstudio's
   radial polynomial is ``1 + k1 r^2 + k2 r^4 + k3 r^6 + k4 r^8``: k1 k2 p1 p2 -> OPENCV, a
   non-zero k3 -> FULL_OPENCV (same k3), a non-zero k4 (r^8) has no COLMAP model: FormatError.
-  ``OPENCV_FISHEYE`` k1..k4 -> OPENCV_FISHEYE. The ``camera_model`` names nerfstudio knows
+  ``OPENCV_FISHEYE`` k1..k4 (or Instant-NGP's ``is_fisheye: true``) -> OPENCV_FISHEYE. The ``camera_model`` names nerfstudio knows
   (SIMPLE_PINHOLE, PINHOLE, SIMPLE_RADIAL, RADIAL, OPENCV, OPENCV_FISHEYE) are written as our
   model name, so those round-trip exactly. Intrinsics may be top-level (shared) or per frame
   (per-frame keys override the top-level ones, as in nerfstudio).
@@ -50,7 +52,7 @@ __all__ = [
 PIXEL_SHIFT = 0.5
 _GL_FROM_CV = np.diag([1.0, -1.0, -1.0, 1.0])  # flips y and z of the camera frame (self-inverse)
 _INTRINSIC_KEYS = ("fl_x", "fl_y", "cx", "cy", "w", "h", "k1", "k2", "k3", "k4", "p1", "p2",
-                   "camera_model", "camera_angle_x", "camera_angle_y")
+                   "camera_model", "camera_angle_x", "camera_angle_y", "is_fisheye")
 _FRAME_KEYS = _INTRINSIC_KEYS + ("file_path", "transform_matrix", "mask_path", "depth_file_path",
                                  "colmap_im_id")
 _TOP_KEYS = _INTRINSIC_KEYS + ("frames", "aabb_scale", "applied_transform", "ply_file_path")
@@ -273,7 +275,7 @@ def _matrix(file: Path, name: str, value) -> np.ndarray:
 
 def _camera_from_fields(file: Path, where: str, f: dict, image_path: Path) -> Camera:
     for key, value in f.items():
-        if key != "camera_model":
+        if key not in ("camera_model", "is_fisheye"):
             _number(file, f"{where}.{key}", value)
     w, h = f.get("w"), f.get("h")
     if w is None or h is None:
@@ -299,7 +301,8 @@ def _camera_from_fields(file: Path, where: str, f: dict, image_path: Path) -> Ca
     cx = f.get("cx", w / 2.0) - PIXEL_SHIFT
     cy = f.get("cy", h / 2.0) - PIXEL_SHIFT
     d = {k: float(f.get(k, 0.0)) for k in ("k1", "k2", "k3", "k4", "p1", "p2")}
-    model = f.get("camera_model", "OPENCV")
+    # Instant-NGP's colmap2nerf.py marks fisheye cameras with "is_fisheye" instead of a model name
+    model = f.get("camera_model", "OPENCV_FISHEYE" if f.get("is_fisheye") is True else "OPENCV")
     if model not in _NS_MODELS:
         raise FormatError(file, f"{where}: camera_model {model!r} is not supported (expected one of "
                                 f"{', '.join(_NS_MODELS)})")
@@ -357,11 +360,12 @@ def _fields_from_camera(cam: Camera) -> dict:
         out.update(camera_model="OPENCV", k1=float(e[0]), k2=float(e[1]), p1=float(e[2]), p2=float(e[3]),
                    k3=float(e[4]))
     elif m == "OPENCV_FISHEYE":
-        out.update(k1=float(e[0]), k2=float(e[1]), k3=float(e[2]), k4=float(e[3]))
+        out.update(k1=float(e[0]), k2=float(e[1]), k3=float(e[2]), k4=float(e[3]), is_fisheye=True)
     elif m == "SIMPLE_RADIAL_FISHEYE":
-        out.update(camera_model="OPENCV_FISHEYE", k1=float(e[0]), k2=0.0, k3=0.0, k4=0.0)
+        out.update(camera_model="OPENCV_FISHEYE", k1=float(e[0]), k2=0.0, k3=0.0, k4=0.0, is_fisheye=True)
     elif m == "RADIAL_FISHEYE":
-        out.update(camera_model="OPENCV_FISHEYE", k1=float(e[0]), k2=float(e[1]), k3=0.0, k4=0.0)
+        out.update(camera_model="OPENCV_FISHEYE", k1=float(e[0]), k2=float(e[1]), k3=0.0, k4=0.0,
+                   is_fisheye=True)
     else:
         raise ValueError(f"camera model {m} cannot be written to transforms.json")
     return out

@@ -27,8 +27,10 @@ from recon.synth.dataset import (
     load_dataset,
     write_dataset,
 )
-from recon.synth.render import RenderedView, RenderOptions, camera_rays, cast_rays, render_view
+from recon.synth.render import RenderedView, RenderOptions, camera_rays, cast_rays, pixel_angles, render_view
+from recon.synth import stereo
 from recon.synth.scene import CLASS_NAMES, Instance, Primitive, Scene, SceneConfig, make_scene
+from recon.synth.stereo import StereoPair, rectify, stereo_pair, write_stereo_dataset
 from recon.synth.trajectory import (
     TRAJECTORIES,
     StereoRig,
@@ -44,6 +46,6 @@ __all__ = [
     "CLASS_NAMES", "DatasetOptions", "GroundTruthPoints", "Instance", "Primitive", "RenderOptions",
     "RenderedView", "Scene", "SceneConfig", "StereoRig", "SynthDataset", "SynthView", "TRAJECTORIES",
     "camera_rays", "cast_rays", "default_distortion", "ground_truth_points", "hemisphere",
-    "load_dataset", "look_at", "make_camera", "make_scene", "orbit", "render_view", "walkthrough",
-    "write_dataset",
+    "load_dataset", "look_at", "make_camera", "make_scene", "orbit", "pixel_angles", "rectify", "render_view", "stereo",
+    "StereoPair", "stereo_pair", "walkthrough", "write_dataset", "write_stereo_dataset",
 ]

@@ -29,9 +29,9 @@ from calib.boards import BoardSpec, board_object_points, charuco_board
 __all__ = [
     "BoardView",
     "board_texture",
+    "random_board_poses",
     "render_board",
     "true_corners",
-    "random_board_poses",
     "write_board_dataset",
 ]
 
@@ -56,7 +56,7 @@ def board_texture(board: BoardSpec, *, pixels_per_square: int = 64):
         return shade
     if board.kind == "circles":
         cols, rows = board.cols, board.rows
-        radius = 0.5 * s
+        radius = 0.3 * s  # diameter 0.6 s: diagonal neighbours (1.41 s apart) stay well separated
         x0, x1 = -2 * s, (2 * (cols - 1) + 1) * s + 2 * s
         y0, y1 = -2 * s, (rows - 1) * s + 2 * s
 
@@ -197,7 +197,7 @@ def _board_extent(board: BoardSpec) -> np.ndarray:
     """[4, 3] corners of the printed area (board frame) the whole of which must be visible."""
     P = board_object_points(board)
     s = board.square
-    pad = {"chessboard": 1.0 * s, "circles": 0.6 * s, "charuco": 0.0}[board.kind]
+    pad = {"chessboard": 1.5 * s, "circles": 1.2 * s, "charuco": 0.0}[board.kind]  # includes a white margin
     x0, y0 = P[:, 0].min() - pad, P[:, 1].min() - pad
     x1, y1 = P[:, 0].max() + pad, P[:, 1].max() + pad
     if board.kind == "charuco":
@@ -274,6 +274,7 @@ def write_board_dataset(out, *, kind: str = "chessboard", cols: int = 9, rows: i
                         camera: Camera | None = None, seed: int = 0, noise_px: float = 0.0,
                         image_noise: float = 0.0, blur_px: float = 0.0, supersample: int = 3,
                         max_tilt_deg: float = 40.0, max_roll_deg: float = 25.0,
+                        fill: tuple[float, float] = (0.35, 0.65),
                         poses: list[Rigid3] | None = None, prefix: str = "") -> Path:
     """Render ``num_views`` board images into ``out/images/`` and write ``out/gt.json``.
 
@@ -281,6 +282,7 @@ def write_board_dataset(out, *, kind: str = "chessboard", cols: int = 9, rows: i
     and per view: image path, ``cam_from_board`` (rotation [3,3], translation [3], board units),
     the true corner pixels (``corners``, ids 0..N-1), ``visible``, and ``corners_noisy`` (true
     corners + Gaussian noise of sigma ``noise_px`` per axis, for tests that skip detection).
+    ``fill``: range of the board's apparent size as a fraction of the image diagonal.
     Pass ``poses`` to render given poses (e.g. the right camera of a stereo rig)."""
     import cv2
 
@@ -296,7 +298,7 @@ def write_board_dataset(out, *, kind: str = "chessboard", cols: int = 9, rows: i
     rng = np.random.default_rng(seed)
     if poses is None:
         poses = random_board_poses(board, camera, num_views, rng, max_tilt_deg=max_tilt_deg,
-                                   max_roll_deg=max_roll_deg)
+                                   max_roll_deg=max_roll_deg, fill=fill)
     cache = _RayCache(camera, supersample, 1 if camera.is_fisheye else 2)
     views = []
     for k, pose in enumerate(poses):

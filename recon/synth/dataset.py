@@ -11,6 +11,10 @@ Layout written by :func:`write_dataset` (documented in docs/synth.md)::
       labels/instance/STEM.png     uint16 instance id (gt.json "instances"; 0 = none)
       sparse/0/                    ground-truth COLMAP model (recon.io.write_colmap)
       transforms.json              nerfstudio / Instant-NGP poses (recon.io.write_transforms)
+      gt_points.npz                ground-truth 3D points (xyz, rgb, normals, class_id,
+                                   instance_id) and their exact observations (obs_view,
+                                   obs_point, obs_uv)
+      gt_points.ply                the same points as a labelled PLY (class_id, instance_id)
       gt.json                      everything else (cameras, poses, classes, seed, options)
 
 ``NAME`` is the image name (e.g. ``0007.png`` or ``left/0007.png``) and ``STEM`` the name
@@ -150,6 +154,17 @@ class SynthDataset:
         """uint16 [H, W] instance ids (see ``instances``)."""
         return _read_png(self._path("labels/instance", i, ".png"), color=False, depth16=True)
 
+    def points(self) -> GroundTruthPoints:
+        """The ground-truth 3D points and their exact observations (gt_points.npz)."""
+        p = self.root / (self.gt.get("points") or {}).get("file", "gt_points.npz")
+        try:
+            z = np.load(p, allow_pickle=False)
+            view, point, uv = z["obs_view"], z["obs_point"], z["obs_uv"]
+            obs = [(point[view == k], uv[view == k]) for k in range(len(self.views))]
+            return GroundTruthPoints(z["xyz"], z["rgb"], z["instance_id"], obs, z["class_id"], z["normals"])
+        except (OSError, KeyError, ValueError) as e:
+            raise FormatError(p, f"cannot read ground-truth points: {e}") from None
+
     def reconstruction(self) -> Reconstruction:
         """The ground-truth sparse model (sparse/0) via ``recon.io.read_colmap``."""
         from recon.io import read_colmap
@@ -198,13 +213,16 @@ def _camera_json(cam: Camera) -> dict:
 
 @dataclass
 class GroundTruthPoints:
-    """xyz [N, 3] world; rgb [N, 3] uint8; instance_id [N]; observations per view: list of
-    (point indices [M], uv [M, 2]) with uv in recon's pixel convention."""
+    """xyz [N, 3] world; rgb [N, 3] uint8; instance_id, class_id [N]; normals [N, 3] world
+    unit surface normals (facing the camera that sampled the point); observations per view:
+    list of (point indices [M], uv [M, 2]) with uv in recon's pixel convention."""
 
     xyz: np.ndarray
     rgb: np.ndarray
     instance_id: np.ndarray
     observations: list[tuple[np.ndarray, np.ndarray]]
+    class_id: np.ndarray | None = None
+    normals: np.ndarray | None = None
 
 
 def _visible(scene: Scene, camera: Camera, cam_from_world: Rigid3, xyz: np.ndarray):
@@ -229,7 +247,7 @@ def ground_truth_points(scene: Scene, cameras: list[Camera], poses: list[Rigid3]
     """Points sampled at pixel centres of each view (``renders[i]``: {"pix": [K] flat pixel
     indices, "rgb": [K, 3]}) made exact by a float64 ray cast, then observed in every view where
     they are visible (exact projection, occlusion by ray casting)."""
-    xyz, rgb, inst = [], [], []
+    xyz, rgb, inst, cls, nrm = [], [], [], [], []
     for cam, T, r in zip(cameras, poses, renders):
         if r["pix"].size == 0:
             continue
@@ -241,9 +259,13 @@ def ground_truth_points(scene: Scene, cameras: list[Camera], poses: list[Rigid3]
         xyz.append(c + h.t[ok, None] * d_world[ok])
         rgb.append(r["rgb"][ok])
         inst.append(np.array([scene.primitives[k].instance_id for k in h.prim[ok]], np.int64))
+        cls.append(np.array([scene.primitives[k].class_id for k in h.prim[ok]], np.int64))
+        nrm.append(h.normal[ok])
     xyz = np.concatenate(xyz) if xyz else np.zeros((0, 3))
     rgb = np.concatenate(rgb) if rgb else np.zeros((0, 3), np.uint8)
     inst = np.concatenate(inst) if inst else np.zeros(0, np.int64)
+    cls = np.concatenate(cls) if cls else np.zeros(0, np.int64)
+    nrm = np.concatenate(nrm) if nrm else np.zeros((0, 3))
     seen = [_visible(scene, cam, T, xyz) if len(xyz) else (np.zeros(0, bool), np.zeros((0, 2)))
             for cam, T in zip(cameras, poses)]
     count = np.sum([m for m, _ in seen], axis=0) if len(xyz) else np.zeros(0, int)
@@ -254,7 +276,7 @@ def ground_truth_points(scene: Scene, cameras: list[Camera], poses: list[Rigid3]
     for m, uv in seen:
         idx = np.flatnonzero(m[keep]) if keep.size else np.zeros(0, np.int64)
         obs.append((idx, uv[keep[idx]] if idx.size else np.zeros((0, 2))))
-    return GroundTruthPoints(xyz[keep], rgb[keep], inst[keep], obs)
+    return GroundTruthPoints(xyz[keep], rgb[keep], inst[keep], obs, cls[keep], nrm[keep])
 
 
 def ground_truth_reconstruction(cameras: dict[int, Camera], views: list[SynthView],
@@ -371,14 +393,24 @@ def write_dataset(out, scene: Scene, cameras, cam_from_world: list[Rigid3], *, n
         gt["points"] = {"count": len(pts.xyz), "observations": int(sum(len(o[0]) for o in pts.observations))}
         _write_points_npz(out / "gt_points.npz", pts)
         gt["points"]["file"] = "gt_points.npz"
+        gt["points"]["ply"] = _write_points_ply(out / "gt_points.ply", pts)
     else:
         rec = Reconstruction(dict(cam_table), {i + 1: Image(i + 1, v.name, v.camera_id, v.cam_from_world)
                                                for i, v in enumerate(views)}, {})
+    gt["summary"] = _summary(gt, cam_table)
     gt["sparse"] = _write_sparse(out, rec) if options.write_sparse else None
     gt["transforms"] = _write_transforms_json(out, rec) if options.write_transforms else None
     gt["complete"] = True
     _write_json(out / "gt.json", gt)
     return load_dataset(out)
+
+
+def _summary(gt: dict, cameras: dict[int, Camera]) -> str:
+    cams = ", ".join(f"{c.model} {c.width}x{c.height}" for c in cameras.values())
+    traj = (gt.get("trajectory") or {}).get("kind")
+    pts = (gt.get("points") or {}).get("count", 0)
+    return (f"{gt['kind']}: {len(gt['views'])} views ({cams}){', ' + traj if traj else ''}, seed {gt['seed']}, "
+            f"{len(gt['instances'])} instances, {pts} ground-truth points")
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -410,7 +442,22 @@ def _write_view(out: Path, view: SynthView, rv: RenderedView, options: DatasetOp
 
 
 def _write_points_npz(path: Path, pts: GroundTruthPoints) -> None:
-    np.savez_compressed(path, xyz=pts.xyz, rgb=pts.rgb, instance_id=pts.instance_id)
+    view = np.concatenate([np.full(len(i), k, np.int64) for k, (i, _) in enumerate(pts.observations)])
+    point = np.concatenate([i for i, _ in pts.observations]).astype(np.int64)
+    uv = np.concatenate([uv.reshape(-1, 2) for _, uv in pts.observations])
+    np.savez_compressed(path, xyz=pts.xyz, rgb=pts.rgb, instance_id=pts.instance_id, class_id=pts.class_id,
+                        normals=pts.normals, obs_view=view, obs_point=point, obs_uv=uv)
+
+
+def _write_points_ply(path: Path, pts: GroundTruthPoints) -> str | None:
+    try:
+        from recon.io import PointCloud, write_ply
+    except ImportError:
+        return None
+    cloud = PointCloud(pts.xyz.astype(np.float32), pts.rgb.astype(np.uint8), pts.normals.astype(np.float32),
+                       {"class_id": pts.class_id.astype(np.int32), "instance_id": pts.instance_id.astype(np.int32)})
+    write_ply(path, cloud, comments=("recon synth ground-truth points: class_id / instance_id per vertex",))
+    return path.name
 
 
 def _write_sparse(out: Path, rec: Reconstruction) -> dict | None:
@@ -445,6 +492,7 @@ def _gt_header(scene: Scene, cameras: dict[int, Camera], views: list[SynthView],
         "format": GT_FORMAT,
         "version": GT_VERSION,
         "kind": kind,
+        "summary": "incomplete (rendering)",
         "complete": False,
         "generator": f"recon {__version__}",
         "seed": seed,

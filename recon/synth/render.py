@@ -4,8 +4,13 @@ Every pixel (and every supersample) is unprojected through the camera model
 (``Camera.unproject``: distortion and fisheye included), turned into a world ray with
 ``cam_from_world.inverse()`` and intersected analytically with the scene. Geometry outputs
 (depth, normals, labels) come from the ray through the pixel CENTRE, so a 3D point that
-projects to pixel (u, v) lies on the ray the depth map reports there; the colour is the mean of
-``supersample x supersample`` rays spread over the pixel (anti-aliasing).
+projects to pixel (u, v) lies on the ray the depth map reports there.
+
+Anti-aliasing: textures are filtered with trilinear mipmapping using each ray's footprint on
+the surface (distance x the pixel's angular size, widened at grazing incidence); geometric
+edges (pixels whose neighbours show another surface patch, or lie outside the model's valid
+region) are supersampled with ``supersample x supersample`` rays per pixel. ``adaptive=False``
+supersamples every pixel (slower, same geometry).
 
 Shading is Lambertian with a fixed directional light and no shadows: view-independent, so the
 same surface point has the same colour in every image (photo-consistency).
@@ -22,14 +27,16 @@ from calib import Camera, Rigid3
 from recon.synth._raycast import Hits, cast
 from recon.synth.scene import Scene
 
-__all__ = ["RenderOptions", "RenderedView", "render_view", "cast_rays", "camera_rays"]
+__all__ = ["RenderOptions", "RenderedView", "render_view", "cast_rays", "camera_rays", "pixel_angles"]
 
 
 @dataclass
 class RenderOptions:
     """Options of :func:`render_view`.
 
-    supersample: rays per pixel side for the colour (2 -> 4 rays per pixel); 1 disables it.
+    supersample: rays per pixel side for the colour of edge pixels (2 -> 4 rays); 1 disables it.
+    adaptive: supersample only pixels at geometric edges (textures are mip-filtered anyway);
+    False supersamples every pixel.
     chunk_rays: rays intersected at once (bounds memory: ~1 KiB per ray).
     exposure: multiplies linear colour before quantisation (1 = unchanged).
     blur_sigma: Gaussian blur of the final image, pixels (0 = none).
@@ -38,6 +45,7 @@ class RenderOptions:
     """
 
     supersample: int = 2
+    adaptive: bool = True
     chunk_rays: int = 1 << 17
     exposure: float = 1.0
     blur_sigma: float = 0.0
@@ -62,10 +70,10 @@ class RenderOptions:
 class RenderedView:
     """One rendered view; arrays are [H, W, ...].
 
-    rgb: uint8 [H, W, 3]. depth: float32 [H, W], z in the camera frame (metres), 0 where
-    ``valid`` is False. normals: float32 [H, W, 3] unit normals in the CAMERA frame, facing the
+    rgb: uint8 [H, W, 3]. depth: float64 [H, W], z in the camera frame (metres), 0 where
+    ``valid`` is False (datasets store it as float32). normals: float32 [H, W, 3] unit normals in the CAMERA frame, facing the
     camera (0 where invalid). class_id: uint8 [H, W] (0 = void). instance_id: uint16 [H, W]
-    (0 = none). patch_id: int32 [H, W] surface patch (-1 = none), for tests and masks.
+    (0 = none). patch_id: int64 [H, W] surface patch (-1 = none), for tests and masks.
     valid: bool [H, W] the pixel-centre ray is inside the model's valid region and hit a surface.
     ray_valid: bool [H, W] the pixel-centre ray is inside the model's valid region.
     """
@@ -133,12 +141,49 @@ def cast_rays(scene: Scene, origins, directions, *, chunk_rays: int = 1 << 17) -
     return Hits(*[np.concatenate([getattr(p, f) for p in parts]) for f in ("t", "prim", "patch", "u", "v", "normal")])
 
 
-def _shade(scene: Scene, hits: Hits, dirs_world: np.ndarray) -> np.ndarray:
-    """Linear RGB [N, 3] float32 of hits; misses get a smooth sky gradient (no features)."""
+def pixel_angles(camera: Camera) -> np.ndarray:
+    """[H * W] angular size (radians) of each pixel: mean angle between its centre ray and the
+    rays of its right and lower neighbours (exact for distorted and fisheye models)."""
+    key = ("angles", camera.model, camera.width, camera.height, camera.params.tobytes())
+    hit = _RAY_CACHE.get(key)
+    if hit is not None:
+        return hit
+    d = camera_rays(camera, 1)[0].reshape(camera.height, camera.width, 3)
+    ang = np.full((camera.height, camera.width), np.nan)
+    acc = np.zeros((camera.height, camera.width))
+    cnt = np.zeros((camera.height, camera.width))
+    if camera.width > 1:
+        a = np.arccos(np.clip(np.sum(d[:, 1:] * d[:, :-1], -1), -1, 1))
+        acc[:, 1:] += a
+        acc[:, :-1] += a
+        cnt[:, 1:] += 1
+        cnt[:, :-1] += 1
+    if camera.height > 1:
+        a = np.arccos(np.clip(np.sum(d[1:] * d[:-1], -1), -1, 1))
+        acc[1:] += a
+        acc[:-1] += a
+        cnt[1:] += 1
+        cnt[:-1] += 1
+    ang = np.where(cnt > 0, acc / np.maximum(cnt, 1), 1.0 / float(np.mean(camera.focal))).ravel()
+    ang.setflags(write=False)
+    _RAY_CACHE[key] = ang
+    return ang
+
+
+def _shade(scene: Scene, hits: Hits, dirs_world: np.ndarray, pixel_angle: np.ndarray | None = None) -> np.ndarray:
+    """Linear RGB [N, 3] float32 of hits; misses get a smooth sky gradient (no features).
+    ``pixel_angle`` [N] (radians, per ray) selects the mip level; None: finest level."""
     out = np.empty((len(hits.t), 3), np.float32)
     hit = hits.hit
     if np.any(hit):
-        albedo = scene.atlas.lookup(hits.patch[hit], hits.u[hit], hits.v[hit])
+        lod = None
+        if pixel_angle is not None:
+            cos = np.abs(np.einsum("ij,ij->i", hits.normal[hit], dirs_world[hit]))
+            # footprint of the ray on the surface: the geometric mean of the minor (t * angle)
+            # and major (t * angle / cos) axes of the footprint ellipse
+            foot = hits.t[hit] * pixel_angle[hit] / np.sqrt(np.maximum(cos, 0.02))
+            lod = np.log2(np.maximum(foot / scene.atlas.texel_size, 1e-6)).astype(np.float32)
+        albedo = scene.atlas.lookup(hits.patch[hit], hits.u[hit], hits.v[hit], lod)
         lam = np.clip(hits.normal[hit] @ scene.light_direction, 0.0, 1.0)
         amb = scene.config.ambient
         out[hit] = albedo * (amb + (1 - amb) * lam).astype(np.float32)[:, None]
@@ -149,6 +194,19 @@ def _shade(scene: Scene, hits: Hits, dirs_world: np.ndarray) -> np.ndarray:
         zenith = np.array([0.45, 0.62, 0.9], np.float32)
         out[miss] = horizon + (zenith - horizon) * np.clip(el, 0, 1)
     return out
+
+
+def _edge_pixels(patch: np.ndarray, ray_valid: np.ndarray) -> np.ndarray:
+    """[H, W] bool: a 4-neighbour shows another surface patch or validity changes."""
+    key = np.where(ray_valid, patch, -2)
+    e = np.zeros(key.shape, bool)
+    dx = key[:, 1:] != key[:, :-1]
+    dy = key[1:] != key[:-1]
+    e[:, 1:] |= dx
+    e[:, :-1] |= dx
+    e[1:] |= dy
+    e[:-1] |= dy
+    return e
 
 
 def render_view(scene: Scene, camera: Camera, cam_from_world: Rigid3,
@@ -172,43 +230,47 @@ def render_view(scene: Scene, camera: Camera, cam_from_world: Rigid3,
     centre = cam_from_world.dst_origin_in_src()
     chunk = int(options.chunk_rays)
 
-    # geometry at pixel centres
+    # geometry (and first colour) at pixel centres
     dirs_c, ray_valid = camera_rays(camera, 1)
+    angles = pixel_angles(camera)
     n = W * H
-    depth = np.zeros(n, np.float32)
+    depth = np.zeros(n, np.float64)
     normals = np.zeros((n, 3), np.float32)
     prim = np.full(n, -1, np.int64)
-    patch = np.full(n, -1, np.int32)
-    rgb_centre = None if options.supersample > 1 else np.zeros((n, 3), np.float32)
+    patch = np.full(n, -1, np.int64)
+    rgb_lin = np.zeros((n, 3), np.float32)
+    s = int(options.supersample)
     for i in range(0, n, chunk):
         dc = dirs_c[i:i + chunk]
         dw = dc @ R_wc.T
         h = cast(scene, centre, dw)
-        ok = h.hit & ray_valid[i:i + chunk]
+        rv = ray_valid[i:i + chunk]
+        ok = h.hit & rv
         depth[i:i + chunk] = np.where(ok, h.t * dc[:, 2], 0.0)
         normals[i:i + chunk] = np.where(ok[:, None], h.normal @ R_wc, 0.0)
         prim[i:i + chunk] = np.where(ok, h.prim, -1)
         patch[i:i + chunk] = np.where(ok, h.patch, -1)
-        if rgb_centre is not None:
-            rgb_centre[i:i + chunk] = np.where(ray_valid[i:i + chunk, None], _shade(scene, h, dw), 0.0)
+        if s == 1 or options.adaptive:
+            rgb_lin[i:i + chunk] = np.where(rv[:, None], _shade(scene, h, dw, angles[i:i + chunk]), 0.0)
 
-    if rgb_centre is not None:
-        rgb_lin = rgb_centre
-    else:
-        s2 = options.supersample ** 2
-        dirs_s, valid_s = camera_rays(camera, options.supersample)
-        acc = np.zeros((n, 3), np.float32)
-        cnt = np.zeros(n, np.float32)
-        step = max(s2, (chunk // s2) * s2)
-        for i in range(0, n * s2, step):
-            dc = dirs_s[i:i + step]
+    if s > 1:
+        s2 = s * s
+        dirs_s, valid_s = camera_rays(camera, s)
+        if options.adaptive:
+            todo = np.flatnonzero(_edge_pixels(patch.reshape(H, W), ray_valid.reshape(H, W)).ravel())
+        else:
+            todo = np.arange(n)
+        per = max(1, chunk // s2)
+        for i in range(0, len(todo), per):
+            px = todo[i:i + per]
+            rows = (px[:, None] * s2 + np.arange(s2)).ravel()
+            dc = dirs_s[rows]
             dw = (dc @ R_wc.T).astype(np.float32)  # colour only: float32 is plenty
             h = cast(scene, centre.astype(np.float32), dw)
-            col = _shade(scene, h, dw) * valid_s[i:i + step, None]
-            pix = np.arange(i, i + len(dc)) // s2
-            acc[pix[0]:pix[-1] + 1] += col.reshape(-1, s2, 3).sum(1)
-            cnt[pix[0]:pix[-1] + 1] += valid_s[i:i + step].reshape(-1, s2).sum(1)
-        rgb_lin = np.where(cnt[:, None] > 0, acc / np.maximum(cnt, 1)[:, None], 0.0)
+            col = _shade(scene, h, dw, np.repeat(angles[px] / s, s2).astype(np.float32)) * valid_s[rows, None]
+            cnt = valid_s[rows].reshape(-1, s2).sum(1)
+            acc = col.reshape(-1, s2, 3).sum(1)
+            rgb_lin[px] = np.where(cnt[:, None] > 0, acc / np.maximum(cnt, 1)[:, None], 0.0)
 
     rgb = rgb_lin.reshape(H, W, 3) * np.float32(options.exposure * 255.0)
     if options.blur_sigma > 0:

@@ -118,7 +118,7 @@ class SceneConfig:
     """
 
     room_half_size: float = 4.0
-    wall_height: float = 2.6
+    wall_height: float = 3.0
     num_chairs: int = 2
     num_balls: int = 2
     num_crates: int = 2
@@ -182,10 +182,13 @@ class Scene:
 
 @dataclass(eq=False)
 class TextureAtlas:
-    """All patch textures flattened into one buffer, for a single vectorised bilinear gather.
+    """All patch textures and their mipmaps flattened into one buffer, for one vectorised
+    trilinear gather.
 
-    texels: [T, 3] uint8; offset/cols/rows: [P] per global patch; patch_base: [num primitives]
-    index of each primitive's first patch. texel_size: metres.
+    texels: [T, 3] uint8. offset, cols, rows: [P, L] per global patch and mip level (level 0 =
+    full resolution; each level halves the previous one with area averaging; levels past the
+    smallest repeat it). patch_base: [num primitives] index of each primitive's first patch.
+    texel_size: metres per texel at level 0.
     """
 
     texels: np.ndarray
@@ -195,35 +198,47 @@ class TextureAtlas:
     patch_base: np.ndarray
     texel_size: float
 
+    LEVELS = 9
+
     @classmethod
     def bake(cls, scene: Scene) -> TextureAtlas:
+        import cv2
+
         from recon.synth._texture import bake_texture
 
         ts = scene.config.texel_size
-        arrays, base = [], []
+        arrays, base, shapes = [], [], []
         for prim in scene.primitives:
-            base.append(len(arrays))
+            base.append(len(shapes))
             for k, (w, h) in enumerate(prim.patch_sizes()):
                 seed = (prim.texture_seed * 7919 + k * 104729) % (2**63)
-                arrays.append(bake_texture(w, h, ts, seed, prim.palette, detail=scene.config.texture_detail))
+                level = bake_texture(w, h, ts, seed, prim.palette, detail=scene.config.texture_detail)
+                lv_shapes = []
+                for _ in range(cls.LEVELS):
+                    arrays.append(level)
+                    lv_shapes.append(level.shape[:2])
+                    if min(level.shape[:2]) > 2:
+                        level = cv2.resize(level, ((level.shape[1] + 1) // 2, (level.shape[0] + 1) // 2),
+                                           interpolation=cv2.INTER_AREA)
+                shapes.append(lv_shapes)
         sizes = np.array([a.shape[0] * a.shape[1] for a in arrays], dtype=np.int64)
         offset = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         texels = np.concatenate([a.reshape(-1, 3) for a in arrays], 0)
-        return cls(texels, offset, np.array([a.shape[1] for a in arrays], np.int64),
-                   np.array([a.shape[0] for a in arrays], np.int64), np.array(base, np.int64), ts)
+        shp = np.array(shapes, np.int64)  # [P, L, 2] (rows, cols)
+        return cls(texels, offset.reshape(len(shapes), cls.LEVELS), shp[..., 1], shp[..., 0],
+                   np.array(base, np.int64), ts)
 
-    def lookup(self, patch: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """Bilinear colour [N, 3] float32 in [0, 1] at (u, v) metres on global patches [N]."""
-        x = u / self.texel_size
-        y = v / self.texel_size
-        cols, rows, off = self.cols[patch], self.rows[patch], self.offset[patch]
-        x = np.clip(x, 0, cols - 1.000001)
-        y = np.clip(y, 0, rows - 1.000001)
-        x0 = np.floor(x).astype(np.int64)
-        y0 = np.floor(y).astype(np.int64)
-        fx = (x - x0).astype(np.float32)[:, None]
-        fy = (y - y0).astype(np.float32)[:, None]
-        i00 = off + y0 * cols + x0
+    def _bilinear(self, patch, level, x0f, y0f):
+        cols0, rows0 = self.cols[patch, 0], self.rows[patch, 0]
+        cols, rows, off = self.cols[patch, level], self.rows[patch, level], self.offset[patch, level]
+        # align the patch corners across levels: x_l = x_0 * (cols_l - 1) / (cols_0 - 1)
+        x = np.clip(x0f * ((cols - 1) / np.maximum(cols0 - 1, 1)), 0, cols - 1.000001)
+        y = np.clip(y0f * ((rows - 1) / np.maximum(rows0 - 1, 1)), 0, rows - 1.000001)
+        xi = x.astype(np.int64)
+        yi = y.astype(np.int64)
+        fx = (x - xi).astype(np.float32)[:, None]
+        fy = (y - yi).astype(np.float32)[:, None]
+        i00 = off + yi * cols + xi
         t = self.texels
         c00 = t[i00].astype(np.float32)
         c01 = t[i00 + 1].astype(np.float32)
@@ -231,7 +246,21 @@ class TextureAtlas:
         c11 = t[i00 + cols + 1].astype(np.float32)
         top = c00 + (c01 - c00) * fx
         bot = c10 + (c11 - c10) * fx
-        return (top + (bot - top) * fy) * np.float32(1.0 / 255.0)
+        return top + (bot - top) * fy
+
+    def lookup(self, patch: np.ndarray, u: np.ndarray, v: np.ndarray, lod: np.ndarray | None = None) -> np.ndarray:
+        """Colour [N, 3] float32 in [0, 1] at (u, v) metres on global patches [N]; ``lod`` [N]
+        is log2(footprint / texel_size) (trilinear mipmapping; None = level 0, bilinear)."""
+        x = u / self.texel_size
+        y = v / self.texel_size
+        if lod is None:
+            return self._bilinear(patch, 0, x, y) * np.float32(1.0 / 255.0)
+        lod = np.clip(np.asarray(lod, np.float32), 0, self.LEVELS - 1)
+        l0 = np.minimum(lod.astype(np.int64), self.LEVELS - 2)
+        f = (lod - l0)[:, None]
+        a = self._bilinear(patch, l0, x, y)
+        b = self._bilinear(patch, l0 + 1, x, y)
+        return (a + (b - a) * f) * np.float32(1.0 / 255.0)
 
 
 # =========================================================================================

@@ -60,7 +60,7 @@ def orbit(n: int, *, radius: float = 3.0, height: float = 1.6, target=(0.0, 0.0,
     return poses
 
 
-def walkthrough(n: int, *, start=(-3.0, -2.6, 1.5), end=(-1.6, -1.2, 1.35), target=(0.3, 0.3, 0.6),
+def walkthrough(n: int, *, start=(-3.1, -2.7, 1.5), end=(-2.1, -1.7, 1.4), target=(0.3, 0.3, 0.6),
                 sway: float = 0.03, seed: int = 0) -> list[Rigid3]:
     """A forward walk: ``n`` cameras moving from ``start`` to ``end`` (small, video-like
     baselines), looking roughly ahead at ``target`` with a small hand-held sway (metres)."""

@@ -12,7 +12,10 @@ Torr 1998/2002), which charges each model for its dimension and number of parame
 
 evaluated on the matches that are inliers to F or to H (so gross outliers, which both models
 reject, do not bias the comparison). H wins (lower GRIC) when the extra dimension of F buys
-no better fit. An H-winning pair is then split into pure rotation (H is a conjugate rotation
+no better fit. GRIC caps each point's cost, so a dominant plane with a minority of off-plane
+points can still make H win although F is well determined; we therefore call the scene general
+whenever at least 10 % (and >= 20) of the F inliers are clearly off the homography (residual
+> 4 sigma), like COLMAP's H/E inlier-ratio test (max_H_inlier_ratio = 0.8). An H-winning pair is then split into pure rotation (H is a conjugate rotation
 K2 R K1^-1: with calibration the normalised H has equal singular values; without, its eigenvalues
 have equal moduli, assuming K1 = K2) and planar. F-winning pairs whose triangulated points show
 a tiny median parallax are marked ``low_parallax`` (the translation direction is unreliable).
@@ -26,7 +29,7 @@ import numpy as np
 
 from calib import Camera
 
-__all__ = ["Degeneracy", "VERDICTS", "classify_degeneracy", "gric"]
+__all__ = ["VERDICTS", "Degeneracy", "classify_degeneracy", "gric"]
 
 VERDICTS = {
     "general": "general 3D scene with enough parallax: the relative pose is determined",
@@ -111,7 +114,8 @@ def classify_degeneracy(x1, x2, f_residuals, f_inliers, h_residuals, h_inliers, 
                         camera2: Camera | None = None, H: np.ndarray | None = None,
                         parallax_deg: np.ndarray | None = None, min_matches: int = 15,
                         min_parallax_deg: float = 1.0, rotation_tol: float = 0.03,
-                        sigma_min_px: float = 0.3, focal_known: bool = True) -> Degeneracy:
+                        sigma_min_px: float = 0.3, focal_known: bool = True, off_plane_sigmas: float = 4.0,
+                        off_plane_fraction: float = 0.1, min_off_plane: int = 20) -> Degeneracy:
     """Decide whether a two-view configuration determines a relative pose.
 
     x1, x2:          [N, 2] matched pixels (for calibrated cameras: undistorted pinhole pixels,
@@ -127,6 +131,10 @@ def classify_degeneracy(x1, x2, f_residuals, f_inliers, h_residuals, h_inliers, 
     rotation_tol:    ``rotation_score`` below this: "pure_rotation" (else "planar").
     sigma_min_px:    floor of the noise estimate (keeps GRIC stable on noise-free data).
     focal_known:     False when the cameras' focal lengths are guesses (searched instead).
+    off_plane_sigmas, off_plane_fraction, min_off_plane: F inliers whose H residual exceeds
+                     ``off_plane_sigmas`` noise sigmas are "off the plane"; when at least
+                     ``max(min_off_plane, off_plane_fraction * F inliers)`` of them exist the scene
+                     is not planar (a dominant plane plus real 3D structure), whatever GRIC says.
     """
     x1 = np.asarray(x1, np.float64)
     x2 = np.asarray(x2, np.float64)
@@ -146,6 +154,8 @@ def classify_degeneracy(x1, x2, f_residuals, f_inliers, h_residuals, h_inliers, 
         return out("identical", extra=f" (median displacement {med_disp:.2f} px)")
     f_inliers = np.asarray(f_inliers, bool)
     h_inliers = np.asarray(h_inliers, bool)
+    if f_inliers.size != n:  # displacement-only screening (no fits yet)
+        return out("general")
     if f_inliers.sum() < 8:
         return out("no_model")
     fr = np.asarray(f_residuals, np.float64)
@@ -155,7 +165,15 @@ def classify_degeneracy(x1, x2, f_residuals, f_inliers, h_residuals, h_inliers, 
     gf = gric(fr[union], sigma, d=3, k=7)
     gh = gric(hr[union], sigma, d=2, k=8)
     ratio = h_inliers.sum() / max(f_inliers.sum(), 1)
-    if gh < gf:
+    # A dominant plane plus a real share of clearly off-plane F inliers (residual to H well above
+    # the noise) still determines F / E: GRIC's capped cost alone would call it planar.
+    off_plane = int(np.count_nonzero(f_inliers & (hr > max(off_plane_sigmas * sigma, 1.5 * np.median(hr[h_inliers])
+                                                            if h_inliers.any() else 0.0))))
+    if off_plane >= max(min_off_plane, off_plane_fraction * f_inliers.sum()):
+        gh_eff = np.inf
+    else:
+        gh_eff = gh
+    if gh_eff < gf:
         rot = _rotation_score(H, camera1, camera2, focal_known) if H is not None else np.nan
         verdict = "pure_rotation" if np.isfinite(rot) and rot < rotation_tol else "planar"
         return out(verdict, gf, gh, ratio, sigma, rot)

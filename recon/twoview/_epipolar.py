@@ -25,20 +25,20 @@ from recon.twoview._solvers import (
 )
 
 __all__ = [
-    "RobustFit",
     "EpipolarResult",
     "EssentialResult",
     "HomographyResult",
     "RelativePose",
-    "estimate_fundamental",
-    "estimate_essential",
-    "estimate_homography",
+    "RobustFit",
     "decompose_essential",
-    "recover_pose",
-    "essential_from_pose",
-    "fundamental_from_essential",
     "essential_from_fundamental",
+    "essential_from_pose",
+    "estimate_essential",
+    "estimate_fundamental",
+    "estimate_homography",
+    "fundamental_from_essential",
     "normalized_coords",
+    "recover_pose",
 ]
 
 _METHODS = ("ours", "opencv")
@@ -199,8 +199,12 @@ def _fundamental_loop(x1, x2, threshold_px, confidence, max_iterations, rng, pro
     def residuals(F):
         return sampson_error(F, x1, x2)
 
+    def subset_residuals(F, idx):
+        return sampson_error(F, x1[idx], x2[idx])
+
     return robust_loop(x1.shape[0], 7, solve, residuals, _f_refit(x1, x2, project), threshold=threshold_px,
-                       confidence=confidence, max_iterations=max_iterations, min_iterations=50, rng=rng)
+                       confidence=confidence, max_iterations=max_iterations, min_iterations=50, rng=rng,
+                       subset_residuals=subset_residuals)
 
 
 def estimate_fundamental(x1, x2, *, method: str = "ours", threshold_px: float = 1.0, confidence: float = 0.999,
@@ -299,8 +303,9 @@ def estimate_essential(uv1, uv2, camera1: Camera, camera2: Camera, *, method: st
         f = 0.25 * (camera1.focal.sum() + camera2.focal.sum())
         E, mask = cv2.findEssentialMat(n1[good], n2[good], np.eye(3), cv2.USAC_MAGSAC, confidence,
                                        threshold_px / f, max_iterations)
-        if E is None or E.shape != (3, 3):  # several stacked solutions or none
+        if E is None or E.shape[0] < 3 or E.shape[1] != 3:
             return empty
+        E = E[:3]  # several stacked solutions: OpenCV puts the best first
         E = project_to_essential(E)
         F = K2i.T @ E @ K1i
         residuals[good] = sampson_error(F, p1[good], p2[good])
@@ -359,11 +364,15 @@ def estimate_homography(x1, x2, *, method: str = "ours", threshold_px: float = 1
     def residuals(H):
         return homography_transfer_error(H, x1, x2)
 
+    def subset_residuals(H, idx):
+        return homography_transfer_error(H, x1[idx], x2[idx])
+
     def refit(mask, w):
         return homography_dlt(x1[mask], x2[mask], w[mask])
 
     res = robust_loop(n, 4, solve, residuals, refit, threshold=threshold_px, confidence=confidence,
-                      max_iterations=max_iterations, min_iterations=50, rng=_rng(seed))
+                      max_iterations=max_iterations, min_iterations=50, rng=_rng(seed),
+                      subset_residuals=subset_residuals)
     if res.model is None:
         return HomographyResult(np.zeros(n, bool), np.full(n, np.inf), res.num_iterations, threshold_px, method)
     return HomographyResult(res.inliers, res.residuals, res.num_iterations, threshold_px, method, H=res.model)
@@ -377,7 +386,7 @@ def _refine_essential_sampson(E, p1, p2, K1, K2, threshold_px):
 
     from calib import matrix_from_axis_angle
 
-    R1, R2, t = decompose_essential(E)
+    R1, _R2, t = decompose_essential(E)
     R0 = R1  # any of the two rotations (and either sign of t) spans the same E
     a = np.eye(3)[np.argmin(np.abs(t))]
     b1 = np.cross(t, a)

@@ -23,7 +23,7 @@ from recon.twoview._epipolar import (
 from recon.twoview._solvers import sampson_error
 from recon.twoview._triangulation import Triangulation, refine_two_view, triangulate_dlt
 
-__all__ = ["TwoViewConfig", "TwoViewGeometry", "two_view_geometry", "guess_camera"]
+__all__ = ["TwoViewConfig", "TwoViewGeometry", "guess_camera", "two_view_geometry"]
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def _pose_from_homography(H, camera1: Camera, camera2: Camera, n1, n2) -> Rigid3
     import cv2
 
     Hn = np.linalg.inv(camera2.K) @ H @ camera1.K
-    num, Rs, ts, normals = cv2.decomposeHomographyMat(Hn, np.eye(3))
+    _num, Rs, ts, normals = cv2.decomposeHomographyMat(Hn, np.eye(3))
     best, best_count = None, -1
     from recon.twoview._triangulation import _dlt_normalized
 
@@ -141,14 +141,13 @@ def two_view_geometry(uv1, uv2, camera1: Camera | None = None, camera2: Camera |
     n = uv1.shape[0]
     notes: list[str] = []
     guessed = False
-    if camera1 is None:
-        if image_size1 is not None and image_size2 is not None:
-            camera1, camera2 = guess_camera(*image_size1), guess_camera(*image_size2)
-            guessed = True
-            notes.append("no calibration: K guessed as focal = 1.2 * max(width, height), principal point at "
-                         "the centre; R and t are approximate")
-    kw = dict(method=cfg.method, threshold_px=cfg.threshold_px, confidence=cfg.confidence,
-              max_iterations=cfg.max_iterations, seed=cfg.seed)
+    if camera1 is None and image_size1 is not None and image_size2 is not None:
+        camera1, camera2 = guess_camera(*image_size1), guess_camera(*image_size2)
+        guessed = True
+        notes.append("no calibration: K guessed as focal = 1.2 * max(width, height), principal point at "
+                     "the centre; R and t are approximate")
+    kw = {"method": cfg.method, "threshold_px": cfg.threshold_px, "confidence": cfg.confidence,
+          "max_iterations": cfg.max_iterations, "seed": cfg.seed}
     empty_f = EpipolarResult(np.zeros(n, bool), np.full(n, np.inf), 0, cfg.threshold_px, cfg.method)
     empty_h = HomographyResult(np.zeros(n, bool), np.full(n, np.inf), 0, cfg.threshold_px, cfg.method)
 
@@ -159,6 +158,9 @@ def two_view_geometry(uv1, uv2, camera1: Camera | None = None, camera2: Camera |
     if n < cfg.min_matches:
         return finish(classify_degeneracy(uv1, uv2, [], [], [], [], min_matches=cfg.min_matches))
 
+    pre = classify_degeneracy(uv1, uv2, [], [], [], [], min_matches=cfg.min_matches)
+    if pre.verdict == "identical":  # decided by displacements alone: no fit needed
+        return finish(pre)
     calibrated = camera1 is not None and not guessed
     if calibrated:
         Er = estimate_essential(uv1, uv2, camera1, camera2, **kw)
@@ -179,7 +181,9 @@ def two_view_geometry(uv1, uv2, camera1: Camera | None = None, camera2: Camera |
             E = essential_from_fundamental(Fr.F, camera1, camera2)
             Er = EssentialResult(Fr.inliers, Fr.residuals, Fr.num_iterations, cfg.threshold_px, cfg.method, E=E)
             n1, n2 = camera1.cam_from_img(uv1), camera2.cam_from_img(uv2)
-    Hr = estimate_homography(p1, p2, **kw)
+    # H only competes with F in model selection: a capped budget is enough (a planar scene has a
+    # high H inlier ratio and stops early anyway).
+    Hr = estimate_homography(p1, p2, **{**kw, "max_iterations": min(cfg.max_iterations, 400)})
     if not Fr.ok:
         deg = classify_degeneracy(p1, p2, Fr.residuals, Fr.inliers, Hr.residuals, Hr.inliers,
                                   min_matches=cfg.min_matches)
@@ -196,26 +200,30 @@ def two_view_geometry(uv1, uv2, camera1: Camera | None = None, camera2: Camera |
         inl = rp.inliers
         tri = triangulate_dlt(uv1, uv2, camera1, camera2, pose)
         ok = inl & tri.valid(max_error_px=cfg.max_reproj_px, min_parallax_deg=0.0)
-        for _ in range(2 if cfg.refine else 0):  # BA, re-select inliers under the refined pose, BA again
-            if ok.sum() < 8:
-                break
-            ref = refine_two_view(uv1[ok], uv2[ok], camera1, camera2, pose, tri.points[ok], loss="soft_l1",
-                                  loss_scale_px=0.5 * cfg.threshold_px, max_nfev=100)
-            if not np.isfinite(ref.rms_after_px) or ref.rms_after_px > ref.rms_before_px:
-                break
-            pose = ref.cam2_from_cam1
-            refined = True
-            tri = triangulate_dlt(uv1, uv2, camera1, camera2, pose)
-            F = fundamental_from_essential(_essential(pose), camera1, camera2)
-            r = sampson_error(F, p1, p2)
-            inl = (r < cfg.threshold_px) & tri.in_front
-            ok = inl & tri.valid(max_error_px=cfg.max_reproj_px, min_parallax_deg=0.0)
-        ok = inl & tri.valid(max_error_px=cfg.max_reproj_px, min_parallax_deg=0.0)
         parallax = tri.parallax_deg[ok]
     deg = classify_degeneracy(p1, p2, Fr.residuals, Fr.inliers, Hr.residuals, Hr.inliers,
                               camera1=camera1, camera2=camera2, H=Hr.H if Hr.ok else None, parallax_deg=parallax,
                               min_matches=cfg.min_matches, min_parallax_deg=cfg.min_parallax_deg,
                               focal_known=not guessed)
+    if pose is not None and deg.verdict in ("general", "low_parallax"):
+        ok = inl & tri.valid(max_error_px=cfg.max_reproj_px, min_parallax_deg=0.0)
+        for _ in range(2 if cfg.refine else 0):  # BA, re-select inliers under the refined pose, BA again
+            if ok.sum() < 8:
+                break
+            ref = refine_two_view(uv1[ok], uv2[ok], camera1, camera2, pose, tri.points[ok], loss="soft_l1",
+                                  loss_scale_px=cfg.threshold_px, max_nfev=100)
+            if not np.isfinite(ref.rms_after_px) or ref.rms_after_px > ref.rms_before_px:
+                break
+            pose = ref.cam2_from_cam1
+            refined = True
+            tri = triangulate_dlt(uv1, uv2, camera1, camera2, pose)
+            if guessed:  # E from a guessed K is only approximate: keep the F inliers
+                inl = Fr.inliers & tri.in_front
+            else:
+                F = fundamental_from_essential(_essential(pose), camera1, camera2)
+                r = sampson_error(F, p1, p2)
+                inl = (r < cfg.threshold_px) & tri.in_front
+            ok = inl & tri.valid(max_error_px=cfg.max_reproj_px, min_parallax_deg=0.0)
     if deg.verdict in ("identical", "no_model", "too_few_matches"):
         return finish(deg, Fr, Er, Hr)
     if camera1 is not None and deg.verdict == "pure_rotation":

@@ -10,8 +10,8 @@ k = log(1 - confidence) / log(1 - w^s) for a minimal sample of size s.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -44,8 +44,14 @@ def _msac(r: np.ndarray, thr: float) -> np.ndarray:
 
 def robust_loop(num_points: int, sample_size: int, solve: Solver, residuals: Residuals, refit: Refit, *,
                 threshold: float, confidence: float, max_iterations: int, min_iterations: int,
-                rng: np.random.Generator, batch: int = 32, lo_steps: int = 4) -> LoopResult:
-    """Run LO-MSAC; see the module docstring. Returns the best model after a final refit."""
+                rng: np.random.Generator, batch: int = 32, lo_steps: int = 4,
+                subset_residuals: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+                preview: int = 64, top_k: int = 4) -> LoopResult:
+    """Run LO-MSAC; see the module docstring. Returns the best model after a final refit.
+
+    ``subset_residuals(models, idx)`` (residuals of the points ``idx`` only) enables the preview
+    step: each batch is ranked on ``preview`` random points and only the ``top_k`` best
+    hypotheses are scored on all points (as in preemptive RANSAC, Nister 2003)."""
     n = num_points
     best = LoopResult(None, np.zeros(n, bool), np.full(n, np.inf), np.inf, 0)
     if n < sample_size:
@@ -79,6 +85,13 @@ def robust_loop(num_points: int, sample_size: int, solve: Solver, residuals: Res
         if not np.any(ok):
             continue
         models = models[ok]
+        if subset_residuals is not None and n > 4 * preview:
+            # Preview: score every hypothesis on a random subset of the points, then score only
+            # the few most promising on all of them (a bad hypothesis is obvious on 64 points).
+            sub = rng.choice(n, preview, replace=False)
+            rs = subset_residuals(models, sub)
+            keep = np.argsort(_msac(np.where(np.isfinite(rs), rs, np.inf), threshold))[:top_k]
+            models = models[keep]
         r = residuals(models)
         r = np.where(np.isfinite(r), r, np.inf)
         cost = _msac(r, threshold)

@@ -16,14 +16,14 @@ import numpy as np
 from calib._check import as_array
 
 __all__ = [
-    "hartley_normalization",
+    "enforce_rank2",
     "fundamental_eight_point",
     "fundamental_seven_point",
+    "hartley_normalization",
     "homography_dlt",
-    "sampson_error",
     "homography_transfer_error",
-    "enforce_rank2",
     "project_to_essential",
+    "sampson_error",
 ]
 
 
@@ -61,7 +61,7 @@ def enforce_rank2(F: np.ndarray) -> np.ndarray:
 def project_to_essential(E: np.ndarray) -> np.ndarray:
     """Closest essential matrix: singular values (s, s, 0) with s = mean of the first two;
     returned with unit Frobenius norm. [..., 3, 3]."""
-    U, S, Vt = np.linalg.svd(E)
+    U, _S, Vt = np.linalg.svd(E)
     D = np.zeros(E.shape[:-2] + (3,))
     D[..., 0] = D[..., 1] = 1.0 / np.sqrt(2.0)
     return (U * D[..., None, :]) @ Vt
@@ -124,10 +124,10 @@ def _similarity(c: np.ndarray, mean_dist: np.ndarray) -> np.ndarray:
 
 
 def _apply_h(T: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Apply a 3x3 projective map [..., 3, 3] to points [..., N, 2]."""
-    y = x @ np.swapaxes(T[..., :2, :2], -1, -2) + T[..., None, :2, 2]
-    z = x @ T[..., 2, :2, None] + T[..., None, 2:3, 2]
-    return y / z
+    """Apply a 3x3 projective map [..., 3, 3] to points [..., N, 2] (one matmul)."""
+    xh = np.concatenate([x, np.ones(x.shape[:-1] + (1,))], axis=-1)
+    y = xh @ np.swapaxes(T, -1, -2)
+    return y[..., :2] / y[..., 2:3]
 
 
 def fundamental_seven_point(x1: np.ndarray, x2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from calib import Camera, Rigid3, matrix_from_axis_angle
+from calib import Camera, Rigid3, matrix_from_axis_angle, project_to_so3
 from calib._check import as_array
 
-__all__ = ["Triangulation", "TwoViewRefinement", "triangulate_dlt", "triangulate_midpoint", "refine_two_view"]
+__all__ = ["Triangulation", "TwoViewRefinement", "refine_two_view", "triangulate_dlt", "triangulate_midpoint"]
 
 
 @dataclass(frozen=True)
@@ -52,10 +52,22 @@ def _dlt_normalized(R: np.ndarray, t: np.ndarray, n1: np.ndarray, n2: np.ndarray
     A[:, 3] = n2[:, 1:2] * P2[2] - P2[1]
     # Scale rows so each equation has unit norm (better conditioned for distant points).
     A /= np.maximum(np.linalg.norm(A, axis=2, keepdims=True), 1e-300)
-    _, _, Vt = np.linalg.svd(A)
-    Xh = Vt[:, 3]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        X = Xh[:, :3] / Xh[:, 3:4]
+    # Inhomogeneous least squares A[:, :3] X = -A[:, 3] through the 3x3 normal equations: the
+    # same point as the SVD null vector for finite points, ~5x faster batched; the SVD handles
+    # (near-)singular systems (points at infinity).
+    A3, a4 = A[:, :, :3], A[:, :, 3]
+    M = np.swapaxes(A3, 1, 2) @ A3
+    b = -np.einsum("nki,nk->ni", A3, a4)
+    det = np.linalg.det(M)
+    ok = np.abs(det) > 1e-12
+    X = np.full((A.shape[0], 3), np.nan)
+    if ok.any():
+        X[ok] = np.linalg.solve(M[ok], b[ok][..., None])[..., 0]
+    if (~ok).any():
+        _, _, Vt = np.linalg.svd(A[~ok])
+        Xh = Vt[:, 3]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            X[~ok] = Xh[:, :3] / Xh[:, 3:4]
     return X
 
 
@@ -139,8 +151,8 @@ class TwoViewRefinement:
 
     cam2_from_cam1: refined pose (translation kept at the input norm: scale is a gauge).
     points:         [N, 3] refined points in the camera-1 frame.
-    rms_before_px, rms_after_px: RMS reprojection error over both images.
-    success:        the optimiser converged (scipy's status > 0).
+    rms_before_px, rms_after_px: RMS (over points) of the 2D reprojection error, both images.
+    success:        converged (relative cost decrease < 1e-12, or no further descent).
     """
 
     cam2_from_cam1: Rigid3
@@ -158,59 +170,134 @@ def _tangent_basis(t: np.ndarray) -> np.ndarray:
     return np.stack([b1, np.cross(t, b1)], axis=1)
 
 
+_LOSSES = ("linear", "huber", "soft_l1", "cauchy")
+
+
+def _robust(z: np.ndarray, loss: str) -> tuple[np.ndarray, np.ndarray]:
+    """rho(z) and rho'(z) of a squared, scaled residual z = |r|^2 / c^2 (scipy's conventions)."""
+    if loss == "linear":
+        return z, np.ones_like(z)
+    if loss == "huber":
+        big = z > 1
+        sq = np.sqrt(np.maximum(z, 1e-300))
+        return np.where(big, 2 * sq - 1, z), np.where(big, 1 / sq, 1.0)
+    if loss == "soft_l1":
+        t = np.sqrt(1 + z)
+        return 2 * (t - 1), 1 / t
+    return np.log1p(z), 1 / (1 + z)  # cauchy
+
+
 def refine_two_view(uv1, uv2, camera1: Camera, camera2: Camera, cam2_from_cam1: Rigid3, points, *,
-                    loss: str = "huber", loss_scale_px: float = 1.0, max_nfev: int = 50) -> TwoViewRefinement:
-    """Two-view bundle adjustment: minimise the reprojection error in both images over the
-    relative pose (rotation: 3, translation direction on the sphere: 2, the gauge fixes its
-    norm) and the points (3 each), with ``scipy.optimize.least_squares`` (trust-region
-    reflective, sparse Jacobian by grouped finite differences, robust ``loss``).
+                    loss: str = "huber", loss_scale_px: float = 1.0, max_iterations: int = 50,
+                    max_nfev: int | None = None) -> TwoViewRefinement:
+    """Two-view bundle adjustment: minimise the (robust) reprojection error in both images over
+    the relative pose (rotation: 3, translation direction on the sphere: 2, the gauge fixes its
+    norm) and the points (3 each). Levenberg-Marquardt with the Schur complement on the 5x5
+    pose block (points are independent 3x3 blocks, so one iteration is O(N)); robust losses by
+    iteratively reweighted least squares (Triggs et al. 2000, "Bundle adjustment - a modern
+    synthesis", sections 4 and 6). Analytic Jacobians from the camera models.
 
     uv1, uv2: [N, 2] pixels; points: [N, 3] initial points in the camera-1 frame (e.g. from
     :func:`triangulate_dlt`), N >= 5. Cameras (intrinsics) are held fixed.
+    loss:     "linear", "huber", "soft_l1" or "cauchy" on the 2D residual norm, scale
+              ``loss_scale_px``. ``max_nfev`` is an alias of ``max_iterations``.
     """
-    from scipy.optimize import least_squares
-    from scipy.sparse import coo_matrix
-
     uv1, uv2 = _check_inputs(uv1, uv2, camera1, camera2, cam2_from_cam1)
-    X0 = as_array(points, "points", ndim=2, last=(3,))
-    if X0.shape[0] != uv1.shape[0]:
-        raise ValueError(f"points: expected [{uv1.shape[0]}, 3] (one per match), got {X0.shape}")
-    n = X0.shape[0]
+    X = as_array(points, "points", ndim=2, last=(3,)).copy()
+    if X.shape[0] != uv1.shape[0]:
+        raise ValueError(f"points: expected [{uv1.shape[0]}, 3] (one per match), got {X.shape}")
+    n = X.shape[0]
     if n < 5:
         raise ValueError(f"points: two-view refinement needs >= 5 points, got {n}")
-    R0, t0 = cam2_from_cam1.rotation, cam2_from_cam1.translation
-    scale = float(np.linalg.norm(t0))
+    if loss not in _LOSSES:
+        raise ValueError(f"loss: expected one of {_LOSSES}, got {loss!r}")
+    if max_nfev is not None:
+        max_iterations = int(max_nfev)
+    R = cam2_from_cam1.rotation.copy()
+    t = cam2_from_cam1.translation.copy()
+    scale = float(np.linalg.norm(t))
     if scale <= 0:
         raise ValueError("cam2_from_cam1: zero translation; two-view refinement needs a baseline")
-    tu = t0 / scale
-    B = _tangent_basis(tu)
+    c2 = float(loss_scale_px) ** 2
 
-    def unpack(p):
-        R = matrix_from_axis_angle(p[:3]) @ R0
-        t = tu + B @ p[3:5]
-        t = scale * t / np.linalg.norm(t)
-        return R, t, p[5:].reshape(n, 3)
+    def residuals(R, t, X):
+        p1, v1 = camera1.project(X)
+        p2, v2 = camera2.project(X @ R.T + t)
+        r1, r2 = p1 - uv1, p2 - uv2
+        r1[~v1 | ~np.all(np.isfinite(r1), 1)] = 1e3
+        r2[~v2 | ~np.all(np.isfinite(r2), 1)] = 1e3
+        return r1, r2
 
-    def fun(p):
-        R, t, X = unpack(p)
-        u1, _ = camera1.project(X)
-        u2, _ = camera2.project(X @ R.T + t)
-        r = np.concatenate([u1 - uv1, u2 - uv2], axis=1).ravel()
-        return np.where(np.isfinite(r), r, 1e6)
+    def cost_of(r1, r2):
+        z = np.concatenate([np.sum(r1 * r1, 1), np.sum(r2 * r2, 1)]) / c2
+        return float(c2 * np.sum(_robust(z, loss)[0]))
 
-    i = np.arange(n)
-    pose_r = np.repeat(np.stack([4 * i + 2, 4 * i + 3], 1).ravel(), 5)  # image-2 residuals only
-    pose_c = np.tile(np.arange(5), 2 * n)
-    pt_r = np.repeat(4 * i[:, None] + np.arange(4), 3, axis=1).ravel()  # [n, 12]
-    pt_c = np.tile(5 + 3 * i[:, None] + np.arange(3), (1, 4)).ravel()
-    r_idx = np.concatenate([pose_r, pt_r])
-    sp = coo_matrix((np.ones(r_idx.size, np.int8), (r_idx, np.concatenate([pose_c, pt_c]))),
-                    shape=(4 * n, 5 + 3 * n))
-    p0 = np.concatenate([np.zeros(5), X0.ravel()])
-    r0 = fun(p0)
-    res = least_squares(fun, p0, jac_sparsity=sp.tocsr(), method="trf", loss=loss, f_scale=loss_scale_px,
-                        x_scale="jac", max_nfev=max_nfev)
-    R, t, X = unpack(res.x)
-    r1 = fun(res.x)
-    return TwoViewRefinement(Rigid3(R, t), X, float(np.sqrt(np.mean(r0 ** 2) * 2)),
-                             float(np.sqrt(np.mean(r1 ** 2) * 2)), bool(res.status > 0))
+    r1, r2 = residuals(R, t, X)
+    rms0 = float(np.sqrt(np.mean(np.sum(r1 * r1, 1) + np.sum(r2 * r2, 1)) / 2))
+    cost = cost_of(r1, r2)
+    lam = 1e-3
+    converged = False
+    eye3 = np.eye(3)
+    for _ in range(max_iterations):
+        w1 = _robust(np.sum(r1 * r1, 1) / c2, loss)[1]
+        w2 = _robust(np.sum(r2 * r2, 1) / c2, loss)[1]
+        X2 = X @ R.T + t
+        J1 = camera1.project_jacobians(X).d_uv_d_point  # [n, 2, 3]
+        Jc2 = camera2.project_jacobians(X2).d_uv_d_point  # d uv2 / d X2
+        J2 = Jc2 @ R  # d uv2 / d X (camera-1 frame)
+        tu = t / scale
+        B = _tangent_basis(tu)
+        RX = X @ R.T
+        dX2_dpose = np.concatenate([-_skew_batch(RX), np.broadcast_to(scale * B, (n, 3, 2))], axis=2)  # [n,3,5]
+        Jp = Jc2 @ dX2_dpose  # [n, 2, 5]
+        J1 = np.where(np.isfinite(J1), J1, 0.0)
+        J2 = np.where(np.isfinite(J2), J2, 0.0)
+        Jp = np.where(np.isfinite(Jp), Jp, 0.0)
+        U = np.einsum("nki,n,nkj->ij", Jp, w2, Jp)
+        gp = np.einsum("nki,n,nk->i", Jp, w2, r2)
+        V = np.einsum("nki,n,nkj->nij", J1, w1, J1) + np.einsum("nki,n,nkj->nij", J2, w2, J2)
+        gx = np.einsum("nki,n,nk->ni", J1, w1, r1) + np.einsum("nki,n,nk->ni", J2, w2, r2)
+        Wm = np.einsum("nki,n,nkj->nij", Jp, w2, J2)  # [n, 5, 3]
+        improved = False
+        for _ in range(10):
+            Ud = U + lam * np.diag(np.diag(U) + 1e-12)
+            Vd = V + lam * (V * eye3 + 1e-12 * eye3)
+            Vinv = np.linalg.inv(Vd)
+            WVi = Wm @ Vinv  # [n, 5, 3]
+            S = Ud - np.einsum("nij,nkj->ik", WVi, Wm)
+            rhs = -gp + np.einsum("nij,nj->i", WVi, gx)
+            try:
+                dp = np.linalg.solve(S, rhs)
+            except np.linalg.LinAlgError:
+                lam *= 10
+                continue
+            dX = -np.einsum("nij,nj->ni", Vinv, gx + np.einsum("nij,i->nj", Wm, dp))
+            R_new = matrix_from_axis_angle(dp[:3]) @ R
+            t_new = tu + B @ dp[3:5]
+            t_new = scale * t_new / np.linalg.norm(t_new)
+            X_new = X + dX
+            r1n, r2n = residuals(R_new, t_new, X_new)
+            cost_new = cost_of(r1n, r2n)
+            if cost_new < cost:
+                rel = (cost - cost_new) / max(cost, 1e-300)
+                R, t, X, r1, r2, cost = R_new, t_new, X_new, r1n, r2n, cost_new
+                lam = max(lam / 3, 1e-9)
+                improved = True
+                if rel < 1e-12 or np.max(np.abs(dp)) < 1e-14:
+                    converged = True
+                break
+            lam *= 4
+        if not improved:
+            converged = True  # no descent direction left: at a (local) minimum
+        if converged:
+            break
+    rms1 = float(np.sqrt(np.mean(np.sum(r1 * r1, 1) + np.sum(r2 * r2, 1)) / 2))
+    return TwoViewRefinement(Rigid3(project_to_so3(R), t), X, rms0, rms1, converged)
+
+
+def _skew_batch(v: np.ndarray) -> np.ndarray:
+    out = np.zeros(v.shape[:-1] + (3, 3))
+    out[..., 0, 1], out[..., 0, 2] = -v[..., 2], v[..., 1]
+    out[..., 1, 0], out[..., 1, 2] = v[..., 2], -v[..., 0]
+    out[..., 2, 0], out[..., 2, 1] = -v[..., 1], v[..., 0]
+    return out

@@ -1,9 +1,37 @@
 """Gaussian splatting: rasterizers (gsplat on CUDA, pure PyTorch anywhere), trainer, strategies.
 
-Heavy (imports torch). ``recon`` imports this lazily, inside the CLI verbs that need it.
+Importing this package is light (no torch): the names below load their modules on first use,
+so ``recon train --help`` can discover ``render.splat.cli_train`` without importing torch.
 """
 
-from render.splat.gaussians import Gaussians
-from render.splat.rasterize import RenderOutput, camera_intrinsics, gsplat_available, rasterize
+from __future__ import annotations
 
-__all__ = ["Gaussians", "RenderOutput", "camera_intrinsics", "gsplat_available", "rasterize"]
+import importlib
+
+_LAZY = {
+    "Gaussians": "render.splat.gaussians",
+    "RenderOutput": "render.splat.rasterize",
+    "camera_intrinsics": "render.splat.rasterize",
+    "gsplat_available": "render.splat.rasterize",
+    "rasterize": "render.splat.rasterize",
+    "TrainConfig": "render.splat.trainer",
+    "TrainResult": "render.splat.trainer",
+    "TrainingDiverged": "render.splat.trainer",
+    "train": "render.splat.trainer",
+    "DefaultStrategy": "render.splat.strategy",
+    "MCMCStrategy": "render.splat.strategy",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'render.splat' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))

@@ -76,7 +76,7 @@ def project_gaussians(means, quats, log_scales, R, t, fx, fy, cx, cy, width, hei
 
 def rasterize_torch(means, quats, log_scales, opacity_logits, sh_coeffs, sh_degree, R, t,
                     fx, fy, cx, cy, width, height, background, *, near=0.01, far=1e10, eps2d=0.3,
-                    max_alpha=0.99, tile_size=8, chunk_size=64) -> TorchRaster:
+                    max_alpha=0.99, tile_size=8, chunk_size=32) -> TorchRaster:
     device, dtype = means.device, means.dtype
     n = means.shape[0]
     W, H, s = int(width), int(height), int(tile_size)
@@ -108,9 +108,6 @@ def rasterize_torch(means, quats, log_scales, opacity_logits, sh_coeffs, sh_degr
     ntx, nty = (W + s - 1) // s, (H + s - 1) // s
     num_tiles = ntx * nty
     P = s * s
-    T_pix = torch.ones(num_tiles, P, device=device, dtype=dtype)
-    rgb_acc = torch.zeros(num_tiles, P, 3, device=device, dtype=dtype)
-    depth_acc = torch.zeros(num_tiles, P, device=device, dtype=dtype)
 
     with torch.no_grad():
         vis_ids = torch.nonzero(visible).squeeze(1)
@@ -139,38 +136,11 @@ def rasterize_torch(means, quats, log_scales, opacity_logits, sh_coeffs, sh_degr
         off_x, off_y = (pix % s).to(dtype), (pix // s).to(dtype)
         tile_x = (torch.arange(num_tiles, device=device) % ntx).to(dtype) * s
         tile_y = (torch.arange(num_tiles, device=device) // ntx).to(dtype) * s
-        done = torch.zeros(num_tiles, P, dtype=torch.bool, device=device)
 
     feats = torch.cat([means2d, conic, opacity[:, None], colors, z[:, None]], dim=-1)  # [N, 10]
-    for c0 in range(0, max_per_tile, chunk_size):
-        with torch.no_grad():
-            active = torch.nonzero((per_tile > c0) & ~done.all(dim=1)).squeeze(1)
-            if active.numel() == 0:
-                break
-            idx = table[active, c0:c0 + chunk_size]  # [Ta, K]
-            valid = idx >= 0
-            px = tile_x[active][:, None] + off_x[None, :]  # [Ta, P]
-            py = tile_y[active][:, None] + off_y[None, :]
-        f = feats[idx.clamp_min(0)]  # [Ta, K, 10]
-        dx = px[:, None, :] - f[..., 0:1]  # [Ta, K, P]
-        dy = py[:, None, :] - f[..., 1:2]
-        sigma = 0.5 * (f[..., 2:3] * dx * dx + f[..., 4:5] * dy * dy) + f[..., 3:4] * dx * dy
-        alpha = torch.clamp_max(f[..., 5:6] * torch.exp(-sigma), max_alpha)
-        with torch.no_grad():
-            keep = valid[..., None] & (sigma >= 0) & (alpha >= ALPHA_MIN)
-        alpha = torch.where(keep, alpha, torch.zeros_like(alpha))
-        T_prev = T_pix[active]  # [Ta, P]
-        with torch.no_grad():
-            T_next = T_prev[:, None, :] * torch.cumprod(1.0 - alpha, dim=1)
-            stop = (T_next <= TRANSMITTANCE_MIN) | done[active][:, None, :]
-            done = done.index_put((active,), stop.any(dim=1))
-        alpha = torch.where(stop, torch.zeros_like(alpha), alpha)
-        trans = torch.cumprod(1.0 - alpha, dim=1)
-        trans_excl = torch.cat([torch.ones_like(trans[:, :1]), trans[:, :-1]], dim=1)
-        w = alpha * trans_excl * T_prev[:, None, :]  # [Ta, K, P]
-        rgb_acc = rgb_acc.index_put((active,), rgb_acc[active] + torch.einsum("tkp,tkc->tpc", w, f[..., 6:9]))
-        depth_acc = depth_acc.index_put((active,), depth_acc[active] + torch.einsum("tkp,tk->tp", w, f[..., 9]))
-        T_pix = T_pix.index_put((active,), T_prev * trans[:, -1])
+    geometry = (table, per_tile, tile_x, tile_y, off_x, off_y, int(chunk_size), float(max_alpha))
+    acc, T_pix = _Composite.apply(feats, geometry)
+    rgb_acc, depth_acc = acc[..., :3], acc[..., 3]
 
     def to_image(x):  # [T, P, ...] -> [H, W, ...]
         rest = x.shape[2:]
@@ -182,3 +152,101 @@ def rasterize_torch(means, quats, log_scales, opacity_logits, sh_coeffs, sh_degr
     rgb = to_image(rgb_acc) + T_img[..., None] * background
     depth = to_image(depth_acc) / alpha_img.clamp_min(1e-10)
     return TorchRaster(rgb, depth, alpha_img, radii, means2d, z)
+
+
+def _chunk_alpha(feats, table, tile_x, tile_y, off_x, off_y, active, c0, K, max_alpha, T_prev, done_prev):
+    """Alphas of one chunk of Gaussians over the pixels of the active tiles, with the 3DGS rules
+    (skip < 1/255, clamp, stop before transmittance <= 1e-4). Shared by forward and backward.
+    Masks are applied by multiplying with float masks (much faster than torch.where on CPU)."""
+    idx = table[active, c0:c0 + K]  # [Ta, K]
+    valid = idx >= 0
+    f = feats[idx.clamp_min(0)]  # [Ta, K, 10]
+    px = tile_x[active][:, None] + off_x[None, :]  # [Ta, P]
+    py = tile_y[active][:, None] + off_y[None, :]
+    dx = px[:, None, :] - f[..., 0:1]  # [Ta, K, P]
+    dy = py[:, None, :] - f[..., 1:2]
+    sigma = 0.5 * (f[..., 2:3] * dx * dx + f[..., 4:5] * dy * dy) + f[..., 3:4] * dx * dy
+    e = torch.exp(-sigma)
+    raw = f[..., 5:6] * e
+    alpha = torch.clamp_max(raw, max_alpha)
+    keep = ((sigma >= 0) & (alpha >= ALPHA_MIN) & valid[..., None]).to(alpha.dtype)
+    alpha = alpha * keep
+    T_next = T_prev[:, None, :] * torch.cumprod(1.0 - alpha, dim=1)
+    go = ((T_next > TRANSMITTANCE_MIN) & ~done_prev[:, None, :]).to(alpha.dtype)
+    keep = keep * go
+    alpha = alpha * go
+    one_minus = 1.0 - alpha
+    trans = torch.cumprod(one_minus, dim=1)
+    trans_excl = torch.cat([torch.ones_like(trans[:, :1]), trans[:, :-1]], dim=1)
+    T_i = trans_excl * T_prev[:, None, :]  # transmittance in front of each Gaussian
+    return idx, valid, f, dx, dy, e, raw, alpha, keep, go, one_minus, trans, T_i
+
+
+class _Composite(torch.autograd.Function):
+    """Front-to-back alpha compositing of features [r, g, b, z] per tile, chunk by chunk.
+
+    Forward keeps only per-chunk pixel states (transmittance, accumulated features, stop flags);
+    backward recomputes each chunk's alphas and applies the 3DGS gradient
+    dC/dalpha_i = T_i f_i - (sum_{j>i} w_j f_j) / (1 - alpha_i), dT_final/dalpha_i = -T_final / (1 - alpha_i),
+    so memory stays O(pixels x chunks) instead of O(pixels x Gaussians-per-tile)."""
+
+    @staticmethod
+    def forward(ctx, feats, geometry):
+        table, per_tile, tile_x, tile_y, off_x, off_y, K, max_alpha = geometry
+        num_tiles, P = table.shape[0], off_x.shape[0]
+        acc = torch.zeros(num_tiles, P, 4, device=feats.device, dtype=feats.dtype)
+        T_pix = torch.ones(num_tiles, P, device=feats.device, dtype=feats.dtype)
+        done = torch.zeros(num_tiles, P, dtype=torch.bool, device=feats.device)
+        chunks = []
+        max_per_tile = int(per_tile.max()) if per_tile.numel() else 0
+        for c0 in range(0, max_per_tile, K):
+            active = torch.nonzero((per_tile > c0) & ~done.all(dim=1)).squeeze(1)
+            if active.numel() == 0:
+                break
+            T_prev, done_prev, acc_prev = T_pix[active], done[active], acc[active]
+            idx, valid, f, dx, dy, e, raw, alpha, keep, go, one_minus, trans, T_i = _chunk_alpha(
+                feats, table, tile_x, tile_y, off_x, off_y, active, c0, K, max_alpha, T_prev, done_prev)
+            w = alpha * T_i
+            acc[active] = acc_prev + torch.bmm(w.transpose(1, 2), f[..., 6:10])
+            T_pix[active] = T_prev * trans[:, -1]
+            done[active] = done_prev | (go[:, -1] == 0)
+            chunks.append((c0, active, T_prev, done_prev, acc_prev))
+        ctx.geometry = geometry
+        ctx.chunks = chunks
+        ctx.save_for_backward(feats, acc, T_pix)
+        return acc, T_pix
+
+    @staticmethod
+    def backward(ctx, g_acc, g_T):
+        feats, acc, T_fin = ctx.saved_tensors
+        table, per_tile, tile_x, tile_y, off_x, off_y, K, max_alpha = ctx.geometry
+        g_feats = torch.zeros_like(feats)
+        if g_acc is None:
+            g_acc = torch.zeros_like(acc)
+        if g_T is None:
+            g_T = torch.zeros_like(T_fin)
+        g_dot_final = (acc * g_acc).sum(-1)  # [T, P]  g . F_final
+        gT_T = g_T * T_fin  # [T, P]
+        for c0, active, T_prev, done_prev, acc_prev in ctx.chunks:
+            idx, valid, f, dx, dy, e, raw, alpha, keep, go, one_minus, trans, T_i = _chunk_alpha(
+                feats, table, tile_x, tile_y, off_x, off_y, active, c0, K, max_alpha, T_prev, done_prev)
+            w = alpha * T_i
+            g = g_acc[active]  # [Ta, P, 4]
+            g_f = torch.bmm(f[..., 6:10], g.transpose(1, 2))  # [Ta, K, P]: g . f_k
+            behind = (g_dot_final[active] - (acc_prev * g).sum(-1))[:, None, :] - torch.cumsum(w * g_f, dim=1)
+            d_alpha = T_i * g_f - (behind + gT_T[active][:, None, :]) / one_minus
+            d_alpha_u = d_alpha * (keep * (raw < max_alpha).to(keep.dtype))  # zero where skipped/clamped
+            d_sigma = -d_alpha_u * alpha
+            d_opacity = (d_alpha_u * e).sum(-1)
+            a, b, c = f[..., 2:3], f[..., 3:4], f[..., 4:5]
+            grads = torch.cat([
+                (-d_sigma * (a * dx + b * dy)).sum(-1, keepdim=True),
+                (-d_sigma * (c * dy + b * dx)).sum(-1, keepdim=True),
+                (0.5 * d_sigma * dx * dx).sum(-1, keepdim=True),
+                (d_sigma * dx * dy).sum(-1, keepdim=True),
+                (0.5 * d_sigma * dy * dy).sum(-1, keepdim=True),
+                d_opacity[..., None],
+                torch.bmm(w, g),  # d/d[r, g, b, z]
+            ], dim=-1)  # [Ta, K, 10]
+            g_feats.index_add_(0, idx[valid], grads[valid])
+        return g_feats, None

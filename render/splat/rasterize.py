@@ -101,7 +101,7 @@ def gsplat_available() -> tuple[bool, str]:
 def rasterize(gaussians, camera: Camera, cam_from_world, *, sh_degree: int | None = None,
               background=None, backend: Backend = "auto", near: float = 0.01, far: float = 1e10,
               eps2d: float = 0.3, max_alpha: float = 0.99, tile_size: int = 8,
-              chunk_size: int = 64) -> RenderOutput:
+              chunk_size: int = 32) -> RenderOutput:
     """Render Gaussians through an undistorted pinhole camera.
 
     Args:

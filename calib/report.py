@@ -1,0 +1,400 @@
+"""Calibration outputs: OpenCV YAML, COLMAP camera lines, JSON report, PNG pictures.
+
+* ``write_opencv_yaml``: a ``cv2.FileStorage`` file with ``K``, ``D`` (OpenCV order), image size,
+  model name, RMS; for a stereo rig ``K1 D1 K2 D2 R T E F R1 R2 P1 P2 Q``.
+* ``colmap_camera_line``: ``CAMERA_ID MODEL WIDTH HEIGHT PARAMS...`` in COLMAP's cameras.txt
+  form. COLMAP puts the centre of the top-left pixel at (0.5, 0.5); ours is (0, 0), so cx, cy are
+  written +0.5 here and read -0.5 by :func:`read_calibration`.
+* ``report_dict``: the JSON report (``rms_px``, ``model``, ``params``, ``param_std`` ...).
+* ``save_pictures``: residual vectors, coverage heatmap, uncertainty map, per-view errors
+  (matplotlib, Agg backend: works headless).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from calib.calibrate import CalibrationResult, CoverageMap, Rejection, UncertaintyMap
+from calib.cameras import MODELS, Camera
+
+__all__ = [
+    "colmap_camera_line",
+    "parse_colmap_camera_line",
+    "read_calibration",
+    "report_dict",
+    "save_pictures",
+    "stereo_report_dict",
+    "write_opencv_yaml",
+]
+
+
+def colmap_camera_line(camera: Camera, camera_id: int = 1) -> str:
+    """One cameras.txt line; principal point shifted +0.5 to COLMAP's pixel-corner convention."""
+    p = camera.params.copy()
+    i = 1 if camera.spec.single_focal else 2
+    p[i:i + 2] += 0.5
+    return f"{int(camera_id)} {camera.model} {camera.width} {camera.height} " + " ".join(f"{v:.17g}" for v in p)
+
+
+def parse_colmap_camera_line(line: str) -> Camera:
+    """Inverse of :func:`colmap_camera_line` (shifts cx, cy by -0.5)."""
+    tok = line.split()
+    if len(tok) < 5 or tok[1] not in MODELS:
+        raise ValueError(f"COLMAP camera line: expected 'ID MODEL WIDTH HEIGHT PARAMS...', got {line!r}")
+    p = np.array([float(t) for t in tok[4:]])
+    spec = MODELS[tok[1]]
+    i = 1 if spec.single_focal else 2
+    p[i:i + 2] -= 0.5
+    return Camera(tok[1], int(tok[2]), int(tok[3]), p)
+
+
+def write_opencv_yaml(path, camera: Camera | None = None, *, rms_px: float | None = None, stereo=None) -> Path:
+    """Write a ``cv2.FileStorage`` YAML. Mono: K, D, image_width/height, camera_model (COLMAP
+    name), rms_px. Stereo (a :class:`calib.stereo.StereoResult`): K1 D1 K2 D2 R T E F R1 R2 P1 P2 Q
+    too, plus baseline and rectified_vertical_rms_px."""
+    import cv2
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fs = cv2.FileStorage(str(path), cv2.FILE_STORAGE_WRITE)
+    try:
+        cam = camera if camera is not None else stereo.left
+        fs.write("image_width", int(cam.width))
+        fs.write("image_height", int(cam.height))
+        fs.write("camera_model", cam.model)
+        fs.write("pixel_convention", "opencv: (0,0) is the centre of the top-left pixel")
+        if stereo is None:
+            fs.write("K", cam.K)
+            fs.write("D", np.asarray(cam.opencv_dist(), dtype=np.float64).reshape(1, -1))
+            if rms_px is not None:
+                fs.write("rms_px", float(rms_px))
+        else:
+            r = stereo.rectification
+            fs.write("K1", stereo.left.K)
+            fs.write("D1", np.asarray(stereo.left.opencv_dist(), dtype=np.float64).reshape(1, -1))
+            fs.write("K2", stereo.right.K)
+            fs.write("D2", np.asarray(stereo.right.opencv_dist(), dtype=np.float64).reshape(1, -1))
+            fs.write("camera_model_right", stereo.right.model)
+            fs.write("R", stereo.right_from_left.rotation)
+            fs.write("T", stereo.right_from_left.translation.reshape(3, 1))
+            fs.write("E", stereo.E)
+            fs.write("F", stereo.F)
+            fs.write("R1", r.R1)
+            fs.write("R2", r.R2)
+            fs.write("P1", r.P1)
+            fs.write("P2", r.P2)
+            fs.write("Q", r.Q)
+            fs.write("rms_px", float(stereo.rms_px))
+            fs.write("baseline", float(stereo.baseline))
+            fs.write("rectified_vertical_rms_px", float(stereo.rectified_vertical_rms_px))
+    finally:
+        fs.release()
+    return path
+
+
+def read_calibration(path, *, which: str = "left") -> Camera:
+    """Read a camera from our OpenCV YAML (mono, or ``which`` = left/right of a stereo file), a
+    generic OpenCV YAML (``camera_matrix`` / ``distortion_coefficients``, ``image_width``,
+    ``image_height``), a COLMAP cameras.txt (first camera) or our report.json."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: calibration file not found")
+    text = path.read_text(errors="replace")
+    if path.suffix.lower() == ".json":
+        d = json.loads(text)
+        cam = d.get("camera") or (d.get("left") if which == "left" else d.get("right"))
+        if not cam:
+            raise ValueError(f"{path}: no 'camera' entry")
+        return Camera(cam["model"], cam["width"], cam["height"], cam["params"])
+    if path.suffix.lower() == ".txt":
+        for line in text.splitlines():
+            if line.strip() and not line.lstrip().startswith("#"):
+                return parse_colmap_camera_line(line)
+        raise ValueError(f"{path}: no camera line found")
+    import cv2
+
+    fs = cv2.FileStorage(str(path), cv2.FILE_STORAGE_READ)
+    try:
+        def mat(*names):
+            for n in names:
+                node = fs.getNode(n)
+                if not node.empty():
+                    return node.mat()
+            return None
+
+        def num(*names):
+            for n in names:
+                node = fs.getNode(n)
+                if not node.empty():
+                    return node.real()
+            return None
+
+        suffix = "1" if which == "left" else "2"
+        K = mat("K", "camera_matrix", f"K{suffix}", f"M{suffix}")
+        D = mat("D", "distortion_coefficients", f"D{suffix}")
+        w, h = num("image_width"), num("image_height")
+        model_node = fs.getNode("camera_model" if which == "left" else "camera_model_right")
+        model = model_node.string() if not model_node.empty() else None
+        if model is None and which == "right":
+            node = fs.getNode("camera_model")
+            model = node.string() if not node.empty() else None
+    finally:
+        fs.release()
+    if K is None or w is None or h is None:
+        raise ValueError(f"{path}: expected K (or camera_matrix), image_width and image_height")
+    d = np.zeros(0) if D is None else np.asarray(D, dtype=np.float64).ravel()
+    fisheye = model == "OPENCV_FISHEYE"
+    cam = Camera.from_K(K, int(w), int(h), d, fisheye=fisheye)
+    if model and model != cam.model and model in MODELS:
+        # Keep the declared model (e.g. OPENCV with all-zero distortion stays OPENCV).
+        from calib.calibrate import _camera_from_opencv
+
+        try:
+            cam = _camera_from_opencv(model, (int(w), int(h)), np.asarray(K), d)
+        except ValueError:
+            pass
+    return cam
+
+
+def _camera_json(camera: Camera, std: np.ndarray | None = None) -> dict:
+    d = {"model": camera.model, "width": camera.width, "height": camera.height,
+         "params": [float(v) for v in camera.params], "param_names": list(camera.spec.param_names),
+         "K": camera.K.tolist(), "D": [float(v) for v in camera.opencv_dist()],
+         "colmap_camera_line": colmap_camera_line(camera)}
+    if std is not None:
+        d["param_std"] = [float(v) for v in std]
+    return d
+
+
+def report_dict(result: CalibrationResult, *, detection_failures: list[Rejection] = (),
+                uncertainty: UncertaintyMap | None = None, coverage: CoverageMap | None = None,
+                board: str = "", extra: dict | None = None) -> dict:
+    """The JSON report of a mono calibration. ``views_rejected`` lists every view not used, with
+    the reason (detection failures first, then calibration outliers)."""
+    cam = result.camera
+    rejected = [r.to_json() for r in detection_failures] + [r.to_json() for r in result.rejected_views]
+    d = {
+        "version": 1,
+        "model": cam.model,
+        "image_size": [cam.width, cam.height],
+        "rms_px": float(result.rms_px),
+        "sigma_px": float(result.sigma_px),
+        "params": {n: float(v) for n, v in zip(cam.spec.param_names, cam.params)},
+        "param_std": {n: float(v) for n, v in zip(cam.spec.param_names, result.param_std)},
+        "camera": _camera_json(cam, result.param_std),
+        "pixel_convention": "(0, 0) is the centre of the top-left pixel; the COLMAP line adds 0.5",
+        "board": board,
+        "views_used": [v.name for v in result.views],
+        "views_rejected": rejected,
+        "corners_rejected": [r.to_json() for r in result.rejected_corners],
+        "num_views_used": len(result.views),
+        "num_corners_used": int(sum(len(v.corners) for v in result.views)),
+        "per_view_rms_px": {v.name: float(v.rms_px) for v in result.views},
+        "cam_from_board": {v.name: {"rotation": v.cam_from_board.rotation.tolist(),
+                                    "translation": v.cam_from_board.translation.tolist()} for v in result.views},
+        "opencv_flags": int(result.opencv_flags),
+    }
+    if result.model_scores:
+        d["model_selection"] = {
+            "method": "cross-validated reprojection RMS over held-out views (pose refitted)",
+            "scores": [{"model": s.model, "cv_rms_px": s.cv_rms_px if np.isfinite(s.cv_rms_px) else None,
+                        "fit_rms_px": s.fit_rms_px if np.isfinite(s.fit_rms_px) else None,
+                        **({"failed": s.failed} if s.failed else {})} for s in result.model_scores]}
+    if uncertainty is not None:
+        s = uncertainty.std_px
+        d["projection_uncertainty"] = {
+            "method": "mrcal-style: ray at the working distance fixed to the boards, covariance of "
+                      "(intrinsics, poses) propagated; worst-direction 1-sigma",
+            "distance": uncertainty.distance, "center_px": uncertainty.at_center(),
+            "median_px": float(np.nanmedian(s)), "max_px": float(np.nanmax(s))}
+    if coverage is not None:
+        d["coverage"] = {"covered_fraction": coverage.covered_fraction, "advice": coverage.advice}
+    if extra:
+        d.update(extra)
+    return d
+
+
+def stereo_report_dict(stereo, *, left_report: dict | None = None, right_report: dict | None = None) -> dict:
+    d = {
+        "version": 1,
+        "kind": "stereo",
+        "model": stereo.left.model,
+        "image_size": [stereo.left.width, stereo.left.height],
+        "rms_px": float(stereo.rms_px),
+        "baseline": float(stereo.baseline),
+        "rectified_vertical_rms_px": float(stereo.rectified_vertical_rms_px),
+        "fix_intrinsics": bool(stereo.fix_intrinsics),
+        "left": _camera_json(stereo.left), "right": _camera_json(stereo.right),
+        "right_from_left": {"rotation": stereo.right_from_left.rotation.tolist(),
+                            "translation": stereo.right_from_left.translation.tolist()},
+        "E": stereo.E.tolist(), "F": stereo.F.tolist(),
+        "R1": stereo.rectification.R1.tolist(), "R2": stereo.rectification.R2.tolist(),
+        "P1": stereo.rectification.P1.tolist(), "P2": stereo.rectification.P2.tolist(),
+        "Q": stereo.rectification.Q.tolist(),
+        "views_used": stereo.pairs_used,
+        "views_rejected": [r.to_json() for r in stereo.pairs_rejected],
+    }
+    if left_report is not None:
+        d["left_calibration"] = left_report
+        d["params"] = left_report["params"]
+        d["param_std"] = left_report["param_std"]
+    if right_report is not None:
+        d["right_calibration"] = right_report
+    return d
+
+
+PICTURES = ("residuals", "coverage", "uncertainty", "view_errors")
+
+
+def save_pictures(result: CalibrationResult, out_dir, *, uncertainty: UncertaintyMap | None = None,
+                  coverage: CoverageMap | None = None, rejected: list[Rejection] = (), prefix: str = "",
+                  parallel: bool = True) -> list[Path]:
+    """residuals.png, coverage.png, uncertainty.png, view_errors.png in ``out_dir`` (coverage and
+    uncertainty only when given).
+
+    ``parallel``: draw them in two forked processes (matplotlib is single-threaded and as slow as
+    OpenCV's whole detection here); falls back to drawing in this process where fork is not
+    available or fails."""
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    which = [w for w in PICTURES if not ((w == "coverage" and coverage is None)
+                                         or (w == "uncertainty" and uncertainty is None))]
+    args = (result, Path(out_dir), uncertainty, coverage, list(rejected), prefix)
+    if parallel:
+        import multiprocessing
+        import os
+
+        if "fork" in multiprocessing.get_all_start_methods() and (os.cpu_count() or 1) > 1:
+            global _PICTURE_ARGS
+            _PICTURE_ARGS = args
+            try:
+                with multiprocessing.get_context("fork").Pool(2) as pool:
+                    return [Path(p) for p in pool.map(_draw_picture_forked, which)]
+            except (OSError, RuntimeError):
+                pass
+            finally:
+                _PICTURE_ARGS = None
+    return [_draw_picture(w, *args) for w in which]
+
+
+_PICTURE_ARGS = None
+
+
+def _draw_picture_forked(which: str) -> str:
+    return str(_draw_picture(which, *_PICTURE_ARGS))
+
+
+def _draw_picture(which: str, result: CalibrationResult, out_dir: Path, uncertainty, coverage, rejected,
+                  prefix: str) -> Path:
+    # The object-oriented API with the Agg canvas: headless, no pyplot state, no GUI backend.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    class plt:
+        @staticmethod
+        def subplots(figsize, dpi):
+            fig = Figure(figsize=figsize, dpi=dpi)
+            FigureCanvasAgg(fig)
+            return fig, fig.add_subplot(1, 1, 1)
+
+        @staticmethod
+        def close(fig):
+            fig.clear()
+
+    cam = result.camera
+    W, H = cam.size
+    pts = np.concatenate([v.corners for v in result.views])
+    res = np.concatenate([v.residuals for v in result.views])
+    err = np.linalg.norm(res, axis=1)
+
+    def frame(ax, title):
+        ax.set_xlim(-0.5, W - 0.5)
+        ax.set_ylim(H - 0.5, -0.5)
+        ax.set_aspect("equal")
+        ax.set_xlabel("u (px)")
+        ax.set_ylabel("v (px)")
+        ax.set_title(title, fontsize=10)
+
+    # 1. residual vectors
+    if which == "residuals":
+        fig, ax = plt.subplots(figsize=(8, 6.2), dpi=90)
+        fig.subplots_adjust(left=0.09, right=0.98, top=0.94, bottom=0.08)
+        scale = 0.04 * max(W, H) / max(np.percentile(err, 95), 1e-9)
+        q = ax.quiver(pts[:, 0], pts[:, 1], res[:, 0] * scale, res[:, 1] * scale, err, angles="xy", scale_units="xy",
+                      scale=1, cmap="viridis", width=0.002)
+        fig.colorbar(q, ax=ax, label="|residual| (px)", shrink=0.8)
+        frame(ax, f"Reprojection residuals ({cam.model}, RMS {result.rms_px:.3f} px), arrows x{scale:.0f}")
+        p = out_dir / f"{prefix}residuals.png"
+        fig.savefig(p)
+        plt.close(fig)
+        return p
+
+    # 2. coverage heatmap
+    if which == "coverage":
+        fig, ax = plt.subplots(figsize=(8, 6.8), dpi=90)
+        fig.subplots_adjust(left=0.09, right=0.98, top=0.94, bottom=0.2)
+        im = ax.imshow(coverage.counts, extent=(-0.5, W - 0.5, H - 0.5, -0.5), cmap="magma", interpolation="nearest")
+        ax.plot(pts[:, 0], pts[:, 1], ".", color="cyan", ms=1.5, alpha=0.5)
+        fig.colorbar(im, ax=ax, label="corners per cell", shrink=0.8)
+        frame(ax, f"Corner coverage: {len(result.views)} views, {len(pts)} corners, "
+                  f"{100 * coverage.covered_fraction:.0f}% of cells covered")
+        if coverage.advice:
+            import textwrap
+
+            txt = "\n".join(textwrap.fill("- " + a, 110) for a in coverage.advice)
+            fig.text(0.02, 0.01, txt, fontsize=7, va="bottom", ha="left")
+        p = out_dir / f"{prefix}coverage.png"
+        fig.savefig(p)
+        plt.close(fig)
+        return p
+
+    # 3. uncertainty map
+    if which == "uncertainty":
+        fig, ax = plt.subplots(figsize=(8, 6.2), dpi=90)
+        fig.subplots_adjust(left=0.09, right=0.98, top=0.94, bottom=0.08)
+        s = uncertainty.std_px
+        im = ax.imshow(s, extent=(uncertainty.u[0], uncertainty.u[-1], uncertainty.v[-1], uncertainty.v[0]),
+                       cmap="viridis", interpolation="bilinear")
+        finite = s[np.isfinite(s)]
+        if finite.size and finite.max() > finite.min():
+            levels = np.unique(np.round(np.quantile(finite, [0.25, 0.5, 0.75, 0.95]), 4))
+            if len(levels) > 1:
+                cs = ax.contour(uncertainty.u, uncertainty.v, s, levels=levels, colors="white", linewidths=0.7)
+                ax.clabel(cs, fmt="%.3g", fontsize=7)
+        ax.plot(pts[:, 0], pts[:, 1], ".", color="red", ms=1, alpha=0.4)
+        fig.colorbar(im, ax=ax, label="projection 1-sigma (px)", shrink=0.8)
+        frame(ax, f"Projection uncertainty at {uncertainty.distance:.3g} board units "
+                  f"(centre {uncertainty.at_center():.3f} px, max {np.nanmax(s):.3f} px)")
+        p = out_dir / f"{prefix}uncertainty.png"
+        fig.savefig(p)
+        plt.close(fig)
+        return p
+
+    # 4. per-view errors
+    if which == "view_errors":
+        names = [v.name for v in result.views]
+        rms = [v.rms_px for v in result.views]
+        rej = [r for r in rejected if r.corner_id is None]
+        fig, ax = plt.subplots(figsize=(max(6, 0.32 * (len(names) + len(rej)) + 2), 4.4), dpi=90)
+        fig.subplots_adjust(left=0.08, right=0.98, top=0.92, bottom=0.28)
+        x = np.arange(len(names))
+        ax.bar(x, rms, color="tab:blue", label="used")
+        if rej:
+            xr = np.arange(len(names), len(names) + len(rej))
+            vals = [r.error_px if r.error_px is not None else 0.0 for r in rej]
+            ax.bar(xr, vals, color="tab:red", label="rejected (height: RMS when known)")
+            names = names + [r.name for r in rej]
+        ax.axhline(result.rms_px, color="k", ls="--", lw=0.8, label=f"overall RMS {result.rms_px:.3f} px")
+        ax.set_xticks(np.arange(len(names)))
+        ax.set_xticklabels([Path(n).name for n in names], rotation=70, fontsize=7, ha="right")
+        ax.set_ylabel("RMS reprojection error (px)")
+        ax.set_title("Per-view reprojection error", fontsize=10)
+        ax.legend(fontsize=8)
+        p = out_dir / f"{prefix}view_errors.png"
+        fig.savefig(p)
+        plt.close(fig)
+        return p
+    raise ValueError(f"which: expected one of {PICTURES}, got {which!r}")

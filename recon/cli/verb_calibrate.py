@@ -1,0 +1,220 @@
+"""`recon calibrate`: camera (or stereo rig) calibration from board photos."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "calibrate"
+HELP = "calibrate a camera or a stereo rig from photos of a chessboard / ChArUco / circle grid"
+ORDER = 20
+DESCRIPTION = """\
+Calibrate a camera from photos of a calibration board (OpenCV's solver, with outlier rejection,
+parameter uncertainties, a projection-uncertainty map, coverage advice and model selection).
+
+Boards (--board):
+  chessboard:COLSxROWS[:SQUARE]        inner corners (a chess board with 8x8 squares is 7x7);
+                                       COLSxROWS may be 'auto' (counted in the images)
+  charuco:COLSxROWS:SQUARE:MARKER[:DICT]  squares, square and marker size, ArUco dictionary
+                                       (e.g. 5X5_100; omitted: several common ones are tried)
+  circles:COLSxROWS:SPACING            asymmetric circle grid (OpenCV layout, e.g. 4x11)
+
+Mono:    recon calibrate photos/*.jpg --board chessboard:9x6:0.025 -o calib_out
+Stereo:  recon calibrate --left left/*.png --right right/*.png --board charuco:7x5:0.04:0.03 -o rig
+         (pairs are the i-th left and i-th right image in sorted order; each camera is first
+          calibrated alone, then the rig with fixed intrinsics, or jointly with --joint)
+
+Outputs in OUT: calibration.yaml (cv2.FileStorage: K, D; stereo: K1 D1 K2 D2 R T E F R1 R2 P1
+P2 Q), cameras.txt (COLMAP camera line, principal point +0.5 for COLMAP's convention),
+report.json (rms_px, model, params, param_std, views_used, views_rejected with reasons, ...),
+residuals.png, coverage.png, uncertainty.png, view_errors.png (stereo: per camera in left/ and
+right/). Every image that is not used is printed with the reason and listed in report.json.
+"""
+
+MODELS = ("auto", "SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "FULL_OPENCV", "OPENCV_FISHEYE")
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("images", nargs="*", metavar="IMAGES",
+                   help="board photos (files, folders or quoted globs) for a mono calibration")
+    p.add_argument("--board", required=True, help="board spec, see above")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
+    p.add_argument("--model", default="OPENCV",
+                   help="camera model: auto (cross-validated choice) or one of "
+                        + ", ".join(MODELS[1:]) + " (default OPENCV)")
+    p.add_argument("--left", nargs="+", metavar="IMG", help="stereo: left images (files, folders or quoted globs)")
+    p.add_argument("--right", nargs="+", metavar="IMG", help="stereo: right images, paired with --left in sorted order")
+    p.add_argument("--joint", action="store_true",
+                   help="stereo: refine both cameras' intrinsics jointly with the rig (default: fixed)")
+    p.add_argument("--alpha", type=float, default=0.0,
+                   help="stereo rectification: 0 keeps only valid pixels, 1 keeps all source pixels")
+    p.add_argument("--no-reject", action="store_true", help="keep every corner and view (no outlier rejection)")
+    p.add_argument("--corner-k", type=float, default=5.0, help="corner outlier threshold in robust sigmas (5)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG pictures")
+    p.add_argument("--workers", type=int, default=None, help="detection threads (default: up to 4)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def expand_images(items) -> list[str]:
+    """Files, folders (their images, sorted) and globs (sorted) -> list of paths, in order."""
+    import glob
+    import os
+
+    out = []
+    for it in items or []:
+        if os.path.isdir(it):
+            out += sorted(os.path.join(it, f) for f in os.listdir(it) if f.lower().endswith(IMAGE_EXTS))
+        elif any(ch in it for ch in "*?["):
+            hits = sorted(glob.glob(it))
+            if not hits:
+                raise FileNotFoundError(f"{it}: no file matches this pattern")
+            out += hits
+        else:
+            out.append(it)
+    return out
+
+
+def _print_result(res, failures, title=""):
+    import sys
+
+    cam = res.camera
+    print(f"{title}model {cam.model}, {cam.width}x{cam.height}, RMS {res.rms_px:.4f} px over "
+          f"{len(res.views)} views ({sum(len(v.corners) for v in res.views)} corners)")
+    for n, v, s in zip(cam.spec.param_names, cam.params, res.param_std):
+        print(f"  {n:>3} = {v: .6g}  +- {s:.3g}")
+    if res.model_scores:
+        print("  model selection (cross-validated RMS, px): " + ", ".join(
+            f"{s.model} {s.cv_rms_px:.4f}" if not s.failed else f"{s.model} failed" for s in res.model_scores))
+    dropped = list(failures) + list(res.rejected_views)
+    if dropped:
+        print(f"  {len(dropped)} view(s) not used:", file=sys.stderr)
+        for r in dropped:
+            print(f"    {r.name}: {r.reason}", file=sys.stderr)
+    if res.rejected_corners:
+        print(f"  {len(res.rejected_corners)} outlier corner(s) rejected (listed in report.json)")
+
+
+def _calibrate_one(paths, board, config, out_dir, args, title=""):
+    import json
+
+    import numpy as np
+
+    from calib.calibrate import (
+        CalibrationError,
+        calibrate_camera,
+        coverage_map,
+        projection_uncertainty,
+    )
+    from calib.calibrate_images import detect_images
+    from calib.report import colmap_camera_line, report_dict, save_pictures, write_opencv_yaml
+
+    run = detect_images(paths, board, progress=not args.quiet, workers=args.workers)
+    try:
+        res = calibrate_camera(run.observations, run.image_size, config)
+    except CalibrationError as e:
+        if not run.failures:
+            raise
+        lines = "\n".join(f"  {r.name}: {r.reason}" for r in run.failures)
+        raise CalibrationError(f"{e}\nimages not used:\n{lines}") from None
+    unc = projection_uncertainty(res)
+    cov = coverage_map(res, uncertainty=unc)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = report_dict(res, detection_failures=run.failures, uncertainty=unc, coverage=cov, board=str(run.board))
+    (out_dir / "report.json").write_text(json.dumps(report, indent=1))
+    write_opencv_yaml(out_dir / "calibration.yaml", res.camera, rms_px=res.rms_px)
+    (out_dir / "cameras.txt").write_text(
+        "# Camera list with one line of data per camera:\n#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]\n"
+        "# (COLMAP convention: principal point relative to the top-left pixel CORNER)\n"
+        + colmap_camera_line(res.camera) + "\n")
+    if not args.no_plots:
+        save_pictures(res, out_dir, uncertainty=unc, coverage=cov,
+                      rejected=list(run.failures) + list(res.rejected_views))
+    _print_result(res, run.failures, title)
+    print(f"  projection uncertainty: centre {unc.at_center():.3f} px, max {float(np.nanmax(unc.std_px)):.3f} px")
+    for a in cov.advice:
+        print(f"  advice: {a}")
+    return run, res, report
+
+
+def _preload_matplotlib() -> None:
+    try:
+        import matplotlib.backends.backend_agg
+        import matplotlib.figure  # noqa: F401
+    except Exception:  # noqa: BLE001, S110 - save_pictures reports a real failure later
+        pass
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from calib.boards import parse_board_spec
+    from calib.calibrate import CalibrationConfig
+
+    if not args.no_plots:
+        # Import matplotlib in the background while the images are read and searched (OpenCV
+        # releases the GIL there); save_pictures then finds it loaded.
+        import threading
+
+        threading.Thread(target=_preload_matplotlib, daemon=True).start()
+    board = parse_board_spec(args.board)
+    model = args.model if args.model == "auto" else args.model.upper()
+    if model not in MODELS:
+        raise ValueError(f"--model: expected one of {', '.join(MODELS)}, got {args.model!r}")
+    config = CalibrationConfig(model=model, reject_outliers=not args.no_reject, corner_k=args.corner_k)
+    out = Path(args.output)
+    stereo = bool(args.left or args.right)
+    if stereo:
+        if args.images:
+            raise ValueError("give either IMAGES (mono) or --left/--right (stereo), not both")
+        if not (args.left and args.right):
+            raise ValueError("stereo calibration needs both --left and --right images")
+        return _run_stereo(args, board, config, out)
+    paths = expand_images(args.images)
+    if not paths:
+        raise ValueError("no images given (IMAGES..., or --left/--right for a stereo rig)")
+    _calibrate_one(paths, board, config, out, args)
+    print(f"wrote {out}/calibration.yaml, cameras.txt, report.json" + ("" if args.no_plots else " and pictures"))
+    return 0
+
+
+def _run_stereo(args, board, config, out) -> int:
+    import json
+
+    from calib.calibrate import Rejection
+    from calib.report import colmap_camera_line, stereo_report_dict, write_opencv_yaml
+    from calib.stereo import stereo_calibrate
+
+    left = expand_images(args.left)
+    right = expand_images(args.right)
+    if len(left) != len(right):
+        raise ValueError(f"--left/--right: {len(left)} left and {len(right)} right images; pairs need equal counts")
+    runL, resL, repL = _calibrate_one(left, board, config, out / "left", args, "left:  ")
+    runR, resR, repR = _calibrate_one(right, board, config, out / "right", args, "right: ")
+    # Pair by position; a pair is used when both images have the board.
+    obsL = {o.name: o for o in runL.observations}
+    obsR = {o.name: o for o in runR.observations}
+    PL, PR, rejected = [], [], []
+    for a, b in zip(left, right):
+        if a in obsL and b in obsR:
+            PL.append(obsL[a])
+            PR.append(obsR[b])
+        else:
+            why = [f"{n}: no board" for n, o in ((a, obsL), (b, obsR)) if n not in o]
+            rejected.append(Rejection(f"{a} | {b}", "; ".join(why)))
+    grid = (runL.board.cols, runL.board.rows) if runL.board.kind == "chessboard" else None
+    st = stereo_calibrate(PL, PR, resL.camera, resR.camera, fix_intrinsics=not args.joint, alpha=args.alpha,
+                          symmetric_grid=grid)
+    st.pairs_rejected = rejected + st.pairs_rejected
+    rep = stereo_report_dict(st, left_report=repL, right_report=repR)
+    (out / "report.json").write_text(json.dumps(rep, indent=1))
+    write_opencv_yaml(out / "calibration.yaml", stereo=st)
+    (out / "cameras.txt").write_text("# CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[] (COLMAP convention)\n"
+                                     + colmap_camera_line(st.left, 1) + "\n" + colmap_camera_line(st.right, 2) + "\n")
+    print(f"stereo: {len(st.pairs_used)} pairs, RMS {st.rms_px:.4f} px, baseline {st.baseline:.6g} board units, "
+          f"rectified vertical disparity RMS {st.rectified_vertical_rms_px:.4f} px")
+    import sys
+
+    for r in st.pairs_rejected:
+        print(f"  pair not used: {r.name}: {r.reason}", file=sys.stderr)
+    print(f"wrote {out}/calibration.yaml, cameras.txt, report.json (per-camera results in left/ and right/)")
+    return 0

@@ -1,0 +1,70 @@
+"""`recon data`: the catalog of public datasets (list, describe, download with checksum)."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "data"
+HELP = "list, describe and download public datasets (Mip-NeRF 360, Tanks and Temples, BAL, ...)"
+ORDER = 90
+DESCRIPTION = """\
+The catalog of public datasets recon knows (one TOML per dataset in the `datasets/` folder,
+shipped with the package): where to get each, its licence, format, scenes and citation.
+
+  recon data list                          one line per dataset
+  recon data info NAME                     every field of one dataset
+  recon data download NAME DEST [--scene S]
+                                           fetch into folder DEST; the sha256 is checked when
+                                           the catalog has one (a mismatch removes the file)
+
+Datasets stored per scene (bal, middlebury2014) need --scene. Archives are not extracted.
+Some hosts (Google Drive) need a browser: `info` shows the link.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    sub.add_parser("list", help="one line per dataset")
+    p = sub.add_parser("info", help="every field of one dataset")
+    p.add_argument("name", help="dataset name, as printed by `recon data list`")
+    p = sub.add_parser("download", help="download a dataset (or one scene) into a folder")
+    p.add_argument("name", help="dataset name, as printed by `recon data list`")
+    p.add_argument("dest", help="destination folder (created if missing)")
+    p.add_argument("--scene", help="scene to fetch, for datasets stored per scene")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _size(mb: float) -> str:
+    if mb <= 0:
+        return "?"
+    return f"{mb / 1024:.1f} GB" if mb >= 1024 else f"{mb:.0f} MB"
+
+
+def run(args: argparse.Namespace) -> int:
+    from recon.io import catalog
+
+    if args.action == "list":
+        rows = catalog.list_datasets()
+        width = max(len(d.name) for d in rows)
+        for d in rows:
+            note = "  (manual download)" if d.manual else ""
+            print(f"{d.name:<{width}}  {d.format:<10} {_size(d.size_mb):>8}  {len(d.scenes):>3} scenes  "
+                  f"{d.title or d.name}{note}")
+        return 0
+    if args.action == "info":
+        d = catalog.get_dataset(args.name)
+        fields = [("name", d.name), ("title", d.title), ("homepage", d.homepage), ("url", d.url),
+                  ("manual download", d.manual_note if d.manual else ""),
+                  ("sha256", d.sha256 or f"(none) {d.sha256_note}"),
+                  ("license", f"{d.license} ({d.license_note})" if d.license_note else d.license),
+                  ("format", d.format), ("layout", d.layout),
+                  ("size", f"{_size(d.size_mb)} {d.size_note}".strip()),
+                  ("scenes", ", ".join(d.scenes)), ("citation", d.citation)]
+        for key, value in fields:
+            if value:
+                print(f"{key + ':':<17}" + str(value).replace("\n", "\n" + " " * 17))
+        return 0
+    result = catalog.download(args.name, args.dest, scene=args.scene, progress=not args.no_progress)
+    state = "sha256 verified" if result.verified else "no sha256 in the catalog to check against"
+    print(f"{result.path}  sha256 {result.sha256}  ({state})")
+    return 0

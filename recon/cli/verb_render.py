@@ -1,0 +1,43 @@
+"""`recon render OUT -o FRAMES`: render novel views / a turntable from a trained splat output."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "render"
+HELP = "render images or a turntable from a trained Gaussian-splatting output"
+ORDER = 65
+DESCRIPTION = """\
+Render frames from OUT/splat.ply (written by `recon train splat`), through:
+  --cameras test    the held-out test cameras of the training data (every 8th image)
+  --cameras train   every training camera
+  --cameras orbit   a turntable around what the cameras look at (--frames N frames), at the
+                    height and distance of the training cameras
+Frames are written as FRAMES/frame_0000.png ...; --video FILE.mp4 also writes a video (OpenCV).
+The dataset and resolution are taken from OUT/report.json; --data overrides the dataset path.
+
+Example:
+  recon render out/splat --cameras orbit --frames 120 -o out/frames --video out/turntable.mp4
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="OUT", help="training output folder (holds splat.ply)")
+    parser.add_argument("-o", "--output", required=True, metavar="FRAMES", help="folder for the frames")
+    parser.add_argument("--cameras", choices=["test", "train", "orbit"], default="orbit")
+    parser.add_argument("--frames", type=int, default=60, help="orbit frames (default 60)")
+    parser.add_argument("--data", help="dataset folder (default: the one recorded in OUT/report.json)")
+    parser.add_argument("--resolution-scale", type=float,
+                        help="image scale (default: the one used for training)")
+    parser.add_argument("--sh-degree", type=int, choices=[0, 1, 2, 3], help="default: all bands in the PLY")
+    parser.add_argument("--background", type=float, nargs=3, metavar=("R", "G", "B"),
+                        help="default: the training background")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--video", metavar="FILE.mp4", help="also write the frames as a video")
+    parser.add_argument("--fps", type=int, default=30)
+
+
+def run(args: argparse.Namespace) -> int:
+    from render.splat.render_frames import render_frames_cli
+
+    return render_frames_cli(args)

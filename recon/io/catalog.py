@@ -1,0 +1,206 @@
+"""The catalog of public datasets: one small TOML per dataset in the top-level ``datasets/`` folder.
+
+``datasets/`` is deliberately not an importable package (the name belongs to Hugging Face's
+library). The wheel ships the TOMLs as package data at ``recon/catalog/*.toml`` (in the source
+tree ``recon/catalog`` is a symlink to ``../datasets``); a checkout whose symlink is missing (e.g.
+Windows without symlink support) reads ``datasets/`` next to the sources.
+
+Entry fields (see datasets/*.toml): ``name``, ``url`` (may contain ``{scene}`` for per-scene
+files), ``sha256`` (empty when the publisher gives none: never guessed), ``license``, ``format``
+(colmap | transforms | images | bal | stereo), ``scenes``, ``size_mb`` (0 = unknown), ``citation``;
+optional ``title``, ``homepage``, ``layout``, ``manual`` (true: needs a browser), and ``*_note``
+texts.
+
+Example::
+
+    from recon.io.catalog import list_datasets, download
+    [d.name for d in list_datasets()]
+    download("bal", "data/", scene="ladybug/problem-49-7776-pre")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+from recon.errors import FormatError, ReconError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+__all__ = ["FORMATS", "REQUIRED_FIELDS", "DatasetInfo", "Downloaded", "catalog_dir", "download",
+           "get_dataset", "list_datasets"]
+
+REQUIRED_FIELDS = ("name", "url", "sha256", "license", "format", "scenes", "size_mb", "citation")
+FORMATS = ("colmap", "transforms", "images", "bal", "stereo")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    url: str  # may contain "{scene}"
+    sha256: str  # hex digest of the file at ``url``; "" when none is published
+    license: str
+    format: str  # one of FORMATS
+    scenes: tuple[str, ...]
+    size_mb: float  # 0 = unknown
+    citation: str
+    title: str = ""
+    homepage: str = ""
+    layout: str = ""
+    manual: bool = False  # True: the host needs a browser; download() explains instead
+    manual_note: str = ""
+    sha256_note: str = ""
+    license_note: str = ""
+    size_note: str = ""
+    archive: str = ""
+    source: str = ""  # the TOML file it was read from
+
+    @property
+    def per_scene(self) -> bool:
+        return "{scene}" in self.url
+
+    def url_for(self, scene: str | None = None) -> str:
+        """The download URL; ``scene`` is required for per-scene datasets and ignored otherwise."""
+        if not self.per_scene:
+            return self.url
+        if scene is None:
+            raise ValueError(f"scene: dataset {self.name!r} is downloaded per scene; choose one of "
+                             f"{', '.join(self.scenes)}")
+        if scene not in self.scenes:
+            raise ValueError(f"scene: {scene!r} is not a scene of {self.name!r}; expected one of "
+                             f"{', '.join(self.scenes)}")
+        return self.url.replace("{scene}", scene)
+
+
+class Downloaded(NamedTuple):
+    path: Path  # the downloaded file
+    sha256: str  # its hex digest (computed)
+    verified: bool  # True when it matched the catalog's sha256; False when the catalog has none
+
+
+def catalog_dir() -> Path:
+    """Folder holding the catalog TOMLs (installed package data, or ``datasets/`` of a checkout)."""
+    here = Path(__file__).resolve().parents[1]  # .../recon
+    for candidate in (here / "catalog", here.parent / "datasets"):
+        if candidate.is_dir() and any(candidate.glob("*.toml")):
+            return candidate
+    raise ReconError(f"dataset catalog not found (looked in {here / 'catalog'} and {here.parent / 'datasets'})")
+
+
+def _parse(path: Path) -> DatasetInfo:
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise FormatError(path, f"invalid TOML: {e}") from None
+    missing = [k for k in REQUIRED_FIELDS if k not in raw]
+    if missing:
+        raise FormatError(path, f"missing field(s) {', '.join(missing)}")
+    if raw["format"] not in FORMATS:
+        raise FormatError(path, f"format {raw['format']!r} is not one of {', '.join(FORMATS)}")
+    sha = raw["sha256"]
+    if not isinstance(sha, str) or (sha and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha))):
+        raise FormatError(path, f"sha256 must be 64 lowercase hex digits or empty, got {sha!r}")
+    if not isinstance(raw["scenes"], list) or not all(isinstance(s, str) for s in raw["scenes"]):
+        raise FormatError(path, "scenes must be a list of strings")
+    if not isinstance(raw["size_mb"], (int, float)) or raw["size_mb"] < 0:
+        raise FormatError(path, f"size_mb must be a number >= 0, got {raw['size_mb']!r}")
+    known = set(DatasetInfo.__dataclass_fields__) - {"source"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise FormatError(path, f"unknown field(s) {', '.join(unknown)}")
+    if raw["name"] != path.stem:
+        raise FormatError(path, f"name {raw['name']!r} must equal the file name {path.stem!r}")
+    fields = {k: v for k, v in raw.items() if k in known}
+    fields["scenes"] = tuple(raw["scenes"])
+    fields["size_mb"] = float(raw["size_mb"])
+    return DatasetInfo(**fields, source=str(path))
+
+
+def list_datasets() -> list[DatasetInfo]:
+    """Every catalog entry, sorted by name."""
+    return [_parse(p) for p in sorted(catalog_dir().glob("*.toml"))]
+
+
+def get_dataset(name: str) -> DatasetInfo:
+    path = catalog_dir() / f"{name}.toml"
+    if not isinstance(name, str) or "/" in name or not path.is_file():
+        known = ", ".join(d.name for d in list_datasets())
+        raise ValueError(f"name: unknown dataset {name!r}; known: {known}")
+    return _parse(path)
+
+
+def _sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def download(name: str, dest, *, scene: str | None = None, progress: bool = True,
+             timeout: float = 60.0) -> Downloaded:
+    """Download dataset ``name`` (one ``scene`` of it for per-scene datasets) into folder ``dest``.
+
+    The file is written as ``<name>.part`` and renamed only after its sha256 matched the
+    catalog; on a mismatch or a network error the partial file is removed and a ReconError says
+    what happened. An existing complete file with the right checksum is not fetched again.
+    Archives are not extracted.
+    """
+    info = get_dataset(name)
+    if info.manual:
+        raise ReconError(f"{info.name}: cannot be downloaded automatically. {info.manual_note} URL: {info.url}")
+    url = info.url_for(scene)
+    dest = Path(dest)
+    if dest.exists() and not dest.is_dir():
+        raise ValueError(f"dest: expected a folder, got the file {dest}")
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / Path(urllib.request.url2pathname(url.rsplit("/", 1)[-1])).name
+    if target.exists():
+        digest = _sha256_of(target)
+        if not info.sha256 or digest == info.sha256:
+            return Downloaded(target, digest, bool(info.sha256))
+    part = target.with_name(target.name + ".part")
+    h = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            bar = None
+            if progress:
+                from tqdm import tqdm
+
+                bar = tqdm(total=total, unit="B", unit_scale=True, desc=target.name, file=sys.stderr)
+            try:
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    out.write(block)
+                    h.update(block)
+                    if bar is not None:
+                        bar.update(len(block))
+            finally:
+                if bar is not None:
+                    bar.close()
+    except (urllib.error.URLError, OSError, TimeoutError) as e:
+        part.unlink(missing_ok=True)
+        reason = getattr(e, "reason", e)
+        raise ReconError(f"{info.name}: could not download {url}: {reason}. Check the network connection "
+                         "(offline?) or download it by hand from the dataset's homepage "
+                         f"{info.homepage or url}") from None
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    digest = h.hexdigest()
+    if info.sha256 and digest != info.sha256:
+        part.unlink(missing_ok=True)
+        raise ReconError(f"{info.name}: checksum mismatch for {url}: expected sha256 {info.sha256}, "
+                         f"got {digest}; the partial file was removed")
+    os.replace(part, target)
+    return Downloaded(target, digest, bool(info.sha256))

@@ -1,0 +1,1 @@
+"""End-to-end pipelines that chain stages (and may import ``render`` / ``viewer`` lazily)."""

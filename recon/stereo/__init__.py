@@ -1,0 +1,62 @@
+"""Stereo depth: rectification (calibrated rig or estimated F), SGBM + WLS disparity with a
+left-right check, disparity -> depth (Z = f B / d) with per-pixel uncertainty, coloured point
+clouds, and pictures.
+
+Functional API::
+
+    from recon.stereo import read_stereo_calibration, stereo_depth
+    calib = read_stereo_calibration("stereo.yaml")        # OpenCV YAML from `recon calibrate`
+    out = stereo_depth(left_rgb, right_rgb, calib)         # -> StereoOutput
+    out.depth, out.depth_sigma, out.points, out.colors
+
+Conventions: disparity d = u_left - u_right (pixels) in the rectified left view; depth is z in
+the rectified left frame; point clouds are in the original left camera frame.
+"""
+
+from recon.stereo._calibration import (
+    StereoCalibration,
+    read_stereo_calibration,
+    write_stereo_calibration,
+)
+from recon.stereo._disparity import (
+    DisparityResult,
+    SGBMConfig,
+    compute_disparity,
+    depth_from_disparity,
+    depth_sigma,
+    disparity_range_from_matches,
+    points_from_depth,
+)
+from recon.stereo._pipeline import (
+    StereoConfig,
+    StereoOutput,
+    fit_calibration_to_images,
+    stereo_depth,
+)
+from recon.stereo._rectify import (
+    StereoRectification,
+    rectify_calibrated,
+    rectify_images,
+    rectify_uncalibrated,
+)
+
+__all__ = [
+    "DisparityResult",
+    "SGBMConfig",
+    "StereoCalibration",
+    "StereoConfig",
+    "StereoOutput",
+    "StereoRectification",
+    "compute_disparity",
+    "depth_from_disparity",
+    "depth_sigma",
+    "disparity_range_from_matches",
+    "fit_calibration_to_images",
+    "points_from_depth",
+    "read_stereo_calibration",
+    "rectify_calibrated",
+    "rectify_images",
+    "rectify_uncalibrated",
+    "stereo_depth",
+    "write_stereo_calibration",
+]

@@ -1,0 +1,127 @@
+"""`recon train splat DATA -o OUT`: the Gaussian-splatting sub-verb (discovered by recon/cli/verb_train.py).
+
+Light at import: argparse only; torch and the trainer are imported inside run()."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "splat"
+HELP = "3D Gaussian splatting (gsplat on CUDA, a PyTorch rasterizer on CPU)"
+ORDER = 10
+DESCRIPTION = """\
+Train 3D Gaussians on posed images and write OUT/splat.ply (standard 3DGS layout: SuperSplat,
+gsplat and the Inria viewers read it), OUT/checkpoint.pt, OUT/renders/test/*.png and
+OUT/report.json (test PSNR / SSIM / LPIPS-or-null, steps, seconds, num_gaussians, device,
+peak memory).
+
+DATA is a folder with transforms.json, or with sparse/0 (COLMAP model) and images/, as written
+by `recon sfm` and recon.synth. Cameras must be undistorted pinhole (SIMPLE_PINHOLE / PINHOLE).
+Every 8th image (sorted by name) is held out for the test metrics, as in the 3DGS protocol.
+
+Presets: 'default' = gsplat's 7k-step schedule; 'long' = the paper's 30k; 'cpu' = 3k steps with
+capped growth for small images on a CPU. 'auto' picks 'cpu' on a CPU and 'default' on CUDA.
+
+Examples:
+  recon train splat out/sfm -o out/splat --steps 3000 --resolution-scale 0.25
+  recon train splat data/lego -o out/lego --strategy mcmc --device cuda --viewer
+  recon train splat out/sfm -o out/splat --steps 7000 --resume     # continue a run
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", metavar="DATA", help="dataset folder (transforms.json or sparse/0 + images/)")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
+    parser.add_argument("--preset", choices=["auto", "default", "long", "cpu"], default="auto",
+                        help="hyper-parameter preset (default: auto = cpu on a CPU, default on CUDA)")
+    parser.add_argument("--steps", type=int, help="total optimisation steps (overrides the preset)")
+    parser.add_argument("--resolution-scale", type=float, default=1.0, metavar="S",
+                        help="resize images by S in (0, 1] (e.g. 0.25 for quick CPU runs); default 1")
+    parser.add_argument("--strategy", choices=["default", "mcmc"], default="default",
+                        help="densification: 3DGS clone/split/prune (default) or 3DGS-MCMC")
+    parser.add_argument("--max-gaussians", type=int, metavar="N",
+                        help="cap on the number of Gaussians (default strategy: growth cap; mcmc: cap_max)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                        help="auto = cuda when torch sees a GPU")
+    parser.add_argument("--backend", choices=["auto", "torch", "gsplat"], default="auto",
+                        help="rasterizer: auto = gsplat on CUDA when installed, else our PyTorch one")
+    parser.add_argument("--init", choices=["auto", "sfm", "random"], default="auto",
+                        help="initial Gaussians: the model's 3D points (sfm), random in a box, or auto")
+    parser.add_argument("--sh-degree", type=int, choices=[0, 1, 2, 3], help="max SH degree (default 3)")
+    parser.add_argument("--background", type=float, nargs=3, metavar=("R", "G", "B"),
+                        help="background colour in [0, 1] (default black)")
+    parser.add_argument("--test-every", type=int, default=8, metavar="K",
+                        help="hold out every K-th image for testing (0: none); default 8")
+    parser.add_argument("--max-views", type=int, metavar="N", help="use only the first N images")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="CPU threads for torch (default: all cores, or 1 when the machine is "
+                             "already busy: oversubscribed OpenMP threads are very slow)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    parser.add_argument("--viewer", action="store_true",
+                        help="live view in the browser (viser, http://127.0.0.1:8080) while training")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def configure_threads(requested: int | None, log) -> int:
+    """Set torch's CPU threads; with none requested use 1 when the load average already exceeds
+    the core count (OpenMP spin-waits make oversubscribed runs 10-100x slower)."""
+    import os
+
+    import torch
+
+    n = os.cpu_count() or 1
+    if requested is not None:
+        if requested < 1:
+            raise ValueError(f"--threads: expected >= 1, got {requested}")
+        threads = requested
+    else:
+        try:
+            busy = os.getloadavg()[0] >= n
+        except OSError:
+            busy = False
+        threads = 1 if busy else n
+        if busy:
+            log(f"machine busy (load {os.getloadavg()[0]:.1f} on {n} cores): using 1 torch thread")
+    torch.set_num_threads(threads)
+    return threads
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+    import sys
+
+    import torch
+
+    from render.splat.trainer import TrainConfig, train
+
+    def log(msg):
+        print(f"[splat] {msg}", file=sys.stderr)
+
+    preset = args.preset
+    if preset == "auto":
+        on_cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+        preset = "default" if on_cuda else "cpu"
+    cfg = TrainConfig.preset(preset)
+    over = {"resolution_scale": args.resolution_scale, "strategy": args.strategy, "device": args.device,
+            "backend": args.backend, "init": args.init, "test_every": args.test_every, "seed": args.seed,
+            "max_views": args.max_views}
+    if args.steps is not None:
+        over["steps"] = args.steps
+    if args.sh_degree is not None:
+        over["sh_degree"] = args.sh_degree
+    if args.background is not None:
+        over["background"] = tuple(args.background)
+    cfg = dataclasses.replace(cfg, **over)
+    if args.max_gaussians is not None:
+        cfg = dataclasses.replace(cfg, densify=dataclasses.replace(cfg.densify, max_gaussians=args.max_gaussians),
+                                  mcmc=dataclasses.replace(cfg.mcmc, cap_max=args.max_gaussians))
+    if cfg.device != "cuda":
+        configure_threads(args.threads, log)
+    log(f"preset {preset}")
+    result = train(args.data, args.output, cfg, resume=args.resume, progress=not args.quiet,
+                   viewer=True if args.viewer else None, log=log, data_path=args.data)
+    r = result.report
+    print(f"splat: {r['num_gaussians']} Gaussians, {r['steps']} steps in {r['seconds']:.1f} s; "
+          f"{r['eval_split']} PSNR {r['psnr']:.2f} dB, SSIM {r['ssim']:.4f} -> {args.output}/splat.ply")
+    return 0

@@ -1,0 +1,112 @@
+"""Rendering frames from a trained output: the test/train cameras of its dataset, or an orbit."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from calib import Camera, Rigid3
+from recon.errors import ReconError
+from recon.io.gaussians import read_splat_ply
+from render.data import SceneData, load_scene, split_train_test
+from render.splat.gaussians import Gaussians
+from render.splat.rasterize import rasterize
+from render.splat.toy import look_at
+
+__all__ = ["orbit_cameras", "render_frames", "render_frames_cli"]
+
+
+def orbit_cameras(cam_from_worlds: list[Rigid3], num_frames: int) -> list[Rigid3]:
+    """A circle around the point the cameras look at, in the plane orthogonal to their mean 'up'
+    (-y of the OpenCV camera), at their mean distance and height."""
+    from render.splat.trainer import _look_at_centre
+    from render.data import View
+
+    fake = [View("", None, p, None) for p in cam_from_worlds]
+    centre, _ = _look_at_centre(fake) if len(fake) > 1 else (np.zeros(3), 1.0)
+    up = -np.mean([p.rotation[1] for p in cam_from_worlds], axis=0)
+    up /= max(np.linalg.norm(up), 1e-12)
+    centres = np.array([p.dst_origin_in_src() for p in cam_from_worlds])
+    rel = centres - centre
+    height = float(np.mean(rel @ up))
+    radial = rel - np.outer(rel @ up, up)
+    radius = float(np.mean(np.linalg.norm(radial, axis=1)))
+    if radius < 1e-9:
+        radius = float(np.mean(np.linalg.norm(rel, axis=1))) or 1.0
+    e1 = radial[0] / max(np.linalg.norm(radial[0]), 1e-12) if np.linalg.norm(radial[0]) > 1e-9 else np.cross(up, [1, 0, 0])
+    e2 = np.cross(up, e1)
+    out = []
+    for k in range(num_frames):
+        a = 2 * np.pi * k / num_frames
+        eye = centre + up * height + radius * (np.cos(a) * e1 + np.sin(a) * e2)
+        out.append(look_at(eye, centre, up))
+    return out
+
+
+def render_frames(gaussians: Gaussians, cameras: list[Camera], poses: list[Rigid3], out_dir, *,
+                  background=(0.0, 0.0, 0.0), sh_degree=None, progress=True) -> list[Path]:
+    from PIL import Image as PILImage
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    with torch.no_grad():
+        for k, (cam, pose) in enumerate(tqdm(list(zip(cameras, poses)), desc="render", disable=not progress,
+                                             file=sys.stderr)):
+            rgb = rasterize(gaussians, cam, pose, background=background, sh_degree=sh_degree).rgb
+            img = (rgb.clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+            path = out_dir / f"frame_{k:04d}.png"
+            PILImage.fromarray(img).save(path)
+            paths.append(path)
+    return paths
+
+
+def _write_video(frames: list[Path], path: str, fps: int) -> None:
+    import cv2
+
+    first = cv2.imread(str(frames[0]))
+    h, w = first.shape[:2]
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    if not writer.isOpened():
+        raise ReconError(f"{path}: OpenCV cannot open a video writer (mp4v codec)")
+    for f in frames:
+        writer.write(cv2.imread(str(f)))
+    writer.release()
+
+
+def render_frames_cli(args) -> int:
+    run_dir = Path(args.run_dir)
+    ply = run_dir / "splat.ply"
+    if not ply.is_file():
+        raise FileNotFoundError(f"{ply}: no splat.ply here (train with `recon train splat DATA -o {run_dir}`)")
+    report = {}
+    if (run_dir / "report.json").is_file():
+        report = json.loads((run_dir / "report.json").read_text())
+    device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    g = Gaussians.from_cloud(read_splat_ply(ply), device=device)
+    bg = tuple(args.background) if args.background else tuple(report.get("background", (0.0, 0.0, 0.0)))
+    data = args.data or report.get("data_path")
+    if not data:
+        raise ReconError(f"{run_dir}: no dataset recorded in report.json; pass --data DATA")
+    scale = args.resolution_scale or report.get("resolution_scale", 1.0)
+    scene: SceneData = load_scene(data, resolution_scale=scale, background=bg)
+    if args.cameras == "orbit":
+        if args.frames < 1:
+            raise ValueError(f"--frames: expected >= 1, got {args.frames}")
+        poses = orbit_cameras([v.cam_from_world for v in scene.views], args.frames)
+        cams = [scene.views[0].camera] * len(poses)
+    else:
+        train_idx, test_idx = split_train_test(len(scene.views))
+        idx = test_idx if args.cameras == "test" else train_idx
+        cams = [scene.views[i].camera for i in idx]
+        poses = [scene.views[i].cam_from_world for i in idx]
+    frames = render_frames(g, cams, poses, args.output, background=bg, sh_degree=args.sh_degree)
+    if args.video:
+        _write_video(frames, args.video, args.fps)
+    print(f"render: {len(frames)} frames -> {args.output}" + (f", video {args.video}" if args.video else ""))
+    return 0

@@ -1,0 +1,81 @@
+"""A self-contained ground-truth scene for tests and benchmarks: Gaussians on a sphere and a
+floor, rendered by our rasterizer from cameras on a ring (no dependency on recon.synth)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from calib import Camera, Rigid3
+from render.data import SceneData, View
+from render.splat.gaussians import Gaussians
+from render.splat.rasterize import rasterize
+from render.splat.sh import SH_C0
+
+__all__ = ["look_at", "ring_cameras", "toy_gaussians", "toy_scene"]
+
+
+def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> Rigid3:
+    """cam_from_world of an OpenCV camera at ``eye`` looking at ``target`` (world z up)."""
+    eye, target, up = (np.asarray(a, dtype=np.float64) for a in (eye, target, up))
+    z = target - eye
+    z /= np.linalg.norm(z)
+    x = np.cross(z, up)
+    if np.linalg.norm(x) < 1e-9:
+        x = np.cross(z, [0.0, 1.0, 0.0])
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    R = np.stack([x, y, z])  # rows: camera axes in world
+    return Rigid3(R, -R @ eye)
+
+
+def ring_cameras(n: int, radius: float = 4.0, height: float = 1.5, target=(0.0, 0.0, 0.0)) -> list[Rigid3]:
+    out = []
+    for k in range(n):
+        a = 2 * np.pi * k / n
+        h = height * (1.0 + 0.3 * np.sin(3 * a))
+        out.append(look_at([radius * np.cos(a), radius * np.sin(a), h], target))
+    return out
+
+
+def toy_gaussians(n: int = 3000, seed: int = 0) -> Gaussians:
+    """A colourful sphere (radius 1) standing on a checkered floor (z = -1)."""
+    rng = np.random.default_rng(seed)
+    n_s = n * 2 // 3
+    d = rng.normal(size=(n_s, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    col_s = 0.5 + 0.45 * np.stack([np.sin(3 * d[:, 0]), np.sin(3 * d[:, 1] + 1), np.cos(4 * d[:, 2])], 1)
+    n_f = n - n_s
+    fx, fy = rng.uniform(-2, 2, size=(2, n_f))
+    floor = np.stack([fx, fy, np.full(n_f, -1.0)], 1)
+    checker = ((np.floor(fx * 2) + np.floor(fy * 2)) % 2)[:, None]
+    col_f = checker * [0.9, 0.85, 0.7] + (1 - checker) * [0.15, 0.2, 0.35]
+    xyz = np.concatenate([d, floor])
+    col = np.concatenate([col_s, col_f])
+    scales = np.concatenate([np.full((n_s, 3), 0.06), np.tile([0.07, 0.07, 0.01], (n_f, 1))])
+    scales *= rng.uniform(0.8, 1.2, size=scales.shape)
+    return Gaussians(
+        means=torch.tensor(xyz, dtype=torch.float32),
+        log_scales=torch.tensor(np.log(scales), dtype=torch.float32),
+        quats_wxyz=torch.tensor(np.tile([1.0, 0, 0, 0], (n, 1)) + 0.1 * rng.normal(size=(n, 4)), dtype=torch.float32),
+        opacity_logits=torch.full((n,), 3.0),
+        sh_dc=torch.tensor((col - 0.5) / SH_C0, dtype=torch.float32)[:, None, :],
+        sh_rest=torch.zeros(n, 0, 3))
+
+
+def toy_scene(num_views: int = 30, width: int = 160, height: int = 120, *, n_gaussians: int = 3000,
+              n_points: int = 1000, seed: int = 0, background=(0.0, 0.0, 0.0)) -> SceneData:
+    """Posed GT images of :func:`toy_gaussians` and a noisy subset of their centres as 'SfM points'."""
+    g = toy_gaussians(n_gaussians, seed)
+    f = 0.9 * width
+    cam = Camera("PINHOLE", width, height, [f, f, (width - 1) / 2, (height - 1) / 2])
+    views = []
+    with torch.no_grad():
+        for k, pose in enumerate(ring_cameras(num_views)):
+            img = rasterize(g, cam, pose, background=background).rgb.clamp(0, 1).numpy()
+            views.append(View(f"view_{k:03d}.png", cam, pose, img.astype(np.float32)))
+    rng = np.random.default_rng(seed + 1)
+    pick = rng.choice(len(g), size=min(n_points, len(g)), replace=False)
+    xyz = g.means.numpy()[pick] + rng.normal(scale=0.02, size=(len(pick), 3))
+    rgb = (np.clip(0.5 + SH_C0 * g.sh_dc[pick, 0].numpy(), 0, 1) * 255).astype(np.uint8)
+    return SceneData(views, xyz, rgb, source="toy")
