@@ -22,7 +22,7 @@ import numpy as np
 from calib import Camera, Rigid3
 from recon.errors import FormatError, ReconError
 
-__all__ = ["View", "SceneData", "load_scene", "split_train_test", "scene_extent"]
+__all__ = ["SceneData", "View", "load_scene", "scene_extent", "split_train_test"]
 
 _IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".JPG", ".JPEG", ".PNG", ".webp", ".tif", ".tiff")
 
@@ -128,7 +128,7 @@ def _resolve_image(root: Path, name: str) -> Path | None:
 def _load_image(path: Path, background) -> np.ndarray:
     from recon.io import read_image
 
-    im = np.asarray(read_image(path))
+    im = np.asarray(read_image(path, mode="unchanged"))
     if im.ndim == 2:
         im = np.repeat(im[..., None], 3, axis=2)
     if im.dtype == np.uint8:

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-__all__ = ["psnr", "ssim", "lpips", "lpips_status"]
+__all__ = ["lpips", "lpips_status", "psnr", "ssim"]
 
 
 def _as_hwc_tensor(x, name: str):

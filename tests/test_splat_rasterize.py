@@ -14,6 +14,16 @@ from render.splat._torch_raster import project_gaussians
 from render.splat.sh import eval_sh
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Small tensors: one thread is as fast, and on a loaded machine OpenMP's spinning threads
+    make torch 10-100x slower (measured on the shared 2-core CI box)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _scene(n=40, seed=0, dtype=torch.float64, sh_k=15):
     gen = torch.Generator().manual_seed(seed)
     return Gaussians(
@@ -83,7 +93,7 @@ def test_early_termination_opaque_wall():
                   torch.cat([torch.full((1, 1, 3), 2.0), torch.full((n - 1, 1, 3), -2.0)]).double(),
                   torch.zeros(n, 0, 3, dtype=torch.float64))
     out = rasterize(g, CAM, Rigid3(np.eye(3), [0, 0, 3.0]), background=[0, 0, 1])
-    ref, ref_alpha = _brute_force(g, CAM, Rigid3(np.eye(3), [0, 0, 3.0]), 0, [0, 0, 1])
+    ref, _ = _brute_force(g, CAM, Rigid3(np.eye(3), [0, 0, 3.0]), 0, [0, 0, 1])
     torch.testing.assert_close(out.rgb, ref, atol=1e-10, rtol=0)
     assert float(out.alpha.min()) > 0.99
     # the front Gaussian dominates: colour 0.5 + C0 * 2 (SH colours are clamped below only)

@@ -25,7 +25,7 @@ import numpy as np
 
 from recon.errors import FormatError
 
-__all__ = ["GaussianCloud", "read_splat_ply", "write_splat_ply", "SH_C0", "sh_degree_from_rest"]
+__all__ = ["SH_C0", "GaussianCloud", "read_splat_ply", "sh_degree_from_rest", "write_splat_ply"]
 
 SH_C0 = 0.28209479177387814  # real SH Y_0^0 = 1 / (2 sqrt(pi))
 

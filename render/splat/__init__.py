@@ -10,10 +10,10 @@ import importlib
 
 _LAZY = {
     "Gaussians": "render.splat.gaussians",
-    "RenderOutput": "render.splat.rasterize",
-    "camera_intrinsics": "render.splat.rasterize",
-    "gsplat_available": "render.splat.rasterize",
-    "rasterize": "render.splat.rasterize",
+    "RenderOutput": "render.splat.api",
+    "camera_intrinsics": "render.splat.api",
+    "gsplat_available": "render.splat.api",
+    "rasterize": "render.splat.api",
     "TrainConfig": "render.splat.trainer",
     "TrainResult": "render.splat.trainer",
     "TrainingDiverged": "render.splat.trainer",
@@ -22,7 +22,10 @@ _LAZY = {
     "MCMCStrategy": "render.splat.strategy",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [  # the names of _LAZY
+    "DefaultStrategy", "Gaussians", "MCMCStrategy", "RenderOutput", "TrainConfig", "TrainResult",
+    "TrainingDiverged", "camera_intrinsics", "gsplat_available", "rasterize", "train",
+]
 
 
 def __getattr__(name: str):

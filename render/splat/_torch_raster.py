@@ -78,7 +78,6 @@ def rasterize_torch(means, quats, log_scales, opacity_logits, sh_coeffs, sh_degr
                     fx, fy, cx, cy, width, height, background, *, near=0.01, far=1e10, eps2d=0.3,
                     max_alpha=0.99, tile_size=8, chunk_size=32) -> TorchRaster:
     device, dtype = means.device, means.dtype
-    n = means.shape[0]
     W, H, s = int(width), int(height), int(tile_size)
     means2d, cov2d, z = project_gaussians(means, quats, log_scales, R, t, fx, fy, cx, cy, W, H, eps2d)
     a, b, c = cov2d[:, 0, 0], cov2d[:, 0, 1], cov2d[:, 1, 1]
@@ -179,7 +178,23 @@ def _chunk_alpha(feats, table, tile_x, tile_y, off_x, off_y, active, c0, K, max_
     trans = torch.cumprod(one_minus, dim=1)
     trans_excl = torch.cat([torch.ones_like(trans[:, :1]), trans[:, :-1]], dim=1)
     T_i = trans_excl * T_prev[:, None, :]  # transmittance in front of each Gaussian
-    return idx, valid, f, dx, dy, e, raw, alpha, keep, go, one_minus, trans, T_i
+    return _Chunk(idx, valid, f, dx, dy, e, raw, alpha, keep, go, one_minus, trans, T_i)
+
+
+class _Chunk(NamedTuple):
+    idx: torch.Tensor  # [Ta, K] Gaussian ids (-1: padding)
+    valid: torch.Tensor  # [Ta, K]
+    f: torch.Tensor  # [Ta, K, 10] gathered features
+    dx: torch.Tensor  # [Ta, K, P] pixel - mean
+    dy: torch.Tensor
+    e: torch.Tensor  # exp(-sigma)
+    raw: torch.Tensor  # opacity * exp(-sigma), before the clamp
+    alpha: torch.Tensor  # final alpha (0 where skipped or after the pixel stopped)
+    keep: torch.Tensor  # float mask of contributing (Gaussian, pixel) pairs
+    go: torch.Tensor  # float mask: pixel still running
+    one_minus: torch.Tensor  # 1 - alpha
+    trans: torch.Tensor  # inclusive cumulative product of (1 - alpha) within the chunk
+    T_i: torch.Tensor  # transmittance in front of each Gaussian
 
 
 class _Composite(torch.autograd.Function):
@@ -204,12 +219,12 @@ class _Composite(torch.autograd.Function):
             if active.numel() == 0:
                 break
             T_prev, done_prev, acc_prev = T_pix[active], done[active], acc[active]
-            idx, valid, f, dx, dy, e, raw, alpha, keep, go, one_minus, trans, T_i = _chunk_alpha(
-                feats, table, tile_x, tile_y, off_x, off_y, active, c0, K, max_alpha, T_prev, done_prev)
-            w = alpha * T_i
-            acc[active] = acc_prev + torch.bmm(w.transpose(1, 2), f[..., 6:10])
-            T_pix[active] = T_prev * trans[:, -1]
-            done[active] = done_prev | (go[:, -1] == 0)
+            ch = _KERNELS["alpha"](feats, table, tile_x, tile_y, off_x, off_y, active, c0, K, max_alpha,
+                                   T_prev, done_prev)
+            w = ch.alpha * ch.T_i
+            acc[active] = acc_prev + torch.bmm(w.transpose(1, 2), ch.f[..., 6:10])
+            T_pix[active] = T_prev * ch.trans[:, -1]
+            done[active] = done_prev | (ch.go[:, -1] == 0)
             chunks.append((c0, active, T_prev, done_prev, acc_prev))
         ctx.geometry = geometry
         ctx.chunks = chunks
@@ -219,7 +234,7 @@ class _Composite(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_acc, g_T):
         feats, acc, T_fin = ctx.saved_tensors
-        table, per_tile, tile_x, tile_y, off_x, off_y, K, max_alpha = ctx.geometry
+        table, _, tile_x, tile_y, off_x, off_y, K, max_alpha = ctx.geometry
         g_feats = torch.zeros_like(feats)
         if g_acc is None:
             g_acc = torch.zeros_like(acc)
@@ -228,25 +243,70 @@ class _Composite(torch.autograd.Function):
         g_dot_final = (acc * g_acc).sum(-1)  # [T, P]  g . F_final
         gT_T = g_T * T_fin  # [T, P]
         for c0, active, T_prev, done_prev, acc_prev in ctx.chunks:
-            idx, valid, f, dx, dy, e, raw, alpha, keep, go, one_minus, trans, T_i = _chunk_alpha(
-                feats, table, tile_x, tile_y, off_x, off_y, active, c0, K, max_alpha, T_prev, done_prev)
-            w = alpha * T_i
-            g = g_acc[active]  # [Ta, P, 4]
-            g_f = torch.bmm(f[..., 6:10], g.transpose(1, 2))  # [Ta, K, P]: g . f_k
-            behind = (g_dot_final[active] - (acc_prev * g).sum(-1))[:, None, :] - torch.cumsum(w * g_f, dim=1)
-            d_alpha = T_i * g_f - (behind + gT_T[active][:, None, :]) / one_minus
-            d_alpha_u = d_alpha * (keep * (raw < max_alpha).to(keep.dtype))  # zero where skipped/clamped
-            d_sigma = -d_alpha_u * alpha
-            d_opacity = (d_alpha_u * e).sum(-1)
-            a, b, c = f[..., 2:3], f[..., 3:4], f[..., 4:5]
-            grads = torch.cat([
-                (-d_sigma * (a * dx + b * dy)).sum(-1, keepdim=True),
-                (-d_sigma * (c * dy + b * dx)).sum(-1, keepdim=True),
-                (0.5 * d_sigma * dx * dx).sum(-1, keepdim=True),
-                (d_sigma * dx * dy).sum(-1, keepdim=True),
-                (0.5 * d_sigma * dy * dy).sum(-1, keepdim=True),
-                d_opacity[..., None],
-                torch.bmm(w, g),  # d/d[r, g, b, z]
-            ], dim=-1)  # [Ta, K, 10]
+            idx, valid, grads = _KERNELS["grads"](feats, table, tile_x, tile_y, off_x, off_y, active, c0, K,
+                                                  max_alpha, T_prev, done_prev, acc_prev, g_acc[active],
+                                                  g_dot_final[active], gT_T[active])
             g_feats.index_add_(0, idx[valid], grads[valid])
         return g_feats, None
+
+
+def _chunk_grads(feats, table, tile_x, tile_y, off_x, off_y, active, c0, K, max_alpha, T_prev, done_prev,
+                 acc_prev, g, g_dot_final, gT_T):
+    """Gradients of one chunk w.r.t. the gathered features [Ta, K, 10] (see _Composite)."""
+    ch = _chunk_alpha(feats, table, tile_x, tile_y, off_x, off_y, active, c0, K, max_alpha, T_prev, done_prev)
+    f, dx, dy, alpha = ch.f, ch.dx, ch.dy, ch.alpha
+    w = alpha * ch.T_i
+    g_f = torch.bmm(f[..., 6:10], g.transpose(1, 2))  # [Ta, K, P]: g . f_k
+    behind = (g_dot_final - (acc_prev * g).sum(-1))[:, None, :] - torch.cumsum(w * g_f, dim=1)
+    d_alpha = ch.T_i * g_f - (behind + gT_T[:, None, :]) / ch.one_minus
+    d_alpha_u = d_alpha * (ch.keep * (ch.raw < max_alpha).to(ch.keep.dtype))  # 0 where skipped/clamped
+    d_sigma = -d_alpha_u * alpha
+    d_opacity = (d_alpha_u * ch.e).sum(-1)
+    a, b, c = f[..., 2:3], f[..., 3:4], f[..., 4:5]
+    grads = torch.cat([
+        (-d_sigma * (a * dx + b * dy)).sum(-1, keepdim=True),
+        (-d_sigma * (c * dy + b * dx)).sum(-1, keepdim=True),
+        (0.5 * d_sigma * dx * dx).sum(-1, keepdim=True),
+        (d_sigma * dx * dy).sum(-1, keepdim=True),
+        (0.5 * d_sigma * dy * dy).sum(-1, keepdim=True),
+        d_opacity[..., None],
+        torch.bmm(w, g),  # d/d[r, g, b, z]
+    ], dim=-1)  # [Ta, K, 10]
+    return ch.idx, ch.valid, grads
+
+
+_EAGER = {"alpha": _chunk_alpha, "grads": _chunk_grads}
+_KERNELS = dict(_EAGER)
+
+
+def use_compiled_kernels(enable: bool = True) -> bool:
+    """Fuse the per-chunk element-wise work with ``torch.compile`` (Inductor generates C++ on the
+    CPU, Triton on CUDA): about 3-6x faster per chunk, at the price of a one-time compilation
+    (tens of seconds to minutes; cached by Inductor across runs). Returns whether it is on; falls
+    back to eager PyTorch when torch.compile is unavailable."""
+    if not enable:
+        _KERNELS.update(_EAGER)
+        return False
+    try:
+        for name, fn in _EAGER.items():
+            _KERNELS[name] = _guarded(name, torch.compile(fn, dynamic=True))
+    except Exception:  # noqa: BLE001 - any failure: keep the eager reference
+        _KERNELS.update(_EAGER)
+        return False
+    return True
+
+
+def _guarded(name, compiled):
+    """Run the compiled kernel; if compilation fails at the first call (no compiler, unsupported
+    op), warn once and use the eager reference from then on."""
+    def run(*args):
+        try:
+            return compiled(*args)
+        except Exception as e:  # noqa: BLE001
+            import warnings
+
+            warnings.warn(f"torch.compile of the splat kernel '{name}' failed ({type(e).__name__}: {e}); "
+                          "using eager PyTorch", stacklevel=2)
+            _KERNELS[name] = _EAGER[name]
+            return _EAGER[name](*args)
+    return run

@@ -56,6 +56,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, metavar="N",
                         help="CPU threads for torch (default: all cores, or 1 when the machine is "
                              "already busy: oversubscribed OpenMP threads are very slow)")
+    parser.add_argument("--compile", action="store_true",
+                        help="fuse the PyTorch rasterizer's kernels with torch.compile (CPU: 3-6x faster "
+                             "steps after a one-time build of about 1-2 minutes; needs a C++ compiler)")
+    parser.add_argument("--max-seconds", type=float, metavar="S",
+                        help="stop after S seconds of training, then evaluate and export")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     parser.add_argument("--viewer", action="store_true",
@@ -105,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig.preset(preset)
     over = {"resolution_scale": args.resolution_scale, "strategy": args.strategy, "device": args.device,
             "backend": args.backend, "init": args.init, "test_every": args.test_every, "seed": args.seed,
-            "max_views": args.max_views}
+            "max_views": args.max_views, "compile": args.compile, "max_seconds": args.max_seconds}
     if args.steps is not None:
         over["steps"] = args.steps
     if args.sh_degree is not None:

@@ -13,8 +13,8 @@ from calib import Camera, Rigid3
 from recon.errors import ReconError
 from recon.io.gaussians import read_splat_ply
 from render.data import SceneData, load_scene, split_train_test
+from render.splat.api import rasterize
 from render.splat.gaussians import Gaussians
-from render.splat.rasterize import rasterize
 from render.splat.toy import look_at
 
 __all__ = ["orbit_cameras", "render_frames", "render_frames_cli"]
@@ -23,8 +23,8 @@ __all__ = ["orbit_cameras", "render_frames", "render_frames_cli"]
 def orbit_cameras(cam_from_worlds: list[Rigid3], num_frames: int) -> list[Rigid3]:
     """A circle around the point the cameras look at, in the plane orthogonal to their mean 'up'
     (-y of the OpenCV camera), at their mean distance and height."""
-    from render.splat.trainer import _look_at_centre
     from render.data import View
+    from render.splat.trainer import _look_at_centre
 
     fake = [View("", None, p, None) for p in cam_from_worlds]
     centre, _ = _look_at_centre(fake) if len(fake) > 1 else (np.zeros(3), 1.0)

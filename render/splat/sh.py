@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["SH_C0", "num_sh_bases", "eval_sh", "sh_to_rgb_offset"]
+__all__ = ["SH_C0", "eval_sh", "num_sh_bases", "sh_to_rgb_offset"]
 
 SH_C0 = 0.28209479177387814
 SH_C1 = 0.4886025119029199

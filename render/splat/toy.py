@@ -8,8 +8,8 @@ import torch
 
 from calib import Camera, Rigid3
 from render.data import SceneData, View
+from render.splat.api import rasterize
 from render.splat.gaussians import Gaussians
-from render.splat.rasterize import rasterize
 from render.splat.sh import SH_C0
 
 __all__ = ["look_at", "ring_cameras", "toy_gaussians", "toy_scene"]

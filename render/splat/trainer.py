@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -26,11 +27,11 @@ import torch
 from recon.errors import ReconError
 from render.data import SceneData, View, load_scene, split_train_test
 from render.metrics import lpips, lpips_status, psnr, ssim
+from render.splat.api import RenderOutput, rasterize
 from render.splat.gaussians import Gaussians
-from render.splat.rasterize import RenderOutput, rasterize
 from render.splat.strategy import DefaultStrategy, MCMCStrategy
 
-__all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "train", "PRESETS", "init_gaussians"]
+__all__ = ["PRESETS", "TrainConfig", "TrainResult", "TrainingDiverged", "init_gaussians", "train"]
 
 CONFIG_VERSION = 1
 
@@ -76,6 +77,8 @@ class TrainConfig:
     # evaluation, output
     test_every: int = 8  # every 8th view is held out (0: train on all, evaluate on train views)
     checkpoint_every: int = 1_000
+    max_seconds: float | None = None  # stop early (then evaluate and export) after this wall time
+    compile: bool = False  # fuse the torch rasterizer's chunk kernels with torch.compile (3-6x, one-time build)
     max_views: int | None = None
     tile_size: int = 8  # torch rasterizer work partition
     chunk_size: int = 32
@@ -381,13 +384,15 @@ class _Trainer:
                         self._diverged(loss)
                     loss.backward()
                     self.step += 1
-                    info = self.strategy.step_post_backward(
-                        self.params, self.optimizer, self.state, self.step, out, self.extent,
-                        view.camera.width, view.camera.height)
-                    self.optimizer.step()
-                    self.optimizer.zero_grad(set_to_none=True)
-                    if cfg.strategy == "mcmc":
-                        self.strategy.step_post_optimizer(self.params, _means_lr(cfg, self.extent, self.step))
+                    # the live viewer renders from another thread: no reads mid-update
+                    with getattr(self.viewer, "lock", None) or contextlib.nullcontext():
+                        self.strategy.step_post_backward(
+                            self.params, self.optimizer, self.state, self.step, out, self.extent,
+                            view.camera.width, view.camera.height)
+                        self.optimizer.step()
+                        self.optimizer.zero_grad(set_to_none=True)
+                        if cfg.strategy == "mcmc":
+                            self.strategy.step_post_optimizer(self.params, _means_lr(cfg, self.extent, self.step))
                 except (torch.cuda.OutOfMemoryError, RuntimeError) as e:
                     if _is_oom(e):
                         raise ReconError(_oom_message(len(self.params["means"]), self.device)) from None
@@ -399,12 +404,16 @@ class _Trainer:
                 n = len(self.params["means"])
                 bar.update(1)
                 if self.step % 10 == 0 or self.step == cfg.steps:
-                    bar.set_postfix(loss=f"{float(loss):.4f}", psnr=f"{psnr_ema:.2f}", n=n, refresh=False)
+                    bar.set_postfix(loss=f"{float(loss.detach()):.4f}", psnr=f"{psnr_ema:.2f}", n=n, refresh=False)
                     if self.viewer is not None:
-                        self.viewer.log(self.step, {"loss": float(loss), "psnr": psnr_ema, "num_gaussians": n})
+                        self.viewer.log(self.step, {"loss": float(loss.detach()), "psnr": psnr_ema,
+                                                    "num_gaussians": float(n)})
                 self.seconds = time.perf_counter() - t_start
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
+                if cfg.max_seconds is not None and self.seconds >= cfg.max_seconds:
+                    self.log(f"time budget of {cfg.max_seconds:.0f} s reached at step {self.step}")
+                    break
         finally:
             bar.close()
         self.seconds = time.perf_counter() - t_start
@@ -419,7 +428,7 @@ class _Trainer:
             kept = f"the last good checkpoint is kept in {where}"
         else:
             kept = "no good checkpoint was written yet"
-        raise TrainingDiverged(f"loss became {float(loss)} at step {self.step + 1} "
+        raise TrainingDiverged(f"loss became {float(loss.detach())} at step {self.step + 1} "
                                f"({len(self.params['means'])} Gaussians); {kept}. Lower the learning "
                                "rates or check the input images/poses.")
 
@@ -468,7 +477,8 @@ def train(scene, out_dir, config: TrainConfig | None = None, *, resume: bool = F
         if not ck_path.is_file():
             raise FileNotFoundError(f"{ck_path}: nothing to resume from")
         saved = TrainConfig.from_dict(torch.load(ck_path, map_location="cpu", weights_only=True)["config"])
-        cfg = dataclasses.replace(saved, steps=cfg.steps, device=cfg.device, backend=cfg.backend)
+        cfg = dataclasses.replace(saved, steps=cfg.steps, device=cfg.device, backend=cfg.backend,
+                                  compile=cfg.compile, max_seconds=cfg.max_seconds)
     cfg.validate()
     if not isinstance(scene, SceneData):
         data_path = scene if data_path is None else data_path
@@ -476,14 +486,18 @@ def train(scene, out_dir, config: TrainConfig | None = None, *, resume: bool = F
                            max_views=cfg.max_views)
     cfg = cfg.scaled_schedule()
     out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.compile:
+        from render.splat._torch_raster import use_compiled_kernels
+
+        on = use_compiled_kernels(True)
+        log("torch.compile kernels: " + ("on (the first steps include the build)" if on else "unavailable, eager"))
     torch.manual_seed(cfg.seed)
-    own_viewer = False
+    own_viewer, holder = False, {}
     if viewer is True:
-        viewer = _open_viewer(scene, cfg, log)
+        viewer, holder = _open_viewer(cfg, log)
         own_viewer = viewer is not None
     tr = _Trainer(scene, out_dir, cfg, progress=progress, viewer=viewer, log=log)
-    if viewer is not None and hasattr(viewer, "__dict__"):
-        _attach_render_fn(viewer, tr)
+    holder["trainer"] = tr
     if resume:
         tr.load_checkpoint(ck_path)
     else:
@@ -494,6 +508,7 @@ def train(scene, out_dir, config: TrainConfig | None = None, *, resume: bool = F
         f"strategy {cfg.strategy}, {cfg.steps} steps")
     if tr.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(tr.device)
+    cpu0 = time.process_time()
     try:
         tr.run()
     finally:
@@ -516,6 +531,7 @@ def train(scene, out_dir, config: TrainConfig | None = None, *, resume: bool = F
         "eval_views": ev["views"],
         "psnr": ev["psnr"], "ssim": ev["ssim"],
         "steps": tr.step,
+        "cpu_seconds": round(time.process_time() - cpu0, 2),
         "seconds": round(tr.seconds, 2),
         "num_gaussians": len(g),
         "device": str(tr.device) + (f" ({torch.cuda.get_device_name(tr.device)})" if tr.device.type == "cuda" else ""),
@@ -537,22 +553,23 @@ def train(scene, out_dir, config: TrainConfig | None = None, *, resume: bool = F
 
 
 def _gsplat_used() -> bool:
-    from render.splat.rasterize import gsplat_available
+    from render.splat.api import gsplat_available
 
     return gsplat_available()[0]
 
 
-def _open_viewer(scene: SceneData, cfg: TrainConfig, log):
+def _open_viewer(cfg: TrainConfig, log):
+    """-> (viewer.live.TrainingViewer or None, holder dict that receives the trainer)."""
     try:
         from viewer.live import TrainingViewer
     except ImportError as e:
         log(f"live viewer unavailable ({e}); training without it")
-        return None
-    holder = {}
+        return None, {}
+    holder: dict = {}
 
     def render_fn(camera, cam_from_world):
         tr = holder.get("trainer")
-        if tr is None:
+        if tr is None or not tr.params:
             return np.zeros((camera.height, camera.width, 3), np.uint8)
         with torch.no_grad():
             out = rasterize(tr.gaussians().detach(), camera, cam_from_world, background=tr.bg,
@@ -560,12 +577,5 @@ def _open_viewer(scene: SceneData, cfg: TrainConfig, log):
         return (out.rgb.clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
 
     v = TrainingViewer(render_fn)
-    v._splat_holder = holder  # filled once the trainer exists
-    log("live viewer on http://127.0.0.1:8080")
-    return v
-
-
-def _attach_render_fn(viewer, trainer) -> None:
-    holder = getattr(viewer, "_splat_holder", None)
-    if isinstance(holder, dict):
-        holder["trainer"] = trainer
+    log("live viewer on http://127.0.0.1:8080 (pause training from the browser)")
+    return v, holder

@@ -23,7 +23,7 @@ from recon.io.gaussians import GaussianCloud
 from render.splat._torch_raster import rasterize_torch
 from render.splat.gaussians import Gaussians
 
-__all__ = ["RenderOutput", "rasterize", "gsplat_available", "camera_intrinsics"]
+__all__ = ["RenderOutput", "camera_intrinsics", "gsplat_available", "rasterize"]
 
 Backend = str  # "auto" | "torch" | "gsplat"
 
@@ -91,7 +91,7 @@ def gsplat_available() -> tuple[bool, str]:
     if not torch.cuda.is_available():
         return False, "no CUDA (torch.cuda.is_available() is False)"
     try:
-        import gsplat  # noqa: F401  - lazily: gsplat JIT-compiles its kernels on first use
+        import gsplat
         from gsplat import rasterization  # noqa: F401
     except (ImportError, AttributeError, RuntimeError, OSError) as e:
         return False, f"gsplat not importable ({type(e).__name__}: {e}); pip install 'gsplat>=1.5,<1.6'"
