@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python bench/bench_viewer.py [--points 1000000] [--splats 500000] [--no-browser]
 
-For each case it measures
+For each case it measures (viser imported beforehand, so neither side pays its ~1 s import)
   * server load: from the in-memory arrays to a running viewer with the scene queued
     (SceneViewer construction: colour modes, subsampling order, covariances from log-scales and
     quaternions, GUI, message serialisation);
@@ -98,6 +98,9 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=90.0, help="browser wait per case, seconds")
     args = ap.parse_args()
 
+    import matplotlib  # noqa: F401 - imported once, outside the timings, for both sides
+    import viser  # noqa: F401
+
     from viewer.content import PointLayer, SceneContent, splats_from_gaussians
     from viewer.headless import find_chromium
 
@@ -115,7 +118,7 @@ def main() -> None:
     for kind, label, data, make in cases:
         t0 = time.perf_counter()
         content = make()
-        v, t_view = _view(content)
+        v, _ = _view(content)
         ours_load = time.perf_counter() - t0
         ours_browser = _browser_first_frame(v.url, 2000, args.timeout) if browser else float("nan")
         v.close()

@@ -33,25 +33,25 @@ from calib.cameras import MODELS, Camera
 from calib.transforms import Rigid3, skew
 
 __all__ = [
-    "CALIBRATION_MODELS",
     "AUTO_MODEL_CANDIDATES",
+    "CALIBRATION_MODELS",
     "CalibrationConfig",
     "CalibrationError",
-    "Observation",
-    "ViewResult",
-    "Rejection",
-    "ModelScore",
     "CalibrationResult",
-    "UncertaintyMap",
     "CoverageMap",
+    "ModelScore",
+    "Observation",
+    "Rejection",
+    "UncertaintyMap",
+    "ViewResult",
     "calibrate_camera",
-    "solve_intrinsics",
-    "select_model",
-    "projection_uncertainty",
-    "coverage_map",
     "compare_cameras",
-    "refine_pose",
+    "coverage_map",
     "opencv_flags",
+    "projection_uncertainty",
+    "refine_pose",
+    "select_model",
+    "solve_intrinsics",
 ]
 
 CALIBRATION_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "FULL_OPENCV",
@@ -214,6 +214,25 @@ def opencv_flags(model: str) -> int:
     return table[model]
 
 
+class _deterministic_opencv:
+    """Run OpenCV single-threaded inside the block: its multi-threaded reductions make
+    ``calibrateCamera`` vary from run to run by ~1e-9..1e-6 relative; one thread makes the same
+    input give bit-identical output (the problems are small, the cost is negligible)."""
+
+    def __enter__(self):
+        import cv2
+
+        self._n = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        return self
+
+    def __exit__(self, *exc):
+        import cv2
+
+        cv2.setNumThreads(self._n)
+        return False
+
+
 def _camera_from_opencv(model: str, size: tuple[int, int], K: np.ndarray, dist: np.ndarray) -> Camera:
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
     d = np.asarray(dist, dtype=np.float64).ravel()
@@ -263,7 +282,8 @@ def solve_intrinsics(observations: list[Observation], image_size: tuple[int, int
         d = initial.opencv_dist()
         D0[: min(len(d), len(D0))] = d[: len(D0)]
     try:
-        out = cv2.calibrateCameraExtended(obj, img, (w, h), K0, D0, flags=flags)
+        with _deterministic_opencv():
+            out = cv2.calibrateCameraExtended(obj, img, (w, h), K0, D0, flags=flags)
     except cv2.error as e:
         raise CalibrationError(f"OpenCV calibration failed for model {model}: {e.err or e}") from None
     rms, K, D, rvecs, tvecs = out[:5]
@@ -294,7 +314,8 @@ def _solve_fisheye(observations, size, flags, initial):
         D0 = np.zeros(4) if init is None else np.asarray(init.opencv_dist() if init.is_fisheye else np.zeros(4), float)
         fl = flags | (cv2.fisheye.CALIB_USE_INTRINSIC_GUESS if init is not None else 0)
         try:
-            rms, K, D, rvecs, tvecs = cv2.fisheye.calibrate(obj, img, (w, h), K0, D0, flags=fl, criteria=crit)
+            with _deterministic_opencv():
+                rms, K, D, rvecs, tvecs = cv2.fisheye.calibrate(obj, img, (w, h), K0, D0, flags=fl, criteria=crit)
         except cv2.error as e:
             errors.append(str(e.err or e))
             continue
@@ -422,7 +443,10 @@ def calibrate_camera(observations: list[Observation], image_size: tuple[int, int
         if len(active) < config.min_views:
             _too_few([obs[i] for i in active], rejected_views, config)
         cur = [obs[i].subset(masks[i]) for i in active]
-        cam, poses, _, flags = solve_intrinsics(cur, (w, h), model, extra_flags=config.extra_flags, initial=initial)
+        # Round 0 is exactly OpenCV's own solve (its initialisation included); re-solves after a
+        # rejection start from the previous solution, which converges in a few iterations.
+        cam, poses, _, flags = solve_intrinsics(cur, (w, h), model, extra_flags=config.extra_flags,
+                                                initial=initial if rnd == 0 else cam)
         if not config.reject_outliers or rnd == config.max_rounds:
             break
         res = [_residuals(cam, p, o) for p, o in zip(poses, cur)]

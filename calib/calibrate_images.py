@@ -6,11 +6,16 @@ from __future__ import annotations
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from calib.boards import BoardSpec, Detection, DetectionFailure, detect_board, detect_chessboard_size
+from calib.boards import (
+    BoardSpec,
+    Detection,
+    DetectionFailure,
+    detect_board,
+    detect_chessboard_size,
+)
 from calib.calibrate import CalibrationError, Observation, Rejection
 
 __all__ = ["DetectionRun", "detect_images", "read_gray"]
@@ -85,7 +90,7 @@ def detect_images(paths, board: BoardSpec, *, progress: bool = False, workers: i
     failures: list[Rejection] = []
     if board.kind == "chessboard" and board.auto_size:
         def size_of(p):
-            img, err = load(p)
+            img, _ = load(p)
             return None if img is None else detect_chessboard_size(img)
 
         probe = paths if len(paths) <= 8 else paths[:: max(1, len(paths) // 8)][:8]

@@ -32,7 +32,7 @@ The functional core (``project``, ``unproject``, ``distort``, ``undistort``,
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import NamedTuple
 
 import numpy as np
@@ -429,26 +429,88 @@ def _fisheye_poly(model: str, e: np.ndarray, theta: np.ndarray):
 
 
 def _max_valid_angle(camera: Camera) -> float:
-    """Scan the radial map for the first angle where it stops increasing."""
-    e = camera.extra
-    if camera.is_fisheye:
+    # Depends on the distortion only (not on f, c): cached, so scaled / cropped cameras and the
+    # cameras of one lens share the scan.
+    return _max_valid_angle_of(camera.model, tuple(camera.extra.tolist()))
+
+
+@lru_cache(maxsize=4096)
+def _max_valid_angle_of(model: str, extra: tuple[float, ...]) -> float:
+    """Largest angle to the optical axis inside which the lens map is invertible.
+
+    Fisheye models: first angle where theta_d(theta) stops increasing (scan up to 180 deg).
+    Perspective models: the map on normalised coordinates is scanned along rays in 72 directions
+    up to 89.5 deg, with the tangential terms; a ray leaves the valid region where the Jacobian
+    determinant stops being positive (a fold), the radial factor stops being positive (the image
+    flips through the centre, or a rational model's denominator crosses zero), or the distorted
+    radius stops increasing. The smallest such angle over all directions is returned (16
+    directions; between them the Jacobian check in :func:`undistort` still applies).
+    """
+    e = np.array(extra, dtype=np.float64)
+    spec = MODELS[model]
+    if spec.fisheye:
         theta = np.linspace(0.0, np.pi, 20001)[1:]
-        _, dtheta, _ = _fisheye_poly(camera.model, e, theta)
-        bad = np.nonzero(dtheta <= 0)[0]
+        _, dtheta, _ = _fisheye_poly(model, e, theta)
+        bad = np.nonzero(~(dtheta > 0))[0]
         return float(theta[max(bad[0] - 1, 0)]) if bad.size else float(np.pi)
-    if camera.model in ("SIMPLE_PINHOLE", "PINHOLE"):
+    if model in ("SIMPLE_PINHOLE", "PINHOLE"):
         return float(np.pi / 2)
-    # Along the ray direction the radial part maps r -> r * a(r^2); require d/dr > 0 up to an
-    # angle of 89.5 deg (r = tan(theta)); tangential terms are small and ignored here.
-    theta = np.linspace(0.0, np.radians(89.5), 20001)[1:]
-    r = np.tan(theta)
-    x, y = r, np.zeros_like(r)
-    e_radial = e.copy()
-    if camera.model in ("OPENCV", "FULL_OPENCV"):
-        e_radial[2:4] = 0.0
-    xd, _, J, _ = _radial_tangential(camera.model, e_radial, x, y, need_jac=True)
-    bad = np.nonzero((J[:, 0, 0] <= 0) | ~np.isfinite(xd))[0]
-    return float(theta[max(bad[0] - 1, 0)]) if bad.size else float(np.pi / 2)
+    p1, p2 = _tangential(model, e)
+    # Tangential terms make the fold depend on the direction; without them one ray suffices.
+    phi = np.linspace(0.0, 2 * np.pi, 16, endpoint=False) if (p1 or p2) else np.zeros(1)
+
+    def first_bad(theta: np.ndarray) -> int:
+        """Index of the first angle (over all directions) outside the valid region."""
+        r = np.tan(theta)[None, :]
+        x, y = (r * np.cos(phi)[:, None]).ravel(), (r * np.sin(phi)[:, None]).ravel()
+        with np.errstate(all="ignore"):
+            xd, yd, j00, j01, j11 = _distort_and_jacobian(model, e, x, y)
+            a, _ = _radial_factor(model, e, x * x + y * y)
+            rd = np.hypot(xd, yd).reshape(len(phi), -1)
+            growing = np.concatenate([np.ones((len(phi), 1), bool), np.diff(rd, axis=1) > 0], axis=1)
+            ok = ((j00 * j11 - j01 * j01 > 0) & (a > 0)).reshape(len(phi), -1) & growing & np.isfinite(rd)
+        return int(np.where(ok.all(axis=1), ok.shape[1], np.argmin(ok, axis=1)).min())
+
+    # Coarse scan up to 89.5 deg (0.17 deg steps), then a fine one inside the first bad step.
+    coarse = np.linspace(0.0, np.radians(89.5), 513)
+    i = first_bad(coarse)
+    if i == len(coarse):
+        return float(np.pi / 2)
+    fine = np.linspace(coarse[i - 1], coarse[i], 257)
+    j = first_bad(fine)
+    return float(fine[max(j - 1, 0)])
+
+
+def _solve_increasing(fn, target: np.ndarray, hi: float, max_iterations: int = 100) -> np.ndarray:
+    """Solve fn(x) = target on [0, hi] where fn is strictly increasing with fn(0) = 0 (so the
+    root is unique); fn(x) -> (value, derivative). Safeguarded Newton: a step that leaves the
+    current bracket is replaced by bisection, so it always converges. Targets at or above
+    fn(hi) return hi."""
+    f_hi = fn(np.array([hi]))[0][0]
+    x = np.clip(target, 0.0, hi)
+    lo_b, hi_b = np.zeros_like(x), np.full_like(x, hi)
+    active = np.nonzero((target > 0) & (target < f_hi))[0]
+    x[target >= f_hi] = hi
+    x[target <= 0] = 0.0
+    for _ in range(max_iterations):
+        if active.size == 0:
+            break
+        xa, ta = x[active], target[active]
+        f, df = fn(xa)
+        res = f - ta
+        below = res < 0
+        lo_a = np.where(below, xa, lo_b[active])
+        hi_a = np.where(below, hi_b[active], xa)
+        converged = np.abs(res) <= 1e-15 * np.maximum(1.0, ta)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xn = xa - res / df
+        out = ~converged & (~(xn > lo_a) | ~(xn < hi_a))  # also catches NaN
+        xn = np.where(converged, xa, np.where(out, 0.5 * (lo_a + hi_a), xn))
+        x[active], lo_b[active], hi_b[active] = xn, lo_a, hi_a
+        done = (converged | (np.abs(xn - xa) <= 1e-16 * np.maximum(1.0, xa))
+                | (hi_a - lo_a <= 1e-16 * np.maximum(1.0, xa)))
+        active = active[~done]
+    return x
 
 
 # =========================================================================================
@@ -511,11 +573,13 @@ def undistort(camera: Camera, xy_distorted, *, max_iterations: int = 50, tol: fl
     scale = np.maximum(1.0, np.maximum(np.abs(flat[:, 0]), np.abs(flat[:, 1])))
     if camera.model not in ("SIMPLE_PINHOLE", "PINHOLE"):
         x = _newton_2d(camera, flat, x, scale, max_iterations, tol)
-    # Final residual check: report only what really solves distort(x) = x_d.
-    xd, yd, _, _ = _radial_tangential(camera.model, e, x[:, 0], x[:, 1], need_jac=False)
+    # Final check: report only what really solves distort(x) = x_d on the unfolded sheet
+    # (inside the monotonic radius, with a positive Jacobian determinant).
+    with np.errstate(all="ignore"):
+        xd, yd, j00, j01, j11 = _distort_and_jacobian(camera.model, e, x[:, 0], x[:, 1])
     res = np.maximum(np.abs(xd - flat[:, 0]), np.abs(yd - flat[:, 1]))
     converged = res <= 1e-10 * scale
-    inside = np.hypot(x[:, 0], x[:, 1]) <= r_max * (1 + 1e-12)
+    inside = (np.hypot(x[:, 0], x[:, 1]) <= r_max * (1 + 1e-12)) & (j00 * j11 - j01 * j01 > 0)
     valid = converged & inside & np.all(np.isfinite(x), axis=1)
     x = np.where(np.isfinite(x), x, 0.0)
     return Undistorted(x.reshape(lead + (2,)), valid.reshape(lead))
@@ -530,36 +594,17 @@ def _radial_only(camera: Camera) -> np.ndarray:
 
 def _radial_initial_guess(camera: Camera, flat: np.ndarray, r_max: float) -> np.ndarray:
     """Undistorted point with the same direction as x_d whose radius solves the radial model
-    r a(r^2) = |x_d| on [0, r_max] (monotonic there, so the root is unique). Safeguarded
-    Newton: a step leaving the bracket is replaced by bisection. Beyond the range: r_max."""
+    r a(r^2) = |x_d| on [0, r_max] (monotonic there, so the root is unique). Beyond: r_max."""
     if camera.model in ("SIMPLE_PINHOLE", "PINHOLE"):
         return flat.copy()
     model, e = camera.model, _radial_only(camera)
+
+    def radial(r):
+        a, da = _radial_factor(model, e, r * r)
+        return r * a, a + 2 * r * r * da
+
     rd = np.hypot(flat[:, 0], flat[:, 1])
-    a_max, _ = _radial_factor(model, e, np.array([r_max * r_max]))
-    rd_max = r_max * a_max[0]
-    r = np.minimum(rd, r_max)
-    active = np.nonzero(rd < rd_max)[0]
-    r[rd >= rd_max] = r_max
-    lo, hi = np.zeros_like(rd), np.full_like(rd, r_max)
-    for _ in range(100):
-        if active.size == 0:
-            break
-        ra, rda = r[active], rd[active]
-        r2 = ra * ra
-        a, da = _radial_factor(model, e, r2)
-        res = ra * a - rda
-        df = a + 2 * r2 * da
-        below = res < 0
-        lo_a = np.where(below, ra, lo[active])
-        hi_a = np.where(below, hi[active], ra)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rn = ra - res / df
-        out = ~(rn > lo_a) | ~(rn < hi_a)  # also catches NaN
-        rn = np.where(out, 0.5 * (lo_a + hi_a), rn)
-        r[active], lo[active], hi[active] = rn, lo_a, hi_a
-        done = (np.abs(res) <= 1e-15 * np.maximum(1.0, rda)) | (np.abs(rn - ra) <= 1e-15 * np.maximum(1.0, ra))
-        active = active[~done]
+    r = _solve_increasing(radial, rd, r_max)
     with np.errstate(divide="ignore", invalid="ignore"):
         s = np.where(rd > 0, r / np.where(rd > 0, rd, 1.0), 1.0)
     return flat * s[:, None]
@@ -621,23 +666,19 @@ def _newton_2d(camera: Camera, flat, x, scale, max_iterations: int, tol: float) 
 
 
 def _unproject_fisheye(camera: Camera, xd: np.ndarray, max_iterations: int, tol: float):
-    e = camera.extra
+    model, e = camera.model, camera.extra
     theta_d = np.hypot(xd[:, 0], xd[:, 1])
     theta_max = camera.max_valid_angle
-    theta_d_max, _, _ = _fisheye_poly(camera.model, e, np.array([theta_max]))
-    theta = np.minimum(theta_d, theta_max)
-    converged = np.zeros(len(xd), dtype=bool)
-    for _ in range(max_iterations):
-        f, df, _ = _fisheye_poly(camera.model, e, theta)
-        res = f - theta_d
-        step = res / np.where(np.abs(df) > 1e-300, df, 1.0)
-        theta = np.clip(theta - step, 0.0, theta_max)
-        converged = np.abs(res) <= tol * np.maximum(1.0, theta_d)
-        if np.all(converged | (theta_d > theta_d_max[0])):
-            break
-    f, _, _ = _fisheye_poly(camera.model, e, theta)
+    theta_d_max = _fisheye_poly(model, e, np.array([theta_max]))[0][0]
+
+    def poly(t):
+        f, df, _ = _fisheye_poly(model, e, t)
+        return f, df
+
+    theta = _solve_increasing(poly, theta_d, theta_max, max_iterations=max(max_iterations, 100))
+    f, _, _ = _fisheye_poly(model, e, theta)
     converged = np.abs(f - theta_d) <= 1e-10 * np.maximum(1.0, theta_d)
-    valid = converged & (theta_d <= theta_d_max[0] * (1 + 1e-12))
+    valid = converged & (theta_d <= theta_d_max * (1 + 1e-12))
     s = np.where(theta_d > 1e-15, np.sin(theta) / np.where(theta_d > 1e-15, theta_d, 1.0), 1.0)
     dirs = np.stack([xd[:, 0] * s, xd[:, 1] * s, np.cos(theta)], 1)
     return dirs, valid

@@ -19,8 +19,15 @@ import numpy as np
 from calib.calibrate import CalibrationResult, CoverageMap, Rejection, UncertaintyMap
 from calib.cameras import MODELS, Camera
 
-__all__ = ["write_opencv_yaml", "read_calibration", "colmap_camera_line", "parse_colmap_camera_line",
-           "report_dict", "stereo_report_dict", "save_pictures"]
+__all__ = [
+    "colmap_camera_line",
+    "parse_colmap_camera_line",
+    "read_calibration",
+    "report_dict",
+    "save_pictures",
+    "stereo_report_dict",
+    "write_opencv_yaml",
+]
 
 
 def colmap_camera_line(camera: Camera, camera_id: int = 1) -> str:
@@ -240,19 +247,65 @@ def stereo_report_dict(stereo, *, left_report: dict | None = None, right_report:
     return d
 
 
+PICTURES = ("residuals", "coverage", "uncertainty", "view_errors")
+
+
 def save_pictures(result: CalibrationResult, out_dir, *, uncertainty: UncertaintyMap | None = None,
-                  coverage: CoverageMap | None = None, rejected: list[Rejection] = (), prefix: str = "") -> list[Path]:
-    """residuals.png, coverage.png, uncertainty.png, view_errors.png in ``out_dir``."""
-    import matplotlib
+                  coverage: CoverageMap | None = None, rejected: list[Rejection] = (), prefix: str = "",
+                  parallel: bool = True) -> list[Path]:
+    """residuals.png, coverage.png, uncertainty.png, view_errors.png in ``out_dir`` (coverage and
+    uncertainty only when given).
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    ``parallel``: draw them in two forked processes (matplotlib is single-threaded and as slow as
+    OpenCV's whole detection here); falls back to drawing in this process where fork is not
+    available or fails."""
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    which = [w for w in PICTURES if not ((w == "coverage" and coverage is None)
+                                         or (w == "uncertainty" and uncertainty is None))]
+    args = (result, Path(out_dir), uncertainty, coverage, list(rejected), prefix)
+    if parallel:
+        import multiprocessing
+        import os
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+        if "fork" in multiprocessing.get_all_start_methods() and (os.cpu_count() or 1) > 1:
+            global _PICTURE_ARGS
+            _PICTURE_ARGS = args
+            try:
+                with multiprocessing.get_context("fork").Pool(2) as pool:
+                    return [Path(p) for p in pool.map(_draw_picture_forked, which)]
+            except (OSError, RuntimeError):
+                pass
+            finally:
+                _PICTURE_ARGS = None
+    return [_draw_picture(w, *args) for w in which]
+
+
+_PICTURE_ARGS = None
+
+
+def _draw_picture_forked(which: str) -> str:
+    return str(_draw_picture(which, *_PICTURE_ARGS))
+
+
+def _draw_picture(which: str, result: CalibrationResult, out_dir: Path, uncertainty, coverage, rejected,
+                  prefix: str) -> Path:
+    # The object-oriented API with the Agg canvas: headless, no pyplot state, no GUI backend.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    class plt:
+        @staticmethod
+        def subplots(figsize, dpi):
+            fig = Figure(figsize=figsize, dpi=dpi)
+            FigureCanvasAgg(fig)
+            return fig, fig.add_subplot(1, 1, 1)
+
+        @staticmethod
+        def close(fig):
+            fig.clear()
+
     cam = result.camera
     W, H = cam.size
-    paths = []
     pts = np.concatenate([v.corners for v in result.views])
     res = np.concatenate([v.residuals for v in result.views])
     err = np.linalg.norm(res, axis=1)
@@ -266,20 +319,23 @@ def save_pictures(result: CalibrationResult, out_dir, *, uncertainty: Uncertaint
         ax.set_title(title, fontsize=10)
 
     # 1. residual vectors
-    fig, ax = plt.subplots(figsize=(8, 6.4), dpi=100)
-    scale = 0.04 * max(W, H) / max(np.percentile(err, 95), 1e-9)
-    q = ax.quiver(pts[:, 0], pts[:, 1], res[:, 0] * scale, res[:, 1] * scale, err, angles="xy", scale_units="xy",
-                  scale=1, cmap="viridis", width=0.002)
-    fig.colorbar(q, ax=ax, label="|residual| (px)", shrink=0.8)
-    frame(ax, f"Reprojection residuals ({cam.model}, RMS {result.rms_px:.3f} px), arrows x{scale:.0f}")
-    p = out_dir / f"{prefix}residuals.png"
-    fig.savefig(p, bbox_inches="tight")
-    plt.close(fig)
-    paths.append(p)
+    if which == "residuals":
+        fig, ax = plt.subplots(figsize=(8, 6.2), dpi=90)
+        fig.subplots_adjust(left=0.09, right=0.98, top=0.94, bottom=0.08)
+        scale = 0.04 * max(W, H) / max(np.percentile(err, 95), 1e-9)
+        q = ax.quiver(pts[:, 0], pts[:, 1], res[:, 0] * scale, res[:, 1] * scale, err, angles="xy", scale_units="xy",
+                      scale=1, cmap="viridis", width=0.002)
+        fig.colorbar(q, ax=ax, label="|residual| (px)", shrink=0.8)
+        frame(ax, f"Reprojection residuals ({cam.model}, RMS {result.rms_px:.3f} px), arrows x{scale:.0f}")
+        p = out_dir / f"{prefix}residuals.png"
+        fig.savefig(p)
+        plt.close(fig)
+        return p
 
     # 2. coverage heatmap
-    if coverage is not None:
-        fig, ax = plt.subplots(figsize=(8, 6.8), dpi=100)
+    if which == "coverage":
+        fig, ax = plt.subplots(figsize=(8, 6.8), dpi=90)
+        fig.subplots_adjust(left=0.09, right=0.98, top=0.94, bottom=0.2)
         im = ax.imshow(coverage.counts, extent=(-0.5, W - 0.5, H - 0.5, -0.5), cmap="magma", interpolation="nearest")
         ax.plot(pts[:, 0], pts[:, 1], ".", color="cyan", ms=1.5, alpha=0.5)
         fig.colorbar(im, ax=ax, label="corners per cell", shrink=0.8)
@@ -289,16 +345,16 @@ def save_pictures(result: CalibrationResult, out_dir, *, uncertainty: Uncertaint
             import textwrap
 
             txt = "\n".join(textwrap.fill("- " + a, 110) for a in coverage.advice)
-            fig.text(0.02, 0.005, txt, fontsize=7, va="bottom", ha="left")
-            fig.subplots_adjust(bottom=0.06 + 0.025 * txt.count("\n"))
+            fig.text(0.02, 0.01, txt, fontsize=7, va="bottom", ha="left")
         p = out_dir / f"{prefix}coverage.png"
-        fig.savefig(p, bbox_inches="tight")
+        fig.savefig(p)
         plt.close(fig)
-        paths.append(p)
+        return p
 
     # 3. uncertainty map
-    if uncertainty is not None:
-        fig, ax = plt.subplots(figsize=(8, 6.4), dpi=100)
+    if which == "uncertainty":
+        fig, ax = plt.subplots(figsize=(8, 6.2), dpi=90)
+        fig.subplots_adjust(left=0.09, right=0.98, top=0.94, bottom=0.08)
         s = uncertainty.std_px
         im = ax.imshow(s, extent=(uncertainty.u[0], uncertainty.u[-1], uncertainty.v[-1], uncertainty.v[0]),
                        cmap="viridis", interpolation="bilinear")
@@ -313,30 +369,32 @@ def save_pictures(result: CalibrationResult, out_dir, *, uncertainty: Uncertaint
         frame(ax, f"Projection uncertainty at {uncertainty.distance:.3g} board units "
                   f"(centre {uncertainty.at_center():.3f} px, max {np.nanmax(s):.3f} px)")
         p = out_dir / f"{prefix}uncertainty.png"
-        fig.savefig(p, bbox_inches="tight")
+        fig.savefig(p)
         plt.close(fig)
-        paths.append(p)
+        return p
 
     # 4. per-view errors
-    names = [v.name for v in result.views]
-    rms = [v.rms_px for v in result.views]
-    rej = [r for r in rejected if r.corner_id is None]
-    fig, ax = plt.subplots(figsize=(max(6, 0.32 * (len(names) + len(rej)) + 2), 4.2), dpi=100)
-    x = np.arange(len(names))
-    ax.bar(x, rms, color="tab:blue", label="used")
-    if rej:
-        xr = np.arange(len(names), len(names) + len(rej))
-        vals = [r.error_px if r.error_px is not None else 0.0 for r in rej]
-        ax.bar(xr, vals, color="tab:red", label="rejected (height: RMS when known)")
-        names = names + [r.name for r in rej]
-    ax.axhline(result.rms_px, color="k", ls="--", lw=0.8, label=f"overall RMS {result.rms_px:.3f} px")
-    ax.set_xticks(np.arange(len(names)))
-    ax.set_xticklabels([Path(n).name for n in names], rotation=70, fontsize=7, ha="right")
-    ax.set_ylabel("RMS reprojection error (px)")
-    ax.set_title("Per-view reprojection error", fontsize=10)
-    ax.legend(fontsize=8)
-    p = out_dir / f"{prefix}view_errors.png"
-    fig.savefig(p, bbox_inches="tight")
-    plt.close(fig)
-    paths.append(p)
-    return paths
+    if which == "view_errors":
+        names = [v.name for v in result.views]
+        rms = [v.rms_px for v in result.views]
+        rej = [r for r in rejected if r.corner_id is None]
+        fig, ax = plt.subplots(figsize=(max(6, 0.32 * (len(names) + len(rej)) + 2), 4.4), dpi=90)
+        fig.subplots_adjust(left=0.08, right=0.98, top=0.92, bottom=0.28)
+        x = np.arange(len(names))
+        ax.bar(x, rms, color="tab:blue", label="used")
+        if rej:
+            xr = np.arange(len(names), len(names) + len(rej))
+            vals = [r.error_px if r.error_px is not None else 0.0 for r in rej]
+            ax.bar(xr, vals, color="tab:red", label="rejected (height: RMS when known)")
+            names = names + [r.name for r in rej]
+        ax.axhline(result.rms_px, color="k", ls="--", lw=0.8, label=f"overall RMS {result.rms_px:.3f} px")
+        ax.set_xticks(np.arange(len(names)))
+        ax.set_xticklabels([Path(n).name for n in names], rotation=70, fontsize=7, ha="right")
+        ax.set_ylabel("RMS reprojection error (px)")
+        ax.set_title("Per-view reprojection error", fontsize=10)
+        ax.legend(fontsize=8)
+        p = out_dir / f"{prefix}view_errors.png"
+        fig.savefig(p)
+        plt.close(fig)
+        return p
+    raise ValueError(f"which: expected one of {PICTURES}, got {which!r}")

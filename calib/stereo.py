@@ -14,12 +14,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from calib.calibrate import CalibrationError, Observation, Rejection, opencv_flags
+from calib.calibrate import (
+    CalibrationError,
+    Observation,
+    Rejection,
+    _deterministic_opencv,
+    opencv_flags,
+)
 from calib.cameras import Camera
 from calib.transforms import Rigid3, skew
 
-__all__ = ["Rectification", "StereoResult", "stereo_calibrate", "rectify", "rectified_vertical_rms",
-           "pair_observations"]
+__all__ = [
+    "Rectification",
+    "StereoResult",
+    "pair_observations",
+    "rectified_vertical_rms",
+    "rectify",
+    "stereo_calibrate",
+]
 
 
 @dataclass
@@ -65,6 +77,62 @@ def pair_observations(left: list[Observation], right: list[Observation], *, min_
         L.append(Observation(a.name, a.corners[ia], a.object_points[ia], common))
         R.append(Observation(b.name, b.corners[ib], b.object_points[ib], common))
     return L, R, rej
+
+
+def _grid_rotations(cols: int, rows: int) -> list[np.ndarray]:
+    """Id permutations that rotate a cols x rows corner grid onto itself (new k <- old p[k])."""
+    ids = np.arange(cols * rows).reshape(rows, cols)
+    rots = [ids, ids[::-1, ::-1]]
+    if cols == rows:
+        rots += [ids.T[::-1, :], ids.T[:, ::-1]]
+    return [r.ravel().copy() for r in rots]
+
+
+def align_symmetric_labels(left_obs: list[Observation], right_obs: list[Observation], left: Camera, right: Camera,
+                           cols: int, rows: int) -> tuple[list[Observation], list[str]]:
+    """Make a symmetric chessboard's corner labels agree between the two images of each pair.
+
+    Each image was labelled by its own geometric rule, which can disagree between the cameras
+    (e.g. a board near 45 degrees of roll). For every pair, each rotation of the right image's
+    labels gives an implied rig ``right_from_left = cam_from_board_R @ cam_from_board_L^-1``;
+    the rig most pairs agree on (within 5 degrees and 10 % of the baseline) is taken as the
+    reference and every pair keeps the labeling closest to it. Returns the relabelled right
+    observations and the names of the pairs that were changed."""
+    from calib.calibrate import refine_pose
+
+    perms = _grid_rotations(cols, rows)
+    cands = []  # per pair: list of (perm index, implied rig)
+    for a, b in zip(left_obs, right_obs):
+        full = len(a.ids) == len(b.ids) == cols * rows and np.array_equal(a.ids, np.arange(cols * rows)) \
+            and np.array_equal(b.ids, a.ids)
+        if not full:
+            cands.append([])
+            continue
+        pl, _ = refine_pose(left, a.object_points, a.corners)
+        row = []
+        for k, perm in enumerate(perms):
+            pr, _ = refine_pose(right, b.object_points, b.corners[perm])
+            row.append((k, pr @ pl.inverse()))
+        cands.append(row)
+
+    def close(r1: Rigid3, r2: Rigid3) -> bool:
+        d = r1 @ r2.inverse()
+        ang = np.degrees(np.arccos(np.clip((np.trace(d.rotation) - 1) / 2, -1, 1)))
+        base = max(np.linalg.norm(r2.translation), 1e-12)
+        return ang < 5.0 and np.linalg.norm(r1.translation - r2.translation) < 0.1 * base
+
+    flat = [rig for row in cands for _, rig in row]
+    if not flat:
+        return list(right_obs), []
+    ref = max(flat, key=lambda r: sum(any(close(rig, r) for _, rig in row) for row in cands))
+    out, changed = [], []
+    for b, row in zip(right_obs, cands):
+        best = next((k for k, rig in row if close(rig, ref)), 0)
+        if best:
+            b = Observation(b.name, b.corners[perms[best]], b.object_points, b.ids)
+            changed.append(b.name)
+        out.append(b)
+    return out, changed
 
 
 def _dist(cam: Camera, n: int | None = None) -> np.ndarray:
@@ -126,16 +194,19 @@ def rectified_vertical_rms(left: Camera, right: Camera, rect: Rectification,
 
 
 def stereo_calibrate(left_obs: list[Observation], right_obs: list[Observation], left: Camera, right: Camera, *,
-                     fix_intrinsics: bool = True, alpha: float = 0.0, min_corners: int = 6) -> StereoResult:
+                     fix_intrinsics: bool = True, alpha: float = 0.0, min_corners: int = 6,
+                     symmetric_grid: tuple[int, int] | None = None) -> StereoResult:
     """Calibrate the rig from paired observations (view k of the left list and view k of the
     right list show the board at the same moment). ``left``/``right``: intrinsics from
     :func:`calib.calibrate.calibrate_camera`; with ``fix_intrinsics=False`` they are refined
-    jointly with the relative pose (same model; fisheye pairs always keep them fixed in OpenCV's
-    fisheye solver unless the flag is cleared)."""
+    jointly with the relative pose (same model). ``symmetric_grid=(cols, rows)`` for a
+    chessboard: first make the two images' corner labels agree (:func:`align_symmetric_labels`)."""
     import cv2
 
     if left.model != right.model and not fix_intrinsics:
         raise ValueError(f"left/right: joint refinement needs the same model, got {left.model} and {right.model}")
+    if symmetric_grid is not None:
+        right_obs, _ = align_symmetric_labels(left_obs, right_obs, left, right, *symmetric_grid)
     L, R, rej = pair_observations(left_obs, right_obs, min_corners=min_corners)
     if len(L) < 1:
         raise CalibrationError("no stereo pair shows the board in both images:\n"
@@ -149,8 +220,9 @@ def stereo_calibrate(left_obs: list[Observation], right_obs: list[Observation], 
         flags = cv2.fisheye.CALIB_FIX_SKEW | cv2.fisheye.CALIB_RECOMPUTE_EXTRINSIC
         flags |= cv2.fisheye.CALIB_FIX_INTRINSIC if fix_intrinsics else cv2.fisheye.CALIB_USE_INTRINSIC_GUESS
         try:
-            out = cv2.fisheye.stereoCalibrate(obj, il, ir, left.K, _dist(left), right.K, _dist(right), size,
-                                              flags=flags, criteria=crit)
+            with _deterministic_opencv():
+                out = cv2.fisheye.stereoCalibrate(obj, il, ir, left.K, _dist(left), right.K, _dist(right), size,
+                                                  flags=flags, criteria=crit)
         except cv2.error as e:
             raise CalibrationError(f"OpenCV fisheye stereo calibration failed: {e.err or e}") from None
         rms, K1, D1, K2, D2, Rm, T = out[:7]
@@ -167,9 +239,10 @@ def stereo_calibrate(left_obs: list[Observation], right_obs: list[Observation], 
         else:
             flags = cv2.CALIB_USE_INTRINSIC_GUESS | opencv_flags(left.model)
         try:
-            rms, K1, D1, K2, D2, Rm, T, E, F = cv2.stereoCalibrate(
-                obj, il, ir, left.K.copy(), _dist(left, n), right.K.copy(), _dist(right, n), size,
-                flags=flags, criteria=crit)
+            with _deterministic_opencv():
+                rms, K1, D1, K2, D2, Rm, T, E, F = cv2.stereoCalibrate(
+                    obj, il, ir, left.K.copy(), _dist(left, n), right.K.copy(), _dist(right, n), size,
+                    flags=flags, criteria=crit)
         except cv2.error as e:
             raise CalibrationError(f"OpenCV stereo calibration failed: {e.err or e}") from None
         from calib.calibrate import _camera_from_opencv

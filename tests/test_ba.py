@@ -214,3 +214,29 @@ def test_bal_reader_rejects_broken_files(tmp_path):
     bad.write_text("hello\n")
     with pytest.raises(FormatError, match="header"):
         read_bal(bad)
+
+
+# ---- CLI -----------------------------------------------------------------------------------
+
+def test_cli_ba_on_bal_and_colmap_model(tmp_path):
+    import json
+
+    pytest.importorskip("pycolmap")
+    from recon.ba.synthetic import reconstruction_from_problem
+    from recon.cli import main
+    from recon.io import read_colmap, write_colmap
+
+    assert main(["ba", str(DATA / "synthetic-6-60.bal"), "-o", str(tmp_path / "bal")]) == 0
+    rep = json.loads((tmp_path / "bal" / "report.json").read_text())
+    assert rep["format"] == "bal" and rep["final_cost"] < 1e-10 * rep["initial_cost"]
+    assert read_bal(tmp_path / "bal" / "problem.bal").num_observations == 230
+
+    gt = synthetic_problem(6, 120, seed=9, noise_px=0.0)
+    write_colmap(reconstruction_from_problem(perturb_problem(gt)), tmp_path / "model")
+    assert main(["ba", str(tmp_path / "model"), "-o", str(tmp_path / "out"), "--loss", "huber"]) == 0
+    rep = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert rep["format"] == "colmap" and rep["converged"]
+    assert rep["final_cost"] < 1e-8 * rep["initial_cost"]
+    refined = read_colmap(tmp_path / "out")
+    np.testing.assert_allclose(refined.cameras[1].params, gt.cameras[0].params, rtol=1e-6)
+    assert main(["ba", str(tmp_path / "nothing"), "-o", str(tmp_path / "x")]) == 2

@@ -8,9 +8,21 @@ import numpy as np
 import pytest
 
 from calib import Camera
-from calib.boards import (BoardSpec, Detection, DetectionFailure, detect_board, detect_chessboard_size,
-                          parse_board_spec)
-from recon.synth.boards import _RayCache, random_board_poses, render_board, true_corners, write_board_dataset
+from calib.boards import (
+    BoardSpec,
+    Detection,
+    DetectionFailure,
+    detect_board,
+    detect_chessboard_size,
+    parse_board_spec,
+)
+from recon.synth.boards import (
+    _RayCache,
+    random_board_poses,
+    render_board,
+    true_corners,
+    write_board_dataset,
+)
 
 SMALL = Camera("OPENCV", 480, 360, [380.0, 380.0, 239.5, 179.5, -0.1, 0.03, 0.0, 0.0])
 
@@ -40,7 +52,7 @@ def test_rendered_boards_are_detected_at_the_true_corners(spec):
         assert img.shape == (cam.height, cam.width) and img.dtype == np.uint8
         det = detect_board(img, board)
         assert isinstance(det, Detection), det
-        truth, vis = true_corners(board, cam, pose)
+        truth, _ = true_corners(board, cam, pose)
         err = np.linalg.norm(det.corners - truth[det.ids], axis=1)
         assert len(det.ids) >= 0.75 * board.num_points
         # The canonical order matches the renderer's labeling (board seen from the front, small roll).

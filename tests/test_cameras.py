@@ -268,7 +268,7 @@ def test_fisheye_point_straight_behind_is_invalid(model):
     head = [260.0, 319.5, 239.5] if spec.single_focal else [260.0, 260.0, 319.5, 239.5]
     cam = Camera(model, W, H, head + [0.0] * spec.num_extra)
     assert cam.max_valid_angle == pytest.approx(np.pi)
-    uv, valid = cam.project(np.array([[0.0, 0.0, -2.0], [0.0, 0.0, 0.0], [1e-3, 0.0, -2.0]]))
+    _, valid = cam.project(np.array([[0.0, 0.0, -2.0], [0.0, 0.0, 0.0], [1e-3, 0.0, -2.0]]))
     assert valid.tolist() == [False, False, True]
 
 
@@ -506,3 +506,51 @@ def test_camera_is_immutable_and_prints_its_parameters():
     assert "OPENCV" in repr(cam) and "fx=400" in repr(cam)
     assert cam.allclose(Camera("OPENCV", W, H, cam.params + 1e-12))
     assert not cam.allclose(make_camera("FULL_OPENCV"))
+
+
+# ------------------------------------------------------------------------------------------
+# Many random lenses (slow): the round trip and the OpenCV agreement hold for every lens, not
+# just the hand-picked ones above.
+# ------------------------------------------------------------------------------------------
+
+def random_lens(model: str, rng) -> Camera:
+    spec = MODELS[model]
+    f = rng.uniform(200, 1200)
+    head = [f, rng.uniform(250, 390), rng.uniform(190, 290)]
+    if not spec.single_focal:
+        head = [f, f * rng.uniform(0.95, 1.05), *head[1:]]
+    extra = {
+        "SIMPLE_PINHOLE": [], "PINHOLE": [],
+        "SIMPLE_RADIAL": [rng.uniform(-0.4, 0.4)],
+        "RADIAL": [rng.uniform(-0.4, 0.4), rng.uniform(-0.2, 0.2)],
+        "OPENCV": [rng.uniform(-0.4, 0.4), rng.uniform(-0.2, 0.2), *rng.uniform(-0.01, 0.01, 2)],
+        "FULL_OPENCV": [rng.uniform(-0.4, 0.4), rng.uniform(-0.2, 0.2), *rng.uniform(-0.01, 0.01, 2),
+                        rng.uniform(-0.05, 0.05), *rng.uniform(-0.3, 0.3, 3)],
+        "OPENCV_FISHEYE": list(rng.uniform(-0.1, 0.1, 4) * [1, 0.5, 0.2, 0.1]),
+        "SIMPLE_RADIAL_FISHEYE": [rng.uniform(-0.1, 0.1)],
+        "RADIAL_FISHEYE": [rng.uniform(-0.1, 0.1), rng.uniform(-0.02, 0.02)],
+    }[model]
+    return Camera(model, W, H, head + extra)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", PROJECTABLE)
+def test_random_lenses_round_trip_and_match_opencv(model):
+    rng = np.random.default_rng(sum(map(ord, model)))
+    for _ in range(200):
+        cam = random_lens(model, rng)
+        theta_max = min(cam.max_valid_angle, np.radians(80.0))
+        theta = rng.uniform(0, 0.99 * theta_max, 300)
+        phi = rng.uniform(0, 2 * np.pi, 300)
+        xy = np.tan(theta)[:, None] * np.stack([np.cos(phi), np.sin(phi)], 1)
+        back, valid = undistort(cam, distort(cam, xy))
+        assert valid.all(), cam
+        assert np.max(np.abs(back - xy) * cam.focal) < 1e-9, cam
+        X = np.c_[xy, np.ones(len(xy))]
+        uv, v = cam.project(X)
+        assert v.all(), cam
+        if model in FISHEYE:
+            ref, _ = cv2.fisheye.projectPoints(X[:, None], np.zeros(3), np.zeros(3), cam.K, cam.opencv_dist())
+        else:
+            ref, _ = cv2.projectPoints(X, np.zeros(3), np.zeros(3), cam.K, cam.opencv_dist())
+        np.testing.assert_allclose(uv, ref.reshape(-1, 2), rtol=1e-12, atol=1e-8, err_msg=repr(cam))

@@ -149,6 +149,57 @@ def test_malformed_entries_name_the_file(tmp_path, monkeypatch, text, message):
 
 
 # ------------------------------------------------------------------------------------------
+# extract()
+# ------------------------------------------------------------------------------------------
+
+def test_extract_zip_tar_and_bz2(tmp_path):
+    import bz2
+    import tarfile
+
+    src = tmp_path / "src"
+    (src / "scene" / "images").mkdir(parents=True)
+    (src / "scene" / "images" / "a.txt").write_text("pixel")
+    with zipfile.ZipFile(tmp_path / "d.zip", "w") as z:
+        z.write(src / "scene" / "images" / "a.txt", "scene/images/a.txt")
+    assert catalog.extract(tmp_path / "d.zip", tmp_path / "z") == tmp_path / "z"
+    assert (tmp_path / "z" / "scene" / "images" / "a.txt").read_text() == "pixel"
+    with tarfile.open(tmp_path / "d.tar.gz", "w:gz") as t:
+        t.add(src / "scene", "scene")
+    catalog.extract(tmp_path / "d.tar.gz", tmp_path / "t")
+    assert (tmp_path / "t" / "scene" / "images" / "a.txt").read_text() == "pixel"
+    (tmp_path / "problem.txt.bz2").write_bytes(bz2.compress(b"3 2 1\n"))
+    catalog.extract(tmp_path / "problem.txt.bz2", tmp_path / "b")
+    assert (tmp_path / "b" / "problem.txt").read_bytes() == b"3 2 1\n"
+
+
+def test_extract_refuses_unsafe_or_unknown_archives(tmp_path):
+    import tarfile
+
+    with zipfile.ZipFile(tmp_path / "evil.zip", "w") as z:
+        z.writestr("../outside.txt", "x")
+    with pytest.raises(FormatError, match="outside"):
+        catalog.extract(tmp_path / "evil.zip", tmp_path / "out")
+    assert not (tmp_path / "outside.txt").exists()
+    link = tarfile.TarInfo("scene/link")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    with tarfile.open(tmp_path / "link.tar", "w") as t:
+        t.addfile(link)
+    with pytest.raises(FormatError, match="link"):
+        catalog.extract(tmp_path / "link.tar", tmp_path / "out")
+    (tmp_path / "x.7z").write_bytes(b"7z")
+    with pytest.raises(ReconError, match="7z archives need the external tool"):
+        catalog.extract(tmp_path / "x.7z", tmp_path / "out")
+    (tmp_path / "x.rar").write_bytes(b"r")
+    with pytest.raises(FormatError, match="unknown archive type"):
+        catalog.extract(tmp_path / "x.rar", tmp_path / "out")
+    (tmp_path / "bad.zip").write_bytes(b"not a zip")
+    with pytest.raises(FormatError, match="bad.zip: not a valid zip"):
+        catalog.extract(tmp_path / "bad.zip", tmp_path / "out")
+    with pytest.raises(FileNotFoundError):
+        catalog.extract(tmp_path / "missing.zip", tmp_path / "out")
+
+
+# ------------------------------------------------------------------------------------------
 # `recon data`
 # ------------------------------------------------------------------------------------------
 
@@ -166,6 +217,14 @@ def test_recon_data_download(local_catalog, capsys):
     tmp, good = local_catalog
     assert main(["data", "download", "good", str(tmp / "cli"), "--no-progress"]) == 0
     assert good in capsys.readouterr().out
+    assert main(["data", "download", "bad", str(tmp / "cli2"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("recon data: error: bad: checksum mismatch") and err.count("\n") == 1
+    with zipfile.ZipFile(tmp / "served" / "pack.zip", "w") as z:
+        z.writestr("scene/x.txt", "x")
+    (tmp / "catalog" / "packed.toml").write_text(_entry("packed", (tmp / "served" / "pack.zip").as_uri()))
+    assert main(["data", "download", "packed", str(tmp / "cli3"), "--no-progress", "--extract"]) == 0
+    assert (tmp / "cli3" / "scene" / "x.txt").read_text() == "x"
     assert main(["data", "download", "bad", str(tmp / "cli2"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("recon data: error: bad: checksum mismatch") and err.count("\n") == 1

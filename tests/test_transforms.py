@@ -3,6 +3,8 @@ cross-check against scipy.spatial.transform.Rotation (whose quaternions are x, y
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -24,7 +26,8 @@ from calib import (
 )
 
 settings.register_profile("recon", max_examples=40, deadline=None)
-settings.load_profile("recon")
+settings.register_profile("stress", max_examples=1000, deadline=None)  # RECON_HYPOTHESIS=stress
+settings.load_profile(os.environ.get("RECON_HYPOTHESIS", "recon"))
 
 finite = st.floats(-1.0, 1.0, allow_nan=False)
 vec3 = st.tuples(finite, finite, finite).map(np.array)

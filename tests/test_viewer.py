@@ -16,7 +16,13 @@ from calib import Camera, Rigid3
 from calib.transforms import matrix_from_quat
 from recon.errors import FormatError
 from recon.scene import Image, Point3D, Reconstruction
-from viewer.camera_path import CameraPath, PathFrame, interpolate_path, load_camera_path, save_camera_path
+from viewer.camera_path import (
+    CameraPath,
+    PathFrame,
+    interpolate_path,
+    load_camera_path,
+    save_camera_path,
+)
 from viewer.content import PointLayer, SceneContent, content_from_reconstruction
 from viewer.convert import (
     SH_C0,
@@ -251,7 +257,7 @@ def test_detect_errors_name_the_file(tmp_path):
 def _cli(*args, timeout=120):
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
     return subprocess.run([sys.executable, "-m", "recon", "view", *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, cwd=REPO, env=env)
+                          text=True, timeout=timeout, cwd=REPO, env=env, check=False)
 
 
 def test_cli_bad_input_exit_2(tmp_path):
@@ -265,13 +271,14 @@ def test_cli_bad_input_exit_2(tmp_path):
 
 
 def test_help_does_not_import_viser():
-    code = ("import sys, recon.cli as c; p = c.build_parser(); "
-            "assert 'viser' not in sys.modules and 'viewer.app' not in sys.modules, sorted(sys.modules); "
-            "import viewer, viewer.convert, viewer.content, viewer.detect, viewer.camera_path; "
-            "bad = [m for m in ('viser', 'torch', 'open3d', 'render') if m in sys.modules]; "
-            "assert not bad, bad")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, env={"PYTHONPATH": str(REPO)},
-                   timeout=60)
+    help_code = ("import sys, recon.cli as c; p = c.build_parser(); "
+                 "assert 'viser' not in sys.modules and 'viewer.app' not in sys.modules")
+    light_code = ("import sys, viewer, viewer.convert, viewer.content, viewer.detect, viewer.camera_path; "
+                  "bad = [m for m in ('viser', 'torch', 'open3d', 'render') if m in sys.modules]; "
+                  "assert not bad, bad")
+    for code in (help_code, light_code):
+        subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, env={"PYTHONPATH": str(REPO)},
+                       timeout=60)
 
 
 def test_viewer_never_imports_render():
@@ -352,14 +359,19 @@ def test_scene_viewer_budget_labels_pick(tmp_path):
 def test_load_every_kind_and_serve(tmp_path, rng):
     import trimesh
 
-    from recon.io import PointCloud, write_colmap, write_ply
+    from recon.io import PointCloud, write_colmap, write_ply, write_transforms
     from recon.io.gaussians import GaussianCloud, write_splat_ply
     from viewer.app import SceneViewer
     from viewer.detect import load
 
     rec = ring_reconstruction(n_pts=300)
     write_colmap(rec, tmp_path / "sfm" / "sparse" / "0")
-    (tmp_path / "sfm" / "report.json").write_text("{}")
+    from PIL import Image as PILImage
+
+    (tmp_path / "photos").mkdir()
+    PILImage.new("RGB", (8, 6)).save(tmp_path / "photos" / "im1.png")
+    (tmp_path / "sfm" / "report.json").write_text(json.dumps(
+        {"input": str(tmp_path / "photos"), "mean_reprojection_error_px": 0.5}))
     n = 400
     xyz = rng.normal(size=(n, 3))
     write_ply(tmp_path / "pts.ply", PointCloud(xyz, rgb=rng.integers(0, 256, (n, 3)).astype(np.uint8)))
@@ -374,6 +386,8 @@ def test_load_every_kind_and_serve(tmp_path, rng):
 
     c = load(tmp_path / "sfm")
     assert len(c.points) == 300 and len(c.cameras) == 6
+    assert c.cameras[1].image_path == tmp_path / "photos" / "im1.png"  # photos from report.json input
+    assert any("reprojection error 0.500 px" in s for s in c.notes)
     np.testing.assert_allclose(c.points.xyz, rec.points_xyz(), atol=1e-6)
     for view, im in zip(c.cameras, sorted(rec.images.values(), key=lambda im: im.image_id)):
         np.testing.assert_allclose(view.cam_from_world.matrix(), im.cam_from_world.matrix(), atol=1e-9)
@@ -384,10 +398,20 @@ def test_load_every_kind_and_serve(tmp_path, rng):
     assert c.class_names == {0: "floor", 1: "chair"}
     np.testing.assert_array_equal(c.points.instance_id, np.arange(n) % 5)
     c = load(tmp_path / "train")
-    assert len(c.splats) == n
+    assert len(c.splats) == n and not c.cameras
+    (tmp_path / "train" / "report.json").write_text(json.dumps(
+        {"psnr": 27.5, "eval_split": "test", "num_gaussians": n, "steps": 30, "data_path": str(tmp_path / "sfm")}))
+    c = load(tmp_path / "train")
+    assert len(c.cameras) == 6 and any("test PSNR 27.50 dB" in s for s in c.notes)
     R = matrix_from_quat(g.quats_wxyz[0] / np.linalg.norm(g.quats_wxyz[0]))
     np.testing.assert_allclose(c.splats.covariances[0], R @ np.diag(np.full(3, np.exp(-6.0))) @ R.T, atol=1e-6)
     np.testing.assert_allclose(c.splats.opacity, 0.5)
+    write_transforms(rec, tmp_path / "nerf", image_dir="images")
+    c = load(tmp_path / "nerf")
+    assert c.title.endswith("(transforms)") and len(c.cameras) == 6 and c.points is None
+    np.testing.assert_allclose(c.cameras[2].cam_from_world.matrix(), rec.images[3].cam_from_world.matrix(),
+                               atol=1e-9)
+    assert len(load(tmp_path / "nerf" / "transforms.json").cameras) == 6
     assert len(load(tmp_path / "ball.ply").mesh.faces) == 320
     assert len(load(tmp_path / "box.obj").mesh.faces) == 12
     for path in ("sfm", "lab.ply", "train", "ball.ply"):
@@ -422,3 +446,129 @@ def test_cli_no_block_prints_url(tmp_path):
     r = _cli(tmp_path / "p.ply", "--no-block", "--port", "0", "--out", tmp_path / "o")
     assert r.returncode == 0, r.stderr
     assert "recon view: open http://127.0.0.1:" in r.stdout and "stopped" in r.stdout
+
+
+# ---- live training view, render loop without a browser -------------------------------------
+class _FakeCamera:
+    def __init__(self, fov, w, h, wxyz, position):
+        self.fov, self.image_width, self.image_height = fov, w, h
+        self.wxyz, self.position = np.asarray(wxyz, float), np.asarray(position, float)
+
+
+class _FakeScene:
+    def __init__(self):
+        self.images = []
+
+    def set_background_image(self, image, format="auto", jpeg_quality=None, depth=None):
+        self.images.append(image)
+
+
+class _FakeClient:
+    """What TrainingViewer reads from a viser ClientHandle: camera state, background sink."""
+
+    def __init__(self, camera):
+        self.client_id, self.camera, self.scene = 7, camera, _FakeScene()
+
+
+def test_training_viewer_renders_with_the_real_splat_rasterizer(rng):
+    """TrainingViewer + render.splat.rasterize (the trainers' renderer, torch on CPU): the view
+    of a browser camera is rendered with that camera; re-render only when the view moved or
+    the model changed; bad render_fn output is reported, not raised."""
+    torch = pytest.importorskip("torch")
+    from recon.io.gaussians import GaussianCloud
+    from render.splat.rasterize import rasterize
+    from viewer.live import TrainingViewer
+
+    n = 200
+    g = GaussianCloud(means=rng.uniform(-0.5, 0.5, (n, 3)), log_scales=np.full((n, 3), np.log(0.03)),
+                      quats_wxyz=np.tile([1.0, 0, 0, 0], (n, 1)), opacity_logits=np.full(n, 4.0),
+                      sh_dc=np.tile([1.6, -1.6, -1.6], (n, 1)), sh_rest=np.zeros((n, 0, 3)))
+    seen = []
+
+    def render_fn(camera, cam_from_world):
+        seen.append((camera, cam_from_world))
+        with torch.no_grad():
+            return rasterize(g, camera, cam_from_world, background=(1.0, 1.0, 1.0)).rgb  # float tensor
+
+    cam_from_world = Rigid3(np.eye(3), [0.0, 0.0, 3.0])  # looking down +z at the cloud
+    pose = viser_pose_from_cam_from_world(cam_from_world)
+    client = _FakeClient(_FakeCamera(0.8, 800, 600, pose.wxyz, pose.position))
+    with TrainingViewer(render_fn, port=0, max_fps=50, model_refresh_s=0.0, verbose=False) as tv:
+        tv.gui_live.value = False  # the loop thread stays idle; we drive _maybe_render directly
+        tv.gui_resolution.value = 160
+        tv._maybe_render(client)
+        assert len(seen) == 1 and len(client.scene.images) == 1
+        cam, cfw = seen[0]
+        assert cam.size == (160, 120) and vertical_fov(cam) == pytest.approx(0.8)
+        np.testing.assert_allclose(cfw.matrix(), cam_from_world.matrix(), atol=1e-12)
+        img = client.scene.images[0]
+        assert img.shape == (120, 160, 3) and img.dtype == np.uint8
+        red = (img[..., 0] > 150) & (img[..., 1] < 100)
+        yx = np.argwhere(red)
+        assert len(yx) > 200  # the cloud is drawn ...
+        uv, _ = cam.project(cfw.apply(g.means))
+        np.testing.assert_allclose(yx.mean(0)[::-1], uv.mean(0), atol=6)  # ... where it projects
+        tv._maybe_render(client)
+        assert len(seen) == 1  # nothing changed: no render
+        tv.log(1, {"loss": 0.5})
+        tv._maybe_render(client)
+        assert len(seen) == 2  # the model changed
+        client.camera.position = client.camera.position + 0.1
+        tv._maybe_render(client)
+        assert len(seen) == 3  # the view moved
+        tv.render_fn = lambda camera, cfw: np.zeros((5, 5, 3), np.uint8)
+        client.camera.fov = 0.7
+        tv._maybe_render(client)
+        assert "render_fn returned shape (5, 5, 3)" in tv.last_render_error
+        assert "render failed" in tv.gui_render_info.content
+        assert not tv.paused
+        tv.paused = True
+        assert tv.gui_pause.label == "Resume training"
+
+
+def test_pick_splat_reports_it():
+    from viewer.app import SceneViewer
+    from viewer.content import SplatLayer
+
+    centers = np.array([[0, 0, 0.0], [1, 0, 0], [0, 1, 0]], np.float32)
+    cov = np.tile(np.diag([0.04, 0.01, 0.0001]).astype(np.float32), (3, 1, 1))
+    sp = SplatLayer(centers, cov, np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1]], np.float32),
+                    np.array([0.9, 0.5, 0.2], np.float32))
+    with SceneViewer(SceneContent(splats=sp), port=0, verbose=False) as v:
+        assert v.pick_splat([1, 0, 5], [0, 0, -1], max_angle=0.01) == 1
+        assert "splat 1" in v.gui_point_info.content and "opacity = 0.500" in v.gui_point_info.content
+        assert "[0.2, 0.1, 0.01]" in v.gui_point_info.content
+        assert v.pick_splat([5, 5, 5], [0, 0, 1], max_angle=0.01) == -1
+
+
+def test_render_camera_path_with_the_splat_rasterizer(tmp_path, rng):
+    """A recorded path (JSON) rendered to frames by the trainers' renderer: the splat cloud
+    stays where each frame's camera projects it."""
+    torch = pytest.importorskip("torch")
+    from PIL import Image as PILImage
+
+    from recon.io.gaussians import GaussianCloud
+    from render.splat.rasterize import rasterize
+    from viewer.camera_path import render_camera_path
+
+    n = 100
+    g = GaussianCloud(means=rng.uniform(-0.3, 0.3, (n, 3)), log_scales=np.full((n, 3), np.log(0.03)),
+                      quats_wxyz=np.tile([1.0, 0, 0, 0], (n, 1)), opacity_logits=np.full(n, 4.0),
+                      sh_dc=np.tile([-1.6, 1.6, -1.6], (n, 1)), sh_rest=np.zeros((n, 0, 3)))
+    cam = Camera("PINHOLE", 96, 72, [80, 80, 47.5, 35.5])
+    k0 = Rigid3(np.eye(3), [0.3, 0.0, 3.0])
+    k1 = Rigid3(np.eye(3), [-0.3, 0.1, 2.5])
+    frames = interpolate_path([PathFrame(cam, k0), PathFrame(cam, k1)], fps=4, seconds_per_segment=1.0)
+    path = save_camera_path(tmp_path / "path.json", CameraPath([PathFrame(cam, k0), PathFrame(cam, k1)], frames, 4))
+
+    def render_fn(camera, cam_from_world):
+        with torch.no_grad():
+            return rasterize(g, camera, cam_from_world, background=(1.0, 1.0, 1.0)).rgb
+
+    out = render_camera_path(path, render_fn, tmp_path / "frames", progress=False)
+    assert [p.name for p in out] == [f"frame_{i:04d}.png" for i in range(5)]
+    for p, f in zip(out, frames):
+        img = np.asarray(PILImage.open(p))
+        green = np.argwhere((img[..., 1] > 150) & (img[..., 0] < 100))
+        uv, _ = f.camera.project(f.cam_from_world.apply(g.means))
+        np.testing.assert_allclose(green.mean(0)[::-1], uv.mean(0), atol=3)

@@ -43,12 +43,12 @@ def _scene(n_pts=3000):
     return rec
 
 
-def _wait_for_view(v, client, cam_from_world, since: float, timeout=30.0):
+def _wait_for_view(v, client, cam_from_world, since: float, timeout=30.0, height=700):
     """The client's (camera, cam_from_world) once the browser has reported (after ``since``,
     a time.time()) a pose equal to ``cam_from_world``, or the last state after ``timeout``."""
     end = time.monotonic() + timeout
     while True:
-        cam, cfw = v.client_view(client)
+        cam, cfw = v.client_view(client, height=height)  # CSS pixels: where clicks land
         reported = client.camera.update_timestamp > since
         if reported and np.allclose(cfw.matrix(), cam_from_world.matrix(), atol=1e-6) or time.monotonic() > end:
             return cam, cfw
@@ -77,11 +77,13 @@ def test_chromium_shows_reconstruction_and_round_trips_clicks(tmp_path):
         img = browser.wait_for(lambda im: _is_red(im).sum() > 3000, timeout=90)
         PILImage.fromarray(img).save(tmp_path / "browser.png")
         client = v.wait_for_client(30)
-        assert client is not None and client.camera.image_width == 1024
+        assert client is not None
+        assert client.camera.image_width / client.camera.image_height == pytest.approx(1024 / 700, rel=0.01)
 
         # Conventions: where our Camera projects the points under the browser's own view is
         # where the browser drew them (red pixel centroid vs projected centroid, few px).
-        cam, cam_from_world = v.client_view(client)
+        # In CSS pixels of the page (viser may render to a smaller buffer when it is slow).
+        cam, cam_from_world = v.client_view(client, height=700)
         uv, ok = cam.project(cam_from_world.apply(xyz))
         red = np.argwhere(_is_red(img[:, :680]))  # left of the GUI panel
         assert red.shape[0] > 3000
@@ -89,11 +91,22 @@ def test_chromium_shows_reconstruction_and_round_trips_clicks(tmp_path):
         assert inside.mean() > 0.5
         np.testing.assert_allclose(red[:, ::-1].mean(0), uv[inside].mean(0), atol=15)
 
-        # Fly to camera 0: the browser camera takes its exact pose and vertical fov.
+        # Click the photo of camera 0's frustum (its far plane, `scale` along the optical axis):
+        # the browser flies onto camera 0 (exact pose and vertical fov) and shows its photo.
+        frustum_scale = v._frustums[0].scale
+        photo_centre = rec.images[1].cam_from_world.inverse().apply(np.array([0.0, 0.0, frustum_scale]))
+        uv_photo, ok_photo = cam.project(cam_from_world.apply(photo_centre)[None])
+        assert ok_photo[0] and 0 < uv_photo[0, 0] < 680 and 0 < uv_photo[0, 1] < 700
+        v._thumb_thread.join(30)  # the photos load in the background; wait until they are drawn
+        is_blue = lambda im: _scene_only((im[..., 2] > 160) & (im[..., 0] < 80) & (im[..., 1] < 80))
+        browser.wait_for(lambda im: is_blue(im).sum() > 200, timeout=60)
         t_fly = time.time()
-        v.fly_to_camera(client, 0)
+        browser.click(*uv_photo[0])
         cam, cam_from_world = _wait_for_view(v, client, rec.images[1].cam_from_world, t_fly)
         np.testing.assert_allclose(cam_from_world.matrix(), rec.images[1].cam_from_world.matrix(), atol=1e-6)
+        end = time.monotonic() + 10  # the click callback sets the panel right after the pose
+        while "im0.png" not in v.gui_cam_info.content and time.monotonic() < end:
+            time.sleep(0.1)
         assert "im0.png" in v.gui_cam_info.content
 
         # Click the front-most point near the image centre: the server picks that point.
@@ -125,7 +138,8 @@ def test_chromium_shows_reconstruction_and_round_trips_clicks(tmp_path):
                                    rec.images[1].cam_from_world.matrix(), atol=1e-6)
         np.testing.assert_allclose(path.keyframes[1].cam_from_world.matrix(),
                                    rec.images[3].cam_from_world.matrix(), atol=1e-6)
-        assert path.keyframes[0].camera.size == (1024, 700)
+        kcam = path.keyframes[0].camera  # 'Path height' (720) tall, the browser's aspect
+        assert kcam.height == 720 and kcam.width / kcam.height == pytest.approx(1024 / 700, rel=0.01)
 
 
 def test_chromium_live_training_view(tmp_path):
@@ -267,7 +281,7 @@ def test_chromium_splat_is_drawn_with_our_covariance(tmp_path):
         img = browser.wait_for(lambda im: _is_red(im[:, :1040]).sum() > 300, timeout=90)
         PILImage.fromarray(img).save(tmp_path / "splat.png")
         client = v.wait_for_client(30)
-        cam, cam_from_world = v.client_view(client)
+        cam, cam_from_world = v.client_view(client, height=600)
     mask = _is_red(img)
     mask[:, 1040:] = False  # the GUI panel
     uv = np.argwhere(mask)[:, ::-1].astype(float)
@@ -284,3 +298,82 @@ def test_chromium_splat_is_drawn_with_our_covariance(tmp_path):
     cos = abs(V_ref[:, 1] @ V_img[:, 1])  # major axes agree to within ~3 degrees
     assert cos > np.cos(np.deg2rad(3)), np.degrees(np.arccos(cos))
     assert np.sqrt(w_img[1] / w_img[0]) == pytest.approx(np.sqrt(w_ref[1] / w_ref[0]), rel=0.35)
+
+
+def _press(browser, label: str) -> None:
+    """Click the GUI button whose text is ``label`` (a real DOM click in the page)."""
+    ok = browser.evaluate(
+        "(() => { const b = [...document.querySelectorAll('button')]"
+        f".find(b => b.textContent.trim() === {label!r}); if (!b || b.disabled) return false; "
+        "b.click(); return true; })()")
+    assert ok, f"no enabled button {label!r} in the page"
+
+
+def test_chromium_labels_select_export_and_buttons(tmp_path):
+    """A labelled cloud: click a point in the page, press 'Select this object' and 'Export
+    selected object (PLY)' in the GUI: the exported PLY holds exactly that instance. The
+    'Screenshot (PNG)' and keyframe buttons work from the page too."""
+    from recon.io import read_ply
+    from viewer.app import SceneViewer
+    from viewer.camera_path import load_camera_path
+    from viewer.content import PointLayer, SceneContent
+    from viewer.headless import HeadlessChromium
+
+    rng = np.random.default_rng(1)
+    n = 4000
+    xyz = np.c_[rng.uniform(-1, 1, (n, 2)), np.zeros(n)]
+    instance = (xyz[:, 0] > 0).astype(int) + 2 * (xyz[:, 1] > 0).astype(int)  # four quadrants
+    class_id = instance % 2
+    content = SceneContent(points=PointLayer(xyz, class_id=class_id, instance_id=instance),
+                           class_names={0: "left", 1: "right"})
+    out = tmp_path / "out"
+    with SceneViewer(content, port=0, output_dir=out, verbose=False, point_size=0.02) as v, \
+            HeadlessChromium(width=1024, height=700) as browser:
+        browser.navigate(v.url)
+        browser.wait_for(lambda im: _colourful(im[:, :680]).sum() > 3000, timeout=90)
+        client = v.wait_for_client(30)
+        cam, cam_from_world = v.client_view(client, height=700)
+        uv, ok = cam.project(cam_from_world.apply(xyz))
+        depth = cam_from_world.apply(xyz)[:, 2]
+        near = ok & (np.abs(uv[:, 0] - 340) < 120) & (np.abs(uv[:, 1] - 350) < 120)
+        target = np.flatnonzero(near)[np.argmin(depth[near])]
+        browser.click(*uv[target])
+        end = time.monotonic() + 20
+        while v.selected_point < 0 and time.monotonic() < end:
+            time.sleep(0.1)
+        assert v.selected_point >= 0 and np.linalg.norm(uv[v.selected_point] - uv[target]) < 6
+        inst = int(instance[v.selected_point])
+        end = time.monotonic() + 10
+        while "Select this object" not in (browser.evaluate(
+                "[...document.querySelectorAll('button')].filter(b => !b.disabled)"
+                ".map(b => b.textContent.trim()).join('|')") or "") and time.monotonic() < end:
+            time.sleep(0.2)
+        _press(browser, "Select this object")
+        end = time.monotonic() + 20
+        while v.selected_instance is None and time.monotonic() < end:
+            time.sleep(0.1)
+        assert v.selected_instance == inst
+        time.sleep(0.5)
+        _press(browser, "Export selected object (PLY)")
+        exported = out / f"instance_{inst}.ply"
+        end = time.monotonic() + 20
+        while not exported.is_file() and time.monotonic() < end:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        cloud = read_ply(exported)
+        assert len(cloud) == int(np.sum(instance == inst))
+        np.testing.assert_array_equal(np.unique(cloud.attributes["instance_id"]), [inst])
+
+        _press(browser, "Screenshot (PNG)")
+        _press(browser, "Add camera keyframe")
+        end = time.monotonic() + 30
+        while not (list(out.glob("screenshot_*.png")) and v.keyframes) and time.monotonic() < end:
+            time.sleep(0.2)
+        assert list(out.glob("screenshot_*.png")) and len(v.keyframes) == 1
+        _press(browser, "Save camera path (JSON)")
+        end = time.monotonic() + 20
+        while not (out / "camera_path.json").is_file() and time.monotonic() < end:
+            time.sleep(0.1)
+        time.sleep(0.3)
+        path = load_camera_path(out / "camera_path.json")
+        np.testing.assert_allclose(path.keyframes[0].cam_from_world.matrix(), cam_from_world.matrix(), atol=1e-6)

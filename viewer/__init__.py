@@ -1,6 +1,32 @@
 """viewer: the viser web viewer (points, cameras, splats, meshes, labels, live training).
 
-Imports stay light: viser is imported by ``viewer.app`` / ``viewer.live`` only when a server
-starts. Entry points: ``recon view PATH`` (``viewer.detect.load`` + ``viewer.app.SceneViewer``)
-and ``viewer.live.TrainingViewer`` for trainers.
+Imports stay light: viser is imported only when a server starts. Public surface (loaded lazily)::
+
+    from viewer import load, SceneViewer, TrainingViewer
+    SceneViewer(load("out/sfm")).wait()          # what `recon view out/sfm` does
+
+Modules: ``viewer.detect`` (what is this path, load it), ``viewer.content`` (typed scene
+content), ``viewer.app`` (SceneViewer), ``viewer.live`` (TrainingViewer), ``viewer.camera_path``
+(camera-path JSON, rendering a path), ``viewer.convert`` (our conventions <-> viser's),
+``viewer.headless`` (headless Chromium over CDP, for tests and benchmarks).
 """
+
+from __future__ import annotations
+
+__all__ = ["SceneContent", "SceneViewer", "TrainingViewer", "ViewerOptions", "load"]
+
+_LAZY = {
+    "SceneViewer": "viewer.app",
+    "ViewerOptions": "viewer.app",
+    "TrainingViewer": "viewer.live",
+    "SceneContent": "viewer.content",
+    "load": "viewer.detect",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'viewer' has no attribute {name!r}")

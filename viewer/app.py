@@ -14,6 +14,7 @@ toggles, the clicked point's class/instance, select / export the object), Select
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -35,7 +36,9 @@ from viewer.convert import (
     viser_pose_from_cam_from_world,
 )
 
-__all__ = ["SceneViewer", "ViewerOptions", "start_server", "COLOR_MODES"]
+_log = logging.getLogger(__name__)
+
+__all__ = ["COLOR_MODES", "SceneViewer", "ViewerOptions", "start_server"]
 
 COLOR_MODES = ("RGB", "Reprojection error", "Track length", "Class", "Instance", "Height")
 _THUMB_MAX = 256  # px, longest side of a frustum thumbnail
@@ -50,6 +53,7 @@ class ViewerOptions:
     point_budget: int = 1_000_000  # most points sent to the browser (random, deterministic subset)
     preview_points: int = 100_000  # larger clouds go to the first browser as this preview first
     point_size: float | None = None  # world units; None: from the scene's extent and point count
+    path_height: int = 720  # image height of recorded camera-path frames (width from the aspect)
     output_dir: Path = field(default_factory=lambda: Path("recon-view"))  # screenshots, paths, exports
     load_thumbnails: bool = True  # read the photos behind frustums (in a background thread)
     verbose: bool = True  # print the URL and what was saved
@@ -118,6 +122,9 @@ class SceneViewer:
     def __init__(self, content: SceneContent, options: ViewerOptions | None = None, **kwargs):
         if not isinstance(content, SceneContent):
             raise TypeError(f"content: expected viewer.content.SceneContent, got {type(content).__name__}")
+        if options is not None and kwargs:
+            raise TypeError(f"SceneViewer: pass options=ViewerOptions(...) or keyword options, not both "
+                            f"(got {sorted(kwargs)})")
         self.options = options or ViewerOptions(**kwargs)
         self.content = content
         self._lock = threading.RLock()
@@ -129,6 +136,21 @@ class SceneViewer:
 
         t0 = time.perf_counter()
         self.server = start_server(self.options.host, self.options.port, verbose=self.options.verbose)
+        try:
+            self._build_scene()
+        except BaseException:  # Ctrl-C or a bad input while building: do not leave a server behind
+            self._closed = True
+            self.server.stop()
+            raise
+        self.timings["server_load_s"] = time.perf_counter() - t0
+        self._thumb_thread = None
+        if self.options.load_thumbnails and any(c.image_path for c in content.cameras):
+            self._thumb_thread = threading.Thread(target=self._load_thumbnails, daemon=True,
+                                                  name="recon-view-thumbnails")
+            self._thumb_thread.start()
+
+    def _build_scene(self) -> None:
+        content = self.content
         self.server.gui.configure_theme(control_width="medium", dark_mode=False, show_share_button=False)
         self.centre, self.extent, self.up = _scene_frame(content)
         if self.up is not None:
@@ -157,12 +179,6 @@ class SceneViewer:
         self._add_mesh()
         self._add_cameras()
         self.server.scene.on_click()(self._on_scene_click)
-        self.timings["server_load_s"] = time.perf_counter() - t0
-        self._thumb_thread = None
-        if self.options.load_thumbnails and any(c.image_path for c in content.cameras):
-            self._thumb_thread = threading.Thread(target=self._load_thumbnails, daemon=True,
-                                                  name="recon-view-thumbnails")
-            self._thumb_thread.start()
 
     # ---- lifecycle --------------------------------------------------------------------
     @property
@@ -203,7 +219,7 @@ class SceneViewer:
         while time.monotonic() < end:
             for client in self.server.get_clients().values():
                 try:
-                    client.camera.fov  # raises AssertionError until the camera has reported
+                    _ = client.camera.fov  # raises AssertionError until the camera has reported
                     return client
                 except AssertionError:
                     pass
@@ -238,7 +254,7 @@ class SceneViewer:
             side = np.array([1.0, -1.0, 0.0])
         side = side - (side @ up) * up
         side = side / np.linalg.norm(side) if np.linalg.norm(side) > 1e-9 else _rotation_from_z(up)[:, 0]
-        ic.position = self.centre + self.extent * (0.75 * side + 0.55 * up)
+        ic.position = self.centre + self.extent * (0.9 * side + 0.65 * up)
         ic.look_at = self.centre
         ic.fov = np.deg2rad(55.0)
         ic.near = max(self.extent * 1e-4, 1e-4)
@@ -330,6 +346,9 @@ class SceneViewer:
                 self._build_label_gui()
             with gui.add_folder("Clicked point"):
                 self.gui_point_info = gui.add_markdown("Click a point in the scene.")
+        elif c.splats is not None:
+            with gui.add_folder("Clicked splat"):
+                self.gui_point_info = gui.add_markdown("Click a splat in the scene.")
 
         with gui.add_folder("Selected camera", expand_by_default=False):
             self.gui_cam_info = gui.add_markdown("Click a camera frustum to fly to it.")
@@ -339,6 +358,8 @@ class SceneViewer:
             self.gui_screenshot = gui.add_button("Screenshot (PNG)")
             self.gui_add_key = gui.add_button("Add camera keyframe")
             self.gui_clear_keys = gui.add_button("Clear keyframes")
+            self.gui_path_height = gui.add_number("Path height (px)", initial_value=self.options.path_height,
+                                                  min=16, max=8192, step=1)
             self.gui_seconds = gui.add_number("Seconds per segment", initial_value=2.0, min=0.1, max=60.0, step=0.1)
             self.gui_save_path = gui.add_button("Save camera path (JSON)")
             self.gui_keys_info = gui.add_markdown("0 keyframes")
@@ -358,7 +379,7 @@ class SceneViewer:
             rows = []
             for cid, n, rgb in zip(classes, counts, colours):
                 name = self._class_name(int(cid))
-                sw = "#%02x%02x%02x" % tuple(int(x) for x in rgb)
+                sw = "#" + "".join(f"{int(x):02x}" for x in rgb)
                 rows.append(f'<div><span style="display:inline-block;width:12px;height:12px;'
                             f'background:{sw};margin-right:6px"></span>{name} ({n:,})</div>')
             self.gui_legend = gui.add_html("".join(rows))
@@ -432,8 +453,8 @@ class SceneViewer:
     def _send_full_cloud(self, client) -> None:
         try:  # a (tiny) render from the browser proves that the preview is on its screen
             client.get_render(height=24, width=32, timeout=60)
-        except Exception:  # noqa: BLE001 - timeout or a closed page: send the rest anyway
-            pass
+        except Exception as e:  # noqa: BLE001 - timeout or a closed page: send the rest anyway
+            _log.debug("preview render request failed: %s", e)
         if self._full_pending:
             self._update_points()
 
@@ -473,7 +494,7 @@ class SceneViewer:
 
     # ---- picking ----------------------------------------------------------------------
     def _on_scene_click(self, event):
-        if self.content.points is None:
+        if self.content.points is None and self.content.splats is None:
             return
         fov = 0.9
         h = 800
@@ -482,7 +503,27 @@ class SceneViewer:
         except AssertionError:
             pass
         max_angle = 8.0 * fov / max(h, 1)  # about 8 pixels
-        self.pick(event.ray_origin, event.ray_direction, max_angle=max_angle)
+        if self.content.points is not None:
+            self.pick(event.ray_origin, event.ray_direction, max_angle=max_angle)
+        else:
+            self.pick_splat(event.ray_origin, event.ray_direction, max_angle=max_angle)
+
+    def pick_splat(self, ray_origin, ray_direction, *, max_angle: float = 0.01) -> int:
+        """Select the splat whose centre is nearest the ray (front-most within ``max_angle``);
+        shows its centre, colour, opacity and size. Returns its index or -1."""
+        sp = self.content.splats
+        i = pick_point(sp.centers, ray_origin, ray_direction, max_angle=max_angle)
+        self.selected_point = i
+        if i < 0:
+            self.gui_point_info.content = "No splat centre under the cursor."
+        else:
+            sigma = np.sqrt(np.clip(np.linalg.eigvalsh(sp.covariances[i].astype(np.float64)), 0, None))
+            self.gui_point_info.content = "  \n".join([
+                f"splat {i}: centre = {np.round(sp.centers[i], 4).tolist()}",
+                f"rgb (DC) = {np.round(sp.rgb[i] * 255).astype(int).tolist()}",
+                f"opacity = {sp.opacity[i]:.3f}",
+                f"std. dev. = {np.round(sigma[::-1], 4).tolist()} (world units)"])
+        return i
 
     def pick(self, ray_origin, ray_direction, *, max_angle: float = 0.01) -> int:
         """Select the shown point nearest the ray; updates the 'Clicked point' panel. Returns
@@ -589,11 +630,15 @@ class SceneViewer:
             self._restore_hidden_frustum()
 
     # ---- capture ----------------------------------------------------------------------
-    def client_view(self, client):
-        """(calib.Camera PINHOLE, cam_from_world) of a client's current browser view."""
+    def client_view(self, client, *, height: int | None = None):
+        """(calib.Camera PINHOLE, cam_from_world) of a client's current browser view, at the
+        size of its render buffer (which viser shrinks when the browser renders slowly), or at
+        ``height`` pixels with the view's aspect."""
         cam = client.camera
-        return (pinhole_from_fov(cam.fov, cam.image_width, cam.image_height),
-                cam_from_world_from_viser_pose(cam.wxyz, cam.position))
+        w, h = cam.image_width, cam.image_height
+        if height is not None:
+            w, h = max(1, round(int(height) * w / h)), int(height)
+        return pinhole_from_fov(cam.fov, w, h), cam_from_world_from_viser_pose(cam.wxyz, cam.position)
 
     def screenshot(self, path: str | Path | None = None, *, client=None, timeout: float = 20.0) -> Path:
         """Save a PNG of what ``client`` (default: the first one) sees, at its canvas size."""
@@ -611,8 +656,9 @@ class SceneViewer:
         return path
 
     def add_keyframe(self, client) -> PathFrame:
-        """Record ``client``'s current view as the next camera-path keyframe."""
-        camera, cam_from_world = self.client_view(client)
+        """Record ``client``'s current view as the next camera-path keyframe (PINHOLE, the
+        view's aspect and vertical fov, 'Path height' pixels tall)."""
+        camera, cam_from_world = self.client_view(client, height=int(self.gui_path_height.value))
         kf = PathFrame(camera, cam_from_world, 0.0)
         with self._lock:
             self.keyframes.append(kf)
@@ -655,8 +701,8 @@ class SceneViewer:
                 client.add_notification("recon view", message, auto_close_seconds=6.0)
                 if path is not None and path.stat().st_size < 64 * 1024 * 1024:
                     client.send_file_download(path.name, path.read_bytes())
-            except Exception:  # noqa: BLE001 - a vanished browser must not break the server
-                pass
+            except Exception as e:  # noqa: BLE001 - a vanished browser must not break the server
+                _log.debug("could not notify the browser: %s", e)
 
 
 def _rotation_from_z(z) -> np.ndarray:

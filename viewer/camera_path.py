@@ -32,7 +32,8 @@ import numpy as np
 
 from calib import Camera, Rigid3
 
-__all__ = ["PathFrame", "CameraPath", "save_camera_path", "load_camera_path", "interpolate_path"]
+__all__ = ["CameraPath", "PathFrame", "interpolate_path", "load_camera_path", "render_camera_path",
+           "save_camera_path"]
 
 FORMAT = "recon.camera_path"
 VERSION = 1
@@ -83,7 +84,7 @@ def interpolate_path(keyframes: list[PathFrame], *, fps: float = 30.0,
     w, h = keyframes[0].camera.width, keyframes[0].camera.height
     cams = [k.camera if (k.camera.width, k.camera.height) == (w, h) else k.camera.resized(w, h)
             for k in keyframes]
-    n_per = max(1, int(round(fps * seconds_per_segment)))
+    n_per = max(1, round(fps * seconds_per_segment))
     frames = []
     for i in range(len(keyframes) - 1):
         a, b = keyframes[i].cam_from_world.inverse(), keyframes[i + 1].cam_from_world.inverse()
@@ -128,3 +129,29 @@ def load_camera_path(path: str | Path) -> CameraPath:
     except ValueError as e:
         raise FormatError(path, str(e)) from None
     return CameraPath(keyframes, frames, float(doc.get("fps", 30.0)))
+
+
+def render_camera_path(camera_path: CameraPath | str | Path, render_fn, out_dir: str | Path, *,
+                       progress: bool = True) -> list[Path]:
+    """Render every frame of a camera path with ``render_fn(camera, cam_from_world) -> [H, W, 3]``
+    (uint8, or float in [0, 1]; e.g. the splat trainer's rasterizer) into
+    ``out_dir/frame_0000.png``...; returns the paths. Frames already written are kept if the
+    run is interrupted."""
+    from PIL import Image
+    from tqdm import tqdm
+
+    from viewer.live import _as_image
+
+    if not isinstance(camera_path, CameraPath):
+        camera_path = load_camera_path(camera_path)
+    if not camera_path.frames:
+        raise ValueError("camera_path: has no frames (record at least one keyframe)")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, f in enumerate(tqdm(camera_path.frames, desc="render path", disable=not progress)):
+        img = _as_image(render_fn(f.camera, f.cam_from_world), f.camera)
+        p = out_dir / f"frame_{i:04d}.png"
+        Image.fromarray(img).save(p)
+        paths.append(p)
+    return paths

@@ -16,8 +16,14 @@ from calib import Camera, Rigid3
 from calib._check import as_array
 from recon.scene import Reconstruction
 
-__all__ = ["PointLayer", "CameraView", "SplatLayer", "SceneContent", "content_from_reconstruction",
-           "splats_from_gaussians"]
+__all__ = [
+    "CameraView",
+    "PointLayer",
+    "SceneContent",
+    "SplatLayer",
+    "content_from_reconstruction",
+    "splats_from_gaussians",
+]
 
 
 @dataclass(eq=False)

@@ -22,18 +22,18 @@ from calib._check import as_array
 __all__ = [
     "SH_C0",
     "ViserPose",
-    "viser_pose_from_cam_from_world",
     "cam_from_world_from_viser_pose",
-    "vertical_fov",
-    "pinhole_from_fov",
-    "splat_covariances",
-    "rgb_from_sh_dc",
-    "sigmoid",
-    "subsample_order",
     "colormap",
     "label_palette",
     "pick_point",
+    "pinhole_from_fov",
     "render_camera_for_view",
+    "rgb_from_sh_dc",
+    "sigmoid",
+    "splat_covariances",
+    "subsample_order",
+    "vertical_fov",
+    "viser_pose_from_cam_from_world",
 ]
 
 SH_C0 = 0.28209479177387814  # Y_0^0 = 1 / (2 sqrt(pi)), the DC band of real spherical harmonics
@@ -208,5 +208,5 @@ def render_camera_for_view(fov: float, width: int, height: int, wxyz, position, 
     if width <= 0 or height <= 0:
         raise ValueError(f"width, height: expected positive canvas size, got {width}x{height}")
     s = min(1.0, float(max_side) / max(width, height))
-    w, h = max(1, int(round(width * s))), max(1, int(round(height * s)))
+    w, h = max(1, round(width * s)), max(1, round(height * s))
     return pinhole_from_fov(fov, w, h), cam_from_world_from_viser_pose(wxyz, position)

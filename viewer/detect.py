@@ -22,12 +22,15 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from recon.errors import FormatError
-from viewer.content import PointLayer, SceneContent, content_from_reconstruction, splats_from_gaussians
+from viewer.content import (
+    PointLayer,
+    SceneContent,
+    content_from_reconstruction,
+    splats_from_gaussians,
+)
 
-__all__ = ["PlyHeader", "read_ply_header", "detect", "load", "KINDS"]
+__all__ = ["KINDS", "PlyHeader", "detect", "load", "read_ply_header"]
 
 KINDS = ("sfm_output", "splat_output", "colmap", "transforms", "splat_ply", "labelled_points",
          "points", "mesh")
@@ -185,9 +188,14 @@ def load(path: str | Path, *, kind: str | None = None, image_dir: str | Path | N
         if kind == "sfm_output":
             model = path / "sparse" / "0" if _is_colmap_model(path / "sparse" / "0") else path / "sparse"
         rec = _wrap(model, kind, lambda: read_colmap(model))
-        content = content_from_reconstruction(rec, image_dir=_guess_image_dir(model, image_dir), title=title)
-        if kind == "sfm_output" and (path / "report.json").is_file():
-            content.notes.append("report: report.json")
+        report = _read_report(path) if kind == "sfm_output" else {}
+        images = _guess_image_dir(model, image_dir)
+        if images is None and isinstance(report.get("input"), str) and Path(report["input"]).is_dir():
+            images = Path(report["input"])  # `recon sfm PHOTOS -o OUT` records PHOTOS
+        content = content_from_reconstruction(rec, image_dir=images, title=title)
+        if isinstance(report.get("mean_reprojection_error_px"), (int, float)):
+            content.notes.append(f"recon sfm: mean reprojection error "
+                                 f"{report['mean_reprojection_error_px']:.3f} px (report.json)")
     elif kind == "transforms":
         from recon.io import read_transforms
 
@@ -201,6 +209,8 @@ def load(path: str | Path, *, kind: str | None = None, image_dir: str | Path | N
         f = path / "splat.ply" if kind == "splat_output" else path
         g = _wrap(f, kind, lambda: read_splat_ply(f))
         content = SceneContent(title=title, splats=_wrap(f, kind, lambda: splats_from_gaussians(g)))
+        if kind == "splat_output":
+            _add_training_cameras(content, path, image_dir)
     elif kind in ("points", "labelled_points"):
         pts = _wrap(path, kind, lambda: _points_from_ply(path))
         names = _read_class_names(path) if kind == "labelled_points" else {}
@@ -221,3 +231,45 @@ def _load_mesh(path: Path):
     if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
         raise FormatError(path, "no triangles found in the mesh file")
     return mesh
+
+
+def _read_report(folder: Path) -> dict:
+    """``folder/report.json`` as a dict ({} when absent or unreadable: it only adds notes)."""
+    try:
+        doc = json.loads((folder / "report.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _add_training_cameras(content: SceneContent, run_dir: Path, image_dir) -> None:
+    """A `recon train splat` folder: the training cameras (from the dataset recorded in
+    report.json) and the test metrics. Anything missing only adds a note."""
+    report_path = run_dir / "report.json"
+    if not report_path.is_file():
+        return
+    try:
+        report = json.loads(report_path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        content.notes.append(f"report.json unreadable ({e})")
+        return
+    if not isinstance(report, dict):
+        return
+    if report.get("psnr") is not None:
+        content.notes.append(f"{report.get('eval_split', 'eval')} PSNR {report['psnr']:.2f} dB, "
+                             f"{report.get('num_gaussians', len(content.splats)):,} Gaussians, "
+                             f"{report.get('steps', '?')} steps")
+    data = report.get("data_path")
+    if not data:
+        return
+    try:
+        from recon.io import read_model
+
+        rec = read_model(data)
+    except (OSError, ValueError) as e:
+        content.notes.append(f"training cameras not shown: {e}")
+        return
+    model_dir = Path(data)
+    cams = content_from_reconstruction(rec, image_dir=_guess_image_dir(model_dir, image_dir)).cameras
+    content.cameras = cams
+    content.notes.append(f"{len(cams)} training cameras from {data}")

@@ -13,6 +13,7 @@ SwiftShader (software), which viser renders correctly (slowly).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import json
@@ -26,11 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["HeadlessChromium", "find_chromium", "CHROMIUM_FLAGS"]
+__all__ = ["CHROMIUM_FLAGS", "HeadlessChromium", "find_chromium"]
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--no-first-run", "--no-default-browser-check",
-                  "--hide-scrollbars", "--mute-audio", "--enable-unsafe-swiftshader")
+                  "--hide-scrollbars", "--mute-audio", "--enable-unsafe-swiftshader",
+                  "--disable-dev-shm-usage")  # containers often have a tiny /dev/shm
 
 
 def find_chromium() -> str | None:
@@ -161,10 +163,10 @@ class HeadlessChromium:
     def close(self) -> None:
         try:
             if self._ws is not None:
-                try:
-                    self.call("Browser.close", timeout=5)
-                except Exception:  # noqa: BLE001 - the browser may already be gone
-                    pass
+                from websockets.exceptions import ConnectionClosed
+
+                with contextlib.suppress(OSError, RuntimeError, TimeoutError, ConnectionClosed):
+                    self.call("Browser.close", timeout=5)  # the browser may be gone already
                 self._ws.close()
         finally:
             self._ws = None

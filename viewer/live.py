@@ -34,7 +34,7 @@ import numpy as np
 from calib import Camera, Rigid3
 from viewer.convert import render_camera_for_view
 
-__all__ = ["TrainingViewer", "RenderFn"]
+__all__ = ["RenderFn", "TrainingViewer"]
 
 RenderFn = Callable[[Camera, Rigid3], np.ndarray]
 _HISTORY = 20_000  # most points kept per training curve (older ones are thinned 2x)
@@ -210,7 +210,7 @@ class TrainingViewer:
         self._client_state.clear()
 
     def _update_plots(self):
-        import viser.uplot as uplot
+        from viser import uplot
 
         self._last_plot_update = time.monotonic()
         self._plots_dirty = False

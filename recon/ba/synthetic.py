@@ -52,21 +52,24 @@ def synthetic_problem(num_images: int = 10, num_points: int = 500, *, model: str
     R, t = np.array(R), np.array(t)
     X = rng.uniform(-1.2, 1.2, (num_points, 3))
     image_camera = np.arange(num_images) if per_image_cameras else np.zeros(num_images, dtype=np.int64)
-    oi, op, uv = [], [], []
-    for j in range(num_points):
-        Xc = np.einsum("nij,j->ni", R, X[j]) + t
-        vis = []
-        for i in range(num_images):
-            pr, ok = cameras[image_camera[i]].project(Xc[i])
-            if ok and 0 <= pr[0] < width and 0 <= pr[1] < height:
-                vis.append((i, pr))
-        k = min(len(vis), int(rng.integers(track_length[0], track_length[1] + 1)))
-        for s in rng.choice(len(vis), size=k, replace=False):
-            i, pr = vis[s]
-            oi.append(i)
-            op.append(j)
-            uv.append(pr + noise_px * rng.standard_normal(2))
-    return BAProblem(cameras, image_camera, R, t, X, oi, op, np.array(uv).reshape(-1, 2))
+    # visibility [N, I]: in front and inside the frame (vectorised per image)
+    uv_all = np.zeros((num_points, num_images, 2))
+    vis = np.zeros((num_points, num_images), dtype=bool)
+    for i in range(num_images):
+        pr, ok = cameras[image_camera[i]].project(X @ R[i].T + t[i])
+        uv_all[:, i] = pr
+        vis[:, i] = ok & (pr[:, 0] >= 0) & (pr[:, 0] < width) & (pr[:, 1] >= 0) & (pr[:, 1] < height)
+    # each point keeps a random subset of its visible images, of random length in track_length
+    keys = np.where(vis, rng.random(vis.shape), np.inf)
+    order = np.argsort(keys, axis=1)
+    want = rng.integers(track_length[0], track_length[1] + 1, num_points)
+    take = np.minimum(want, vis.sum(1))
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(num_images)[None].repeat(num_points, 0), axis=1)
+    keep = vis & (rank < take[:, None])
+    op, oi = np.nonzero(keep)
+    uv = uv_all[op, oi] + noise_px * rng.standard_normal((len(op), 2))
+    return BAProblem(cameras, image_camera, R, t, X, oi, op, uv.reshape(-1, 2))
 
 
 def perturb_problem(problem: BAProblem, *, rotation_deg: float = 0.3, translation: float = 0.02,

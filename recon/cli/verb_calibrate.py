@@ -99,12 +99,23 @@ def _calibrate_one(paths, board, config, out_dir, args, title=""):
 
     import numpy as np
 
-    from calib.calibrate import calibrate_camera, coverage_map, projection_uncertainty
+    from calib.calibrate import (
+        CalibrationError,
+        calibrate_camera,
+        coverage_map,
+        projection_uncertainty,
+    )
     from calib.calibrate_images import detect_images
     from calib.report import colmap_camera_line, report_dict, save_pictures, write_opencv_yaml
 
     run = detect_images(paths, board, progress=not args.quiet, workers=args.workers)
-    res = calibrate_camera(run.observations, run.image_size, config)
+    try:
+        res = calibrate_camera(run.observations, run.image_size, config)
+    except CalibrationError as e:
+        if not run.failures:
+            raise
+        lines = "\n".join(f"  {r.name}: {r.reason}" for r in run.failures)
+        raise CalibrationError(f"{e}\nimages not used:\n{lines}") from None
     unc = projection_uncertainty(res)
     cov = coverage_map(res, uncertainty=unc)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -125,12 +136,26 @@ def _calibrate_one(paths, board, config, out_dir, args, title=""):
     return run, res, report
 
 
+def _preload_matplotlib() -> None:
+    try:
+        import matplotlib.backends.backend_agg
+        import matplotlib.figure  # noqa: F401
+    except Exception:  # noqa: BLE001, S110 - save_pictures reports a real failure later
+        pass
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from calib.boards import parse_board_spec
     from calib.calibrate import CalibrationConfig
 
+    if not args.no_plots:
+        # Import matplotlib in the background while the images are read and searched (OpenCV
+        # releases the GIL there); save_pictures then finds it loaded.
+        import threading
+
+        threading.Thread(target=_preload_matplotlib, daemon=True).start()
     board = parse_board_spec(args.board)
     model = args.model if args.model == "auto" else args.model.upper()
     if model not in MODELS:
@@ -176,7 +201,9 @@ def _run_stereo(args, board, config, out) -> int:
         else:
             why = [f"{n}: no board" for n, o in ((a, obsL), (b, obsR)) if n not in o]
             rejected.append(Rejection(f"{a} | {b}", "; ".join(why)))
-    st = stereo_calibrate(PL, PR, resL.camera, resR.camera, fix_intrinsics=not args.joint, alpha=args.alpha)
+    grid = (runL.board.cols, runL.board.rows) if runL.board.kind == "chessboard" else None
+    st = stereo_calibrate(PL, PR, resL.camera, resR.camera, fix_intrinsics=not args.joint, alpha=args.alpha,
+                          symmetric_grid=grid)
     st.pairs_rejected = rejected + st.pairs_rejected
     rep = stereo_report_dict(st, left_report=repL, right_report=repR)
     (out / "report.json").write_text(json.dumps(rep, indent=1))

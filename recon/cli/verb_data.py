@@ -13,11 +13,12 @@ shipped with the package): where to get each, its licence, format, scenes and ci
 
   recon data list                          one line per dataset
   recon data info NAME                     every field of one dataset
-  recon data download NAME DEST [--scene S]
+  recon data download NAME DEST [--scene S] [--extract]
                                            fetch into folder DEST; the sha256 is checked when
-                                           the catalog has one (a mismatch removes the file)
+                                           the catalog has one (a mismatch removes the file);
+                                           --extract unpacks it there (.7z needs the 7z tool)
 
-Datasets stored per scene (bal, middlebury2014) need --scene. Archives are not extracted.
+Datasets stored per scene (bal, middlebury2014) need --scene.
 Some hosts (Google Drive) need a browser: `info` shows the link.
 """
 
@@ -31,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="dataset name, as printed by `recon data list`")
     p.add_argument("dest", help="destination folder (created if missing)")
     p.add_argument("--scene", help="scene to fetch, for datasets stored per scene")
+    p.add_argument("--extract", action="store_true",
+                   help="unpack the archive into DEST after the download (.zip, .tar.*, .bz2, .gz)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -67,4 +70,6 @@ def run(args: argparse.Namespace) -> int:
     result = catalog.download(args.name, args.dest, scene=args.scene, progress=not args.no_progress)
     state = "sha256 verified" if result.verified else "no sha256 in the catalog to check against"
     print(f"{result.path}  sha256 {result.sha256}  ({state})")
+    if args.extract:
+        print(f"extracted into {catalog.extract(result.path, args.dest)}")
     return 0

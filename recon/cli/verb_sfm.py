@@ -22,8 +22,9 @@ Writes to OUT:
   database.db       COLMAP database (features, matches), kept for re-runs
   images/           extracted frames (video input only); undistorted/ with --undistort
 
-Matching (--matching auto): exhaustive up to 60 images, sequential + loop closure for videos,
-spatial when the images carry GPS, retrieval (VLAD on the images' own SIFT) for larger sets.
+Matching (--matching auto): spatial when the images carry GPS, exhaustive up to 30 images,
+sequential + loop closure for videos and numbered frame sequences, retrieval (VLAD on the
+images' own SIFT) for larger unordered sets.
 
 Examples:
   recon sfm photos/ -o out/scene
@@ -47,9 +48,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("features and matching")
     g.add_argument("--max-image-size", type=int, default=1600,
                    help="long side (pixels) at which SIFT runs (default 1600; 0 = full resolution)")
-    g.add_argument("--max-features", type=int, default=8192, help="SIFT features per image (default 8192)")
+    g.add_argument("--max-features", type=int, default=4096, help="SIFT features per image (default 4096)")
     g.add_argument("--matching", choices=("auto", "exhaustive", "sequential", "spatial", "retrieval"),
                    default="auto", help="image-pair selection (default auto, see above)")
+    g.add_argument("--ordered", action="store_true",
+                   help="the images are a sequence (sequential matching + loop closure); default: "
+                        "auto (videos, or more than 30 images with increasing frame numbers)")
     g.add_argument("--overlap", type=int, default=10, help="sequential matching: successors per frame")
     g.add_argument("--no-loop-closure", action="store_true", help="sequential matching without retrieval pairs")
     g = p.add_argument_group("mapping and refinement")
@@ -83,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     config = SfMConfig(camera_model=args.camera_model, camera_mode=args.camera_mode,
                        calibration=args.calibration, max_image_size=args.max_image_size,
                        max_num_features=args.max_features, matching=args.matching,
-                       sequential_overlap=args.overlap, loop_closure=not args.no_loop_closure,
+                       sequential_overlap=args.overlap, ordered=True if args.ordered else None, loop_closure=not args.no_loop_closure,
                        mapper=args.mapper, retriangulate=not args.no_retriangulation, final_ba=args.ba,
                        ba_loss=args.ba_loss, undistort=args.undistort, video_fps=args.video_fps,
                        video_max_frames=args.max_frames, blur_ratio=args.blur_ratio,

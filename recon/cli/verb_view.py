@@ -42,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
     from pathlib import Path
 
     from viewer.app import SceneViewer, ViewerOptions
@@ -51,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--point-budget: expected a positive integer, got {args.point_budget}")
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port: expected 0..65535, got {args.port}")
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"recon view: warning: binding {args.host}: anyone who can reach this machine on the "
+              "port can open the viewer (there is no password)", file=sys.stderr, flush=True)
     content = load(args.path, image_dir=args.images)
     opts = ViewerOptions(host=args.host, port=args.port, point_budget=args.point_budget,
                          point_size=args.point_size, output_dir=Path(args.out))

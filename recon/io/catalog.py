@@ -13,9 +13,10 @@ texts.
 
 Example::
 
-    from recon.io.catalog import list_datasets, download
+    from recon.io.catalog import list_datasets, download, extract
     [d.name for d in list_datasets()]
-    download("bal", "data/", scene="ladybug/problem-49-7776-pre")
+    got = download("bal", "data/", scene="ladybug/problem-49-7776-pre")
+    extract(got.path, "data/")   # -> data/problem-49-7776-pre.txt
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 __all__ = ["FORMATS", "REQUIRED_FIELDS", "DatasetInfo", "Downloaded", "catalog_dir", "download",
-           "get_dataset", "list_datasets"]
+           "extract", "get_dataset", "list_datasets"]
 
 REQUIRED_FIELDS = ("name", "url", "sha256", "license", "format", "scenes", "size_mb", "citation")
 FORMATS = ("colmap", "transforms", "images", "bal", "stereo")
@@ -154,7 +155,7 @@ def download(name: str, dest, *, scene: str | None = None, progress: bool = True
     The file is written as ``<name>.part`` and renamed only after its sha256 matched the
     catalog; on a mismatch or a network error the partial file is removed and a ReconError says
     what happened. An existing complete file with the right checksum is not fetched again.
-    Archives are not extracted.
+    Archives are not extracted here: see :func:`extract`.
     """
     info = get_dataset(name)
     if info.manual:
@@ -204,3 +205,69 @@ def download(name: str, dest, *, scene: str | None = None, progress: bool = True
                          f"got {digest}; the partial file was removed")
     os.replace(part, target)
     return Downloaded(target, digest, bool(info.sha256))
+
+
+def extract(archive, dest) -> Path:
+    """Unpack a downloaded archive into folder ``dest``; returns ``dest``.
+
+    .zip, .tar, .tar.gz/.tgz, .tar.bz2, .tar.xz, and single-file .bz2 / .gz (written next to it
+    without the suffix). Members that would land outside ``dest`` (absolute paths, ``..``, links)
+    are refused. .7z needs the external ``7z`` tool: the error says so.
+    """
+    import bz2
+    import gzip
+    import shutil
+    import tarfile
+    import zipfile
+
+    archive, dest = Path(archive), Path(dest)
+    if not archive.is_file():
+        raise FileNotFoundError(2, "No such file", str(archive))
+    name = archive.name.lower()
+    dest.mkdir(parents=True, exist_ok=True)
+    root = dest.resolve()
+
+    def inside(member: str) -> Path:
+        target = (root / member).resolve()
+        if member.startswith(("/", "\\")) or (target != root and root not in target.parents):
+            raise FormatError(archive, f"member {member!r} would be written outside {dest}; refusing")
+        return target
+
+    if name.endswith(".zip"):
+        try:
+            with zipfile.ZipFile(archive) as z:
+                for member in z.namelist():
+                    inside(member)
+                z.extractall(root)
+        except zipfile.BadZipFile as e:
+            raise FormatError(archive, f"not a valid zip archive ({e})") from None
+    elif name.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz")):
+        try:
+            with tarfile.open(archive) as t:
+                for member in t.getmembers():
+                    inside(member.name)
+                    if member.issym() or member.islnk() or not (member.isfile() or member.isdir()):
+                        raise FormatError(archive, f"member {member.name!r} is a link or device; refusing")
+                if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4 / 3.10.12
+                    t.extractall(root, filter="data")
+                else:
+                    t.extractall(root)
+        except tarfile.TarError as e:
+            raise FormatError(archive, f"not a valid tar archive ({e})") from None
+    elif name.endswith((".bz2", ".gz")):
+        opener = bz2.open if name.endswith(".bz2") else gzip.open
+        target = root / archive.name.rsplit(".", 1)[0]
+        part = target.with_name(target.name + ".part")
+        try:
+            with opener(archive, "rb") as src, open(part, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+        except (OSError, EOFError) as e:
+            part.unlink(missing_ok=True)
+            raise FormatError(archive, f"cannot decompress ({e})") from None
+        os.replace(part, target)
+    elif name.endswith(".7z"):
+        raise ReconError(f"{archive}: 7z archives need the external tool: `7z x {archive} -o{dest}` "
+                         "(Debian: apt-get install p7zip-full)")
+    else:
+        raise FormatError(archive, "unknown archive type (expected .zip, .tar[.gz|.bz2|.xz], .bz2, .gz or .7z)")
+    return dest

@@ -47,9 +47,12 @@ class SfMConfig:
     camera_mode:         "auto" (one camera per distinct size/EXIF camera), "single", "per_image"
     calibration:         OpenCV YAML (K, D, image size) from `recon calibrate`: intrinsics fixed
     max_image_size:      feature extraction resolution cap (long side, pixels); 0 = full size
-    max_num_features:    SIFT features per image
+    max_num_features:    SIFT features per image (4096: matching cost grows with its square;
+                         enough for 1600-pixel images)
     matching:            "auto", "exhaustive", "sequential", "spatial", "retrieval"
     exhaustive_max_images: auto uses exhaustive matching up to this many images
+    ordered:             the images are a sequence (video frames): None = auto (video input, or
+                         more than exhaustive_max_images numbered names such as frame_0001.jpg)
     sequential_overlap:  successors matched per frame in sequential mode
     loop_closure:        add retrieval pairs to sequential matching (loop closure)
     retrieval_k:         neighbours per image for retrieval / loop closure pairs
@@ -70,9 +73,10 @@ class SfMConfig:
     camera_mode: str = "auto"
     calibration: str | None = None
     max_image_size: int = 1600
-    max_num_features: int = 8192
+    max_num_features: int = 4096
     matching: str = "auto"
-    exhaustive_max_images: int = 60
+    exhaustive_max_images: int = 30
+    ordered: bool | None = None
     sequential_overlap: int = 10
     loop_closure: bool = True
     retrieval_k: int = 10
@@ -119,6 +123,7 @@ class SfMReport:
     mean_track_length: float | None = None
     cameras: list[dict] = field(default_factory=list)
     matching: dict = field(default_factory=dict)
+    focal_priors: dict = field(default_factory=dict)
     mapper: str = ""
     final_ba: dict = field(default_factory=dict)
     video: dict | None = None
@@ -162,6 +167,9 @@ class _Stages:
                 dt = time.perf_counter() - self.t0
                 stages.report.stage_seconds[name] = round(stages.report.stage_seconds.get(name, 0.0) + dt, 3)
                 stages.report.total_seconds = round(time.perf_counter() - stages.t_start, 3)
+                if et is not None and not issubclass(et, KeyboardInterrupt):
+                    stages.report.status = "failed"
+                    stages.report.message = f"stage {name!r} failed: {ev}"
                 if stages.progress:
                     state = "failed" if et else "done"
                     print(f"[sfm] {name} {state} in {dt:.1f} s (elapsed {stages.report.total_seconds:.1f} s)",
@@ -282,14 +290,19 @@ def run_sfm(inputs, out_dir, config: SfMConfig | None = None, *, progress: bool 
             for c in db.read_all_cameras():
                 c.has_prior_focal_length = True
                 db.update_camera(c)
+        else:
+            report.focal_priors = _exif_focal_priors(db, images)
         db.close()
 
     # ---- 3. matching -------------------------------------------------------------------
     n = len(images.names)
     strategy = config.matching
+    ordered = images.ordered if config.ordered is None else config.ordered
+    if config.ordered is None and not ordered and n > config.exhaustive_max_images:
+        ordered = _numbered(images.names)
     if strategy == "auto":
-        strategy = ("spatial" if gps else "sequential" if images.ordered
-                    else "exhaustive" if n <= config.exhaustive_max_images else "retrieval")
+        strategy = ("spatial" if gps else "exhaustive" if n <= config.exhaustive_max_images
+                    else "sequential" if ordered else "retrieval")
     with st.run("matching", f"{strategy} ({n} images)"):
         mo = pycolmap.FeatureMatchingOptions()
         mo.num_threads = config.num_threads
@@ -368,6 +381,39 @@ def run_sfm(inputs, out_dir, config: SfMConfig | None = None, *, progress: bool 
     return report
 
 
+def _exif_focal_priors(db, images: ImageSet) -> dict:
+    """Replace pycolmap's EXIF focal guess by recon.io.exif_focal_px (a larger sensor table)
+    where it has one: the median over each camera's images, marked as a prior."""
+    try:
+        from recon.io import exif_focal_px
+    except ImportError:
+        return {}
+    by_cam: dict[int, list[float]] = {}
+    for im in db.read_all_images():
+        try:
+            f = exif_focal_px(images.image_dir / im.name)
+        except Exception:  # noqa: BLE001 - EXIF is a hint; a broken tag must not stop SfM
+            f = None
+        if f:
+            by_cam.setdefault(im.camera_id, []).append(float(f))
+    out = {}
+    for cam in db.read_all_cameras():
+        fs = by_cam.get(cam.camera_id)
+        if not fs:
+            out[cam.camera_id] = {"source": "pycolmap" if cam.has_prior_focal_length else "default (1.2 x max size)",
+                                  "focal_px": float(cam.mean_focal_length())}
+            continue
+        f = float(np.median(fs))
+        params = np.array(cam.params, dtype=float)
+        for i in cam.focal_length_idxs():
+            params[i] = f
+        cam.params = params
+        cam.has_prior_focal_length = True
+        db.update_camera(cam)
+        out[cam.camera_id] = {"source": "exif (recon.io.exif_focal_px)", "focal_px": f}
+    return out
+
+
 def _fail(report: SfMReport, out: Path, images: ImageSet, message: str) -> SfMReport:
     report.status = "failed"
     report.message = message
@@ -376,6 +422,19 @@ def _fail(report: SfMReport, out: Path, images: ImageSet, message: str) -> SfMRe
         report.reasons.setdefault(n, message)
     report.write(out / "report.json")
     return report
+
+
+def _numbered(names: list[str]) -> bool:
+    """True when (sorted) names carry increasing frame numbers: frame_0001.jpg, IMG_1234.JPG."""
+    import re
+
+    nums = []
+    for n in names:
+        m = re.findall(r"(\d+)", Path(n).stem)
+        if not m:
+            return False
+        nums.append(int(m[-1]))
+    return len(nums) > 2 and all(b > a for a, b in zip(nums, nums[1:]))
 
 
 def _pairs(pycolmap, db_path: Path, images: ImageSet, strategy: str, config: SfMConfig) -> set:
@@ -451,8 +510,10 @@ def _final_ba(prec, config: SfMConfig, *, fix_intrinsics: bool) -> dict:
     rec = from_pycolmap(prec)
     problem, index = problem_from_reconstruction(rec, refine_focal=not fix_intrinsics,
                                                  refine_extra=not fix_intrinsics)
-    res = bundle_adjust(problem, BAOptions(loss=config.ba_loss, max_iterations=50,
-                                           function_tolerance=1e-8))
+    # the mapper ended with a global BA: this is a polish, stopped at Ceres' default relative
+    # function tolerance (1e-6) rather than crawling along the weak directions of the problem
+    res = bundle_adjust(problem, BAOptions(loss=config.ba_loss, max_iterations=25,
+                                           function_tolerance=1e-6))
     update_reconstruction(rec, res.problem, index)
     out = to_pycolmap(rec)
     # keep colours and the per-image metadata of the mapper's model

@@ -18,6 +18,7 @@ Importing this package is light (NumPy + calib); OpenCV is imported inside the f
 draw textures or write images.
 """
 
+from recon.synth import stereo
 from recon.synth.dataset import (
     DatasetOptions,
     GroundTruthPoints,
@@ -27,8 +28,15 @@ from recon.synth.dataset import (
     load_dataset,
     write_dataset,
 )
-from recon.synth.render import RenderedView, RenderOptions, camera_rays, cast_rays, pixel_angles, render_view
-from recon.synth import stereo
+from recon.synth.mesh import SceneMesh, scene_mesh
+from recon.synth.render import (
+    RenderedView,
+    RenderOptions,
+    camera_rays,
+    cast_rays,
+    pixel_angles,
+    render_view,
+)
 from recon.synth.scene import CLASS_NAMES, Instance, Primitive, Scene, SceneConfig, make_scene
 from recon.synth.stereo import StereoPair, rectify, stereo_pair, write_stereo_dataset
 from recon.synth.trajectory import (
@@ -43,9 +51,38 @@ from recon.synth.trajectory import (
 )
 
 __all__ = [
-    "CLASS_NAMES", "DatasetOptions", "GroundTruthPoints", "Instance", "Primitive", "RenderOptions",
-    "RenderedView", "Scene", "SceneConfig", "StereoRig", "SynthDataset", "SynthView", "TRAJECTORIES",
-    "camera_rays", "cast_rays", "default_distortion", "ground_truth_points", "hemisphere",
-    "load_dataset", "look_at", "make_camera", "make_scene", "orbit", "pixel_angles", "rectify", "render_view", "stereo",
-    "StereoPair", "stereo_pair", "walkthrough", "write_dataset", "write_stereo_dataset",
+    "CLASS_NAMES",
+    "TRAJECTORIES",
+    "DatasetOptions",
+    "GroundTruthPoints",
+    "Instance",
+    "Primitive",
+    "RenderOptions",
+    "RenderedView",
+    "Scene",
+    "SceneConfig",
+    "SceneMesh",
+    "StereoPair",
+    "StereoRig",
+    "SynthDataset",
+    "SynthView",
+    "camera_rays",
+    "cast_rays",
+    "default_distortion",
+    "ground_truth_points",
+    "hemisphere",
+    "load_dataset",
+    "look_at",
+    "make_camera",
+    "make_scene",
+    "orbit",
+    "pixel_angles",
+    "rectify",
+    "render_view",
+    "scene_mesh",
+    "stereo",
+    "stereo_pair",
+    "walkthrough",
+    "write_dataset",
+    "write_stereo_dataset",
 ]

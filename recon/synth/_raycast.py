@@ -41,74 +41,43 @@ def _sel(o: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return o if o.shape[1] == 1 else o[:, idx]
 
 
-def _rect(p: Primitive, o, d):
+# ---- phase 1: hit distance only (inf on a miss); o [3, 1] or [3, M], d [3, M], local frame ----
+
+def _t_rect(p: Primitive, o, d):
     hx, hy = p.size
     with np.errstate(divide="ignore", invalid="ignore"):
         t = -o[2] / d[2]
     x = o[0] + t * d[0]
     y = o[1] + t * d[1]
     ok = (t > _EPS) & (np.abs(x) <= hx) & (np.abs(y) <= hy)
-    n = np.zeros_like(d)
-    n[2] = 1.0
-    return np.where(ok, t, np.inf), np.zeros(d.shape[1], np.int64), x + hx, y + hy, n
+    return np.where(ok, t, np.inf)
 
 
-def _box(p: Primitive, o, d):
+def _t_box(p: Primitive, o, d):
     h = p.size
     with np.errstate(divide="ignore", invalid="ignore"):
-        tmins, tmaxs = [], []
+        tn = tf = None
         for k in range(3):
             inv = 1.0 / d[k]
             t1 = (-h[k] - o[k]) * inv
             t2 = (h[k] - o[k]) * inv
-            tmins.append(np.minimum(t1, t2))
-            tmaxs.append(np.maximum(t1, t2))
-    tn = np.maximum(np.maximum(tmins[0], tmins[1]), tmins[2])
-    tf = np.minimum(np.minimum(tmaxs[0], tmaxs[1]), tmaxs[2])
-    axis = np.where(tmins[0] >= tn, 0, np.where(tmins[1] >= tn, 1, 2))
-    ok = (tn <= tf) & (tn > _EPS)
-    t = np.where(ok, tn, np.inf)
-    tt = np.where(ok, tn, 0.0)
-    px, py, pz = (o[k] + tt * d[k] for k in range(3))
-    dax = np.where(axis == 0, d[0], np.where(axis == 1, d[1], d[2]))
-    positive = dax < 0  # entering through the + face
-    face = 2 * axis + positive
-    u = np.where(axis == 0, py + h[1], px + h[0])
-    v = np.where(axis == 2, py + h[1], pz + h[2])
-    sgn = np.where(positive, 1.0, -1.0)
-    n = np.stack([np.where(axis == 0, sgn, 0.0), np.where(axis == 1, sgn, 0.0), np.where(axis == 2, sgn, 0.0)])
-    return t, face, u, v, n
+            lo, hi = np.minimum(t1, t2), np.maximum(t1, t2)
+            tn = lo if tn is None else np.maximum(tn, lo)
+            tf = hi if tf is None else np.minimum(tf, hi)
+    return np.where((tn <= tf) & (tn > _EPS), tn, np.inf)
 
 
-def _cube_uv(n: np.ndarray, r: float):
-    """Cube-map patch (0..5: -x +x -y +y -z +z) and (u, v) in metres for unit normals [3, N]."""
-    ax, ay, az = np.abs(n)
-    axis = np.where((ax >= ay) & (ax >= az), 0, np.where(ay >= az, 1, 2))
-    na = np.where(axis == 0, n[0], np.where(axis == 1, n[1], n[2]))
-    face = 2 * axis + (na > 0)
-    den = np.maximum(np.abs(na), 1e-12)
-    u = (np.where(axis == 0, n[1], n[0]) / den + 1.0) * r
-    v = (np.where(axis == 2, n[1], n[2]) / den + 1.0) * r
-    return face, u, v
-
-
-def _sphere(p: Primitive, o, d):
+def _t_sphere(p: Primitive, o, d):
     r = p.size[0]
     b = o[0] * d[0] + o[1] * d[1] + o[2] * d[2]
     c = o[0] * o[0] + o[1] * o[1] + o[2] * o[2] - r * r
     disc = b * b - c
     ok = disc >= 0
     t = -b - np.sqrt(np.where(ok, disc, 0.0))
-    ok &= t > _EPS
-    t = np.where(ok, t, np.inf)
-    tt = np.where(ok, t, 0.0)
-    n = (o + tt * d) / r
-    n[2] = np.where(ok, n[2], 1.0)
-    face, u, v = _cube_uv(n, r)
-    return t, face, u, v, n
+    return np.where(ok & (t > _EPS), t, np.inf)
 
 
-def _cylinder(p: Primitive, o, d):
+def _t_cylinder(p: Primitive, o, d):
     r, hz = p.size
     a = d[0] * d[0] + d[1] * d[1]
     b = o[0] * d[0] + o[1] * d[1]
@@ -117,32 +86,75 @@ def _cylinder(p: Primitive, o, d):
     side_ok = (disc >= 0) & (a > 1e-18)
     with np.errstate(divide="ignore", invalid="ignore"):
         ts = (-b - np.sqrt(np.where(side_ok, disc, 0.0))) / np.where(a > 1e-18, a, 1.0)
-    zs = o[2] + ts * d[2]
-    side_ok &= (ts > _EPS) & (np.abs(zs) <= hz)
-    ts = np.where(side_ok, ts, np.inf)
-    # caps: entering the top (+z) when going down, the bottom (-z) when going up
-    down = d[2] < 0
-    zc = np.where(down, hz, -hz)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        tc = (zc - o[2]) / d[2]
+        zs = o[2] + ts * d[2]
+        side_ok &= (ts > _EPS) & (np.abs(zs) <= hz)
+        # caps: entering the top (+z) when going down, the bottom (-z) when going up
+        tc = (np.where(d[2] < 0, hz, -hz) - o[2]) / d[2]
     xc = o[0] + tc * d[0]
     yc = o[1] + tc * d[1]
     cap_ok = (tc > _EPS) & (xc * xc + yc * yc <= r * r)
-    tc = np.where(cap_ok, tc, np.inf)
-    use_cap = tc < ts
-    t = np.minimum(ts, tc)
-    tt = np.where(np.isfinite(t), t, 0.0)
-    px, py, pz = (o[k] + tt * d[k] for k in range(3))
-    ang = np.arctan2(py, px)
-    face = np.where(use_cap, np.where(down, 2, 1), 0)
-    u = np.where(use_cap, px + r, r * (ang + np.pi))
-    v = np.where(use_cap, py + r, pz + hz)
-    n = np.stack([np.where(use_cap, 0.0, px / r), np.where(use_cap, 0.0, py / r),
-                  np.where(use_cap, np.where(down, 1.0, -1.0), 0.0)])
-    return t, face, u, v, n
+    return np.minimum(np.where(side_ok, ts, np.inf), np.where(cap_ok, tc, np.inf))
 
 
-_INTERSECT = {"rect": _rect, "box": _box, "sphere": _sphere, "cylinder": _cylinder}
+# ---- phase 2: surface attributes of the winning hits, from the local hit point q [3, M] ----
+
+def _cube_uv(n: np.ndarray, r: float):
+    """Cube-map patch (0..5: -x +x -y +y -z +z) and (u, v) in metres for directions [3, M]."""
+    ax, ay, az = np.abs(n)
+    axis = np.where((ax >= ay) & (ax >= az), 0, np.where(ay >= az, 1, 2))
+    na = np.where(axis == 0, n[0], np.where(axis == 1, n[1], n[2]))
+    face = 2 * axis + (na > 0)
+    den = np.maximum(np.abs(na), 1e-300)
+    u = (np.where(axis == 0, n[1], n[0]) / den + 1.0) * r
+    v = (np.where(axis == 2, n[1], n[2]) / den + 1.0) * r
+    return face, u, v
+
+
+def _attr_rect(p: Primitive, q):
+    hx, hy = p.size
+    n = np.zeros_like(q)
+    n[2] = 1.0
+    return np.zeros(q.shape[1], np.int64), q[0] + hx, q[1] + hy, n
+
+
+def _attr_box(p: Primitive, q):
+    h = p.size
+    # the face is the coordinate that reached its half extent (largest |q_k| / h_k)
+    rel = np.abs(q) / h[:, None]
+    face, _, _ = _cube_uv(rel * np.sign(q), 1.0)
+    axis = face // 2
+    positive = (face % 2) == 1
+    u = np.where(axis == 0, q[1] + h[1], q[0] + h[0])
+    v = np.where(axis == 2, q[1] + h[1], q[2] + h[2])
+    sgn = np.where(positive, 1.0, -1.0)
+    n = np.stack([np.where(axis == 0, sgn, 0.0), np.where(axis == 1, sgn, 0.0), np.where(axis == 2, sgn, 0.0)])
+    return face, u, v, n
+
+
+def _attr_sphere(p: Primitive, q):
+    r = p.size[0]
+    n = q / r
+    face, u, v = _cube_uv(n, r)
+    return face, u, v, n
+
+
+def _attr_cylinder(p: Primitive, q):
+    r, hz = p.size
+    rho = np.hypot(q[0], q[1])
+    cap = (hz - np.abs(q[2])) < (r - rho)  # nearer to a cap plane than to the side
+    top = q[2] > 0
+    face = np.where(cap, np.where(top, 2, 1), 0)
+    ang = np.arctan2(q[1], q[0])
+    u = np.where(cap, q[0] + r, r * (ang + np.pi))
+    v = np.where(cap, q[1] + r, q[2] + hz)
+    safe = np.maximum(rho, 1e-300)
+    n = np.stack([np.where(cap, 0.0, q[0] / safe), np.where(cap, 0.0, q[1] / safe),
+                  np.where(cap, np.where(top, 1.0, -1.0), 0.0)])
+    return face, u, v, n
+
+
+_T = {"rect": _t_rect, "box": _t_box, "sphere": _t_sphere, "cylinder": _t_cylinder}
+_ATTR = {"rect": _attr_rect, "box": _attr_box, "sphere": _attr_sphere, "cylinder": _attr_cylinder}
 
 
 def _groups(scene: Scene):
@@ -178,16 +190,14 @@ def cast(scene: Scene, origins: np.ndarray, dirs: np.ndarray) -> Hits:
     """Closest hits of world rays ``origins + t * dirs``; ``dirs`` [N, 3] unit length,
     ``origins`` [N, 3] or [3] (one shared origin)."""
     d_all = np.ascontiguousarray(np.asarray(dirs).T)  # [3, N]
+    dt = d_all.dtype
     n = d_all.shape[1]
-    o_arr = np.asarray(origins, dtype=d_all.dtype)
+    o_arr = np.asarray(origins, dtype=dt)
     o_all = o_arr.reshape(3, 1) if o_arr.ndim == 1 else np.ascontiguousarray(o_arr.T)
-    t_best = np.full(n, np.inf, d_all.dtype)
+    t_best = np.full(n, np.inf, dt)
     prim = np.full(n, -1, np.int64)
-    face = np.zeros(n, np.int64)
-    u = np.zeros(n, d_all.dtype)
-    v = np.zeros(n, d_all.dtype)
-    nrm = np.zeros((3, n), d_all.dtype)
     prims = scene.primitives
+    local = {}
     for big, idx, centre, radius in _groups(scene):
         if big:
             sub = None
@@ -208,32 +218,50 @@ def cast(scene: Scene, origins: np.ndarray, dirs: np.ndarray) -> Hits:
                 rows, o_p, d_p = sub[keep], _sel(o_g, keep), d_g[:, keep]
             else:
                 rows, o_p, d_p = sub, o_g, d_g
-            R, tr = p.world_from_local.rotation, p.world_from_local.translation
-            Rt = R.T.astype(d_all.dtype)
-            o_l = Rt @ (o_p - tr.reshape(3, 1).astype(d_all.dtype))
-            d_l = Rt @ d_p
-            t, f, uu, vv, nl = _INTERSECT[p.kind](p, o_l, d_l)
+            if i not in local:
+                R, tr = p.world_from_local.rotation, p.world_from_local.translation
+                local[i] = (R.T.astype(dt), tr.reshape(3, 1).astype(dt))
+            Rt, tr = local[i]
+            t = _T[p.kind](p, Rt @ (o_p - tr), Rt @ d_p)
             cur = t_best if rows is None else t_best[rows]
             better = t < cur
-            if not np.any(better):
-                continue
-            j = np.flatnonzero(better) if rows is None else rows[better]
-            t_best[j] = t[better]
-            prim[j] = i
-            face[j] = f[better]
-            u[j] = uu[better]
-            v[j] = vv[better]
-            nrm[:, j] = R.astype(d_all.dtype) @ nl[:, better]
+            if rows is None:
+                t_best = np.where(better, t, t_best)
+                prim = np.where(better, i, prim)
+            else:
+                j = rows[better]
+                t_best[j] = t[better]
+                prim[j] = i
     hit = prim >= 0
-    # normals facing the ray origin (two-sided surfaces)
-    flip = (nrm * d_all).sum(0) > 0
-    nrm[:, flip] *= -1
     patch = np.full(n, -1, np.int64)
+    u = np.zeros(n, dt)
+    v = np.zeros(n, dt)
+    nrm = np.zeros((3, n), dt)
     if np.any(hit):
+        hit_idx = np.flatnonzero(hit)
+        order = np.argsort(prim[hit_idx], kind="stable")
+        hit_idx = hit_idx[order]
+        ph = prim[hit_idx]
+        bounds = np.flatnonzero(np.diff(ph)) + 1
+        face = np.zeros(n, np.int64)
+        for rows in np.split(hit_idx, bounds):
+            i = int(prim[rows[0]])
+            p = prims[i]
+            Rt, tr = local[i]
+            o_p = _sel(o_all, rows)
+            q = Rt @ (o_p + t_best[rows] * d_all[:, rows] - tr)  # local hit points
+            f, uu, vv, nl = _ATTR[p.kind](p, q)
+            face[rows] = f
+            u[rows] = uu
+            v[rows] = vv
+            nrm[:, rows] = Rt.T @ nl
         base = scene.__dict__.get("_patch_base")
         if base is None:
             counts = np.array([q.num_patches for q in prims], np.int64)
             base = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
             scene.__dict__["_patch_base"] = base
         patch[hit] = base[prim[hit]] + face[hit]
+    # normals facing the ray origin (two-sided surfaces)
+    flip = (nrm * d_all).sum(0) > 0
+    nrm[:, flip] *= -1
     return Hits(t_best, prim, patch, u, v, np.ascontiguousarray(nrm.T))

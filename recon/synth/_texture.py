@@ -101,7 +101,7 @@ def bake_texture(width_m: float, height_m: float, texel_size: float, seed: int,
         text = "".join(rng.choice(list(_GLYPHS), int(rng.integers(2, 7))))
         font = fonts[int(rng.integers(len(fonts)))]
         scale = height_px / 22.0
-        thick = max(1, int(round(height_px / rng.uniform(6, 12))))
+        thick = max(1, round(height_px / rng.uniform(6, 12)))
         (tw, th), base = cv2.getTextSize(text, font, scale, thick)
         tile = np.zeros((th + base + 4 * thick + 2, tw + 4 * thick + 2), np.uint8)
         cv2.putText(tile, text, (2 * thick, th + 2 * thick), font, scale, 255, thick, cv2.LINE_AA)

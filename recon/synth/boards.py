@@ -29,9 +29,9 @@ from calib.boards import BoardSpec, board_object_points, charuco_board
 __all__ = [
     "BoardView",
     "board_texture",
+    "random_board_poses",
     "render_board",
     "true_corners",
-    "random_board_poses",
     "write_board_dataset",
 ]
 
@@ -274,6 +274,7 @@ def write_board_dataset(out, *, kind: str = "chessboard", cols: int = 9, rows: i
                         camera: Camera | None = None, seed: int = 0, noise_px: float = 0.0,
                         image_noise: float = 0.0, blur_px: float = 0.0, supersample: int = 3,
                         max_tilt_deg: float = 40.0, max_roll_deg: float = 25.0,
+                        fill: tuple[float, float] = (0.35, 0.65),
                         poses: list[Rigid3] | None = None, prefix: str = "") -> Path:
     """Render ``num_views`` board images into ``out/images/`` and write ``out/gt.json``.
 
@@ -281,6 +282,7 @@ def write_board_dataset(out, *, kind: str = "chessboard", cols: int = 9, rows: i
     and per view: image path, ``cam_from_board`` (rotation [3,3], translation [3], board units),
     the true corner pixels (``corners``, ids 0..N-1), ``visible``, and ``corners_noisy`` (true
     corners + Gaussian noise of sigma ``noise_px`` per axis, for tests that skip detection).
+    ``fill``: range of the board's apparent size as a fraction of the image diagonal.
     Pass ``poses`` to render given poses (e.g. the right camera of a stereo rig)."""
     import cv2
 
@@ -296,7 +298,7 @@ def write_board_dataset(out, *, kind: str = "chessboard", cols: int = 9, rows: i
     rng = np.random.default_rng(seed)
     if poses is None:
         poses = random_board_poses(board, camera, num_views, rng, max_tilt_deg=max_tilt_deg,
-                                   max_roll_deg=max_roll_deg)
+                                   max_roll_deg=max_roll_deg, fill=fill)
     cache = _RayCache(camera, supersample, 1 if camera.is_fisheye else 2)
     views = []
     for k, pose in enumerate(poses):

@@ -34,11 +34,27 @@ import numpy as np
 from calib import Camera, Rigid3
 from recon.errors import FormatError
 from recon.scene import Image, Point3D, Reconstruction
-from recon.synth.render import RenderOptions, RenderedView, camera_rays, cast_rays, render_view
+from recon.synth.render import (
+    RenderedView,
+    RenderOptions,
+    camera_rays,
+    cast_rays,
+    pixel_angles,
+    render_view,
+)
 from recon.synth.scene import Instance, Scene
 
-__all__ = ["DatasetOptions", "GroundTruthPoints", "SynthView", "SynthDataset", "write_dataset", "load_dataset",
-           "ground_truth_points", "GT_FORMAT", "GT_VERSION"]
+__all__ = [
+    "GT_FORMAT",
+    "GT_VERSION",
+    "DatasetOptions",
+    "GroundTruthPoints",
+    "SynthDataset",
+    "SynthView",
+    "ground_truth_points",
+    "load_dataset",
+    "write_dataset",
+]
 
 GT_FORMAT = "recon-synth"
 GT_VERSION = 1
@@ -52,7 +68,8 @@ class DatasetOptions:
     surfaces for sparse/0 (spread evenly over the views). min_track_length: points seen in
     fewer views are dropped. write_normals / write_labels: optional outputs.
     progress: tqdm progress bar on stderr. write_sparse / write_transforms: the COLMAP model
-    and transforms.json (need recon.io).
+    and transforms.json (need recon.io). workers: processes rendering views in parallel (fork,
+    Linux / macOS; 1 = in this process); the output is identical for any number of workers.
     """
 
     render: RenderOptions = field(default_factory=RenderOptions)
@@ -63,12 +80,15 @@ class DatasetOptions:
     write_sparse: bool = True
     write_transforms: bool = True
     progress: bool = True
+    workers: int = 1
 
     def validate(self) -> None:
         self.render.validate()
         if isinstance(self.num_points, bool) or not isinstance(self.num_points, (int, np.integer)) \
                 or self.num_points < 0:
             raise ValueError(f"num_points: expected a non-negative integer, got {self.num_points!r}")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, (int, np.integer)) or self.workers < 1:
+            raise ValueError(f"workers: expected a positive integer, got {self.workers!r}")
         if not isinstance(self.min_track_length, (int, np.integer)) or self.min_track_length < 1:
             raise ValueError(f"min_track_length: expected an integer >= 1, got {self.min_track_length!r}")
 
@@ -374,8 +394,8 @@ def write_dataset(out, scene: Scene, cameras, cam_from_world: list[Rigid3], *, n
     per_view = int(np.ceil(options.num_points / len(poses))) if options.num_points else 0
     samples = []
     bar = _progress(len(poses), "render", options.progress)
-    for i, (view, cam) in enumerate(zip(views, cams)):
-        rv = render_view(scene, cam, view.cam_from_world, options.render)
+    renders = _render_all(scene, cams, [v.cam_from_world for v in views], options)
+    for view, rv in zip(views, renders):
         _write_view(out, view, rv, options)
         pix = np.flatnonzero(rv.valid.ravel())
         if per_view and pix.size:
@@ -411,6 +431,40 @@ def _summary(gt: dict, cameras: dict[int, Camera]) -> str:
     pts = (gt.get("points") or {}).get("count", 0)
     return (f"{gt['kind']}: {len(gt['views'])} views ({cams}){', ' + traj if traj else ''}, seed {gt['seed']}, "
             f"{len(gt['instances'])} instances, {pts} ground-truth points")
+
+
+_WORKER_STATE: tuple | None = None
+
+
+def _render_task(args):
+    scene, render_options = _WORKER_STATE
+    cam, pose = args
+    return render_view(scene, cam, pose, render_options)
+
+
+def _render_all(scene: Scene, cams: list[Camera], poses: list[Rigid3], options: DatasetOptions):
+    """Yield RenderedViews in order; ``options.workers`` > 1 renders in forked processes (the
+    scene, its baked textures and the ray caches are inherited, not pickled)."""
+    workers = min(int(options.workers), len(poses))
+    if workers <= 1:
+        for cam, pose in zip(cams, poses):
+            yield render_view(scene, cam, pose, options.render)
+        return
+    import multiprocessing as mp
+
+    global _WORKER_STATE
+    _ = scene.atlas  # bake once, before forking
+    for cam in {id(c): c for c in cams}.values():  # unproject once per camera, before forking
+        camera_rays(cam, 1)
+        pixel_angles(cam)
+        if options.render.supersample > 1:
+            camera_rays(cam, options.render.supersample)
+    _WORKER_STATE = (scene, options.render)
+    try:
+        with mp.get_context("fork").Pool(workers) as pool:
+            yield from pool.imap(_render_task, list(zip(cams, poses)))
+    finally:
+        _WORKER_STATE = None
 
 
 def _progress(total: int, desc: str, enabled: bool):

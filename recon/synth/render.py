@@ -27,7 +27,7 @@ from calib import Camera, Rigid3
 from recon.synth._raycast import Hits, cast
 from recon.synth.scene import Scene
 
-__all__ = ["RenderOptions", "RenderedView", "render_view", "cast_rays", "camera_rays", "pixel_angles"]
+__all__ = ["RenderOptions", "RenderedView", "camera_rays", "cast_rays", "pixel_angles", "render_view"]
 
 
 @dataclass
@@ -98,7 +98,7 @@ class RenderedView:
 
 
 _RAY_CACHE: OrderedDict = OrderedDict()
-_RAY_CACHE_SIZE = 4
+_RAY_CACHE_SIZE = 9  # rays at 1x and 2x plus pixel angles of 3 cameras (a stereo rig + its rectified camera)
 
 
 def camera_rays(camera: Camera, supersample: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -147,6 +147,7 @@ def pixel_angles(camera: Camera) -> np.ndarray:
     key = ("angles", camera.model, camera.width, camera.height, camera.params.tobytes())
     hit = _RAY_CACHE.get(key)
     if hit is not None:
+        _RAY_CACHE.move_to_end(key)
         return hit
     d = camera_rays(camera, 1)[0].reshape(camera.height, camera.width, 3)
     ang = np.full((camera.height, camera.width), np.nan)
@@ -167,6 +168,8 @@ def pixel_angles(camera: Camera) -> np.ndarray:
     ang = np.where(cnt > 0, acc / np.maximum(cnt, 1), 1.0 / float(np.mean(camera.focal))).ravel()
     ang.setflags(write=False)
     _RAY_CACHE[key] = ang
+    while len(_RAY_CACHE) > _RAY_CACHE_SIZE:
+        _RAY_CACHE.popitem(last=False)
     return ang
 
 

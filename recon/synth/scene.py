@@ -29,7 +29,7 @@ import numpy as np
 
 from calib import Rigid3, matrix_from_axis_angle
 
-__all__ = ["CLASS_NAMES", "Primitive", "Instance", "Scene", "SceneConfig", "make_scene"]
+__all__ = ["CLASS_NAMES", "Instance", "Primitive", "Scene", "SceneConfig", "make_scene"]
 
 #: Semantic classes of the procedural scenes (id -> name). 0 = nothing hit (sky / invalid).
 CLASS_NAMES: dict[int, str] = {

@@ -20,8 +20,14 @@ from recon.synth.render import RenderedView, RenderOptions, render_view
 from recon.synth.scene import Scene
 from recon.synth.trajectory import StereoRig
 
-__all__ = ["Rectification", "StereoPair", "rectify", "stereo_pair", "disparity_from_depth",
-           "write_stereo_dataset"]
+__all__ = [
+    "Rectification",
+    "StereoPair",
+    "disparity_from_depth",
+    "rectify",
+    "stereo_pair",
+    "write_stereo_dataset",
+]
 
 
 @dataclass(frozen=True)

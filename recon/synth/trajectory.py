@@ -12,8 +12,16 @@ import numpy as np
 
 from calib import MODELS, Camera, Rigid3
 
-__all__ = ["look_at", "orbit", "walkthrough", "hemisphere", "make_camera", "default_distortion",
-           "StereoRig", "TRAJECTORIES"]
+__all__ = [
+    "TRAJECTORIES",
+    "StereoRig",
+    "default_distortion",
+    "hemisphere",
+    "look_at",
+    "make_camera",
+    "orbit",
+    "walkthrough",
+]
 
 TRAJECTORIES = ("orbit", "walk", "hemisphere")
 
@@ -60,20 +68,49 @@ def orbit(n: int, *, radius: float = 3.0, height: float = 1.6, target=(0.0, 0.0,
     return poses
 
 
-def walkthrough(n: int, *, start=(-3.1, -2.7, 1.5), end=(-2.1, -1.7, 1.4), target=(0.3, 0.3, 0.6),
-                sway: float = 0.03, seed: int = 0) -> list[Rigid3]:
-    """A forward walk: ``n`` cameras moving from ``start`` to ``end`` (small, video-like
-    baselines), looking roughly ahead at ``target`` with a small hand-held sway (metres)."""
+def walkthrough(n: int, *, waypoints=None, look_angle_deg: float = 60.0, look_height: float = 0.6,
+                look_distance: float = 3.0, sway: float = 0.02, seed: int = 0) -> list[Rigid3]:
+    """A hand-held walk: ``n`` cameras evenly spaced (by arc length) along the polyline
+    ``waypoints`` ([K >= 2, 3] world points; default: a 100-degree arc of radius 3.1 m around the
+    room centre at eye height, ~5.4 m long), i.e. small video-like baselines.
+
+    Each camera looks ``look_distance`` metres ahead of itself, turned ``look_angle_deg`` from
+    the walking direction towards the left (0 = straight ahead, pure forward motion; the default
+    60 deg films the furniture diagonally while walking, which keeps enough parallax for SfM), down
+    to ``look_height`` (z). ``sway`` adds a smooth hand-held wobble (metres), seeded.
+    """
     n = _check_views(n)
+    if waypoints is None:
+        a = np.radians(np.linspace(-150.0, -50.0, 12))
+        waypoints = np.stack([3.1 * np.cos(a), 3.1 * np.sin(a), 1.5 - 0.1 * np.linspace(0, 1, 12)], 1)
+    pts = np.asarray(waypoints, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 3 or len(pts) < 2:
+        raise ValueError(f"waypoints: expected [K >= 2, 3] points, got shape {pts.shape}")
+    seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
+    if seg.sum() <= 0:
+        raise ValueError("waypoints: the path has zero length")
+    cum = np.r_[0.0, np.cumsum(seg)]
     rng = np.random.default_rng(seed)
-    start, end, target = (np.asarray(x, dtype=np.float64) for x in (start, end, target))
     phase = rng.uniform(0, 2 * np.pi, 3)
+    ang = np.radians(look_angle_deg)
+    rot = np.array([[np.cos(ang), -np.sin(ang), 0.0], [np.sin(ang), np.cos(ang), 0.0], [0.0, 0.0, 1.0]])
     poses = []
     for i in range(n):
-        s = i / max(n - 1, 1)
-        eye = (1 - s) * start + s * end + sway * np.sin(2 * np.pi * 1.5 * s + phase)
-        look = target + 0.1 * np.sin(2 * np.pi * s + phase[::-1])
-        poses.append(look_at(eye, look))
+        s = cum[-1] * (i / max(n - 1, 1))
+        k = min(int(np.searchsorted(cum, s, side="right")) - 1, len(seg) - 1)
+        while seg[k] == 0 and k > 0:
+            k -= 1
+        f = (s - cum[k]) / seg[k] if seg[k] > 0 else 0.0
+        eye = pts[k] + f * (pts[k + 1] - pts[k])
+        eye = eye + sway * np.sin(2 * np.pi * 1.5 * i / max(n - 1, 1) + phase)
+        tangent = pts[k + 1] - pts[k]
+        tangent = np.array([tangent[0], tangent[1], 0.0])
+        if np.linalg.norm(tangent) < 1e-12:
+            tangent = np.array([1.0, 0.0, 0.0])
+        heading = rot @ (tangent / np.linalg.norm(tangent))
+        target = eye + look_distance * heading
+        target[2] = look_height
+        poses.append(look_at(eye, target))
     return poses
 
 
@@ -156,7 +193,7 @@ def make_camera(model: str = "PINHOLE", width: int = 640, height: int = 480, *, 
     if not np.all(edge.valid):
         lim = np.degrees(cam.max_valid_angle) * 2
         raise ValueError(f"fov_deg: {fov_deg} deg with this distortion reaches beyond the valid range of "
-                         f"{model} (at most ~{lim:.1f} deg across the monotonic region); lower fov_deg or "
+                         f"{model} (at most ~{lim:.1f} deg across the monotonic region); lower the field of view or "
                          "the distortion")
     return cam
 

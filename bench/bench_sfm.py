@@ -1,0 +1,126 @@
+"""Benchmark: `recon sfm` vs pycolmap's default pipeline on the same images, in the same run.
+
+Peer: pycolmap defaults end to end (SIFT with default FeatureExtractionOptions, i.e.
+max_image_size 3200 and 8192 features; exhaustive matching; incremental mapping), as a user
+following pycolmap's README would run it. Ours: `recon sfm` defaults (right-sized extraction,
+automatic matching, isolated mapper, retriangulation, our final BA), or with --mapper global.
+
+Accuracy: on sceaux-castle the focal length vs K.txt (2905.88 px); on a recon.synth dataset
+(--synth orbit|walk) rotation / camera-centre errors after similarity alignment with the truth.
+
+    PYTHONPATH=. python bench/bench_sfm.py [--images DIR] [--synth orbit] [--mapper global]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+F_REF_SCEAUX = 2905.88
+
+
+def pycolmap_default(image_dir: Path, work: Path) -> tuple[float, object]:
+    import pycolmap
+
+    pycolmap.logging.minloglevel = 2
+    work.mkdir(parents=True, exist_ok=True)
+    db = work / "database.db"
+    t0 = time.perf_counter()
+    pycolmap.extract_features(str(db), str(image_dir))
+    pycolmap.match_exhaustive(str(db))
+    models = pycolmap.incremental_mapping(str(db), str(image_dir), str(work / "sparse"))
+    dt = time.perf_counter() - t0
+    best = max(models.values(), key=lambda r: r.num_reg_images()) if models else None
+    return dt, best
+
+
+def _pose_errors(rec, gt_by_name):
+    from calib import Sim3, rotation_angle_deg
+
+    names = sorted(n for n in (im.name for im in rec.registered_images) if Path(n).name in gt_by_name)
+    if len(names) < 3:
+        return float("nan"), float("nan")
+    est = [rec.image_by_name(n).cam_from_world for n in names]
+    ref = [gt_by_name[Path(n).name] for n in names]
+    ce = np.array([p.dst_origin_in_src() for p in est])
+    cr = np.array([p.dst_origin_in_src() for p in ref])
+    s = Sim3.align(ce, cr)
+    rot = max(float(rotation_angle_deg(e.rotation @ s.rotation.T @ r.rotation.T)) for e, r in zip(est, ref))
+    return rot, float(np.linalg.norm(s.apply(ce) - cr, axis=1).max() / np.ptp(cr, axis=0).max())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", default=None, help="image folder (default ../shared/data/sceaux-castle)")
+    ap.add_argument("--synth", choices=("orbit", "walk"), default=None, help="use a recon.synth dataset instead")
+    ap.add_argument("--views", type=int, default=30)
+    ap.add_argument("--mapper", default="incremental", choices=("incremental", "global"))
+    ap.add_argument("--max-image-size", type=int, default=1600)
+    ap.add_argument("--skip-peer", action="store_true")
+    args = ap.parse_args()
+
+    from recon.sfm import SfMConfig, run_sfm
+    from recon.sfm._pycolmap import from_pycolmap
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_sfm_"))
+    gt_by_name = None
+    if args.synth:
+        from recon import synth
+
+        scene = synth.make_scene(seed=0)
+        cam = synth.make_camera("SIMPLE_RADIAL", 640, 480, fov_deg=60)
+        poses = synth.orbit(args.views, radius=3.2) if args.synth == "orbit" else synth.walkthrough(args.views)
+        ds = synth.write_dataset(tmp / "data", scene, cam, poses,
+                                 options=synth.DatasetOptions(progress=False, write_normals=False,
+                                                              write_labels=False))
+        image_dir = Path(ds.image_paths[0]).parent
+        gt_by_name = {Path(p).name: v.cam_from_world for p, v in zip(ds.image_paths, ds.views)}
+    else:
+        image_dir = Path(args.images) if args.images else Path(__file__).resolve().parents[2] / "shared" / "data" / "sceaux-castle"
+    n_images = len([p for p in image_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")])
+
+    rows = []
+    t0 = time.perf_counter()
+    rep = run_sfm(image_dir, tmp / "ours", SfMConfig(mapper=args.mapper, max_image_size=args.max_image_size),
+                  progress=False)
+    t_ours = time.perf_counter() - t0
+    from recon.io import read_colmap
+
+    rec = read_colmap(tmp / "ours" / "sparse" / "0")
+    rows.append(("recon sfm (" + args.mapper + f", {args.max_image_size}px)", t_ours, rep.images_registered,
+                 rep.mean_reprojection_error_px, rep.cameras[0]["focal_px"], rec, rep.stage_seconds))
+    if not args.skip_peer:
+        t_peer, best = pycolmap_default(image_dir, tmp / "peer")
+        if best is not None:
+            r = from_pycolmap(best)
+            cam = next(iter(r.cameras.values()))
+            rows.append(("pycolmap default (3200px, exhaustive, incremental)", t_peer, best.num_reg_images(),
+                         best.compute_mean_reprojection_error(), float(np.mean(cam.focal)), r, {}))
+        else:
+            rows.append(("pycolmap default", t_peer, 0, float("nan"), float("nan"), None, {}))
+
+    print(f"\n{image_dir} ({n_images} images)")
+    hdr = f"{'pipeline':<52} {'time s':>8} {'reg':>5} {'reproj px':>9} {'focal px':>9}"
+    hdr += f" {'rot err deg':>11} {'centre err %':>12}" if gt_by_name else f" {'f err %':>8}"
+    print(hdr)
+    for name, t, reg, err, f, rec, _ in rows:
+        line = f"{name:<52} {t:>8.1f} {reg:>5} {err:>9.3f} {f:>9.1f}"
+        if gt_by_name and rec is not None:
+            rot, ce = _pose_errors(rec, gt_by_name)
+            line += f" {rot:>11.4f} {100 * ce:>12.3f}"
+        elif not gt_by_name:
+            line += f" {100 * (f / F_REF_SCEAUX - 1):>+8.2f}"
+        print(line)
+    if len(rows) == 2:
+        print(f"time ratio recon sfm / pycolmap default: {rows[0][1] / rows[1][1]:.2f}")
+    print("recon sfm stages (s):", rows[0][6])
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
