@@ -476,7 +476,7 @@ def test_training_viewer_renders_with_the_real_splat_rasterizer(rng):
     the model changed; bad render_fn output is reported, not raised."""
     torch = pytest.importorskip("torch")
     from recon.io.gaussians import GaussianCloud
-    from render.splat.rasterize import rasterize
+    from render.splat import rasterize
     from viewer.live import TrainingViewer
 
     n = 200
@@ -548,7 +548,7 @@ def test_render_camera_path_with_the_splat_rasterizer(tmp_path, rng):
     from PIL import Image as PILImage
 
     from recon.io.gaussians import GaussianCloud
-    from render.splat.rasterize import rasterize
+    from render.splat import rasterize
     from viewer.camera_path import render_camera_path
 
     n = 100
