@@ -14,14 +14,7 @@ from render.splat._torch_raster import project_gaussians
 from render.splat.sh import eval_sh
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small tensors: one thread is as fast, and on a loaded machine OpenMP's spinning threads
-    make torch 10-100x slower (measured on the shared 2-core CI box)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _scene(n=40, seed=0, dtype=torch.float64, sh_k=15):

@@ -20,14 +20,7 @@ from render.splat.toy import toy_scene
 from render.splat.trainer import TrainConfig, TrainingDiverged, init_gaussians, train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small tensors: one thread is as fast, and on a loaded machine OpenMP's spinning threads
-    make torch 10-100x slower (measured on the shared 2-core CI box)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
