@@ -408,10 +408,12 @@ class _Trainer:
                     if self.viewer is not None:
                         self.viewer.log(self.step, {"loss": float(loss.detach()), "psnr": psnr_ema,
                                                     "num_gaussians": float(n)})
+                step_seconds = time.perf_counter() - t_start - self.seconds
                 self.seconds = time.perf_counter() - t_start
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
-                if cfg.max_seconds is not None and self.seconds >= cfg.max_seconds:
+                # Stop before a step that would end past the budget, so the budget is kept.
+                if cfg.max_seconds is not None and self.seconds + step_seconds > cfg.max_seconds:
                     self.log(f"time budget of {cfg.max_seconds:.0f} s reached at step {self.step}")
                     break
         finally:
