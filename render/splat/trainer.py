@@ -579,5 +579,5 @@ def _open_viewer(cfg: TrainConfig, log):
         return (out.rgb.clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
 
     v = TrainingViewer(render_fn)
-    log("live viewer on http://127.0.0.1:8080 (pause training from the browser)")
+    log(f"live viewer on {v.url} (pause training from the browser)")
     return v, holder
