@@ -112,7 +112,24 @@ def test_cli_train_then_render(colmap_data, tmp_path):
     img = read_image(pngs[0])
     assert img.shape == (30, 40, 3) and img.std() > 5  # something was rendered, not flat background
     assert main(["render", str(out), "--cameras", "test", "-o", str(tmp_path / "test_frames")]) == 0
-    assert len(list((tmp_path / "test_frames").glob("*.png"))) == 2
+    test_pngs = sorted((tmp_path / "test_frames").glob("*.png"))
+    assert len(test_pngs) == 2
+
+    # A camera path (as `recon view` records it) through the test cameras renders the same pixels.
+    from render.data import load_scene, split_train_test
+    from recon.io.camera_path import CameraPath, PathFrame, save_camera_path
+
+    scene = load_scene(colmap_data, resolution_scale=rep.get("resolution_scale", 1.0))
+    _, test_idx = split_train_test(len(scene.views))
+    path_frames = [PathFrame(scene.views[i].camera, scene.views[i].cam_from_world, float(k))
+                   for k, i in enumerate(test_idx)]
+    save_camera_path(tmp_path / "path.json", CameraPath(path_frames, path_frames, 1.0))
+    assert main(["render", str(out), "--camera-path", str(tmp_path / "path.json"),
+                 "-o", str(tmp_path / "path_frames")]) == 0
+    path_pngs = sorted((tmp_path / "path_frames").glob("*.png"))
+    assert len(path_pngs) == 2
+    for a, b in zip(test_pngs, path_pngs):
+        assert np.array_equal(read_image(a), read_image(b))
 
 
 def test_cli_errors_are_clear(tmp_path, capsys):

@@ -24,7 +24,10 @@ Example:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="OUT", help="training output folder (holds splat.ply)")
     parser.add_argument("-o", "--output", required=True, metavar="FRAMES", help="folder for the frames")
-    parser.add_argument("--cameras", choices=["test", "train", "orbit"], default="orbit")
+    parser.add_argument("--cameras", choices=["test", "train", "orbit"], default="orbit",
+                        help="which cameras to render (default orbit); ignored with --camera-path")
+    parser.add_argument("--camera-path", metavar="PATH.json",
+                        help="render the frames of a camera path recorded in `recon view` (recon.camera_path JSON)")
     parser.add_argument("--frames", type=int, default=60, help="orbit frames (default 60)")
     parser.add_argument("--data", help="dataset folder (default: the one recorded in OUT/report.json)")
     parser.add_argument("--resolution-scale", type=float,

@@ -90,21 +90,28 @@ def render_frames_cli(args) -> int:
     device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
     g = Gaussians.from_cloud(read_splat_ply(ply), device=device)
     bg = tuple(args.background) if args.background else tuple(report.get("background", (0.0, 0.0, 0.0)))
-    data = args.data or report.get("data_path")
-    if not data:
-        raise ReconError(f"{run_dir}: no dataset recorded in report.json; pass --data DATA")
-    scale = args.resolution_scale or report.get("resolution_scale", 1.0)
-    scene: SceneData = load_scene(data, resolution_scale=scale, background=bg)
-    if args.cameras == "orbit":
-        if args.frames < 1:
-            raise ValueError(f"--frames: expected >= 1, got {args.frames}")
-        poses = orbit_cameras([v.cam_from_world for v in scene.views], args.frames)
-        cams = [scene.views[0].camera] * len(poses)
+    if getattr(args, "camera_path", None):
+        from recon.io.camera_path import load_camera_path
+
+        path = load_camera_path(args.camera_path)
+        cams = [f.camera for f in path.frames]
+        poses = [f.cam_from_world for f in path.frames]
     else:
-        train_idx, test_idx = split_train_test(len(scene.views))
-        idx = test_idx if args.cameras == "test" else train_idx
-        cams = [scene.views[i].camera for i in idx]
-        poses = [scene.views[i].cam_from_world for i in idx]
+        data = args.data or report.get("data_path")
+        if not data:
+            raise ReconError(f"{run_dir}: no dataset recorded in report.json; pass --data DATA")
+        scale = args.resolution_scale or report.get("resolution_scale", 1.0)
+        scene: SceneData = load_scene(data, resolution_scale=scale, background=bg)
+        if args.cameras == "orbit":
+            if args.frames < 1:
+                raise ValueError(f"--frames: expected >= 1, got {args.frames}")
+            poses = orbit_cameras([v.cam_from_world for v in scene.views], args.frames)
+            cams = [scene.views[0].camera] * len(poses)
+        else:
+            train_idx, test_idx = split_train_test(len(scene.views))
+            idx = test_idx if args.cameras == "test" else train_idx
+            cams = [scene.views[i].camera for i in idx]
+            poses = [scene.views[i].cam_from_world for i in idx]
     frames = render_frames(g, cams, poses, args.output, background=bg, sh_degree=args.sh_degree)
     if args.video:
         _write_video(frames, args.video, args.fps)
