@@ -102,7 +102,7 @@ def main() -> int:
     if not args.no_open3d:
         try:
             import open3d as o3d
-        except Exception as e:  # noqa: BLE001 - open3d needs libusb; report and go on
+        except Exception as e:
             print(f"open3d unavailable: {e}", file=sys.stderr)
         else:
             from recon.synth.mesh import scene_mesh

@@ -86,7 +86,7 @@ def lpips_status() -> tuple[bool, str]:
     the CPU torch build of this project (see DEPENDENCIES.md)."""
     try:
         import lpips as _lpips  # noqa: F401
-    except Exception as e:  # noqa: BLE001 - any import failure means "not available"
+    except Exception as e:
         return False, f"LPIPS not computed: the 'lpips' package (and its pretrained network weights) is not installed ({type(e).__name__})"
     return True, "lpips package found"
 
@@ -111,5 +111,5 @@ def lpips(pred, target) -> float | None:
         t = _as_hwc_tensor(target, "target").permute(2, 0, 1)[None].float() * 2 - 1
         with torch.no_grad():
             return float(net(p, t))
-    except Exception:  # noqa: BLE001 - missing weights (no download allowed) -> not available
+    except Exception:
         return None

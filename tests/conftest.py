@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+
 def _find_shared_data() -> Path:
     env = os.environ.get("RECON_SHARED_DATA")
     if env:
@@ -30,7 +31,7 @@ def pytest_collection_modifyitems(config, items):
         import torch
 
         has_cuda = torch.cuda.is_available()
-    except Exception:  # noqa: BLE001
+    except Exception:
         has_cuda = False
     if has_cuda:
         return

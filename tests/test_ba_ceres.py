@@ -13,9 +13,9 @@ from recon.ba import BAOptions, bundle_adjust, problem_from_reconstruction, upda
 
 pycolmap = pytest.importorskip("pycolmap")
 
-from recon.ba.reference import ceres_bundle_adjust  # noqa: E402
-from recon.ba.synthetic import perturb_problem, reconstruction_from_problem, synthetic_problem  # noqa: E402
-from recon.sfm._pycolmap import from_pycolmap  # noqa: E402
+from recon.ba.reference import ceres_bundle_adjust
+from recon.ba.synthetic import perturb_problem, reconstruction_from_problem, synthetic_problem
+from recon.sfm._pycolmap import from_pycolmap
 
 
 def _centres(rec):

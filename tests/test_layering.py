@@ -92,7 +92,7 @@ def test_lazy_names_of_recon():
     assert FormatError is direct and Reconstruction is direct_rec and recon.Image.__name__ == "Image"
     assert set(recon.__all__) <= set(dir(recon))
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
-        recon.nope  # noqa: B018
+        recon.nope
 
 
 def test_every_verb_help_is_light():

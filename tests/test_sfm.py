@@ -12,7 +12,12 @@ import numpy as np
 import pytest
 
 from calib import Camera, Sim3, rotation_angle_deg
-from recon.sfm.inputs import collect_images, extract_video_frames, read_opencv_calibration, sharpness
+from recon.sfm.inputs import (
+    collect_images,
+    extract_video_frames,
+    read_opencv_calibration,
+    sharpness,
+)
 
 
 def _write_textured(path: Path, seed: int, size=(320, 240), blur: float = 0.0):

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from calib import Camera
 from recon.cli import main
@@ -19,7 +18,6 @@ from recon.io import write_colmap, write_image, write_transforms
 from recon.scene import Image, Point3D, Reconstruction
 from render.data import load_scene, split_train_test
 from render.splat.toy import toy_scene
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -116,8 +114,8 @@ def test_cli_train_then_render(colmap_data, tmp_path):
     assert len(test_pngs) == 2
 
     # A camera path (as `recon view` records it) through the test cameras renders the same pixels.
-    from render.data import load_scene, split_train_test
     from recon.io.camera_path import CameraPath, PathFrame, save_camera_path
+    from render.data import load_scene, split_train_test
 
     scene = load_scene(colmap_data, resolution_scale=rep.get("resolution_scale", 1.0))
     _, test_idx = split_train_test(len(scene.views))

@@ -13,7 +13,6 @@ from render.splat import Gaussians, rasterize
 from render.splat._torch_raster import project_gaussians
 from render.splat.sh import eval_sh
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

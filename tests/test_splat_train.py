@@ -19,7 +19,6 @@ from render.splat.strategy import DefaultStrategy, MCMCStrategy, _relocation
 from render.splat.toy import toy_scene
 from render.splat.trainer import TrainConfig, TrainingDiverged, init_gaussians, train
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

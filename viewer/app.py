@@ -453,7 +453,7 @@ class SceneViewer:
     def _send_full_cloud(self, client) -> None:
         try:  # a (tiny) render from the browser proves that the preview is on its screen
             client.get_render(height=24, width=32, timeout=60)
-        except Exception as e:  # noqa: BLE001 - timeout or a closed page: send the rest anyway
+        except Exception as e:
             _log.debug("preview render request failed: %s", e)
         if self._full_pending:
             self._update_points()
@@ -701,7 +701,7 @@ class SceneViewer:
                 client.add_notification("recon view", message, auto_close_seconds=6.0)
                 if path is not None and path.stat().st_size < 64 * 1024 * 1024:
                     client.send_file_download(path.name, path.read_bytes())
-            except Exception as e:  # noqa: BLE001 - a vanished browser must not break the server
+            except Exception as e:
                 _log.debug("could not notify the browser: %s", e)
 
 

@@ -226,7 +226,7 @@ def _load_mesh(path: Path):
 
     try:
         mesh = trimesh.load(path, force="mesh", process=False)
-    except Exception as e:  # noqa: BLE001 - trimesh raises many types for bad files
+    except Exception as e:
         raise FormatError(path, f"cannot read it as a mesh: {type(e).__name__}: {e}") from None
     if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
         raise FormatError(path, "no triangles found in the mesh file")

@@ -4,7 +4,12 @@ CUDA with the same API; a reader/writer for Bundle Adjustment in the Large (BAL)
 reference run of pycolmap's Ceres BA on the same objective for validation.
 """
 
-from recon.ba.problem import BAProblem, ProblemIndex, problem_from_reconstruction, update_reconstruction
+from recon.ba.problem import (
+           BAProblem,
+           ProblemIndex,
+           problem_from_reconstruction,
+           update_reconstruction,
+)
 from recon.ba.solver import BAOptions, BAResult, bundle_adjust, evaluate_cost, loss_rho
 
 __all__ = ["BAOptions", "BAProblem", "BAResult", "ProblemIndex", "bundle_adjust", "evaluate_cost",

@@ -27,7 +27,7 @@ class TorchSolver:
         self.device = torch.device(dev)
         self.options = options
         self.layout = layout
-        t = lambda a, dt=torch.float64: torch.as_tensor(np.ascontiguousarray(a), dtype=dt, device=self.device)  # noqa: E731
+        t = lambda a, dt=torch.float64: torch.as_tensor(np.ascontiguousarray(a), dtype=dt, device=self.device)
         self.t = t
         self.idx = t(layout.idx, torch.int64)  # [M, L]
         self.op = t(problem.obs_point, torch.int64)  # [M]

@@ -30,7 +30,7 @@ from calib import Camera, axis_angle_from_matrix, matrix_from_axis_angle
 from recon.ba.problem import BAProblem
 from recon.errors import FormatError
 
-__all__ = ["read_bal", "write_bal", "BAL_FLIP"]
+__all__ = ["BAL_FLIP", "read_bal", "write_bal"]
 
 BAL_FLIP = np.diag([1.0, -1.0, -1.0])  # BAL camera frame -> OpenCV camera frame
 

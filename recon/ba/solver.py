@@ -40,7 +40,7 @@ import numpy as np
 from calib import matrix_from_axis_angle, skew
 from recon.ba.problem import BAProblem
 
-__all__ = ["BAOptions", "BAResult", "bundle_adjust", "loss_rho", "evaluate_cost"]
+__all__ = ["BAOptions", "BAResult", "bundle_adjust", "evaluate_cost", "loss_rho"]
 
 LOSSES = ("trivial", "huber", "cauchy", "soft_l1")
 

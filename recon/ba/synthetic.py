@@ -8,7 +8,7 @@ from calib import Camera, Rigid3, matrix_from_axis_angle
 from recon.ba.problem import BAProblem
 from recon.scene import Image, Point3D, Reconstruction
 
-__all__ = ["synthetic_problem", "perturb_problem", "reconstruction_from_problem"]
+__all__ = ["perturb_problem", "reconstruction_from_problem", "synthetic_problem"]
 
 
 def _look_at(center: np.ndarray, target: np.ndarray, up=np.array([0.0, -1.0, 0.0])) -> np.ndarray:

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except Exception as e:  # noqa: BLE001 - decide below whether it is the user's input
+    except Exception as e:
         from recon.errors import ReconError
 
         if args.debug or not isinstance(e, (ReconError, ValueError, TypeError, OSError, NotImplementedError)):

@@ -70,8 +70,12 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from recon.ba import (BAOptions, bundle_adjust, problem_from_reconstruction,
-                          update_reconstruction)
+    from recon.ba import (
+        BAOptions,
+        bundle_adjust,
+        problem_from_reconstruction,
+        update_reconstruction,
+    )
 
     kind, data = _read(args.model)
     out = Path(args.output)

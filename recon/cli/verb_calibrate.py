@@ -140,7 +140,7 @@ def _preload_matplotlib() -> None:
     try:
         import matplotlib.backends.backend_agg
         import matplotlib.figure  # noqa: F401
-    except Exception:  # noqa: BLE001, S110 - save_pictures reports a real failure later
+    except Exception:
         pass
 
 

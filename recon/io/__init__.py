@@ -8,7 +8,14 @@ Importing this package is light (NumPy, calib); Pillow / OpenCV load inside the 
 """
 
 from recon.io.colmap import find_colmap_model, read_colmap, write_colmap
-from recon.io.images import CameraGuess, exif_focal_px, guess_camera, image_size, read_image, write_image
+from recon.io.images import (
+    CameraGuess,
+    exif_focal_px,
+    guess_camera,
+    image_size,
+    read_image,
+    write_image,
+)
 from recon.io.model import read_model
 from recon.io.ply import PointCloud, read_ply, read_ply_header, write_ply
 from recon.io.transforms_json import (
@@ -34,10 +41,8 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "GaussianCloud",
-    "read_splat_ply",
-    "write_splat_ply",
     "CameraGuess",
+    "GaussianCloud",
     "PointCloud",
     "TransformsMeta",
     "cam_from_world_from_transform_matrix",
@@ -51,10 +56,12 @@ __all__ = [
     "read_model",
     "read_ply",
     "read_ply_header",
+    "read_splat_ply",
     "read_transforms",
     "transform_matrix_from_cam_from_world",
     "write_colmap",
     "write_image",
     "write_ply",
+    "write_splat_ply",
     "write_transforms",
 ]

@@ -55,8 +55,14 @@ from calib.transforms import matrix_from_quat, quat_from_matrix
 from recon.errors import FormatError
 from recon.scene import Image, Point3D, Reconstruction
 
-__all__ = ["read_colmap", "write_colmap", "find_colmap_model", "colmap_model_kind",
-           "read_cameras", "PIXEL_SHIFT"]
+__all__ = [
+    "PIXEL_SHIFT",
+    "colmap_model_kind",
+    "find_colmap_model",
+    "read_cameras",
+    "read_colmap",
+    "write_colmap",
+]
 
 PIXEL_SHIFT = 0.5  # ours = COLMAP - 0.5 (principal point and keypoints)
 _INVALID_POINT3D = np.uint64(2**64 - 1)

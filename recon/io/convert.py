@@ -8,7 +8,7 @@ import numpy as np
 
 from recon.errors import FormatError, ReconError
 
-__all__ = ["convert", "points_cloud", "OUT_FORMATS"]
+__all__ = ["OUT_FORMATS", "convert", "points_cloud"]
 
 OUT_FORMATS = ("colmap-bin", "colmap-txt", "transforms", "ply")
 

@@ -82,7 +82,7 @@ def exif_orientation(path) -> int:
     with _open(path) as im:
         try:
             o = int(im.getexif().get(_TAG_ORIENTATION, 1))
-        except Exception:  # noqa: BLE001 - malformed EXIF: treat as no orientation
+        except Exception:
             return 1
     return o if 1 <= o <= 8 else 1
 
@@ -93,7 +93,7 @@ def image_size(path) -> tuple[int, int]:
         w, h = im.size
         try:
             o = int(im.getexif().get(_TAG_ORIENTATION, 1))
-        except Exception:  # noqa: BLE001
+        except Exception:
             o = 1
     return (h, w) if o in (5, 6, 7, 8) else (w, h)
 
@@ -134,7 +134,7 @@ def read_image(path, *, mode: str = "rgb") -> np.ndarray:
             orientation = 1
             try:
                 orientation = int(im.getexif().get(_TAG_ORIENTATION, 1))
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
             arr = _read_16bit_color_cv2(path)
             arr = _apply_orientation(arr, orientation)
@@ -300,7 +300,7 @@ def exif_focal_px(path, *, sensor_widths: dict[str, float] | None = None) -> flo
         try:
             exif = im.getexif()
             sub = exif.get_ifd(_IFD_EXIF)
-        except Exception:  # noqa: BLE001 - malformed EXIF: no guess
+        except Exception:
             return None
         w, h = im.size
         make = str(exif.get(_TAG_MAKE, "")).strip().lower()

@@ -7,7 +7,7 @@ from pathlib import Path
 from recon.errors import FormatError
 from recon.scene import Reconstruction
 
-__all__ = ["read_model", "detect_model"]
+__all__ = ["detect_model", "read_model"]
 
 
 def detect_model(path) -> tuple[str, Path] | None:

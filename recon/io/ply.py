@@ -35,7 +35,7 @@ import numpy as np
 
 from recon.errors import FormatError
 
-__all__ = ["PointCloud", "PlyElement", "PlyHeader", "read_ply", "read_ply_header", "write_ply"]
+__all__ = ["PlyElement", "PlyHeader", "PointCloud", "read_ply", "read_ply_header", "write_ply"]
 
 _PLY_TYPES = {
     "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",

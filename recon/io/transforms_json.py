@@ -42,11 +42,11 @@ from recon.scene import Image, Point3D, Reconstruction
 
 __all__ = [
     "TransformsMeta",
-    "read_transforms",
-    "write_transforms",
-    "find_transforms",
     "cam_from_world_from_transform_matrix",
+    "find_transforms",
+    "read_transforms",
     "transform_matrix_from_cam_from_world",
+    "write_transforms",
 ]
 
 PIXEL_SHIFT = 0.5

@@ -14,7 +14,7 @@ import numpy as np
 
 from recon.scene import Reconstruction
 
-__all__ = ["write_transforms_json", "write_points_ply", "OPENGL_FROM_OPENCV"]
+__all__ = ["OPENGL_FROM_OPENCV", "write_points_ply", "write_transforms_json"]
 
 # camera-frame flip between OpenCV (x right, y down, z forward) and OpenGL/nerfstudio (y up, z back)
 OPENGL_FROM_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])

@@ -11,8 +11,16 @@ import numpy as np
 
 from calib import Camera
 
-__all__ = ["IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS", "ImageSet", "FrameExtraction", "collect_images",
-           "extract_video_frames", "read_opencv_calibration", "sharpness"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "VIDEO_EXTENSIONS",
+    "FrameExtraction",
+    "ImageSet",
+    "collect_images",
+    "extract_video_frames",
+    "read_opencv_calibration",
+    "sharpness",
+]
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".pgm", ".ppm"}
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["vlad_descriptors", "retrieval_pairs", "sequential_pairs"]
+__all__ = ["retrieval_pairs", "sequential_pairs", "vlad_descriptors"]
 
 
 def _root_sift(desc: np.ndarray) -> np.ndarray:

@@ -30,8 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-from recon.sfm.inputs import (VIDEO_EXTENSIONS, ImageSet, collect_images, extract_video_frames,
-                              read_opencv_calibration)
+from recon.sfm.inputs import (
+    VIDEO_EXTENSIONS,
+    ImageSet,
+    collect_images,
+    extract_video_frames,
+    read_opencv_calibration,
+)
 
 __all__ = ["SfMConfig", "SfMReport", "run_sfm"]
 
@@ -356,7 +361,7 @@ def run_sfm(inputs, out_dir, config: SfMConfig | None = None, *, progress: bool 
             try:
                 best = pycolmap.triangulate_points(best, str(db_path), str(images.image_dir), str(tri_dir),
                                                    clear_points=False, options=opts, refine_intrinsics=False)
-            except Exception as e:  # noqa: BLE001 - keep the mapper's model
+            except Exception as e:
                 report.message += f"; retriangulation failed ({e}), mapper model kept"
     if config.final_ba != "none":
         with st.run("bundle adjustment", config.final_ba):
@@ -392,7 +397,7 @@ def _exif_focal_priors(db, images: ImageSet) -> dict:
     for im in db.read_all_images():
         try:
             f = exif_focal_px(images.image_dir / im.name)
-        except Exception:  # noqa: BLE001 - EXIF is a hint; a broken tag must not stop SfM
+        except Exception:
             f = None
         if f:
             by_cam.setdefault(im.camera_id, []).append(float(f))
@@ -505,7 +510,12 @@ def _final_ba(prec, config: SfMConfig, *, fix_intrinsics: bool) -> dict:
         return {"engine": "colmap", "loss": config.ba_loss, "initial_cost": cs.initial_cost,
                 "final_cost": cs.final_cost, "iterations": cs.num_successful_steps + cs.num_unsuccessful_steps,
                 "seconds": round(time.perf_counter() - t0, 3), "_reconstruction": prec}
-    from recon.ba import BAOptions, bundle_adjust, problem_from_reconstruction, update_reconstruction
+    from recon.ba import (
+        BAOptions,
+        bundle_adjust,
+        problem_from_reconstruction,
+        update_reconstruction,
+    )
 
     rec = from_pycolmap(prec)
     problem, index = problem_from_reconstruction(rec, refine_focal=not fix_intrinsics,

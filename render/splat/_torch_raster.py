@@ -290,7 +290,7 @@ def use_compiled_kernels(enable: bool = True) -> bool:
     try:
         for name, fn in _EAGER.items():
             _KERNELS[name] = _guarded(name, torch.compile(fn, dynamic=True))
-    except Exception:  # noqa: BLE001 - any failure: keep the eager reference
+    except Exception:
         _KERNELS.update(_EAGER)
         return False
     return True
@@ -302,7 +302,7 @@ def _guarded(name, compiled):
     def run(*args):
         try:
             return compiled(*args)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             import warnings
 
             warnings.warn(f"torch.compile of the splat kernel '{name}' failed ({type(e).__name__}: {e}); "

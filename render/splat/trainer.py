@@ -329,7 +329,7 @@ class _Trainer:
     def load_checkpoint(self, path: Path):
         try:
             ck = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is the user's input
+        except Exception as e:
             raise ReconError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from None
         self._set_params(Gaussians(**ck["params"]))
         self.optimizer = _make_optimizer(self.params, self.cfg, self.extent)
