@@ -87,31 +87,14 @@ def _find_model(path: Path):
     if path.is_dir():
         for cand in (path / "sparse" / "0", path / "sparse", path):
             if any((cand / f"cameras.{ext}").is_file() for ext in ("bin", "txt")):
-                roots = [path / "images", cand.parent / "images", cand.parent.parent / "images"]
-                roots += _image_roots_from_transforms(path)
-                root = next((r for r in roots if r.is_dir()), roots[0])
-                return "colmap", cand, root
+                from recon.io import find_image_dir
+
+                return "colmap", cand, find_image_dir(cand, dataset_dir=path) or path / "images"
     tj = find_transforms(path)
     if tj is not None:
         return "transforms", tj, tj.parent
     raise FileNotFoundError(f"{path}: found neither transforms.json nor a COLMAP model "
                             "(sparse/0/cameras.bin|txt) here")
-
-
-def _image_roots_from_transforms(path: Path) -> list[Path]:
-    """`recon sfm` leaves the photos where they were and writes a transforms.json whose
-    ``file_path`` entries point at them (relative to the JSON); use that folder as the root."""
-    tj = path / "transforms.json"
-    if not tj.is_file():
-        return []
-    import json
-
-    try:
-        frames = json.loads(tj.read_text()).get("frames") or []
-        first = frames[0]["file_path"]
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-        return []
-    return [(tj.parent / first).parent]
 
 
 def _resolve_image(root: Path, name: str) -> Path | None:

@@ -129,14 +129,12 @@ def detect(path: str | Path) -> str:
                             "meshes), OBJ/GLB/STL/OFF meshes")
 
 
-def _guess_image_dir(model_dir: Path, explicit: str | Path | None) -> Path | None:
+def _guess_image_dir(model_dir: Path, explicit: str | Path | None, *, dataset_dir: Path | None = None) -> Path | None:
     if explicit is not None:
         return Path(explicit)
-    for cand in (model_dir / "images", model_dir.parent / "images", model_dir.parent.parent / "images",
-                 model_dir.parent.parent.parent / "images"):
-        if cand.is_dir():
-            return cand
-    return None
+    from recon.io import find_image_dir
+
+    return find_image_dir(model_dir, dataset_dir=dataset_dir)
 
 
 def _read_class_names(path: Path) -> dict[int, str]:
@@ -189,9 +187,7 @@ def load(path: str | Path, *, kind: str | None = None, image_dir: str | Path | N
             model = path / "sparse" / "0" if _is_colmap_model(path / "sparse" / "0") else path / "sparse"
         rec = _wrap(model, kind, lambda: read_colmap(model))
         report = _read_report(path) if kind == "sfm_output" else {}
-        images = _guess_image_dir(model, image_dir)
-        if images is None and isinstance(report.get("input"), str) and Path(report["input"]).is_dir():
-            images = Path(report["input"])  # `recon sfm PHOTOS -o OUT` records PHOTOS
+        images = _guess_image_dir(model, image_dir, dataset_dir=path if kind == "sfm_output" else None)
         content = content_from_reconstruction(rec, image_dir=images, title=title)
         if isinstance(report.get("mean_reprojection_error_px"), (int, float)):
             content.notes.append(f"recon sfm: mean reprojection error "

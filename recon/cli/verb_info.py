@@ -43,11 +43,5 @@ def run(args: argparse.Namespace) -> int:
         text = json.dumps([{"title": s.title, **s.data} for s in sections], indent=2, default=str)
     else:
         text = "\n\n".join(s.text() for s in sections)
-    try:
-        print(text, flush=True)
-    except BrokenPipeError:  # `recon info ... | head`: the reader left; not an error
-        import os
-        import sys
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    print(text, flush=True)  # a broken pipe (`recon info ... | head`) is handled in recon.cli.main
     return 0

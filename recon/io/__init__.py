@@ -16,7 +16,7 @@ from recon.io.images import (
     read_image,
     write_image,
 )
-from recon.io.model import read_model
+from recon.io.model import find_image_dir, read_model
 from recon.io.ply import PointCloud, read_ply, read_ply_header, write_ply
 from recon.io.transforms_json import (
     TransformsMeta,
@@ -48,6 +48,7 @@ __all__ = [
     "cam_from_world_from_transform_matrix",
     "exif_focal_px",
     "find_colmap_model",
+    "find_image_dir",
     "find_transforms",
     "guess_camera",
     "image_size",

@@ -76,12 +76,7 @@ def camera_accuracy(gt_poses: dict, est_poses: dict) -> dict:
     Returns rotation errors (degrees), camera-centre errors as a fraction of the extent of the
     true camera centres, and the alignment scale.
     """
-    names = sorted(set(gt_poses) & set(est_poses))
-    if len(names) < 3:
-        raise ValueError(f"est_poses: need at least 3 images in common with the truth, got {len(names)}")
-    c_gt = np.array([gt_poses[n].dst_origin_in_src() for n in names])
-    c_est = np.array([est_poses[n].dst_origin_in_src() for n in names])
-    gt_from_est = Sim3.align(c_est, c_gt)
+    names, c_gt, c_est, gt_from_est = _align_centres(gt_poses, est_poses)
     rot_err, centre_err = [], []
     for n, cg, ce in zip(names, c_gt, c_est):
         aligned = gt_from_est.transform_pose(est_poses[n])  # cam_from_gtworld (scaled frame)
@@ -97,6 +92,16 @@ def camera_accuracy(gt_poses: dict, est_poses: dict) -> dict:
         "scene_extent_m": extent,
         "sim3_scale": float(gt_from_est.scale),
     }
+
+
+def _align_centres(gt_poses: dict, est_poses: dict):
+    """Common names, true and estimated camera centres [N, 3], and the Sim3 ``gt_from_est``."""
+    names = sorted(set(gt_poses) & set(est_poses))
+    if len(names) < 3:
+        raise ValueError(f"est_poses: need at least 3 images in common with the truth, got {len(names)}")
+    c_gt = np.array([gt_poses[n].dst_origin_in_src() for n in names])
+    c_est = np.array([est_poses[n].dst_origin_in_src() for n in names])
+    return names, c_gt, c_est, Sim3.align(c_est, c_gt)
 
 
 def _stage(name: str, log):
@@ -152,7 +157,7 @@ def run_demo(out_dir, config: DemoConfig | None = None, *, progress: bool = True
     gt = {v.name: v.cam_from_world for v in dataset.views}
     est = {im.name: im.cam_from_world for im in rec.registered_images}
     acc = camera_accuracy(gt, est)
-    (cam_est,) = rec.cameras.values() if len(rec.cameras) == 1 else (next(iter(rec.cameras.values())),)
+    cam_est = next(iter(rec.cameras.values()))  # the demo runs SfM with one shared camera
     acc["focal_px_true"] = float(camera.focal[0])
     acc["focal_px_estimated"] = float(cam_est.focal[0])
     acc["focal_error_rel"] = float(abs(cam_est.focal[0] - camera.focal[0]) / camera.focal[0])
@@ -216,10 +221,7 @@ def _summary_picture(out: Path, dataset, rec, est: dict, gt: dict) -> None:
             a.axis("off")
     ax = axes[-1]
     xyz = rec.points_xyz()
-    names = sorted(set(gt) & set(est))
-    c_gt = np.array([gt[n].dst_origin_in_src() for n in names])
-    c_est = np.array([est[n].dst_origin_in_src() for n in names])
-    gt_from_est = Sim3.align(c_est, c_gt)
+    _, c_gt, c_est, gt_from_est = _align_centres(gt, est)
     if len(xyz):
         p = gt_from_est.apply(xyz)
         sel = np.random.default_rng(0).permutation(len(p))[:4000]
