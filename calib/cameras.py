@@ -707,7 +707,7 @@ def project(camera: Camera, points_cam) -> Projection:
         valid = (theta <= camera.max_valid_angle) & (np.linalg.norm(flat, axis=1) > 0) & ~(small & (flat[:, 2] <= 0))
     else:
         z = flat[:, 2]
-        front = z > 1e-12 * np.maximum(1.0, np.abs(flat[:, :2]).max(axis=1))
+        front = z > 1e-12 * np.maximum(np.maximum(1.0, np.abs(flat[:, 0])), np.abs(flat[:, 1]))
         zs = np.where(front, z, 1.0)
         x, y = flat[:, 0] / zs, flat[:, 1] / zs
         xdx, xdy, _, _ = _radial_tangential(camera.model, e, x, y, need_jac=False)
@@ -715,7 +715,7 @@ def project(camera: Camera, points_cam) -> Projection:
         rmax = np.tan(min(camera.max_valid_angle, np.radians(89.999)))
         valid = front & (np.hypot(x, y) <= rmax)
     uv = xd * f + c
-    valid &= np.all(np.isfinite(uv), axis=1)
+    valid &= np.isfinite(uv[:, 0]) & np.isfinite(uv[:, 1])
     return Projection(uv.reshape(lead + (2,)), valid.reshape(lead))
 
 
@@ -742,8 +742,8 @@ def project_jacobians(camera: Camera, points_cam) -> ProjectionJacobians:
     n = X.shape[0]
     f, e = camera.focal, camera.extra
     spec = camera.spec
-    uv, valid = project(camera, X)
     if camera.is_fisheye:
+        uv, valid = project(camera, X)
         x, y, z = X[:, 0], X[:, 1], X[:, 2]
         r = np.hypot(x, y)
         rho2 = r * r + z * z
@@ -765,16 +765,25 @@ def project_jacobians(camera: Camera, points_cam) -> ProjectionJacobians:
         J_e = np.stack([x, y], 1)[:, :, None] / rs[:, None, None] * dg_de[:, None, :]
         J_e = np.where(small[:, None, None], 0.0, J_e)
     else:
-        z = np.where(np.abs(X[:, 2]) > 0, X[:, 2], 1.0)
+        z = X[:, 2]
+        front = z > 1e-12 * np.maximum(np.maximum(1.0, np.abs(X[:, 0])), np.abs(X[:, 1]))
+        all_front = bool(front.all())
+        if not all_front:  # project()'s own pixels for points behind the camera
+            uv, valid = project(camera, X)
+            z = np.where(np.abs(z) > 0, z, 1.0)
         x, y = X[:, 0] / z, X[:, 1] / z
         xdx, xdy, J_xy, J_e = _radial_tangential(camera.model, e, x, y, need_jac=True)
         xd = np.stack([xdx, xdy], 1)
-        d_xy_d_X = np.zeros((n, 2, 3))
-        d_xy_d_X[:, 0, 0] = 1 / z
-        d_xy_d_X[:, 1, 1] = 1 / z
-        d_xy_d_X[:, 0, 2] = -x / z
-        d_xy_d_X[:, 1, 2] = -y / z
-        J_xd = J_xy @ d_xy_d_X
+        if all_front:  # what project() computes, without evaluating the distortion twice
+            uv = xd * f + camera.principal_point
+            rmax = np.tan(min(camera.max_valid_angle, np.radians(89.999)))
+            valid = (np.hypot(x, y) <= rmax) & np.isfinite(uv[:, 0]) & np.isfinite(uv[:, 1])
+        # J_xd = J_xy @ d(x, y)/dX with d(x, y)/dX = [[1/z, 0, -x/z], [0, 1/z, -y/z]]
+        iz = (1.0 / z)[:, None]
+        J_xd = np.empty((n, 2, 3))
+        J_xd[:, :, 0] = J_xy[:, :, 0] * iz
+        J_xd[:, :, 1] = J_xy[:, :, 1] * iz
+        J_xd[:, :, 2] = -(J_xy[:, :, 0] * x[:, None] + J_xy[:, :, 1] * y[:, None]) * iz
     d_uv_d_point = f[None, :, None] * J_xd
     P = spec.num_params
     d_params = np.zeros((n, 2, P))
