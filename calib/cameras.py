@@ -384,8 +384,9 @@ def _radial_tangential(model: str, e: np.ndarray, x: np.ndarray, y: np.ndarray, 
     J[:, 1, 0] = J[:, 0, 1]
     J[:, 1, 1] = a + 2 * y * y * da + 6 * p1 * y + 2 * p2 * x
     Je = np.empty((n, 2, d_a_d_e.shape[1]))
-    Je[:, 0, :] = x[:, None] * d_a_d_e
-    Je[:, 1, :] = y[:, None] * d_a_d_e
+    for k in range(d_a_d_e.shape[1]):  # column by column: long contiguous loops in NumPy
+        np.multiply(x, d_a_d_e[:, k], out=Je[:, 0, k])
+        np.multiply(y, d_a_d_e[:, k], out=Je[:, 1, k])
     if model in ("OPENCV", "FULL_OPENCV"):
         Je[:, 0, 2], Je[:, 1, 2] = 2 * x * y, r2 + 2 * y * y  # d/dp1
         Je[:, 0, 3], Je[:, 1, 3] = r2 + 2 * x * x, 2 * x * y  # d/dp2
@@ -764,6 +765,7 @@ def project_jacobians(camera: Camera, points_cam) -> ProjectionJacobians:
         xd = X[:, :2] * s[:, None]
         J_e = np.stack([x, y], 1)[:, :, None] / rs[:, None, None] * dg_de[:, None, :]
         J_e = np.where(small[:, None, None], 0.0, J_e)
+        d_uv_d_point = f[None, :, None] * J_xd
     else:
         z = X[:, 2]
         front = z > 1e-12 * np.maximum(np.maximum(1.0, np.abs(X[:, 0])), np.abs(X[:, 1]))
@@ -778,13 +780,16 @@ def project_jacobians(camera: Camera, points_cam) -> ProjectionJacobians:
             uv = xd * f + camera.principal_point
             rmax = np.tan(min(camera.max_valid_angle, np.radians(89.999)))
             valid = (np.hypot(x, y) <= rmax) & np.isfinite(uv[:, 0]) & np.isfinite(uv[:, 1])
-        # J_xd = J_xy @ d(x, y)/dX with d(x, y)/dX = [[1/z, 0, -x/z], [0, 1/z, -y/z]]
-        iz = (1.0 / z)[:, None]
-        J_xd = np.empty((n, 2, 3))
-        J_xd[:, :, 0] = J_xy[:, :, 0] * iz
-        J_xd[:, :, 1] = J_xy[:, :, 1] * iz
-        J_xd[:, :, 2] = -(J_xy[:, :, 0] * x[:, None] + J_xy[:, :, 1] * y[:, None]) * iz
-    d_uv_d_point = f[None, :, None] * J_xd
+        # d uv / dX = f J_xy @ d(x, y)/dX with d(x, y)/dX = [[1/z, 0, -x/z], [0, 1/z, -y/z]],
+        # component by component (long contiguous loops in NumPy)
+        iz = 1.0 / z
+        d_uv_d_point = np.empty((n, 2, 3))
+        for i in range(2):
+            fi = f[i] * iz
+            j0, j1 = J_xy[:, i, 0], J_xy[:, i, 1]
+            np.multiply(j0, fi, out=d_uv_d_point[:, i, 0])
+            np.multiply(j1, fi, out=d_uv_d_point[:, i, 1])
+            np.multiply(j0 * x + j1 * y, -fi, out=d_uv_d_point[:, i, 2])
     P = spec.num_params
     d_params = np.zeros((n, 2, P))
     if spec.single_focal:
@@ -797,6 +802,7 @@ def project_jacobians(camera: Camera, points_cam) -> ProjectionJacobians:
         d_params[:, 0, 2] = 1.0
         d_params[:, 1, 3] = 1.0
         k0 = 4
-    if P > k0:
-        d_params[:, :, k0:] = f[None, :, None] * J_e
+    for k in range(P - k0):
+        np.multiply(J_e[:, 0, k], f[0], out=d_params[:, 0, k0 + k])
+        np.multiply(J_e[:, 1, k], f[1], out=d_params[:, 1, k0 + k])
     return ProjectionJacobians(uv, d_uv_d_point, d_params, valid)

@@ -183,6 +183,8 @@ class _Layout:
         self.idx = idx_img[oi]
         self.local_free = mask_img[oi]
         self.obs_cam = ic[oi]
+        self.idx_T = np.ascontiguousarray(self.idx.T)  # [L, M]
+        self.op12_T = (12 * problem.obs_point[None, :] + np.arange(12)[:, None]).reshape(-1)
         # observations sorted by image (bundle_adjust sorts them): image i owns img_start[i]:[i+1]
         self.img_start = (np.searchsorted(oi, np.arange(I + 1)) if oi.size == 0 or np.all(oi[1:] >= oi[:-1])
                           else None)
@@ -249,7 +251,7 @@ class _Evaluator:
                 self.zero_cols = [(int(st[i]), int(st[i + 1]), np.nonzero(~layout.pose_free[i])[0])
                                   for i in fixed_imgs]
             else:
-                self.zero_mask = layout.local_free[:, None, :]
+                self.zero_mask = np.ascontiguousarray(layout.local_free.T)  # [L, M]
         pf = problem.point_fixed[self.op]
         self.fixed_pt_obs = np.nonzero(pf)[0] if pf.any() else None
 
@@ -274,10 +276,13 @@ class _Evaluator:
         all_valid = bool(valid.all())
         res = np.empty((M, 2)) if all_valid else np.zeros((M, 2))
         if need_jac:
-            Jc = np.empty((M, 2, L))
+            # Jc is stored component-major [2, L, M] (every write and most later reads are
+            # contiguous M-vectors, much faster in NumPy than tiny trailing axes) and returned
+            # as the [M, 2, L] view
+            Js = np.empty((2, L, M))
             d = np.empty((M, 2, 3)) if all_valid else np.zeros((M, 2, 3))  # d uv / d X_cam
             if not all_valid or self.layout.padded:
-                Jc[:, :, 6:] = 0.0
+                Js[:, 6:] = 0.0
         for c, obs in enumerate(self.cam_obs):
             if obs is None:
                 sel = None if all_valid else np.nonzero(valid)[0]
@@ -294,11 +299,15 @@ class _Evaluator:
                 if sel is None:
                     np.subtract(uv, self.uv, out=res)
                     d = d_pt
-                    Jc[:, :, 6:q] = d_par[:, :, fi]
                 else:
                     res[sel] = uv - self.uv[sel]
                     d[sel] = d_pt
-                    Jc[sel, :, 6:q] = d_par[:, :, fi]
+                for k in range(2):
+                    for j, pj in enumerate(fi):
+                        if sel is None:
+                            Js[k, 6 + j] = d_par[:, k, pj]
+                        else:
+                            Js[k, 6 + j, sel] = d_par[:, k, pj]
             else:
                 uv, _ = cam.project(Xs)
                 if sel is None:
@@ -309,12 +318,16 @@ class _Evaluator:
             return res, valid, None, None
         # d X_cam / d dw = -[R X]_x, so row k of d uv / d dw is (R X) x (d uv_k / d X_cam);
         # d X_cam / d dt = I; d X_cam / d X = R. Invalid observations have d_pt = 0 here.
-        Jc[:, :, 3:6] = d
-        a0, a1, a2 = RX[:, 0:1], RX[:, 1:2], RX[:, 2:3]
-        d0, d1, d2 = d[:, :, 0], d[:, :, 1], d[:, :, 2]
-        Jc[:, :, 0] = a1 * d2 - a2 * d1
-        Jc[:, :, 1] = a2 * d0 - a0 * d2
-        Jc[:, :, 2] = a0 * d1 - a1 * d0
+        a0, a1, a2 = RX[:, 0], RX[:, 1], RX[:, 2]
+        for k in range(2):
+            d0, d1, d2 = d[:, k, 0], d[:, k, 1], d[:, k, 2]
+            np.multiply(a1, d2, out=Js[k, 0])
+            Js[k, 0] -= a2 * d1
+            np.multiply(a2, d0, out=Js[k, 1])
+            Js[k, 1] -= a0 * d2
+            np.multiply(a0, d1, out=Js[k, 2])
+            Js[k, 2] -= a1 * d0
+            Js[k, 3], Js[k, 4], Js[k, 5] = d0, d1, d2
         if self.slices is not None:
             Jx = np.empty((M, 2, 3))
             d2, Jx2 = d.reshape(-1, 3), Jx.reshape(-1, 3)
@@ -324,12 +337,12 @@ class _Evaluator:
             Jx = np.matmul(d, Rg)
         if self.zero_cols is not None:
             for s, e, cols in self.zero_cols:
-                Jc[s:e, :, cols] = 0.0
+                Js[:, cols, s:e] = 0.0
         elif self.zero_mask is not None:
-            Jc *= self.zero_mask
+            Js *= self.zero_mask
         if self.fixed_pt_obs is not None:
             Jx[self.fixed_pt_obs] = 0.0
-        return res, valid, Jc, Jx
+        return res, valid, Js.transpose(2, 0, 1), Jx
 
     def cost(self, res: np.ndarray) -> tuple[float, np.ndarray]:
         s = np.einsum("mi,mi->m", res, res)
@@ -370,36 +383,41 @@ class _System:
     gc: np.ndarray  # [Dc]
     gp: np.ndarray  # [N, 3]
     V: np.ndarray  # [N, 3, 3] undamped point blocks
-
-
-def _outer2(A, B):
-    """sum_k A[:, k, :, None] * B[:, k, None, :] for k in {0, 1}: per-observation J^T J blocks
-    (explicit broadcasting: several times faster than einsum for these small trailing dims)."""
-    return A[:, 0, :, None] * B[:, 0, None, :] + A[:, 1, :, None] * B[:, 1, None, :]
-
-
-def _point_blocks(Jxw, rw, op, N):
-    VV = _outer2(Jxw, Jxw).reshape(-1)
-    op9 = (9 * op[:, None] + np.arange(9)).reshape(-1)
-    V = np.bincount(op9, weights=VV, minlength=9 * N).reshape(N, 3, 3)
-    gg = Jxw[:, 0] * rw[:, 0:1] + Jxw[:, 1] * rw[:, 1:2]
-    gp = np.bincount((3 * op[:, None] + np.arange(3)).reshape(-1), weights=gg.reshape(-1),
-                     minlength=3 * N).reshape(N, 3)
-    return V, gp
+    WT: np.ndarray | None = None  # [L, 3, M] W_m^T = Jx_m^T Jc_m per observation, l-major
 
 
 def _build_system(Jc, Jx, res, drho, layout: _Layout, problem: BAProblem, trivial: bool = False) -> _System:
+    """Gradients, point blocks and per-observation W^T from the Jacobians, computed component by
+    component on M-vectors (Jc as the component-major [2, L, M] array it is stored as)."""
+    M, L, N = Jx.shape[0], layout.L, problem.num_points
+    Js = Jc.transpose(1, 2, 0)  # [2, L, M]
     if trivial:  # all IRLS weights are 1
-        Jcw, Jxw, rw = Jc, Jx, res
+        Jxw, rw = Jx, res
     else:
         sw = np.sqrt(drho)
-        Jcw = Jc * sw[:, None, None]
+        Js = Js * sw
         Jxw = Jx * sw[:, None, None]
         rw = res * sw[:, None]
-    gcl = Jcw[:, 0] * rw[:, 0:1] + Jcw[:, 1] * rw[:, 1:2]
-    gc = np.bincount(layout.idx.reshape(-1), weights=gcl.reshape(-1), minlength=layout.Dc)
-    V, gp = _point_blocks(Jxw, rw, problem.obs_point, problem.num_points)
-    return _System(Jcw, Jxw, rw, gc, gp, V)
+    x = [[Jxw[:, k, c] for c in range(3)] for k in range(2)]
+    r0, r1 = rw[:, 0], rw[:, 1]
+    T = np.empty((L, 4, M))  # W^T (c = 0-2) and Jc^T r (c = 3), l-major
+    tmp = np.empty((L, M))
+    for c, (u0, u1) in enumerate([(x[0][0], x[1][0]), (x[0][1], x[1][1]), (x[0][2], x[1][2]), (r0, r1)]):
+        np.multiply(Js[0], u0, out=T[:, c])
+        np.multiply(Js[1], u1, out=tmp)
+        T[:, c] += tmp
+    U = np.empty((12, M))  # Jx^T Jx (9) and Jx^T r (3)
+    for a in range(3):
+        for b in range(a, 3):
+            np.multiply(x[0][a], x[0][b], out=U[3 * a + b])
+            U[3 * a + b] += x[1][a] * x[1][b]
+            if b != a:
+                U[3 * b + a] = U[3 * a + b]
+        np.multiply(x[0][a], r0, out=U[9 + a])
+        U[9 + a] += x[1][a] * r1
+    gc = np.bincount(layout.idx_T.reshape(-1), weights=T[:, 3].reshape(-1), minlength=layout.Dc)
+    VG = np.bincount(layout.op12_T, weights=U.reshape(-1), minlength=12 * N).reshape(N, 12)
+    return _System(Js.transpose(2, 0, 1), Jxw, rw, gc, VG[:, 9:], VG[:, :9].reshape(N, 3, 3), T[:, :3])
 
 
 def _inv_sym3(A):
@@ -424,7 +442,8 @@ def _damped_point_inverse(V, lam, point_fixed):
     Vd = V.copy()
     dg = np.einsum("nii->ni", Vd)  # a view: damp the diagonal in place
     dg += lam * np.clip(dg, 1e-6, 1e32)
-    Vd[point_fixed] = np.eye(3)
+    if point_fixed is not None:
+        Vd[point_fixed] = np.eye(3)
     return _inv_sym3(Vd)
 
 
@@ -433,21 +452,24 @@ class _PairStructure:
 
     The Schur term of point j couples every pair (a, b) of its observations: the L x L block
     Y_a W_b^T (Y_a = W_a V_j^-1, W_a = Jc_a^T Jx_a) lands at (columns of image a, columns of
-    image b). Pairs a = b fold into one block per image (summed with BLAS over the image's
-    contiguous observations); pairs a < b are oriented so image(a) <= image(b), sorted by their
-    image pair (the key), and summed per key by one sparse x dense product per chunk:
-    A [K L, 3 P] (column (p, c) holds (Y_a^T)[c, :] at rows key(p) L + 0..L-1) times
-    B [3 P, L] (row (p, c) = (W_b^T)[c, :]). A's pattern is fixed; its values are written in
-    place each solve. S is then scattered with precomputed flat indices (bincount).
+    image b). Pairs a = b fold into one block per image (BLAS over the image's contiguous
+    observations); pairs a < b are oriented so image(a) <= image(b) and grouped by their image
+    pair (the key). Per-observation blocks are kept l-major, ``[L, 3, M]``, so that a gather of
+    columns (static indices, ordered key, c, pair) gives for every key a contiguous
+    ``[L, 3 n_key]`` slice: its block is one product ``Ya[:, q] @ Wb[:, q]^T``. Few keys: a loop
+    of BLAS products; many keys: one CSR x dense product per chunk, whose CSR rows (l, key)
+    take the gathered values in place (the pattern is fixed). S is then scattered with
+    precomputed flat indices (bincount).
     """
 
     CHUNK = 1 << 18  # pairs per sparse product (bounds the gather buffers)
+    KEY_LOOP = 400  # up to this many image pairs: a Python loop of BLAS products
 
     def __init__(self, problem: BAProblem, layout: _Layout):
         import scipy.sparse as sp
 
         op, oi = problem.obs_point, problem.obs_image
-        I, N, L, Dc = problem.num_images, problem.num_points, layout.L, layout.Dc
+        I, N, L, Dc, M = problem.num_images, problem.num_points, layout.L, layout.Dc, problem.num_observations
         counts = np.bincount(op, minlength=N)
         order = np.argsort(op, kind="stable")
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
@@ -465,51 +487,72 @@ class _PairStructure:
         key = oi[pa] * I + oi[pb]
         srt = np.argsort(key, kind="stable")
         pa, pb, key = pa[srt], pb[srt], key[srt]
-        ukey, kfirst, kpos = np.unique(key, return_index=True, return_inverse=True)
+        first = np.ones(len(key), dtype=bool)  # key is sorted: run starts
+        first[1:] = key[1:] != key[:-1]
+        kfirst = np.nonzero(first)[0]
+        ukey, kpos = key[kfirst], np.cumsum(first) - 1
         ka, kb = ukey // I, ukey % I
-        self.num_pairs, self.num_keys = len(pa), len(ukey)
-        # chunks of whole keys, at most CHUNK pairs each (or one key, when it alone has more)
-        kend = np.append(kfirst, len(pa))
-        bounds = [0]
-        while bounds[-1] < len(ukey):
-            k0 = bounds[-1]
-            k1 = int(np.searchsorted(kend, kend[k0] + self.CHUNK, side="right")) - 1
-            bounds.append(max(k1, k0 + 1))
+        P, K = len(pa), len(ukey)
+        self.num_pairs, self.num_keys = P, K
+        kend = np.append(kfirst, P)
+        # gather columns (of the [L, 3M] per-observation arrays) in the order (key, c, pair)
+        nk = np.diff(kend)[kpos]
+        pos = np.arange(P) - kfirst[kpos]
+        self.ga = np.empty(3 * P, dtype=np.int64)
+        self.gb = np.empty(3 * P, dtype=np.int64)
+        for c in range(3):
+            q = 3 * kfirst[kpos] + c * nk + pos
+            self.ga[q] = c * M + pa
+            self.gb[q] = c * M + pb
+        self.qend = [int(v) for v in 3 * kend]
+        self.ybuf = np.empty((L, 3 * P))
+        self.wbuf = np.empty((L, 3 * P))
+        self.key_loop = K <= self.KEY_LOOP
         self.chunks = []
-        for k0, k1 in zip(bounds[:-1], bounds[1:]):
-            p0, p1 = int(kend[k0]), int(kend[k1])
-            n = p1 - p0
-            rows = ((kpos[p0:p1] - k0) * L)[:, None, None] + np.arange(L)
-            indices = np.broadcast_to(rows, (n, 3, L)).reshape(-1).astype(np.int32)
-            indptr = np.arange(0, 3 * n * L + 1, L, dtype=np.int32)
-            A = sp.csc_matrix((np.zeros(3 * n * L), indices, indptr), shape=((k1 - k0) * L, 3 * n))
-            self.chunks.append((A, pa[p0:p1], pb[p0:p1], k0, k1))
-        self.bbuf = np.empty((max((len(c[1]) for c in self.chunks), default=0), 3 * L))
+        if not self.key_loop:  # chunks of whole keys, at most CHUNK pairs each (or one bigger key)
+            bounds = [0]
+            while bounds[-1] < K:
+                k0 = bounds[-1]
+                k1 = int(np.searchsorted(kend, kend[k0] + self.CHUNK, side="right")) - 1
+                bounds.append(max(k1, k0 + 1))
+            for k0, k1 in zip(bounds[:-1], bounds[1:]):
+                q0, q1 = 3 * int(kend[k0]), 3 * int(kend[k1])
+                nq = q1 - q0
+                indptr = np.append((np.arange(L)[:, None] * nq + (3 * kend[k0:k1] - q0)[None, :]).reshape(-1),
+                                   L * nq).astype(np.int32)
+                indices = np.tile(np.arange(nq, dtype=np.int32), L)
+                A = sp.csr_matrix((np.zeros(L * nq), indices, indptr), shape=(L * (k1 - k0), nq))
+                self.chunks.append((A, q0, q1, k0, k1))
         # flat indices of S entries: [diag blocks (I), off blocks (K), their transposes (K)]
         ii = layout.idx_img
         fd = ii[:, :, None] * Dc + ii[:, None, :]
         fo = ii[ka][:, :, None] * Dc + ii[kb][:, None, :]
         fot = ii[kb][:, None, :] * Dc + ii[ka][:, :, None]
         self.flat = np.concatenate([fd.reshape(-1), fo.reshape(-1), fot.reshape(-1)])
-        self.n_diag = fd.size
 
-    def off_blocks(self, YT: np.ndarray, WT: np.ndarray) -> np.ndarray:
-        """[K, L, L]: per image pair (a < b), sum over shared points of Y_a W_b^T."""
-        M, _, L = YT.shape
-        Yf, Wf = YT.reshape(M, 3 * L), WT.reshape(M, 3 * L)
+    def off_blocks(self, YTl: np.ndarray, WTl: np.ndarray) -> np.ndarray:
+        """[K, L, L]: per image pair (a < b), sum over shared points of Y_a W_b^T, from the
+        l-major per-observation arrays [L, 3, M]."""
+        L = YTl.shape[0]
         out = np.empty((self.num_keys, L, L))
-        for A, pa, pb, k0, k1 in self.chunks:
-            n = len(pa)
-            np.take(Yf, pa, axis=0, out=A.data.reshape(n, 3 * L), mode="clip")
-            B = self.bbuf[:n]
-            np.take(Wf, pb, axis=0, out=B, mode="clip")
-            out[k0:k1] = (A @ B.reshape(3 * n, L)).reshape(k1 - k0, L, L)
+        Ya = np.take(YTl.reshape(L, -1), self.ga, axis=1, out=self.ybuf, mode="clip")
+        Wb = np.take(WTl.reshape(L, -1), self.gb, axis=1, out=self.wbuf, mode="clip")
+        if self.key_loop:  # few image pairs: one BLAS product per pair
+            qe = self.qend
+            for k in range(self.num_keys):
+                np.matmul(Ya[:, qe[k]:qe[k + 1]], Wb[:, qe[k]:qe[k + 1]].T, out=out[k])
+            return out
+        for A, q0, q1, k0, k1 in self.chunks:
+            A.data.reshape(L, q1 - q0)[:] = Ya[:, q0:q1]
+            r = A @ np.ascontiguousarray(Wb[:, q0:q1].T)  # rows (l, key)
+            out[k0:k1] = r.reshape(L, k1 - k0, L).transpose(1, 0, 2)
         return out
 
 
 class _NumpySolver:
     """Schur complement on the points with S assembled from per-image-pair blocks
-    (:class:`_PairStructure`); S solved by dense Cholesky, sparse LU or Jacobi-PCG."""
+    (:class:`_PairStructure`); S solved by dense Cholesky, sparse LU or Jacobi-PCG. The
+    per-observation arrays are l-major [L, 3, M] (long contiguous loops in NumPy)."""
 
     name = "numpy"
     MAX_PAIR_BYTES = 2e9
@@ -520,8 +563,8 @@ class _NumpySolver:
         self.pairs = pairs
         self.N = problem.num_points
         self.op = problem.obs_point
-        self.op3 = (3 * self.op[:, None] + np.arange(3)).reshape(-1)
-        self.point_fixed = problem.point_fixed
+        self.op3_T = (3 * self.op[None, :] + np.arange(3)[:, None]).reshape(-1)
+        self.point_fixed = problem.point_fixed if problem.point_fixed.any() else None
         st = layout.img_start
         self.slices = [(i, int(st[i]), int(st[i + 1])) for i in range(layout.I) if st[i + 1] > st[i]]
         ls = options.linear_solver
@@ -535,12 +578,13 @@ class _NumpySolver:
         lay = self.layout
         L = lay.L
         self.sysm = sysm
-        self.WT = np.matmul(sysm.Jxw.transpose(0, 2, 1), sysm.Jcw)  # [M, 3, L] = W_m^T = Jx_m^T Jc_m
+        self.WTl = sysm.WT  # [L, 3, M]: W_m^T = Jx_m^T Jc_m, l-major
         H = np.zeros((lay.I, L, L))
-        Jc = sysm.Jcw
+        J0, J1 = sysm.Jcw[:, 0].T, sysm.Jcw[:, 1].T  # [L, M] each
         for i, s, e in self.slices:
-            A = Jc[s:e].reshape(-1, L)
-            np.matmul(A.T, A, out=H[i])
+            a, b = J0[:, s:e], J1[:, s:e]
+            np.matmul(a, a.T, out=H[i])
+            H[i] += b @ b.T
         self.H = H
         self.hdiag = np.bincount(lay.idx_img.reshape(-1), weights=np.einsum("ill->il", H).reshape(-1),
                                  minlength=lay.Dc)
@@ -550,16 +594,28 @@ class _NumpySolver:
         lay = self.layout
         L, Dc, M = lay.L, lay.Dc, s.Jcw.shape[0]
         Vinv = _damped_point_inverse(s.V, lam, self.point_fixed)
-        WT = self.WT
-        YT = np.matmul(Vinv[self.op], WT)  # [M, 3, L] = (W_m V_j^-1)^T
+        WTl = self.WTl
+        Vo = Vinv.reshape(-1, 9)[self.op]  # [M, 9]
+        YTl = np.empty((L, 3, M))  # (W_m V_j^-1)^T, l-major
+        tmp = np.empty((L, M))
+        for r in range(3):
+            np.multiply(WTl[:, 0], Vo[:, 3 * r], out=YTl[:, r])
+            for c in (1, 2):
+                np.multiply(WTl[:, c], Vo[:, 3 * r + c], out=tmp)
+                YTl[:, r] += tmp
         D = self.H.copy()
         for i, a, e in self.slices:
-            D[i] -= YT[a:e].reshape(-1, L).T @ WT[a:e].reshape(-1, L)
-        O = self.pairs.off_blocks(YT, WT)
+            for c in range(3):
+                D[i] -= YTl[:, c, a:e] @ WTl[:, c, a:e].T
+        O = self.pairs.off_blocks(YTl, WTl)
         w = np.concatenate([D.reshape(-1), -O.reshape(-1), -O.reshape(-1)])
         diag = lam * np.clip(self.hdiag, 1e-6, 1e32) + self.dfix
-        bl = np.einsum("mc,mcl->ml", s.gp[self.op], YT)  # [M, L] (Y_m gp_j)
-        b = np.bincount(lay.idx.reshape(-1), weights=bl.reshape(-1), minlength=Dc) - s.gc
+        gpo = s.gp[self.op]
+        bl = YTl[:, 0] * gpo[:, 0]  # [L, M]: Y_m gp_j
+        for c in (1, 2):
+            np.multiply(YTl[:, c], gpo[:, c], out=tmp)
+            bl += tmp
+        b = np.bincount(lay.idx_T.reshape(-1), weights=bl.reshape(-1), minlength=Dc) - s.gc
         if self.method == "dense":
             S = np.bincount(self.pairs.flat, weights=w, minlength=Dc * Dc).reshape(Dc, Dc)
             S[np.diag_indices(Dc)] += diag
@@ -569,8 +625,8 @@ class _NumpySolver:
 
             S = sp.coo_matrix((w, (self.rows, self.cols)), shape=(Dc, Dc)).tocsr() + sp.diags(diag)
             dc = _solve_sparse(S, b, self.method, self.options)
-        wdc = np.einsum("mcl,ml->mc", WT, dc[lay.idx])  # [M, 3] W_m^T dc
-        t = s.gp + np.bincount(self.op3, weights=wdc.reshape(-1), minlength=3 * self.N).reshape(self.N, 3)
+        wdc = np.einsum("lcm,lm->cm", WTl, dc[lay.idx_T])  # [3, M]: W_m^T dc
+        t = s.gp + np.bincount(self.op3_T, weights=wdc.reshape(-1), minlength=3 * self.N).reshape(self.N, 3)
         dp = -np.einsum("nij,nj->ni", Vinv, t)
         return dc, dp
 
@@ -738,7 +794,8 @@ def _bundle_adjust(problem: BAProblem, options: BAOptions) -> BAResult:
     it = successful = 0
     termination = "max_iterations"
     need_build = True
-    free_pts = ~work.point_fixed
+    any_fixed_pt = bool(work.point_fixed.any())
+    free_pts = ~work.point_fixed if any_fixed_pt else slice(None)
     op = work.obs_point
     speculate = True  # evaluate the Jacobian with the trial residuals (most steps are accepted)
     while True:
@@ -758,14 +815,23 @@ def _bundle_adjust(problem: BAProblem, options: BAOptions) -> BAResult:
         lam = 1.0 / radius
         dc, dp = solver.solve(lam)
         dc = np.where(layout.free, dc, 0.0)
-        dp[work.point_fixed] = 0.0
+        if any_fixed_pt:
+            dp[work.point_fixed] = 0.0
         # model decrease of the (IRLS-weighted) linearisation
-        Jdx = np.einsum("mkl,ml->mk", sysm.Jcw, dc[layout.idx]) + np.einsum("mki,mi->mk", sysm.Jxw, dp[op])
-        pred = -(sysm.gc @ dc + np.sum(sysm.gp * dp) + 0.5 * np.sum(Jdx * Jdx))
+        dcg, dpg = dc[layout.idx_T], dp[op]  # [L, M], [M, 3]
+        jj = 0.0
+        for k in range(2):
+            Jdx = np.einsum("lm,lm->m", sysm.Jcw[:, k].T, dcg)
+            for c in range(3):
+                Jdx += sysm.Jxw[:, k, c] * dpg[:, c]
+            jj += Jdx @ Jdx
+        pred = -(sysm.gc @ dc + np.sum(sysm.gp * dp) + 0.5 * jj)
         dnorm = np.sqrt(dc @ dc + np.sum(dp * dp))
         if dnorm <= options.parameter_tolerance * (xnorm + options.parameter_tolerance):
             termination = "parameter_tolerance"
             break
+        # no Jacobian with a step that will likely meet the function tolerance (the last one)
+        speculate = speculate and pred > 2 * options.function_tolerance * cost
         try:
             new_state = _apply_step(state, layout, dc, dp)
             trial = ev.residuals(new_state, need_jac=speculate)
