@@ -184,10 +184,22 @@ class _Layout:
         self.local_free = mask_img[oi]
         self.obs_cam = ic[oi]
         self.idx_T = np.ascontiguousarray(self.idx.T)  # [L, M]
-        self.op12_T = (12 * problem.obs_point[None, :] + np.arange(12)[:, None]).reshape(-1)
+        self.op9_T = (9 * problem.obs_point[None, :] + np.arange(9)[:, None]).reshape(-1)
         # observations sorted by image (bundle_adjust sorts them): image i owns img_start[i]:[i+1]
         self.img_start = (np.searchsorted(oi, np.arange(I + 1)) if oi.size == 0 or np.all(oi[1:] >= oi[:-1])
                           else None)
+        if self.img_start is not None:  # per-image segments of the observations (non-empty images)
+            seg = np.nonzero(np.diff(self.img_start) > 0)[0]
+            self.seg_start = self.img_start[seg]
+            self.seg_idx = np.ascontiguousarray(idx_img[seg].T).reshape(-1)  # [L, I'] order
+
+    def sum_to_columns(self, A: np.ndarray) -> np.ndarray:
+        """[Dc]: per-observation local values A [L, M] summed into their camera-side columns
+        (per-image segment sums first when the observations are sorted by image)."""
+        if self.img_start is None or A.shape[1] == 0:
+            return np.bincount(self.idx_T.reshape(-1), weights=A.reshape(-1), minlength=self.Dc)
+        R = np.add.reduceat(A, self.seg_start, axis=1)
+        return np.bincount(self.seg_idx, weights=R.reshape(-1), minlength=self.Dc)
 
     @staticmethod
     def _fix_gauge(problem: BAProblem, pose_free: np.ndarray) -> None:
@@ -406,18 +418,16 @@ def _build_system(Jc, Jx, res, drho, layout: _Layout, problem: BAProblem, trivia
         np.multiply(Js[0], u0, out=T[:, c])
         np.multiply(Js[1], u1, out=tmp)
         T[:, c] += tmp
-    U = np.empty((12, M))  # Jx^T Jx (9) and Jx^T r (3)
-    for a in range(3):
-        for b in range(a, 3):
-            np.multiply(x[0][a], x[0][b], out=U[3 * a + b])
-            U[3 * a + b] += x[1][a] * x[1][b]
-            if b != a:
-                U[3 * b + a] = U[3 * a + b]
-        np.multiply(x[0][a], r0, out=U[9 + a])
-        U[9 + a] += x[1][a] * r1
-    gc = np.bincount(layout.idx_T.reshape(-1), weights=T[:, 3].reshape(-1), minlength=layout.Dc)
-    VG = np.bincount(layout.op12_T, weights=U.reshape(-1), minlength=12 * N).reshape(N, 12)
-    return _System(Js.transpose(2, 0, 1), Jxw, rw, gc, VG[:, 9:], VG[:, :9].reshape(N, 3, 3), T[:, :3])
+    U = np.empty((9, M))  # Jx^T Jx (upper triangle, 6) and Jx^T r (3)
+    for i, (a, b) in enumerate(((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2), (0, 3), (1, 3), (2, 3))):
+        u0, u1 = (x[0][b], x[1][b]) if b < 3 else (r0, r1)
+        np.multiply(x[0][a], u0, out=U[i])
+        np.multiply(x[1][a], u1, out=tmp[0])
+        U[i] += tmp[0]
+    gc = layout.sum_to_columns(T[:, 3])
+    VG = np.bincount(layout.op9_T, weights=U.reshape(-1), minlength=9 * N).reshape(N, 9)
+    V = VG[:, [0, 1, 2, 1, 3, 4, 2, 4, 5]].reshape(N, 3, 3)
+    return _System(Js.transpose(2, 0, 1), Jxw, rw, gc, np.ascontiguousarray(VG[:, 6:]), V, T[:, :3])
 
 
 def _inv_sym3(A):
@@ -466,8 +476,6 @@ class _PairStructure:
     KEY_LOOP = 400  # up to this many image pairs: a Python loop of BLAS products
 
     def __init__(self, problem: BAProblem, layout: _Layout):
-        import scipy.sparse as sp
-
         op, oi = problem.obs_point, problem.obs_image
         I, N, L, Dc, M = problem.num_images, problem.num_points, layout.L, layout.Dc, problem.num_observations
         counts = np.bincount(op, minlength=N)
@@ -510,6 +518,8 @@ class _PairStructure:
         self.key_loop = K <= self.KEY_LOOP
         self.chunks = []
         if not self.key_loop:  # chunks of whole keys, at most CHUNK pairs each (or one bigger key)
+            import scipy.sparse as sp
+
             bounds = [0]
             while bounds[-1] < K:
                 k0 = bounds[-1]
@@ -615,7 +625,7 @@ class _NumpySolver:
         for c in (1, 2):
             np.multiply(YTl[:, c], gpo[:, c], out=tmp)
             bl += tmp
-        b = np.bincount(lay.idx_T.reshape(-1), weights=bl.reshape(-1), minlength=Dc) - s.gc
+        b = lay.sum_to_columns(bl) - s.gc
         if self.method == "dense":
             S = np.bincount(self.pairs.flat, weights=w, minlength=Dc * Dc).reshape(Dc, Dc)
             S[np.diag_indices(Dc)] += diag
@@ -632,12 +642,10 @@ class _NumpySolver:
 
 
 def _solve_dense(S, b):
-    import scipy.linalg as sla
+    from scipy.linalg import lapack
 
-    try:
-        return sla.cho_solve(sla.cho_factor(S, lower=True, check_finite=False), b, check_finite=False)
-    except np.linalg.LinAlgError:
-        return np.linalg.lstsq(S, b, rcond=None)[0]
+    _, x, info = lapack.dposv(S, b, lower=1)  # Cholesky factor and solve in one LAPACK call
+    return x if info == 0 else np.linalg.lstsq(S, b, rcond=None)[0]
 
 
 def _solve_sparse(S, b, method, options):
