@@ -12,14 +12,23 @@ Triggs et al. 2000, sec. 6) are damped as in Ceres' Levenberg-Marquardt:
 eliminated (Schur complement, Triggs et al. sec. 6.1; Agarwal et al. "Bundle Adjustment in the
 Large", 2010) and the reduced camera system is solved by
 
-* ``numpy`` backend: explicit S assembled with scipy.sparse; dense Cholesky (small), sparse LU
-  (SuperLU, larger) or Jacobi-preconditioned CG;
+* ``numpy`` backend: S assembled explicitly from per-image-pair blocks (every pair of
+  observations of a point couples their two images; the pairs, their grouping by image pair and
+  the scatter indices into S are computed once per problem, :class:`_PairStructure`), then
+  dense Cholesky (LAPACK ``dposv``, up to 3000 camera-side parameters), sparse LU (SuperLU) or
+  Jacobi-preconditioned CG. Observations are sorted by image once, so per-image sums are BLAS
+  products and segment reductions; per-observation arrays are stored component-major
+  ([2, L, M], [L, 3, M]) so that NumPy runs long contiguous loops instead of tiny trailing
+  axes. Problems with very many observation pairs (long tracks) fall back to scipy sparse
+  products (:class:`_SparseProductSolver`);
 * ``torch`` backend (used automatically on CUDA): S is never formed; preconditioned conjugate
   gradients with implicit products ``S x = H_cc x - W V^-1 W^T x`` over batched per-observation
   blocks and a block-Jacobi preconditioner (6x6 pose blocks of S, exact).
 
 Residuals and Jacobians are evaluated with NumPy (the calib camera models, the single source of
-truth for projection); only the linear algebra runs on the torch device.
+truth for projection); only the linear algebra runs on the torch device. The trial point of a
+step is evaluated with its Jacobian when the previous step was accepted (most are), so an
+accepted step costs one evaluation, not two.
 
 Gauge (``BAOptions.gauge``): ``"two_cams"`` (default; COLMAP's TWO_CAMS_FROM_WORLD) holds the
 pose of the first free image fixed (6 DOF) and, for the second free image b, the component
