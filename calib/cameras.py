@@ -714,7 +714,7 @@ def project(camera: Camera, points_cam) -> Projection:
         xdx, xdy, _, _ = _radial_tangential(camera.model, e, x, y, need_jac=False)
         xd = np.stack([xdx, xdy], 1)
         rmax = np.tan(min(camera.max_valid_angle, np.radians(89.999)))
-        valid = front & (np.hypot(x, y) <= rmax)
+        valid = front & (x * x + y * y <= rmax * rmax)
     uv = xd * f + c
     valid &= np.isfinite(uv[:, 0]) & np.isfinite(uv[:, 1])
     return Projection(uv.reshape(lead + (2,)), valid.reshape(lead))
@@ -779,7 +779,7 @@ def project_jacobians(camera: Camera, points_cam) -> ProjectionJacobians:
         if all_front:  # what project() computes, without evaluating the distortion twice
             uv = xd * f + camera.principal_point
             rmax = np.tan(min(camera.max_valid_angle, np.radians(89.999)))
-            valid = (np.hypot(x, y) <= rmax) & np.isfinite(uv[:, 0]) & np.isfinite(uv[:, 1])
+            valid = (x * x + y * y <= rmax * rmax) & np.isfinite(uv[:, 0]) & np.isfinite(uv[:, 1])
         # d uv / dX = f J_xy @ d(x, y)/dX with d(x, y)/dX = [[1/z, 0, -x/z], [0, 1/z, -y/z]],
         # component by component (long contiguous loops in NumPy)
         iz = 1.0 / z

@@ -339,9 +339,10 @@ class _Evaluator:
             return res, valid, None, None
         # d X_cam / d dw = -[R X]_x, so row k of d uv / d dw is (R X) x (d uv_k / d X_cam);
         # d X_cam / d dt = I; d X_cam / d X = R. Invalid observations have d_pt = 0 here.
-        a0, a1, a2 = RX[:, 0], RX[:, 1], RX[:, 2]
+        a0, a1, a2 = np.ascontiguousarray(RX.T)
+        dT = np.ascontiguousarray(d.transpose(1, 2, 0))  # [2, 3, M]: contiguous M-vectors
         for k in range(2):
-            d0, d1, d2 = d[:, k, 0], d[:, k, 1], d[:, k, 2]
+            d0, d1, d2 = dT[k]
             np.multiply(a1, d2, out=Js[k, 0])
             Js[k, 0] -= a2 * d1
             np.multiply(a2, d0, out=Js[k, 1])
@@ -419,24 +420,27 @@ def _build_system(Jc, Jx, res, drho, layout: _Layout, problem: BAProblem, trivia
         Js = Js * sw
         Jxw = Jx * sw[:, None, None]
         rw = res * sw[:, None]
-    x = [[Jxw[:, k, c] for c in range(3)] for k in range(2)]
-    r0, r1 = rw[:, 0], rw[:, 1]
-    T = np.empty((L, 4, M))  # W^T (c = 0-2) and Jc^T r (c = 3), l-major
+    x = np.ascontiguousarray(Jxw.transpose(1, 2, 0))  # [2, 3, M]: contiguous M-vectors
+    r0, r1 = np.ascontiguousarray(rw.T)
+    WT = np.empty((L, 3, M))  # W_m^T = Jx_m^T Jc_m, l-major
     tmp = np.empty((L, M))
-    for c, (u0, u1) in enumerate([(x[0][0], x[1][0]), (x[0][1], x[1][1]), (x[0][2], x[1][2]), (r0, r1)]):
-        np.multiply(Js[0], u0, out=T[:, c])
-        np.multiply(Js[1], u1, out=tmp)
-        T[:, c] += tmp
+    for c in range(3):
+        np.multiply(Js[0], x[0][c], out=WT[:, c])
+        np.multiply(Js[1], x[1][c], out=tmp)
+        WT[:, c] += tmp
+    gcl = Js[0] * r0  # [L, M] Jc^T r
+    np.multiply(Js[1], r1, out=tmp)
+    gcl += tmp
     U = np.empty((9, M))  # Jx^T Jx (upper triangle, 6) and Jx^T r (3)
     for i, (a, b) in enumerate(((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2), (0, 3), (1, 3), (2, 3))):
         u0, u1 = (x[0][b], x[1][b]) if b < 3 else (r0, r1)
         np.multiply(x[0][a], u0, out=U[i])
         np.multiply(x[1][a], u1, out=tmp[0])
         U[i] += tmp[0]
-    gc = layout.sum_to_columns(T[:, 3])
+    gc = layout.sum_to_columns(gcl)
     VG = np.bincount(layout.op9_T, weights=U.reshape(-1), minlength=9 * N).reshape(N, 9)
     V = VG[:, [0, 1, 2, 1, 3, 4, 2, 4, 5]].reshape(N, 3, 3)
-    return _System(Js.transpose(2, 0, 1), Jxw, rw, gc, np.ascontiguousarray(VG[:, 6:]), V, T[:, :3])
+    return _System(Js.transpose(2, 0, 1), Jxw, rw, gc, np.ascontiguousarray(VG[:, 6:]), V, WT)
 
 
 def _inv_sym3(A):
@@ -476,13 +480,13 @@ class _PairStructure:
     pair (the key). Per-observation blocks are kept l-major, ``[L, 3, M]``, so that a gather of
     columns (static indices, ordered key, c, pair) gives for every key a contiguous
     ``[L, 3 n_key]`` slice: its block is one product ``Ya[:, q] @ Wb[:, q]^T``. Few keys: a loop
-    of BLAS products; many keys: one CSR x dense product per chunk, whose CSR rows (l, key)
+    of BLAS products (measured faster up to 20k keys); more: one CSR x dense product per chunk, whose CSR rows (l, key)
     take the gathered values in place (the pattern is fixed). S is then scattered with
     precomputed flat indices (bincount).
     """
 
     CHUNK = 1 << 18  # pairs per sparse product (bounds the gather buffers)
-    KEY_LOOP = 400  # up to this many image pairs: a Python loop of BLAS products
+    KEY_LOOP = 50000  # up to this many image pairs: a Python loop of BLAS products
 
     def __init__(self, problem: BAProblem, layout: _Layout):
         op, oi = problem.obs_point, problem.obs_image
@@ -614,13 +618,13 @@ class _NumpySolver:
         L, Dc, M = lay.L, lay.Dc, s.Jcw.shape[0]
         Vinv = _damped_point_inverse(s.V, lam, self.point_fixed)
         WTl = self.WTl
-        Vo = Vinv.reshape(-1, 9)[self.op]  # [M, 9]
+        Vo = np.ascontiguousarray(Vinv.reshape(-1, 9)[self.op].T)  # [9, M]
         YTl = np.empty((L, 3, M))  # (W_m V_j^-1)^T, l-major
         tmp = np.empty((L, M))
         for r in range(3):
-            np.multiply(WTl[:, 0], Vo[:, 3 * r], out=YTl[:, r])
+            np.multiply(WTl[:, 0], Vo[3 * r], out=YTl[:, r])
             for c in (1, 2):
-                np.multiply(WTl[:, c], Vo[:, 3 * r + c], out=tmp)
+                np.multiply(WTl[:, c], Vo[3 * r + c], out=tmp)
                 YTl[:, r] += tmp
         D = self.H.copy()
         for i, a, e in self.slices:
@@ -629,10 +633,10 @@ class _NumpySolver:
         O = self.pairs.off_blocks(YTl, WTl)
         w = np.concatenate([D.reshape(-1), -O.reshape(-1), -O.reshape(-1)])
         diag = lam * np.clip(self.hdiag, 1e-6, 1e32) + self.dfix
-        gpo = s.gp[self.op]
-        bl = YTl[:, 0] * gpo[:, 0]  # [L, M]: Y_m gp_j
+        gpo = np.ascontiguousarray(s.gp[self.op].T)  # [3, M]
+        bl = YTl[:, 0] * gpo[0]  # [L, M]: Y_m gp_j
         for c in (1, 2):
-            np.multiply(YTl[:, c], gpo[:, c], out=tmp)
+            np.multiply(YTl[:, c], gpo[c], out=tmp)
             bl += tmp
         b = lay.sum_to_columns(bl) - s.gc
         if self.method == "dense":
@@ -835,12 +839,11 @@ def _bundle_adjust(problem: BAProblem, options: BAOptions) -> BAResult:
         if any_fixed_pt:
             dp[work.point_fixed] = 0.0
         # model decrease of the (IRLS-weighted) linearisation
-        dcg, dpg = dc[layout.idx_T], dp[op]  # [L, M], [M, 3]
+        dcg, dpg = dc[layout.idx_T], np.ascontiguousarray(dp[op].T)  # [L, M], [3, M]
         jj = 0.0
         for k in range(2):
             Jdx = np.einsum("lm,lm->m", sysm.Jcw[:, k].T, dcg)
-            for c in range(3):
-                Jdx += sysm.Jxw[:, k, c] * dpg[:, c]
+            Jdx += np.einsum("cm,cm->m", sysm.Jxw[:, k].T, dpg)
             jj += Jdx @ Jdx
         pred = -(sysm.gc @ dc + np.sum(sysm.gp * dp) + 0.5 * jj)
         dnorm = np.sqrt(dc @ dc + np.sum(dp * dp))
