@@ -286,13 +286,15 @@ class _Evaluator:
         Xw = X[op]
         Rg = None
         if self.slices is not None:
-            RX = np.empty((M, 3))
+            RX, Xc = np.empty((M, 3)), np.empty((M, 3))
+            t = state.translations
             for i, s, e in self.slices:
                 np.matmul(Xw[s:e], R[i].T, out=RX[s:e])
+                np.add(RX[s:e], t[i], out=Xc[s:e])
         else:
             Rg = R[oi]
             RX = np.einsum("mij,mj->mi", Rg, Xw)
-        Xc = RX + state.translations[oi]
+            Xc = RX + state.translations[oi]
         valid = Xc[:, 2] > 1e-12
         all_valid = bool(valid.all())
         res = np.empty((M, 2)) if all_valid else np.zeros((M, 2))
@@ -367,7 +369,9 @@ class _Evaluator:
         return res, valid, Js.transpose(2, 0, 1), Jx
 
     def cost(self, res: np.ndarray) -> tuple[float, np.ndarray]:
-        s = np.einsum("mi,mi->m", res, res)
+        r0, r1 = res[:, 0], res[:, 1]
+        s = r0 * r0
+        s += r1 * r1
         rho, drho = loss_rho(self.options.loss, self.options.loss_scale, s)
         return 0.5 * float(rho.sum()), drho
 
@@ -406,6 +410,7 @@ class _System:
     gp: np.ndarray  # [N, 3]
     V: np.ndarray  # [N, 3, 3] undamped point blocks
     WT: np.ndarray | None = None  # [L, 3, M] W_m^T = Jx_m^T Jc_m per observation, l-major
+    JxT: np.ndarray | None = None  # [2, 3, M] Jxw, component-major
 
 
 def _build_system(Jc, Jx, res, drho, layout: _Layout, problem: BAProblem, trivial: bool = False) -> _System:
@@ -440,7 +445,7 @@ def _build_system(Jc, Jx, res, drho, layout: _Layout, problem: BAProblem, trivia
     gc = layout.sum_to_columns(gcl)
     VG = np.bincount(layout.op9_T, weights=U.reshape(-1), minlength=9 * N).reshape(N, 9)
     V = VG[:, [0, 1, 2, 1, 3, 4, 2, 4, 5]].reshape(N, 3, 3)
-    return _System(Js.transpose(2, 0, 1), Jxw, rw, gc, np.ascontiguousarray(VG[:, 6:]), V, WT)
+    return _System(Js.transpose(2, 0, 1), Jxw, rw, gc, np.ascontiguousarray(VG[:, 6:]), V, WT, x)
 
 
 def _inv_sym3(A):
@@ -451,13 +456,20 @@ def _inv_sym3(A):
     co_a = d * f - e * e
     co_b = c * e - b * f
     co_c = b * e - c * d
-    inv_det = 1.0 / (a * co_a + b * co_b + c * co_c)
+    det = a * co_a + b * co_b + c * co_c
+    # numerically singular blocks (a point seen once, tiny damping): pseudo-inverse instead
+    bad = ~(det > 1e-12 * np.abs(a * d * f))
+    if bad.any():
+        det = np.where(bad, 1.0, det)
+    inv_det = 1.0 / det
     out[:, 0, 0] = co_a * inv_det
     out[:, 0, 1] = out[:, 1, 0] = co_b * inv_det
     out[:, 0, 2] = out[:, 2, 0] = co_c * inv_det
     out[:, 1, 1] = (a * f - c * c) * inv_det
     out[:, 1, 2] = out[:, 2, 1] = (b * c - a * e) * inv_det
     out[:, 2, 2] = (a * d - b * b) * inv_det
+    if bad.any():
+        out[bad] = np.linalg.pinv(A[bad], hermitian=True)
     return out
 
 
@@ -843,7 +855,7 @@ def _bundle_adjust(problem: BAProblem, options: BAOptions) -> BAResult:
         jj = 0.0
         for k in range(2):
             Jdx = np.einsum("lm,lm->m", sysm.Jcw[:, k].T, dcg)
-            Jdx += np.einsum("cm,cm->m", sysm.Jxw[:, k].T, dpg)
+            Jdx += np.einsum("cm,cm->m", sysm.JxT[k], dpg)
             jj += Jdx @ Jdx
         pred = -(sysm.gc @ dc + np.sum(sysm.gp * dp) + 0.5 * jj)
         dnorm = np.sqrt(dc @ dc + np.sum(dp * dp))
