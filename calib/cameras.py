@@ -777,7 +777,12 @@ def project_jacobians(camera: Camera, points_cam) -> ProjectionJacobians:
         xdx, xdy, J_xy, J_e = _radial_tangential(camera.model, e, x, y, need_jac=True)
         xd = np.stack([xdx, xdy], 1)
         if all_front:  # what project() computes, without evaluating the distortion twice
-            uv = xd * f + camera.principal_point
+            c = camera.principal_point
+            uv = np.empty((n, 2))
+            np.multiply(xdx, f[0], out=uv[:, 0])
+            uv[:, 0] += c[0]
+            np.multiply(xdy, f[1], out=uv[:, 1])
+            uv[:, 1] += c[1]
             rmax = np.tan(min(camera.max_valid_angle, np.radians(89.999)))
             valid = (x * x + y * y <= rmax * rmax) & np.isfinite(uv[:, 0]) & np.isfinite(uv[:, 1])
         # d uv / dX = f J_xy @ d(x, y)/dX with d(x, y)/dX = [[1/z, 0, -x/z], [0, 1/z, -y/z]],
