@@ -41,6 +41,7 @@ then pin the gauge, or LM damping keeps the singular directions still).
 from __future__ import annotations
 
 import copy
+import itertools
 import sys
 import time
 from dataclasses import dataclass, field
@@ -240,7 +241,7 @@ class _Layout:
 class _State:
     """The variables of a problem (what an LM step changes)."""
 
-    __slots__ = ("cameras", "rotations", "translations", "points")
+    __slots__ = ("cameras", "points", "rotations", "translations")
 
     def __init__(self, cameras, rotations, translations, points):
         self.cameras, self.rotations, self.translations, self.points = cameras, rotations, translations, points
@@ -318,7 +319,6 @@ class _Evaluator:
             if need_jac:
                 uv, d_pt, d_par, _ = cam.project_jacobians(Xs)
                 fi = self.layout.free_intr[c]
-                q = 6 + len(fi)
                 if sel is None:
                     np.subtract(uv, self.uv, out=res)
                     d = d_pt
@@ -550,7 +550,7 @@ class _PairStructure:
                 k0 = bounds[-1]
                 k1 = int(np.searchsorted(kend, kend[k0] + self.CHUNK, side="right")) - 1
                 bounds.append(max(k1, k0 + 1))
-            for k0, k1 in zip(bounds[:-1], bounds[1:]):
+            for k0, k1 in itertools.pairwise(bounds):
                 q0, q1 = 3 * int(kend[k0]), 3 * int(kend[k1])
                 nq = q1 - q0
                 indptr = np.append((np.arange(L)[:, None] * nq + (3 * kend[k0:k1] - q0)[None, :]).reshape(-1),
