@@ -5,12 +5,18 @@ Synthetic problems (recon.ba.synthetic: ring of cameras, one SIMPLE_RADIAL camer
 objective (trivial loss, focal + k refined, principal point fixed, TWO_CAMS gauge) to the same
 tolerances. Prints the final costs, iterations, times and the time ratio ours / Ceres.
 
+Times: ours = the whole ``bundle_adjust`` call (setup included); Ceres = its solve (pycolmap's
+problem setup excluded). Each size runs ``--repeat`` times, ours and Ceres alternating, and the
+medians are reported (default: more runs for the small, fast sizes, whose single timings are
+noisy on a shared machine). The load average is printed before and after.
+
     PYTHONPATH=. python bench/bench_ba.py [--sizes 1000,10000,100000] [--backend numpy|torch]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -23,12 +29,15 @@ def main() -> None:
     ap.add_argument("--device", default=None, help="torch device (default cuda when available)")
     ap.add_argument("--max-iterations", type=int, default=50)
     ap.add_argument("--threads", type=int, default=-1, help="Ceres threads (-1 = all cores)")
+    ap.add_argument("--repeat", type=int, default=0,
+                    help="runs per size (0 = auto: 9 below 5k points, 3 below 20k, else 1)")
     args = ap.parse_args()
 
     from recon.ba import BAOptions, bundle_adjust, problem_from_reconstruction
     from recon.ba.reference import ceres_bundle_adjust
     from recon.ba.synthetic import perturb_problem, reconstruction_from_problem, synthetic_problem
 
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     # warm-up: imports (scipy.sparse, pycolmap, torch) and first-call costs are not timed
     warm = perturb_problem(synthetic_problem(5, 100, seed=1))
     bundle_adjust(warm, BAOptions(backend=args.backend, device=args.device))
@@ -40,22 +49,28 @@ def main() -> None:
         rec = reconstruction_from_problem(perturb_problem(gt))
         prob, _ = problem_from_reconstruction(rec)
         tol = dict(function_tolerance=1e-10, gradient_tolerance=1e-10, parameter_tolerance=1e-10)
-        t0 = time.perf_counter()
-        ours = bundle_adjust(prob, BAOptions(backend=args.backend, device=args.device,
-                                             max_iterations=args.max_iterations, **tol))
-        t_ours = time.perf_counter() - t0
-        ceres = ceres_bundle_adjust(rec, max_iterations=args.max_iterations, num_threads=args.threads, **tol)
+        reps = args.repeat or (9 if n_pts < 5000 else 3 if n_pts < 20000 else 1)
+        t_ours, t_ceres = [], []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            ours = bundle_adjust(prob, BAOptions(backend=args.backend, device=args.device,
+                                                 max_iterations=args.max_iterations, **tol))
+            t_ours.append(time.perf_counter() - t0)
+            ceres = ceres_bundle_adjust(rec, max_iterations=args.max_iterations, num_threads=args.threads, **tol)
+            t_ceres.append(ceres.time_s)
+        to, tc = float(np.median(t_ours)), float(np.median(t_ceres))
         rel = (ours.final_cost - ceres.final_cost) / ceres.final_cost
         rows.append((n_img, n_pts, prob.num_observations, ours.final_cost, ceres.final_cost, rel,
-                     ours.iterations, ceres.iterations, t_ours, ceres.time_s, t_ours / ceres.time_s))
-        print(f"done {n_pts} points", flush=True)
+                     ours.iterations, ceres.iterations, reps, to, tc, to / tc))
+        print(f"done {n_pts} points ({reps} runs)", flush=True)
     print(f"\nrecon.ba ({args.backend}) vs Ceres (pycolmap {__import__('pycolmap').__version__}); "
-          f"cost = 1/2 sum |r|^2, same objective and tolerances")
+          f"cost = 1/2 sum |r|^2, same objective and tolerances; times are medians of 'runs'")
     print(f"{'images':>6} {'points':>7} {'obs':>8} {'cost ours':>14} {'cost ceres':>14} {'rel diff':>9} "
-          f"{'it ours':>7} {'it ceres':>8} {'t ours s':>8} {'t ceres s':>9} {'ratio':>6}")
+          f"{'it ours':>7} {'it ceres':>8} {'runs':>4} {'t ours s':>8} {'t ceres s':>9} {'ratio':>6}")
     for r in rows:
         print(f"{r[0]:>6} {r[1]:>7} {r[2]:>8} {r[3]:>14.6f} {r[4]:>14.6f} {r[5]:>9.1e} {r[6]:>7} {r[7]:>8} "
-              f"{r[8]:>8.2f} {r[9]:>9.2f} {r[10]:>6.2f}")
+              f"{r[8]:>4} {r[9]:>8.3f} {r[10]:>9.3f} {r[11]:>6.2f}")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -384,8 +384,9 @@ def _radial_tangential(model: str, e: np.ndarray, x: np.ndarray, y: np.ndarray, 
     J[:, 1, 0] = J[:, 0, 1]
     J[:, 1, 1] = a + 2 * y * y * da + 6 * p1 * y + 2 * p2 * x
     Je = np.empty((n, 2, d_a_d_e.shape[1]))
-    Je[:, 0, :] = x[:, None] * d_a_d_e
-    Je[:, 1, :] = y[:, None] * d_a_d_e
+    for k in range(d_a_d_e.shape[1]):  # column by column: long contiguous loops in NumPy
+        np.multiply(x, d_a_d_e[:, k], out=Je[:, 0, k])
+        np.multiply(y, d_a_d_e[:, k], out=Je[:, 1, k])
     if model in ("OPENCV", "FULL_OPENCV"):
         Je[:, 0, 2], Je[:, 1, 2] = 2 * x * y, r2 + 2 * y * y  # d/dp1
         Je[:, 0, 3], Je[:, 1, 3] = r2 + 2 * x * x, 2 * x * y  # d/dp2
@@ -707,15 +708,15 @@ def project(camera: Camera, points_cam) -> Projection:
         valid = (theta <= camera.max_valid_angle) & (np.linalg.norm(flat, axis=1) > 0) & ~(small & (flat[:, 2] <= 0))
     else:
         z = flat[:, 2]
-        front = z > 1e-12 * np.maximum(1.0, np.abs(flat[:, :2]).max(axis=1))
+        front = z > 1e-12 * np.maximum(np.maximum(1.0, np.abs(flat[:, 0])), np.abs(flat[:, 1]))
         zs = np.where(front, z, 1.0)
         x, y = flat[:, 0] / zs, flat[:, 1] / zs
         xdx, xdy, _, _ = _radial_tangential(camera.model, e, x, y, need_jac=False)
         xd = np.stack([xdx, xdy], 1)
         rmax = np.tan(min(camera.max_valid_angle, np.radians(89.999)))
-        valid = front & (np.hypot(x, y) <= rmax)
+        valid = front & (x * x + y * y <= rmax * rmax)
     uv = xd * f + c
-    valid &= np.all(np.isfinite(uv), axis=1)
+    valid &= np.isfinite(uv[:, 0]) & np.isfinite(uv[:, 1])
     return Projection(uv.reshape(lead + (2,)), valid.reshape(lead))
 
 
@@ -742,8 +743,8 @@ def project_jacobians(camera: Camera, points_cam) -> ProjectionJacobians:
     n = X.shape[0]
     f, e = camera.focal, camera.extra
     spec = camera.spec
-    uv, valid = project(camera, X)
     if camera.is_fisheye:
+        uv, valid = project(camera, X)
         x, y, z = X[:, 0], X[:, 1], X[:, 2]
         r = np.hypot(x, y)
         rho2 = r * r + z * z
@@ -764,18 +765,36 @@ def project_jacobians(camera: Camera, points_cam) -> ProjectionJacobians:
         xd = X[:, :2] * s[:, None]
         J_e = np.stack([x, y], 1)[:, :, None] / rs[:, None, None] * dg_de[:, None, :]
         J_e = np.where(small[:, None, None], 0.0, J_e)
+        d_uv_d_point = f[None, :, None] * J_xd
     else:
-        z = np.where(np.abs(X[:, 2]) > 0, X[:, 2], 1.0)
+        z = X[:, 2]
+        front = z > 1e-12 * np.maximum(np.maximum(1.0, np.abs(X[:, 0])), np.abs(X[:, 1]))
+        all_front = bool(front.all())
+        if not all_front:  # project()'s own pixels for points behind the camera
+            uv, valid = project(camera, X)
+            z = np.where(np.abs(z) > 0, z, 1.0)
         x, y = X[:, 0] / z, X[:, 1] / z
         xdx, xdy, J_xy, J_e = _radial_tangential(camera.model, e, x, y, need_jac=True)
         xd = np.stack([xdx, xdy], 1)
-        d_xy_d_X = np.zeros((n, 2, 3))
-        d_xy_d_X[:, 0, 0] = 1 / z
-        d_xy_d_X[:, 1, 1] = 1 / z
-        d_xy_d_X[:, 0, 2] = -x / z
-        d_xy_d_X[:, 1, 2] = -y / z
-        J_xd = J_xy @ d_xy_d_X
-    d_uv_d_point = f[None, :, None] * J_xd
+        if all_front:  # what project() computes, without evaluating the distortion twice
+            c = camera.principal_point
+            uv = np.empty((n, 2))
+            np.multiply(xdx, f[0], out=uv[:, 0])
+            uv[:, 0] += c[0]
+            np.multiply(xdy, f[1], out=uv[:, 1])
+            uv[:, 1] += c[1]
+            rmax = np.tan(min(camera.max_valid_angle, np.radians(89.999)))
+            valid = (x * x + y * y <= rmax * rmax) & np.isfinite(uv[:, 0]) & np.isfinite(uv[:, 1])
+        # d uv / dX = f J_xy @ d(x, y)/dX with d(x, y)/dX = [[1/z, 0, -x/z], [0, 1/z, -y/z]],
+        # component by component (long contiguous loops in NumPy)
+        iz = 1.0 / z
+        d_uv_d_point = np.empty((n, 2, 3))
+        for i in range(2):
+            fi = f[i] * iz
+            j0, j1 = J_xy[:, i, 0], J_xy[:, i, 1]
+            np.multiply(j0, fi, out=d_uv_d_point[:, i, 0])
+            np.multiply(j1, fi, out=d_uv_d_point[:, i, 1])
+            np.multiply(j0 * x + j1 * y, -fi, out=d_uv_d_point[:, i, 2])
     P = spec.num_params
     d_params = np.zeros((n, 2, P))
     if spec.single_focal:
@@ -788,6 +807,7 @@ def project_jacobians(camera: Camera, points_cam) -> ProjectionJacobians:
         d_params[:, 0, 2] = 1.0
         d_params[:, 1, 3] = 1.0
         k0 = 4
-    if P > k0:
-        d_params[:, :, k0:] = f[None, :, None] * J_e
+    for k in range(P - k0):
+        np.multiply(J_e[:, 0, k], f[0], out=d_params[:, 0, k0 + k])
+        np.multiply(J_e[:, 1, k], f[1], out=d_params[:, 1, k0 + k])
     return ProjectionJacobians(uv, d_uv_d_point, d_params, valid)
