@@ -75,7 +75,10 @@ class TorchSolver:
         dV = torch.clamp(torch.diagonal(self.V, dim1=1, dim2=2), 1e-6, 1e32)
         Vd = self.V + lam * dV[:, :, None] * eye3
         Vd[self.point_fixed] = eye3
-        Vinv = torch.linalg.inv(Vd)
+        Vinv, info = torch.linalg.inv_ex(Vd)
+        bad = info != 0
+        if bool(bad.any()):  # exactly singular blocks (a point seen once): pseudo-inverse, as numpy
+            Vinv[bad] = torch.linalg.pinv(Vd[bad], hermitian=True)
         dfix = 1.0 - self.free
         dc_diag = lam * torch.clamp(self.hdiag, 1e-6, 1e32) + dfix
 

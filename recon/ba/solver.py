@@ -740,14 +740,25 @@ class _SparseProductSolver:
 def _select_backend(options: BAOptions, problem: BAProblem) -> str:
     if options.backend != "auto":
         return options.backend
-    if problem.num_observations < 20000 and "torch" not in sys.modules:
-        return "numpy"  # small: not worth importing torch (seconds) to look for CUDA
+    if "torch" not in sys.modules and (problem.num_observations < 20000 or not _nvidia_driver_present()):
+        return "numpy"  # small, or no NVIDIA driver: not worth importing torch (seconds) to look for CUDA
     try:
         import torch
 
         return "torch" if torch.cuda.is_available() else "numpy"
     except ImportError:
         return "numpy"
+
+
+def _nvidia_driver_present() -> bool:
+    """Cheap test (no torch import) for an NVIDIA driver: CUDA is impossible without one."""
+    import os
+
+    if sys.platform.startswith("linux"):
+        return os.path.exists("/proc/driver/nvidia/version")
+    import ctypes.util
+
+    return any(ctypes.util.find_library(n) for n in ("nvcuda", "cuda"))
 
 
 _BLAS_CONTROLLER = [None, None]  # (threadpoolctl controller, whether torch was loaded when made)
