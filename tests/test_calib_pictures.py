@@ -41,9 +41,18 @@ def _pixels(path):
 
 
 def _run_alone(fn):
-    """Run fn in a thread-free moment (pytest may have helper threads: wait for them)."""
+    """Run fn with no other thread alive (PictureProcess only forks then). Progress bars of
+    earlier tests leave tqdm's monitor thread running: stop it."""
+    try:
+        from tqdm import tqdm
+
+        if tqdm.monitor is not None:
+            tqdm.monitor.exit()
+            tqdm.monitor = None
+    except ImportError:
+        pass
     if threading.active_count() > 1:
-        pytest.skip("other threads are running; PictureProcess would not fork")
+        pytest.skip(f"other threads are running ({[t.name for t in threading.enumerate()]}); PictureProcess would not fork")
     return fn()
 
 

@@ -140,7 +140,12 @@ def run(args: argparse.Namespace) -> int:
     import contextlib
 
     # The least-squares algebra here is small (a few thousand rows by ~100 columns): threaded
-    # BLAS only adds spinning threads (measured: 2x the CPU time for the same wall time).
+    # BLAS only adds spinning threads (measured: 2x the CPU time for the same wall time, and
+    # long stalls on a loaded machine).
+    # numpy and OpenCV each bring an OpenBLAS; load them first so that the limit applies to both.
+    import cv2  # noqa: F401
+    import numpy  # noqa: F401
+
     try:
         from threadpoolctl import threadpool_limits
 
