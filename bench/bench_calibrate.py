@@ -1,6 +1,7 @@
 """Benchmark: the whole `recon calibrate` against plain OpenCV (detect + calibrateCamera).
 
     PYTHONPATH=$PWD python bench/bench_calibrate.py [--images DIR] [--board chessboard:7x7] [--repeat 3]
+                                                   [--also OTHER_CHECKOUT]
 
 Each contestant runs as a fresh Python process (interpreter start and imports included), on the
 same images, `--repeat` times; the table shows the median wall time and the ratio to OpenCV:
@@ -10,6 +11,11 @@ same images, `--repeat` times; the table shows the median wall time and the rati
 * recon:          `recon calibrate` with the default outputs (detection, outlier rejection,
                   covariance, uncertainty + coverage maps, YAML/JSON/COLMAP, 4 PNG pictures)
 * recon --no-plots: the same without the pictures
+* recon@NAME [--no-plots]: with ``--also DIR``, the same from another checkout (e.g. an export
+                  of main: ``git archive main | tar -x -C /tmp/base``), to compare before/after
+                  under the same load
+
+CPU time is user + sys of the contestant and the children it waited for (the picture processes).
 
 Default images: ../shared/data/chessboard-7x7 (19 real 640x480 photos); without them, 19 views
 rendered with recon.synth.boards.

@@ -300,12 +300,12 @@ class PictureProcess:
     (~0.4 s of CPU) while the caller goes on (detection, calibration) and then waits for work.
 
     ``submit`` hands it one camera's pictures (any number of times); ``close`` waits until
-    every picture is written and returns their paths. The child splits each job's four
-    pictures with a grandchild forked after the import (no second import). Fork only happens
-    where it is safe: a POSIX system and a single-threaded caller (a thread holding a lock, e.g.
-    an import lock, at fork time would deadlock the child). Otherwise ``active`` is False and
-    ``submit``/``close`` draw in this process. If the child fails, ``close`` draws the missing
-    pictures here."""
+    every picture is written and returns their paths; ``cancel`` (or leaving a ``with`` block by
+    an exception) stops it. The child splits each job's pictures with a grandchild forked after
+    the import (no second import). It forks only where that is safe: a POSIX system and a
+    single-threaded caller (a thread holding a lock, e.g. an import lock, at fork time would
+    deadlock the child). Otherwise ``active`` is False and ``close`` draws the pictures in this
+    process, as it does for any picture the child did not report written (if it failed)."""
 
     def __init__(self):
         import os
@@ -387,11 +387,30 @@ class PictureProcess:
         self._jobs = []
         return paths
 
+    def cancel(self) -> None:
+        """Stop the child without drawing anything (on an error in the caller)."""
+        import os
+        import signal
+
+        self._jobs = []
+        if self.active:
+            self.active = False
+            os.close(self._w)
+            os.close(self._r)
+            try:
+                os.kill(self._pid, signal.SIGKILL)  # its grandchild, if any, ends at EOF/exit
+            except ProcessLookupError:
+                pass
+            os.waitpid(self._pid, 0)
+
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, *exc):
+        if exc_type is None:
+            self.close()
+        else:
+            self.cancel()
         return False
 
 
@@ -409,8 +428,8 @@ def _picture_child(r_job: int, w_done: int) -> None:
 
     try:
         _import_matplotlib()
-    except Exception:
-        return  # the parent draws (and reports the error)
+    except Exception:  # noqa: BLE001 - whatever it is, the parent meets it again and reports it
+        return  # nothing reported written: close() draws everything in the parent
     with os.fdopen(r_job, "rb") as f:
         while True:
             head = f.read(8)

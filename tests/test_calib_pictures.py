@@ -11,7 +11,13 @@ import pytest
 
 from calib import Camera
 from calib.boards import BoardSpec, board_object_points
-from calib.calibrate import Observation, Rejection, calibrate_camera, coverage_map, projection_uncertainty
+from calib.calibrate import (
+    Observation,
+    Rejection,
+    calibrate_camera,
+    coverage_map,
+    projection_uncertainty,
+)
 from calib.report import PICTURES, PictureProcess, save_pictures
 from recon.synth.boards import random_board_poses, true_corners
 
@@ -77,7 +83,7 @@ def test_forked_pictures_equal_in_process_ones(solved, tmp_path):
 
 
 def test_pictures_drawn_here_when_the_child_fails(solved, tmp_path, monkeypatch):
-    import calib.report as report
+    from calib import report
 
     res, unc, cov = solved
     monkeypatch.setattr(report, "_picture_child", lambda r, w: os._exit(3))  # dies at once

@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         from threadpoolctl import threadpool_limits
 
         blas = threadpool_limits(1, user_api="blas")
-    except Exception:  # pragma: no cover - threadpoolctl is a dependency
+    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
         blas = contextlib.nullcontext()
     with blas:
         if args.no_plots:
