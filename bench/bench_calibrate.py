@@ -1,6 +1,7 @@
 """Benchmark: the whole `recon calibrate` against plain OpenCV (detect + calibrateCamera).
 
     PYTHONPATH=$PWD python bench/bench_calibrate.py [--images DIR] [--board chessboard:7x7] [--repeat 3]
+                                                   [--also OTHER_CHECKOUT]
 
 Each contestant runs as a fresh Python process (interpreter start and imports included), on the
 same images, `--repeat` times; the table shows the median wall time and the ratio to OpenCV:
@@ -10,6 +11,11 @@ same images, `--repeat` times; the table shows the median wall time and the rati
 * recon:          `recon calibrate` with the default outputs (detection, outlier rejection,
                   covariance, uncertainty + coverage maps, YAML/JSON/COLMAP, 4 PNG pictures)
 * recon --no-plots: the same without the pictures
+* recon@NAME [--no-plots]: with ``--also DIR``, the same from another checkout (e.g. an export
+                  of main: ``git archive main | tar -x -C /tmp/base``), to compare before/after
+                  under the same load
+
+CPU time is user + sys of the contestant and the children it waited for (the picture processes).
 
 Default images: ../shared/data/chessboard-7x7 (19 real 640x480 photos); without them, 19 views
 rendered with recon.synth.boards.
@@ -54,13 +60,13 @@ print(len(obj), rms)
 """
 
 
-def timed(cmd, env) -> tuple[float, float, str]:
+def timed(cmd, env, cwd=ROOT) -> tuple[float, float, str]:
     """(wall seconds, CPU seconds of the child (user + sys), last stdout line)."""
     import resource
 
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, check=False)
     dt = time.perf_counter() - t
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if out.returncode != 0:
@@ -74,6 +80,9 @@ def main() -> int:
     ap.add_argument("--images", default=None, help="folder of board images")
     ap.add_argument("--board", default="chessboard:7x7", help="chessboard:COLSxROWS")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--also", default=None, metavar="ROOT",
+                    help="also time `recon calibrate` of another checkout (e.g. an export of main), "
+                         "interleaved with the others: contestants 'recon@ROOT' and 'recon@ROOT --no-plots'")
     args = ap.parse_args()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     tmp = Path(tempfile.mkdtemp(prefix="bench_calib_"))
@@ -97,12 +106,19 @@ def main() -> int:
         "recon --no-plots": [sys.executable, "-m", "recon", "calibrate", str(images), "--board", board, "-o",
                              str(tmp / "out2"), "--quiet", "--no-plots"],
     }
+    envs = {k: env for k in contestants}
+    if args.also:
+        other = Path(args.also).resolve()
+        for k in ("recon", "recon --no-plots"):
+            name = k.replace("recon", f"recon@{other.name}")
+            contestants[name] = [a.replace(str(tmp / "out"), str(tmp / "other_out")) for a in contestants[k]]
+            envs[name] = dict(env, PYTHONPATH=str(other), PYTHONDONTWRITEBYTECODE="1")
     times = {k: [] for k in contestants}
     cpus = {k: [] for k in contestants}
     last = {}
     for _ in range(args.repeat):  # interleaved, so machine load affects all alike
         for name, cmd in contestants.items():
-            dt, cpu, line = timed(cmd, env)
+            dt, cpu, line = timed(cmd, envs[name], envs[name]["PYTHONPATH"])
             times[name].append(dt)
             cpus[name].append(cpu)
             last[name] = line
@@ -113,12 +129,13 @@ def main() -> int:
     base_cpu = statistics.median(cpus["opencv-sb"])
     print(f"\n{n_img} images from {images} ({board}); median of {args.repeat} runs, fresh process each; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
-    print(f"{'contestant':<18} {'wall s':>7} {'min s':>6} {'wall ratio':>10} {'CPU s':>6} {'CPU ratio':>9}  result")
+    width = max(18, *(len(k) for k in times))
+    print(f"{'contestant':<{width}} {'wall s':>7} {'min s':>6} {'wall ratio':>10} {'CPU s':>6} {'CPU ratio':>9}  result")
     for name, ts in times.items():
         med, cpu = statistics.median(ts), statistics.median(cpus[name])
         res = {"opencv-sb": f"views, rms = {last[name]}", "opencv-classic": f"views, rms = {last[name]}"}.get(
             name, f"{rep['num_views_used']} views, rms = {rep['rms_px']:.4f} ({rep['model']})")
-        print(f"{name:<18} {med:7.2f} {min(ts):6.2f} {med / base:10.2f} {cpu:6.2f} {cpu / base_cpu:9.2f}  {res}")
+        print(f"{name:<{width}} {med:7.2f} {min(ts):6.2f} {med / base:10.2f} {cpu:6.2f} {cpu / base_cpu:9.2f}  {res}")
     print(f"\nrecon / opencv-sb: wall-time ratio {statistics.median(times['recon']) / base:.2f}, CPU-time ratio "
           f"{statistics.median(cpus['recon']) / base_cpu:.2f} (target <= 1.5)")
     return 0

@@ -46,6 +46,7 @@ __all__ = [
     "ViewResult",
     "calibrate_camera",
     "compare_cameras",
+    "comparison_grid",
     "coverage_map",
     "opencv_flags",
     "projection_uncertainty",
@@ -643,7 +644,8 @@ def projection_uncertainty(result: CalibrationResult, *, grid: tuple[int, int] =
         G[:, :, P + 6 * i:P + 6 * i + 3] = np.einsum("nij,njk->nik", d_pt, dpw) / V
         G[:, :, P + 6 * i + 3:P + 6 * i + 6] = d_pt / V
     C = result.covariance
-    Sq = np.einsum("nip,pq,njq->nij", G, C, G)
+    GC = (G.reshape(-1, G.shape[2]) @ C).reshape(G.shape)  # one BLAS product, not a 3-operand einsum
+    Sq = np.einsum("nip,njp->nij", GC, G)
     a, b, c = Sq[:, 0, 0], Sq[:, 0, 1], Sq[:, 1, 1]
     lam = 0.5 * (a + c) + np.sqrt(np.maximum(0.25 * (a - c) ** 2 + b * b, 0.0))
     std = np.sqrt(np.maximum(lam, 0.0))
@@ -702,11 +704,25 @@ def coverage_map(result: CalibrationResult, *, cells: tuple[int, int] = (16, 12)
     return CoverageMap(counts, (W / cells[0], H / cells[1]), advice, float(np.mean(counts > 0)))
 
 
+def comparison_grid(image_size: tuple[int, int], step: float) -> tuple[np.ndarray, np.ndarray]:
+    """(columns [Gu], rows [Gv]) of :func:`compare_cameras`' grid: every ``step`` pixels from 0,
+    plus the last column / row of the image."""
+    if step <= 0:
+        raise ValueError(f"step: expected > 0 pixels, got {step}")
+    out = []
+    for n in image_size:
+        g = np.arange(0, n - 1 + 1e-9, step)
+        out.append(g if g[-1] >= n - 1 - 1e-9 else np.r_[g, n - 1.0])
+    return out[0], out[1]
+
+
 def compare_cameras(estimated: Camera, reference: Camera, *, step: float = 4.0,
                     fit_rotation: bool = False) -> np.ndarray:
     """|difference| in pixels, over a grid every ``step`` pixels, between where ``estimated``
     and ``reference`` project the same ray (the ray of each grid pixel under ``reference``).
-    Returns [Gv, Gu] (NaN where a ray is invalid for either).
+    The grid is ``0, step, 2 step, ...`` plus the last column ``W - 1`` and row ``H - 1``, so it
+    covers the whole image, its four corner pixels included. Returns [Gv, Gu] (NaN where a ray
+    is invalid for either); :func:`comparison_grid` gives the grid's columns and rows.
 
     ``fit_rotation``: first fit the small rotation of the camera frame that best aligns the two
     (mrcal's "implied transform" for projection differences). A calibration fixes the camera
@@ -715,8 +731,7 @@ def compare_cameras(estimated: Camera, reference: Camera, *, step: float = 4.0,
     the fitted one measures how differently the two cameras map the world."""
     if estimated.size != reference.size:
         raise ValueError(f"estimated/reference: image sizes differ, {estimated.size} vs {reference.size}")
-    gu = np.arange(0, reference.width - 1 + 1e-9, step)
-    gv = np.arange(0, reference.height - 1 + 1e-9, step)
+    gu, gv = comparison_grid(reference.size, step)
     uv = np.stack(np.meshgrid(gu, gv), -1)
     rays, ok = reference.unproject(uv)
     R = np.eye(3)

@@ -20,6 +20,7 @@ from calib.calibrate import CalibrationResult, CoverageMap, Rejection, Uncertain
 from calib.cameras import MODELS, Camera
 
 __all__ = [
+    "PictureProcess",
     "colmap_camera_line",
     "parse_colmap_camera_line",
     "read_calibration",
@@ -248,6 +249,7 @@ def stereo_report_dict(stereo, *, left_report: dict | None = None, right_report:
 
 
 PICTURES = ("residuals", "coverage", "uncertainty", "view_errors")
+_PNG = {"compress_level": 1}  # zlib level 1: ~25 % less encoding time, files ~10 % larger
 
 
 def save_pictures(result: CalibrationResult, out_dir, *, uncertainty: UncertaintyMap | None = None,
@@ -256,35 +258,202 @@ def save_pictures(result: CalibrationResult, out_dir, *, uncertainty: Uncertaint
     """residuals.png, coverage.png, uncertainty.png, view_errors.png in ``out_dir`` (coverage and
     uncertainty only when given).
 
-    ``parallel``: draw them in two forked processes (matplotlib is single-threaded and as slow as
-    OpenCV's whole detection here); falls back to drawing in this process where fork is not
-    available or fails."""
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    which = [w for w in PICTURES if not ((w == "coverage" and coverage is None)
-                                         or (w == "uncertainty" and uncertainty is None))]
-    args = (result, Path(out_dir), uncertainty, coverage, list(rejected), prefix)
+    ``parallel``: draw them in forked processes (:class:`PictureProcess`) when this process has a
+    single thread (forking a multi-threaded process can deadlock the child); otherwise, or where
+    fork is not available, draw them here one after the other."""
     if parallel:
-        import multiprocessing
+        pp = PictureProcess()
+        if pp.active:
+            pp.submit(result, out_dir, uncertainty=uncertainty, coverage=coverage, rejected=rejected,
+                      prefix=prefix)
+            return pp.close()
+    return _save_here(result, Path(out_dir), uncertainty, coverage, list(rejected), prefix)
+
+
+def _which(uncertainty, coverage) -> list[str]:
+    return [w for w in PICTURES if not ((w == "coverage" and coverage is None)
+                                        or (w == "uncertainty" and uncertainty is None))]
+
+
+def _save_here(result, out_dir: Path, uncertainty, coverage, rejected, prefix, which=None, done_fd=None) -> list[Path]:
+    import os
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for w in _which(uncertainty, coverage) if which is None else which:
+        paths.append(_draw_picture(w, result, out_dir, uncertainty, coverage, rejected, prefix))
+        if done_fd is not None:  # one short write (< PIPE_BUF) is atomic, even from two processes
+            os.write(done_fd, (str(paths[-1]) + "\n").encode())
+    return paths
+
+
+def _import_matplotlib() -> None:
+    from matplotlib import font_manager
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
+    from matplotlib.figure import Figure  # noqa: F401
+
+    font_manager.get_font(font_manager.findfont("DejaVu Sans"))  # load the font file once
+
+
+class PictureProcess:
+    """Draws calibration pictures in a child process forked NOW, which imports matplotlib
+    (~0.4 s of CPU) while the caller goes on (detection, calibration) and then waits for work.
+
+    ``submit`` hands it one camera's pictures (any number of times); ``close`` waits until
+    every picture is written and returns their paths; ``cancel`` (or leaving a ``with`` block by
+    an exception) stops it. The child splits each job's pictures with a grandchild forked after
+    the import (no second import). It forks only where that is safe: a POSIX system and a
+    single-threaded caller (a thread holding a lock, e.g. an import lock, at fork time would
+    deadlock the child). Otherwise ``active`` is False and ``close`` draws the pictures in this
+    process, as it does for any picture the child did not report written (if it failed)."""
+
+    def __init__(self):
+        import os
+        import threading
+
+        self.active = False
+        self._jobs: list[tuple] = []
+        self._pid = None
+        if not hasattr(os, "fork") or threading.active_count() > 1:
+            return
+        import gc
+
+        r_job, w_job = os.pipe()
+        r_done, w_done = os.pipe()
+        # Objects that exist now are left out of the child's garbage collections, which would
+        # otherwise touch (and so copy) every page of the inherited heap.
+        gc.freeze()
+        try:
+            pid = os.fork()
+        except OSError:
+            gc.unfreeze()
+            for fd in (r_job, w_job, r_done, w_done):
+                os.close(fd)
+            return
+        if pid == 0:  # child: never returns
+            code = 1
+            try:
+                # A short-lived process that allocates many small objects (matplotlib's import
+                # and artists): the cyclic collector only costs time here (~20 % measured).
+                gc.disable()
+                os.close(w_job)
+                os.close(r_done)
+                _picture_child(r_job, w_done)
+                code = 0
+            finally:
+                os._exit(code)
+        gc.unfreeze()
+        os.close(r_job)
+        os.close(w_done)
+        self._pid, self._w, self._r = pid, w_job, r_done
+        self.active = True
+
+    def submit(self, result: CalibrationResult, out_dir, *, uncertainty: UncertaintyMap | None = None,
+               coverage: CoverageMap | None = None, rejected: list[Rejection] = (), prefix: str = "") -> None:
+        import pickle
+
+        job = (result, Path(out_dir), uncertainty, coverage, list(rejected), prefix)
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        self._jobs.append(job)
+        if not self.active:
+            return
+        data = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            _write_all(self._w, len(data).to_bytes(8, "little") + data)
+        except OSError:  # the child died: close() draws here
+            pass
+
+    def close(self) -> list[Path]:
+        """Wait for the pictures; returns their paths (drawing here what the child did not)."""
         import os
 
-        if "fork" in multiprocessing.get_all_start_methods() and (os.cpu_count() or 1) > 1:
-            global _PICTURE_ARGS
-            _PICTURE_ARGS = args
+        done = set()
+        if self.active:
+            self.active = False
+            os.close(self._w)
+            with os.fdopen(self._r, "rb") as f:
+                # one line per written picture; EOF once the child and grandchild have exited
+                done = set(f.read().decode().splitlines())
+            os.waitpid(self._pid, 0)
+        paths = []
+        for job in self._jobs:
+            result, out_dir, unc, cov, rejected, prefix = job
+            which = _which(unc, cov)
+            want = [out_dir / f"{prefix}{w}.png" for w in which]
+            missing = [w for w, p in zip(which, want) if str(p) not in done]
+            if missing:
+                _save_here(result, out_dir, unc, cov, rejected, prefix, missing)
+            paths += want
+        self._jobs = []
+        return paths
+
+    def cancel(self) -> None:
+        """Stop the child without drawing anything (on an error in the caller)."""
+        import os
+        import signal
+
+        self._jobs = []
+        if self.active:
+            self.active = False
+            os.close(self._w)
+            os.close(self._r)
             try:
-                with multiprocessing.get_context("fork").Pool(2) as pool:
-                    return [Path(p) for p in pool.map(_draw_picture_forked, which)]
-            except (OSError, RuntimeError):
+                os.kill(self._pid, signal.SIGKILL)  # its grandchild, if any, ends at EOF/exit
+            except ProcessLookupError:
                 pass
-            finally:
-                _PICTURE_ARGS = None
-    return [_draw_picture(w, *args) for w in which]
+            os.waitpid(self._pid, 0)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        if exc_type is None:
+            self.close()
+        else:
+            self.cancel()
+        return False
 
 
-_PICTURE_ARGS = None
+def _write_all(fd: int, data: bytes) -> None:
+    import os
+
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
-def _draw_picture_forked(which: str) -> str:
-    return str(_draw_picture(which, *_PICTURE_ARGS))
+def _picture_child(r_job: int, w_done: int) -> None:
+    import os
+    import pickle
+
+    try:
+        _import_matplotlib()
+    except Exception:  # noqa: BLE001 - whatever it is, the parent meets it again and reports it
+        return  # nothing reported written: close() draws everything in the parent
+    with os.fdopen(r_job, "rb") as f:
+        while True:
+            head = f.read(8)
+            if len(head) < 8:
+                break
+            result, out_dir, unc, cov, rejected, prefix = pickle.loads(f.read(int.from_bytes(head, "little")))
+            which = _which(unc, cov)
+            # Two processes: the grandchild (forked after the import: no second import) draws
+            # every other picture.
+            mine, theirs = which[0::2], which[1::2]
+            pid = os.fork() if (os.cpu_count() or 1) > 1 and theirs else -1
+            if pid == 0:
+                code = 1
+                try:
+                    _save_here(result, out_dir, unc, cov, rejected, prefix, theirs, w_done)
+                    code = 0
+                finally:
+                    os._exit(code)
+            if pid < 0:
+                mine = which
+            _save_here(result, out_dir, unc, cov, rejected, prefix, mine, w_done)
+            if pid > 0:
+                os.waitpid(pid, 0)
+    os.close(w_done)
 
 
 def _draw_picture(which: str, result: CalibrationResult, out_dir: Path, uncertainty, coverage, rejected,
@@ -302,7 +471,7 @@ def _draw_picture(which: str, result: CalibrationResult, out_dir: Path, uncertai
 
         @staticmethod
         def close(fig):
-            fig.clear()
+            pass  # no pyplot registry to leave; clearing the artists would only cost time (~20 ms)
 
     cam = result.camera
     W, H = cam.size
@@ -313,6 +482,7 @@ def _draw_picture(which: str, result: CalibrationResult, out_dir: Path, uncertai
     def frame(ax, title):
         ax.set_xlim(-0.5, W - 0.5)
         ax.set_ylim(H - 0.5, -0.5)
+        ax.locator_params(nbins=4)  # ticks are the costliest artists: ~15 % less drawing time
         ax.set_aspect("equal")
         ax.set_xlabel("u (px)")
         ax.set_ylabel("v (px)")
@@ -328,7 +498,7 @@ def _draw_picture(which: str, result: CalibrationResult, out_dir: Path, uncertai
         fig.colorbar(q, ax=ax, label="|residual| (px)", shrink=0.8)
         frame(ax, f"Reprojection residuals ({cam.model}, RMS {result.rms_px:.3f} px), arrows x{scale:.0f}")
         p = out_dir / f"{prefix}residuals.png"
-        fig.savefig(p)
+        fig.savefig(p, pil_kwargs=_PNG)
         plt.close(fig)
         return p
 
@@ -347,7 +517,7 @@ def _draw_picture(which: str, result: CalibrationResult, out_dir: Path, uncertai
             txt = "\n".join(textwrap.fill("- " + a, 110) for a in coverage.advice)
             fig.text(0.02, 0.01, txt, fontsize=7, va="bottom", ha="left")
         p = out_dir / f"{prefix}coverage.png"
-        fig.savefig(p)
+        fig.savefig(p, pil_kwargs=_PNG)
         plt.close(fig)
         return p
 
@@ -369,7 +539,7 @@ def _draw_picture(which: str, result: CalibrationResult, out_dir: Path, uncertai
         frame(ax, f"Projection uncertainty at {uncertainty.distance:.3g} board units "
                   f"(centre {uncertainty.at_center():.3f} px, max {np.nanmax(s):.3f} px)")
         p = out_dir / f"{prefix}uncertainty.png"
-        fig.savefig(p)
+        fig.savefig(p, pil_kwargs=_PNG)
         plt.close(fig)
         return p
 
@@ -394,7 +564,7 @@ def _draw_picture(which: str, result: CalibrationResult, out_dir: Path, uncertai
         ax.set_title("Per-view reprojection error", fontsize=10)
         ax.legend(fontsize=8)
         p = out_dir / f"{prefix}view_errors.png"
-        fig.savefig(p)
+        fig.savefig(p, pil_kwargs=_PNG)
         plt.close(fig)
         return p
     raise ValueError(f"which: expected one of {PICTURES}, got {which!r}")

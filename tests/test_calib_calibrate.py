@@ -21,12 +21,13 @@ from calib.calibrate import (
     Observation,
     calibrate_camera,
     compare_cameras,
+    comparison_grid,
     coverage_map,
     projection_uncertainty,
     refine_pose,
 )
 from calib.transforms import matrix_from_axis_angle
-from recon.synth.boards import random_board_poses, true_corners
+from recon.synth.boards import coverage_board_poses, random_board_poses, true_corners
 
 PINHOLE_TRUTH = Camera("OPENCV", 640, 480, [350.0, 351.0, 321.3, 238.2, -0.12, 0.05, 0.0005, -0.0003])
 FISHEYE_TRUTH = Camera("OPENCV_FISHEYE", 640, 480, [300.0, 300.5, 318.7, 241.1, 0.05, -0.02, 0.004, -0.001])
@@ -45,13 +46,31 @@ def synthetic_views(camera, board, n, noise, seed, **pose_kw):
     return obs, poses
 
 
-@pytest.mark.parametrize("truth", [PINHOLE_TRUTH, FISHEYE_TRUTH], ids=["OPENCV", "OPENCV_FISHEYE"])
-def test_synthetic_quality_bars(truth):
-    """20 views, 0.2 px corner noise: focal < 0.1 %, principal point < 0.5 px; the projection
-    difference to the truth (implied rotation fitted) is within 3 sigma of the predicted
-    uncertainty map everywhere and < 0.1 px over most of the image; the raw difference and why
-    the whole-image 0.1 px bar is not reached are discussed in docs/calibration.md."""
-    obs, _ = synthetic_views(truth, DENSE, 20, 0.2, seed=0, max_tilt_deg=60, fill=(0.5, 0.85))
+def coverage_views(camera, board, n, noise, seed, **pose_kw):
+    """Views captured the way a careful user does (recon.synth.boards.coverage_board_poses):
+    close, tilted boards reaching into every image corner and edge; each view keeps the corners
+    inside the image, with their ids (partially visible boards, as ChArUco allows)."""
+    rng = np.random.default_rng(seed)
+    poses = coverage_board_poses(board, camera, n, rng, **pose_kw)
+    P = board_object_points(board)
+    obs = []
+    for k, p in enumerate(poses):
+        uv, vis = true_corners(board, camera, p)
+        noisy = uv + rng.normal(0.0, noise, uv.shape)
+        obs.append(Observation(f"view{k:02d}", noisy[vis], P[vis], np.nonzero(vis)[0]))
+    return obs, poses
+
+
+# The whole-image bar needs many corners: the worst-pixel projection 1-sigma (the uncertainty
+# map, checked against Monte Carlo below) is ~5.5 px / sqrt(total corners) for these captures,
+# so "< 0.1 px everywhere" (2-3 sigma at the worst pixel) needs ~15-20 thousand corners in 20
+# views. A 50x35-corner board (ChArUco-like, partially visible) gives 700-1100 per view; the
+# 20x14 board gives ~200 and a worst-pixel sigma of ~0.1 px (docs/calibration.md).
+COVERAGE_BOARD = BoardSpec("chessboard", 50, 35, 0.01)
+
+
+def _check_quality_bars(truth, seed):
+    obs, _ = coverage_views(truth, COVERAGE_BOARD, 20, 0.2, seed=seed)
     res = calibrate_camera(obs, truth.size, CalibrationConfig(model=truth.model))
     est = res.camera
     assert not res.rejected_views
@@ -63,18 +82,54 @@ def test_synthetic_quality_bars(truth):
     # Errors consistent with the reported standard deviations (4 sigma).
     err = est.params - truth.params
     assert np.all(np.abs(err) < 4 * res.param_std + 1e-12)
+    # Whole image: every 20 px plus the last row/column (the four corner pixels included).
+    step = 20.0
+    diff = compare_cameras(est, truth, step=step, fit_rotation=True)
+    raw = compare_cameras(est, truth, step=step)
+    gu, gv = comparison_grid(truth.size, step)
+    assert diff.shape == (len(gv), len(gu)) and gu[-1] == truth.width - 1 and gv[-1] == truth.height - 1
+    assert np.all(np.isfinite(diff)) and np.all(np.isfinite(raw))
+    assert diff.max() < 0.1  # the bar, with the unobservable rotation of the camera frame fitted
+    # The difference stays within 3x the predicted uncertainty at every pixel.
     unc = projection_uncertainty(res, grid=(33, 25))
-    diff = compare_cameras(est, truth, step=20.0, fit_rotation=True)
-    # compare on the same grid: map the uncertainty grid (40 px apart) to the diff grid
     from scipy.interpolate import RegularGridInterpolator
 
     interp = RegularGridInterpolator((unc.v, unc.u), unc.std_px)
-    gv, gu = np.meshgrid(np.arange(diff.shape[0]) * 20.0, np.arange(diff.shape[1]) * 20.0, indexing="ij")
-    pred = interp(np.stack([gv, gu], -1))
-    ok = np.isfinite(diff) & np.isfinite(pred)
-    assert ok.mean() > 0.95
-    assert np.all(diff[ok] < 3 * pred[ok] + 0.05)
-    assert np.mean(diff[ok] < 0.1) > 0.85
+    pred = interp(np.stack(np.meshgrid(gv, gu, indexing="ij"), -1))
+    assert np.all(np.isfinite(pred))
+    assert np.all(diff < 3 * pred + 0.05)
+    return diff.max(), raw.max()
+
+
+@pytest.mark.parametrize("truth", [PINHOLE_TRUTH, FISHEYE_TRUTH], ids=["OPENCV", "OPENCV_FISHEYE"])
+def test_synthetic_quality_bars(truth):
+    """The issue's bar, literally: 20 views, 0.2 px corner noise -> focal < 0.1 %, principal
+    point < 0.5 px, max projection difference over the whole image < 0.1 px (implied rotation
+    fitted, as mrcal does; the raw difference is reported in docs/calibration.md)."""
+    _check_quality_bars(truth, 0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+@pytest.mark.parametrize("truth", [PINHOLE_TRUTH, FISHEYE_TRUTH], ids=["OPENCV", "OPENCV_FISHEYE"])
+def test_synthetic_quality_bars_other_seeds(truth, seed):
+    """The same bar on other random captures (so the pass is not one lucky draw)."""
+    _check_quality_bars(truth, seed)
+
+
+def test_whole_board_views_leave_image_corners_uncertain():
+    """Whole boards in view (random_board_poses, targets at 0.15..0.85 of the image) never put a
+    corner near the image corners: the uncertainty map says the projection there is several
+    times less certain than with coverage_board_poses on the same board and noise."""
+    whole, _ = synthetic_views(PINHOLE_TRUTH, DENSE, 20, 0.2, seed=0, max_tilt_deg=60, fill=(0.5, 0.85))
+    cover, _ = coverage_views(PINHOLE_TRUTH, DENSE, 20, 0.2, seed=0)
+    u = [projection_uncertainty(calibrate_camera(o, PINHOLE_TRUTH.size), grid=(17, 13)) for o in (whole, cover)]
+    corner = [np.max(m.std_px[[0, 0, -1, -1], [0, -1, 0, -1]]) for m in u]
+    assert corner[0] > 2 * corner[1]
+    pts = np.concatenate([o.corners for o in cover])
+    W, H = PINHOLE_TRUTH.size
+    for c in [(0, 0), (W - 1, 0), (0, H - 1), (W - 1, H - 1)]:
+        assert np.min(np.linalg.norm(pts - c, axis=1)) < 0.04 * np.hypot(W, H)
 
 
 @pytest.mark.parametrize("truth", [PINHOLE_TRUTH, FISHEYE_TRUTH], ids=["OPENCV", "OPENCV_FISHEYE"])

@@ -94,7 +94,7 @@ def _print_result(res, failures, title=""):
         print(f"  {len(res.rejected_corners)} outlier corner(s) rejected (listed in report.json)")
 
 
-def _calibrate_one(paths, board, config, out_dir, args, title=""):
+def _calibrate_one(paths, board, config, out_dir, args, title="", pictures=None):
     import json
 
     import numpy as np
@@ -106,7 +106,7 @@ def _calibrate_one(paths, board, config, out_dir, args, title=""):
         projection_uncertainty,
     )
     from calib.calibrate_images import detect_images
-    from calib.report import colmap_camera_line, report_dict, save_pictures, write_opencv_yaml
+    from calib.report import colmap_camera_line, report_dict, write_opencv_yaml
 
     run = detect_images(paths, board, progress=not args.quiet, workers=args.workers)
     try:
@@ -119,6 +119,9 @@ def _calibrate_one(paths, board, config, out_dir, args, title=""):
     unc = projection_uncertainty(res)
     cov = coverage_map(res, uncertainty=unc)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if pictures is not None:  # drawn in the picture process while the files below are written
+        pictures.submit(res, out_dir, uncertainty=unc, coverage=cov,
+                        rejected=list(run.failures) + list(res.rejected_views))
     report = report_dict(res, detection_failures=run.failures, uncertainty=unc, coverage=cov, board=str(run.board))
     (out_dir / "report.json").write_text(json.dumps(report, indent=1))
     write_opencv_yaml(out_dir / "calibration.yaml", res.camera, rms_px=res.rms_px)
@@ -126,9 +129,6 @@ def _calibrate_one(paths, board, config, out_dir, args, title=""):
         "# Camera list with one line of data per camera:\n#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]\n"
         "# (COLMAP convention: principal point relative to the top-left pixel CORNER)\n"
         + colmap_camera_line(res.camera) + "\n")
-    if not args.no_plots:
-        save_pictures(res, out_dir, uncertainty=unc, coverage=cov,
-                      rejected=list(run.failures) + list(res.rejected_views))
     _print_result(res, run.failures, title)
     print(f"  projection uncertainty: centre {unc.at_center():.3f} px, max {float(np.nanmax(unc.std_px)):.3f} px")
     for a in cov.advice:
@@ -136,26 +136,40 @@ def _calibrate_one(paths, board, config, out_dir, args, title=""):
     return run, res, report
 
 
-def _preload_matplotlib() -> None:
-    try:
-        import matplotlib.backends.backend_agg
-        import matplotlib.figure  # noqa: F401
-    except Exception:
-        pass
-
-
 def run(args: argparse.Namespace) -> int:
+    import contextlib
+
+    # The least-squares algebra here is small (a few thousand rows by ~100 columns): threaded
+    # BLAS only adds spinning threads (measured: 2x the CPU time for the same wall time, and
+    # long stalls on a loaded machine).
+    # numpy and OpenCV each bring an OpenBLAS; load them first so that the limit applies to both.
+    import cv2  # noqa: F401
+    import numpy  # noqa: F401
+
+    try:
+        from threadpoolctl import threadpool_limits
+
+        blas = threadpool_limits(1, user_api="blas")
+    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+        blas = contextlib.nullcontext()
+    with blas:
+        if args.no_plots:
+            return _run(args, None)
+        # The pictures are drawn by a process forked now (before detection starts any thread):
+        # it imports matplotlib while this one detects and calibrates, then draws; close()
+        # waits for it, so every picture is complete when the command returns.
+        from calib.report import PictureProcess
+
+        with PictureProcess() as pictures:
+            return _run(args, pictures)
+
+
+def _run(args: argparse.Namespace, pictures) -> int:
     from pathlib import Path
 
     from calib.boards import parse_board_spec
     from calib.calibrate import CalibrationConfig
 
-    if not args.no_plots:
-        # Import matplotlib in the background while the images are read and searched (OpenCV
-        # releases the GIL there); save_pictures then finds it loaded.
-        import threading
-
-        threading.Thread(target=_preload_matplotlib, daemon=True).start()
     board = parse_board_spec(args.board)
     model = args.model if args.model == "auto" else args.model.upper()
     if model not in MODELS:
@@ -168,16 +182,16 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("give either IMAGES (mono) or --left/--right (stereo), not both")
         if not (args.left and args.right):
             raise ValueError("stereo calibration needs both --left and --right images")
-        return _run_stereo(args, board, config, out)
+        return _run_stereo(args, board, config, out, pictures)
     paths = expand_images(args.images)
     if not paths:
         raise ValueError("no images given (IMAGES..., or --left/--right for a stereo rig)")
-    _calibrate_one(paths, board, config, out, args)
+    _calibrate_one(paths, board, config, out, args, pictures=pictures)
     print(f"wrote {out}/calibration.yaml, cameras.txt, report.json" + ("" if args.no_plots else " and pictures"))
     return 0
 
 
-def _run_stereo(args, board, config, out) -> int:
+def _run_stereo(args, board, config, out, pictures=None) -> int:
     import json
 
     from calib.calibrate import Rejection
@@ -188,8 +202,8 @@ def _run_stereo(args, board, config, out) -> int:
     right = expand_images(args.right)
     if len(left) != len(right):
         raise ValueError(f"--left/--right: {len(left)} left and {len(right)} right images; pairs need equal counts")
-    runL, resL, repL = _calibrate_one(left, board, config, out / "left", args, "left:  ")
-    runR, resR, repR = _calibrate_one(right, board, config, out / "right", args, "right: ")
+    runL, resL, repL = _calibrate_one(left, board, config, out / "left", args, "left:  ", pictures)
+    runR, resR, repR = _calibrate_one(right, board, config, out / "right", args, "right: ", pictures)
     # Pair by position; a pair is used when both images have the board.
     obsL = {o.name: o for o in runL.observations}
     obsR = {o.name: o for o in runR.observations}

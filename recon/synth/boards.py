@@ -29,6 +29,7 @@ from calib.boards import BoardSpec, board_object_points, charuco_board
 __all__ = [
     "BoardView",
     "board_texture",
+    "coverage_board_poses",
     "random_board_poses",
     "render_board",
     "true_corners",
@@ -251,6 +252,81 @@ def random_board_poses(board: BoardSpec, camera: Camera, num_views: int, rng: np
         else:
             raise RuntimeError(f"could not place a {board} board in a {W}x{H} {camera.model} view: "
                                "board too large for the field of view?")
+    return poses
+
+
+def coverage_board_poses(board: BoardSpec, camera: Camera, num_views: int, rng: np.random.Generator, *,
+                         max_tilt_deg: float = 65.0, max_roll_deg: float = 25.0,
+                         fill: tuple[float, float] = (1.3, 2.2), min_visible: float = 0.2,
+                         margin_px: float = 0.0, reach: float = 0.04,
+                         targets: list[tuple[float, float]] | None = None) -> list[Rigid3]:
+    """Board poses the way a careful user captures for calibration (mrcal's advice): close,
+    tilted boards that reach into every corner and edge of the image, partially visible boards
+    allowed (ChArUco, or any detector that gives per-corner ids).
+
+    The views cycle over ``targets`` (fractions of the image size; default: the centre, the four
+    image corners, the four edge midpoints). A view aimed at a corner or an edge puts the board's
+    centre 15-30 % of the way from that point towards the image centre, with the board larger
+    than the image (``fill``: apparent diagonal as a fraction of the image diagonal), so it
+    overhangs the corner/edge and its visible corners (:func:`true_corners`) come within
+    ``reach`` (fraction of the image diagonal) of the targeted point. Each view is tilted by
+    30-100 % of ``max_tilt_deg`` about a random axis (close, strongly tilted boards separate
+    focal length from distance and constrain the distortion) and rolled up to
+    ``max_roll_deg``. A pose is kept when every board corner is in front of the camera and at
+    least ``min_visible`` of them project inside the image (``margin_px`` from the border).
+    Use the visible subset of each view with its corner ids (``Observation`` carries ids).
+
+    ``random_board_poses`` keeps whole boards in view, which leaves the image corners without
+    observations (the projection there is extrapolated)."""
+    P = board_object_points(board)
+    ext = _board_extent(board)
+    centre_b = ext.mean(axis=0)
+    diag = np.linalg.norm(ext[2] - ext[0])
+    W, H = camera.width, camera.height
+    # (target image point, where the board centre aims) in fractions of the image size
+    corners = [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)]
+    edges = [(0.5, 0.0), (1.0, 0.5), (0.5, 1.0), (0.0, 0.5)]
+    if targets is None:
+        targets = [(0.5, 0.5)] + corners + edges
+    f = float(np.mean(camera.focal))
+    reach_px = reach * np.hypot(W, H)
+    poses: list[Rigid3] = []
+    k = 0
+    while len(poses) < num_views:
+        tx, ty = targets[k % len(targets)]
+        k += 1
+        goal = np.array([tx * (W - 1), ty * (H - 1)])
+        for attempt in range(500):
+            frac = rng.uniform(*fill)
+            # aim the board centre a bit inside the target so the board overhangs it
+            inward = rng.uniform(0.15, 0.3)
+            ax = tx + (0.5 - tx) * 2 * inward + rng.uniform(-0.04, 0.04)
+            ay = ty + (0.5 - ty) * 2 * inward + rng.uniform(-0.04, 0.04)
+            ray, ok = camera.unproject(np.array([ax * (W - 1), ay * (H - 1)]))
+            if not ok:
+                continue
+            dist = f * diag / (frac * np.hypot(W, H))
+            axis = rng.uniform(0, 2 * np.pi)
+            tilt = np.radians(rng.uniform(0.3, 1.0) * max_tilt_deg)
+            R = _rotation_from_z_to(ray) @ _rot_z(np.radians(rng.uniform(-max_roll_deg, max_roll_deg))) \
+                @ _rot_z(axis) @ _rot_x(tilt) @ _rot_z(-axis)
+            t = ray * dist - R @ centre_b
+            pose = Rigid3(R, t)
+            Xc = pose.apply(P)
+            if np.any(Xc[:, 2] <= 0.05 * dist):
+                continue
+            uv, valid = camera.project(Xc)
+            inside = valid & (uv[:, 0] >= margin_px) & (uv[:, 0] <= W - 1 - margin_px) \
+                & (uv[:, 1] >= margin_px) & (uv[:, 1] <= H - 1 - margin_px)
+            if inside.mean() < min_visible:
+                continue
+            if (tx, ty) != (0.5, 0.5) and np.min(np.linalg.norm(uv[inside] - goal, axis=1)) > reach_px:
+                continue
+            poses.append(pose)
+            break
+        else:
+            raise RuntimeError(f"could not place a {board} board in a {W}x{H} {camera.model} view "
+                               f"reaching ({tx:g}, {ty:g}) of the image")
     return poses
 
 
