@@ -4,7 +4,8 @@
                                                    [--also OTHER_CHECKOUT]
 
 Each contestant runs as a fresh Python process (interpreter start and imports included), on the
-same images, `--repeat` times; the table shows the median wall time and the ratio to OpenCV:
+same images, once untimed (warm-up: bytecode caches, page cache) and then `--repeat` times,
+interleaved; the table shows the median wall time and the ratio to OpenCV:
 
 * opencv-sb:      findChessboardCornersSB (normalize + accuracy) per image, then calibrateCamera
 * opencv-classic: findChessboardCorners + cornerSubPix per image, then calibrateCamera
@@ -84,7 +85,10 @@ def main() -> int:
                     help="also time `recon calibrate` of another checkout (e.g. an export of main), "
                          "interleaved with the others: contestants 'recon@ROOT' and 'recon@ROOT --no-plots'")
     args = ap.parse_args()
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # As installed code runs: with bytecode caches (PYTHONDONTWRITEBYTECODE, set on some CI
+    # machines, would make every fresh process recompile any module edited since its .pyc).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPATH"] = str(ROOT)
     tmp = Path(tempfile.mkdtemp(prefix="bench_calib_"))
     images = Path(args.images) if args.images else ROOT.parent / "shared" / "data" / "chessboard-7x7"
     board = args.board
@@ -116,6 +120,8 @@ def main() -> int:
     times = {k: [] for k in contestants}
     cpus = {k: [] for k in contestants}
     last = {}
+    for name, cmd in contestants.items():  # warm-up, not timed: bytecode caches, page cache
+        timed(cmd, envs[name], envs[name]["PYTHONPATH"])
     for _ in range(args.repeat):  # interleaved, so machine load affects all alike
         for name, cmd in contestants.items():
             dt, cpu, line = timed(cmd, envs[name], envs[name]["PYTHONPATH"])

@@ -295,6 +295,25 @@ def _import_matplotlib() -> None:
     font_manager.get_font(font_manager.findfont("DejaVu Sans"))  # load the font file once
 
 
+def _warm_up_matplotlib() -> None:
+    """Draw a throw-away figure with the artists the pictures use (first-use costs: glyph
+    caches, colormaps, the Agg renderer, the PNG writer) while the caller is still busy."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(2, 1.5), dpi=40)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    im = ax.imshow(np.zeros((2, 2)), cmap="magma")
+    ax.quiver([0.0], [0.0], [1.0], [1.0], [0.5], cmap="viridis")
+    ax.bar([0], [1.0])
+    ax.set_title("warm-up 0.123 px")
+    fig.colorbar(im, ax=ax)
+    fig.savefig(io.BytesIO(), format="png")
+
+
 class PictureProcess:
     """Draws calibration pictures in a child process forked NOW, which imports matplotlib
     (~0.4 s of CPU) while the caller goes on (detection, calibration) and then waits for work.
@@ -428,6 +447,7 @@ def _picture_child(r_job: int, w_done: int) -> None:
 
     try:
         _import_matplotlib()
+        _warm_up_matplotlib()
     except Exception:  # noqa: BLE001 - whatever it is, the parent meets it again and reports it
         return  # nothing reported written: close() draws everything in the parent
     with os.fdopen(r_job, "rb") as f:

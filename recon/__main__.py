@@ -1,3 +1,3 @@
-from recon.cli import main
+from recon.cli import run_cli
 
-raise SystemExit(main())
+raise SystemExit(run_cli())

@@ -139,6 +139,15 @@ def _calibrate_one(paths, board, config, out_dir, args, title="", pictures=None)
 def run(args: argparse.Namespace) -> int:
     import contextlib
 
+    pictures = None
+    if not args.no_plots:
+        # The pictures are drawn by a process forked now, before OpenCV is even imported and
+        # before detection starts any thread: it imports matplotlib while this one imports,
+        # detects and calibrates, then draws; close() waits for it, so every picture is
+        # complete when the command returns.
+        from calib.report import PictureProcess
+
+        pictures = PictureProcess()
     # The least-squares algebra here is small (a few thousand rows by ~100 columns): threaded
     # BLAS only adds spinning threads (measured: 2x the CPU time for the same wall time, and
     # long stalls on a loaded machine).
@@ -153,14 +162,9 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:  # pragma: no cover - threadpoolctl is a dependency
         blas = contextlib.nullcontext()
     with blas:
-        if args.no_plots:
+        if pictures is None:
             return _run(args, None)
-        # The pictures are drawn by a process forked now (before detection starts any thread):
-        # it imports matplotlib while this one detects and calibrates, then draws; close()
-        # waits for it, so every picture is complete when the command returns.
-        from calib.report import PictureProcess
-
-        with PictureProcess() as pictures:
+        with pictures:
             return _run(args, pictures)
 
 
