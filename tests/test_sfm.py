@@ -125,6 +125,25 @@ def test_colmap_params_string_uses_corner_convention():
     assert _colmap_params(cam).split(",")[1:3] == ["320", "240"]
 
 
+def test_sift_right_sized_to_the_working_resolution():
+    """No 2x upsampling (first octave 0) where SIFT works on >= 1000 px images, COLMAP's -1 on
+    smaller ones; explicit settings win; bad values are refused by name."""
+    from recon.sfm.inputs import ImageSet
+    from recon.sfm.pipeline import SfMConfig, _sift_size
+
+    photos = ImageSet(Path("."), ["a.jpg", "b.jpg"], {"a.jpg": (2832, 2128), "b.jpg": (2832, 2128)}, {})
+    frames = ImageSet(Path("."), ["a.png"], {"a.png": (640, 480)}, {})
+    assert _sift_size(SfMConfig(), photos) == (4096, 0)
+    assert _sift_size(SfMConfig(), frames) == (4096, -1)
+    assert _sift_size(SfMConfig(max_image_size=800), photos) == (4096, -1)  # SIFT then works at 800 px
+    assert _sift_size(SfMConfig(max_image_size=0), frames) == (4096, -1)
+    assert _sift_size(SfMConfig(first_octave=-1, max_num_features=2000), photos) == (2000, -1)
+    with pytest.raises(ValueError, match="first_octave"):
+        SfMConfig(first_octave=-2)
+    with pytest.raises(ValueError, match="max_num_features"):
+        SfMConfig(max_num_features=0)
+
+
 def test_pycolmap_round_trip_and_reprojection():
     pycolmap = pytest.importorskip("pycolmap")
     from recon.sfm._pycolmap import from_pycolmap, to_pycolmap

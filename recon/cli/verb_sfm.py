@@ -49,6 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-image-size", type=int, default=1600,
                    help="long side (pixels) at which SIFT runs (default 1600; 0 = full resolution)")
     g.add_argument("--max-features", type=int, default=4096, help="SIFT features per image (default 4096)")
+    g.add_argument("--first-octave", type=int, default=None, choices=(-1, 0, 1),
+                   help="SIFT first octave: -1 doubles the image first (COLMAP's default; slower, more small "
+                        "features), 0 does not (default: 0 on >= 1000 px images, -1 on smaller ones)")
     g.add_argument("--matching", choices=("auto", "exhaustive", "sequential", "spatial", "retrieval"),
                    default="auto", help="image-pair selection (default auto, see above)")
     g.add_argument("--ordered", action="store_true",
@@ -86,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = SfMConfig(camera_model=args.camera_model, camera_mode=args.camera_mode,
                        calibration=args.calibration, max_image_size=args.max_image_size,
-                       max_num_features=args.max_features, matching=args.matching,
+                       max_num_features=args.max_features, first_octave=args.first_octave, matching=args.matching,
                        sequential_overlap=args.overlap, ordered=True if args.ordered else None, loop_closure=not args.no_loop_closure,
                        mapper=args.mapper, retriangulate=not args.no_retriangulation, final_ba=args.ba,
                        ba_loss=args.ba_loss, undistort=args.undistort, video_fps=args.video_fps,
