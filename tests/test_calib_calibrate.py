@@ -117,6 +117,16 @@ def test_synthetic_quality_bars_other_seeds(truth, seed):
     _check_quality_bars(truth, seed)
 
 
+def test_coverage_board_poses_checks_its_arguments():
+    rng = np.random.default_rng(0)
+    for kw, name in [({"fill": (2.0, 1.0)}, "fill"), ({"min_visible": 0.0}, "min_visible"),
+                     ({"targets": []}, "targets")]:
+        with pytest.raises(ValueError, match=name):
+            coverage_board_poses(DENSE, PINHOLE_TRUTH, 3, rng, **kw)
+    with pytest.raises(ValueError, match="num_views"):
+        coverage_board_poses(DENSE, PINHOLE_TRUTH, -1, rng)
+
+
 def test_whole_board_views_leave_image_corners_uncertain():
     """Whole boards in view (random_board_poses, targets at 0.15..0.85 of the image) never put a
     corner near the image corners: the uncertainty map says the projection there is several

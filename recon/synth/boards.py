@@ -278,6 +278,14 @@ def coverage_board_poses(board: BoardSpec, camera: Camera, num_views: int, rng: 
 
     ``random_board_poses`` keeps whole boards in view, which leaves the image corners without
     observations (the projection there is extrapolated)."""
+    if num_views < 0:
+        raise ValueError(f"num_views: expected >= 0, got {num_views}")
+    if not 0 < fill[0] <= fill[1]:
+        raise ValueError(f"fill: expected 0 < low <= high (apparent board diagonal / image diagonal), got {fill}")
+    if not 0 < min_visible <= 1:
+        raise ValueError(f"min_visible: expected a fraction in (0, 1], got {min_visible}")
+    if targets is not None and len(targets) == 0:
+        raise ValueError("targets: expected at least one (x, y) image fraction, got none")
     P = board_object_points(board)
     ext = _board_extent(board)
     centre_b = ext.mean(axis=0)
