@@ -28,6 +28,8 @@ def main(argv: list[str]) -> int:
         opts.num_threads = int(job.get("num_threads", -1))
         opts.random_seed = int(job.get("seed", 0))
         opts.min_model_size = int(job.get("min_model_size", 3))
+        ratio = float(job.get("global_ba_ratio", 1.1))
+        opts.ba_global_frames_ratio = opts.ba_global_points_ratio = ratio
         if job.get("image_names"):
             opts.image_names = job["image_names"]
         if job.get("fix_intrinsics"):

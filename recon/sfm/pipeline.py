@@ -67,6 +67,10 @@ class SfMConfig:
     loop_closure:        add retrieval pairs to sequential matching (loop closure)
     retrieval_k:         neighbours per image for retrieval / loop closure pairs
     mapper:              "incremental" (COLMAP) or "global" (GLOMAP)
+    global_ba_ratio:     the incremental mapper runs a global BA each time the model has grown
+                         by this factor in images or points (COLMAP: 1.1). 1.3: mapping 22-32 %
+                         faster at the same accuracy (orbit 30, walk 60 measured); the final BA
+                         below refines the whole model anyway
     retriangulate:       retriangulate with all database matches after mapping
     final_ba:            "ours" (recon.ba), "colmap" (pycolmap Ceres) or "none"
     ba_loss:             loss of the final BA (Huber at 1 px by default, robust to stray matches)
@@ -93,6 +97,7 @@ class SfMConfig:
     loop_closure: bool = True
     retrieval_k: int = 10
     mapper: str = "incremental"
+    global_ba_ratio: float = 1.3
     retriangulate: bool = True
     final_ba: str = "ours"
     ba_loss: str = "huber"
@@ -115,6 +120,8 @@ class SfMConfig:
                 raise ValueError(f"{k}: expected one of {allowed}, got {getattr(self, k)!r}")
         if self.max_num_features < 1:
             raise ValueError(f"max_num_features: expected >= 1, got {self.max_num_features}")
+        if not self.global_ba_ratio > 1.0:
+            raise ValueError(f"global_ba_ratio: expected > 1, got {self.global_ba_ratio}")
         if self.first_octave is not None and self.first_octave < -1:
             raise ValueError(f"first_octave: expected None or >= -1, got {self.first_octave}")
         if self.max_image_size < 0:
@@ -489,7 +496,7 @@ def _run_mapper(config: SfMConfig, db_path: Path, images: ImageSet, models_dir: 
                 fix_intrinsics: bool) -> str | None:
     job = {"mapper": config.mapper, "database": str(db_path), "image_dir": str(images.image_dir),
            "output": str(models_dir), "num_threads": config.num_threads, "seed": config.seed,
-           "fix_intrinsics": fix_intrinsics, "min_model_size": 3}
+           "fix_intrinsics": fix_intrinsics, "min_model_size": 3, "global_ba_ratio": config.global_ba_ratio}
     if not config.isolate_mapper:
         from recon.sfm._worker import main as worker_main
 
