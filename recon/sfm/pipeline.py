@@ -287,8 +287,9 @@ def run_sfm(inputs, out_dir, config: SfMConfig | None = None, *, progress: bool 
         db_path.unlink()  # a fresh run: stale features/matches would mix with new ones
 
     # ---- 2. features ------------------------------------------------------------------
+    num_features, first_octave = _sift_size(config, images)
     with st.run("features", f"{len(images.names)} images, max_image_size {config.max_image_size or 'full'}, "
-                            "{} features, first octave {}".format(*_sift_size(config, images))):
+                            f"{num_features} features, first octave {first_octave}"):
         reader = pycolmap.ImageReaderOptions()
         reader.camera_model = config.camera_model
         mode, note = _camera_mode(pycolmap, config, images)
@@ -310,7 +311,7 @@ def run_sfm(inputs, out_dir, config: SfMConfig | None = None, *, progress: bool 
             mode = pycolmap.CameraMode.SINGLE
         ext = pycolmap.FeatureExtractionOptions()
         ext.max_image_size = int(config.max_image_size) if config.max_image_size else -1
-        ext.sift.max_num_features, ext.sift.first_octave = _sift_size(config, images)
+        ext.sift.max_num_features, ext.sift.first_octave = num_features, first_octave
         ext.num_threads = config.num_threads
         pycolmap.extract_features(str(db_path), str(images.image_dir), images.names, camera_mode=mode,
                                   reader_options=reader, extraction_options=ext)
