@@ -97,25 +97,28 @@ def test_video_frames_thinned_and_blurry_rejected(tmp_path):
     assert sharpness(sharp) > 3 * sharpness(cv2.GaussianBlur(sharp, (0, 0), 6))
 
 
-def test_read_opencv_calibration(tmp_path):
+@pytest.mark.parametrize("model", ["OPENCV", "OPENCV_FISHEYE"])
+def test_read_opencv_calibration(tmp_path, model):
+    """The file `recon calibrate` writes (calib.files.write_opencv_yaml) is read back by
+    `recon sfm --calib` as the same camera: OPENCV_FISHEYE stays fisheye (k3, k4 are not read as
+    p1, p2), and it projects exactly like OpenCV with the file's K, D."""
     import cv2
 
-    K = np.array([[500.0, 0, 319.5], [0, 502.0, 241.0], [0, 0, 1]])
-    D = np.array([[-0.1, 0.02, 0.001, -0.0005, 0.0]])
-    fs = cv2.FileStorage(str(tmp_path / "calib.yaml"), cv2.FILE_STORAGE_WRITE)
-    fs.write("image_width", 640)
-    fs.write("image_height", 480)
-    fs.write("K", K)
-    fs.write("D", D)
+    from calib.files import write_opencv_yaml
+
+    truth = Camera(model, 640, 480, [500.0, 502.0, 319.5, 241.0, -0.1, 0.02, 0.001, -0.0005])
+    path = write_opencv_yaml(tmp_path / "calibration.yaml", truth, rms_px=0.2)
+    cam = read_opencv_calibration(path)
+    assert cam.allclose(truth, rtol=1e-15, atol=1e-12)
+    fs = cv2.FileStorage(str(path), cv2.FILE_STORAGE_READ)
+    K, D = fs.getNode("K").mat(), fs.getNode("D").mat()
     fs.release()
-    cam = read_opencv_calibration(tmp_path / "calib.yaml")
-    assert cam.model == "OPENCV" and cam.size == (640, 480)
-    np.testing.assert_allclose(cam.K, K)
-    np.testing.assert_allclose(cam.opencv_dist(), D.ravel()[:4])
-    # projects exactly like OpenCV with the same K, D (our pixel convention = OpenCV's)
     X = np.array([[0.3, -0.2, 2.0], [-0.5, 0.4, 3.0]])
-    uv_cv, _ = cv2.projectPoints(X, np.zeros(3), np.zeros(3), K, D)
-    np.testing.assert_allclose(cam.project(X).uv, uv_cv[:, 0], atol=1e-9)
+    if model == "OPENCV_FISHEYE":
+        uv_cv, _ = cv2.fisheye.projectPoints(X.reshape(-1, 1, 3), np.zeros(3), np.zeros(3), K, D)
+    else:
+        uv_cv, _ = cv2.projectPoints(X, np.zeros(3), np.zeros(3), K, D)
+    np.testing.assert_allclose(cam.project(X).uv, uv_cv.reshape(-1, 2), atol=1e-9)
 
 
 def test_colmap_params_string_uses_corner_convention():

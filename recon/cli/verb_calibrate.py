@@ -106,7 +106,7 @@ def _calibrate_one(paths, board, config, out_dir, args, title="", pictures=None)
         projection_uncertainty,
     )
     from calib.calibrate_images import detect_images
-    from calib.report import colmap_camera_line, report_dict, write_opencv_yaml
+    from calib.files import colmap_camera_line, report_dict, write_opencv_yaml
 
     run = detect_images(paths, board, progress=not args.quiet, workers=args.workers)
     try:
@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         # before detection starts any thread: it imports matplotlib while this one imports,
         # detects and calibrates, then draws; close() waits for it, so every picture is
         # complete when the command returns.
-        from calib.report import PictureProcess
+        from calib.pictures import PictureProcess
 
         pictures = PictureProcess()
     # The least-squares algebra here is small (a few thousand rows by ~100 columns): threaded
@@ -199,7 +199,7 @@ def _run_stereo(args, board, config, out, pictures=None) -> int:
     import json
 
     from calib.calibrate import Rejection
-    from calib.report import colmap_camera_line, stereo_report_dict, write_opencv_yaml
+    from calib.files import colmap_camera_line, stereo_report_dict, write_opencv_yaml
     from calib.stereo import stereo_calibrate
 
     left = expand_images(args.left)
@@ -225,7 +225,7 @@ def _run_stereo(args, board, config, out, pictures=None) -> int:
     st.pairs_rejected = rejected + st.pairs_rejected
     rep = stereo_report_dict(st, left_report=repL, right_report=repR)
     (out / "report.json").write_text(json.dumps(rep, indent=1))
-    write_opencv_yaml(out / "calibration.yaml", stereo=st)
+    write_opencv_yaml(out / "calibration.yaml", rig=st)
     (out / "cameras.txt").write_text("# CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[] (COLMAP convention)\n"
                                      + colmap_camera_line(st.left, 1) + "\n" + colmap_camera_line(st.right, 2) + "\n")
     print(f"stereo: {len(st.pairs_used)} pairs, RMS {st.rms_px:.4f} px, baseline {st.baseline:.6g} board units, "

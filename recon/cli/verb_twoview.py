@@ -102,10 +102,13 @@ def _detect(img, args):
         s = args.max_size / max(w, h)
         img = cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
     f = detect_features(img, method=args.features, max_features=args.max_features)
-    if s != 1.0:  # pixel centres: u_full = (u + 0.5) / s - 0.5
+    if s != 1.0:  # back to full-resolution pixel centres
         from dataclasses import replace
 
-        f = replace(f, keypoints=(f.keypoints + 0.5) / s - 0.5, scales=f.scales / s, image_size=(w, h))
+        from calib import scale_pixels
+
+        f = replace(f, keypoints=scale_pixels(f.keypoints, 1.0 / s).astype(f.keypoints.dtype, copy=False),
+                    scales=f.scales / s, image_size=(w, h))
     return f, s
 
 

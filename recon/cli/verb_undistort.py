@@ -39,12 +39,12 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from calib import Camera
-    from calib.report import colmap_camera_line, read_calibration
+    from calib.files import colmap_camera_line, read_camera
     from recon.cli.verb_calibrate import expand_images
 
     if not 0.0 <= args.alpha <= 1.0:
         raise ValueError(f"--alpha: expected a value in [0, 1], got {args.alpha}")
-    cam = read_calibration(args.calib, which=args.camera)
+    cam = read_camera(args.calib, which=args.camera)
     paths = expand_images(args.images)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
