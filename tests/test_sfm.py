@@ -272,3 +272,39 @@ def test_failed_stage_is_recorded_in_the_report(tmp_path):
     doc = json.loads((tmp_path / "out" / "report.json").read_text())
     assert doc["status"] == "failed" and "features" in doc["message"]
     assert doc["images_total"] == 2
+
+
+@pytest.mark.slow
+def test_calibrate_then_sfm_keeps_the_fisheye_camera(tmp_path):
+    """`recon calibrate --model OPENCV_FISHEYE` on rendered boards, then `recon sfm --calib` on a
+    scene rendered through the same lens: SfM's camera is the calibrated OPENCV_FISHEYE camera,
+    held fixed (the bug was an OPENCV camera with the fisheye k3, k4 read as p1, p2)."""
+    from calib import read_camera
+    from recon import synth
+    from recon.cli import main
+    from recon.io import read_colmap
+    from recon.synth.boards import write_board_dataset
+
+    base = synth.make_camera("OPENCV_FISHEYE", 320, 240, fov_deg=140)
+    truth = base.with_params(np.r_[base.params[:4], 0.03, -0.01, 0.002, -0.0005])
+    write_board_dataset(tmp_path / "boards", cols=9, rows=6, square=0.03, num_views=12, camera=truth, seed=3,
+                        max_tilt_deg=45)
+    cal = tmp_path / "cal"
+    assert main(["calibrate", str(tmp_path / "boards" / "images"), "--board", "chessboard:9x6:0.03", "--model",
+                 "OPENCV_FISHEYE", "-o", str(cal), "--quiet", "--no-plots"]) == 0
+    calibrated = read_camera(cal / "calibration.yaml")
+    assert calibrated.model == "OPENCV_FISHEYE"
+    assert np.all(np.abs(calibrated.focal / truth.focal - 1) < 0.01)
+
+    opts = synth.DatasetOptions(render=synth.RenderOptions(supersample=1), num_points=0, progress=False,
+                                write_normals=False, write_labels=False, write_sparse=False, write_transforms=False)
+    ds = synth.write_dataset(tmp_path / "scene", synth.make_scene(seed=0), truth,
+                             synth.orbit(6, radius=3.2, arc_deg=120), options=opts)
+    out = tmp_path / "sfm"
+    assert main(["sfm", str(Path(ds.image_paths[0]).parent), "-o", str(out), "--calib", str(cal / "calibration.yaml"),
+                 "--quiet", "--no-isolate"]) == 0
+    rec = read_colmap(out / "sparse" / "0")
+    assert len(rec.registered_images) == 6
+    (cam,) = rec.cameras.values()
+    assert cam.model == "OPENCV_FISHEYE"
+    assert cam.allclose(calibrated, rtol=1e-9, atol=1e-9), (cam, calibrated)  # held fixed, same parameters

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from recon.cli._style import add_output
+
 NAME = "calibrate"
 HELP = "calibrate a camera or a stereo rig from photos of a chessboard / ChArUco / circle grid"
 ORDER = 20
@@ -38,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="*", metavar="IMAGES",
                    help="board photos (files, folders or quoted globs) for a mono calibration")
     p.add_argument("--board", required=True, help="board spec, see above")
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
+    add_output(p, "output folder")
     p.add_argument("--model", default="OPENCV",
                    help="camera model: auto (cross-validated choice) or one of "
                         + ", ".join(MODELS[1:]) + " (default OPENCV)")

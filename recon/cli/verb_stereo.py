@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from recon.cli._style import add_calib, add_output
+
 NAME = "stereo"
 HELP = "dense depth from a stereo pair: rectification, SGBM + WLS disparity, depth + uncertainty, PLY"
 ORDER = 31
@@ -41,8 +43,9 @@ examples:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("left", help="left image")
     p.add_argument("right", help="right image")
-    p.add_argument("-o", "--out", required=True, help="output folder (created)")
-    p.add_argument("--calib", default=None, help="stereo calibration YAML (see above); omit for uncalibrated")
+    add_output(p, "output folder (created)")
+    add_calib(p, "stereo calibration (OpenCV stereo YAML or report.json from `recon calibrate --left --right`, "
+                 "see above); omit for uncalibrated")
     p.add_argument("--min-disparity", type=int, default=None,
                    help="smallest disparity searched (pixels); with --num-disparities disables the automatic range")
     p.add_argument("--num-disparities", type=int, default=None,
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from recon.cli.verb_twoview import _write_report
     from recon.io import read_image
 
-    out = Path(args.out)
+    out = Path(args.output)
     t0 = time.perf_counter()
     report: dict = {"version": 1, "left": str(args.left), "right": str(args.right), "calibration": args.calib,
                     "notes": []}

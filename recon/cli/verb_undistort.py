@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from recon.cli._style import add_calib, add_output
+
 NAME = "undistort"
 HELP = "undistort images with a calibration (OpenCV YAML, report.json or COLMAP cameras.txt)"
 ORDER = 21
@@ -23,8 +25,9 @@ camera (COLMAP convention), ready for SfM with fixed intrinsics.
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGES", help="images (files, folders or quoted globs)")
-    p.add_argument("--calib", required=True, metavar="FILE", help="calibration file")
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
+    add_calib(p, "calibration file (calibration.yaml / report.json / cameras.txt from `recon calibrate`, or an "
+                 "OpenCV YAML)", required=True)
+    add_output(p, "output folder")
     p.add_argument("--alpha", type=float, default=0.0, help="0: valid pixels only, 1: all source pixels")
     p.add_argument("--camera", choices=("left", "right"), default="left", help="which camera of a stereo file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
