@@ -39,6 +39,7 @@ __all__ = [
     "CalibrationError",
     "CalibrationResult",
     "CoverageMap",
+    "MODEL_PREFERENCE",
     "ModelScore",
     "Observation",
     "Rejection",
@@ -51,6 +52,7 @@ __all__ = [
     "opencv_flags",
     "projection_uncertainty",
     "refine_pose",
+    "pick_model",
     "select_model",
     "solve_intrinsics",
 ]
@@ -81,8 +83,9 @@ class CalibrationConfig:
     min_corners: a view with fewer corners is not used.
     extra_flags: OR-ed into the OpenCV flags of the model (e.g. cv2.CALIB_FIX_PRINCIPAL_POINT).
     cv_folds: folds of the model cross-validation (held-out views).
-    auto_tolerance: "auto" picks the simplest model whose cross-validated RMS is within this
-        factor of the best one.
+    auto_tolerance: kept for old callers; "auto" uses the one-standard-error rule (see
+        :func:`pick_model`), and a model within this factor of the best also counts as
+        indistinguishable (a floor for folds that happen to agree closely).
     """
 
     model: str = "OPENCV"
@@ -166,6 +169,8 @@ class ModelScore:
     cv_rms_px: float  # RMS over held-out views (pose re-fitted, intrinsics from the other views)
     fit_rms_px: float  # RMS of the fit on all views
     failed: str = ""  # why the model could not be fitted, if it could not
+    fold_rms_px: tuple[float, ...] = ()  # held-out RMS of each fold (same folds for every model)
+    cv_rms_se_px: float = float("nan")  # standard error of the mean fold RMS: std(folds) / sqrt(K)
 
 
 @dataclass
@@ -180,6 +185,7 @@ class CalibrationResult:
     sigma_px: float  # per-axis noise estimated from the residuals
     opencv_flags: int
     model_scores: list[ModelScore] = field(default_factory=list)
+    model_rule: str = ""  # why "auto" chose this model (empty when the model was given)
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -429,13 +435,14 @@ def calibrate_camera(observations: list[Observation], image_size: tuple[int, int
         else:
             obs.append(o)
     scores: list[ModelScore] = []
+    rule = ""
     model = config.model
     if model == "auto":
         if len(obs) < 3:
             _too_few(obs, rejected_views, config)
         scores = select_model(obs, (w, h), config.auto_candidates, folds=config.cv_folds,
                               extra_flags=config.extra_flags, tolerance=config.auto_tolerance)
-        model = _pick(scores, config.auto_tolerance)
+        model, rule = pick_model(scores, tolerance=config.auto_tolerance)
     rejected_corners: list[Rejection] = []
     masks = [np.ones(len(o.corners), dtype=bool) for o in obs]
     active = list(range(len(obs)))
@@ -501,7 +508,7 @@ def calibrate_camera(observations: list[Observation], image_size: tuple[int, int
     cov, sigma = _covariance(cam, poses, cur)
     P = cam.spec.num_params
     std = np.sqrt(np.maximum(np.diag(cov)[:P], 0.0))
-    return CalibrationResult(cam, rms, views, rejected_views, rejected_corners, std, cov, sigma, flags, scores)
+    return CalibrationResult(cam, rms, views, rejected_views, rejected_corners, std, cov, sigma, flags, scores, rule)
 
 
 def _too_few(obs, rejected, config):
@@ -558,35 +565,52 @@ def select_model(observations: list[Observation], image_size, candidates=AUTO_MO
         try:
             cam_all, poses_all, _, _ = solve_intrinsics(observations, image_size, model, extra_flags=extra_flags)
             fit = _rms(np.concatenate([_residuals(cam_all, p, o) for p, o in zip(poses_all, observations)]))
-            held = []
+            held, fold_rms = [], []
             for g in groups:
                 train = [observations[i] for i in range(n) if i not in g]
                 if len(train) < 3:
                     continue
                 cam, _, _, _ = solve_intrinsics(train, image_size, model, extra_flags=extra_flags, initial=None)
-                for i in g:
-                    _, r = refine_pose(cam, observations[i].object_points, observations[i].corners)
-                    held.append(r)
+                fold = [refine_pose(cam, observations[i].object_points, observations[i].corners)[1] for i in g]
+                held += fold
+                fold_rms.append(_rms(np.concatenate(fold)))
             cv = _rms(np.concatenate(held)) if held else float("nan")
             if not np.isfinite(cv):
                 raise CalibrationError("held-out error is not finite")
-            scores.append(ModelScore(model, cv, fit))
+            se = float(np.std(fold_rms, ddof=1) / np.sqrt(len(fold_rms))) if len(fold_rms) > 1 else float("nan")
+            scores.append(ModelScore(model, cv, fit, fold_rms_px=tuple(float(v) for v in fold_rms), cv_rms_se_px=se))
         except (CalibrationError, ValueError) as e:
             scores.append(ModelScore(model, float("inf"), float("inf"), failed=str(e).splitlines()[0]))
     return scores
 
 
-_COMPLEXITY = {m: MODELS[m].num_params for m in CALIBRATION_MODELS}
+# Preference of "auto", simplest and most widely readable first: fewer parameters first, and the
+# fisheye model last (many downstream tools cannot read it), after every perspective model.
+MODEL_PREFERENCE = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "FULL_OPENCV",
+                    "OPENCV_FISHEYE")
 
 
-def _pick(scores: list[ModelScore], tolerance: float) -> str:
+def pick_model(scores: list[ModelScore], *, tolerance: float = 1.0) -> tuple[str, str]:
+    """(model, rule) by the one-standard-error rule (Hastie, Tibshirani & Friedman, ESL 7.10):
+    the best cross-validated RMS plus its standard error over the folds is the threshold, and the
+    first model of :data:`MODEL_PREFERENCE` at or below it wins. So a richer or less conventional
+    model is chosen only when it beats the simpler one by more than the noise of the score.
+    ``tolerance`` (>= 1): also accept models within this factor of the best. ``rule`` says what
+    was compared, for the report."""
     ok = [s for s in scores if not s.failed and np.isfinite(s.cv_rms_px)]
     if not ok:
         raise CalibrationError("no candidate model could be fitted: "
                                + "; ".join(f"{s.model}: {s.failed}" for s in scores))
-    best = min(s.cv_rms_px for s in ok)
-    good = [s for s in ok if s.cv_rms_px <= best * tolerance]
-    return min(good, key=lambda s: (_COMPLEXITY[s.model], s.cv_rms_px)).model
+    best = min(ok, key=lambda s: s.cv_rms_px)
+    se = best.cv_rms_se_px if np.isfinite(best.cv_rms_se_px) else 0.0
+    threshold = max(best.cv_rms_px + se, best.cv_rms_px * tolerance)
+    good = [s for s in ok if s.cv_rms_px <= threshold]
+    chosen = min(good, key=lambda s: (MODEL_PREFERENCE.index(s.model), s.cv_rms_px))
+    rule = (f"one-standard-error rule: best {best.model} {best.cv_rms_px:.4f} +- {se:.4f} px (SE over "
+            f"{len(best.fold_rms_px)} folds), threshold {threshold:.4f} px; the first of "
+            f"{' < '.join(m for m in MODEL_PREFERENCE if any(s.model == m for s in ok))} at or below it: "
+            f"{chosen.model}")
+    return chosen.model, rule
 
 
 # =============================================================================================

@@ -126,7 +126,7 @@ def colmap_camera_line(camera: Camera, camera_id: int = 1) -> str:
     """``CAMERA_ID MODEL WIDTH HEIGHT PARAMS...`` (17 significant digits, as COLMAP writes), the
     principal point in COLMAP's pixel-corner convention."""
     return (f"{int(camera_id)} {camera.model} {camera.width} {camera.height} "
-            + " ".join("%.17g" % v for v in camera.corner_params()))
+            + " ".join(f"{v:.17g}" for v in camera.corner_params()))
 
 
 def parse_colmap_camera_line(line: str) -> tuple[int, Camera]:
@@ -155,12 +155,14 @@ def parse_colmap_camera_line(line: str) -> tuple[int, Camera]:
     if len(tok) - 4 != spec.num_params:
         raise ValueError(f"{spec.name} takes {spec.num_params} params ({' '.join(spec.param_names)}), "
                          f"found {len(tok) - 4}")
-    try:
-        params = np.array([float(t) for t in tok[4:]])
-    except ValueError:
-        raise ValueError(f"PARAMS must be numbers, got {' '.join(tok[4:])!r}") from None
-    if not np.all(np.isfinite(params)):
-        raise ValueError(f"camera {camera_id}: params contain NaN/Inf: {params.tolist()}")
+    params = np.empty(len(tok) - 4)
+    for k, t in enumerate(tok[4:]):
+        try:
+            params[k] = float(t)
+        except ValueError:
+            raise ValueError(f"PARAMS must be a number, got {t!r}") from None
+        if not np.isfinite(params[k]):
+            raise ValueError(f"camera {camera_id}: PARAMS {t} (NaN/Inf not allowed)")
     try:
         return camera_id, Camera.from_corner_params(spec.name, width, height, params)
     except ValueError as e:
@@ -222,14 +224,14 @@ def _read_json(path: Path, text: str) -> dict:
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not JSON ({e})") from None
     if not isinstance(d, dict):
-        raise ValueError(f"{path}: expected a JSON object")
+        raise ValueError(f"{path}: expected a JSON object")  # noqa: TRY004 - bad file content
     return d
 
 
 def _json_camera(path: Path, d: dict, which: str) -> Camera:
     entry = d.get("camera") if which == "left" and "camera" in d else d.get(which)
     if not isinstance(entry, dict):
-        raise ValueError(f"{path}: no {'camera' if which == 'left' else which!r} entry (a report.json "
+        raise ValueError(f"{path}: no {'camera' if which == 'left' else which!r} entry (a report.json "  # noqa: TRY004
                          "from `recon calibrate` has 'camera', or 'left' and 'right')")
     try:
         return camera_from_json(entry)
@@ -258,7 +260,7 @@ class _Storage:
         self.nodes = {}
         try:
             root = fs.root()
-            for key in root.keys():
+            for key in root.keys():  # noqa: SIM118 - a cv2.FileNode, not a dict
                 node = root.getNode(key)
                 if node.isMap():  # an !!opencv-matrix; other maps are not ours to read
                     m = node.mat()
@@ -425,7 +427,7 @@ def _open(path) -> tuple[Path, str]:
 def _kind(path: Path, head: str) -> str:
     """'json' (report.json), 'colmap' (cameras.txt) or 'opencv' (FileStorage)."""
     s = head.lstrip()
-    if s.startswith("%YAML") or s.startswith("<?xml") or s.startswith("<opencv_storage"):
+    if s.startswith(("%YAML", "<?xml", "<opencv_storage")):
         return "opencv"
     if path.suffix.lower() == ".json":
         return "json"  # OpenCV FileStorage JSON has "K": {"type_id": "opencv-matrix", ...}; handled below

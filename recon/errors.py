@@ -18,6 +18,4 @@ class FormatError(ReconError, ValueError):
     def of(cls, path, error: Exception) -> FormatError:
         """A FormatError for ``path`` from a ValueError of a lower layer (e.g. ``calib.files``),
         whose message may already start with the path."""
-        msg = str(error)
-        prefix = f"{path}: "
-        return cls(path, msg[len(prefix):] if msg.startswith(prefix) else msg)
+        return cls(path, str(error).removeprefix(f"{path}: "))

@@ -342,6 +342,60 @@ def test_auto_model_selection():
     assert scores["PINHOLE"] > 2 * scores["OPENCV"]
 
 
+def test_auto_keeps_the_ordinary_model_when_fisheye_is_indistinguishable():
+    """An ordinary 63-degree lens: OPENCV_FISHEYE's k1..k4 fit it too, and on this draw its
+    cross-validated RMS is even a little lower (by far less than the fold-to-fold spread); the
+    one-standard-error rule keeps OPENCV. The scores carry their spread into the report."""
+    from calib.files import report_dict
+
+    board = BoardSpec("chessboard", 9, 6, 0.03)
+    lens = Camera("OPENCV", 640, 480, [522.0, 522.0, 319.5, 239.5, -0.08, 0.02, 0.0, 0.0])
+    obs, _ = synthetic_views(lens, board, 15, 0.3, seed=5)
+    res = calibrate_camera(obs, lens.size, CalibrationConfig(model="auto", auto_candidates=("OPENCV", "OPENCV_FISHEYE")))
+    s = {x.model: x for x in res.model_scores}
+    assert s["OPENCV_FISHEYE"].cv_rms_px < s["OPENCV"].cv_rms_px  # the case the old rule got wrong
+    assert s["OPENCV"].cv_rms_px - s["OPENCV_FISHEYE"].cv_rms_px < s["OPENCV_FISHEYE"].cv_rms_se_px
+    assert res.camera.model == "OPENCV"
+    assert "one-standard-error" in res.model_rule and res.model_rule.endswith("OPENCV")
+    for x in res.model_scores:
+        assert len(x.fold_rms_px) == 5 and 0 < x.cv_rms_se_px < 0.05
+        assert np.isclose(x.cv_rms_se_px, np.std(x.fold_rms_px, ddof=1) / np.sqrt(5))
+    sel = report_dict(res)["model_selection"]
+    assert sel["rule"] == res.model_rule
+    assert all(len(e["fold_rms_px"]) == 5 and e["cv_rms_se_px"] > 0 for e in sel["scores"])
+
+
+def test_auto_chooses_fisheye_for_a_fisheye_lens():
+    board = BoardSpec("chessboard", 9, 6, 0.03)
+    obs, _ = synthetic_views(FISHEYE_TRUTH, board, 15, 0.3, seed=5)
+    res = calibrate_camera(obs, FISHEYE_TRUTH.size, CalibrationConfig(
+        model="auto", auto_candidates=("OPENCV", "FULL_OPENCV", "OPENCV_FISHEYE")))
+    assert res.camera.model == "OPENCV_FISHEYE"
+    s = {x.model: x for x in res.model_scores}
+    for m in ("OPENCV", "FULL_OPENCV"):  # better by many standard errors, not by noise
+        assert s[m].cv_rms_px > s["OPENCV_FISHEYE"].cv_rms_px + 10 * s["OPENCV_FISHEYE"].cv_rms_se_px
+
+
+def test_pick_model_one_standard_error_rule():
+    from calib.calibrate import ModelScore, pick_model
+
+    def score(m, cv, se):
+        return ModelScore(m, cv, cv, fold_rms_px=(cv,) * 5, cv_rms_se_px=se)
+
+    # the richer model is better by less than one SE of the best: the simpler one
+    assert pick_model([score("PINHOLE", 0.505, 0.01), score("OPENCV", 0.50, 0.01)])[0] == "PINHOLE"
+    # better by more than one SE: the richer one
+    assert pick_model([score("PINHOLE", 0.52, 0.01), score("OPENCV", 0.50, 0.01)])[0] == "OPENCV"
+    # equal parameter counts: the conventional model unless fisheye is clearly better
+    assert pick_model([score("OPENCV", 0.40001, 0.004), score("OPENCV_FISHEYE", 0.4, 0.004)])[0] == "OPENCV"
+    assert pick_model([score("OPENCV", 0.9, 0.1), score("OPENCV_FISHEYE", 0.4, 0.004)])[0] == "OPENCV_FISHEYE"
+    # a failed model is never chosen; all failed is an error naming them
+    failed = ModelScore("PINHOLE", float("inf"), float("inf"), failed="diverged")
+    assert pick_model([failed, score("OPENCV", 0.5, 0.01)])[0] == "OPENCV"
+    with pytest.raises(CalibrationError, match="PINHOLE: diverged"):
+        pick_model([failed])
+
+
 @pytest.mark.parametrize("truth", [Camera("OPENCV", 640, 480, [500, 500, 319.5, 239.5, -0.1, 0.03, 0.0005, -0.0003]),
                                    FISHEYE_TRUTH], ids=["OPENCV", "OPENCV_FISHEYE"])
 def test_stereo_rig_and_rectification(truth, tmp_path):

@@ -42,7 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--board", required=True, help="board spec, see above")
     add_output(p, "output folder")
     p.add_argument("--model", default="OPENCV",
-                   help="camera model: auto (cross-validated choice) or one of "
+                   help="camera model: auto (cross-validated; the simplest, most conventional model "
+                        "unless a richer one is better by more than one standard error) or one of "
                         + ", ".join(MODELS[1:]) + " (default OPENCV)")
     p.add_argument("--left", nargs="+", metavar="IMG", help="stereo: left images (files, folders or quoted globs)")
     p.add_argument("--right", nargs="+", metavar="IMG", help="stereo: right images, paired with --left in sorted order")
@@ -85,8 +86,11 @@ def _print_result(res, failures, title=""):
     for n, v, s in zip(cam.spec.param_names, cam.params, res.param_std):
         print(f"  {n:>3} = {v: .6g}  +- {s:.3g}")
     if res.model_scores:
-        print("  model selection (cross-validated RMS, px): " + ", ".join(
-            f"{s.model} {s.cv_rms_px:.4f}" if not s.failed else f"{s.model} failed" for s in res.model_scores))
+        print("  model selection (cross-validated RMS +- its standard error over the folds, px): " + ", ".join(
+            f"{s.model} {s.cv_rms_px:.4f} +- {s.cv_rms_se_px:.4f}" if not s.failed else f"{s.model} failed"
+            for s in res.model_scores))
+        if res.model_rule:
+            print(f"  {res.model_rule}")
     dropped = list(failures) + list(res.rejected_views)
     if dropped:
         print(f"  {len(dropped)} view(s) not used:", file=sys.stderr)

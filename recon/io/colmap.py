@@ -50,7 +50,15 @@ from pathlib import Path
 
 import numpy as np
 
-from calib import MODEL_BY_ID, MODELS, PIXEL_CORNER_OFFSET, Camera, Rigid3, centre_from_corner, corner_from_centre
+from calib import (
+    MODEL_BY_ID,
+    PIXEL_CORNER_OFFSET,
+    Camera,
+    Rigid3,
+    centre_from_corner,
+    corner_from_centre,
+)
+from calib.files import colmap_camera_line, parse_colmap_camera_line
 from calib.transforms import matrix_from_quat, quat_from_matrix
 from recon.errors import FormatError
 from recon.scene import Image, Point3D, Reconstruction
@@ -404,31 +412,13 @@ def _write_cameras_bin(path: Path, cameras: dict[int, Camera]) -> None:
 def _read_cameras_txt(path: Path) -> dict[int, Camera]:
     cameras: dict[int, Camera] = {}
     for lineno, line in _data_lines(path):
-        tok = line.split()
-        where = f"line {lineno}"
-        if len(tok) < 4:
-            raise FormatError(path, f"{where}: expected CAMERA_ID MODEL WIDTH HEIGHT PARAMS[], got "
-                                    f"{len(tok)} field(s)")
-        camera_id = _parse_int(path, where, "CAMERA_ID", tok[0])
-        model = tok[1]
-        spec = MODELS.get(model)
-        if spec is None:
-            if model.lstrip("-").isdigit() and int(model) in MODEL_BY_ID:
-                spec = MODEL_BY_ID[int(model)]
-            else:
-                raise FormatError(path, f"{where}: unknown camera model {model!r} (known: "
-                                        f"{', '.join(MODELS)})")
-        width = _parse_int(path, where, "WIDTH", tok[2])
-        height = _parse_int(path, where, "HEIGHT", tok[3])
-        if width <= 0 or height <= 0:
-            raise FormatError(path, f"{where}: camera {camera_id} has size {width}x{height}")
-        if len(tok) - 4 != spec.num_params:
-            raise FormatError(path, f"{where}: {spec.name} takes {spec.num_params} params "
-                                    f"({' '.join(spec.param_names)}), found {len(tok) - 4}")
-        params = np.array([_parse_float(path, where, "PARAMS", t) for t in tok[4:]])
+        try:
+            camera_id, cam = parse_colmap_camera_line(line)  # the one COLMAP camera-line parser
+        except ValueError as e:
+            raise FormatError(path, f"line {lineno}: {e}") from None
         if camera_id in cameras:
-            raise FormatError(path, f"{where}: camera id {camera_id} appears twice")
-        cameras[camera_id] = _make_camera(path, camera_id, spec.name, width, height, params)
+            raise FormatError(path, f"line {lineno}: camera id {camera_id} appears twice")
+        cameras[camera_id] = cam
     return cameras
 
 
@@ -437,8 +427,7 @@ def _write_cameras_txt(path: Path, cameras: dict[int, Camera]) -> None:
              "#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]",
              f"# Number of cameras: {len(cameras)}"]
     for cid, cam in cameras.items():
-        lines.append(" ".join([str(int(cid)), cam.model, str(cam.width), str(cam.height),
-                               *(_fmt(v) for v in _colmap_params(cam))]))
+        lines.append(colmap_camera_line(cam, cid))
     _write_text(path, lines)
 
 
