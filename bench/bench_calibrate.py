@@ -12,6 +12,9 @@ interleaved; the table shows the median wall time and the ratio to OpenCV:
 * recon:          `recon calibrate` with the default outputs (detection, outlier rejection,
                   covariance, uncertainty + coverage maps, YAML/JSON/COLMAP, 4 PNG pictures)
 * recon --no-plots: the same without the pictures
+* recon pictures-here: the same, with the 4 pictures drawn in this process one after the other
+                  (calib.pictures.PictureProcess disabled): measures what the forked picture
+                  process saves
 * recon@NAME [--no-plots]: with ``--also DIR``, the same from another checkout (e.g. an export
                   of main: ``git archive main | tar -x -C /tmp/base``), to compare before/after
                   under the same load
@@ -58,6 +61,20 @@ for f in files:
         obj.append(objp); img.append(c)
 rms, K, D, r, t = cv2.calibrateCamera(obj, img, size, None, None)
 print(len(obj), rms)
+"""
+
+
+# `recon calibrate` with the picture process switched off (close() then draws every picture here)
+PICTURES_HERE_SCRIPT = r"""
+import sys
+import calib.pictures as pictures
+
+def _inactive(self):
+    self.active, self._jobs, self._pid = False, [], None
+
+pictures.PictureProcess.__init__ = _inactive
+from recon.cli import main
+sys.exit(main(["calibrate", *sys.argv[1:]]))
 """
 
 
@@ -109,6 +126,8 @@ def main() -> int:
                   str(tmp / "out"), "--quiet"],
         "recon --no-plots": [sys.executable, "-m", "recon", "calibrate", str(images), "--board", board, "-o",
                              str(tmp / "out2"), "--quiet", "--no-plots"],
+        "recon pictures-here": [sys.executable, "-c", PICTURES_HERE_SCRIPT, str(images), "--board", board, "-o",
+                                str(tmp / "out3"), "--quiet"],
     }
     envs = {k: env for k in contestants}
     if args.also:

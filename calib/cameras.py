@@ -263,12 +263,6 @@ class Camera:
         p[i:i + 2] = corner_from_centre(p[i:i + 2])
         return p
 
-    def corner_K(self) -> np.ndarray:
-        """[3, 3] pinhole matrix with the principal point in the corner convention (gsplat)."""
-        K = self.K
-        K[:2, 2] = corner_from_centre(K[:2, 2])
-        return K
-
     # ---- accessors --------------------------------------------------------------------
     @property
     def spec(self) -> ModelSpec:

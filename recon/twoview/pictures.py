@@ -3,6 +3,11 @@
 ``draw_matches``: both images side by side, inlier matches green, outliers red.
 ``draw_epipolar_lines``: a sample of inliers with their epipolar lines in both images
 (l2 = F x1 in image 2, l1 = F^T x2 in image 1), coloured per match.
+
+Drawing cost (bench/bench_twoview_pictures.py): the pictures are drawn at a bounded size
+(``MAX_DRAW_SIZE``: at most 1600 x 1000 pixels side by side; the images are downscaled first,
+with their pixel coordinates and F mapped along), the match lines are one LineCollection (not one
+artist per match), the images are shown without resampling and the PNGs use zlib level 1.
 """
 
 from __future__ import annotations
@@ -13,7 +18,17 @@ import numpy as np
 
 from calib import scale_pixels
 
-__all__ = ["draw_epipolar_lines", "draw_matches"]
+__all__ = ["MAX_DRAW_SIZE", "draw_epipolar_lines", "draw_matches"]
+
+MAX_DRAW_SIZE = (1600, 1000)  # (width, height) of the side-by-side images in a picture, at most
+_PNG = {"compress_level": 1}  # zlib level 1: much faster to encode, files somewhat larger
+
+
+def _draw_scale(a: np.ndarray, b: np.ndarray) -> float:
+    """The scale (<= 1) at which two images side by side fit in MAX_DRAW_SIZE."""
+    w = a.shape[1] + b.shape[1]
+    h = max(a.shape[0], b.shape[0])
+    return min(1.0, MAX_DRAW_SIZE[0] / w, MAX_DRAW_SIZE[1] / h)
 
 
 def _figure(width_px: int, height_px: int, dpi: int = 100):
@@ -64,26 +79,27 @@ def draw_matches(path, image1, image2, uv1, uv2, inliers=None, *, title: str = "
     uv1 = np.asarray(uv1, float).reshape(-1, 2)
     uv2 = np.asarray(uv2, float).reshape(-1, 2)
     inl = np.ones(len(uv1), bool) if inliers is None else np.asarray(inliers, bool)
+    from matplotlib.collections import LineCollection
+
     a, b = _as_rgb(image1), _as_rgb(image2)
-    s = min(1.0, 1800.0 / (a.shape[1] + b.shape[1]))
+    s = _draw_scale(a, b)
     a, uv1 = _downscale(a, uv1, s)
     b, uv2 = _downscale(b, uv2, s)
     canvas, off = _side_by_side(a, b)
     h, w = canvas.shape[:2]
     fig = _figure(w + 40, h + 70)
     ax = fig.add_axes([0.01, 0.01, 0.98, 0.90])
-    ax.imshow(canvas, interpolation="bilinear")
+    ax.imshow(canvas, interpolation="nearest")  # drawn at about its own size: no resampling needed
     rng = np.random.default_rng(seed)
     for mask, color, label in ((inl, "#30ff30", "inliers"), (~inl, "#ff3030", "outliers")):
         idx = np.flatnonzero(mask)
         if idx.size > max_lines:
             idx = rng.choice(idx, max_lines, replace=False)
         if idx.size:
-            xs = np.stack([uv1[idx, 0], uv2[idx, 0] + off])
-            ys = np.stack([uv1[idx, 1], uv2[idx, 1]])
-            ax.plot(xs, ys, color=color, lw=0.6, alpha=0.7)
-            ax.plot(uv1[idx, 0], uv1[idx, 1], "o", ms=2, color=color)
-            ax.plot(uv2[idx, 0] + off, uv2[idx, 1], "o", ms=2, color=color)
+            p1, p2 = uv1[idx], uv2[idx] + [off, 0.0]
+            ax.add_collection(LineCollection(np.stack([p1, p2], axis=1), colors=color, linewidths=0.6, alpha=0.7))
+            both = np.concatenate([p1, p2])
+            ax.plot(both[:, 0], both[:, 1], "o", ms=2, color=color)
         ax.plot([], [], color=color, label=f"{label}: {int(mask.sum())}")
     ax.set_xlim(-0.5, w - 0.5)
     ax.set_ylim(h - 0.5, -0.5)
@@ -92,7 +108,7 @@ def draw_matches(path, image1, image2, uv1, uv2, inliers=None, *, title: str = "
     fig.suptitle(title or f"{len(uv1)} matches, {int(inl.sum())} inliers", fontsize=11)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    fig.savefig(path, pil_kwargs=_PNG)
     return path
 
 
@@ -124,6 +140,7 @@ def draw_epipolar_lines(path, image1, image2, F, uv1, uv2, inliers=None, *, num_
     F x1 of each point x1, in image 1 the line F^T x2; the matching point is drawn on each line
     (same colour), so misalignment is visible as a dot off its line."""
     from matplotlib import cm
+    from matplotlib.collections import LineCollection
 
     F = np.asarray(F, float)
     uv1 = np.asarray(uv1, float).reshape(-1, 2)
@@ -140,7 +157,7 @@ def draw_epipolar_lines(path, image1, image2, F, uv1, uv2, inliers=None, *, num_
             chosen.append(idx[int(np.argmax(d))])
         idx = np.array(chosen)
     a, b = _as_rgb(image1), _as_rgb(image2)
-    s = min(1.0, 1800.0 / (a.shape[1] + b.shape[1]))
+    s = _draw_scale(a, b)
     if s < 1.0:  # draw on downscaled images: F for the scaled pixels is S^-T F S^-1
         S = np.array([[s, 0, 0.0], [0, s, 0.0], [0, 0, 1.0]])
         S[:2, 2] = scale_pixels(np.zeros(2), s)  # the image of pixel (0, 0)
@@ -157,12 +174,15 @@ def draw_epipolar_lines(path, image1, image2, F, uv1, uv2, inliers=None, *, num_
     for ax, img, pts, lines_of in ((ax1, a, uv1, lambda k: F.T @ np.r_[uv2[k], 1.0]),
                                    (ax2, b, uv2, lambda k: F @ np.r_[uv1[k], 1.0])):
         ih, iw = img.shape[:2]
-        ax.imshow(img, interpolation="bilinear")
-        for c, k in zip(colors, idx):
-            seg = _clip_line(lines_of(k), iw, ih)
-            if seg is not None:
-                ax.plot([seg[0][0], seg[1][0]], [seg[0][1], seg[1][1]], color=c, lw=0.9)
-            ax.plot(pts[k, 0], pts[k, 1], "o", ms=4, mfc=c, mec="black", mew=0.6)
+        ax.imshow(img, interpolation="nearest")
+        segs = [(_clip_line(lines_of(k), iw, ih), c) for c, k in zip(colors, idx)]
+        segs = [(seg, c) for seg, c in segs if seg is not None]
+        if segs:
+            ax.add_collection(LineCollection([np.array(seg) for seg, _ in segs], colors=[c for _, c in segs],
+                                             linewidths=0.9))
+        if len(idx):
+            ax.scatter(pts[idx, 0], pts[idx, 1], s=16, c=colors[:len(idx)], edgecolors="black", linewidths=0.6,
+                       zorder=3)
         ax.set_xlim(-0.5, iw - 0.5)
         ax.set_ylim(ih - 0.5, -0.5)
         ax.axis("off")
@@ -171,5 +191,5 @@ def draw_epipolar_lines(path, image1, image2, F, uv1, uv2, inliers=None, *, num_
     fig.suptitle(title or f"epipolar lines of {len(idx)} inliers", fontsize=11)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    fig.savefig(path, pil_kwargs=_PNG)
     return path
