@@ -50,40 +50,17 @@ class PlyHeader:
 
 
 def read_ply_header(path: str | Path) -> PlyHeader:
-    """Parse a PLY header (no payload); FormatError naming the file when it is not a PLY."""
+    """Element counts and property names of a PLY header (no payload), from the one PLY header
+    parser (:func:`recon.io.ply.read_ply_header`); FormatError naming the file when it is not a PLY."""
+    from recon.io.ply import read_ply_header as _read
+
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            head = f.read(64 * 1024)
-    except OSError as e:
-        raise FormatError(path, f"cannot read ({e.strerror or e})") from None
-    if not head.startswith(b"ply"):
-        raise FormatError(path, "not a PLY file (it does not start with 'ply')")
-    end = head.find(b"end_header")
-    if end < 0:
-        raise FormatError(path, "PLY header has no 'end_header' in its first 64 KiB (truncated or corrupt)")
-    hdr = PlyHeader(format="")
-    current = None
-    for raw in head[:end].decode("ascii", errors="replace").splitlines()[1:]:
-        tok = raw.split()
-        if not tok or tok[0] in ("comment", "obj_info"):
-            continue
-        if tok[0] == "format" and len(tok) >= 2:
-            hdr.format = tok[1]
-        elif tok[0] == "element" and len(tok) == 3:
-            try:
-                hdr.elements[tok[1]] = int(tok[2])
-            except ValueError:
-                raise FormatError(path, f"bad PLY element line {raw!r}") from None
-            current = tok[1]
-            hdr.properties[current] = []
-        elif tok[0] == "property" and current is not None and len(tok) >= 3:
-            hdr.properties[current].append(tok[-1])
-        else:
-            raise FormatError(path, f"bad PLY header line {raw!r}")
-    if hdr.format not in ("ascii", "binary_little_endian", "binary_big_endian"):
-        raise FormatError(path, f"unknown PLY format {hdr.format!r}")
-    return hdr
+        full = _read(path)
+    except FileNotFoundError as e:
+        raise FormatError(path, f"cannot read ({e.strerror or 'no such file'})") from None
+    return PlyHeader(full.format, {e.name: e.count for e in full.elements},
+                     {e.name: [n for n, _ in e.properties] for e in full.elements})
 
 
 def _is_colmap_model(d: Path) -> bool:
