@@ -211,7 +211,7 @@ def test_synth_scene_bad2():
 
 
 def test_reads_recon_calibrate_yaml(tmp_path, rig_pair):
-    """The YAML `recon calibrate` writes for a rig (calib.report.write_opencv_yaml) reads back
+    """The YAML `recon calibrate` writes for a rig (calib.files.write_opencv_yaml) reads back
     into the same cameras and right_from_left; its mono YAML works for `recon twoview`."""
     from calib.files import write_opencv_yaml
     from calib.stereo import StereoResult, rectify
