@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 
 class ReconError(Exception):
     """Base class for errors caused by input (files, options), not by bugs."""
@@ -19,3 +21,15 @@ class FormatError(ReconError, ValueError):
         """A FormatError for ``path`` from a ValueError of a lower layer (e.g. ``calib.files``),
         whose message may already start with the path."""
         return cls(path, str(error).removeprefix(f"{path}: "))
+
+
+@contextmanager
+def reading(path):
+    """Inside it, a ValueError of a lower-layer reader (e.g. ``calib.files``) becomes a
+    FormatError naming ``path``; FileNotFoundError and FormatError pass unchanged."""
+    try:
+        yield
+    except FormatError:
+        raise
+    except ValueError as e:
+        raise FormatError.of(path, e) from None

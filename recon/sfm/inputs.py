@@ -164,11 +164,7 @@ def read_opencv_calibration(path) -> Camera:
     declared model (an OPENCV_FISHEYE calibration stays OPENCV_FISHEYE). FileNotFoundError /
     FormatError naming the file."""
     from calib.files import read_camera
-    from recon.errors import FormatError
+    from recon.errors import reading
 
-    try:
+    with reading(path):
         return read_camera(path)
-    except FileNotFoundError:
-        raise
-    except ValueError as e:
-        raise FormatError.of(path, e) from None

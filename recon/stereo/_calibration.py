@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from calib.files import StereoRig, read_rig, write_opencv_yaml
-from recon.errors import FormatError
+from recon.errors import reading
 
 __all__ = ["StereoCalibration", "read_stereo_calibration", "write_stereo_calibration"]
 
@@ -19,12 +19,8 @@ StereoCalibration = StereoRig
 def read_stereo_calibration(path) -> StereoRig:
     """The rig of a stereo calibration file (OpenCV stereo YAML: K1 D1 K2 D2 R T image_width
     image_height, or a stereo report.json). FileNotFoundError / FormatError naming the file."""
-    try:
+    with reading(path):
         return read_rig(path)
-    except FileNotFoundError:
-        raise
-    except ValueError as e:
-        raise FormatError.of(path, e) from None
 
 
 def write_stereo_calibration(path, calibration: StereoRig) -> Path:

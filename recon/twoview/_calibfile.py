@@ -9,19 +9,15 @@ from __future__ import annotations
 
 from calib import Camera
 from calib.files import read_camera_pair as _read_camera_pair
-from recon.errors import FormatError
+from recon.errors import reading
 
 __all__ = ["fit_camera_to_image", "read_camera_pair"]
 
 
 def read_camera_pair(path) -> tuple[Camera, Camera]:
     """(camera for image A, camera for image B); FileNotFoundError / FormatError naming the file."""
-    try:
+    with reading(path):
         return _read_camera_pair(path)
-    except FileNotFoundError:
-        raise
-    except ValueError as e:
-        raise FormatError.of(path, e) from None
 
 
 def fit_camera_to_image(camera: Camera, width: int, height: int, name: str) -> tuple[Camera, str | None]:
