@@ -195,12 +195,13 @@ def rectified_vertical_rms(left: Camera, right: Camera, rect: Rectification,
 
 def stereo_calibrate(left_obs: list[Observation], right_obs: list[Observation], left: Camera, right: Camera, *,
                      fix_intrinsics: bool = True, alpha: float = 0.0, min_corners: int = 6,
-                     symmetric_grid: tuple[int, int] | None = None) -> StereoResult:
+                     symmetric_grid: tuple[int, int] | None = None, extra_flags: int = 0) -> StereoResult:
     """Calibrate the rig from paired observations (view k of the left list and view k of the
     right list show the board at the same moment). ``left``/``right``: intrinsics from
     :func:`calib.calibrate.calibrate_camera`; with ``fix_intrinsics=False`` they are refined
     jointly with the relative pose (same model). ``symmetric_grid=(cols, rows)`` for a
-    chessboard: first make the two images' corner labels agree (:func:`align_symmetric_labels`)."""
+    chessboard: first make the two images' corner labels agree (:func:`align_symmetric_labels`).
+    ``extra_flags``: OpenCV flags OR-ed into a joint refinement (e.g. ``cv2.CALIB_FIX_PRINCIPAL_POINT``)."""
     import cv2
 
     if left.model != right.model and not fix_intrinsics:
@@ -237,7 +238,7 @@ def stereo_calibrate(left_obs: list[Observation], right_obs: list[Observation], 
         if fix_intrinsics:
             flags = cv2.CALIB_FIX_INTRINSIC
         else:
-            flags = cv2.CALIB_USE_INTRINSIC_GUESS | opencv_flags(left.model)
+            flags = cv2.CALIB_USE_INTRINSIC_GUESS | opencv_flags(left.model) | int(extra_flags)
         try:
             with _deterministic_opencv():
                 rms, K1, D1, K2, D2, Rm, T, E, F = cv2.stereoCalibrate(
