@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 demo: venv
-	$(VENV)/bin/recon demo $(OUT)
+	$(VENV)/bin/recon demo -o $(OUT)
 
 test: venv
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -1,8 +1,12 @@
 """Camera models with COLMAP names and parameter order; float64 NumPy, vectorised.
 
 Pixel convention (docs/conventions.md): pixel (0, 0) is the CENTRE of the top-left pixel, as in
-OpenCV. COLMAP (and nerfstudio / Instant-NGP) put the centre of that pixel at (0.5, 0.5); the
-readers and writers in ``recon.io`` shift the principal point by 0.5 at the file edge. Inside
+OpenCV. COLMAP (and nerfstudio / Instant-NGP, gsplat) put the centre of that pixel at (0.5, 0.5),
+the "corner" convention. The ONE conversion is here: :func:`corner_from_centre` /
+:func:`centre_from_corner` for pixel coordinates, :meth:`Camera.corner_params` /
+:meth:`Camera.from_corner_params` for the principal point, :func:`scale_pixels` for pixel
+coordinates of a resized image; every file edge (``calib.files``, ``recon.io``, the pycolmap
+bridge, the rasterizers) calls them and writes no 0.5 of its own. Inside
 this package ``cx, cy`` are always in OUR convention, so a ``Camera`` projects exactly like
 ``cv2.projectPoints`` with the same K and distortion.
 
@@ -48,12 +52,37 @@ __all__ = [
     "ProjectionJacobians",
     "Rays",
     "Undistorted",
+    "PIXEL_CORNER_OFFSET",
+    "centre_from_corner",
+    "corner_from_centre",
     "distort",
     "project",
     "project_jacobians",
+    "scale_pixels",
     "undistort",
     "unproject",
 ]
+
+
+PIXEL_CORNER_OFFSET = 0.5  # corner-convention coordinate (COLMAP, nerfstudio, gsplat) = ours + 0.5
+
+
+def corner_from_centre(uv) -> np.ndarray:
+    """Pixel coordinates [..., 2] (or scalars) in ours (0, 0 = centre of the top-left pixel) ->
+    the corner convention of COLMAP / nerfstudio / gsplat ((0.5, 0.5) = that centre)."""
+    return np.asarray(uv, dtype=np.float64) + PIXEL_CORNER_OFFSET
+
+
+def centre_from_corner(uv) -> np.ndarray:
+    """Inverse of :func:`corner_from_centre`."""
+    return np.asarray(uv, dtype=np.float64) - PIXEL_CORNER_OFFSET
+
+
+def scale_pixels(uv, sx: float, sy: float | None = None) -> np.ndarray:
+    """Pixel coordinates [..., 2] of an image resized by (sx, sy): the image edges, not the pixel
+    centres, scale: u' = (u + 0.5) * sx - 0.5."""
+    s = np.array([sx, sx if sy is None else sy], dtype=np.float64)
+    return centre_from_corner(corner_from_centre(uv) * s)
 
 
 @dataclass(frozen=True)
@@ -148,12 +177,20 @@ class Camera:
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
-    def from_K(cls, K, width: int, height: int, dist=None, *, fisheye: bool = False) -> Camera:
+    def from_K(cls, K, width: int, height: int, dist=None, *, fisheye: bool = False,
+               model: str | None = None) -> Camera:
         """From an OpenCV K [3, 3] (principal point in OpenCV's = our pixel-centre convention)
         and distortion vector. Picks the smallest COLMAP model that holds them exactly: PINHOLE,
         OPENCV (k1 k2 p1 p2), FULL_OPENCV (k1 k2 p1 p2 k3 [k4 k5 k6]; 12- and 14-coefficient
         vectors are accepted when their thin-prism / tilt terms are zero) or, with
-        ``fisheye=True``, OPENCV_FISHEYE (k1..k4, the ``cv2.fisheye`` model)."""
+        ``fisheye=True``, OPENCV_FISHEYE (k1..k4, the ``cv2.fisheye`` model).
+
+        ``model``: keep this COLMAP model (as a calibration file declares it, e.g. OPENCV with
+        all-zero distortion stays OPENCV, SIMPLE_RADIAL stays SIMPLE_RADIAL); ValueError when
+        K / dist hold something the model cannot (fx != fy for a one-focal model, a coefficient
+        the model lacks). OPENCV_FISHEYE reads ``dist`` as k1..k4, the others in OpenCV order."""
+        if model is not None:
+            return cls._from_K_as(K, width, height, dist, model)
         K = as_array(K, "K", ndim=2)
         if K.shape != (3, 3):
             raise ValueError(f"K: expected [3, 3], got {K.shape}")
@@ -179,6 +216,58 @@ class Camera:
         if not np.any(d[4:]):
             return cls("OPENCV", width, height, np.r_[fx, fy, cx, cy, d[:4]])
         return cls("FULL_OPENCV", width, height, np.r_[fx, fy, cx, cy, np.pad(d[:8], (0, 8 - min(d.size, 8)))])
+
+    @classmethod
+    def _from_K_as(cls, K, width, height, dist, model: str) -> Camera:
+        if model not in MODELS:
+            raise ValueError(f"model: unknown camera model {model!r}; expected one of {sorted(MODELS)}")
+        # indices into OpenCV's vector (k1 k2 p1 p2 k3 k4 k5 k6; fisheye: k1 k2 k3 k4)
+        used = {"SIMPLE_PINHOLE": [], "PINHOLE": [], "SIMPLE_RADIAL": [0], "RADIAL": [0, 1],
+                "OPENCV": [0, 1, 2, 3], "FULL_OPENCV": list(range(8)), "OPENCV_FISHEYE": [0, 1, 2, 3],
+                "SIMPLE_RADIAL_FISHEYE": [0], "RADIAL_FISHEYE": [0, 1]}.get(model)
+        if used is None:
+            raise ValueError(f"model: {model} has no OpenCV K / distortion form")
+        fisheye = MODELS[model].fisheye
+        cam = cls.from_K(K, width, height, dist, fisheye=fisheye)  # checks K and dist
+        (fx, fy), (cx, cy) = cam.focal, cam.principal_point
+        d = np.pad(cam.extra, (0, max(0, 8 - cam.extra.size)))
+        dropped = [i for i in range(4 if fisheye else 8) if i not in used and d[i] != 0]
+        if dropped:
+            names = ["k1", "k2", "k3", "k4"] if fisheye else ["k1", "k2", "p1", "p2", "k3", "k4", "k5", "k6"]
+            raise ValueError(f"dist: {model} has no {', '.join(names[i] for i in dropped)} "
+                             f"(got {[float(d[i]) for i in dropped]})")
+        if MODELS[model].single_focal:
+            if not np.isclose(fx, fy, rtol=1e-9, atol=0):
+                raise ValueError(f"K: {model} has one focal length, got fx={fx} fy={fy}")
+            return cls(model, width, height, np.r_[fx, cx, cy, d[used]])
+        return cls(model, width, height, np.r_[fx, fy, cx, cy, d[used]])
+
+    @classmethod
+    def from_corner_params(cls, model: str, width: int, height: int, params) -> Camera:
+        """A camera from parameters whose principal point is in the corner convention (COLMAP
+        cameras.txt / .bin, pycolmap, nerfstudio): cx, cy - 0.5. Inverse of :meth:`corner_params`."""
+        if model not in MODELS:
+            raise ValueError(f"model: unknown camera model {model!r}; expected one of {sorted(MODELS)}")
+        p = np.array(params, dtype=np.float64)
+        i = 1 if MODELS[model].single_focal else 2
+        if p.ndim != 1 or p.shape[0] < i + 2:
+            raise ValueError(f"params: {model} takes {MODELS[model].num_params} parameters, got shape {p.shape}")
+        p[i:i + 2] = centre_from_corner(p[i:i + 2])
+        return cls(model, width, height, p)
+
+    def corner_params(self) -> np.ndarray:
+        """[P] params with the principal point in the corner convention (cx, cy + 0.5), as COLMAP,
+        pycolmap, nerfstudio and gsplat take them."""
+        p = self.params.copy()
+        i = 1 if self.spec.single_focal else 2
+        p[i:i + 2] = corner_from_centre(p[i:i + 2])
+        return p
+
+    def corner_K(self) -> np.ndarray:
+        """[3, 3] pinhole matrix with the principal point in the corner convention (gsplat)."""
+        K = self.K
+        K[:2, 2] = corner_from_centre(K[:2, 2])
+        return K
 
     # ---- accessors --------------------------------------------------------------------
     @property
@@ -290,8 +379,7 @@ class Camera:
         else:
             p[0] *= sx
             p[1] *= sy
-        p[i] = (p[i] + 0.5) * sx - 0.5
-        p[i + 1] = (p[i + 1] + 0.5) * sy - 0.5
+        p[i:i + 2] = scale_pixels(p[i:i + 2], sx, sy)
         return Camera(self.model, max(1, round(self.width * sx)), max(1, round(self.height * sy)), p)
 
     def resized(self, width: int, height: int) -> Camera:

@@ -22,6 +22,7 @@ from calib.calibrate import (
     opencv_flags,
 )
 from calib.cameras import Camera
+from calib.files import StereoRig
 from calib.transforms import Rigid3, skew
 
 __all__ = [
@@ -61,6 +62,11 @@ class StereoResult:
     @property
     def baseline(self) -> float:
         return float(np.linalg.norm(self.right_from_left.translation))
+
+    @property
+    def rig(self) -> StereoRig:
+        """The calibrated rig (cameras and right_from_left) without the calibration details."""
+        return StereoRig(self.left, self.right, self.right_from_left)
 
 
 def pair_observations(left: list[Observation], right: list[Observation], *, min_corners: int = 6):

@@ -19,6 +19,7 @@ __all__ = [
     "Rigid3",
     "Sim3",
     "axis_angle_from_matrix",
+    "look_at",
     "matrix_from_axis_angle",
     "matrix_from_quat",
     "project_to_so3",
@@ -355,3 +356,21 @@ class Sim3:
         scale = float(np.trace(np.diag(S) @ D) / var_s) if with_scale else 1.0
         t = mu_d - scale * R @ mu_s
         return cls(scale, R, t)
+
+
+def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> Rigid3:
+    """``cam_from_world`` of a camera at ``eye`` [3] looking at ``target`` [3] with image-up ~
+    ``up`` [3] (world frame; OpenCV camera axes: z forward, x right, y down, so the camera's -y
+    leans towards ``up``). ValueError when target == eye or up is parallel to the view."""
+    eye = np.asarray(eye, dtype=np.float64)
+    z = np.asarray(target, dtype=np.float64) - eye
+    if np.linalg.norm(z) < 1e-12:
+        raise ValueError("target: must differ from eye")
+    z /= np.linalg.norm(z)
+    x = np.cross(z, np.asarray(up, dtype=np.float64))
+    if np.linalg.norm(x) < 1e-9:
+        raise ValueError("up: parallel to the viewing direction")
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    R = np.stack([x, y, z])
+    return Rigid3(R, -R @ eye)

@@ -347,7 +347,7 @@ def test_auto_model_selection():
 def test_stereo_rig_and_rectification(truth, tmp_path):
     import cv2
 
-    from calib.report import read_calibration, write_opencv_yaml
+    from calib.files import read_camera as read_calibration, write_opencv_yaml
     from calib.stereo import stereo_calibrate
 
     board = BoardSpec("chessboard", 9, 6, 0.03)
@@ -374,7 +374,7 @@ def test_stereo_rig_and_rectification(truth, tmp_path):
         assert ang < 0.5
         # two images with 0.2 px noise each: vertical disparity RMS ~ 0.28 px
         assert st.rectified_vertical_rms_px < 0.45
-    path = write_opencv_yaml(tmp_path / "stereo.yaml", stereo=st)
+    path = write_opencv_yaml(tmp_path / "stereo.yaml", rig=st)
     fs = cv2.FileStorage(str(path), cv2.FILE_STORAGE_READ)
     for key in ("K1", "D1", "K2", "D2", "R", "T", "E", "F", "R1", "R2", "P1", "P2", "Q"):
         assert not fs.getNode(key).empty() and fs.getNode(key).mat() is not None, key
@@ -385,7 +385,7 @@ def test_stereo_rig_and_rectification(truth, tmp_path):
 
 
 def test_calib_imports_stay_light():
-    code = ("import sys, calib, calib.boards, calib.calibrate, calib.calibrate_images, calib.stereo, calib.report;"
+    code = ("import sys, calib, calib.boards, calib.calibrate, calib.calibrate_images, calib.stereo, calib.files, calib.pictures;"
             "bad=[m for m in ('cv2','matplotlib','torch','recon') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -401,37 +401,6 @@ def test_parse_board_spec():
                      ("charuco:7x5:0.04:0.05", "marker"), ("chessboard:9x6:-1", "square")]:
         with pytest.raises(ValueError, match=msg):
             parse_board_spec(bad)
-
-
-@pytest.mark.parametrize("cam", [PINHOLE_TRUTH, FISHEYE_TRUTH, Camera("SIMPLE_RADIAL", 320, 240, [300.0, 160.2, 119.7, -0.05]),
-                                 Camera("FULL_OPENCV", 640, 480, [500, 501, 320, 240, 0.1, -0.05, 1e-3, -2e-3,
-                                                                  0.01, 0.2, 0.01, 0.001])])
-def test_output_round_trips(cam, tmp_path):
-    """COLMAP line (+0.5 principal point), OpenCV YAML and report.json all read back exactly."""
-    import json
-
-    from calib.report import (
-        colmap_camera_line,
-        parse_colmap_camera_line,
-        read_calibration,
-        write_opencv_yaml,
-    )
-
-    line = colmap_camera_line(cam, 3)
-    tok = line.split()
-    i = 5 if cam.spec.single_focal else 6
-    assert tok[:4] == ["3", cam.model, str(cam.width), str(cam.height)]
-    assert float(tok[i]) == pytest.approx(cam.principal_point[0] + 0.5, abs=1e-12)
-    assert parse_colmap_camera_line(line).allclose(cam, rtol=1e-15, atol=1e-12)
-    (tmp_path / "cameras.txt").write_text("# header\n" + line + "\n")
-    assert read_calibration(tmp_path / "cameras.txt").allclose(cam, rtol=1e-15, atol=1e-12)
-    back = read_calibration(write_opencv_yaml(tmp_path / "c.yaml", cam, rms_px=0.1))
-    # SIMPLE_* models come back as the two-focal OpenCV equivalent with identical projection
-    uv = np.array([[10.0, 20.0], [100.0, 200.0], [cam.width - 5.0, cam.height - 7.0]])
-    np.testing.assert_allclose(back.project(cam.unproject(uv)[0])[0], uv, atol=1e-9)
-    (tmp_path / "r.json").write_text(json.dumps({"camera": {"model": cam.model, "width": cam.width,
-                                                            "height": cam.height, "params": cam.params.tolist()}}))
-    assert read_calibration(tmp_path / "r.json").allclose(cam)
 
 
 def test_stereo_symmetric_labels_aligned():

@@ -62,7 +62,7 @@ def test_calibrate_rendered_chessboard(rendered, tmp_path, capsys):
     und = tmp_path / "und"
     assert main(["undistort", imgs[0], "--calib", str(out / "calibration.yaml"), "-o", str(und), "--quiet"]) == 0
     from calib.boards import BoardSpec, Detection, board_object_points, detect_board
-    from calib.report import read_calibration
+    from calib.files import read_camera as read_calibration
 
     img = cv2.imread(str(und / "0000.png"), cv2.IMREAD_GRAYSCALE)
     det = detect_board(img, BoardSpec("chessboard", 9, 6, 0.03))
@@ -194,7 +194,7 @@ def test_calibrate_rendered_fisheye_end_to_end(tmp_path):
 
     from calib.boards import BoardSpec, Detection, board_object_points, detect_board
     from calib.calibrate import compare_cameras
-    from calib.report import read_calibration
+    from calib.files import read_camera as read_calibration
     from recon.synth.boards import write_board_dataset
 
     truth = Camera("OPENCV_FISHEYE", 640, 480, [300.0, 300.5, 318.7, 241.1, 0.05, -0.02, 0.004, -0.001])

@@ -1,4 +1,4 @@
-"""The calibration pictures: drawn in a forked process (calib.report.PictureProcess) or here,
+"""The calibration pictures: drawn in a forked process (calib.pictures.PictureProcess) or here,
 complete when close() returns, identical either way."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from calib.calibrate import (
     coverage_map,
     projection_uncertainty,
 )
-from calib.report import PICTURES, PictureProcess, save_pictures
+from calib.pictures import PICTURES, PictureProcess, save_pictures
 from recon.synth.boards import random_board_poses, true_corners
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
@@ -83,7 +83,7 @@ def test_forked_pictures_equal_in_process_ones(solved, tmp_path):
 
 
 def test_pictures_drawn_here_when_the_child_fails(solved, tmp_path, monkeypatch):
-    from calib import report
+    from calib import pictures as report
 
     res, unc, cov = solved
     monkeypatch.setattr(report, "_picture_child", lambda r, w: os._exit(3))  # dies at once

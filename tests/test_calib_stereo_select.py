@@ -203,3 +203,34 @@ def test_real_opencv_stereo_pairs_at_or_below_opencv(shared_data, tmp_path):
     sel = {s["recipe"]: s["leftout_vertical_rms_px"] for s in rep["rig_selection"]["scores"]}
     assert rep["leftout_vertical_rms_px"] <= sel["opencv"]
     assert rep["leftout_vertical_rms_px"] < 0.35 and rep["rectified_vertical_rms_px"] < 0.35
+
+
+def test_failed_rig_status_written_read_and_refused_by_recon_stereo(tmp_path):
+    """A rig marked failed reads back as failed through the one reader (YAML and report.json),
+    `recon stereo` refuses it (exit 2, the cause named) and uses it with --allow-failed-calib."""
+    import cv2
+
+    from calib.files import StereoRig, read_rig, read_status, write_opencv_yaml
+    from recon.cli import main
+    from recon.synth.boards import render_board
+
+    rig = StereoRig(GOOD_LEFT, GOOD_RIGHT, GOOD_RIG)
+    bad = write_opencv_yaml(tmp_path / "bad.yaml", rig=rig, status="failed", failure="left-out 21.7 px")
+    good = write_opencv_yaml(tmp_path / "good.yaml", rig=rig, status="ok")
+    plain = write_opencv_yaml(tmp_path / "plain.yaml", rig=rig)
+    assert read_status(bad).failed and read_status(bad).cause == "left-out 21.7 px"
+    assert read_status(good).status == "ok" and read_status(plain).status == "unknown"
+    assert read_rig(bad).baseline == pytest.approx(np.linalg.norm(GOOD_RIG.translation))
+    (tmp_path / "report.json").write_text(json.dumps({"left": {}, "status": "failed",
+                                                      "quality_gate": {"cause": "too far"}}))
+    assert read_status(tmp_path / "report.json") == type(read_status(bad))("failed", "too far")
+    pose = Rigid3(np.eye(3), [-0.12, -0.075, 0.5])
+    for side, cam, p in (("l", GOOD_LEFT, pose), ("r", GOOD_RIGHT, GOOD_RIG @ pose)):
+        cv2.imwrite(str(tmp_path / f"{side}.png"), render_board(GOOD_BOARD, cam, p, supersample=1))
+    args = ["stereo", str(tmp_path / "l.png"), str(tmp_path / "r.png"), "--calib", str(bad), "--no-wls"]
+    assert main(args + ["-o", str(tmp_path / "refused")]) == 2
+    rep = json.loads((tmp_path / "refused" / "report.json").read_text())
+    assert "marked failed" in rep["message"] and "left-out 21.7 px" in rep["message"]
+    assert main(args + ["-o", str(tmp_path / "allowed"), "--allow-failed-calib"]) in (0, 1)
+    rep = json.loads((tmp_path / "allowed" / "report.json").read_text())
+    assert rep["calibration_status"] == "failed" and any("allow-failed-calib" in n for n in rep["notes"])

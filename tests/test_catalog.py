@@ -215,17 +215,17 @@ def test_recon_data_list_and_info(capsys):
 
 def test_recon_data_download(local_catalog, capsys):
     tmp, good = local_catalog
-    assert main(["data", "download", "good", str(tmp / "cli"), "--no-progress"]) == 0
+    assert main(["data", "download", "good", "-o", str(tmp / "cli"), "--no-progress"]) == 0
     assert good in capsys.readouterr().out
-    assert main(["data", "download", "bad", str(tmp / "cli2"), "--no-progress"]) == 2
+    assert main(["data", "download", "bad", "-o", str(tmp / "cli2"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("recon data: error: bad: checksum mismatch") and err.count("\n") == 1
     with zipfile.ZipFile(tmp / "served" / "pack.zip", "w") as z:
         z.writestr("scene/x.txt", "x")
     (tmp / "catalog" / "packed.toml").write_text(_entry("packed", (tmp / "served" / "pack.zip").as_uri()))
-    assert main(["data", "download", "packed", str(tmp / "cli3"), "--no-progress", "--extract"]) == 0
+    assert main(["data", "download", "packed", "-o", str(tmp / "cli3"), "--no-progress", "--extract"]) == 0
     assert (tmp / "cli3" / "scene" / "x.txt").read_text() == "x"
-    assert main(["data", "download", "bad", str(tmp / "cli2"), "--no-progress"]) == 2
+    assert main(["data", "download", "bad", "-o", str(tmp / "cli2"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("recon data: error: bad: checksum mismatch") and err.count("\n") == 1
 

@@ -114,7 +114,7 @@ def test_info_colmap_matches_independent_reprojection(tmp_path, rng, capsys):
 
 def test_info_transforms_ply_image_and_folders(tmp_path, rng, capsys):
     rec = _scene(rng)
-    main(["convert", str(_write(rec, tmp_path / "m")), str(tmp_path / "ns" / "transforms.json"),
+    main(["convert", str(_write(rec, tmp_path / "m")), "-o", str(tmp_path / "ns" / "transforms.json"),
           "--aabb-scale", "4"])
     capsys.readouterr()
     secs = _info_json(tmp_path / "ns", capsys)
@@ -183,12 +183,12 @@ def _write(rec, folder, binary=True):
 
 def test_convert_bin_txt_bin(tmp_path, rng, capsys):
     src = _write(_scene(rng), tmp_path / "bin")
-    assert main(["convert", str(src), str(tmp_path / "txt")]) == 0  # bin -> txt by default
+    assert main(["convert", str(src), "-o", str(tmp_path / "txt")]) == 0  # bin -> txt by default
     assert (tmp_path / "txt" / "images.txt").is_file()
-    assert main(["convert", str(tmp_path / "txt"), str(tmp_path / "bin2")]) == 0  # txt -> bin
+    assert main(["convert", str(tmp_path / "txt"), "-o", str(tmp_path / "bin2")]) == 0  # txt -> bin
     for name in ("cameras.bin", "images.bin", "points3D.bin"):
         assert (src / name).read_bytes() == (tmp_path / "bin2" / name).read_bytes(), name
-    assert main(["convert", str(src), str(tmp_path / "bin3"), "--format", "colmap-bin"]) == 0
+    assert main(["convert", str(src), "-o", str(tmp_path / "bin3"), "--format", "colmap-bin"]) == 0
     assert (tmp_path / "bin3" / "cameras.bin").is_file()
     assert "COLMAP" in capsys.readouterr().out
 
@@ -197,10 +197,10 @@ def test_convert_colmap_transforms_round_trip(tmp_path, rng):
     rec = _scene(rng)
     src = _write(rec, tmp_path / "sparse")
     out = tmp_path / "ns" / "transforms.json"
-    assert main(["convert", str(src), str(out), "--image-dir", "images"]) == 0
+    assert main(["convert", str(src), "-o", str(out), "--image-dir", "images"]) == 0
     ns, meta = read_transforms(out)
     assert ns.images[1].name == "images/im0.png" and meta.ply_file_path == "sparse_pc.ply"
-    assert main(["convert", str(out), str(tmp_path / "back"), "--format", "colmap-txt"]) == 0
+    assert main(["convert", str(out), "-o", str(tmp_path / "back"), "--format", "colmap-txt"]) == 0
     back = read_colmap(tmp_path / "back")
     np.testing.assert_array_equal(back.cameras[1].params, rec.cameras[1].params)
     for iid, im in rec.images.items():
@@ -212,25 +212,25 @@ def test_convert_colmap_transforms_round_trip(tmp_path, rng):
 def test_convert_model_to_ply(tmp_path, rng):
     rec = _scene(rng)
     src = _write(rec, tmp_path / "m")
-    assert main(["convert", str(src), str(tmp_path / "pts.ply")]) == 0
+    assert main(["convert", str(src), "-o", str(tmp_path / "pts.ply")]) == 0
     c = read_ply(tmp_path / "pts.ply")
     np.testing.assert_array_equal(c.xyz, rec.points_xyz())
     np.testing.assert_array_equal(c.rgb, rec.points_rgb())
     np.testing.assert_array_equal(c.attributes["track_length"], 8)
-    assert main(["convert", str(tmp_path / "pts.ply"), str(tmp_path / "a.ply"), "--ascii"]) == 0
+    assert main(["convert", str(tmp_path / "pts.ply"), "-o", str(tmp_path / "a.ply"), "--ascii"]) == 0
     np.testing.assert_array_equal(read_ply(tmp_path / "a.ply").xyz, c.xyz)
 
 
 def test_convert_refusals(tmp_path, rng, capsys):
     src = _write(_scene(rng), tmp_path / "m")
     write_ply(tmp_path / "p.ply", PointCloud(np.zeros((3, 3))))
-    assert main(["convert", str(tmp_path / "p.ply"), str(tmp_path / "x")]) == 2
+    assert main(["convert", str(tmp_path / "p.ply"), "-o", str(tmp_path / "x")]) == 2
     assert "no cameras" in capsys.readouterr().err
-    assert main(["convert", str(src), str(tmp_path / "pts.ply")]) == 0
-    assert main(["convert", str(src), str(tmp_path / "pts.ply")]) == 2
+    assert main(["convert", str(src), "-o", str(tmp_path / "pts.ply")]) == 0
+    assert main(["convert", str(src), "-o", str(tmp_path / "pts.ply")]) == 2
     assert "--overwrite" in capsys.readouterr().err
-    assert main(["convert", str(src), str(tmp_path / "pts.ply"), "--overwrite"]) == 0
-    assert main(["convert", str(tmp_path / "nothing"), str(tmp_path / "y")]) == 2
+    assert main(["convert", str(src), "-o", str(tmp_path / "pts.ply"), "--overwrite"]) == 0
+    assert main(["convert", str(tmp_path / "nothing"), "-o", str(tmp_path / "y")]) == 2
     assert "no such file" in capsys.readouterr().err
 
 

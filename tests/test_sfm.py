@@ -97,25 +97,28 @@ def test_video_frames_thinned_and_blurry_rejected(tmp_path):
     assert sharpness(sharp) > 3 * sharpness(cv2.GaussianBlur(sharp, (0, 0), 6))
 
 
-def test_read_opencv_calibration(tmp_path):
+@pytest.mark.parametrize("model", ["OPENCV", "OPENCV_FISHEYE"])
+def test_read_opencv_calibration(tmp_path, model):
+    """The file `recon calibrate` writes (calib.files.write_opencv_yaml) is read back by
+    `recon sfm --calib` as the same camera: OPENCV_FISHEYE stays fisheye (k3, k4 are not read as
+    p1, p2), and it projects exactly like OpenCV with the file's K, D."""
     import cv2
 
-    K = np.array([[500.0, 0, 319.5], [0, 502.0, 241.0], [0, 0, 1]])
-    D = np.array([[-0.1, 0.02, 0.001, -0.0005, 0.0]])
-    fs = cv2.FileStorage(str(tmp_path / "calib.yaml"), cv2.FILE_STORAGE_WRITE)
-    fs.write("image_width", 640)
-    fs.write("image_height", 480)
-    fs.write("K", K)
-    fs.write("D", D)
+    from calib.files import write_opencv_yaml
+
+    truth = Camera(model, 640, 480, [500.0, 502.0, 319.5, 241.0, -0.1, 0.02, 0.001, -0.0005])
+    path = write_opencv_yaml(tmp_path / "calibration.yaml", truth, rms_px=0.2)
+    cam = read_opencv_calibration(path)
+    assert cam.allclose(truth, rtol=1e-15, atol=1e-12)
+    fs = cv2.FileStorage(str(path), cv2.FILE_STORAGE_READ)
+    K, D = fs.getNode("K").mat(), fs.getNode("D").mat()
     fs.release()
-    cam = read_opencv_calibration(tmp_path / "calib.yaml")
-    assert cam.model == "OPENCV" and cam.size == (640, 480)
-    np.testing.assert_allclose(cam.K, K)
-    np.testing.assert_allclose(cam.opencv_dist(), D.ravel()[:4])
-    # projects exactly like OpenCV with the same K, D (our pixel convention = OpenCV's)
     X = np.array([[0.3, -0.2, 2.0], [-0.5, 0.4, 3.0]])
-    uv_cv, _ = cv2.projectPoints(X, np.zeros(3), np.zeros(3), K, D)
-    np.testing.assert_allclose(cam.project(X).uv, uv_cv[:, 0], atol=1e-9)
+    if model == "OPENCV_FISHEYE":
+        uv_cv, _ = cv2.fisheye.projectPoints(X.reshape(-1, 1, 3), np.zeros(3), np.zeros(3), K, D)
+    else:
+        uv_cv, _ = cv2.projectPoints(X, np.zeros(3), np.zeros(3), K, D)
+    np.testing.assert_allclose(cam.project(X).uv, uv_cv.reshape(-1, 2), atol=1e-9)
 
 
 def test_colmap_params_string_uses_corner_convention():
@@ -269,3 +272,39 @@ def test_failed_stage_is_recorded_in_the_report(tmp_path):
     doc = json.loads((tmp_path / "out" / "report.json").read_text())
     assert doc["status"] == "failed" and "features" in doc["message"]
     assert doc["images_total"] == 2
+
+
+@pytest.mark.slow
+def test_calibrate_then_sfm_keeps_the_fisheye_camera(tmp_path):
+    """`recon calibrate --model OPENCV_FISHEYE` on rendered boards, then `recon sfm --calib` on a
+    scene rendered through the same lens: SfM's camera is the calibrated OPENCV_FISHEYE camera,
+    held fixed (the bug was an OPENCV camera with the fisheye k3, k4 read as p1, p2)."""
+    from calib import read_camera
+    from recon import synth
+    from recon.cli import main
+    from recon.io import read_colmap
+    from recon.synth.boards import write_board_dataset
+
+    base = synth.make_camera("OPENCV_FISHEYE", 320, 240, fov_deg=140)
+    truth = base.with_params(np.r_[base.params[:4], 0.03, -0.01, 0.002, -0.0005])
+    write_board_dataset(tmp_path / "boards", cols=9, rows=6, square=0.03, num_views=12, camera=truth, seed=3,
+                        max_tilt_deg=45)
+    cal = tmp_path / "cal"
+    assert main(["calibrate", str(tmp_path / "boards" / "images"), "--board", "chessboard:9x6:0.03", "--model",
+                 "OPENCV_FISHEYE", "-o", str(cal), "--quiet", "--no-plots"]) == 0
+    calibrated = read_camera(cal / "calibration.yaml")
+    assert calibrated.model == "OPENCV_FISHEYE"
+    assert np.all(np.abs(calibrated.focal / truth.focal - 1) < 0.01)
+
+    opts = synth.DatasetOptions(render=synth.RenderOptions(supersample=1), num_points=0, progress=False,
+                                write_normals=False, write_labels=False, write_sparse=False, write_transforms=False)
+    ds = synth.write_dataset(tmp_path / "scene", synth.make_scene(seed=0), truth,
+                             synth.orbit(6, radius=3.2, arc_deg=120), options=opts)
+    out = tmp_path / "sfm"
+    assert main(["sfm", str(Path(ds.image_paths[0]).parent), "-o", str(out), "--calib", str(cal / "calibration.yaml"),
+                 "--quiet", "--no-isolate"]) == 0
+    rec = read_colmap(out / "sparse" / "0")
+    assert len(rec.registered_images) == 6
+    (cam,) = rec.cameras.values()
+    assert cam.model == "OPENCV_FISHEYE"
+    assert cam.allclose(calibrated, rtol=1e-9, atol=1e-9), (cam, calibrated)  # held fixed, same parameters

@@ -211,16 +211,16 @@ def test_synth_scene_bad2():
 
 
 def test_reads_recon_calibrate_yaml(tmp_path, rig_pair):
-    """The YAML `recon calibrate` writes for a rig (calib.report.write_opencv_yaml) reads back
+    """The YAML `recon calibrate` writes for a rig (calib.files.write_opencv_yaml) reads back
     into the same cameras and right_from_left; its mono YAML works for `recon twoview`."""
-    from calib.report import write_opencv_yaml
+    from calib.files import write_opencv_yaml
     from calib.stereo import StereoResult, rectify
     from recon.twoview._calibfile import read_camera_pair
 
     calib = rig_pair[0]
     sr = StereoResult(calib.left, calib.right, calib.right_from_left, np.eye(3), np.eye(3), 0.3,
                       rectify(calib.left, calib.right, calib.right_from_left), 0.1, ["pair"])
-    back = read_stereo_calibration(write_opencv_yaml(tmp_path / "rig.yaml", stereo=sr))
+    back = read_stereo_calibration(write_opencv_yaml(tmp_path / "rig.yaml", rig=sr))
     assert back.left.allclose(calib.left) and back.right.allclose(calib.right)
     assert np.allclose(back.right_from_left.matrix(), calib.right_from_left.matrix())
     a, b = read_camera_pair(write_opencv_yaml(tmp_path / "mono.yaml", calib.left, rms_px=0.2))

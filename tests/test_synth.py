@@ -489,7 +489,7 @@ def test_cli_synth(tmp_path, capsys):
     from recon.cli import main
 
     out = tmp_path / "cli"
-    rc = main(["synth", str(out), "--views", "3", "--width", "48", "--height", "32", "--points", "50",
+    rc = main(["synth", "-o", str(out), "--views", "3", "--width", "48", "--height", "32", "--points", "50",
                "--texel-size", "0.02", "--no-progress", "--model", "OPENCV_FISHEYE", "--fov", "170",
                "--trajectory", "walk", "--seed", "4"])
     assert rc == 0
@@ -498,7 +498,7 @@ def test_cli_synth(tmp_path, capsys):
     assert ds.gt["trajectory"]["kind"] == "walk"
     for argv, opt in ((["--views", "0"], "--views"), (["--width", "-5"], "--width"),
                       (["--model", "BOGUS"], "--model"), (["--model", "OPENCV_FISHEYE", "--fov", "400"], "--fov")):
-        assert main(["synth", str(tmp_path / "bad"), *argv]) == 2
+        assert main(["synth", "-o", str(tmp_path / "bad"), *argv]) == 2
         assert opt in capsys.readouterr().err
 
 

@@ -443,7 +443,7 @@ def test_cli_no_block_prints_url(tmp_path):
     from recon.io import PointCloud, write_ply
 
     write_ply(tmp_path / "p.ply", PointCloud(np.random.default_rng(0).normal(size=(50, 3))))
-    r = _cli(tmp_path / "p.ply", "--no-block", "--port", "0", "--out", tmp_path / "o")
+    r = _cli(tmp_path / "p.ply", "--no-block", "--port", "0", "-o", tmp_path / "o")
     assert r.returncode == 0, r.stderr
     assert "recon view: open http://127.0.0.1:" in r.stdout and "stopped" in r.stdout
 

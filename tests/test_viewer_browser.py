@@ -225,7 +225,7 @@ def test_cli_recon_view_synth_dataset_in_chromium(tmp_path):
                         options=synth.DatasetOptions(num_points=1500, progress=False, write_normals=False))
     repo = Path(__file__).resolve().parents[1]
     proc = subprocess.Popen([sys.executable, "-m", "recon", "view", str(ds_dir), "--port", "0",
-                             "--timeout", "180", "--out", str(tmp_path / "out")],
+                             "--timeout", "180", "-o", str(tmp_path / "out")],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
                             env={**os.environ, "PYTHONPATH": str(repo)})
     try:

@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from calib import Camera, Rigid3, matrix_from_axis_angle
+from calib import Camera, Rigid3, look_at, matrix_from_axis_angle
 from recon.ba.problem import BAProblem
 from recon.scene import Image, Point3D, Reconstruction
 
 __all__ = ["perturb_problem", "reconstruction_from_problem", "synthetic_problem"]
-
-
-def _look_at(center: np.ndarray, target: np.ndarray, up=np.array([0.0, -1.0, 0.0])) -> np.ndarray:
-    """cam_from_world rotation of a camera at ``center`` looking at ``target`` (OpenCV axes)."""
-    z = target - center
-    z /= np.linalg.norm(z)
-    x = np.cross(up, z)
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    return np.stack([x, y, z])
 
 
 def synthetic_problem(num_images: int = 10, num_points: int = 500, *, model: str = "SIMPLE_RADIAL",
@@ -46,7 +36,7 @@ def synthetic_problem(num_images: int = 10, num_points: int = 500, *, model: str
     R, t = [], []
     for a in ang:
         c = np.array([5 * np.sin(a), 0.5 * rng.standard_normal(), -5 * np.cos(a)])
-        Rc = _look_at(c, 0.1 * rng.standard_normal(3))
+        Rc = look_at(c, 0.1 * rng.standard_normal(3), up=(0.0, 1.0, 0.0)).rotation  # image-down = world -y
         R.append(Rc)
         t.append(-Rc @ c)
     R, t = np.array(R), np.array(t)

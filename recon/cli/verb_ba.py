@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from recon.cli._style import add_output
+
 NAME = "ba"
 HELP = "bundle adjustment of a COLMAP model or BAL problem (our sparse LM; CUDA when available)"
 ORDER = 31
@@ -25,7 +27,7 @@ Examples:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help="COLMAP model folder or BAL problem file")
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (created)")
+    add_output(p, "output folder (created)")
     p.add_argument("--loss", choices=("trivial", "huber", "cauchy", "soft_l1"), default="trivial",
                    help="robust loss (default trivial = least squares)")
     p.add_argument("--loss-scale", type=float, default=1.0, help="robust loss scale in pixels (default 1)")

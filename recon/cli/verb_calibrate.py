@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from recon.cli._style import add_output
+
 NAME = "calibrate"
 HELP = "calibrate a camera or a stereo rig from photos of a chessboard / ChArUco / circle grid"
 ORDER = 20
@@ -49,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="*", metavar="IMAGES",
                    help="board photos (files, folders or quoted globs) for a mono calibration")
     p.add_argument("--board", required=True, help="board spec, see above")
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
+    add_output(p, "output folder")
     p.add_argument("--model", default="OPENCV",
                    help="camera model: auto (cross-validated choice) or one of "
                         + ", ".join(MODELS[1:]) + " (default OPENCV)")
@@ -123,7 +125,7 @@ def _calibrate_one(paths, board, config, out_dir, args, title="", pictures=None)
         projection_uncertainty,
     )
     from calib.calibrate_images import detect_images
-    from calib.report import colmap_camera_line, report_dict, write_opencv_yaml
+    from calib.files import colmap_camera_line, report_dict, write_opencv_yaml
 
     run = detect_images(paths, board, progress=not args.quiet, workers=args.workers)
     try:
@@ -188,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
         # before detection starts any thread: it imports matplotlib while this one imports,
         # detects and calibrates, then draws; close() waits for it, so every picture is
         # complete when the command returns.
-        from calib.report import PictureProcess
+        from calib.pictures import PictureProcess
 
         pictures = PictureProcess()
     # The least-squares algebra here is small (a few thousand rows by ~100 columns): threaded
@@ -248,7 +250,7 @@ def _run_stereo(args, board, config, out, pictures=None) -> int:
     import numpy as np
 
     from calib.calibrate import Rejection
-    from calib.report import colmap_camera_line, stereo_report_dict, write_opencv_yaml
+    from calib.files import colmap_camera_line, stereo_report_dict, write_opencv_yaml
     from calib.stereo import align_symmetric_labels, pair_observations
     from calib.stereo_select import RECIPES, fit_rig, recipe, rig_quality, select_rig
 
@@ -314,8 +316,8 @@ def _run_stereo(args, board, config, out, pictures=None) -> int:
         rep["leftout_vertical_rms_px"] = rep["leftout"]["leftout_vertical_rms_px"]
         rep["rig_selection"] = selection.to_json()
     (out / "report.json").write_text(json.dumps(rep, indent=1))
-    write_opencv_yaml(out / "calibration.yaml", stereo=st)
-    _mark_yaml(out / "calibration.yaml", quality)
+    write_opencv_yaml(out / "calibration.yaml", rig=st, status="ok" if quality.ok else "failed",
+                      failure=quality.cause)
     (out / "cameras.txt").write_text("# CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[] (COLMAP convention)\n"
                                      + colmap_camera_line(st.left, 1) + "\n" + colmap_camera_line(st.right, 2) + "\n")
     lo = f", left-out {leftout.rms_px:.4f} px ({selection.folds} folds)" if leftout is not None else ""
@@ -338,16 +340,3 @@ def _run_stereo(args, board, config, out, pictures=None) -> int:
             print(f"  advice: {a}", file=sys.stderr)
         return EXIT_QUALITY_GATE
     return 0
-
-
-def _mark_yaml(path, quality) -> None:
-    """Add the quality-gate verdict to the rig's YAML (read back by ``recon stereo``)."""
-    import cv2
-
-    fs = cv2.FileStorage(str(path), cv2.FILE_STORAGE_APPEND)
-    try:
-        fs.write("calibration_status", "ok" if quality.ok else "failed")
-        if not quality.ok:
-            fs.write("calibration_failure", quality.cause)
-    finally:
-        fs.release()

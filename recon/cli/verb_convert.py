@@ -1,38 +1,40 @@
-"""`recon convert IN OUT`: between COLMAP (binary / text), transforms.json and PLY."""
+"""`recon convert SOURCE -o TARGET`: between COLMAP (binary / text), transforms.json and PLY."""
 
 from __future__ import annotations
 
 import argparse
+
+from recon.cli._style import add_output
 
 NAME = "convert"
 HELP = "convert between COLMAP (bin/txt), transforms.json and PLY point clouds"
 ORDER = 11
 FORMATS = ("colmap-bin", "colmap-txt", "transforms", "ply")
 DESCRIPTION = """\
-Convert a reconstruction between formats. IN is a COLMAP model (folder, file inside it, or a
+Convert a reconstruction between formats. SOURCE is a COLMAP model (folder, file inside it, or a
 parent with sparse/0), a transforms.json (file or folder) or, as a source of points only, a PLY.
 
-The output format follows OUT unless --format says otherwise:
-  OUT ending in .json  -> transforms.json (nerfstudio / Instant-NGP; OpenGL camera-to-world,
+The output format follows TARGET unless --format says otherwise:
+  TARGET ending in .json  -> transforms.json (nerfstudio / Instant-NGP; OpenGL camera-to-world,
                           cx, cy in the corner convention; shared intrinsics when one camera)
-  OUT ending in .ply   -> the model's 3D points as a PLY (xyz, rgb, error, track_length)
-  anything else        -> a COLMAP model folder: binary, except when IN is a binary COLMAP model,
-                          which converts to text (so `recon convert sparse/0 sparse_txt` flips it)
+  TARGET ending in .ply   -> the model's 3D points as a PLY (xyz, rgb, error, track_length)
+  anything else        -> a COLMAP model folder: binary, except when SOURCE is a binary COLMAP model,
+                          which converts to text (so `recon convert sparse/0 -o sparse_txt` flips it)
 
 Pairs that cannot work are refused: a PLY has no cameras, so PLY -> COLMAP/transforms.json is
 an error. Existing output files are never overwritten without --overwrite.
 
 examples:
-  recon convert out/sparse/0 out/sparse_txt              # binary -> text
-  recon convert out/sparse/0 out/transforms.json --image-dir images --points sparse_pc.ply
-  recon convert scene/transforms.json scene/sparse/0 --format colmap-bin
-  recon convert out/sparse/0 points.ply
+  recon convert out/sparse/0 -o out/sparse_txt              # binary -> text
+  recon convert out/sparse/0 -o out/transforms.json --image-dir images --points sparse_pc.ply
+  recon convert scene/transforms.json -o scene/sparse/0 --format colmap-bin
+  recon convert out/sparse/0 -o points.ply
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", metavar="IN", help="COLMAP model, transforms.json or PLY")
-    parser.add_argument("output", metavar="OUT", help="output file or folder")
+    parser.add_argument("input", metavar="SOURCE", help="COLMAP model, transforms.json or PLY")
+    add_output(parser, "output file or folder (its name or --format picks the format)", metavar="TARGET")
     parser.add_argument("--format", choices=FORMATS, default=None, help="output format (default: from OUT)")
     parser.add_argument("--input-format", choices=("colmap", "transforms", "ply"), default=None,
                         help="input format (default: detected)")

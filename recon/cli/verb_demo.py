@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from recon.cli._style import add_output
+
 NAME = "demo"
 HELP = "run the demo reconstruction (synthetic scene -> SfM -> Gaussian splatting) with accuracy vs truth"
 ORDER = 1
@@ -24,13 +26,13 @@ Then look at the results in a browser:
 On this 2-core CPU the default run takes a few minutes; use --steps 0 to skip training.
 
 Example:
-  recon demo out/demo
-  recon demo out/demo --views 40 --width 480 --height 360 --steps 3000
+  recon demo -o out/demo
+  recon demo -o out/demo --views 40 --width 480 --height 360 --steps 3000
 """
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("out", metavar="OUT", help="output folder (created)")
+    add_output(p, "output folder (created)")
     p.add_argument("--views", type=int, default=30, help="orbit views to render (default 30)")
     p.add_argument("--width", type=int, default=320, help="image width in pixels (default 320)")
     p.add_argument("--height", type=int, default=240, help="image height in pixels (default 240)")
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = DemoConfig(views=args.views, width=args.width, height=args.height, seed=args.seed,
                      train_steps=args.steps, train_scale=args.train_scale, device=args.device)
-    result = run_demo(args.out, cfg, progress=not args.quiet)
+    result = run_demo(args.output, cfg, progress=not args.quiet)
     r = result.report
     print(f"demo: {r['status']}" + (f" ({r.get('message')})" if r.get("message") else ""))
     if "sfm" in r:

@@ -1,8 +1,10 @@
-"""`recon render OUT -o FRAMES`: render novel views / a turntable from a trained splat output."""
+"""`recon render MODEL -o FRAMES`: render novel views / a turntable from a trained splat output."""
 
 from __future__ import annotations
 
 import argparse
+
+from recon.cli._style import add_output
 
 NAME = "render"
 HELP = "render images or a turntable from a trained Gaussian-splatting output"
@@ -22,8 +24,8 @@ Example:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="OUT", help="training output folder (holds splat.ply)")
-    parser.add_argument("-o", "--output", required=True, metavar="FRAMES", help="folder for the frames")
+    parser.add_argument("run_dir", metavar="MODEL", help="trained model: a `recon train` output folder (holds splat.ply)")
+    add_output(parser, "folder for the frames", metavar="FRAMES")
     parser.add_argument("--cameras", choices=["test", "train", "orbit"], default="orbit",
                         help="which cameras to render (default orbit); ignored with --camera-path")
     parser.add_argument("--camera-path", metavar="PATH.json",

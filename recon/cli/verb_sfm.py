@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from recon.cli._style import add_calib, add_output
+
 NAME = "sfm"
 HELP = "structure from motion: photos or a video -> cameras, poses, sparse points (COLMAP model)"
 ORDER = 30
@@ -29,13 +31,13 @@ images' own SIFT) for larger unordered sets.
 Examples:
   recon sfm photos/ -o out/scene
   recon sfm walk.mp4 -o out/walk --video-fps 3 --mapper global
-  recon sfm photos/ -o out/scene --calibration calib.yaml --undistort
+  recon sfm photos/ -o out/scene --calib calib/calibration.yaml --undistort
 """
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", metavar="IMAGES_OR_VIDEO", help="folder of images (searched recursively) or a video file")
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (created)")
+    add_output(p, "output folder (created)")
     g = p.add_argument_group("cameras")
     g.add_argument("--camera-model", default="SIMPLE_RADIAL",
                    help="COLMAP camera model to estimate (default SIMPLE_RADIAL; e.g. PINHOLE, OPENCV, "
@@ -43,8 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--camera-mode", choices=("auto", "single", "per_image"), default="auto",
                    help="one camera for all images (single), one per image, or auto: one camera per "
                         "distinct image size / EXIF camera (default)")
-    g.add_argument("--calibration", metavar="YAML",
-                   help="known intrinsics (OpenCV YAML from `recon calibrate`: K, D, image size); held fixed")
+    add_calib(p, "known intrinsics, held fixed: calibration.yaml / report.json / cameras.txt from "
+                 "`recon calibrate` (any model, fisheye included) or an OpenCV YAML with K, D, image size",
+              group=g)
     g = p.add_argument_group("features and matching")
     g.add_argument("--max-image-size", type=int, default=1600,
                    help="long side (pixels) at which SIFT runs (default 1600; 0 = full resolution)")
@@ -88,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from recon.sfm import SfMConfig, run_sfm
 
     config = SfMConfig(camera_model=args.camera_model, camera_mode=args.camera_mode,
-                       calibration=args.calibration, max_image_size=args.max_image_size,
+                       calibration=args.calib, max_image_size=args.max_image_size,
                        max_num_features=args.max_features, first_octave=args.first_octave, matching=args.matching,
                        sequential_overlap=args.overlap, ordered=True if args.ordered else None, loop_closure=not args.no_loop_closure,
                        mapper=args.mapper, retriangulate=not args.no_retriangulation, final_ba=args.ba,

@@ -1,8 +1,10 @@
-"""`recon synth OUT`: render a synthetic ground-truth dataset (scene, stereo pairs or boards)."""
+"""`recon synth -o OUT`: render a synthetic ground-truth dataset (scene, stereo pairs or boards)."""
 
 from __future__ import annotations
 
 import argparse
+
+from recon.cli._style import add_output
 
 NAME = "synth"
 HELP = "render a synthetic dataset with exact ground truth (scene, stereo pairs, calibration boards)"
@@ -20,16 +22,16 @@ ground truth:
 (recon.synth.boards). Everything is deterministic in --seed.
 
 examples:
-  recon synth out/orbit --views 30 --width 640 --height 480
-  recon synth out/fish --model OPENCV_FISHEYE --fov 170 --trajectory walk --views 60
-  recon synth out/stereo --kind stereo --views 5 --baseline 0.12
+  recon synth -o out/orbit --views 30 --width 640 --height 480
+  recon synth -o out/fish --model OPENCV_FISHEYE --fov 170 --trajectory walk --views 60
+  recon synth -o out/stereo --kind stereo --views 5 --baseline 0.12
 """
 
 _KINDS = ("scene", "stereo", "board")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("out", help="output folder (created)")
+    add_output(p, "output folder (created)")
     p.add_argument("--kind", choices=_KINDS, default="scene", help="what to render (default: scene)")
     p.add_argument("--views", type=int, default=30, help="number of views (stereo: pairs) (default: 30)")
     p.add_argument("--width", type=int, default=640, help="image width in pixels (default: 640)")
@@ -98,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         for key, opt in (("model:", "--model"), ("fov_deg:", "--fov"), ("distortion:", "--distortion")):
             msg = msg.replace(key, opt + ":", 1) if msg.startswith(key) else msg
         raise ValueError(msg) from None
-    out = Path(args.out)
+    out = Path(args.output)
 
     if args.kind == "board":
         try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from recon.cli._style import add_calib, add_output
+
 NAME = "twoview"
 HELP = "two-view geometry of an image pair: matches, F/E, relative pose, degeneracy verdict, points"
 ORDER = 30
@@ -38,10 +40,10 @@ examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("image_a", metavar="A", help="first image")
-    p.add_argument("image_b", metavar="B", help="second image")
-    p.add_argument("-o", "--out", required=True, help="output folder (created)")
-    p.add_argument("--calib", default=None, help="calibration file (stereo/mono OpenCV YAML or COLMAP cameras.txt)")
+    p.add_argument("image_a", metavar="IMAGE_A", help="first image")
+    p.add_argument("image_b", metavar="IMAGE_B", help="second image")
+    add_output(p, "output folder (created)")
+    add_calib(p, "calibration file (stereo or mono OpenCV YAML, report.json or COLMAP cameras.txt)")
     p.add_argument("--focal", type=float, default=None,
                    help="focal length in pixels for both images when there is no --calib")
     p.add_argument("--no-exif", action="store_true",
@@ -102,10 +104,13 @@ def _detect(img, args):
         s = args.max_size / max(w, h)
         img = cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
     f = detect_features(img, method=args.features, max_features=args.max_features)
-    if s != 1.0:  # pixel centres: u_full = (u + 0.5) / s - 0.5
+    if s != 1.0:  # back to full-resolution pixel centres
         from dataclasses import replace
 
-        f = replace(f, keypoints=(f.keypoints + 0.5) / s - 0.5, scales=f.scales / s, image_size=(w, h))
+        from calib import scale_pixels
+
+        f = replace(f, keypoints=scale_pixels(f.keypoints, 1.0 / s).astype(f.keypoints.dtype, copy=False),
+                    scales=f.scales / s, image_size=(w, h))
     return f, s
 
 
@@ -118,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
 
     from recon.io import read_image
 
-    out = Path(args.out)
+    out = Path(args.output)
     t_start = time.perf_counter()
     report: dict = {"version": 1, "images": {"A": str(args.image_a), "B": str(args.image_b)},
                     "calibration": args.calib, "notes": []}

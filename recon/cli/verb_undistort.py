@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from recon.cli._style import add_calib, add_output
+
 NAME = "undistort"
 HELP = "undistort images with a calibration (OpenCV YAML, report.json or COLMAP cameras.txt)"
 ORDER = 21
@@ -23,8 +25,9 @@ camera (COLMAP convention), ready for SfM with fixed intrinsics.
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGES", help="images (files, folders or quoted globs)")
-    p.add_argument("--calib", required=True, metavar="FILE", help="calibration file")
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
+    add_calib(p, "calibration file (calibration.yaml / report.json / cameras.txt from `recon calibrate`, or an "
+                 "OpenCV YAML)", required=True)
+    add_output(p, "output folder")
     p.add_argument("--alpha", type=float, default=0.0, help="0: valid pixels only, 1: all source pixels")
     p.add_argument("--camera", choices=("left", "right"), default="left", help="which camera of a stereo file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -39,12 +42,12 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from calib import Camera
-    from calib.report import colmap_camera_line, read_calibration
+    from calib.files import colmap_camera_line, read_camera
     from recon.cli.verb_calibrate import expand_images
 
     if not 0.0 <= args.alpha <= 1.0:
         raise ValueError(f"--alpha: expected a value in [0, 1], got {args.alpha}")
-    cam = read_calibration(args.calib, which=args.camera)
+    cam = read_camera(args.calib, which=args.camera)
     paths = expand_images(args.images)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from recon.cli._style import add_output
+
 NAME = "view"
 HELP = "show a reconstruction, point cloud, splats or mesh in the browser (viser)"
 ORDER = 80
@@ -19,7 +21,7 @@ Show PATH in a web viewer (viser) and print its URL. PATH may be:
 The server binds 127.0.0.1 (this machine only). Over SSH forward the port:
   ssh -L 8080:127.0.0.1:8080 HOST   then open http://127.0.0.1:8080
 If the port is taken the next free one is used and announced. Stop with Ctrl-C.
-Screenshots, camera paths and exported objects go to --out (and are offered as a download).
+Screenshots, camera paths and exported objects go to -o/--output (and are offered as a download).
 """
 
 
@@ -33,8 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--point-budget", type=int, default=1_000_000, metavar="N",
                         help="most points sent to the browser (deterministic random subset; default 1e6)")
     parser.add_argument("--point-size", type=float, default=None, help="point size in world units")
-    parser.add_argument("--out", default="recon-view", metavar="DIR",
-                        help="where screenshots, camera paths and exports are written (default ./recon-view)")
+    add_output(parser, "where screenshots, camera paths and exports are written (default ./recon-view)",
+               metavar="DIR", default="recon-view")
     parser.add_argument("--timeout", type=float, default=None, metavar="S",
                         help="stop the server after S seconds (default: run until Ctrl-C)")
     parser.add_argument("--no-block", action="store_true",
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
               "port can open the viewer (there is no password)", file=sys.stderr, flush=True)
     content = load(args.path, image_dir=args.images)
     opts = ViewerOptions(host=args.host, port=args.port, point_budget=args.point_budget,
-                         point_size=args.point_size, output_dir=Path(args.out))
+                         point_size=args.point_size, output_dir=Path(args.output))
     viewer = SceneViewer(content, opts)
     try:
         print(f"recon view: {content.title}", flush=True)

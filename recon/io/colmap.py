@@ -50,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calib import MODEL_BY_ID, MODELS, Camera, Rigid3
+from calib import MODEL_BY_ID, MODELS, PIXEL_CORNER_OFFSET, Camera, Rigid3, centre_from_corner, corner_from_centre
 from calib.transforms import matrix_from_quat, quat_from_matrix
 from recon.errors import FormatError
 from recon.scene import Image, Point3D, Reconstruction
@@ -64,7 +64,7 @@ __all__ = [
     "write_colmap",
 ]
 
-PIXEL_SHIFT = 0.5  # ours = COLMAP - 0.5 (principal point and keypoints)
+PIXEL_SHIFT = PIXEL_CORNER_OFFSET  # ours = COLMAP - 0.5 (calib.Camera.from_corner_params & co.)
 _INVALID_POINT3D = np.uint64(2**64 - 1)
 _BIN_FILES = ("cameras.bin", "images.bin", "points3D.bin")
 _TXT_FILES = ("cameras.txt", "images.txt", "points3D.txt")
@@ -308,21 +308,14 @@ def _make_camera(path: Path, camera_id: int, model: str, width: int, height: int
                  params: np.ndarray) -> Camera:
     if not np.all(np.isfinite(params)):
         raise FormatError(path, f"camera {camera_id}: params contain NaN/Inf: {params.tolist()}")
-    spec = MODELS[model]
-    ours = params.copy()
-    i = 1 if spec.single_focal else 2
-    ours[i:i + 2] -= PIXEL_SHIFT
     try:
-        return Camera(model, width, height, ours)
+        return Camera.from_corner_params(model, width, height, params)
     except ValueError as e:
         raise FormatError(path, f"camera {camera_id}: {e}") from None
 
 
 def _colmap_params(cam: Camera) -> np.ndarray:
-    p = np.array(cam.params, dtype=np.float64)
-    i = 1 if cam.spec.single_focal else 2
-    p[i:i + 2] += PIXEL_SHIFT
-    return p
+    return cam.corner_params()
 
 
 class _Reader:
@@ -460,7 +453,7 @@ def _make_image(path: Path, image_id: int, name: str, camera_id: int, qvec, tvec
     if xy.size and not np.all(np.isfinite(xy)):
         bad = int(np.count_nonzero(~np.isfinite(xy).all(axis=1)))
         raise FormatError(path, f"image {image_id} ({name!r}): {bad} keypoint(s) with NaN/Inf coordinates")
-    return Image(image_id, name, camera_id, pose, xy - PIXEL_SHIFT, ids)
+    return Image(image_id, name, camera_id, pose, centre_from_corner(xy), ids)
 
 
 def _read_images_bin(path: Path) -> dict[int, Image]:
@@ -495,7 +488,7 @@ def _write_images_bin(path: Path, images: list[Image]) -> None:
         parts.append(struct.pack("<I", int(im.camera_id)))
         parts.append(im.name.encode("utf-8") + b"\x00")
         kp = np.empty(im.keypoints.shape[0], dtype=_KEYPOINT_DTYPE)
-        kp["xy"] = im.keypoints + PIXEL_SHIFT
+        kp["xy"] = corner_from_centre(im.keypoints)
         kp["point3D_id"] = im.point3D_ids.astype(np.int64).view(np.uint64)
         parts.append(struct.pack("<Q", kp.shape[0]))
         parts.append(kp.tobytes())
@@ -561,7 +554,7 @@ def _write_images_txt(path: Path, images: list[Image]) -> None:
         vals = list(_qvec_of(pose)) + list(pose.translation)
         lines.append(" ".join([str(int(im.image_id)), *(_fmt(v) for v in vals), str(int(im.camera_id)),
                                im.name]))
-        xy = im.keypoints + PIXEL_SHIFT
+        xy = corner_from_centre(im.keypoints)
         # COLMAP ends every triple with a space (also the last): keep that so files match.
         # One %-format over the whole line runs the number formatting in C.
         flat = itertools.chain.from_iterable(zip(xy[:, 0].tolist(), xy[:, 1].tolist(), im.point3D_ids.tolist()))

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from recon.errors import FormatError
+from recon.io.ply import parse_ply_header
 
 __all__ = ["SH_C0", "GaussianCloud", "read_splat_ply", "sh_degree_from_rest", "write_splat_ply"]
 
@@ -135,14 +136,6 @@ class GaussianCloud:
 # PLY I/O
 # =========================================================================================
 
-_PLY_TYPES = {
-    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
-    "short": "i2", "int16": "i2", "ushort": "u2", "uint16": "u2",
-    "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
-    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
-}
-
-
 def _property_names(num_rest: int) -> list[str]:
     names = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
     names += [f"f_rest_{i}" for i in range(3 * num_rest)]
@@ -181,37 +174,10 @@ def write_splat_ply(path, gaussians: GaussianCloud) -> Path:
 
 
 def _parse_header(path: Path, raw: bytes):
-    end = raw.find(b"end_header")
-    if not raw.startswith(b"ply") or end < 0:
-        raise FormatError(path, "not a PLY file (missing 'ply' magic or 'end_header')")
-    nl = raw.find(b"\n", end)
-    if nl < 0:
-        raise FormatError(path, "truncated PLY header")
-    body_start = nl + 1
-    fmt = None
-    elements: list[tuple[str, int, list[tuple[str, str]]]] = []
-    for line in raw[:end].decode("ascii", errors="replace").splitlines()[1:]:
-        parts = line.split()
-        if not parts or parts[0] in ("comment", "obj_info"):
-            continue
-        if parts[0] == "format":
-            fmt = parts[1]
-        elif parts[0] == "element":
-            if len(parts) != 3:
-                raise FormatError(path, f"bad element line {line!r}")
-            elements.append((parts[1], int(parts[2]), []))
-        elif parts[0] == "property":
-            if not elements:
-                raise FormatError(path, f"property before any element: {line!r}")
-            if parts[1] == "list":
-                elements[-1][2].append((parts[-1], "list"))
-            else:
-                if parts[1] not in _PLY_TYPES:
-                    raise FormatError(path, f"unknown property type {parts[1]!r}")
-                elements[-1][2].append((parts[2], _PLY_TYPES[parts[1]]))
-    if fmt not in ("binary_little_endian", "binary_big_endian", "ascii"):
-        raise FormatError(path, f"unsupported PLY format {fmt!r}")
-    return fmt, elements, body_start
+    """(format, [(element, count, [(property, dtype code or 'list:...')])], data offset), from
+    the one PLY header parser (:mod:`recon.io.ply`)."""
+    hdr = parse_ply_header(path, raw[:1 << 20])
+    return hdr.format, [(e.name, e.count, list(e.properties)) for e in hdr.elements], hdr.header_bytes
 
 
 def read_splat_ply(path) -> GaussianCloud:
@@ -232,7 +198,7 @@ def read_splat_ply(path) -> GaussianCloud:
         # Elements before the vertex block would have to be skipped; 3DGS files never have them.
         raise FormatError(path, "the 'vertex' element must come first in a splat PLY")
     _, n, props = elements[names.index("vertex")]
-    if any(t == "list" for _, t in props):
+    if any(t.startswith("list") for _, t in props):
         raise FormatError(path, "vertex element has list properties; not a 3DGS splat PLY")
     prop_names = [p for p, _ in props]
     required = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1",

@@ -35,7 +35,7 @@ import numpy as np
 
 from recon.errors import FormatError
 
-__all__ = ["PlyElement", "PlyHeader", "PointCloud", "read_ply", "read_ply_header", "write_ply"]
+__all__ = ["PlyElement", "PlyHeader", "PointCloud", "parse_ply_header", "read_ply", "read_ply_header", "write_ply"]
 
 _PLY_TYPES = {
     "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
@@ -139,10 +139,13 @@ def read_ply_header(path) -> PlyHeader:
         raise FileNotFoundError(f"{path}: no such file")
     with open(path, "rb") as f:
         head = f.read(_MAX_HEADER)
-    return _parse_header(path, head)
+    return parse_ply_header(path, head)
 
 
-def _parse_header(path: Path, head: bytes) -> PlyHeader:
+def parse_ply_header(path, head: bytes) -> PlyHeader:
+    """The header at the start of ``head`` (the file's first bytes; ``path`` names it in errors).
+    The one PLY header parser: point clouds, meshes and 3DGS splat PLYs all use it."""
+    path = Path(path)
     if not head.startswith(b"ply"):
         raise FormatError(path, f"not a PLY file: starts with {head[:16]!r}, expected 'ply'")
     end = head.find(b"end_header")

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calib import Camera, Rigid3
+from calib import PIXEL_CORNER_OFFSET, Camera, Rigid3, centre_from_corner, corner_from_centre
 from recon.errors import FormatError
 from recon.scene import Image, Point3D, Reconstruction
 
@@ -49,7 +49,7 @@ __all__ = [
     "write_transforms",
 ]
 
-PIXEL_SHIFT = 0.5
+PIXEL_SHIFT = PIXEL_CORNER_OFFSET  # calib's one pixel-centre conversion
 _GL_FROM_CV = np.diag([1.0, -1.0, -1.0, 1.0])  # flips y and z of the camera frame (self-inverse)
 _INTRINSIC_KEYS = ("fl_x", "fl_y", "cx", "cy", "w", "h", "k1", "k2", "k3", "k4", "p1", "p2",
                    "camera_model", "camera_angle_x", "camera_angle_y", "is_fisheye")
@@ -298,8 +298,7 @@ def _camera_from_fields(file: Path, where: str, f: dict, image_path: Path) -> Ca
         raise FormatError(file, f"{where}: no focal length (fl_x / fl_y / camera_angle_x)")
     fx = fy if fx is None else fx
     fy = fx if fy is None else fy
-    cx = f.get("cx", w / 2.0) - PIXEL_SHIFT
-    cy = f.get("cy", h / 2.0) - PIXEL_SHIFT
+    cx, cy = centre_from_corner([f.get("cx", w / 2.0), f.get("cy", h / 2.0)])
     d = {k: float(f.get(k, 0.0)) for k in ("k1", "k2", "k3", "k4", "p1", "p2")}
     # Instant-NGP's colmap2nerf.py marks fisheye cameras with "is_fisheye" instead of a model name
     model = f.get("camera_model", "OPENCV_FISHEYE" if f.get("is_fisheye") is True else "OPENCV")
@@ -339,9 +338,9 @@ def _camera_from_fields(file: Path, where: str, f: dict, image_path: Path) -> Ca
 # =========================================================================================
 
 def _fields_from_camera(cam: Camera) -> dict:
-    (fx, fy), (cx, cy) = cam.focal, cam.principal_point
+    (fx, fy), (cx, cy) = cam.focal, corner_from_centre(cam.principal_point)
     out = {"camera_model": cam.model if cam.model in _NS_MODELS else None,
-           "fl_x": float(fx), "fl_y": float(fy), "cx": float(cx + PIXEL_SHIFT), "cy": float(cy + PIXEL_SHIFT),
+           "fl_x": float(fx), "fl_y": float(fy), "cx": float(cx), "cy": float(cy),
            "w": cam.width, "h": cam.height}
     e = cam.extra
     m = cam.model

@@ -1,9 +1,9 @@
 """Converters between ``pycolmap.Reconstruction`` and our :class:`recon.Reconstruction`.
 
 The only place where COLMAP's pixel convention meets ours inside ``recon.sfm``: COLMAP puts the
-centre of the top-left pixel at (0.5, 0.5), we put it at (0, 0). So on the way in we subtract 0.5
-from the principal point (cx, cy) and from every keypoint, and add it back on the way out
-(docs/conventions.md). Poses are ``cam_from_world`` on both sides (OpenCV axes), quaternions are
+centre of the top-left pixel at (0.5, 0.5), we put it at (0, 0). The principal point and every
+keypoint go through calib's one conversion (``Camera.from_corner_params`` / ``corner_params``,
+``centre_from_corner`` / ``corner_from_centre``; docs/conventions.md). Poses are ``cam_from_world`` on both sides (OpenCV axes), quaternions are
 converted from pycolmap's xyzw storage to our wxyz only through ``calib.Rigid3``.
 
 pycolmap is imported inside the functions (``import recon`` stays light).
@@ -13,38 +13,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from calib import MODELS, Camera, Rigid3
+from calib import Camera, Rigid3, centre_from_corner, corner_from_centre
 from recon.scene import Image, Point3D, Reconstruction
 
-__all__ = ["COLMAP_PIXEL_OFFSET", "camera_from_pycolmap", "camera_to_pycolmap",
+__all__ = ["camera_from_pycolmap", "camera_to_pycolmap",
            "from_pycolmap", "to_pycolmap"]
 
-# Our pixel coordinate = COLMAP pixel coordinate - 0.5.
-COLMAP_PIXEL_OFFSET = 0.5
-
-
-def _pp_index(model: str) -> int:
-    return 1 if MODELS[model].single_focal else 2
-
-
 def camera_from_pycolmap(cam) -> Camera:
-    """pycolmap.Camera -> calib.Camera (principal point shifted by -0.5)."""
-    model = cam.model.name
-    params = np.array(cam.params, dtype=np.float64)
-    i = _pp_index(model)
-    params[i:i + 2] -= COLMAP_PIXEL_OFFSET
-    return Camera(model, int(cam.width), int(cam.height), params)
+    """pycolmap.Camera -> calib.Camera (principal point from COLMAP's corner convention)."""
+    return Camera.from_corner_params(cam.model.name, int(cam.width), int(cam.height), cam.params)
 
 
 def camera_to_pycolmap(camera: Camera, camera_id: int):
-    """calib.Camera -> pycolmap.Camera (principal point shifted by +0.5)."""
+    """calib.Camera -> pycolmap.Camera (principal point to COLMAP's corner convention)."""
     import pycolmap
 
-    params = np.array(camera.params, dtype=np.float64)
-    i = _pp_index(camera.model)
-    params[i:i + 2] += COLMAP_PIXEL_OFFSET
     return pycolmap.Camera(model=camera.model, width=camera.width, height=camera.height,
-                           params=params, camera_id=int(camera_id))
+                           params=camera.corner_params(), camera_id=int(camera_id))
 
 
 def _rigid_from_pycolmap(rigid) -> Rigid3:
@@ -71,7 +56,7 @@ def from_pycolmap(prec) -> Reconstruction:
             kp[k] = p.xy
             if p.has_point3D():
                 ids[k] = p.point3D_id
-        kp -= COLMAP_PIXEL_OFFSET
+        kp = centre_from_corner(kp)
         pose = _rigid_from_pycolmap(im.cam_from_world()) if im.has_pose else None
         images[int(iid)] = Image(int(iid), im.name, int(im.camera_id), pose, kp, ids)
     points = {}
@@ -91,7 +76,7 @@ def to_pycolmap(rec: Reconstruction):
     for cid, cam in rec.cameras.items():
         prec.add_camera_with_trivial_rig(camera_to_pycolmap(cam, cid))
     for iid, im in rec.images.items():
-        pim = pycolmap.Image(name=im.name, keypoints=im.keypoints + COLMAP_PIXEL_OFFSET,
+        pim = pycolmap.Image(name=im.name, keypoints=corner_from_centre(im.keypoints),
                              camera_id=int(im.camera_id), image_id=int(iid))
         if im.registered:
             prec.add_image_with_trivial_frame(pim, _rigid_to_pycolmap(im.cam_from_world))

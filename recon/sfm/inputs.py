@@ -159,46 +159,16 @@ def extract_video_frames(video, out_dir, *, target_fps: float = 2.0, max_frames:
 
 
 def read_opencv_calibration(path) -> Camera:
-    """A camera from an OpenCV FileStorage YAML/XML/JSON as written by ``recon calibrate`` or
-    cv2 (keys: K or camera_matrix; D, dist or distortion_coefficients; image_width/height or
-    width/height; optional model: fisheye). Returns our calib.Camera (pixel-centre convention,
-    like OpenCV)."""
-    import cv2
-
+    """The known camera of ``recon sfm --calib``: any file :func:`calib.read_camera` reads
+    (OpenCV YAML from ``recon calibrate`` or cv2, report.json, COLMAP cameras.txt), with its
+    declared model (an OPENCV_FISHEYE calibration stays OPENCV_FISHEYE). FileNotFoundError /
+    FormatError naming the file."""
+    from calib.files import read_camera
     from recon.errors import FormatError
 
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"calibration: {path} does not exist")
-    fs = cv2.FileStorage(str(path), cv2.FILE_STORAGE_READ)
-    if not fs.isOpened():
-        raise FormatError(path, "not an OpenCV FileStorage file (YAML/XML/JSON)")
-
-    def node(*keys):
-        for k in keys:
-            n = fs.getNode(k)
-            if not n.empty():
-                return n
-        return None
-
-    kn = node("K", "camera_matrix", "cameraMatrix")
-    if kn is None:
-        raise FormatError(path, "no camera matrix (expected key K or camera_matrix)")
-    K = kn.mat()
-    dn = node("D", "dist", "distortion_coefficients", "dist_coeffs", "distCoeffs")
-    D = dn.mat() if dn is not None else None
-    wn, hn = node("image_width", "width"), node("image_height", "height")
-    sn = node("image_size", "size")
-    if wn is not None and hn is not None:
-        w, h = int(wn.real()), int(hn.real())
-    elif sn is not None:
-        m = sn.mat() if sn.isSeq() is False else np.array([sn.at(i).real() for i in range(sn.size())])
-        w, h = int(np.ravel(m)[0]), int(np.ravel(m)[1])
-    else:
-        raise FormatError(path, "no image size (expected image_width / image_height)")
-    mn = node("model", "distortion_model")
-    fisheye = mn is not None and "fisheye" in str(mn.string()).lower()
-    fs.release()
-    if K is None or np.shape(K) != (3, 3):
-        raise FormatError(path, f"camera matrix must be 3x3, got {np.shape(K)}")
-    return Camera.from_K(K, w, h, None if D is None else np.ravel(D), fisheye=fisheye)
+    try:
+        return read_camera(path)
+    except FileNotFoundError:
+        raise
+    except ValueError as e:
+        raise FormatError.of(path, e) from None

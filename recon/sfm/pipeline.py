@@ -208,13 +208,8 @@ class _Stages:
 # =========================================================================================
 
 def _colmap_params(camera) -> str:
-    """calib.Camera -> COLMAP parameter string (principal point + 0.5: COLMAP's convention)."""
-    from recon.sfm._pycolmap import COLMAP_PIXEL_OFFSET
-
-    p = np.array(camera.params, dtype=float)
-    i = 1 if camera.spec.single_focal else 2
-    p[i:i + 2] += COLMAP_PIXEL_OFFSET
-    return ",".join(f"{v:.17g}" for v in p)
+    """calib.Camera -> COLMAP parameter string (principal point in COLMAP's corner convention)."""
+    return ",".join(f"{v:.17g}" for v in camera.corner_params())
 
 
 def _sift_size(config: SfMConfig, images) -> tuple[int, int]:

@@ -6,11 +6,9 @@ world frame (z up, metres; see :mod:`recon.synth.scene`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from calib import MODELS, Camera, Rigid3
+from calib import MODELS, Camera, Rigid3, StereoRig, look_at
 
 __all__ = [
     "TRAJECTORIES",
@@ -30,23 +28,6 @@ def _check_views(n) -> int:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"views: expected a positive integer number of views, got {n!r}")
     return int(n)
-
-
-def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> Rigid3:
-    """``cam_from_world`` of a camera at ``eye`` looking at ``target`` with image-up ~ ``up``
-    (OpenCV axes: z forward, x right, y down)."""
-    eye = np.asarray(eye, dtype=np.float64)
-    z = np.asarray(target, dtype=np.float64) - eye
-    if np.linalg.norm(z) < 1e-12:
-        raise ValueError("target: must differ from eye")
-    z /= np.linalg.norm(z)
-    x = np.cross(z, np.asarray(up, dtype=np.float64))
-    if np.linalg.norm(x) < 1e-9:
-        raise ValueError("up: parallel to the viewing direction")
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    R = np.stack([x, y, z])
-    return Rigid3(R, -R @ eye)
 
 
 def orbit(n: int, *, radius: float = 3.0, height: float = 1.6, target=(0.0, 0.0, 0.5),
@@ -198,33 +179,3 @@ def make_camera(model: str = "PINHOLE", width: int = 640, height: int = 480, *, 
     return cam
 
 
-@dataclass(frozen=True)
-class StereoRig:
-    """Two cameras with a known relative pose. ``right_from_left`` maps left-camera coordinates
-    to right-camera coordinates; the baseline (metres) is the distance between the centres."""
-
-    left: Camera
-    right: Camera
-    right_from_left: Rigid3
-
-    @property
-    def baseline(self) -> float:
-        return float(np.linalg.norm(self.right_from_left.dst_origin_in_src()))
-
-    @classmethod
-    def horizontal(cls, camera: Camera, baseline: float = 0.12, *, right_camera: Camera | None = None,
-                   toe_in_deg: float = 0.0, vertical_offset: float = 0.0, roll_deg: float = 0.0) -> StereoRig:
-        """Right camera ``baseline`` metres to the right (+x of the left camera), optionally
-        rotated (toe-in about y, roll about z) and shifted vertically: an unrectified rig."""
-        if not (np.isfinite(baseline) and baseline > 0):
-            raise ValueError(f"baseline: expected a positive distance in metres, got {baseline}")
-        from calib import matrix_from_axis_angle
-
-        R = matrix_from_axis_angle(np.array([0.0, -np.radians(toe_in_deg), 0.0])) @ \
-            matrix_from_axis_angle(np.array([0.0, 0.0, np.radians(roll_deg)]))
-        centre_right_in_left = np.array([baseline, vertical_offset, 0.0])
-        return cls(camera, right_camera or camera, Rigid3(R, -R @ centre_right_in_left))
-
-    def poses(self, cam_left_from_world: Rigid3) -> tuple[Rigid3, Rigid3]:
-        """(cam_left_from_world, cam_right_from_world)."""
-        return cam_left_from_world, self.right_from_left @ cam_left_from_world

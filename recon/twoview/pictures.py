@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from calib import scale_pixels
+
 __all__ = ["draw_epipolar_lines", "draw_matches"]
 
 
@@ -43,7 +45,7 @@ def _downscale(img: np.ndarray, uv: np.ndarray, s: float):
 
     h, w = img.shape[:2]
     small = cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-    return small, (uv + 0.5) * s - 0.5
+    return small, scale_pixels(uv, s)
 
 
 def _side_by_side(img1, img2):
@@ -140,7 +142,8 @@ def draw_epipolar_lines(path, image1, image2, F, uv1, uv2, inliers=None, *, num_
     a, b = _as_rgb(image1), _as_rgb(image2)
     s = min(1.0, 1800.0 / (a.shape[1] + b.shape[1]))
     if s < 1.0:  # draw on downscaled images: F for the scaled pixels is S^-T F S^-1
-        S = np.array([[s, 0, 0.5 * s - 0.5], [0, s, 0.5 * s - 0.5], [0, 0, 1.0]])
+        S = np.array([[s, 0, 0.0], [0, s, 0.0], [0, 0, 1.0]])
+        S[:2, 2] = scale_pixels(np.zeros(2), s)  # the image of pixel (0, 0)
         Si = np.linalg.inv(S)
         F = Si.T @ F @ Si
         a, uv1 = _downscale(a, uv1, s)

@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 import torch
 
+from calib import PIXEL_CORNER_OFFSET
 from render.splat.sh import eval_sh, sh_to_rgb_offset
 
 ALPHA_MIN = 1.0 / 255.0
@@ -56,7 +57,7 @@ def project_gaussians(means, quats, log_scales, R, t, fx, fy, cx, cy, width, hei
     # Clamp the point used for the Jacobian to 1.3x the field of view (3DGS / gsplat); the bounds
     # are gsplat's, with its principal point (cx + 0.5) so both backends agree.
     tan_fovx, tan_fovy = 0.5 * width / fx, 0.5 * height / fy
-    cxg, cyg = cx + 0.5, cy + 0.5
+    cxg, cyg = cx + PIXEL_CORNER_OFFSET, cy + PIXEL_CORNER_OFFSET  # calib's corner convention (tensors)
     lim_x_pos, lim_x_neg = (width - cxg) / fx + 0.3 * tan_fovx, cxg / fx + 0.3 * tan_fovx
     lim_y_pos, lim_y_neg = (height - cyg) / fy + 0.3 * tan_fovy, cyg / fy + 0.3 * tan_fovy
     tx = zs * torch.clamp(x / zs, min=-lim_x_neg, max=lim_x_pos)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from calib import Camera, Rigid3
+from calib import Camera, Rigid3, corner_from_centre
 from recon.io.gaussians import GaussianCloud
 from render.splat._torch_raster import rasterize_torch
 from render.splat.gaussians import Gaussians
@@ -170,7 +170,8 @@ def _rasterize_gsplat(g: Gaussians, sh_degree, fx, fy, cx, cy, width, height, R,
     viewmat[:3, :3] = R.to(dtype)
     viewmat[:3, 3] = t.to(dtype)
     # gsplat evaluates pixel (i, j) at (j + 0.5, i + 0.5): shift the principal point at this edge.
-    K = torch.tensor([[fx, 0.0, cx + 0.5], [0.0, fy, cy + 0.5], [0.0, 0.0, 1.0]], device=device, dtype=dtype)
+    cxg, cyg = corner_from_centre([cx, cy])
+    K = torch.tensor([[fx, 0.0, cxg], [0.0, fy, cyg], [0.0, 0.0, 1.0]], device=device, dtype=dtype)
     try:
         colors, alphas, meta = rasterization(
             means=g.means, quats=g.quats_wxyz, scales=torch.exp(g.log_scales),

@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from calib import Camera, Rigid3
+from calib import Camera, Rigid3, look_at
 from recon.errors import ReconError
 from recon.io.gaussians import read_splat_ply
 from render.data import SceneData, load_scene, split_train_test
 from render.splat.api import rasterize
 from render.splat.gaussians import Gaussians
-from render.splat.toy import look_at
 
 __all__ = ["orbit_cameras", "render_frames", "render_frames_cli"]
 

@@ -6,27 +6,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from calib import Camera, Rigid3
+from calib import Camera, Rigid3, look_at
 from render.data import SceneData, View
 from render.splat.api import rasterize
 from render.splat.gaussians import Gaussians
 from render.splat.sh import SH_C0
 
 __all__ = ["look_at", "ring_cameras", "toy_gaussians", "toy_scene"]
-
-
-def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> Rigid3:
-    """cam_from_world of an OpenCV camera at ``eye`` looking at ``target`` (world z up)."""
-    eye, target, up = (np.asarray(a, dtype=np.float64) for a in (eye, target, up))
-    z = target - eye
-    z /= np.linalg.norm(z)
-    x = np.cross(z, up)
-    if np.linalg.norm(x) < 1e-9:
-        x = np.cross(z, [0.0, 1.0, 0.0])
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    R = np.stack([x, y, z])  # rows: camera axes in world
-    return Rigid3(R, -R @ eye)
 
 
 def ring_cameras(n: int, radius: float = 4.0, height: float = 1.5, target=(0.0, 0.0, 0.0)) -> list[Rigid3]:
