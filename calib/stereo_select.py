@@ -121,9 +121,6 @@ RECIPES: tuple[RigRecipe, ...] = (
     RigRecipe("opencv", "OpenCV's textbook recipe: calibrateCamera per camera (default flags), "
               "stereoCalibrate with fixed intrinsics", per_camera="opencv"),
     RigRecipe("joint", "each camera by recon's calibration, then both refined jointly with the rig", joint=True),
-    RigRecipe("joint-centred-k1", "principal point at the image centre, fx = fy, k1 only, no tangential terms; "
-              "both cameras refined jointly with the rig",
-              fix_principal_point=True, fix_aspect=True, radial_terms=1, zero_tangent=True, joint=True),
     RigRecipe("joint-same-focal", "one focal length for both cameras, principal point at the centre, fx = fy, "
               "k1 only, refined jointly with the rig (for captures that cannot constrain the focal length)",
               fix_principal_point=True, fix_aspect=True, radial_terms=1, zero_tangent=True, joint=True,
@@ -134,6 +131,9 @@ a poorly conditioned capture (``bench/bench_stereo_calib.py``), recipes that onl
 camera at a time (principal point held, k1 only, fixed intrinsics in the rig) were worse than
 the ones kept here and are not scored by default: pass ``recipes=`` to score others."""
 EXTRA_RECIPES: tuple[RigRecipe, ...] = (
+    RigRecipe("joint-centred-k1", "principal point at the image centre, fx = fy, k1 only, no tangential terms; "
+              "both cameras refined jointly with the rig",
+              fix_principal_point=True, fix_aspect=True, radial_terms=1, zero_tangent=True, joint=True),
     RigRecipe("pinhole-same-focal", "one focal length for both cameras, principal point at the centre, fx = fy, "
               "no distortion, refined jointly with the rig",
               fix_principal_point=True, fix_aspect=True, radial_terms=0, zero_tangent=True, joint=True,

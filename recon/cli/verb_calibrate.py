@@ -29,8 +29,8 @@ Stereo rigs are judged by the vertical disparity of the board corners after rect
 pairs LEFT OUT of the calibration (--folds groups, default 5). Several recipes are scored that
 way (--rig-recipe auto, the default): recon's per-camera calibration with the rig fitted on
 fixed intrinsics ("recon"), OpenCV's textbook recipe ("opencv"), joint refinement ("joint"),
-and constrained joint fits for captures that cannot pin the focal length or the distortion
-("joint-centred-k1", "joint-same-focal"); the best is kept and every score is in report.json.
+and a joint fit with one focal length for captures that cannot pin the focal length
+("joint-same-focal"); the best is kept and every score is in report.json.
 Quality gate: when the rectified vertical disparity (in-sample or left-out) is beyond what the
 corner noise explains (above max(--max-vertical-px, 3 x the expected), the files are still
 written, marked failed (report.json "status": "failed", calibration.yaml calibration_status),
@@ -61,7 +61,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stereo: same as --rig-recipe joint (both cameras' intrinsics refined with the rig)")
     p.add_argument("--rig-recipe", default="auto", metavar="NAME",
                    help="stereo: auto (chosen by the left-out vertical disparity, default) or one of "
-                        "recon, opencv, joint, joint-centred-k1, joint-same-focal")
+                        "recon, opencv, joint, joint-same-focal (joint-centred-k1, joint-centred, centred-k1, pinhole-same-focal on request)")
     p.add_argument("--folds", type=int, default=5, help="stereo: folds of the left-out evaluation (5)")
     p.add_argument("--max-vertical-px", type=float, default=1.0,
                    help="stereo quality gate: fail above max(this, 3 x the corner-noise expectation) (1.0 px)")
