@@ -12,7 +12,8 @@ Two arbiters, each printing one table with the SB corners alone ("SB") and SB + 
    stereo sample pairs (opencv-stereo-9x6): each camera's left-out reprojection RMS and fx, and
    the rig's left-out rectified vertical disparity (OpenCV's recipe on each corner set): the two
    cameras must agree on every board pose, so corners that are more accurate rectify left-out
-   pairs better.
+   pairs better. With mrcal installed (Debian ``mrcal``), a third table puts recon, OpenCV and
+   mrcal (LENSMODEL_OPENCV8) side by side on the same corners: fx and left-out reprojection RMS.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 
 def detect(img, board, refine):
@@ -118,12 +120,110 @@ def real(data: Path):
     print()
 
 
+def mrcal_mono(obs, size, board):
+    """mrcal LENSMODEL_OPENCV8 on one camera's corners: Camera (FULL_OPENCV), or None without mrcal."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    import cv2
+
+    from bench_stereo_calib import _read_cameramodel
+
+    exe = shutil.which("mrcal-calibrate-cameras")
+    if exe is None:
+        return None
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        rows = ["# filename x y level"]
+        for k, o in enumerate(obs):
+            name = f"v{k:03d}.png"
+            for x, y in o.corners[np.argsort(o.ids)]:
+                rows.append(f"{name} {x:.4f} {y:.4f} 0")
+            cv2.imwrite(str(d / name), np.zeros((size[1], size[0]), np.uint8))
+        (d / "corners.vnl").write_text("\n".join(rows) + "\n")
+        cmd = [exe, "--corners-cache", "corners.vnl", "--lensmodel", "LENSMODEL_OPENCV8", "--object-width-n",
+               str(board.cols), "--object-height-n", str(board.rows), "--object-spacing", str(board.square),
+               "--focal", f"{0.9 * size[0]:.1f}", "--outdir", str(d), "v*.png"]
+        p = subprocess.run(cmd, cwd=d, capture_output=True, text=True, timeout=600)
+        if p.returncode != 0:
+            raise RuntimeError("mrcal failed: " + " ".join((p.stderr or p.stdout).strip().splitlines()[-2:]))
+        return _read_cameramodel(d / "camera-0.cameramodel")[0]
+
+
+def leftout_reprojection(obs, size, fit, folds=5):
+    """Reprojection RMS of held-out views (pose re-fitted) with intrinsics ``fit(train)``."""
+    from calib.calibrate import refine_pose
+
+    n = len(obs)
+    res = []
+    for k in range(folds):
+        test = list(range(k, n, folds))
+        cam = fit([obs[i] for i in range(n) if i not in test])
+        for i in test:
+            res.append(refine_pose(cam, obs[i].object_points, obs[i].corners)[1])
+    r = np.concatenate(res)
+    return float(np.sqrt(np.mean(np.sum(r * r, 1))))
+
+
+def peers(data: Path):
+    """recon / OpenCV (rational 8-coefficient model, as LENSMODEL_OPENCV8) / mrcal on the same corners."""
+    import cv2
+
+    from calib.boards import BoardSpec
+    from calib.calibrate import Observation, _camera_from_opencv, calibrate_camera
+    from calib.calibrate_images import read_gray
+
+    d = data / "opencv-stereo-9x6"
+    if not d.is_dir():
+        return
+    board = BoardSpec("chessboard", 9, 6, 1.0)
+    size = (640, 480)
+
+    def fit_opencv(obs):
+        obj = [o.object_points.astype(np.float32) for o in obs]
+        img = [o.corners.astype(np.float32) for o in obs]
+        _, K, D, _, _ = cv2.calibrateCamera(obj, img, size, None, None, flags=cv2.CALIB_RATIONAL_MODEL)
+        return _camera_from_opencv("FULL_OPENCV", size, K, D)
+
+    def fit_recon(obs):
+        from calib.calibrate import CalibrationConfig
+
+        return calibrate_camera(obs, size, CalibrationConfig(model="FULL_OPENCV")).camera
+
+    def fit_mrcal(obs):
+        return mrcal_mono(obs, size, board)
+
+    print("opencv-stereo-9x6, 8-coefficient model (FULL_OPENCV = LENSMODEL_OPENCV8) on the same corners: "
+          "fx (px) and left-out reprojection RMS (px, 5 folds, pose re-fitted)")
+    print("| camera | corners | recon fx | recon left-out | OpenCV fx | OpenCV left-out | mrcal fx | mrcal left-out |")
+    print("|---|---|---|---|---|---|---|---|")
+    for side in ("left", "right"):
+        for refine in (False, True):
+            obs = []
+            for p in sorted(d.glob(f"{side}*.jpg")):
+                o = detect(read_gray(p), board, refine)
+                if o is not None:
+                    obs.append(Observation(p.name, o.corners, o.object_points, o.ids))
+            row = [side, f"{'SB+subpix' if refine else 'SB'} ({len(obs)} views)"]
+            for fit in (fit_recon, fit_opencv, fit_mrcal):
+                try:
+                    cam = fit(obs)
+                    row += ["-", "-"] if cam is None else [f"{cam.params[0]:.2f}",
+                                                           f"{leftout_reprojection(obs, size, fit):.4f}"]
+                except RuntimeError as e:
+                    row += ["failed", str(e)[:40]]
+            print("| " + " | ".join(row) + " |", flush=True)
+    print()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--views", type=int, default=20)
     args = ap.parse_args(argv)
     real(args.data)
+    peers(args.data)
     rendered(args.views)
     return 0
 

@@ -50,6 +50,7 @@ __all__ = [
     "RigSelection",
     "fit_rig",
     "recipe",
+    "recipes_for",
     "leftout_vertical_disparity",
     "rig_quality",
     "select_rig",
@@ -65,7 +66,8 @@ class RigRecipe:
     per_camera: "recon" (:func:`calib.calibrate.calibrate_camera`: outlier rejection, ``model``)
         or "opencv" (plain ``cv2.calibrateCamera`` with OpenCV's default flags: k1 k2 p1 p2 k3,
         stored as FULL_OPENCV with k4..k6 = 0; OpenCV's textbook recipe).
-    model: COLMAP model of the "recon" per-camera fit.
+    model: COLMAP model of the "recon" per-camera fit; None: the ``config``'s (``--model``;
+        "auto" cross-validates per fold), OPENCV without a config.
     fix_principal_point: hold cx, cy at the image centre ((W - 1) / 2, (H - 1) / 2).
     fix_aspect: fx = fy.
     radial_terms: number of free radial terms (k1, k2, k3), None for the model's own.
@@ -82,7 +84,7 @@ class RigRecipe:
     name: str
     description: str
     per_camera: str = "recon"
-    model: str = "OPENCV"
+    model: str | None = None
     fix_principal_point: bool = False
     fix_aspect: bool = False
     radial_terms: int | None = None
@@ -146,6 +148,13 @@ EXTRA_RECIPES: tuple[RigRecipe, ...] = (
 _RECIPE_BY_NAME = {r.name: r for r in RECIPES + EXTRA_RECIPES}
 
 
+def recipes_for(model: str) -> tuple[RigRecipe, ...]:
+    """The default recipes that apply to a per-camera ``model`` (fisheye: recon and joint)."""
+    if model == "OPENCV_FISHEYE":
+        return tuple(r for r in RECIPES if r.per_camera == "recon" and r.constraint_flags() == 0)
+    return RECIPES
+
+
 def _camera_key(recipe: RigRecipe) -> tuple:
     """Recipes with equal keys fit each camera identically (the rig step differs)."""
     return (recipe.per_camera, recipe.model, recipe.constraint_flags())
@@ -173,6 +182,8 @@ def _fit_camera_uncached(obs: list[Observation], size: tuple[int, int], recipe: 
     if recipe.per_camera == "opencv":
         from calib.calibrate import _camera_from_opencv
 
+        if config is not None and config.model == "OPENCV_FISHEYE":
+            raise CalibrationError("recipe opencv: OpenCV's perspective recipe does not apply to OPENCV_FISHEYE")
         obj = [np.ascontiguousarray(o.object_points, dtype=np.float32).reshape(-1, 1, 3) for o in obs]
         img = [np.ascontiguousarray(o.corners, dtype=np.float32).reshape(-1, 1, 2) for o in obs]
         if len(obs) < 3:
@@ -184,11 +195,16 @@ def _fit_camera_uncached(obs: list[Observation], size: tuple[int, int], recipe: 
         except cv2.error as e:
             raise CalibrationError(f"OpenCV calibration failed: {e.err or e}") from None
         return _camera_from_opencv("FULL_OPENCV", tuple(size), K, D)
-    base = config or CalibrationConfig(model=recipe.model)
-    cfg = CalibrationConfig(model=recipe.model, reject_outliers=base.reject_outliers, corner_k=base.corner_k,
+    base = config or CalibrationConfig(model=recipe.model or "OPENCV")
+    flags = recipe.constraint_flags()
+    model = recipe.model or base.model
+    if flags and model == "OPENCV_FISHEYE":
+        raise CalibrationError(f"recipe {recipe.name}: its constraints are for perspective models, not OPENCV_FISHEYE")
+    cfg = CalibrationConfig(model=model, reject_outliers=base.reject_outliers, corner_k=base.corner_k,
                             view_k=base.view_k, min_outlier_px=base.min_outlier_px, max_rounds=base.max_rounds,
                             min_views=base.min_views, min_corners=base.min_corners,
-                            extra_flags=base.extra_flags | recipe.constraint_flags())
+                            extra_flags=base.extra_flags | flags, cv_folds=base.cv_folds,
+                            auto_candidates=base.auto_candidates, auto_tolerance=base.auto_tolerance)
     return calibrate_camera(list(obs), size, cfg).camera
 
 

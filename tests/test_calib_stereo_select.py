@@ -234,3 +234,18 @@ def test_failed_rig_status_written_read_and_refused_by_recon_stereo(tmp_path):
     assert main(args + ["-o", str(tmp_path / "allowed"), "--allow-failed-calib"]) in (0, 1)
     rep = json.loads((tmp_path / "allowed" / "report.json").read_text())
     assert rep["calibration_status"] == "failed" and any("allow-failed-calib" in n for n in rep["notes"])
+
+
+def test_recipes_follow_the_model():
+    """--model reaches the per-camera fits of the recipes; fisheye rigs only get the recipes
+    without perspective constraints, and a perspective-only recipe fails with the reason."""
+    from calib.calibrate import CalibrationConfig, CalibrationError
+    from calib.stereo_select import _fit_camera, recipe, recipes_for
+
+    assert [r.name for r in recipes_for("OPENCV_FISHEYE")] == ["recon", "joint"]
+    assert len(recipes_for("OPENCV")) >= 4
+    L, _ = corner_pairs(GOOD_BOARD, GOOD_LEFT, GOOD_RIGHT, GOOD_RIG, good_poses(1, 6), 0.1, 0)
+    cam = _fit_camera(L, GOOD_LEFT.size, recipe("recon"), CalibrationConfig(model="PINHOLE"))
+    assert cam.model == "PINHOLE"
+    with pytest.raises(CalibrationError, match="FISHEYE"):
+        _fit_camera(L, GOOD_LEFT.size, recipe("joint-same-focal"), CalibrationConfig(model="OPENCV_FISHEYE"))

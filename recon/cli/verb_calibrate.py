@@ -252,7 +252,7 @@ def _run_stereo(args, board, config, out, pictures=None) -> int:
     from calib.calibrate import Rejection
     from calib.files import colmap_camera_line, stereo_report_dict, write_opencv_yaml
     from calib.stereo import align_symmetric_labels, pair_observations
-    from calib.stereo_select import RECIPES, fit_rig, recipe, rig_quality, select_rig
+    from calib.stereo_select import fit_rig, recipe, recipes_for, rig_quality, select_rig
 
     name = "joint" if args.joint else args.rig_recipe
     if name != "auto":
@@ -288,7 +288,7 @@ def _run_stereo(args, board, config, out, pictures=None) -> int:
     size = runL.image_size
     selection = None
     if len(PL) >= 4:
-        chosen = [recipe(name)] if name != "auto" else list(RECIPES)
+        chosen = [recipe(name)] if name != "auto" else list(recipes_for(config.model))
         selection = select_rig(PL, PR, size, recipes=tuple(chosen), folds=args.folds, config=config)
         name = selection.chosen
     elif name == "auto":
