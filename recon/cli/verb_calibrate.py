@@ -63,6 +63,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stereo: auto (chosen by the left-out vertical disparity, default) or one of "
                         "recon, opencv, joint, joint-same-focal (joint-centred-k1, joint-centred, centred-k1, pinhole-same-focal on request)")
     p.add_argument("--folds", type=int, default=5, help="stereo: folds of the left-out evaluation (5)")
+    p.add_argument("--corners", choices=("auto", "subpix", "sb"), default="auto",
+                   help="chessboard corners: sb = OpenCV's sector-based detector alone, subpix = re-refined "
+                        "with cornerSubPix; auto (default) = subpix for one camera, and for a rig the one "
+                        "with the lower left-out vertical disparity")
     p.add_argument("--max-vertical-px", type=float, default=1.0,
                    help="stereo quality gate: fail above max(this, 3 x the corner-noise expectation) (1.0 px)")
     p.add_argument("--alpha", type=float, default=0.0,
@@ -127,7 +131,8 @@ def _calibrate_one(paths, board, config, out_dir, args, title="", pictures=None)
     from calib.calibrate_images import detect_images
     from calib.files import colmap_camera_line, report_dict, write_opencv_yaml
 
-    run = detect_images(paths, board, progress=not args.quiet, workers=args.workers)
+    run = detect_images(paths, board, progress=not args.quiet, workers=args.workers,
+                        refine=getattr(args, "corners", "auto") != "sb")
     try:
         res = calibrate_camera(run.observations, run.image_size, config)
     except CalibrationError as e:
@@ -243,15 +248,69 @@ def _run(args: argparse.Namespace, pictures) -> int:
 EXIT_QUALITY_GATE = 3  # the rig was written, marked failed
 
 
+def _compare_corners(args, left, right, runL, runR, camL, camR, rec, leftout, config):
+    """The rig's arbiter for the corner refinement: the chosen recipe's left-out vertical
+    disparity with the sector-based corners alone against the re-refined ones (the two cameras
+    must agree on every board pose, so the more accurate corners rectify left-out pairs better).
+    Returns (report entry, None or the SB (pairs, rejected, score, left camera, right camera))."""
+    from calib.calibrate import CalibrationError, calibrate_camera
+    from calib.calibrate_images import detect_images
+    from calib.stereo_select import leftout_vertical_disparity
+
+    entry = {"rule": "sector-based corners alone (sb) or re-refined with cornerSubPix (subpix): the lower "
+                     "left-out vertical disparity of the chosen recipe, with no pair lost",
+             "subpix_leftout_vertical_rms_px": round(float(leftout.rms_px), 4), "used": "subpix"}
+    try:
+        sbL = detect_images(left, runL.board, workers=args.workers, refine=False)
+        sbR = detect_images(right, runR.board, workers=args.workers, refine=False)
+        QL, QR, qrej = _pairs(left, right, sbL, sbR, camL, camR)
+        score = leftout_vertical_disparity(QL, QR, runL.image_size, rec, folds=args.folds, config=config)
+    except (CalibrationError, ValueError) as e:
+        entry["sb_failed"] = str(e).splitlines()[0]
+        return entry, None
+    entry["sb_leftout_vertical_rms_px"] = None if score.failed else round(float(score.rms_px), 4)
+    if score.failed or not score.rms_px < leftout.rms_px or len(QL) < len(leftout.pair_rms_px):
+        return entry, None
+    entry["used"] = "sb"
+    print(f"  corners: sector-based corners alone rectify left-out pairs better ({score.rms_px:.4f} px vs "
+          f"{leftout.rms_px:.4f} px re-refined): the rig uses them (left/ and right/ keep the re-refined ones)")
+    cl = calibrate_camera(sbL.observations, sbL.image_size, config).camera
+    cr = calibrate_camera(sbR.observations, sbR.image_size, config).camera
+    return entry, (QL, QR, qrej, score, cl, cr)
+
+
+def _pairs(left, right, runL, runR, camL, camR):
+    """Pair by position (a pair is used when both images have the board), make a symmetric
+    chessboard's labels agree, keep the common corners. Returns (left obs, right obs, rejected)."""
+    from calib.calibrate import Rejection
+    from calib.stereo import align_symmetric_labels, pair_observations
+
+    obsL = {o.name: o for o in runL.observations}
+    obsR = {o.name: o for o in runR.observations}
+    PL, PR, rejected = [], [], []
+    for a, b in zip(left, right):
+        if a in obsL and b in obsR:
+            PL.append(obsL[a])
+            PR.append(obsR[b])
+        else:
+            why = [f"{n}: no board" for n, o in ((a, obsL), (b, obsR)) if n not in o]
+            rejected.append(Rejection(f"{a} | {b}", "; ".join(why)))
+    if runL.board.kind == "chessboard" and PL:
+        PR, _ = align_symmetric_labels(PL, PR, camL, camR, runL.board.cols, runL.board.rows)
+    PL, PR, rej = pair_observations(PL, PR)
+    if not PL:
+        raise ValueError("no stereo pair shows the board in both images:\n"
+                         + "\n".join(f"  {r.name}: {r.reason}" for r in rejected + rej))
+    return PL, PR, rejected + rej
+
+
 def _run_stereo(args, board, config, out, pictures=None) -> int:
     import json
     import sys
 
     import numpy as np
 
-    from calib.calibrate import Rejection
     from calib.files import colmap_camera_line, stereo_report_dict, write_opencv_yaml
-    from calib.stereo import align_symmetric_labels, pair_observations
     from calib.stereo_select import fit_rig, recipe, recipes_for, rig_quality, select_rig
 
     name = "joint" if args.joint else args.rig_recipe
@@ -267,24 +326,7 @@ def _run_stereo(args, board, config, out, pictures=None) -> int:
     runR, resR, repR = _calibrate_one(right, board, config, out / "right", args, "right: ", pictures)
     if runL.image_size != runR.image_size:
         raise ValueError(f"--left/--right: image sizes differ ({runL.image_size} vs {runR.image_size})")
-    # Pair by position; a pair is used when both images have the board.
-    obsL = {o.name: o for o in runL.observations}
-    obsR = {o.name: o for o in runR.observations}
-    PL, PR, rejected = [], [], []
-    for a, b in zip(left, right):
-        if a in obsL and b in obsR:
-            PL.append(obsL[a])
-            PR.append(obsR[b])
-        else:
-            why = [f"{n}: no board" for n, o in ((a, obsL), (b, obsR)) if n not in o]
-            rejected.append(Rejection(f"{a} | {b}", "; ".join(why)))
-    if runL.board.kind == "chessboard" and PL:
-        PR, _ = align_symmetric_labels(PL, PR, resL.camera, resR.camera, runL.board.cols, runL.board.rows)
-    PL, PR, rej = pair_observations(PL, PR)
-    rejected += rej
-    if not PL:
-        raise ValueError("no stereo pair shows the board in both images:\n"
-                         + "\n".join(f"  {r.name}: {r.reason}" for r in rejected))
+    PL, PR, rejected = _pairs(left, right, runL, runR, resL.camera, resR.camera)
     size = runL.image_size
     selection = None
     if len(PL) >= 4:
@@ -295,10 +337,17 @@ def _run_stereo(args, board, config, out, pictures=None) -> int:
         name = "recon"
     rec = recipe(name)
     base = rec.per_camera == "recon" and rec.constraint_flags() == 0
-    st = fit_rig(PL, PR, size, rec, config=config, alpha=args.alpha,
-                 left_camera=resL.camera if base else None, right_camera=resR.camera if base else None)
-    st.pairs_rejected = rejected + st.pairs_rejected
     leftout = selection.score(name) if selection is not None else None
+    camL, camR = resL.camera, resR.camera
+    corners = None
+    if leftout is not None and not leftout.failed and runL.board.kind == "chessboard" and args.corners == "auto":
+        corners, better = _compare_corners(args, left, right, runL, runR, resL.camera, resR.camera, rec, leftout,
+                                           config)
+        if better is not None:
+            PL, PR, rejected, leftout, camL, camR = better
+    st = fit_rig(PL, PR, size, rec, config=config, alpha=args.alpha,
+                 left_camera=camL if base else None, right_camera=camR if base else None)
+    st.pairs_rejected = rejected + st.pairs_rejected
     advice = [a for r in (repL, repR) for a in r.get("coverage", {}).get("advice", [])]
     quality = rig_quality(st.rectified_vertical_rms_px, leftout.rms_px if leftout else float("nan"),
                           (resL.sigma_px, resR.sigma_px), max_px=args.max_vertical_px, advice=advice)
@@ -306,6 +355,8 @@ def _run_stereo(args, board, config, out, pictures=None) -> int:
     rep["status"] = "ok" if quality.ok else "failed"
     rep["quality_gate"] = quality.to_json()
     rep["rig_recipe"] = name
+    if corners is not None:
+        rep["corners"] = corners
     if not base:  # the rig's cameras are not the per-camera calibrations of left/ and right/
         rep["params"] = {n: float(v) for n, v in zip(st.left.spec.param_names, st.left.params)}
         rep.pop("param_std", None)
