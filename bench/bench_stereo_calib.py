@@ -10,9 +10,11 @@ vertical disparity of the corners of pairs LEFT OUT of the calibration, after re
 (:func:`calib.stereo_select.leftout_vertical_disparity`).
 
 Columns: ``opencv`` (calibrateCamera per camera with default flags, stereoCalibrate with fixed
-intrinsics, stereoRectify), ``recon-old`` (recon before the recipe selection: its per-camera
+intrinsics, stereoRectify) on recon's corners, ``opencv (SB corners)`` the same on the
+sector-based corners alone (what plain ``findChessboardCornersSB`` users get), ``recon-old`` (recon before the recipe selection: its per-camera
 calibration, rig with fixed intrinsics), ``recon`` (what ``recon calibrate`` now does: the recipe
-chosen by the left-out score, named in ``chosen``), ``ratio`` = recon / opencv, and ``nested``:
+chosen by the left-out score, then ``--corners auto``: the SB corners when they score lower;
+named in ``chosen``), ``ratio`` = recon / the better opencv column, and ``nested``:
 recon's selection run inside each fold (the chosen recipe picked on the training pairs only,
 scored on the held-out ones), which is free of the optimism of choosing on the same folds.
 
@@ -37,13 +39,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def detect_pairs(left_paths, right_paths, board):
+def detect_pairs(left_paths, right_paths, board, refine=True):
     from calib.calibrate import calibrate_camera
     from calib.calibrate_images import detect_images
     from calib.stereo import align_symmetric_labels, pair_observations
 
-    rl = detect_images(left_paths, board)
-    rr = detect_images(right_paths, board)
+    rl = detect_images(left_paths, board, refine=refine)
+    rr = detect_images(right_paths, board, refine=refine)
     oL = {o.name: o for o in rl.observations}
     oR = {o.name: o for o in rr.observations}
     keep = [(a, b) for a, b in zip(left_paths, right_paths) if a in oL and b in oR]
@@ -195,10 +197,16 @@ def main(argv=None) -> int:
         for name, lp, rp, board in list(sets) + list(synthetic_sets(args.seeds, Path(tmp))):
             t = time.perf_counter()
             PL, PR, size, n = detect_pairs(lp, rp, board)
+            SL, SR, _, _ = detect_pairs(lp, rp, board, refine=False)
             sel = select_rig(PL, PR, size, folds=args.folds)
             old = leftout_vertical_disparity(PL, PR, size, recipe("recon"), folds=args.folds)
             ocv = sel.score("opencv")
+            ocv_sb = leftout_vertical_disparity(SL, SR, size, recipe("opencv"), folds=args.folds)
             best = sel.score(sel.chosen)
+            chosen = sel.chosen
+            sb = leftout_vertical_disparity(SL, SR, size, recipe(sel.chosen), folds=args.folds)
+            if not sb.failed and sb.rms_px < best.rms_px and len(SL) >= len(PL):  # recon calibrate's --corners auto
+                best, chosen = sb, f"{sel.chosen} (SB corners)"
             nested = float("nan") if args.no_nested else nested_selection(PL, PR, size, args.folds)
             try:
                 mr = None if args.no_mrcal else mrcal_leftout(PL, PR, size, board, args.folds)
@@ -206,18 +214,19 @@ def main(argv=None) -> int:
                 mr = (float("nan"), float("nan"), float("nan"))
                 print(f"  {name}: {e}")
             mr = mr or (float("nan"),) * 3
-            rows.append((name, f"{len(PL)}/{n}", ocv.rms_px, old.rms_px, best.rms_px, sel.chosen,
-                         best.rms_px / ocv.rms_px, nested, mr[0], time.perf_counter() - t))
+            rows.append((name, f"{len(PL)}/{n}", ocv.rms_px, ocv_sb.rms_px, old.rms_px, best.rms_px, chosen,
+                         best.rms_px / min(ocv.rms_px, ocv_sb.rms_px), nested, mr[0], time.perf_counter() - t))
             print("  " + " | ".join(str(x) for x in rows[-1]) + f" | mrcal in-sample {mr[1]:.4g} fx {mr[2]:.2f}",
                   flush=True)
     print()
     print(f"left-out rectified vertical disparity RMS (px), {args.folds} folds, same corners and folds for every column")
-    hdr = "| set | pairs | opencv | recon-old | recon | chosen | ratio recon/opencv | nested | mrcal | time (s) |"
+    hdr = ("| set | pairs | opencv | opencv (SB corners) | recon-old | recon | chosen | ratio recon / best opencv | "
+           "nested | mrcal | time (s) |")
     print(hdr)
-    print("|" + "---|" * 10)
+    print("|" + "---|" * 11)
     for r in rows:
-        print(f"| {r[0]} | {r[1]} | {r[2]:.4g} | {r[3]:.4g} | {r[4]:.4g} | {r[5]} | {r[6]:.3f} | {r[7]:.4g} | "
-              f"{r[8]:.4g} | {r[9]:.1f} |")
+        print(f"| {r[0]} | {r[1]} | {r[2]:.4g} | {r[3]:.4g} | {r[4]:.4g} | {r[5]:.4g} | {r[6]} | {r[7]:.3f} | "
+              f"{r[8]:.4g} | {r[9]:.4g} | {r[10]:.1f} |")
     return 0
 
 
