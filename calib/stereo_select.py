@@ -39,7 +39,10 @@ from calib.calibrate import (
     calibrate_camera,
 )
 from calib.cameras import Camera
-from calib.stereo import StereoResult, pair_observations, rectified_vertical_rms, rectify, stereo_calibrate
+from calib.stereo import (
+    StereoResult,
+    stereo_calibrate,
+)
 
 __all__ = [
     "EXTRA_RECIPES",
@@ -49,12 +52,12 @@ __all__ = [
     "RigRecipe",
     "RigSelection",
     "fit_rig",
+    "leftout_vertical_disparity",
+    "pair_vertical_disparity",
     "recipe",
     "recipes_for",
-    "leftout_vertical_disparity",
     "rig_quality",
     "select_rig",
-    "pair_vertical_disparity",
 ]
 
 
