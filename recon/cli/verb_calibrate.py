@@ -35,6 +35,8 @@ Quality gate: when the rectified vertical disparity (in-sample or left-out) is b
 corner noise explains (above max(--max-vertical-px, 3 x the expected), the files are still
 written, marked failed (report.json "status": "failed", calibration.yaml calibration_status),
 the cause and the advice are printed, and the exit status is 3.
+  recon calibrate --left L/*.png --right R/*.png --board chessboard:7x5:0.03 -o rig --folds 4
+  recon calibrate --left L/*.png --right R/*.png --board chessboard:9x6 -o rig --rig-recipe opencv
 
 Outputs in OUT: calibration.yaml (cv2.FileStorage: K, D; stereo: K1 D1 K2 D2 R T E F R1 R2 P1
 P2 Q), cameras.txt (COLMAP camera line, principal point +0.5 for COLMAP's convention),
@@ -315,7 +317,10 @@ def _run_stereo(args, board, config, out, pictures=None) -> int:
 
     name = "joint" if args.joint else args.rig_recipe
     if name != "auto":
-        recipe(name)  # ValueError naming the recipe
+        try:
+            recipe(name)
+        except ValueError as e:
+            raise ValueError(f"--rig-recipe: {str(e).split(': ', 1)[1]}") from None
     if args.folds < 2:
         raise ValueError(f"--folds: expected >= 2, got {args.folds}")
     left = expand_images(args.left)
