@@ -172,6 +172,8 @@ def test_cli_poorly_conditioned_capture_consistent_or_failed(tmp_path):
     assert len(rep["leftout"]["fold_vertical_rms_px"]) == 5 and len(rep["leftout"]["pair_vertical_rms_px"]) == 14
     assert abs(rep["baseline"] / 0.06 - 1) < 0.03
     assert rep["left_calibration"]["leftout"]["rms_px"] < 0.3
+    # consistent, but the focal length itself is unknown: said so, not silent
+    assert any("focal length is not constrained" in w for w in rep["warnings"])
 
     rc = main(common + ["-o", str(tmp_path / "old"), "--rig-recipe", "recon"])
     assert rc == 3

@@ -250,6 +250,22 @@ def _run(args: argparse.Namespace, pictures) -> int:
 EXIT_QUALITY_GATE = 3  # the rig was written, marked failed
 
 
+def _focal_warnings(resL, resR, rel: float = 0.05) -> list[str]:
+    """Warnings for a focal length the photos do not constrain (1-sigma above ``rel`` of the
+    value in either camera's own calibration): a rig can still rectify consistently (one shared
+    focal error), but metric depth Z = f B / d scales with that error."""
+    out = []
+    for side, res in (("left", resL), ("right", resR)):
+        names = res.camera.spec.param_names
+        k = names.index("fx") if "fx" in names else names.index("f")
+        f, sd = float(res.camera.params[k]), float(res.param_std[k])
+        if f > 0 and sd > rel * f:
+            out.append(f"the {side} camera's focal length is not constrained by these photos ({f:.1f} +- {sd:.1f} px "
+                       "alone): the rig can rectify consistently, but metric depth scales with the focal error; "
+                       "tilt the board 20-45 degrees in some pairs")
+    return out
+
+
 def _compare_corners(args, left, right, runL, runR, camL, camR, rec, leftout, config):
     """The rig's arbiter for the corner refinement: the chosen recipe's left-out vertical
     disparity with the sector-based corners alone against the re-refined ones (the two cameras
@@ -360,6 +376,9 @@ def _run_stereo(args, board, config, out, pictures=None) -> int:
     rep["status"] = "ok" if quality.ok else "failed"
     rep["quality_gate"] = quality.to_json()
     rep["rig_recipe"] = name
+    warnings = _focal_warnings(resL, resR)
+    if warnings:
+        rep["warnings"] = warnings
     if corners is not None:
         rep["corners"] = corners
     if not base:  # the rig's cameras are not the per-camera calibrations of left/ and right/
@@ -388,6 +407,8 @@ def _run_stereo(args, board, config, out, pictures=None) -> int:
               "camera's own calibration)")
     for r in st.pairs_rejected:
         print(f"  pair not used: {r.name}: {r.reason}", file=sys.stderr)
+    for w in warnings:
+        print(f"  warning: {w}", file=sys.stderr)
     print(f"wrote {out}/calibration.yaml, cameras.txt, report.json (per-camera results in left/ and right/)")
     if not quality.ok:
         print(f"recon calibrate: error: stereo rig FAILED the quality gate (files written, marked failed): "
