@@ -122,32 +122,10 @@ def real(data: Path):
 
 def mrcal_mono(obs, size, board):
     """mrcal LENSMODEL_OPENCV8 on one camera's corners: Camera (FULL_OPENCV), or None without mrcal."""
-    import shutil
-    import subprocess
-    import tempfile
+    from bench_stereo_calib import run_mrcal
 
-    import cv2
-    from bench_stereo_calib import _read_cameramodel
-
-    exe = shutil.which("mrcal-calibrate-cameras")
-    if exe is None:
-        return None
-    with tempfile.TemporaryDirectory() as d:
-        d = Path(d)
-        rows = ["# filename x y level"]
-        for k, o in enumerate(obs):
-            name = f"v{k:03d}.png"
-            for x, y in o.corners[np.argsort(o.ids)]:
-                rows.append(f"{name} {x:.4f} {y:.4f} 0")
-            cv2.imwrite(str(d / name), np.zeros((size[1], size[0]), np.uint8))
-        (d / "corners.vnl").write_text("\n".join(rows) + "\n")
-        cmd = [exe, "--corners-cache", "corners.vnl", "--lensmodel", "LENSMODEL_OPENCV8", "--object-width-n",
-               str(board.cols), "--object-height-n", str(board.rows), "--object-spacing", str(board.square),
-               "--focal", f"{0.9 * size[0]:.1f}", "--outdir", str(d), "v*.png"]
-        p = subprocess.run(cmd, cwd=d, capture_output=True, text=True, timeout=600, check=False)
-        if p.returncode != 0:
-            raise RuntimeError("mrcal failed: " + " ".join((p.stderr or p.stdout).strip().splitlines()[-2:]))
-        return _read_cameramodel(d / "camera-0.cameramodel")[0]
+    out = run_mrcal([obs], size, board)
+    return None if out is None else out[0][0]
 
 
 def leftout_reprojection(obs, size, fit, folds=5):

@@ -115,16 +115,14 @@ def _read_cameramodel(path: Path):
     return cam, Rigid3.from_axis_angle(rt[:3], rt[3:])
 
 
-def mrcal_rig(PL, PR, size, board):
-    """mrcal-calibrate-cameras (LENSMODEL_OPENCV8) on the pairs' corners, both cameras in one
-    solve: (StereoResult-like rig with .left .right .rectification) or None when mrcal is absent.
-    Raises RuntimeError when mrcal fails."""
+def run_mrcal(cameras, size, board):
+    """``mrcal-calibrate-cameras`` (LENSMODEL_OPENCV8) on the corners of one or more cameras in
+    ONE solve (``cameras``: per camera, a list of Observation; view k of every camera taken at
+    the same moment). Returns [(Camera FULL_OPENCV, cam_from_camera0 Rigid3)] per camera, or None
+    when mrcal is not installed; RuntimeError when it fails."""
     import subprocess
-    from types import SimpleNamespace
 
     import cv2
-
-    from calib.stereo import rectify
 
     exe = shutil.which("mrcal-calibrate-cameras")
     if exe is None:
@@ -132,26 +130,38 @@ def mrcal_rig(PL, PR, size, board):
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         rows = ["# filename x y level"]
-        blank = np.zeros((size[1], size[0]), np.uint8)
-        for k, (a, b) in enumerate(zip(PL, PR)):
-            for side, o in (("left", a), ("right", b)):
-                name = f"{side}{k:03d}.png"
+        blank = np.zeros((size[1], size[0]), np.uint8)  # mrcal reads the image size from the files
+        for c, views in enumerate(cameras):
+            for k, o in enumerate(views):
+                name = f"cam{c}-{k:03d}.png"
                 full = np.full((board.rows * board.cols, 2), -1.0)
                 full[o.ids] = o.corners
                 for x, y in full:
                     rows.append(f"{name} {x:.4f} {y:.4f} {0 if x >= 0 else '-'}")
                 cv2.imwrite(str(d / name), blank)
         (d / "corners.vnl").write_text("\n".join(rows) + "\n")
-        f0 = 0.9 * size[0]
         cmd = [exe, "--corners-cache", "corners.vnl", "--lensmodel", "LENSMODEL_OPENCV8",
                "--object-width-n", str(board.cols), "--object-height-n", str(board.rows),
-               "--object-spacing", str(board.square), "--focal", f"{f0:.1f}", "--outdir", str(d),
-               "left*.png", "right*.png"]
+               "--object-spacing", str(board.square), "--focal", f"{0.9 * size[0]:.1f}", "--outdir", str(d),
+               *[f"cam{c}-*.png" for c in range(len(cameras))]]
         p = subprocess.run(cmd, cwd=d, capture_output=True, text=True, timeout=900, check=False)
-        if p.returncode != 0 or not (d / "camera-1.cameramodel").is_file():
+        models = [d / f"camera-{c}.cameramodel" for c in range(len(cameras))]
+        if p.returncode != 0 or not all(m.is_file() for m in models):
             raise RuntimeError("mrcal failed: " + " ".join((p.stderr or p.stdout).strip().splitlines()[-2:]))
-        left, _ = _read_cameramodel(d / "camera-0.cameramodel")
-        right, right_from_left = _read_cameramodel(d / "camera-1.cameramodel")
+        return [_read_cameramodel(m) for m in models]
+
+
+def mrcal_rig(PL, PR, size, board):
+    """Both cameras in one mrcal solve: a rig with .left .right .right_from_left .rectification
+    (OpenCV's stereoRectify), or None when mrcal is absent."""
+    from types import SimpleNamespace
+
+    from calib.stereo import rectify
+
+    out = run_mrcal([PL, PR], size, board)
+    if out is None:
+        return None
+    (left, _), (right, right_from_left) = out
     return SimpleNamespace(left=left, right=right, right_from_left=right_from_left,
                            rectification=rectify(left, right, right_from_left))
 
