@@ -152,8 +152,9 @@ def test_recipe_names_checked():
 @pytest.mark.slow
 def test_cli_poorly_conditioned_capture_consistent_or_failed(tmp_path):
     """Rendered poorly conditioned capture through `recon calibrate`: the default gives a
-    consistent rig (exit 0); forcing recon's old per-camera recipe gives a rig off by pixels,
-    which the gate turns into exit 3 with the cause named, files written and marked failed."""
+    consistent rig (exit 0); forcing recon's old per-camera recipe on the re-refined corners
+    (`--rig-recipe recon --corners subpix`, the old behaviour) gives a rig off by pixels, which
+    the gate turns into exit 3 with the cause named, files written and marked failed."""
     import cv2
 
     from recon.cli import main
@@ -175,7 +176,8 @@ def test_cli_poorly_conditioned_capture_consistent_or_failed(tmp_path):
     # consistent, but the focal length itself is unknown: said so, not silent
     assert any("focal length is not constrained" in w for w in rep["warnings"])
 
-    rc = main(common + ["-o", str(tmp_path / "old"), "--rig-recipe", "recon"])
+    assert rep["corners"]["used"] in ("sb", "subpix")
+    rc = main(common + ["-o", str(tmp_path / "old"), "--rig-recipe", "recon", "--corners", "subpix"])
     assert rc == 3
     rep = json.loads((tmp_path / "old" / "report.json").read_text())
     assert rep["status"] == "failed" and "beyond what the corner noise explains" in rep["quality_gate"]["cause"]

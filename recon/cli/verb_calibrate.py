@@ -266,35 +266,42 @@ def _focal_warnings(resL, resR, rel: float = 0.05) -> list[str]:
     return out
 
 
-def _compare_corners(args, left, right, runL, runR, camL, camR, rec, leftout, config):
-    """The rig's arbiter for the corner refinement: the chosen recipe's left-out vertical
-    disparity with the sector-based corners alone against the re-refined ones (the two cameras
-    must agree on every board pose, so the more accurate corners rectify left-out pairs better).
-    Returns (report entry, None or the SB (pairs, rejected, score, left camera, right camera))."""
+def _compare_corners(args, left, right, runL, runR, camL, camR, recipes, leftout, config):
+    """The rig's arbiter for the corner refinement: the recipes scored again with the
+    sector-based corners alone (the two cameras must agree on every board pose, so the more
+    accurate corners rectify left-out pairs better); the SB corners win when their best
+    left-out vertical disparity is lower, with no pair lost. Returns (report entry, None or
+    (SB pairs left, right, rejected, their RigSelection, left camera, right camera))."""
     from calib.calibrate import CalibrationError, calibrate_camera
     from calib.calibrate_images import detect_images
-    from calib.stereo_select import leftout_vertical_disparity
+    from calib.stereo_select import select_rig
 
     entry = {"rule": "sector-based corners alone (sb) or re-refined with cornerSubPix (subpix): the lower "
-                     "left-out vertical disparity of the chosen recipe, with no pair lost",
+                     "best left-out vertical disparity over the recipes, with no pair lost",
              "subpix_leftout_vertical_rms_px": round(float(leftout.rms_px), 4), "used": "subpix"}
     try:
         sbL = detect_images(left, runL.board, workers=args.workers, refine=False)
         sbR = detect_images(right, runR.board, workers=args.workers, refine=False)
         QL, QR, qrej = _pairs(left, right, sbL, sbR, camL, camR)
-        score = leftout_vertical_disparity(QL, QR, runL.image_size, rec, folds=args.folds, config=config)
+        sel = select_rig(QL, QR, runL.image_size, recipes=recipes, folds=args.folds, config=config)
     except (CalibrationError, ValueError) as e:
         entry["sb_failed"] = str(e).splitlines()[0]
         return entry, None
-    entry["sb_leftout_vertical_rms_px"] = None if score.failed else round(float(score.rms_px), 4)
-    if score.failed or not score.rms_px < leftout.rms_px or len(QL) < len(leftout.pair_rms_px):
+    score = sel.score(sel.chosen)
+    entry["sb_leftout_vertical_rms_px"] = round(float(score.rms_px), 4)
+    entry["sb_recipe"] = sel.chosen
+    entry["subpix_rig_selection"] = None
+    if not score.rms_px < leftout.rms_px or len(QL) < len(leftout.pair_rms_px):
+        entry.pop("subpix_rig_selection")
+        entry["sb_rig_selection"] = sel.to_json()
         return entry, None
     entry["used"] = "sb"
-    print(f"  corners: sector-based corners alone rectify left-out pairs better ({score.rms_px:.4f} px vs "
-          f"{leftout.rms_px:.4f} px re-refined): the rig uses them (left/ and right/ keep the re-refined ones)")
+    print(f"  corners: sector-based corners alone rectify left-out pairs better ({score.rms_px:.4f} px, recipe "
+          f"{sel.chosen}, vs {leftout.rms_px:.4f} px re-refined): the rig uses them (left/ and right/ keep the "
+          "re-refined ones)")
     cl = calibrate_camera(sbL.observations, sbL.image_size, config).camera
     cr = calibrate_camera(sbR.observations, sbR.image_size, config).camera
-    return entry, (QL, QR, qrej, score, cl, cr)
+    return entry, (QL, QR, qrej, sel, cl, cr)
 
 
 def _pairs(left, right, runL, runR, camL, camR):
@@ -356,16 +363,19 @@ def _run_stereo(args, board, config, out, pictures=None) -> int:
         name = selection.chosen
     elif name == "auto":
         name = "recon"
-    rec = recipe(name)
-    base = rec.per_camera == "recon" and rec.constraint_flags() == 0
     leftout = selection.score(name) if selection is not None else None
+    subpix_selection = selection
     camL, camR = resL.camera, resR.camera
     corners = None
     if leftout is not None and not leftout.failed and runL.board.kind == "chessboard" and args.corners == "auto":
-        corners, better = _compare_corners(args, left, right, runL, runR, resL.camera, resR.camera, rec, leftout,
-                                           config)
+        corners, better = _compare_corners(args, left, right, runL, runR, resL.camera, resR.camera, tuple(chosen),
+                                           leftout, config)
         if better is not None:
-            PL, PR, rejected, leftout, camL, camR = better
+            PL, PR, rejected, selection, camL, camR = better
+            name = selection.chosen
+            leftout = selection.score(name)
+    rec = recipe(name)
+    base = rec.per_camera == "recon" and rec.constraint_flags() == 0
     st = fit_rig(PL, PR, size, rec, config=config, alpha=args.alpha,
                  left_camera=camL if base else None, right_camera=camR if base else None)
     st.pairs_rejected = rejected + st.pairs_rejected
@@ -380,6 +390,8 @@ def _run_stereo(args, board, config, out, pictures=None) -> int:
     if warnings:
         rep["warnings"] = warnings
     if corners is not None:
+        if "subpix_rig_selection" in corners:
+            corners["subpix_rig_selection"] = subpix_selection.to_json()
         rep["corners"] = corners
     if not base:  # the rig's cameras are not the per-camera calibrations of left/ and right/
         rep["params"] = {n: float(v) for n, v in zip(st.left.spec.param_names, st.left.params)}
