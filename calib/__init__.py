@@ -35,6 +35,7 @@ from calib.files import (
     read_camera,
     read_camera_pair,
     read_rig,
+    read_status,
     write_opencv_yaml,
 )
 from calib.transforms import (
@@ -83,6 +84,7 @@ __all__ = [
     "read_camera",
     "read_camera_pair",
     "read_rig",
+    "read_status",
     "rotation_angle_deg",
     "scale_pixels",
     "skew",

@@ -88,8 +88,9 @@ def _pool_map_threads(fn, items, workers, progress, desc):
 
 
 def detect_images(paths, board: BoardSpec, *, progress: bool = False, workers: int | None = None,
-                  min_corners: int = 6) -> DetectionRun:
-    """Detect ``board`` in every image of ``paths``. Images that cannot be read, whose size
+                  min_corners: int = 6, refine: bool = True) -> DetectionRun:
+    """Detect ``board`` in every image of ``paths`` (``refine``: see :func:`calib.boards.detect_board`).
+    Images that cannot be read, whose size
     differs from the majority, or that show no board are listed in ``failures`` with the reason.
     Raises :class:`CalibrationError` (listing every file and why) when nothing is detected."""
     paths = [str(p) for p in paths]
@@ -126,7 +127,7 @@ def detect_images(paths, board: BoardSpec, *, progress: bool = False, workers: i
         img, err = load(p)
         if img is None:
             return None, err, None
-        det = detect_board(img, board, min_corners=min_corners)
+        det = detect_board(img, board, min_corners=min_corners, refine=refine)
         return (img.shape[1], img.shape[0]), None, det
 
     results = _pool_map(work, paths, workers, progress, "detecting")

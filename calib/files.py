@@ -10,6 +10,7 @@ Public API (re-exported from ``calib``)::
     read_camera_pair(path) -> (Camera, Camera)         # a rig's two cameras, or one camera twice
     write_opencv_yaml(path, camera, *, rms_px=None) -> Path          # mono
     write_opencv_yaml(path, rig=StereoRig | StereoResult) -> Path    # stereo
+    read_status(path) -> CalibrationStatus             # "ok" / "failed" (recon calibrate's quality gate)
     colmap_camera_line(camera, camera_id=1) -> str     # one cameras.txt line (COLMAP convention)
     parse_colmap_camera_line(line) -> (camera_id, Camera)
     camera_json(camera, std=None) -> dict / camera_from_json(d) -> Camera   # report.json entries
@@ -29,6 +30,10 @@ Formats (the reader decides by content, not only by the suffix):
   ``camera_model_right``; ``E F R1 R2 P1 P2 Q`` are written for other tools and ignored on read.
 * **recon's report.json** (``recon calibrate``): ``camera`` (mono) or ``left`` / ``right`` and
   ``right_from_left`` (stereo), each camera ``{model, width, height, params}``.
+* **Status** (:func:`read_status`): ``recon calibrate`` marks a stereo rig that failed its quality
+  gate (``calibration_status: failed`` and ``calibration_failure`` in the YAML, ``"status":
+  "failed"`` and ``quality_gate.cause`` in report.json); files without a status (other tools')
+  read as "unknown", which is not a failure.
 * **COLMAP cameras.txt**: ``CAMERA_ID MODEL WIDTH HEIGHT PARAMS...``; the first camera (mono) or
   the first two (``read_camera(which="right")``, :func:`read_camera_pair`; no pose, so no rig).
 
@@ -51,6 +56,7 @@ from calib.cameras import MODEL_BY_ID, MODELS, Camera
 from calib.transforms import Rigid3
 
 __all__ = [
+    "CalibrationStatus",
     "StereoRig",
     "camera_from_json",
     "camera_json",
@@ -59,6 +65,7 @@ __all__ = [
     "read_camera",
     "read_camera_pair",
     "read_rig",
+    "read_status",
     "report_dict",
     "rig_json",
     "stereo_report_dict",
@@ -358,18 +365,23 @@ def _rig_from_storage(st: _Storage) -> StereoRig:
     return StereoRig(left, right, right_from_left)
 
 
-def write_opencv_yaml(path, camera: Camera | None = None, *, rms_px: float | None = None, rig=None) -> Path:
+def write_opencv_yaml(path, camera: Camera | None = None, *, rms_px: float | None = None, rig=None,
+                      status: str | None = None, failure: str = "") -> Path:
     """Write a ``cv2.FileStorage`` YAML that OpenCV and :func:`read_camera` / :func:`read_rig` read.
 
     Mono (``camera``): K, D (OpenCV order), image_width/height, camera_model (COLMAP name),
     pixel_convention, rms_px. Stereo (``rig``, a :class:`StereoRig` or a
     :class:`calib.stereo.StereoResult`): K1 D1 K2 D2 R T camera_model(_right), R1 R2 P1 P2 Q
     (from the result, or :func:`calib.stereo.rectify` with alpha 0 for a bare rig), baseline, and
-    for a result also E F rms_px rectified_vertical_rms_px."""
+    for a result also E F rms_px rectified_vertical_rms_px. ``status`` ("ok" / "failed") and
+    ``failure`` (the cause) are written as ``calibration_status`` / ``calibration_failure``
+    (:func:`read_status`)."""
     import cv2
 
     if (camera is None) == (rig is None):
         raise ValueError("write_opencv_yaml: give exactly one of camera (mono) or rig (stereo)")
+    if status not in (None, "ok", "failed"):
+        raise ValueError(f"status: expected None, 'ok' or 'failed', got {status!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     cam = camera if camera is not None else rig.left
@@ -407,6 +419,10 @@ def write_opencv_yaml(path, camera: Camera | None = None, *, rms_px: float | Non
             fs.write("baseline", float(rig.baseline))
             if getattr(rig, "rectified_vertical_rms_px", None) is not None:
                 fs.write("rectified_vertical_rms_px", float(rig.rectified_vertical_rms_px))
+        if status is not None:
+            fs.write("calibration_status", status)
+            if failure:
+                fs.write("calibration_failure", str(failure))
     finally:
         fs.release()
     return path
@@ -487,6 +503,39 @@ def read_rig(path) -> StereoRig:
         raise ValueError(f"{path}: a mono calibration; a stereo calibration needs K1 D1 K2 D2 R T "
                          "image_width image_height")
     return _rig_from_storage(st)
+
+
+@dataclass(frozen=True)
+class CalibrationStatus:
+    """What a calibration file says about its own quality (:func:`read_status`)."""
+
+    status: str  # "ok", "failed", or "unknown" (no status written: other tools' files, older files)
+    cause: str = ""  # why it failed
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+
+def read_status(path) -> CalibrationStatus:
+    """The quality-gate status ``recon calibrate`` wrote into a calibration file (YAML
+    ``calibration_status`` / ``calibration_failure``, report.json ``status`` /
+    ``quality_gate.cause``); "unknown" when the file has none. Other formats: "unknown"."""
+    path, head = _open(path)
+    kind = _kind(path, head)
+    if kind == "json":
+        d = _read_json(path, path.read_text(errors="replace"))
+        if "left" in d or "camera" in d:
+            st = d.get("status", "unknown")
+            cause = (d.get("quality_gate") or {}).get("cause", "") if isinstance(d.get("quality_gate"), dict) else ""
+            return CalibrationStatus(st if st in ("ok", "failed") else "unknown", cause)
+        kind = "opencv"
+    if kind == "colmap":
+        return CalibrationStatus("unknown")
+    st = _Storage(path)
+    status = st.text("calibration_status")
+    cause = st.text("calibration_failure") or ""
+    return CalibrationStatus(status if status in ("ok", "failed") else "unknown", cause)
 
 
 def read_camera_pair(path) -> tuple[Camera, Camera]:

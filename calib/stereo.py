@@ -201,12 +201,16 @@ def rectified_vertical_rms(left: Camera, right: Camera, rect: Rectification,
 
 def stereo_calibrate(left_obs: list[Observation], right_obs: list[Observation], left: Camera, right: Camera, *,
                      fix_intrinsics: bool = True, alpha: float = 0.0, min_corners: int = 6,
-                     symmetric_grid: tuple[int, int] | None = None) -> StereoResult:
+                     symmetric_grid: tuple[int, int] | None = None, extra_flags: int = 0,
+                     criteria: tuple[int, float] = (100, 1e-10)) -> StereoResult:
     """Calibrate the rig from paired observations (view k of the left list and view k of the
     right list show the board at the same moment). ``left``/``right``: intrinsics from
     :func:`calib.calibrate.calibrate_camera`; with ``fix_intrinsics=False`` they are refined
     jointly with the relative pose (same model). ``symmetric_grid=(cols, rows)`` for a
-    chessboard: first make the two images' corner labels agree (:func:`align_symmetric_labels`)."""
+    chessboard: first make the two images' corner labels agree (:func:`align_symmetric_labels`).
+    ``extra_flags``: OpenCV flags OR-ed into a joint refinement (e.g. ``cv2.CALIB_FIX_PRINCIPAL_POINT``).
+    ``criteria``: (max iterations, epsilon) of OpenCV's Levenberg-Marquardt (OpenCV's default is
+    (30, 1e-6); an ill-conditioned problem runs to the iteration limit)."""
     import cv2
 
     if left.model != right.model and not fix_intrinsics:
@@ -218,7 +222,7 @@ def stereo_calibrate(left_obs: list[Observation], right_obs: list[Observation], 
         raise CalibrationError("no stereo pair shows the board in both images:\n"
                                + "\n".join(f"  {r.name}: {r.reason}" for r in rej))
     size = left.size
-    crit = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-10)
+    crit = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, int(criteria[0]), float(criteria[1]))
     if left.is_fisheye:
         obj = [np.ascontiguousarray(o.object_points, dtype=np.float64).reshape(-1, 1, 3) for o in L]
         il = [np.ascontiguousarray(o.corners, dtype=np.float64).reshape(-1, 1, 2) for o in L]
@@ -243,7 +247,7 @@ def stereo_calibrate(left_obs: list[Observation], right_obs: list[Observation], 
         if fix_intrinsics:
             flags = cv2.CALIB_FIX_INTRINSIC
         else:
-            flags = cv2.CALIB_USE_INTRINSIC_GUESS | opencv_flags(left.model)
+            flags = cv2.CALIB_USE_INTRINSIC_GUESS | opencv_flags(left.model) | int(extra_flags)
         try:
             with _deterministic_opencv():
                 rms, K1, D1, K2, D2, Rm, T, E, F = cv2.stereoCalibrate(

@@ -439,7 +439,8 @@ def test_stereo_rig_and_rectification(truth, tmp_path):
 
 
 def test_calib_imports_stay_light():
-    code = ("import sys, calib, calib.boards, calib.calibrate, calib.calibrate_images, calib.stereo, calib.files, calib.pictures;"
+    code = ("import sys, calib, calib.boards, calib.calibrate, calib.calibrate_images, calib.stereo, calib.stereo_select,"
+            " calib.files, calib.pictures;"
             "bad=[m for m in ('cv2','matplotlib','torch','recon') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stdout + out.stderr

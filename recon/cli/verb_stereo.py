@@ -18,7 +18,8 @@ error sigma_d (default 1 px), and write a coloured point cloud.
 --calib: OpenCV FileStorage YAML as written by `recon calibrate` for a stereo rig. Keys read:
 K1 (or M1), D1, K2 (or M2), D2, R, T (X_right = R X_left + T), image_width, image_height,
 optional camera_model / camera_model_right (OPENCV_FISHEYE selects the fisheye model). R1 R2 P1
-P2 Q are recomputed. Images that are a uniform resize of the calibrated size get scaled
+P2 Q are recomputed. A rig that `recon calibrate` marked failed (calibration_status: failed, its
+quality gate) is refused with the cause (exit 2) unless --allow-failed-calib is given. Images that are a uniform resize of the calibrated size get scaled
 intrinsics; other sizes are refused. Without --calib the pair is rectified from an estimated
 F (SIFT matches): disparity only, no metric depth.
 
@@ -46,6 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_output(p, "output folder (created)")
     add_calib(p, "stereo calibration (OpenCV stereo YAML or report.json from `recon calibrate --left --right`, "
                  "see above); omit for uncalibrated")
+    p.add_argument("--allow-failed-calib", action="store_true",
+                   help="use a rig that `recon calibrate` marked failed (its quality gate); refused otherwise")
     p.add_argument("--min-disparity", type=int, default=None,
                    help="smallest disparity searched (pixels); with --num-disparities disables the automatic range")
     p.add_argument("--num-disparities", type=int, default=None,
@@ -99,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.calib:
             calib = read_stereo_calibration(args.calib)
+            _check_status(args.calib, args.allow_failed_calib, report)
         else:
             if left.shape[:2] != right.shape[:2]:
                 raise ValueError(f"left, right: image sizes differ ({left.shape[1]}x{left.shape[0]} vs "
@@ -183,3 +187,18 @@ def run(args: argparse.Namespace) -> int:
         msg += f", {report['num_points']} points, median depth {report['depth_percentiles']['p50']:.3g}"
     print(msg + f" -> {out / 'report.json'}", file=sys.stderr)
     return report["exit_code"]
+
+
+def _check_status(path, allow: bool, report: dict) -> None:
+    """Refuse a rig that `recon calibrate` marked failed, unless ``allow``."""
+    from calib.files import read_status
+
+    st = read_status(path)
+    report["calibration_status"] = st.status
+    if not st.failed:
+        return
+    why = f": {st.cause}" if st.cause else ""
+    if not allow:
+        raise ValueError(f"{path}: this stereo calibration is marked failed by `recon calibrate`{why}; "
+                         "recalibrate (the calibration's report says how), or pass --allow-failed-calib to use it anyway")
+    report["notes"].append(f"calibration marked failed, used because of --allow-failed-calib{why}")

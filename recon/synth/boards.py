@@ -32,8 +32,10 @@ __all__ = [
     "coverage_board_poses",
     "random_board_poses",
     "render_board",
+    "stereo_board_poses",
     "true_corners",
     "write_board_dataset",
+    "write_stereo_board_dataset",
 ]
 
 BLACK, WHITE, BACKGROUND = 0.08, 0.92, 0.5  # reflectances (0..1) of ink, paper, surroundings
@@ -400,5 +402,83 @@ def write_board_dataset(out, *, kind: str = "chessboard", cols: int = 9, rows: i
           "square": board.square, "marker": board.marker, "dictionary": board.dictionary,
           "camera": _camera_json(camera), "noise_px": noise_px, "image_noise": image_noise,
           "blur_px": blur_px, "supersample": supersample, "seed": seed, "views": views}
+    (out / "gt.json").write_text(json.dumps(gt, indent=1))
+    return out
+
+
+def stereo_board_poses(board: BoardSpec, left: Camera, right: Camera, right_from_left: Rigid3, num_pairs: int,
+                       rng: np.random.Generator, *, distance: tuple[float, float], max_tilt_deg: float = 40.0,
+                       max_roll_deg: float = 25.0, spread: float = 1.0, margin_px: float = 4.0) -> list[Rigid3]:
+    """Left ``cam_from_board`` poses of a board seen whole by both cameras of a rig (the right
+    pose is ``right_from_left @ pose``).
+
+    ``distance``: range of the board centre's depth in the left camera (board units).
+    ``spread``: how far from the middle of the two cameras' common view the board centre may be,
+    as a fraction of the largest offset that keeps it in view (0: always in the middle).
+    ``max_tilt_deg`` / ``max_roll_deg``: uniform tilt about x and y, roll about z. A nearly
+    fronto-parallel capture in the middle of a small image (``max_tilt_deg`` ~ 3,
+    ``spread`` ~ 0.2) is the poorly conditioned case: neither camera's focal length nor its
+    distortion is constrained by such views alone."""
+    if num_pairs < 0:
+        raise ValueError(f"num_pairs: expected >= 0, got {num_pairs}")
+    if not 0 < distance[0] <= distance[1]:
+        raise ValueError(f"distance: expected 0 < near <= far, got {distance}")
+    if not 0 <= spread <= 1:
+        raise ValueError(f"spread: expected a fraction in [0, 1], got {spread}")
+    ext = _board_extent(board)
+    centre_b = ext.mean(axis=0)
+    half_base = -0.5 * right_from_left.inverse().translation  # midpoint between the camera centres, left frame
+    W, H = left.width, left.height
+    f = float(np.mean(left.focal))
+    poses: list[Rigid3] = []
+    for _ in range(num_pairs):
+        for attempt in range(2000):
+            z = rng.uniform(*distance)
+            reach = 0.5 * z / f * np.array([W, H]) * spread
+            c = np.array([rng.uniform(-reach[0], reach[0]), rng.uniform(-reach[1], reach[1]), z])
+            c[:2] -= half_base[:2]
+            R = _rot_z(np.radians(rng.uniform(-max_roll_deg, max_roll_deg))) \
+                @ _rot_x(np.radians(rng.uniform(-max_tilt_deg, max_tilt_deg))) \
+                @ _rot_y(np.radians(rng.uniform(-max_tilt_deg, max_tilt_deg)))
+            pose = Rigid3(R, c - R @ centre_b)
+            ok = True
+            for cam, p in ((left, pose), (right, right_from_left @ pose)):
+                uv, valid = cam.project(p.apply(ext))
+                ok &= bool(np.all(valid) and np.all((uv >= margin_px) & (uv <= np.array([W, H]) - 1 - margin_px)))
+            if ok:
+                poses.append(pose)
+                break
+        else:
+            raise RuntimeError(f"could not place a {board} board in both {W}x{H} views at depth {distance}")
+    return poses
+
+
+def write_stereo_board_dataset(out, board: BoardSpec, left: Camera, right: Camera, right_from_left: Rigid3,
+                               poses: list[Rigid3], *, blur_px: float = 0.0, image_noise: float = 0.0,
+                               supersample: int = 3, seed: int = 0) -> Path:
+    """Render a rig's board pairs: ``out/left/NNNN.png``, ``out/right/NNNN.png`` (pair k = the
+    k-th of each, sorted) and ``out/gt.json`` (both cameras, ``right_from_left``, the left
+    ``cam_from_board`` poses, the true corners of both images)."""
+    import cv2
+
+    out = Path(out)
+    for side in ("left", "right"):
+        (out / side).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    caches = {side: _RayCache(cam, supersample, 1 if cam.is_fisheye else 2) for side, cam in
+              (("left", left), ("right", right))}
+    views = []
+    for k, pose in enumerate(poses):
+        view = {"cam_from_board": {"rotation": pose.rotation.tolist(), "translation": pose.translation.tolist()}}
+        for side, cam, p in (("left", left, pose), ("right", right, right_from_left @ pose)):
+            img = render_board(board, cam, p, supersample=supersample, blur_px=blur_px, image_noise=image_noise,
+                               rng=rng, _rays=caches[side])
+            cv2.imwrite(str(out / side / f"{k:04d}.png"), img)
+            view[f"{side}_corners"] = true_corners(board, cam, p)[0].tolist()
+        views.append(view)
+    gt = {"version": 1, "board": str(board), "left": _camera_json(left), "right": _camera_json(right),
+          "right_from_left": {"rotation": right_from_left.rotation.tolist(),
+                              "translation": right_from_left.translation.tolist()},
+          "blur_px": blur_px, "image_noise": image_noise, "views": views}
     (out / "gt.json").write_text(json.dumps(gt, indent=1))
     return out
