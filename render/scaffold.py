@@ -49,7 +49,7 @@ with :class:`TrainingDiverged`; the state is checkpointed first when ``is_finite
 still good, else the last good checkpoint is kept (a checkpoint is never written from a
 non-finite state).
 
-Threads: ``LoopConfig.threads=None`` lets :class:`ThreadGovernor` choose torch's CPU thread
+Threads: ``LoopConfig.threads="auto"`` lets :class:`ThreadGovernor` choose torch's CPU thread
 count from the cores left free by other processes, re-checked every ``threads_every_s`` seconds
 during the run (not only at the start).
 
@@ -142,7 +142,7 @@ class LoopConfig:
     checkpoint_every: int = 1_000  # 0: only at the end
     max_seconds: float | None = None  # stop before a step that would end past this wall time
     log_every: int = 10  # read losses, update the bar, call Hooks.on_log
-    threads: int | None = None  # torch CPU threads; None: follow the load (ThreadGovernor)
+    threads: int | str | None = None  # torch CPU threads: N, "auto" (follow the load), None (leave as is)
     threads_every_s: float = 15.0
     desc: str = "train"
 
@@ -153,8 +153,9 @@ class LoopConfig:
             raise ValueError(f"checkpoint_every: expected >= 0, got {self.checkpoint_every}")
         if self.max_seconds is not None and not self.max_seconds > 0:
             raise ValueError(f"max_seconds: expected > 0, got {self.max_seconds}")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads: expected >= 1, got {self.threads}")
+        if self.threads is not None and self.threads != "auto" and not (isinstance(self.threads, int)
+                                                                        and self.threads >= 1):
+            raise ValueError(f"threads: expected an integer >= 1, 'auto' or None, got {self.threads!r}")
         if self.log_every < 1:
             raise ValueError(f"log_every: expected >= 1, got {self.log_every}")
 
@@ -338,6 +339,8 @@ def read_checkpoint(path) -> dict:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise ReconError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from None
+    if isinstance(ck, dict) and "state" not in ck and "params" in ck:  # splat checkpoints before the scaffold
+        ck = {**ck, "method": "splat", "state": {k: ck.pop(k) for k in ("params", "optimizer", "strategy_state")}}
     if not isinstance(ck, dict) or "state" not in ck or "step" not in ck:
         raise ReconError(f"{path}: not a recon training checkpoint (no 'state' / 'step')")
     return ck
@@ -480,15 +483,19 @@ def fit(trainer: Trainer, scene, split: Split, out_dir, loop: LoopConfig, *, con
     def save():
         _save_checkpoint(ck_path, trainer, step, seconds, config, split)
 
-    governor = ThreadGovernor(fixed=loop.threads, every_s=loop.threads_every_s, log=log)
-    on_cpu = str(getattr(trainer, "device", "cpu")).startswith("cpu")  # an optional attribute
+    governor = ThreadGovernor(fixed=None if loop.threads == "auto" else loop.threads,
+                              every_s=loop.threads_every_s, log=log)
+    # threads matter on the CPU only; ``device`` is an optional attribute of the trainer
+    on_cpu = loop.threads is not None and str(getattr(trainer, "device", "cpu")).startswith("cpu")
     if on_cpu:
         threads = governor.start()
-        log(f"torch threads: {threads}" + ("" if loop.threads else f" (of {governor.cores} cores, following the load)"))
+        log(f"torch threads: {threads}" + (f" (of {governor.cores} cores, following the load)"
+                                           if loop.threads == "auto" else ""))
     lock = hooks.lock or contextlib.nullcontext()
     bar = tqdm(total=loop.steps, initial=step, disable=not progress, file=sys.stderr, desc=loop.desc,
                dynamic_ncols=True, mininterval=0.5)
     t_start = time.perf_counter() - seconds
+    cpu0 = time.process_time()
     stopped = None
     try:
         while step < loop.steps:
@@ -542,6 +549,7 @@ def fit(trainer: Trainer, scene, split: Split, out_dir, loop: LoopConfig, *, con
         "psnr": ev.psnr if ev else None, "ssim": ev.ssim if ev else None,
         "steps": step,
         "seconds": round(seconds, 2),
+        "cpu_seconds": round(time.process_time() - cpu0, 2),
         "stopped": stopped or "steps done",
         "threads": governor.history or None,
         "train_views": len(split.train), "test_views": len(split.test),
