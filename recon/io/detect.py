@@ -20,9 +20,10 @@ Folders are checked in this order (the first rule that matches wins):
 ``splat_output``   ``splat.ply`` (``recon train splat``; ``report.json`` ``"method": "splat"``)
 ``synth_dataset``  ``gt.json`` (``recon synth`` / ``recon.synth``: images, depth, labels, sparse/0)
 ``sfm_output``     a COLMAP model in ``sparse/0`` or ``sparse/`` (``recon sfm``, COLMAP's layout)
-``colmap_model``   the folder itself holds cameras/images/points3D ``.bin`` or ``.txt``
-``transforms``     ``transforms.json`` (nerfstudio / Instant-NGP)
+``colmap_model``   the folder (or its ``0/``) holds cameras/images/points3D ``.bin`` or ``.txt``
+``transforms``     ``transforms.json`` (nerfstudio / Instant-NGP), or Blender's ``transforms_*.json``
 ``image_folder``   image files directly inside, or in ``images/``
+``report``         only a ``report.json`` (a run that stopped before writing its outputs)
 =================  ===========================================================================
 
 Files, by name, extension and (PLY) header:
@@ -158,9 +159,10 @@ def detect(path) -> Artifact:
     if path.is_dir():
         art = _detect_folder(path)
         if art is None:
-            raise FormatError(path, "nothing recon reads is in this folder (no COLMAP model or sparse/0, "
-                                    "transforms.json, gt.json, splat.ply, report.json + checkpoint, or "
-                                    "images)")
+            raise FormatError(path, "folder is not a COLMAP model (cameras/images/points3D .bin|.txt), a "
+                                    "`recon sfm` output (sparse/0), a trained output (splat.ply, or "
+                                    "report.json + checkpoint.pt), a synthetic dataset (gt.json), a "
+                                    "transforms.json dataset or an image folder")
         return art
     return _detect_file(path)
 
@@ -224,11 +226,14 @@ def _detect_folder(folder: Path) -> Artifact | None:
         return Artifact(Kind.SFM_OUTPUT, folder, model_dir=model, transforms=transforms, report=report_path,
                         images_dir=find_image_dir(model, dataset_dir=folder), ply=_opt(folder / "points.ply"),
                         undistorted=_opt(folder / "undistorted"))
-    model = _model_in(folder)
+    model = _model_in(folder) or _model_in(folder / "0")  # a model folder, or a `sparse` folder holding 0/
     if model is not None:
         from recon.io.model import find_image_dir
 
         return Artifact(Kind.COLMAP_MODEL, folder, model_dir=model, images_dir=find_image_dir(model))
+    if transforms is None:  # Blender synthetic scenes: transforms_{train,val,test}.json
+        splits = sorted(folder.glob("transforms_*.json"))
+        transforms = next((p for p in splits if p.name == "transforms_train.json"), splits[0] if splits else None)
     if transforms is not None:
         return Artifact(Kind.TRANSFORMS, folder, transforms=transforms, images_dir=folder,
                         report=report_path, ply=_opt(folder / "points.ply"))
@@ -239,6 +244,8 @@ def _detect_folder(folder: Path) -> Artifact | None:
         return Artifact(Kind.IMAGE_FOLDER, folder, images_dir=folder)
     if (folder / "images").is_dir() and list_images(folder / "images"):
         return Artifact(Kind.IMAGE_FOLDER, folder, images_dir=folder / "images")
+    if report_path is not None:  # e.g. a run that stopped before writing its model
+        return Artifact(Kind.REPORT, folder, report=report_path, method=method)
     return None
 
 
@@ -274,6 +281,8 @@ def _detect_file(path: Path) -> Artifact:
             if parent is not None and parent.kind in (*TRAINED_KINDS, Kind.SFM_OUTPUT):
                 return parent
             return Artifact(Kind.REPORT, path, report=path)
+        if path.name.startswith("transforms"):  # transforms.json, Blender's transforms_train.json
+            return Artifact(Kind.TRANSFORMS, path, transforms=path, images_dir=path.parent)
         doc = _read_json(path)
         if isinstance(doc.get("frames"), list):
             return Artifact(Kind.TRANSFORMS, path, transforms=path, images_dir=path.parent)
