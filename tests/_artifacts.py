@@ -98,7 +98,9 @@ def make(kind: str, root: Path) -> Path:
         (root / "run").mkdir()
         _splat_ply(root / "run" / "splat.ply")
         (root / "run" / "report.json").write_text(json.dumps(
-            {"method": "splat", "data_path": str(data), "psnr": 20.0, "split": {"test": [0]}}))
+            {"method": "splat", "data_path": str(data), "psnr": 20.0,
+             "split": {"train": ["view_000.png", "view_001.png", "view_003.png"], "test": ["view_002.png"],
+                       "train_indices": [0, 1, 3], "test_indices": [2], "test_every": 0}}))
         return root / "run"
     if kind == "nerf_output":
         data = make("colmap_model", root / "data")
@@ -113,7 +115,12 @@ def make(kind: str, root: Path) -> Path:
         _images(root, rec)
         return root / "view_000.png"
     if kind == "video":
-        (root / "walk.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+        import cv2
+
+        writer = cv2.VideoWriter(str(root / "walk.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 5, (W * 2, H * 2))
+        for k in range(3):
+            writer.write(np.full((H * 2, W * 2, 3), 40 * k, np.uint8))
+        writer.release()
         return root / "walk.mp4"
     if kind == "splat_ply":
         return _splat_ply(root / "g.ply")

@@ -101,3 +101,49 @@ def test_require_names_what_the_verb_needs(fixtures):
     with pytest.raises(FormatError, match=r"mesh.ply: is a mesh; recon train needs a SfM output"):
         art.require(Kind.SFM_OUTPUT, Kind.TRANSFORMS, verb="recon train")
     assert art.require(Kind.MESH, verb="x") is art
+
+
+# ---- every consumer agrees with the detector ---------------------------------------------------
+VIEWABLE = {"sfm_output": "sfm_output", "synth_dataset": "sfm_output", "colmap_model": "colmap",
+            "transforms": "transforms", "splat_output": "splat_output", "splat_ply": "splat_ply",
+            "mesh": "mesh", "point_cloud": "points", "labelled_point_cloud": "labelled_points"}
+TRAINABLE = {"sfm_output", "synth_dataset", "colmap_model", "transforms"}
+
+
+@pytest.mark.parametrize("name", sorted(TABLE))
+def test_info_view_and_train_agree_with_detect(fixtures, name):
+    from recon.io.summary import describe
+    from render.data import load_scene
+    from viewer.detect import detect as view_kind
+    from viewer.detect import load as view_load
+
+    path, kind = fixtures[name], TABLE[name][0]
+    # info describes every kind
+    sections = describe(path)
+    assert sections and all(s.lines for s in sections)
+    # view shows the kinds it can show and names the kind of the others
+    if name in VIEWABLE:
+        assert view_kind(path) == VIEWABLE[name]
+        content = view_load(path)
+        assert content.source == path
+    else:
+        with pytest.raises(FormatError, match=f"is a {kind.label}"):
+            view_kind(path)
+    # train reads posed images from exactly the posed kinds
+    if name in TRAINABLE:
+        scene = load_scene(path)
+        assert len(scene.views) == 4 and scene.views[0].image.shape == (_artifacts.H, _artifacts.W, 3)
+    else:
+        with pytest.raises((FormatError, FileNotFoundError), match=f"is a {kind.label}|found neither"):
+            load_scene(path)
+
+
+def test_render_accepts_only_splat_outputs(fixtures, tmp_path, capsys):
+    from recon.cli import main
+
+    for name in sorted(TABLE):
+        rc = main(["render", str(fixtures[name]), "--cameras", "test", "-o", str(tmp_path / name)])
+        if name == "splat_output":
+            assert rc == 0 and len(list((tmp_path / name).glob("*.png"))) == 1  # the split in its report
+        else:
+            assert rc == 2 and "no splat.ply here" in capsys.readouterr().err, name
