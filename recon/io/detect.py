@@ -61,7 +61,7 @@ from pathlib import Path
 
 from recon.errors import FormatError
 
-__all__ = ["VIDEO_EXTENSIONS", "MESH_EXTENSIONS", "Artifact", "Kind", "detect"]
+__all__ = ["MESH_EXTENSIONS", "VIDEO_EXTENSIONS", "Artifact", "Kind", "detect", "find_image_dir"]
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 MESH_EXTENSIONS = (".obj", ".glb", ".gltf", ".off", ".stl")
@@ -221,15 +221,11 @@ def _detect_folder(folder: Path) -> Artifact | None:
 
     model = _model_in(folder / "sparse" / "0") or _model_in(folder / "sparse")
     if model is not None:
-        from recon.io.model import find_image_dir
-
         return Artifact(Kind.SFM_OUTPUT, folder, model_dir=model, transforms=transforms, report=report_path,
                         images_dir=find_image_dir(model, dataset_dir=folder), ply=_opt(folder / "points.ply"),
                         undistorted=_opt(folder / "undistorted"))
     model = _model_in(folder) or _model_in(folder / "0")  # a model folder, or a `sparse` folder holding 0/
     if model is not None:
-        from recon.io.model import find_image_dir
-
         return Artifact(Kind.COLMAP_MODEL, folder, model_dir=model, images_dir=find_image_dir(model))
     if transforms is None:  # Blender synthetic scenes: transforms_{train,val,test}.json
         splits = sorted(folder.glob("transforms_*.json"))
@@ -247,6 +243,35 @@ def _detect_folder(folder: Path) -> Artifact | None:
     if report_path is not None:  # e.g. a run that stopped before writing its model
         return Artifact(Kind.REPORT, folder, report=report_path, method=method)
     return None
+
+
+def find_image_dir(model_dir, *, dataset_dir=None) -> Path | None:
+    """The folder holding the photos of a COLMAP model, or None when none is found.
+
+    Looks for ``images/`` in ``model_dir`` and up to three levels above it (``DATA/sparse/0`` ->
+    ``DATA/images``), then, for a ``recon sfm`` output folder ``dataset_dir`` (which leaves the
+    photos where they were), at the folder its ``transforms.json`` frames point to (relative to
+    the JSON, so it survives moving the tree) and at the ``input`` recorded in its report.json.
+    """
+    import json
+
+    model_dir = Path(model_dir)
+    cands = [model_dir / "images", *(p / "images" for p in list(model_dir.parents)[:3])]
+    if dataset_dir is not None:
+        dataset_dir = Path(dataset_dir)
+        for name, key in (("transforms.json", "frames"), ("report.json", "input")):
+            try:
+                doc = json.loads((dataset_dir / name).read_text())
+            except (OSError, ValueError):
+                continue
+            try:
+                if key == "frames":
+                    cands.append((dataset_dir / doc["frames"][0]["file_path"]).parent)
+                elif isinstance(doc.get("input"), str):
+                    cands.append(Path(doc["input"]))
+            except (KeyError, IndexError, TypeError, AttributeError):
+                continue
+    return next((c for c in cands if c.is_dir()), None)
 
 
 # =========================================================================================
@@ -270,8 +295,6 @@ def _detect_file(path: Path) -> Artifact:
         if model is None:
             raise FormatError(path, "a COLMAP model file, but its folder lacks the other two "
                                     "(cameras, images, points3D with one extension)")
-        from recon.io.model import find_image_dir
-
         return Artifact(Kind.COLMAP_MODEL, path, model_dir=model, images_dir=find_image_dir(model))
     if ext == ".json":
         if path.name == "gt.json":
