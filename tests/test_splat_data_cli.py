@@ -168,3 +168,23 @@ def test_help_is_light():
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, timeout=120, check=False)
     assert r.returncode == 0, r.stderr
+
+
+def test_a_broken_trainer_module_is_an_error_naming_it(tmp_path, monkeypatch, capsys):
+    """`recon train` used to drop a trainer whose cli_train.py failed to import, silently."""
+    import render
+
+    pkg = tmp_path / "broken"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "cli_train.py").write_text("import no_such_module_for_recon_tests\n")
+    monkeypatch.setattr(render, "__path__", [*render.__path__, str(tmp_path)])
+    from recon.cli import build_parser
+
+    parser = build_parser()
+    help_text = parser._subparsers._group_actions[0].choices["train"].format_help()
+    assert "broken" in help_text and "BROKEN: render.broken.cli_train cannot be imported" in help_text
+    rc = main(["train", "broken", "data", "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "render.broken.cli_train cannot be imported (ModuleNotFoundError" in err
+    assert "no_such_module_for_recon_tests" in err
