@@ -85,8 +85,8 @@ def test_bad_datasets_give_clear_errors(tmp_path):
     c = rec.cameras[1]
     rec.cameras[1] = Camera("OPENCV", c.width, c.height, np.r_[c.params, 0.1, 0.0, 0.0, 0.0])
     write_colmap(rec, root / "sparse" / "0")
-    with pytest.raises(ReconError, match="undistort"):
-        load_scene(root)
+    # distorted cameras are undistorted on load (tests/test_undistort_on_load.py checks the pixels)
+    assert load_scene(root).views[0].camera.model == "PINHOLE"
     with pytest.raises(FileNotFoundError, match="neither transforms.json nor a COLMAP model"):
         (tmp_path / "empty").mkdir()
         load_scene(tmp_path / "empty")
@@ -130,6 +130,24 @@ def test_cli_train_then_render(colmap_data, tmp_path):
         assert np.array_equal(read_image(a), read_image(b))
 
 
+def test_render_test_cameras_are_the_runs_split(colmap_data, tmp_path):
+    """`recon render --cameras test` renders the views the run held out, read from report.json
+    (it used to re-derive every 8th of all views, wrong after --test-every / --max-views)."""
+    out = tmp_path / "run"
+    assert main(["train", "splat", str(colmap_data), "-o", str(out), "--steps", "5", "--quiet", "--sh-degree", "0",
+                 "--test-every", "3", "--max-views", "7", "--threads", "1"]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["split"]["test"] == ["view_000.png", "view_003.png", "view_006.png"]
+    assert main(["render", str(out), "--cameras", "test", "-o", str(tmp_path / "frames")]) == 0
+    frames = sorted((tmp_path / "frames").glob("frame_*.png"))
+    evals = sorted((out / "renders" / "test").glob("*.png"))
+    assert len(frames) == len(evals) == 3
+    from recon.io import read_image
+
+    for a, b in zip(frames, evals):  # the same cameras give the same pixels
+        assert np.array_equal(read_image(a), read_image(b))
+
+
 def test_cli_errors_are_clear(tmp_path, capsys):
     rc = main(["train", "splat", str(tmp_path / "nope"), "-o", str(tmp_path / "o"), "--quiet"])
     assert rc == 2 and "no such file or folder" in capsys.readouterr().err
@@ -150,3 +168,23 @@ def test_help_is_light():
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, timeout=120, check=False)
     assert r.returncode == 0, r.stderr
+
+
+def test_a_broken_trainer_module_is_an_error_naming_it(tmp_path, monkeypatch, capsys):
+    """`recon train` used to drop a trainer whose cli_train.py failed to import, silently."""
+    import render
+
+    pkg = tmp_path / "broken"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "cli_train.py").write_text("import no_such_module_for_recon_tests\n")
+    monkeypatch.setattr(render, "__path__", [*render.__path__, str(tmp_path)])
+    from recon.cli import build_parser
+
+    parser = build_parser()
+    help_text = parser._subparsers._group_actions[0].choices["train"].format_help()
+    assert "broken" in help_text and "BROKEN: render.broken.cli_train cannot be imported" in help_text
+    rc = main(["train", "broken", "data", "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "render.broken.cli_train cannot be imported (ModuleNotFoundError" in err
+    assert "no_such_module_for_recon_tests" in err

@@ -15,7 +15,7 @@ shipped with the package): where to get each, its licence, format, scenes and ci
 
   recon data list                          one line per dataset
   recon data info NAME                     every field of one dataset
-  recon data download NAME -o DEST [--scene S] [--extract]
+  recon data download NAME [-o DEST] [--scene S] [--extract]   (pooch: progress, sha256, cache)
                                            fetch into folder DEST; the sha256 is checked when
                                            the catalog has one (a mismatch removes the file);
                                            --extract unpacks it there (.7z needs the 7z tool)
@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="dataset name, as printed by `recon data list`")
     p = sub.add_parser("download", help="download a dataset (or one scene) into a folder")
     p.add_argument("name", help="dataset name, as printed by `recon data list`")
-    add_output(p, "destination folder (created if missing)", metavar="DEST")
+    add_output(p, "destination folder (created if missing; default: $RECON_DATA_DIR or ~/.cache/recon/NAME)",
+               metavar="DEST", required=False)
     p.add_argument("--scene", help="scene to fetch, for datasets stored per scene")
     p.add_argument("--extract", action="store_true",
                    help="unpack the archive into DEST after the download (.zip, .tar.*, .bz2, .gz)")
@@ -69,9 +70,10 @@ def run(args: argparse.Namespace) -> int:
             if value:
                 print(f"{key + ':':<17}" + str(value).replace("\n", "\n" + " " * 17))
         return 0
-    result = catalog.download(args.name, args.output, scene=args.scene, progress=not args.no_progress)
+    result = catalog.download(args.name, args.output, scene=args.scene, progress=not args.no_progress,
+                              unpack=args.extract)
     state = "sha256 verified" if result.verified else "no sha256 in the catalog to check against"
     print(f"{result.path}  sha256 {result.sha256}  ({state})")
     if args.extract:
-        print(f"extracted into {catalog.extract(result.path, args.output)}")
+        print(f"extracted into {result.path.parent}")
     return 0
