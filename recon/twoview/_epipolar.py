@@ -327,16 +327,39 @@ def estimate_essential(uv1, uv2, camera1: Camera, camera2: Camera, *, method: st
         inl = r < threshold_px
         if inl.sum() < 6:
             break
-        ref = refine_relative_pose(R, t, p1[good], p2[good], K1, K2, mask=inl, scale_px=0.5 * threshold_px,
+        scale = robust_scale_px(r[inl], threshold_px)
+        ref = refine_relative_pose(R, t, p1[good], p2[good], K1, K2, mask=inl, scale_px=scale, loss=FINAL_LOSS,
                                    max_iterations=30)
         r_new = np.abs(ref.residuals)
-        if np.sum(np.minimum(r_new, threshold_px) ** 2) > np.sum(np.minimum(r, threshold_px) ** 2):
+        if capped_cauchy_cost(r_new, scale, threshold_px) > capped_cauchy_cost(r, scale, threshold_px):
             break
         R, t, r = ref.R, ref.t, r_new
     E = essential_from_pose(Rigid3(R, t))
     residuals[good] = r
     inliers[good] = r < threshold_px
     return EssentialResult(inliers, residuals, res.num_iterations, threshold_px, method, E=E)
+
+
+# Final refinement loss on the inliers: Cauchy at a scale set by the measured noise.
+FINAL_LOSS = "cauchy"
+
+
+def capped_cauchy_cost(residuals_px, scale_px: float, threshold_px: float) -> float:
+    """sum_i s^2 log(1 + min(|r_i|, T)^2 / s^2): the Cauchy loss of the final fits, capped at the
+    inlier threshold T so that outliers cost a constant (the objective the refinements are
+    accepted on)."""
+    r = np.minimum(np.abs(np.asarray(residuals_px, np.float64)), threshold_px)
+    return float(np.sum(scale_px * scale_px * np.log1p((r / scale_px) ** 2)))
+
+
+def robust_scale_px(inlier_residuals_px, threshold_px: float) -> float:
+    """Robust-loss scale for the final fits: 2.5 sigma of the inlier residuals (sigma = 1.4826 x
+    median |r|), at most half the inlier threshold. Tied to the noise, not to the threshold,
+    so the few outliers that fall inside the threshold by chance (about 2T / image size of
+    them) are down-weighted on clean data instead of pulling the pose."""
+    r = np.abs(np.asarray(inlier_residuals_px, np.float64))
+    sigma = 1.4826 * float(np.median(r)) if r.size else threshold_px
+    return float(np.clip(2.5 * sigma, 1e-3 * threshold_px, 0.5 * threshold_px))
 
 
 def _essential_loop(n1, n2, p1, p2, K1, K2, threshold_px, confidence, max_iterations, rng):
