@@ -16,7 +16,10 @@ relative pose with the cheirality check, triangulate and refine (two-view bundle
 
 Writes to OUT:
   report.json    verdict (general | low_parallax | planar | pure_rotation | identical |
-                 too_few_matches | no_model | bad_input), matches, inliers, inlier ratio, median
+                 too_few_matches | no_model | bad_input), pose_reliable / rotation_reliable
+                 (from the pose's measured 1-sigma uncertainty, rotation_sigma_deg /
+                 translation_sigma_deg; a reliable rotation is meant to be within 0.5 deg),
+                 pose_ambiguous (planar pairs two poses explain), matches, inliers, inlier ratio, median
                  Sampson error (px), R and t direction (cam2_from_cam1: X_B = R X_A + t, |t| = 1),
                  rotation angle, triangulated points, median parallax, GRIC scores, F, E, H
   matches.png    all matches (inliers green, outliers red)
@@ -56,8 +59,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "mapped back to full resolution) (default: 2000; 0 = never)")
     p.add_argument("--ratio", type=float, default=0.8, help="Lowe's ratio test threshold (default: 0.8)")
     p.add_argument("--method", choices=("ours", "opencv"), default="ours",
-                   help="robust estimator: ours (LO-MSAC + Sampson polish) or opencv (USAC_MAGSAC, five-point "
-                        "for E) (default: ours)")
+                   help="robust estimator: ours (five-point LO-MSAC for E, seven-point for F, robust Sampson "
+                        "refinement) or opencv (USAC_MAGSAC) (default: ours)")
     p.add_argument("--threshold", type=float, default=None,
                    help="inlier threshold, Sampson distance in pixels (default: 1.0 at <= 1 MP, scaled with "
                         "the image diagonal above)")
@@ -191,6 +194,9 @@ def run(args: argparse.Namespace) -> int:
         "message": deg.message,
         "pose_reliable": deg.pose_reliable,
         "rotation_reliable": deg.rotation_reliable,
+        "rotation_sigma_deg": deg.rotation_sigma_deg,
+        "translation_sigma_deg": deg.translation_sigma_deg,
+        "pose_ambiguous": deg.pose_ambiguous,
         "method": args.method,
         "threshold_px": thr,
         "intrinsics": "guessed" if geo.intrinsics_guessed else intrinsics_source,

@@ -31,7 +31,9 @@ from recon.twoview._epipolar import (
     normalized_coords,
     recover_pose,
 )
+from recon.twoview._fivepoint import essential_five_point
 from recon.twoview._pipeline import TwoViewConfig, TwoViewGeometry, guess_camera, two_view_geometry
+from recon.twoview._relpose import PoseRefinement, refine_relative_pose
 from recon.twoview._solvers import (
     enforce_rank2,
     fundamental_eight_point,
@@ -56,6 +58,7 @@ __all__ = [
     "EpipolarResult",
     "EssentialResult",
     "HomographyResult",
+    "PoseRefinement",
     "RelativePose",
     "RobustFit",
     "Triangulation",
@@ -65,6 +68,7 @@ __all__ = [
     "classify_degeneracy",
     "decompose_essential",
     "enforce_rank2",
+    "essential_five_point",
     "essential_from_fundamental",
     "essential_from_pose",
     "estimate_essential",
@@ -81,6 +85,7 @@ __all__ = [
     "normalized_coords",
     "project_to_essential",
     "recover_pose",
+    "refine_relative_pose",
     "refine_two_view",
     "sampson_error",
     "triangulate_dlt",

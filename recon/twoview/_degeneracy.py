@@ -50,8 +50,11 @@ class Degeneracy:
     """Verdict of :func:`classify_degeneracy`.
 
     verdict:        a key of ``VERDICTS`` (see there for the meaning).
-    pose_reliable:  True only for "general": R and the translation direction can be trusted.
-    rotation_reliable: True for "general", "low_parallax" and "pure_rotation".
+    pose_reliable:  R and the translation direction can be trusted. From this function alone:
+                    True for "general"; :func:`two_view_geometry` replaces it by the measured
+                    rule (calibrated cameras, unambiguous, small pose uncertainty).
+    rotation_reliable: R can be trusted. From this function alone: "general", "low_parallax",
+                    "pure_rotation"; :func:`two_view_geometry` replaces it as above.
     gric_f, gric_h: GRIC scores (lower is better); NaN when not computed.
     h_f_inlier_ratio: H inliers / F inliers (close to 1 or above for planar / rotation).
     sigma_px:       noise level used by GRIC (robust estimate from the F residuals), pixels.
@@ -59,6 +62,11 @@ class Degeneracy:
     median_parallax_deg: median triangulation angle of the inliers (NaN when not given).
     rotation_score: for an H winner, how far H is from a conjugate rotation (0 = exactly).
     message:        a sentence for the user.
+    rotation_sigma_deg, translation_sigma_deg: 1-sigma uncertainty of the final rotation and
+                    translation direction (Gauss-Newton covariance of the pose fit), degrees;
+                    set by :func:`two_view_geometry`, which also sets the two reliability
+                    flags from them (see ``recon.twoview._pipeline.ROTATION_BOUND_DEG``).
+    pose_ambiguous: a planar pair where two different poses fit the matches equally well.
     """
 
     verdict: str
@@ -72,6 +80,9 @@ class Degeneracy:
     median_parallax_deg: float
     rotation_score: float
     message: str
+    rotation_sigma_deg: float = float("nan")
+    translation_sigma_deg: float = float("nan")
+    pose_ambiguous: bool = False
 
 
 def gric(residuals_px: np.ndarray, sigma_px: float, d: int, k: int, r: int = 4) -> float:

@@ -14,6 +14,8 @@ import numpy as np
 
 from calib import Camera, Rigid3
 from calib._check import as_array
+from recon.twoview._fivepoint import essential_five_point
+from recon.twoview._relpose import refine_relative_pose
 from recon.twoview._robust import robust_loop
 from recon.twoview._solvers import (
     _eight_point,
@@ -169,7 +171,7 @@ def _f_refit(x1, x2, project=None):
     approach the minimiser of the Sampson error (the algebraic residual x2^T F x1 divided by its
     gradient norm)."""
 
-    def refit(mask, w):
+    def refit(mask, w, model=None):
         a, b, ww = x1[mask], x2[mask], w[mask]
         F = _eight_point(a, b, ww)
         if project is not None:
@@ -275,10 +277,11 @@ def estimate_essential(uv1, uv2, camera1: Camera, camera2: Camera, *, method: st
 
     uv1, uv2: [N, 2] pixels in image 1 / image 2; camera1, camera2: their ``calib.Camera``
               (any supported model: points are undistorted first).
-    method:   "ours": the LO-MSAC loop of :func:`estimate_fundamental` run on undistorted
-              pinhole pixels with every hypothesis projected onto the essential manifold
-              (singular values (s, s, 0)); "opencv": the five-point solver (Nister 2004) in
-              ``cv2.findEssentialMat(..., cv2.USAC_MAGSAC)`` on normalised coordinates.
+    method:   "ours": LO-MSAC over our five-point solver (:func:`essential_five_point`,
+              Stewenius / Nister), Sampson distances in undistorted pinhole pixels, local
+              optimisation by robust Levenberg-Marquardt of (R, t) on the inliers, and a final
+              robust Sampson refinement of (R, t on the unit sphere) with the inliers
+              re-selected; "opencv": ``cv2.findEssentialMat(..., cv2.USAC_MAGSAC)``.
     threshold_px: inlier threshold on the Sampson distance in undistorted pinhole pixels.
     """
     uv1, uv2 = _check_pair(uv1, uv2, "uv1", "uv2")
@@ -312,27 +315,78 @@ def estimate_essential(uv1, uv2, camera1: Camera, camera2: Camera, *, method: st
         inliers[good] = mask.ravel().astype(bool)
         return EssentialResult(inliers, residuals, -1, threshold_px, method, E=E)
 
-    def project(F):  # F (pixels) -> nearest E -> back to F
-        E = project_to_essential(np.swapaxes(K2, -1, -2) @ F @ K1)
-        return K2i.T @ E @ K1i
-
-    res = _fundamental_loop(p1[good], p2[good], threshold_px, confidence, max_iterations, _rng(seed), project)
+    res = _essential_loop(n1[good], n2[good], p1[good], p2[good], K1, K2, threshold_px, confidence,
+                          max_iterations, _rng(seed))
     if res.model is None:
         return EssentialResult(inliers, residuals, res.num_iterations, threshold_px, method)
     E = project_to_essential(K2.T @ res.model @ K1)
+    # Final non-linear refinement of (R, t) on the inliers (robust Sampson), inliers re-selected.
+    R, _R2, t = decompose_essential(E)
     r = res.residuals
-    for _ in range(2):  # non-linear polish on the inliers, then re-select them
+    for _ in range(2):
         inl = r < threshold_px
         if inl.sum() < 6:
             break
-        E_new = _refine_essential_sampson(E, p1[good][inl], p2[good][inl], K1, K2, threshold_px)
-        r_new = sampson_error(K2i.T @ E_new @ K1i, p1[good], p2[good])
-        if np.sum(np.minimum(r_new, threshold_px) ** 2) > np.sum(np.minimum(r, threshold_px) ** 2):
+        scale = robust_scale_px(r[inl], threshold_px)
+        ref = refine_relative_pose(R, t, p1[good], p2[good], K1, K2, mask=inl, scale_px=scale, loss=FINAL_LOSS,
+                                   max_iterations=30)
+        r_new = np.abs(ref.residuals)
+        if capped_cauchy_cost(r_new, scale, threshold_px) > capped_cauchy_cost(r, scale, threshold_px):
             break
-        E, r = E_new, r_new
+        R, t, r = ref.R, ref.t, r_new
+    E = essential_from_pose(Rigid3(R, t))
     residuals[good] = r
     inliers[good] = r < threshold_px
     return EssentialResult(inliers, residuals, res.num_iterations, threshold_px, method, E=E)
+
+
+# Final refinement loss on the inliers: Cauchy at a scale set by the measured noise.
+FINAL_LOSS = "cauchy"
+
+
+def capped_cauchy_cost(residuals_px, scale_px: float, threshold_px: float) -> float:
+    """sum_i s^2 log(1 + min(|r_i|, T)^2 / s^2): the Cauchy loss of the final fits, capped at the
+    inlier threshold T so that outliers cost a constant (the objective the refinements are
+    accepted on)."""
+    r = np.minimum(np.abs(np.asarray(residuals_px, np.float64)), threshold_px)
+    return float(np.sum(scale_px * scale_px * np.log1p((r / scale_px) ** 2)))
+
+
+def robust_scale_px(inlier_residuals_px, threshold_px: float) -> float:
+    """Robust-loss scale for the final fits: 2.5 sigma of the inlier residuals (sigma = 1.4826 x
+    median |r|), at most half the inlier threshold. Tied to the noise, not to the threshold,
+    so the few outliers that fall inside the threshold by chance (about 2T / image size of
+    them) are down-weighted on clean data instead of pulling the pose."""
+    r = np.abs(np.asarray(inlier_residuals_px, np.float64))
+    sigma = 1.4826 * float(np.median(r)) if r.size else threshold_px
+    return float(np.clip(2.5 * sigma, 1e-3 * threshold_px, 0.5 * threshold_px))
+
+
+def _essential_loop(n1, n2, p1, p2, K1, K2, threshold_px, confidence, max_iterations, rng):
+    """LO-MSAC over our five-point solver. Hypotheses are scored on the Sampson distance in
+    undistorted pinhole pixels (the pixel threshold applies directly; for equal focal lengths
+    this is COLMAP's normalised-coordinate threshold max_error / f). Local optimisation is a
+    few robust Levenberg-Marquardt steps of the relative pose on the inliers: unlike an
+    eight-point refit, it is not degenerate when the inliers lie on a plane."""
+    K1i, K2i = np.linalg.inv(K1), np.linalg.inv(K2)
+
+    def solve(idx):
+        E, ok = essential_five_point(n1[idx], n2[idx])
+        return K2i.T @ E.reshape(-1, 3, 3) @ K1i, ok.reshape(-1)
+
+    def residuals(F):
+        return sampson_error(F, p1, p2)
+
+    def subset_residuals(F, idx):
+        return sampson_error(F, p1[idx], p2[idx])
+
+    def refit(mask, w, model):
+        R, _R2, t = decompose_essential(project_to_essential(K2.T @ model @ K1))
+        ref = refine_relative_pose(R, t, p1, p2, K1, K2, mask=mask, scale_px=0.5 * threshold_px, max_iterations=5)
+        return K2i.T @ essential_from_pose(Rigid3(ref.R, ref.t)) @ K1i
+
+    return robust_loop(n1.shape[0], 5, solve, residuals, refit, threshold=threshold_px, confidence=confidence,
+                       max_iterations=max_iterations, min_iterations=50, rng=rng, subset_residuals=subset_residuals)
 
 
 def estimate_homography(x1, x2, *, method: str = "ours", threshold_px: float = 1.0, confidence: float = 0.999,
@@ -367,7 +421,7 @@ def estimate_homography(x1, x2, *, method: str = "ours", threshold_px: float = 1
     def subset_residuals(H, idx):
         return homography_transfer_error(H, x1[idx], x2[idx])
 
-    def refit(mask, w):
+    def refit(mask, w, model=None):
         return homography_dlt(x1[mask], x2[mask], w[mask])
 
     res = robust_loop(n, 4, solve, residuals, refit, threshold=threshold_px, confidence=confidence,
@@ -376,37 +430,6 @@ def estimate_homography(x1, x2, *, method: str = "ours", threshold_px: float = 1
     if res.model is None:
         return HomographyResult(np.zeros(n, bool), np.full(n, np.inf), res.num_iterations, threshold_px, method)
     return HomographyResult(res.inliers, res.residuals, res.num_iterations, threshold_px, method, H=res.model)
-
-
-def _refine_essential_sampson(E, p1, p2, K1, K2, threshold_px):
-    """Minimise the Sampson distance (pixels, soft-L1 robust loss at ``threshold_px / 2``) over
-    the 5-dof essential manifold E = [t]_x R: rotation as an axis-angle increment, t on the unit
-    sphere via a 2D tangent increment (Hartley & Zisserman 11.4.3 for the cost)."""
-    from scipy.optimize import least_squares
-
-    from calib import matrix_from_axis_angle
-
-    R1, _R2, t = decompose_essential(E)
-    R0 = R1  # any of the two rotations (and either sign of t) spans the same E
-    a = np.eye(3)[np.argmin(np.abs(t))]
-    b1 = np.cross(t, a)
-    b1 /= np.linalg.norm(b1)
-    B = np.stack([b1, np.cross(t, b1)], 1)
-    K1i, K2i = np.linalg.inv(K1), np.linalg.inv(K2)
-
-    def make(p):
-        R = matrix_from_axis_angle(p[:3]) @ R0
-        tt = t + B @ p[3:]
-        tt = tt / np.linalg.norm(tt)
-        tx = np.array([[0, -tt[2], tt[1]], [tt[2], 0, -tt[0]], [-tt[1], tt[0], 0]])
-        return tx @ R
-
-    def fun(p):
-        return sampson_error(K2i.T @ make(p) @ K1i, p1, p2)
-
-    res = least_squares(fun, np.zeros(5), method="trf",
-                        loss="soft_l1", f_scale=0.5 * threshold_px, max_nfev=50)
-    return project_to_essential(make(res.x))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -13,13 +13,17 @@ from recon.twoview._epipolar import (
     EpipolarResult,
     EssentialResult,
     HomographyResult,
+    capped_cauchy_cost,
     essential_from_fundamental,
+    essential_from_pose,
     estimate_essential,
     estimate_fundamental,
     estimate_homography,
     fundamental_from_essential,
     recover_pose,
+    robust_scale_px,
 )
+from recon.twoview._relpose import refine_relative_pose
 from recon.twoview._solvers import sampson_error
 from recon.twoview._triangulation import Triangulation, refine_two_view, triangulate_dlt
 
@@ -205,14 +209,43 @@ def two_view_geometry(uv1, uv2, camera1: Camera | None = None, camera2: Camera |
                               camera1=camera1, camera2=camera2, H=Hr.H if Hr.ok else None, parallax_deg=parallax,
                               min_matches=cfg.min_matches, min_parallax_deg=cfg.min_parallax_deg,
                               focal_known=not guessed)
-    if pose is not None and deg.verdict in ("general", "low_parallax"):
+    if deg.verdict in ("identical", "no_model", "too_few_matches"):
+        return finish(deg, Fr, Er, Hr)
+    ambiguous = False
+    if calibrated and pose is not None and deg.verdict == "planar":
+        # Known intrinsics: the five-point E is not degenerate for a plane, but a plane leaves two
+        # poses (the homography's two physical decompositions) that fit equally well. Compare the
+        # E pose with the H poses on the matches (robust Sampson cost after refinement, as COLMAP
+        # compares its E and H models by support) and keep the best; it is ambiguous when a
+        # different pose fits about as well (no off-plane evidence tells them apart).
+        pose, ambiguous, alt_rot_deg = _select_planar_pose(pose, Hr, Er, camera1, camera2, n1, n2, p1, p2, cfg)
+        tri = triangulate_dlt(uv1, uv2, camera1, camera2, pose)
+        F = fundamental_from_essential(_essential(pose), camera1, camera2)
+        inl = (sampson_error(F, p1, p2) < cfg.threshold_px) & tri.in_front
+        notes.append("planar scene: pose from the five-point E compared with the homography decompositions"
+                     + ("; a different pose fits as well (ambiguous)" if ambiguous else
+                        "; the off-plane matches single out this pose"))
+    else:
+        alt_rot_deg = 0.0
+    refine_ok = deg.verdict in ("general", "low_parallax") or (calibrated and deg.verdict == "planar")
+    if pose is not None and refine_ok:
         ok = inl & tri.valid(max_error_px=cfg.max_reproj_px, min_parallax_deg=0.0)
         for _ in range(2 if cfg.refine else 0):  # BA, re-select inliers under the refined pose, BA again
             if ok.sum() < 8:
                 break
-            ref = refine_two_view(uv1[ok], uv2[ok], camera1, camera2, pose, tri.points[ok], loss="soft_l1",
-                                  loss_scale_px=cfg.threshold_px, max_nfev=100)
-            if not np.isfinite(ref.rms_after_px) or ref.rms_after_px > ref.rms_before_px:
+            scale = robust_scale_px(Fr.residuals[Fr.inliers], cfg.threshold_px) if calibrated else cfg.threshold_px
+            ref = refine_two_view(uv1[ok], uv2[ok], camera1, camera2, pose, tri.points[ok], loss="cauchy",
+                                  loss_scale_px=scale, max_nfev=100)
+            if not np.isfinite(ref.rms_after_px):
+                break
+            if calibrated:  # accept on the capped robust Sampson cost over all matches (outliers included)
+                before = sampson_error(fundamental_from_essential(_essential(pose), camera1, camera2), p1, p2)
+                after = sampson_error(fundamental_from_essential(_essential(ref.cam2_from_cam1), camera1, camera2),
+                                      p1, p2)
+                if (capped_cauchy_cost(after, scale, cfg.threshold_px)
+                        > capped_cauchy_cost(before, scale, cfg.threshold_px)):
+                    break
+            elif ref.rms_after_px > ref.rms_before_px:
                 break
             pose = ref.cam2_from_cam1
             refined = True
@@ -224,15 +257,15 @@ def two_view_geometry(uv1, uv2, camera1: Camera | None = None, camera2: Camera |
                 r = sampson_error(F, p1, p2)
                 inl = (r < cfg.threshold_px) & tri.in_front
             ok = inl & tri.valid(max_error_px=cfg.max_reproj_px, min_parallax_deg=0.0)
-    if deg.verdict in ("identical", "no_model", "too_few_matches"):
-        return finish(deg, Fr, Er, Hr)
+    rot_sigma = t_sigma = float("inf")
     if camera1 is not None and deg.verdict == "pure_rotation":
         Hn = np.linalg.inv(camera2.K) @ Hr.H @ camera1.K
         pose = Rigid3(project_to_so3(Hn * np.sign(np.linalg.det(Hn))), np.zeros(3))
         inl = Hr.inliers
         tri = None
+        rot_sigma = _rotation_sigma_deg(pose.rotation, n1[inl], n2[inl], camera2)
         notes.append("pure rotation: translation is zero / undetermined; no points triangulated")
-    elif camera1 is not None and deg.verdict == "planar":
+    elif camera1 is not None and not calibrated and deg.verdict == "planar":
         hp = _pose_from_homography(Hr.H, camera1, camera2, n1[Hr.inliers], n2[Hr.inliers])
         if hp is not None:
             pose = hp
@@ -240,7 +273,116 @@ def two_view_geometry(uv1, uv2, camera1: Camera | None = None, camera2: Camera |
             tri = triangulate_dlt(uv1, uv2, camera1, camera2, pose)
             notes.append("planar scene: pose from the homography decomposition; a second (mirror) solution "
                          "may fit equally well")
+    elif calibrated and pose is not None and inl.sum() >= 6:
+        pr = refine_relative_pose(pose.rotation, pose.translation, p1, p2, camera1.K, camera2.K, mask=inl,
+                                  scale_px=0.5 * cfg.threshold_px, max_iterations=0)
+        rot_sigma, t_sigma = pr.rotation_sigma_deg, pr.translation_sigma_deg
+    deg = _reliability(deg, calibrated, ambiguous, alt_rot_deg, rot_sigma, t_sigma, cfg)
+    if guessed:
+        notes.append("intrinsics guessed: rotation_reliable and pose_reliable are False")
     return finish(deg, Fr, Er, Hr, pose, inl, tri, refined)
+
+
+# Reliability flags, from the measured 1-sigma uncertainty of the refined pose (Gauss-Newton
+# covariance of the Sampson fit). Real pairs carry model errors (lens model, matching bias,
+# reference error) beyond the noise the covariance describes: on the 55 Sceaux pairs
+# (bench/bench_twoview_real.py) the rotation error reached 10-26 sigma, with a floor of
+# 0.15-0.25 deg on the pairs with 2000+ matches (part of it is the reference's own error). So a pair is rotation_reliable when
+# sqrt((ROTATION_SIGMAS sigma)^2 + ROTATION_FLOOR_DEG^2) <= ROTATION_BOUND_DEG, and pose_reliable
+# when in addition TRANSLATION_SIGMAS sigma of translation direction stay within
+# TRANSLATION_BOUND_DEG (the bounds the tests and the bench check).
+ROTATION_BOUND_DEG = 0.5
+ROTATION_SIGMAS = 10.0
+ROTATION_FLOOR_DEG = 0.15
+TRANSLATION_BOUND_DEG = 5.0
+TRANSLATION_SIGMAS = 5.0
+
+
+def _reliability(deg: Degeneracy, calibrated: bool, ambiguous: bool, alt_rot_deg: float, rot_sigma: float,
+                 t_sigma: float, cfg: TwoViewConfig) -> Degeneracy:
+    v = deg.verdict
+    rot_ok = (calibrated and v in ("general", "low_parallax", "planar", "pure_rotation")
+              and np.hypot(ROTATION_SIGMAS * rot_sigma, ROTATION_FLOOR_DEG) <= ROTATION_BOUND_DEG
+              and (not ambiguous or alt_rot_deg <= 0.5 * ROTATION_BOUND_DEG))
+    pose_ok = (rot_ok and not ambiguous and v in ("general", "planar")
+               and TRANSLATION_SIGMAS * t_sigma <= TRANSLATION_BOUND_DEG)
+    msg = deg.message
+    if v == "planar" and calibrated:
+        msg = ("the matches lie close to a plane: " + ("two poses explain them (ambiguous)" if ambiguous else
+               "the five-point E and the off-plane matches determine the pose"))
+    if np.isfinite(rot_sigma):
+        msg += f" (rotation 1-sigma {rot_sigma:.3f} deg" + (
+            f", translation direction 1-sigma {t_sigma:.2f} deg)" if np.isfinite(t_sigma) else ")")
+    return replace(deg, pose_reliable=bool(pose_ok), rotation_reliable=bool(rot_ok), rotation_sigma_deg=rot_sigma,
+                   translation_sigma_deg=t_sigma, pose_ambiguous=bool(ambiguous), message=msg)
+
+
+def _rotation_sigma_deg(R: np.ndarray, n1: np.ndarray, n2: np.ndarray, camera2: Camera) -> float:
+    """1-sigma RMS rotation uncertainty (deg) of a pure rotation x2 ~ R x1 fitted to normalised
+    matches: Gauss-Newton covariance of the image-2 transfer residuals (pixels)."""
+    from calib import matrix_from_axis_angle
+
+    if n1.shape[0] < 4:
+        return float("inf")
+    f = float(np.mean(camera2.focal))
+
+    def res(w):
+        y = np.c_[n1, np.ones(len(n1))] @ (matrix_from_axis_angle(w) @ R).T
+        return (f * (y[:, :2] / y[:, 2:3] - n2)).ravel()
+
+    r0 = res(np.zeros(3))
+    h = 1e-7
+    J = np.stack([(res(h * e) - r0) / h for e in np.eye(3)], 1)
+    noise2 = float(np.sum(r0 * r0) / max(r0.size - 3, 1))
+    try:
+        C = noise2 * np.linalg.inv(J.T @ J)
+    except np.linalg.LinAlgError:
+        return float("inf")
+    return float(np.degrees(np.sqrt(max(np.trace(C), 0.0))))
+
+
+def _select_planar_pose(pose: Rigid3, Hr: HomographyResult, Er: EssentialResult, camera1: Camera, camera2: Camera,
+                        n1, n2, p1, p2, cfg: TwoViewConfig):
+    """(best pose, ambiguous, rotation difference to the best competing pose in deg)."""
+    import cv2
+
+    from calib import rotation_angle_deg
+
+    thr = cfg.threshold_px
+    support = Er.inliers | Hr.inliers
+    cands = [pose]
+    if Hr.ok:
+        Hn = np.linalg.inv(camera2.K) @ Hr.H @ camera1.K
+        _num, Rs, ts, _normals = cv2.decomposeHomographyMat(Hn, np.eye(3))
+        for R, t in zip(Rs, ts):
+            t = t.ravel()
+            if np.linalg.norm(t) > 1e-9:
+                cands.append(Rigid3(project_to_so3(R), t / np.linalg.norm(t)))
+    scored = []
+    for c in cands:
+        pr = refine_relative_pose(c.rotation, c.translation, p1, p2, camera1.K, camera2.K, mask=support,
+                                  scale_px=0.5 * thr, max_iterations=15)
+        cost = float(np.sum(np.minimum(pr.residuals ** 2, thr * thr)))
+        rp = recover_pose(essential_from_pose(Rigid3(pr.R, pr.t)), n1, n2, mask=support)
+        scored.append((cost, rp.cam2_from_cam1, pr.noise_px, np.abs(pr.residuals)))
+    scored.sort(key=lambda s: s[0])
+    _best_cost, best, noise, r_best = scored[0]
+    sigma = max(noise if np.isfinite(noise) else thr / 3, 0.1)
+    fit_best = r_best < min(2.0 * sigma, thr)
+    ambiguous, alt = False, 0.0
+    for _cost, c, _, r_c in scored[1:]:
+        d_rot = float(rotation_angle_deg(c.rotation @ best.rotation.T))
+        d_t = float(np.degrees(np.arccos(np.clip(c.translation @ best.translation, -1, 1))))
+        if d_rot < 0.25 and d_t < 5.0:  # (nearly) the same pose reached from another start
+            continue
+        # Evidence against the competitor: matches the best pose fits (< 2 sigma) that the
+        # competitor clearly does not (> 4 sigma), i.e. off-plane structure; a lower cost alone
+        # is not enough (on a pure plane the two poses' costs differ by noise only).
+        evidence = int(np.count_nonzero(fit_best & (r_c > 4.0 * sigma)))
+        if evidence < max(10, 0.02 * np.count_nonzero(fit_best)):
+            ambiguous = True
+            alt = max(alt, d_rot)
+    return best, ambiguous, alt
 
 
 def _essential(pose: Rigid3) -> np.ndarray:

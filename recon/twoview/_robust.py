@@ -17,7 +17,7 @@ import numpy as np
 
 Solver = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # sample idx [B, s] -> models [M,3,3], ok [M]
 Residuals = Callable[[np.ndarray], np.ndarray]  # models [M, 3, 3] -> residuals [M, N]
-Refit = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (inlier mask [N], weights [N]) -> model [3, 3]
+Refit = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (inlier mask [N], weights [N], model) -> model
 
 
 @dataclass
@@ -69,7 +69,7 @@ def robust_loop(num_points: int, sample_size: int, solve: Solver, residuals: Res
             inl = r < t
             if inl.sum() < sample_size + 1:
                 break
-            cand = refit(inl, _irls_weights(r, inl, t))
+            cand = refit(inl, _irls_weights(r, inl, t), model)
             if cand is None or not np.all(np.isfinite(cand)):
                 break
             r2, c2 = score_one(cand)
@@ -108,7 +108,7 @@ def robust_loop(num_points: int, sample_size: int, solve: Solver, residuals: Res
         inl = best.residuals < threshold
         if inl.sum() < sample_size + 1:
             break
-        cand = refit(inl, _irls_weights(best.residuals, inl, threshold))
+        cand = refit(inl, _irls_weights(best.residuals, inl, threshold), best.model)
         if cand is None or not np.all(np.isfinite(cand)):
             break
         r2, c2 = score_one(cand)
