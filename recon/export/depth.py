@@ -125,15 +125,17 @@ def undistort_depth_view(view: DepthView) -> DepthView:
     return DepthView(pin, view.cam_from_world, depth.reshape(cam.height, cam.width), rgb, view.name)
 
 
-def load_depth_views(path, *, with_rgb: bool = True, depth_dir: str | None = None) -> list[DepthView]:
-    """Depth views from a folder: a recon.synth dataset (gt.json), or any folder with
-    ``depth/STEM.npy`` (float32 [H, W] z in metres) beside a COLMAP model (``sparse/0``) or a
-    transforms.json, matched to the model's images by file stem. ``depth_dir`` overrides the
-    depth sub-folder name. Raises FormatError naming the folder when nothing matches."""
+def load_depth_views(path, *, with_rgb: bool = True, depth_dir=None, model_path=None) -> list[DepthView]:
+    """Depth views from a folder: a recon.synth dataset (gt.json), or ``depth_dir`` (default
+    ``path/depth``) of ``STEM.npy`` files (float32 [H, W], z in metres, 0 = none) matched by
+    image stem (``a/b.png`` -> ``a/b.npy`` or ``a_b.npy``, as `recon train nerf` writes them)
+    to the images of the COLMAP model or transforms.json at ``model_path`` (default ``path``).
+    Colours come from the model's photos when their size matches. Raises FormatError naming
+    the folder when nothing matches."""
     root = Path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder")
-    if (root / "gt.json").is_file():
+    if (root / "gt.json").is_file() and depth_dir is None and model_path is None:
         from recon.synth import load_dataset
 
         ds = load_dataset(root)
@@ -144,20 +146,21 @@ def load_depth_views(path, *, with_rgb: bool = True, depth_dir: str | None = Non
         if not views:
             raise FormatError(root, "the dataset has no views")
         return views
-    from recon.io import find_image_dir, read_model
+    from recon.io import find_image_dir, read_image, read_model
 
-    rec = read_model(root)
-    ddir = root / (depth_dir or "depth")
+    model_root = Path(model_path) if model_path is not None else root
+    rec = read_model(model_root)
+    ddir = Path(depth_dir) if depth_dir is not None else root / "depth"
     if not ddir.is_dir():
-        raise FormatError(root, f"no depth folder {ddir.name}/ (expected depth/STEM.npy per image)")
-    images = find_image_dir(root, dataset_dir=root) if with_rgb else None
+        raise FormatError(root, f"no depth folder {ddir} (expected STEM.npy per image)")
+    images = find_image_dir(model_root, dataset_dir=model_root) if with_rgb else None
     views = []
     for img in sorted(rec.images.values(), key=lambda im: im.name):
         if not img.registered:
             continue
         stem = img.name.rsplit(".", 1)[0]
-        f = ddir / f"{stem}.npy"
-        if not f.is_file():
+        f = next((c for c in (ddir / f"{stem}.npy", ddir / f"{stem.replace('/', '_')}.npy") if c.is_file()), None)
+        if f is None:
             continue
         try:
             d = np.load(f, allow_pickle=False)
@@ -165,17 +168,18 @@ def load_depth_views(path, *, with_rgb: bool = True, depth_dir: str | None = Non
             raise FormatError(f, f"cannot read depth: {e}") from None
         cam = rec.cameras[img.camera_id]
         if d.shape != (cam.height, cam.width):
-            raise FormatError(f, f"depth has shape {d.shape}, expected {(cam.height, cam.width)}")
+            if d.ndim == 2 and d.shape[0] > 0 and np.isclose(d.shape[1] / cam.width, d.shape[0] / cam.height, rtol=0.02):
+                cam = cam.resized(d.shape[1], d.shape[0])  # depth rendered at a training scale
+            else:
+                raise FormatError(f, f"depth has shape {d.shape}, expected {(cam.height, cam.width)}")
+        if d.dtype.kind != "f":
+            raise FormatError(f, f"depth has dtype {d.dtype}, expected float (metres)")
         rgb = None
         if images is not None and (images / img.name).is_file():
-            from recon.io import read_image
-
             rgb = read_image(images / img.name)
-            if rgb.shape[:2] != d.shape or rgb.ndim != 3:
+            if rgb.ndim != 3 or rgb.shape[:2] != d.shape or rgb.dtype != np.uint8:
                 rgb = None
-            else:
-                rgb = rgb[..., :3]
         views.append(DepthView(cam, img.cam_from_world, d.astype(np.float32), rgb, img.name))
     if not views:
-        raise FormatError(root, f"no {ddir.name}/STEM.npy matches an image of the model")
+        raise FormatError(ddir, "no STEM.npy here matches an image of the model")
     return views

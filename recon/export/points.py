@@ -145,9 +145,11 @@ def points_from_reconstruction(rec, *, outlier_std: float | None = 2.0, neighbou
     return cloud
 
 
-def _depth_normals(view: DepthView) -> np.ndarray:
+def _depth_normals(view: DepthView, max_jump: float = 0.05) -> np.ndarray:
     """[H, W, 3] camera-frame normals from the depth map's neighbours (central differences),
-    facing the camera; NaN where a neighbour is missing."""
+    facing the camera; NaN where a neighbour is missing or a depth edge is crossed (the
+    neighbours' depths differ by more than ``max_jump`` of the depth: the cross product of
+    differences spanning two surfaces is meaningless)."""
     cam = view.camera
     d = np.where(view.valid, view.depth, np.nan).astype(np.float64)
     (fx, fy), (cx, cy) = cam.focal, cam.principal_point
@@ -157,8 +159,12 @@ def _depth_normals(view: DepthView) -> np.ndarray:
     dv = np.full_like(P, np.nan)
     du[:, 1:-1] = P[:, 2:] - P[:, :-2]
     dv[1:-1] = P[2:] - P[:-2]
+    with np.errstate(invalid="ignore"):
+        edge = (np.abs(du[..., 2]) > max_jump * d) | (np.abs(dv[..., 2]) > max_jump * d)
+    du[edge] = np.nan
     n = np.cross(du, dv)
-    n /= np.linalg.norm(n, axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n /= np.linalg.norm(n, axis=-1, keepdims=True)
     flip = np.einsum("hwc,hwc->hw", n, P) > 0
     n[flip] *= -1
     return n

@@ -2,9 +2,9 @@
 (Kazhdan & Hoppe 2013, via Open3D) with density trimming, and marching cubes (Lorensen &
 Cline 1987, via scikit-image) of a NeRF density grid.
 
-Density grid file (``.npz``): ``grid`` float [X, Y, Z] (density sampled at the voxel centres
+Density grid file (``.npz``): ``grid`` (or ``density``, as `recon train nerf` writes) float [X, Y, Z] (density sampled at the voxel centres
 ``bbox_min + (i + 0.5) * (bbox_max - bbox_min) / shape``, world frame, metres), ``bbox_min`` [3],
-``bbox_max`` [3].
+``bbox_max`` [3], optional ``iso_hint`` (a suggested level).
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ class DensityGrid:
     grid: np.ndarray
     bbox_min: np.ndarray
     bbox_max: np.ndarray
+    iso_hint: float | None = None  # a suggested level (e.g. NeRF: ln 2 / voxel, opacity 1/2 per voxel)
 
     def __post_init__(self):
         g = np.asarray(self.grid)
@@ -87,9 +88,13 @@ def read_density_grid(path) -> DensityGrid:
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as z:
-            return DensityGrid(z["grid"], z["bbox_min"], z["bbox_max"])
+            key = "grid" if "grid" in z.files else "density"
+            g = DensityGrid(z[key], z["bbox_min"], z["bbox_max"])
+            if "iso_hint" in z.files:
+                g.iso_hint = float(z["iso_hint"])
+            return g
     except KeyError as e:
-        raise FormatError(path, f"density grid lacks {e} (needs grid, bbox_min, bbox_max)") from None
+        raise FormatError(path, f"density grid lacks {e} (needs grid or density, bbox_min, bbox_max)") from None
     except (OSError, ValueError) as e:
         raise FormatError(path, f"cannot read the density grid: {e}") from None
 
