@@ -114,7 +114,9 @@ def test_tsdf_mesh_matches_the_true_surface(tsdf160, truth160, views160):
     pts, rgb = truth160
     mesh = tsdf160.mesh
     c = chamfer_distance(mesh, pts)
-    assert c.relative < 0.002, c  # the bar (< 0.2 % of the diagonal), here at 160x120
+    # the bar is < 0.2 % of the diagonal; 0.13 % here also catches a lost half-pixel shift
+    # at the Open3D edge (0.158 % without it, 0.095 % with it)
+    assert c.relative < 0.0013, c
     assert normal_consistency(mesh.vertices, mesh.vertex_normals, views160) > 0.95
     # vertex colours kept: each vertex's colour is close to the nearest true surface point's colour
     from scipy.spatial import cKDTree

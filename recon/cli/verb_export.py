@@ -59,8 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--voxel", type=float, metavar="M",
                         help="voxel size in metres: TSDF voxel, or point down-sampling (default: automatic / none)")
     parser.add_argument("--faces", type=int, metavar="N", help="decimate the mesh to about N faces")
-    parser.add_argument("--min-component", type=float, default=0.005, metavar="F",
-                        help="drop mesh pieces smaller than F x the largest (default 0.005; 0 keeps all)")
+    parser.add_argument("--min-component", type=float, default=0.0002, metavar="F",
+                        help="drop mesh pieces with fewer faces than F x the largest piece (default 0.0002, "
+                             "i.e. floaters; small real objects such as a ball are separate pieces too; 0 keeps all)")
     parser.add_argument("--min-views", type=int, default=2, metavar="K",
                         help="dense points: keep depth that agrees with K views (default 2)")
     parser.add_argument("--depth-max", type=float, metavar="M", help="ignore depth beyond M metres")
