@@ -445,10 +445,12 @@ def test_recon_view_loads_exported_points(tmp_path, rng):
 
 @pytest.mark.slow
 def test_mesh_from_gaussians_trained_on_the_cpu(tmp_path):
-    """The issue's bar: splats trained on the CPU (24 views 160x120, --max-seconds 150) -> TSDF of
-    their rendered depth: Chamfer < 2 % of the diagonal."""
+    """The issue's bar: splats trained on the CPU (24 views 160x120) -> TSDF of their rendered
+    depth: Chamfer < 2 % of the diagonal. A fixed 400 steps (about 60 s on the idle 2-core machine,
+    less than the bar's --max-seconds 150) so the work does not depend on the machine's load: under
+    a load of 20, 150 s gave 116 steps and 1.36 %, a run with fewer steps 4 %."""
     data = _write_synth(tmp_path / "s160", 160, 120)
-    r = _recon("train", "splat", data, "-o", tmp_path / "splat", "--max-seconds", "150", "--quiet")
+    r = _recon("train", "splat", data, "-o", tmp_path / "splat", "--steps", "400", "--quiet")
     assert r.returncode == 0, r.stderr
     r = _recon("export", tmp_path / "splat", "-o", tmp_path / "mesh.ply", "--no-progress")
     assert r.returncode == 0, r.stderr
