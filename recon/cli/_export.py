@@ -139,6 +139,9 @@ def export(args, source: Path, out: Path) -> dict:
             what = "mesh"
         else:
             what = "points"
+    if what in ("points", "splat") and out.suffix.lower() != ".ply":
+        raise ValueError(f"-o/--output: {'point clouds' if what == 'points' else '3DGS splats'} are written as "
+                         f".ply, got {out.suffix!r}")
     report = {"verb": "export", "source": str(source), "source_kind": kind_label, "what": what,
               "output": str(out), "format": out.suffix.lower()[1:]}
     _log(f"{source} is a {kind_label}: exporting {what}")
