@@ -457,3 +457,38 @@ def test_mesh_from_gaussians_trained_on_the_cpu(tmp_path):
     truth = np.concatenate([backproject(v)[0] for v in load_depth_views(data)])
     c = chamfer_distance(read_mesh(tmp_path / "mesh.ply"), truth)
     assert c.relative < 0.02, c
+
+
+def test_cli_splat_labels_and_stereo_sources(tmp_path, rng):
+    from recon.io import read_ply, write_ply
+    from recon.io.gaussians import GaussianCloud, read_splat_ply, write_splat_ply
+
+    # a 3DGS PLY: cropped and opacity-filtered, still a 3DGS PLY
+    xyz = rng.uniform(-2, 2, (200, 3))
+    g = GaussianCloud.from_points(xyz, opacity=0.5)
+    g.opacity_logits[:50] = -6.0
+    write_splat_ply(tmp_path / "g.ply", g)
+    r = _recon("export", tmp_path / "g.ply", "-o", tmp_path / "g_out.ply", "--crop", "-1", "-1", "-1", "1", "1", "1",
+               "--min-opacity", "0.1")
+    assert r.returncode == 0, r.stderr
+    out = read_splat_ply(tmp_path / "g_out.ply")
+    want = (np.all(np.abs(xyz) <= 1, axis=1) & (np.arange(200) >= 50)).sum()
+    assert len(out) == want and np.all(np.abs(out.means) <= 1)
+    # a labelled point cloud: one class by name
+    cls = np.where(np.arange(300) < 100, 4, 1).astype(np.int32)  # 4 = chair
+    write_ply(tmp_path / "lab.ply", PointCloud(rng.normal(size=(300, 3)), rng.integers(0, 255, (300, 3)).astype(np.uint8),
+                                               None, {"class_id": cls}))
+    r = _recon("export", tmp_path / "lab.ply", "-o", tmp_path / "chair.ply", "--class", "chair", "--outlier-std", "0")
+    assert r.returncode == 0, r.stderr
+    assert np.all(read_ply(tmp_path / "chair.ply").attributes["class_id"] == 4) and len(read_ply(tmp_path / "chair.ply")) == 100
+    # a `recon stereo` output folder: its points, normals facing the left camera at the origin
+    st = tmp_path / "stereo"
+    st.mkdir()
+    plane = np.c_[rng.uniform(-1, 1, (2000, 2)), np.full(2000, 3.0)]
+    write_ply(st / "points.ply", PointCloud(plane.astype(np.float32), np.full((2000, 3), 128, np.uint8)))
+    np.save(st / "depth.npy", np.ones((4, 4), np.float32))
+    (st / "report.json").write_text("{}")
+    r = _recon("export", st, "-o", tmp_path / "st.ply")
+    assert r.returncode == 0, r.stderr
+    n = read_ply(tmp_path / "st.ply").normals
+    assert np.all(n[:, 2] < -0.99)  # facing the camera (which looks along +z)
