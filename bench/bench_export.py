@@ -45,7 +45,7 @@ def child(method: str, data: str, voxel: float) -> dict:
 
     views = load_depth_views(data)
     truth = np.concatenate([backproject(v)[0] for v in views])
-    import open3d as o3d  # noqa: F401  (imported before the baseline: both methods need it)
+    import open3d as o3d
 
     base = _rss_mb()
     t0 = time.perf_counter()

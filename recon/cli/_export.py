@@ -12,8 +12,6 @@ import numpy as np
 
 from recon.errors import FormatError, ReconError
 
-POINT_SUFFIXES = (".ply",)
-
 
 def _log(msg: str) -> None:
     print(f"[export] {msg}", file=sys.stderr)
@@ -59,7 +57,6 @@ def _splat_depth_views(art, args):
     from recon.io import read_model
     from recon.io.gaussians import read_splat_ply
     from render.splat.api import rasterize
-
     from render.splat.cli_train import configure_threads
 
     configure_threads(None, _log)
@@ -235,7 +232,7 @@ def _label_filter(args, obj, kind: str):
         obj = filt(obj, "class_id", cid)
     n = len(obj) if kind == "points" else obj.num_faces
     if n == 0:
-        raise ReconError(f"--instance/--class: nothing of the source has that label; nothing written")
+        raise ReconError("--instance/--class: nothing of the source has that label; nothing written")
     return obj
 
 
@@ -296,7 +293,14 @@ def _points(args, art, source: Path, crop, report):
 
 def _mesh(args, art, source: Path, crop, report):
     """(Mesh, method) for --what mesh."""
-    from recon.export import TSDFOptions, crop_mesh, fuse_tsdf, marching_cubes, poisson_mesh, read_mesh
+    from recon.export import (
+        TSDFOptions,
+        crop_mesh,
+        fuse_tsdf,
+        marching_cubes,
+        poisson_mesh,
+        read_mesh,
+    )
     from recon.io.detect import Kind
 
     method = args.method

@@ -7,7 +7,13 @@ hand it over as :class:`DepthView` lists. Importing this package is light (NumPy
 Open3D, trimesh and SciPy load inside the functions that use them.
 """
 
-from recon.export.depth import DepthView, backproject, check_depth_views, load_depth_views, undistort_depth_view
+from recon.export.depth import (
+    DepthView,
+    backproject,
+    check_depth_views,
+    load_depth_views,
+    undistort_depth_view,
+)
 from recon.export.mesh import (
     MESH_SUFFIXES,
     Mesh,
@@ -30,7 +36,13 @@ from recon.export.points import (
     voxel_downsample,
 )
 from recon.export.splat import filter_gaussians
-from recon.export.surface import DensityGrid, marching_cubes, poisson_mesh, read_density_grid, write_density_grid
+from recon.export.surface import (
+    DensityGrid,
+    marching_cubes,
+    poisson_mesh,
+    read_density_grid,
+    write_density_grid,
+)
 from recon.export.tsdf import TSDFOptions, TSDFResult, VolumeSpec, auto_volume, fuse_tsdf
 
 __all__ = [

@@ -70,7 +70,7 @@ class Mesh:
 
     @property
     def num_faces(self) -> int:
-        return int(len(self.faces))
+        return len(self.faces)
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         if len(self.vertices) == 0:
@@ -122,7 +122,7 @@ class Mesh:
         used = np.unique(faces)
         remap = np.full(len(self.vertices), -1, np.int64)
         remap[used] = np.arange(len(used))
-        pick = lambda a: None if a is None else a[used]  # noqa: E731
+        pick = lambda a: None if a is None else a[used]
         return Mesh(self.vertices[used], remap[faces], pick(self.vertex_colors), pick(self.vertex_normals),
                     {k: a[used] for k, a in self.attributes.items()})
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from recon.errors import ReconError
-from recon.io.colmap import PIXEL_SHIFT
 from recon.export.depth import DepthView, backproject, check_depth_views, undistort_depth_view
 from recon.export.mesh import Mesh, crop_mesh
+from recon.io.colmap import PIXEL_SHIFT
 
 __all__ = ["TSDFOptions", "TSDFResult", "VolumeSpec", "auto_volume", "fuse_tsdf"]
 
