@@ -154,15 +154,21 @@ def test_tsdf_refuses_empty_depth(views160):
 
 
 def test_distorted_depth_resamples_to_the_same_surface(tmp_path):
-    root = _write_synth(tmp_path / "dist", 64, 48, views=1, model="OPENCV", distortion=[-0.2, 0.05, 0.001, 0.0])
-    for v in load_depth_views(root):
-        p, _, _ = backproject(v)
-        u = undistort_depth_view(v)
-        assert u.camera.model == "PINHOLE"
-        q, _, _ = backproject(u)
-        # every resampled point lies on the surface the distorted view saw
-        c = chamfer_distance(q, p)
-        assert c.a_to_b < 0.02, c
+    """An OPENCV view resampled to PINHOLE equals what a pinhole camera of the same intrinsics sees
+    (rendered from the same scene), except at depth edges (nearest-neighbour resampling)."""
+    from recon import synth
+
+    root = _write_synth(tmp_path / "dist", 96, 72, views=1, model="OPENCV", distortion=[-0.2, 0.05, 0.001, 0.0])
+    (v,) = load_depth_views(root)
+    u = undistort_depth_view(v)
+    assert u.camera.model == "PINHOLE"
+    truth = synth.render_view(synth.make_scene(seed=0), u.camera, v.cam_from_world).depth
+    both = u.valid & (truth > 0)
+    assert both.mean() > 0.8
+    err = np.abs(u.depth[both] - truth[both]) / truth[both]
+    # nearest-neighbour picks a ray up to 0.5 px off (0.19 % median at 96x72); relabelling the
+    # distorted map as pinhole without resampling gives 0.65 % and only 62 % of pixels within 1 %
+    assert np.median(err) < 0.003 and np.mean(err < 0.01) > 0.85, (np.median(err), np.mean(err < 0.01))
 
 
 # =========================================================================================
