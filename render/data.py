@@ -137,7 +137,8 @@ def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def load_scene(path, *, resolution_scale: float = 1.0, background=(0.0, 0.0, 0.0),
-               max_views: int | None = None) -> SceneData:
+               max_views: int | None = None, allow_distortion: bool = False,
+               require_poses: bool = False) -> SceneData:
     """Load every registered image of a COLMAP model or transforms.json, sorted by name.
 
     Args:
@@ -145,6 +146,10 @@ def load_scene(path, *, resolution_scale: float = 1.0, background=(0.0, 0.0, 0.0
         resolution_scale: resize factor for images and intrinsics (0.5 = half size).
         background: RGB in [0, 1] that RGBA images are composited on.
         max_views: keep only the first N views (sorted by name), for quick runs.
+        allow_distortion: keep distorted / fisheye cameras as they are (ray-based trainers such as
+            NeRF cast rays through the camera model); False refuses them (splatting).
+        require_poses: refuse, by name, images of the model that have no pose (default: train
+            on the registered ones only).
     Raises:
         FileNotFoundError: no model here. ReconError: images missing for registered cameras,
         an image whose size does not match its camera, distorted cameras, no registered image.
@@ -160,6 +165,11 @@ def load_scene(path, *, resolution_scale: float = 1.0, background=(0.0, 0.0, 0.0
     kind, model_path, root = _find_model(path)
     rec = read_transforms(model_path)[0] if kind == "transforms" else read_colmap(model_path)
     registered = sorted(rec.registered_images, key=lambda im: im.name)
+    if require_poses:
+        unposed = sorted(im.name for im in rec.images.values() if not im.registered)
+        if unposed:
+            raise ReconError(f"{model_path}: {len(unposed)} image(s) have no camera pose (first: "
+                             f"{unposed[:3]}); register them or remove them from the model")
     if not registered:
         raise ReconError(f"{model_path}: the model has no registered images")
     missing = [im.name for im in registered if _resolve_image(root, im.name) is None]
@@ -171,7 +181,8 @@ def load_scene(path, *, resolution_scale: float = 1.0, background=(0.0, 0.0, 0.0
     views = []
     for im in registered:
         cam = rec.cameras[im.camera_id]
-        _check_pinhole(cam, f"{model_path}: image {im.name!r}")
+        if not allow_distortion:
+            _check_pinhole(cam, f"{model_path}: image {im.name!r}")
         file = _resolve_image(root, im.name)
         img = _load_image(file, background)
         h, w = img.shape[:2]

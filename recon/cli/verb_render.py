@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 
 NAME = "render"
-HELP = "render images or a turntable from a trained Gaussian-splatting output"
+HELP = "render images or a turntable from a trained Gaussian-splatting or NeRF output"
 ORDER = 65
 DESCRIPTION = """\
-Render frames from OUT/splat.ply (written by `recon train splat`), through:
+Render frames from OUT/splat.ply (written by `recon train splat`) or OUT/model.pt (written by
+`recon train nerf`), through:
   --cameras test    the held-out test cameras of the training data (every 8th image)
   --cameras train   every training camera
   --cameras orbit   a turntable around what the cameras look at (--frames N frames), at the
@@ -41,6 +42,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    run_dir = Path(args.run_dir)
+    if (run_dir / "model.pt").is_file() and not (run_dir / "splat.ply").is_file():
+        from render.nerf.render_frames import render_frames_cli as nerf_frames
+
+        return nerf_frames(args)
     from render.splat.render_frames import render_frames_cli
 
     return render_frames_cli(args)

@@ -70,7 +70,8 @@ def hash_grid_indices(x: torch.Tensor, resolutions: torch.Tensor, table_size: in
         table_size: T rows per level; level l owns rows [l*T, (l+1)*T).
     Returns:
         (rows [N, L, 8] int64 into the [L*T, F] table, weights [N, L, 8], frac [N, L, 3],
-        corner bits [8, 3]). A level whose (res+1)^3 vertices fit in T is indexed densely
+        corner bits [8, 3]); corner c has offsets ((c >> 0) & 1, (c >> 1) & 1, (c >> 2) & 1)
+        along (x, y, z). A level whose (res+1)^3 vertices fit in T is indexed densely
         (i + j*(res+1) + k*(res+1)^2), a finer one through the spatial hash
         (i*1 xor j*2654435761 xor k*805459861) mod T in uint32 arithmetic, as in tcnn.
     """
@@ -78,19 +79,23 @@ def hash_grid_indices(x: torch.Tensor, resolutions: torch.Tensor, table_size: in
     pos = x.clamp(0.0, 1.0)[:, None, :] * res[None, :, None].to(x.dtype)  # [N, L, 3]
     base = torch.minimum(pos.floor().long(), (res - 1)[None, :, None])  # so that x = 1 stays in the last cell
     frac = pos - base.to(x.dtype)
-    bits = _CORNERS.to(x.device)
-    corner = base[:, :, None, :] + bits[None, None]  # [N, L, 8, 3]
+    # per axis, the two corner coordinates [N, L, 2]; the 8 corners are their combinations
+    two = torch.stack([base, base + 1], -1)  # [N, L, 3, 2]
     side = (res + 1)[None, :, None]
-    dense = corner[..., 0] + corner[..., 1] * side + corner[..., 2] * side * side
+    use_dense = ((res + 1) ** 3 <= table_size)[None, :, None, None, None]
     mask32 = 0xFFFFFFFF
-    hashed = ((corner[..., 0] * _PRIMES[0]) & mask32) ^ ((corner[..., 1] * _PRIMES[1]) & mask32) \
-        ^ ((corner[..., 2] * _PRIMES[2]) & mask32)
-    hashed = hashed % table_size
-    use_dense = ((res + 1) ** 3 <= table_size)[None, :, None]
-    offset = (torch.arange(len(res), device=x.device) * table_size)[None, :, None]
-    rows = torch.where(use_dense, dense, hashed) + offset
-    wd = torch.where(bits[None, None].bool(), frac[:, :, None, :], 1.0 - frac[:, :, None, :])  # [N, L, 8, 3]
-    return rows, wd.prod(-1), frac, bits
+    ax, ay, az = two[:, :, 0], two[:, :, 1], two[:, :, 2]
+    dense = (ax[:, :, None, None, :] + (ay * side)[:, :, None, :, None]
+             + (az * side * side)[:, :, :, None, None])  # [N, L, z, y, x]
+    hashed = (((ax * _PRIMES[0]) & mask32)[:, :, None, None, :] ^ ((ay * _PRIMES[1]) & mask32)[:, :, None, :, None]
+              ^ ((az * _PRIMES[2]) & mask32)[:, :, :, None, None]) % table_size
+    offset = (torch.arange(len(res), device=x.device) * table_size)[None, :, None, None, None]
+    rows = (torch.where(use_dense, dense, hashed) + offset).flatten(2)  # corner c = 4 z + 2 y + x
+    wx = torch.stack([1.0 - frac[..., 0], frac[..., 0]], -1)
+    wy = torch.stack([1.0 - frac[..., 1], frac[..., 1]], -1)
+    wz = torch.stack([1.0 - frac[..., 2], frac[..., 2]], -1)
+    w = (wz[:, :, :, None, None] * wy[:, :, None, :, None] * wx[:, :, None, None, :]).flatten(2)
+    return rows, w, frac, _CORNERS.to(x.device)
 
 
 class _HashGridFunction(torch.autograd.Function):

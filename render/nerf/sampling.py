@@ -99,8 +99,8 @@ def choose_bounds(cam_centres: np.ndarray, view_dirs: np.ndarray, points: np.nda
     Rule for ``kind="auto"``: with points, the robust extent of the points (0.5-99.5 %
     percentiles) is compared with the camera spread around the point the cameras look at; when the
     points stay within 4x the camera distance (an object seen from around it, a room seen from
-    inside), the scene is bounded and the box is the percentile box padded by 5 % and grown to
-    hold the cameras; otherwise (far background, forward-facing captures of large scenes) it is
+    inside), the scene is bounded and the box is the percentile box padded by 5 % (cameras may lie
+    outside it: their rays start where they enter it); otherwise (far background, forward-facing captures of large scenes) it is
     contracted around a cube holding the cameras and the central points. Without points the
     cameras are assumed to look at an object: a box around the look-at point of half-size 0.6 x
     the mean camera distance (contract: a cube holding the cameras).
@@ -137,7 +137,7 @@ def choose_bounds(cam_centres: np.ndarray, view_dirs: np.ndarray, points: np.nda
     if kind == "box":
         if have_points:
             pad = 0.05 * (phi - plo)
-            lo, hi = np.minimum(plo - pad, c.min(0)), np.maximum(phi + pad, c.max(0))
+            lo, hi = plo - pad, phi + pad
         else:
             lo, hi = target - 0.6 * cam_dist, target + 0.6 * cam_dist
         far = float(np.linalg.norm(hi - lo)) + float(np.linalg.norm(c - 0.5 * (lo + hi), axis=1).max())

@@ -1,0 +1,224 @@
+"""The NeRF trainer on tiny scenes: it learns (PSNR far above the untrained field), writes model,
+depth maps and density grid, resumes, stops on NaN keeping the last good checkpoint, casts rays
+through distorted / fisheye cameras, handles mixed image sizes, refuses unposed images by name,
+and `recon train nerf` / `recon render` work on its output."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from calib import Camera, Rigid3  # noqa: E402
+from recon.errors import ReconError  # noqa: E402
+from render.data import SceneData, View  # noqa: E402
+from render.metrics import psnr  # noqa: E402
+from render.nerf.encoding import HashGridConfig  # noqa: E402
+from render.nerf.field import FieldConfig  # noqa: E402
+from render.nerf.rays import camera_rays  # noqa: E402
+from render.nerf.trainer import NerfConfig, NerfTrainer, load_model, train  # noqa: E402
+from render.scaffold import Split, TrainingDiverged  # noqa: E402
+from render.splat.toy import toy_scene  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_scene() -> SceneData:
+    return toy_scene(num_views=24, width=48, height=36, n_gaussians=600, n_points=300, seed=0,
+                     background=(1.0, 1.0, 1.0))
+
+
+def _cfg(**kw) -> NerfConfig:
+    f = FieldConfig(hash=HashGridConfig(num_levels=6, log2_table_size=12, base_resolution=8, max_resolution=96),
+                    hidden=32)
+    base = NerfConfig(steps=300, rays_per_batch=512, field=f, march_steps=96, grid_resolution=24,
+                      background=(1.0, 1.0, 1.0), checkpoint_every=100, density_grid_resolution=24,
+                      render_chunk=2048, grid_warmup_steps=64)
+    return dataclasses.replace(base, **kw)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_scene, tmp_path_factory):
+    out = tmp_path_factory.mktemp("nerf_run")
+    return out, train(tiny_scene, out, _cfg(), progress=False, log=lambda m: None, threads=1)
+
+
+@pytest.mark.slow
+def test_nerf_learns_and_writes_outputs(tiny_scene, trained):
+    out, res = trained
+    split = Split.every(tiny_scene)
+    untrained = NerfTrainer(tiny_scene, split, _cfg())
+    before = np.mean([psnr(np.clip(untrained.render_view(tiny_scene.views[i].camera,
+                                                         tiny_scene.views[i].cam_from_world).rgb, 0, 1),
+                           tiny_scene.views[i].image) for i in split.test])
+    rep = json.loads((out / "report.json").read_text())
+    for key in ("psnr_test", "ssim_test", "lpips_test", "lpips_reason", "eval_split", "eval_views", "psnr", "ssim",
+                "steps", "seconds", "num_gaussians", "device", "peak_memory_mb", "train_views", "test_views",
+                "resolution", "source", "resolution_scale", "background"):
+        assert key in rep, key
+    assert rep["method"] == "nerf" and rep["steps"] == 300 and rep["test_views"] == 3
+    assert rep["psnr_test"] > before + 6.0, (before, rep["psnr_test"])
+    assert rep["psnr_test"] > 20.0, rep["psnr_test"]
+    assert len(list((out / "renders" / "test").glob("*.png"))) == 3
+    # one depth map per view; the density grid in its documented format
+    depths = sorted((out / "depth").glob("*.npy"))
+    assert len(depths) == len(tiny_scene.views)
+    d0 = np.load(depths[0])
+    assert d0.shape == (36, 48) and d0.dtype == np.float32 and (d0 > 0).mean() > 0.2
+    g = np.load(out / "density_grid.npz")
+    assert g["density"].shape == (24, 24, 24) and np.all(g["bbox_max"] > g["bbox_min"])
+    assert g["density"].max() > float(g["iso_hint"])  # something solid was learned
+    # model.pt renders what the trainer rendered
+    m = load_model(out)
+    v = tiny_scene.views[0]
+    assert psnr(np.clip(m.render_image(v.camera, v.cam_from_world).rgb, 0, 1), v.image) > 18.0
+
+
+@pytest.mark.slow
+def test_depth_maps_are_z_depth_of_the_learned_surface(tiny_scene, trained):
+    """z-depth (OpenCV camera frame) = ray distance * z of the unit ray: check against the toy
+    scene's SfM points that project into each pixel (median relative error)."""
+    out, _ = trained
+    errs = []
+    for v in tiny_scene.views[:6]:
+        stem = Path(v.name).with_suffix("").as_posix().replace("/", "_")
+        depth = np.load(out / "depth" / f"{stem}.npy")
+        pc = v.cam_from_world.apply(tiny_scene.points_xyz)
+        uv, ok = v.camera.project(pc)
+        ok &= (uv[:, 0] > -0.5) & (uv[:, 0] < v.camera.width - 0.5) & (uv[:, 1] > -0.5) & (uv[:, 1] < v.camera.height - 0.5)
+        px = np.round(uv[ok]).astype(int)
+        d = depth[px[:, 1], px[:, 0]]
+        z = pc[ok, 2]
+        hit = d > 0
+        errs.append(np.abs(d[hit] - z[hit]) / z[hit])
+    # points can be occluded by nearer surfaces: judge the median
+    assert np.median(np.concatenate(errs)) < 0.05
+
+
+@pytest.mark.slow
+def test_resume_continues_to_the_total_steps(tiny_scene, tmp_path):
+    train(tiny_scene, tmp_path, _cfg(steps=40, checkpoint_every=20), progress=False, log=lambda m: None, threads=1)
+    res = train(tiny_scene, tmp_path, _cfg(steps=60), resume=True, progress=False, log=lambda m: None, threads=1)
+    assert res.report["steps"] == 60
+
+
+def test_nan_stops_with_the_last_good_checkpoint(tiny_scene, tmp_path):
+    cfg = _cfg(steps=50, checkpoint_every=5, lr=float("nan"), grid_update_every=1000, write_depth=False)
+    with pytest.raises(TrainingDiverged, match="loss became"):
+        train(tiny_scene, tmp_path, cfg, progress=False, log=lambda m: None, threads=1)
+    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert all(torch.isfinite(t).all() for t in ck["state"]["model"].values() if t.is_floating_point())
+
+
+@pytest.mark.parametrize("model,params", [
+    ("OPENCV", [60.0, 58.0, 31.5, 23.5, -0.25, 0.08, 0.002, -0.001]),
+    ("OPENCV_FISHEYE", [40.0, 40.0, 31.7, 23.2, 0.05, -0.01, 0.002, 0.0]),
+])
+def test_rays_through_distorted_cameras_reproject_to_their_pixel_centres(model, params):
+    cam = Camera(model, 64, 48, params)
+    pose = Rigid3.from_axis_angle([0.1, -0.2, 0.3], [0.5, -0.1, 2.0])
+    r = camera_rays(cam, pose)
+    assert r.valid.all()
+    pts_world = r.origin + 3.0 * r.directions  # 3 m along each ray
+    uv, ok = cam.project(pose.apply(pts_world.reshape(-1, 3)))
+    assert ok.all()
+    np.testing.assert_allclose(uv.reshape(48, 64, 2), cam.pixel_grid(), atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(r.directions, axis=-1), 1.0, atol=1e-12)
+    z = pose.apply(pts_world.reshape(-1, 3))[:, 2].reshape(48, 64)
+    np.testing.assert_allclose(z, 3.0 * r.z_per_t, atol=1e-9)
+
+
+def test_pinhole_principal_point_ray_is_the_optical_axis():
+    """Pixel (0, 0) is the centre of the top-left pixel: with cx = 19, cy = 14 the ray of pixel
+    (19, 14) is the optical axis, and pixel (20, 14) is one focal length's pixel to the right."""
+    cam = Camera("PINHOLE", 40, 30, [50.0, 50.0, 19.0, 14.0])
+    r = camera_rays(cam, Rigid3.identity())
+    np.testing.assert_allclose(r.directions[14, 19], [0.0, 0.0, 1.0], atol=1e-12)
+    d = r.directions[14, 20]
+    np.testing.assert_allclose(d[0] / d[2], 1.0 / 50.0, atol=1e-12)
+
+
+def test_mixed_image_sizes_train(tiny_scene, tmp_path):
+    views = list(tiny_scene.views[:9])
+    v = views[3]
+    small = v.camera.resized(24, 18)
+    img = v.image.reshape(18, 2, 24, 2, 3).mean((1, 3))
+    views[3] = View(v.name, small, v.cam_from_world, img.astype(np.float32))
+    scene = SceneData(views, tiny_scene.points_xyz, tiny_scene.points_rgb, source="memory")
+    res = train(scene, tmp_path, _cfg(steps=5, write_depth=True), progress=False, log=lambda m: None, threads=1)
+    assert res.report["mixed_sizes"] is True
+    stem = Path(v.name).with_suffix("").as_posix().replace("/", "_")
+    assert np.load(tmp_path / "depth" / f"{stem}.npy").shape == (18, 24)
+
+
+def test_unposed_image_is_refused_by_name(tmp_path):
+    from recon.io.colmap import write_colmap
+    from recon.scene import Image, Reconstruction
+    from render.data import load_scene
+
+    cam = Camera("PINHOLE", 8, 6, [10.0, 10.0, 3.5, 2.5])
+    rec = Reconstruction(cameras={1: cam}, images={1: Image(1, "a.png", 1, Rigid3.identity()),
+                                                     2: Image(2, "lost.png", 1, None)})
+    (tmp_path / "sparse" / "0").mkdir(parents=True)
+    write_colmap(rec, tmp_path / "sparse" / "0", binary=False)
+    from PIL import Image as PILImage
+
+    (tmp_path / "images").mkdir()
+    for n in ("a.png", "lost.png"):
+        PILImage.fromarray(np.zeros((6, 8, 3), np.uint8)).save(tmp_path / "images" / n)
+    with pytest.raises(ReconError, match="lost.png"):
+        load_scene(tmp_path, require_poses=True)
+
+
+def _recon(*args, timeout=600):
+    import os
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "recon.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=timeout)
+
+
+def test_cli_train_nerf_bad_input_exits_2(tmp_path):
+    r = _recon("train", "nerf", tmp_path / "missing", "-o", tmp_path / "out")
+    assert r.returncode == 2, r.stderr
+    assert "missing" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = _recon("train", "nerf", "--help")
+    assert r.returncode == 0 and "transforms.json" in r.stdout
+
+
+@pytest.mark.slow
+def test_cli_train_nerf_on_a_synth_dataset_then_recon_render(tmp_path):
+    data, out = tmp_path / "synth", tmp_path / "nerf"
+    r = _recon("synth", data, "--kind", "scene", "--views", "9", "--width", "40", "--height", "30",
+               "--no-progress", "--points", "500")
+    assert r.returncode == 0, r.stderr
+    r = _recon("train", "nerf", data, "-o", out, "--steps", "20", "--rays-per-batch", "256", "--quiet",
+               "--threads", "1", "--no-depth")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["steps"] == 20 and rep["bounds"]["kind"] == "box" and rep["test_views"] == 2
+    r = _recon("render", out, "--cameras", "test", "-o", tmp_path / "frames")
+    assert r.returncode == 0, r.stderr
+    assert len(list((tmp_path / "frames").glob("frame_*.png"))) == 2
+    r = _recon("render", out, "--cameras", "orbit", "--frames", "0", "-o", tmp_path / "f2")
+    assert r.returncode == 2 and "--frames" in r.stderr
+
+
+@pytest.mark.gpu
+def test_cuda_renders_like_cpu(trained, tiny_scene):
+    out, _ = trained
+    v = tiny_scene.views[0]
+    a = load_model(out, device="cpu").render_image(v.camera, v.cam_from_world)
+    mc = load_model(out, device="cuda")
+    mc.amp = False
+    b = mc.render_image(v.camera, v.cam_from_world)
+    assert float(np.abs(a.rgb - b.rgb).mean()) < 1e-3
