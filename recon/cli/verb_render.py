@@ -10,7 +10,7 @@ ORDER = 65
 DESCRIPTION = """\
 Render frames from OUT/splat.ply (written by `recon train splat`) or OUT/model.pt (written by
 `recon train nerf`), through:
-  --cameras test    the held-out test cameras of the training data (every 8th image)
+  --cameras test    the held-out test cameras of the run (the split recorded in OUT/report.json)
   --cameras train   every training camera
   --cameras orbit   a turntable around what the cameras look at (--frames N frames), at the
                     height and distance of the training cameras
@@ -23,7 +23,7 @@ Example:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="OUT", help="training output folder (holds splat.ply)")
+    parser.add_argument("run_dir", metavar="OUT", help="training output folder (splat.ply or a NeRF model.pt)")
     parser.add_argument("-o", "--output", required=True, metavar="FRAMES", help="folder for the frames")
     parser.add_argument("--cameras", choices=["test", "train", "orbit"], default="orbit",
                         help="which cameras to render (default orbit); ignored with --camera-path")
@@ -44,8 +44,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    run_dir = Path(args.run_dir)
-    if (run_dir / "model.pt").is_file() and not (run_dir / "splat.ply").is_file():
+    from recon.errors import FormatError
+    from recon.io.detect import Kind, detect
+
+    try:
+        art = detect(Path(args.run_dir))
+    except (FormatError, FileNotFoundError):
+        art = None
+    if art is not None and art.kind is Kind.NERF_OUTPUT:
         from render.nerf.render_frames import render_frames_cli as nerf_frames
 
         return nerf_frames(args)

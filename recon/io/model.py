@@ -11,20 +11,20 @@ __all__ = ["detect_model", "find_image_dir", "read_model"]
 
 
 def detect_model(path) -> tuple[str, Path] | None:
-    """('colmap', folder) or ('transforms', json file) for ``path``, else None.
+    """('colmap', folder) or ('transforms', json file) for ``path``, else None, as
+    :func:`recon.io.detect` finds them: a COLMAP folder (bin or txt), one of its files, or a
+    parent holding ``sparse/0``; a transforms.json file or a folder holding one. COLMAP wins
+    when a folder has both."""
+    from recon.io.detect import detect
 
-    A COLMAP folder (bin or txt), one of its files, or a parent holding ``sparse/0``; a
-    transforms.json file or a folder holding one. COLMAP wins when a folder has both."""
-    from recon.io.colmap import find_colmap_model
-    from recon.io.transforms_json import find_transforms
-
-    path = Path(path)
-    folder = find_colmap_model(path)
-    if folder is not None:
-        return "colmap", folder
-    js = find_transforms(path)
-    if js is not None:
-        return "transforms", js
+    try:
+        art = detect(path)
+    except (FormatError, FileNotFoundError):
+        return None
+    if art.model_dir is not None:
+        return "colmap", art.model_dir
+    if art.transforms is not None:
+        return "transforms", art.transforms
     return None
 
 
