@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def _recon(*args) -> float:
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "recon.cli", *map(str, args)], check=True, env=env, cwd=ROOT)
+    subprocess.run([sys.executable, "-c", "import sys; from recon.cli import run_cli; sys.exit(run_cli())",
+                    *map(str, args)], check=True, env=env, cwd=ROOT)
     return time.perf_counter() - t
 
 

@@ -59,6 +59,7 @@ class NerfConfig:
     cone_angle: float | None = None  # None: 0 in a box, 1/256 in a contracted scene (Instant-NGP)
     grid_resolution: int = 128
     grid_update_every: int = 16
+    grid_decay: float = 0.95  # EMA decay of the grid's density per update (Instant-NGP)
     grid_warmup_steps: int = 256  # every cell re-evaluated before this step, then a quarter per update
     grid_alpha_threshold: float = 0.01  # a cell is occupied where one step of it has this opacity
     early_stop_eps: float = 1e-4  # transmittance below which a ray stops
@@ -125,8 +126,11 @@ def _preset_cpu() -> NerfConfig:
     """Small images on a CPU: a smaller table and fewer levels, coarser marching, 64^3 grid."""
     f = FieldConfig(hash=HashGridConfig(num_levels=12, log2_table_size=17, base_resolution=16,
                                         max_resolution=512))
+    # Short runs: the grid forgets faster (0.8 per update: empty space is skipped after ~100
+    # steps instead of ~500 with Instant-NGP's 0.95 every 16 steps).
     return NerfConfig(steps=5_000, rays_per_batch=2048, field=f, march_steps=384, grid_resolution=64,
-                      render_chunk=4096, density_grid_resolution=96)
+                      grid_update_every=8, grid_decay=0.8, grid_warmup_steps=64, render_chunk=4096,
+                      density_grid_resolution=96)
 
 
 PRESETS = {
@@ -272,6 +276,7 @@ class NerfTrainer:
                                cone_angle=cfg.cone_angle, background=cfg.background,
                                early_stop_eps=cfg.early_stop_eps).to(dev)
         self.model.amp = cfg.amp
+        self.model.grid.decay = cfg.grid_decay
         # Rays: one camera-frame direction grid per distinct camera, rotated per view at sampling time.
         cam_keys, cam_grids, cam_valid, self.cam_of = {}, [], [], []
         for v in views:
