@@ -41,6 +41,8 @@ from render.nerf.rays import camera_frame_directions
 from render.nerf.sampling import OccupancyGrid, SceneBounds, choose_bounds, march_rays, step_sequence
 from render.nerf.volume import composite, distortion_loss
 from render.scaffold import Hooks, LoopConfig, NonFiniteLoss, RenderedView, Split, fit, read_checkpoint
+# device choice, out-of-memory detection and peak memory: one home, the splat trainer's
+from render.splat.trainer import _is_oom, _peak_memory_mb, _pick_device
 
 __all__ = ["NerfConfig", "NerfModel", "NerfTrainer", "PRESETS", "load_model", "train"]
 
@@ -139,21 +141,6 @@ PRESETS = {
     "frequency": lambda: dataclasses.replace(_preset_cpu(), field=FieldConfig(encoding="frequency", hidden=128,
                                                                               density_layers=4)),
 }
-
-
-def _pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ReconError("--device cuda: torch.cuda.is_available() is False (CPU-only torch build or no GPU)")
-    return torch.device(name)
-
-
-def _is_oom(e: BaseException) -> bool:
-    if isinstance(e, torch.cuda.OutOfMemoryError):
-        return True
-    msg = str(e).lower()
-    return isinstance(e, RuntimeError) and ("out of memory" in msg or "can't allocate memory" in msg)
 
 
 def _oom_message(cfg: NerfConfig, device) -> str:
@@ -426,14 +413,6 @@ class NerfTrainer:
                 "background": list(self.cfg.background),
                 "outputs": {"model": "model.pt", "depth": "depth/<view>.npy" if self.cfg.write_depth else None,
                             "density_grid": "density_grid.npz"}}
-
-
-def _peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2 ** 20
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 @torch.no_grad()
