@@ -37,6 +37,10 @@ class SceneBounds:
     far: float
 
     def __post_init__(self):
+        for name in ("lo", "hi"):  # plain floats: safe to torch.load(weights_only=True) and to JSON
+            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
+        object.__setattr__(self, "near", float(self.near))
+        object.__setattr__(self, "far", float(self.far))
         if self.kind not in ("box", "contract"):
             raise ValueError(f"kind: expected 'box' or 'contract', got {self.kind!r}")
         if not all(h > l for l, h in zip(self.lo, self.hi)):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import pickle
 import sys
 import time
 from dataclasses import dataclass, field
@@ -236,7 +237,7 @@ def load_model(path, *, device="cpu") -> NerfModel:
                       cone_angle=float(d["cone_angle"]), background=tuple(d["background"]),
                       early_stop_eps=float(d["early_stop_eps"]))
         m.load_state_dict(d["state"])
-    except (KeyError, RuntimeError, ValueError, TypeError) as e:
+    except (KeyError, RuntimeError, ValueError, TypeError, pickle.UnpicklingError) as e:
         raise ReconError(f"{path}: not a readable NeRF model ({type(e).__name__}: {e})") from None
     return m.to(device).eval()
 
