@@ -103,14 +103,17 @@ def test_depth_maps_are_z_depth_of_the_learned_surface(tiny_scene, trained):
         hit = d > 0
         errs.append(np.abs(d[hit] - z[hit]) / z[hit])
     # points can be occluded by nearer surfaces: judge the median
-    assert np.median(np.concatenate(errs)) < 0.1
+    # (the toy scene is a cloud of soft Gaussians: fuzzy surfaces; the exact convention is tested below)
+    assert np.median(np.concatenate(errs)) < 0.15
 
 
 @pytest.mark.slow
 def test_resume_continues_to_the_total_steps(tiny_scene, tmp_path):
-    train(tiny_scene, tmp_path, _cfg(steps=40, checkpoint_every=20), progress=False, log=lambda m: None, threads=1)
-    res = train(tiny_scene, tmp_path, _cfg(steps=60), resume=True, progress=False, log=lambda m: None, threads=1)
-    assert res.report["steps"] == 60
+    cfg = _cfg(steps=20, checkpoint_every=10, write_depth=False, rays_per_batch=128)
+    train(tiny_scene, tmp_path, cfg, progress=False, log=lambda m: None, threads=1)
+    res = train(tiny_scene, tmp_path, dataclasses.replace(cfg, steps=30), resume=True, progress=False,
+                log=lambda m: None, threads=1)
+    assert res.report["steps"] == 30
 
 
 def test_nan_stops_with_the_last_good_checkpoint(tiny_scene, tmp_path, monkeypatch):
@@ -159,6 +162,7 @@ def test_pinhole_principal_point_ray_is_the_optical_axis():
     np.testing.assert_allclose(d[0] / d[2], 1.0 / 50.0, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_mixed_image_sizes_train(tiny_scene, tmp_path):
     views = list(tiny_scene.views[:9])
     v = views[3]
@@ -235,3 +239,41 @@ def test_cuda_renders_like_cpu(trained, tiny_scene):
     mc.amp = False
     b = mc.render_image(v.camera, v.cam_from_world)
     assert float(np.abs(a.rgb - b.rgb).mean()) < 1e-3
+
+
+class _Slab(torch.nn.Module):
+    """A stand-in field: opaque (sigma 1e4 / m) where world z > 2 m, empty elsewhere, colour = 0.7."""
+
+    def __init__(self, bounds):
+        super().__init__()
+        self.bounds = bounds
+
+    def _z(self, u):
+        lo, hi = torch.tensor(self.bounds.lo), torch.tensor(self.bounds.hi)
+        return (lo + u * (hi - lo))[:, 2]
+
+    def density(self, u):
+        return torch.where(self._z(u) > 2.0, 1e4, 0.0)
+
+    def forward(self, u, dirs):
+        return self.density(u), torch.full((len(u), 3), 0.7)
+
+
+@pytest.mark.parametrize("model,params", [("PINHOLE", [30.0, 30.0, 15.5, 11.5]),
+                                          ("OPENCV_FISHEYE", [20.0, 20.0, 15.5, 11.5, 0.05, 0.0, 0.0, 0.0])])
+def test_depth_maps_are_z_depth_in_the_camera_frame(model, params):
+    """A camera at the origin looking along +z at the opaque half-space z > 2: every pixel's
+    depth map value is z = 2 (not the ray length, which grows off-axis), within one march step."""
+    from render.nerf.sampling import SceneBounds
+    from render.nerf.trainer import NerfModel
+
+    b = SceneBounds("box", (-4.0, -4.0, -1.0), (4.0, 4.0, 5.0), 0.0, 20.0)
+    m = NerfModel(FieldConfig(hash=HashGridConfig(num_levels=2, log2_table_size=8, max_resolution=32)), b, 8,
+                  march_steps=512, cone_angle=0.0, early_stop_eps=1e-4)
+    m.field = _Slab(b)
+    cam = Camera(model, 32, 24, params)
+    out = m.render_image(cam, Rigid3.identity())
+    step = m.dt_min
+    assert np.all(out.depth > 0)
+    np.testing.assert_allclose(out.depth, 2.0, atol=step)
+    np.testing.assert_allclose(out.rgb, 0.7, atol=1e-3)
