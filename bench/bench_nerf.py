@@ -57,7 +57,7 @@ def main() -> None:
         rows.append((name, rep["psnr_test"], rep["ssim_test"], rep["steps"], rep["seconds"], wall))
     print(f"\nsynthetic scene, {args.views} views at {args.width}x{args.height}, budget {args.budget:g} s, "
           f"load average {load0:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    print(f"| trainer | test PSNR (dB) | SSIM | steps | train s | wall s |")
+    print("| trainer | test PSNR (dB) | SSIM | steps | train s | wall s |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r[0]} | {r[1]:.2f} | {r[2]:.3f} | {r[3]} | {r[4]:.0f} | {r[5]:.0f} |")

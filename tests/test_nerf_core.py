@@ -10,9 +10,15 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from render.nerf.encoding import FrequencyEncoding, HashGrid, HashGridConfig, hash_grid_encode  # noqa: E402
-from render.nerf.sampling import OccupancyGrid, SceneBounds, choose_bounds, march_rays, step_sequence  # noqa: E402
-from render.nerf.volume import composite, distortion_loss  # noqa: E402
+from render.nerf.encoding import FrequencyEncoding, HashGrid, HashGridConfig, hash_grid_encode
+from render.nerf.sampling import (
+    OccupancyGrid,
+    SceneBounds,
+    choose_bounds,
+    march_rays,
+    step_sequence,
+)
+from render.nerf.volume import composite, distortion_loss
 
 
 def _naive_hash_encode(x, table, resolutions, T):
@@ -23,7 +29,7 @@ def _naive_hash_encode(x, table, resolutions, T):
         feats = []
         for n in range(x.shape[0]):
             p = [float(x[n, d].detach().clamp(0, 1)) * res for d in range(3)]
-            base = [min(int(math.floor(v)), res - 1) for v in p]
+            base = [min(math.floor(v), res - 1) for v in p]
             acc = 0
             for c in range(8):
                 corner = [base[d] + ((c >> d) & 1) for d in range(3)]
@@ -190,7 +196,7 @@ def test_volume_rendering_matches_per_ray_reference_values_and_gradients():
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
     g1, g2, g3, g4 = torch.randn(R, 3, dtype=torch.float64), torch.randn(R, dtype=torch.float64), \
         torch.randn(R, dtype=torch.float64), torch.randn(R, dtype=torch.float64)
-    f = lambda c, a, d, l: (c * g1).sum() + (a * g2).sum() + (d * g3).sum() + (l * g4).sum()  # noqa: E731
+    f = lambda c, a, d, l: (c * g1).sum() + (a * g2).sum() + (d * g3).sum() + (l * g4).sum()
     gs = torch.autograd.grad(f(out.rgb, out.opacity, out.depth, dist), [sig, rgb])
     gr = torch.autograd.grad(f(ref_rgb, ref_acc, ref_depth, ref_dist), [sig, rgb])
     for a, b in zip(gs, gr):
@@ -258,7 +264,7 @@ def test_march_rays_box_skips_empty_cells_and_terminates_early():
     z = s2.positions[:, 2]
     assert len(z) > 0 and float(z.min()) >= -1e-6 and float(z.max()) <= 0.25 + 0.02
     # early termination: an opaque slab at z > 0 stops ray 0 right after it
-    opaque = lambda p: torch.where(p[:, 2] > 0.0, 1e4, 0.0)  # noqa: E731
+    opaque = lambda p: torch.where(p[:, 2] > 0.0, 1e4, 0.0)
     s3 = march_rays(o, d, b, edges, sigma_fn=opaque)
     assert float(s3.positions[s3.ray_indices == 0, 2].max()) < 0.1
     assert float(s.positions[r0, 2].max()) > 0.9
@@ -267,7 +273,7 @@ def test_march_rays_box_skips_empty_cells_and_terminates_early():
 def test_occupancy_grid_update_marks_dense_region():
     torch.manual_seed(0)
     grid = OccupancyGrid(16)
-    dens = lambda u: torch.where((u - 0.5).norm(dim=-1) < 0.25, 100.0, 0.0)  # noqa: E731
+    dens = lambda u: torch.where((u - 0.5).norm(dim=-1) < 0.25, 100.0, 0.0)
     assert bool(grid.occupied.all())  # before any update: nothing skipped
     for _ in range(3):
         frac = grid.update(dens, threshold=1.0)

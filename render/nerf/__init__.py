@@ -29,7 +29,28 @@ _LAZY = {
     "load_model": "render.nerf.trainer",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [  # the names of _LAZY
+    "FieldConfig",
+    "FrequencyEncoding",
+    "HashGrid",
+    "HashGridConfig",
+    "NerfConfig",
+    "NerfField",
+    "NerfModel",
+    "OccupancyGrid",
+    "RenderedRays",
+    "SceneBounds",
+    "camera_rays",
+    "choose_bounds",
+    "composite",
+    "distortion_loss",
+    "hash_grid_encode",
+    "load_model",
+    "march_rays",
+    "render_weights",
+    "sh_encode",
+    "train",
+]
 
 
 def __getattr__(name: str):

@@ -15,8 +15,14 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["HashGridConfig", "HashGrid", "FrequencyEncoding", "hash_grid_indices", "hash_grid_encode",
-           "sh_encode"]
+__all__ = [
+    "FrequencyEncoding",
+    "HashGrid",
+    "HashGridConfig",
+    "hash_grid_encode",
+    "hash_grid_indices",
+    "sh_encode",
+]
 
 # Instant-NGP's spatial hash primes (Teschner et al. 2003; tcnn uses 1 for the first axis).
 _PRIMES = (1, 2654435761, 805459861)
@@ -54,7 +60,7 @@ class HashGridConfig:
         if self.num_levels == 1:
             return [self.base_resolution]
         b = math.exp((math.log(self.max_resolution) - math.log(self.base_resolution)) / (self.num_levels - 1))
-        return [int(math.floor(self.base_resolution * b ** level)) for level in range(self.num_levels)]
+        return [math.floor(self.base_resolution * b ** level) for level in range(self.num_levels)]
 
     @property
     def output_dim(self) -> int:

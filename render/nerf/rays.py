@@ -14,7 +14,7 @@ import numpy as np
 
 from calib import Camera, Rigid3
 
-__all__ = ["CameraRays", "camera_rays", "camera_frame_directions"]
+__all__ = ["CameraRays", "camera_frame_directions", "camera_rays"]
 
 
 @dataclass

@@ -214,7 +214,7 @@ def step_sequence(bounds: SceneBounds, num_steps: int, cone_angle: float) -> tor
     (Instant-NGP's cone stepping), from 0 to ``bounds.far``."""
     dt_min = 2.0 * math.sqrt(3.0) * bounds.scale / num_steps
     if cone_angle <= 0:
-        n = int(math.ceil(bounds.far / dt_min))
+        n = math.ceil(bounds.far / dt_min)
         return torch.arange(n + 1, dtype=torch.float64) * dt_min
     ts = [0.0]
     t = 0.0

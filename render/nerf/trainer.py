@@ -22,7 +22,6 @@ the scaffold's ``checkpoint.pt``, ``config.json``, ``renders/<split>/*.png``, ``
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import pickle
 import sys
@@ -39,13 +38,28 @@ from render.data import SceneData, load_scene
 from render.nerf.encoding import HashGridConfig
 from render.nerf.field import FieldConfig, NerfField
 from render.nerf.rays import camera_frame_directions
-from render.nerf.sampling import OccupancyGrid, SceneBounds, choose_bounds, march_rays, step_sequence
+from render.nerf.sampling import (
+    OccupancyGrid,
+    SceneBounds,
+    choose_bounds,
+    march_rays,
+    step_sequence,
+)
 from render.nerf.volume import composite, distortion_loss
-from render.scaffold import Hooks, LoopConfig, NonFiniteLoss, RenderedView, Split, fit, read_checkpoint
+from render.scaffold import (
+    Hooks,
+    LoopConfig,
+    NonFiniteLoss,
+    RenderedView,
+    Split,
+    fit,
+    read_checkpoint,
+)
+
 # device choice, out-of-memory detection and peak memory: one home, the splat trainer's
 from render.splat.trainer import _is_oom, _peak_memory_mb, _pick_device
 
-__all__ = ["NerfConfig", "NerfModel", "NerfTrainer", "PRESETS", "load_model", "train"]
+__all__ = ["PRESETS", "NerfConfig", "NerfModel", "NerfTrainer", "load_model", "train"]
 
 CONFIG_VERSION = 1
 
@@ -460,7 +474,7 @@ def train(data, out_dir, config: NerfConfig | None = None, *, resume: bool = Fal
     tr = NerfTrainer(data, split, cfg, log=log)
     sizes = sorted({v.camera.size for v in data.views})
     log(f"{len(split.train)} train / {len(split.test)} test views, "
-        f"{'mixed sizes ' + str(sizes) if len(sizes) > 1 else '%dx%d' % sizes[0]}, cameras "
+        f"{'mixed sizes ' + str(sizes) if len(sizes) > 1 else f'{sizes[0][0]}x{sizes[0][1]}'}, cameras "
         f"{sorted({v.camera.model for v in data.views})}, device {tr.device}, {cfg.field.encoding} encoding")
     if tr.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(tr.device)
