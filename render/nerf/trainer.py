@@ -141,11 +141,11 @@ class NerfConfig:
 
 def _preset_cpu() -> NerfConfig:
     """Small images on a CPU: a smaller table and fewer levels, coarser marching, 64^3 grid."""
-    f = FieldConfig(hash=HashGridConfig(num_levels=12, log2_table_size=17, base_resolution=16,
+    f = FieldConfig(hash=HashGridConfig(num_levels=10, log2_table_size=16, base_resolution=16,
                                         max_resolution=512))
     # Short runs: the grid forgets faster (0.8 per update: empty space is skipped after ~100
     # steps instead of ~500 with Instant-NGP's 0.95 every 16 steps).
-    return NerfConfig(steps=5_000, rays_per_batch=2048, field=f, march_steps=384, grid_resolution=64,
+    return NerfConfig(steps=5_000, rays_per_batch=1024, field=f, march_steps=256, grid_resolution=48,
                       grid_update_every=8, grid_decay=0.8, grid_warmup_steps=64, render_chunk=4096,
                       density_grid_resolution=96)
 
