@@ -194,7 +194,8 @@ def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def load_scene(path, *, resolution_scale: float = 1.0, background=(0.0, 0.0, 0.0),
-               max_views: int | None = None, cache_dir=None) -> SceneData:
+               max_views: int | None = None, cache_dir=None, allow_distortion: bool = False,
+               require_poses: bool = False) -> SceneData:
     """Load every registered image of a COLMAP model or transforms.json, sorted by name.
 
     Args:
@@ -203,6 +204,10 @@ def load_scene(path, *, resolution_scale: float = 1.0, background=(0.0, 0.0, 0.0
         background: RGB in [0, 1] that RGBA images are composited on.
         max_views: keep only the first N views (sorted by name), for quick runs.
         cache_dir: where undistorted images of distorted cameras are kept (None: in memory only).
+        allow_distortion: keep distorted / fisheye cameras and their images as they are (ray-based
+            trainers such as NeRF cast rays through the camera model); False undistorts them.
+        require_poses: refuse, by name, images of the model that have no pose (default: train
+            on the registered ones only).
     Raises:
         FileNotFoundError: no model here. FormatError: the path holds something else (a mesh, a
         trained output...). ReconError: images missing for registered cameras, an image whose
@@ -219,6 +224,11 @@ def load_scene(path, *, resolution_scale: float = 1.0, background=(0.0, 0.0, 0.0
     kind, model_path, root = _find_model(path)
     rec = read_transforms(model_path)[0] if kind == "transforms" else read_colmap(model_path)
     registered = sorted(rec.registered_images, key=lambda im: im.name)
+    if require_poses:
+        unposed = sorted(im.name for im in rec.images.values() if not im.registered)
+        if unposed:
+            raise ReconError(f"{model_path}: {len(unposed)} image(s) have no camera pose (first: "
+                             f"{unposed[:3]}); register them or remove them from the model")
     if not registered:
         raise ReconError(f"{model_path}: the model has no registered images")
     missing = [im.name for im in registered if _resolve_image(root, im.name) is None]
@@ -234,7 +244,7 @@ def load_scene(path, *, resolution_scale: float = 1.0, background=(0.0, 0.0, 0.0
     for im in registered:
         cam = rec.cameras[im.camera_id]
         file = _resolve_image(root, im.name)
-        if has_distortion(cam):
+        if has_distortion(cam) and not allow_distortion:
             img = undistorter.image(file, im.name, im.camera_id, cam, background)
             cam = undistorter.camera(im.camera_id, cam)
         else:

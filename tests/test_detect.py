@@ -138,12 +138,14 @@ def test_info_view_and_train_agree_with_detect(fixtures, name):
             load_scene(path)
 
 
-def test_render_accepts_only_splat_outputs(fixtures, tmp_path, capsys):
+def test_render_accepts_only_trained_outputs(fixtures, tmp_path, capsys):
     from recon.cli import main
 
     for name in sorted(TABLE):
         rc = main(["render", str(fixtures[name]), "--cameras", "test", "-o", str(tmp_path / name)])
         if name == "splat_output":
             assert rc == 0 and len(list((tmp_path / name).glob("*.png"))) == 1  # the split in its report
+        elif name == "nerf_output":  # detected as NeRF: the NeRF renderer asks for its model.pt
+            assert rc == 2 and "no NeRF model here" in capsys.readouterr().err, name
         else:
             assert rc == 2 and "no splat.ply here" in capsys.readouterr().err, name

@@ -7,10 +7,11 @@ import argparse
 from recon.cli._style import add_output
 
 NAME = "render"
-HELP = "render images or a turntable from a trained Gaussian-splatting output"
+HELP = "render images or a turntable from a trained Gaussian-splatting or NeRF output"
 ORDER = 65
 DESCRIPTION = """\
-Render frames from OUT/splat.ply (written by `recon train splat`), through:
+Render frames from OUT/splat.ply (written by `recon train splat`) or OUT/model.pt (written by
+`recon train nerf`), through:
   --cameras test    the held-out test cameras of the run (the split recorded in OUT/report.json)
   --cameras train   every training camera
   --cameras orbit   a turntable around what the cameras look at (--frames N frames), at the
@@ -24,7 +25,8 @@ Example:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="MODEL", help="trained model: a `recon train` output folder (holds splat.ply)")
+    parser.add_argument("run_dir", metavar="MODEL",
+                        help="trained model: a `recon train` output folder (splat.ply, or a NeRF model.pt)")
     add_output(parser, "folder for the frames", metavar="FRAMES")
     parser.add_argument("--cameras", choices=["test", "train", "orbit"], default="orbit",
                         help="which cameras to render (default orbit); ignored with --camera-path")
@@ -43,6 +45,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from recon.errors import FormatError
+    from recon.io.detect import Kind, detect
+
+    try:
+        art = detect(Path(args.run_dir))
+    except (FormatError, FileNotFoundError):
+        art = None
+    if art is not None and art.kind is Kind.NERF_OUTPUT:
+        from render.nerf.render_frames import render_frames_cli as nerf_frames
+
+        return nerf_frames(args)
     from render.splat.render_frames import render_frames_cli
 
     return render_frames_cli(args)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 
 NAME = "train"
-HELP = "train a radiance field on posed images (`recon train splat`: Gaussian splatting)"
+HELP = "train a radiance field on posed images (`recon train splat`: Gaussian splatting; `recon train nerf`: NeRF)"
 ORDER = 60
 DESCRIPTION = (
     "Train a radiance field on posed images (a COLMAP model with its images, or a "

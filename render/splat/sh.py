@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["SH_C0", "eval_sh", "num_sh_bases", "sh_to_rgb_offset"]
+__all__ = ["SH_C0", "eval_sh", "num_sh_bases", "sh_basis", "sh_to_rgb_offset"]
 
 SH_C0 = 0.28209479177387814
 SH_C1 = 0.4886025119029199
@@ -53,3 +53,26 @@ def eval_sh(degree: int, coeffs: torch.Tensor, dirs: torch.Tensor) -> torch.Tens
 def sh_to_rgb_offset(sh: torch.Tensor) -> torch.Tensor:
     """Colour from an evaluated SH value as 3DGS/gsplat do: clamp_min(value + 0.5, 0)."""
     return torch.clamp_min(sh + 0.5, 0.0)
+
+
+def sh_basis(degree: int, dirs: torch.Tensor) -> torch.Tensor:
+    """The basis functions themselves: dirs [..., 3] unit vectors -> [..., (degree+1)^2], so that
+    ``eval_sh(degree, coeffs, dirs) == (sh_basis(degree, dirs)[..., None] * coeffs).sum(-2)``.
+    Used as the NeRF direction encoding (Instant-NGP's SH encoding, here with these constants)."""
+    if not 0 <= degree <= 3:
+        raise ValueError(f"degree: expected 0..3, got {degree}")
+    if dirs.shape[-1] != 3:
+        raise ValueError(f"dirs: expected [..., 3], got {tuple(dirs.shape)}")
+    x, y, z = dirs[..., 0], dirs[..., 1], dirs[..., 2]
+    out = [torch.full_like(x, SH_C0)]
+    if degree >= 1:
+        out += [-SH_C1 * y, SH_C1 * z, -SH_C1 * x]
+    if degree >= 2:
+        xx, yy, zz = x * x, y * y, z * z
+        out += [SH_C2[0] * x * y, SH_C2[1] * y * z, SH_C2[2] * (2.0 * zz - xx - yy), SH_C2[3] * x * z,
+                SH_C2[4] * (xx - yy)]
+    if degree >= 3:
+        out += [SH_C3[0] * y * (3 * xx - yy), SH_C3[1] * x * y * z, SH_C3[2] * y * (4 * zz - xx - yy),
+                SH_C3[3] * z * (2 * zz - 3 * xx - 3 * yy), SH_C3[4] * x * (4 * zz - xx - yy),
+                SH_C3[5] * z * (xx - yy), SH_C3[6] * x * (xx - 3 * yy)]
+    return torch.stack(out, -1)

@@ -1,0 +1,70 @@
+"""NeRF vs our splat trainer on the same synthetic scene and time budget (the issue-12 CPU bar).
+
+    python bench/bench_nerf.py                      # 24 views at 160x120, 300 s each
+    python bench/bench_nerf.py --budget 120 --views 12
+
+Renders the scene with `recon synth` (once, into --work), then runs `recon train nerf` and
+`recon train splat` one after the other with the same --max-seconds, and prints a table of test
+PSNR / SSIM, steps and seconds from their report.json, plus the load average (the 2-core machine
+is often shared: numbers under load are lower bounds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _recon(*args) -> float:
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import sys; from recon.cli import run_cli; sys.exit(run_cli())",
+                    *map(str, args)], check=True, env=env, cwd=ROOT)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--budget", type=float, default=300.0, help="--max-seconds of each trainer (default 300)")
+    ap.add_argument("--views", type=int, default=24)
+    ap.add_argument("--width", type=int, default=160)
+    ap.add_argument("--height", type=int, default=120)
+    ap.add_argument("--work", default="/tmp/bench_nerf", help="work folder (default /tmp/bench_nerf)")
+    ap.add_argument("--only", choices=["nerf", "splat"], help="run one trainer only")
+    ap.add_argument("--threads", type=int, help="torch threads for both (default: follow the load)")
+    args = ap.parse_args()
+    work = Path(args.work)
+    data = work / f"synth_{args.views}_{args.width}x{args.height}"
+    if not (data / "transforms.json").is_file():
+        _recon("synth", data, "--kind", "scene", "--views", args.views, "--width", args.width,
+               "--height", args.height, "--no-progress")
+    rows = []
+    load0 = os.getloadavg()[0]
+    extra = ["--threads", args.threads] if args.threads else []
+    for name in ("nerf", "splat"):
+        if args.only and name != args.only:
+            continue
+        out = work / name
+        more = ["--no-depth"] if name == "nerf" else []  # the bar is PSNR: skip the 24 depth maps
+        wall = _recon("train", name, data, "-o", out, "--max-seconds", args.budget, "--quiet", *extra, *more)
+        rep = json.loads((out / "report.json").read_text())
+        rows.append((name, rep["psnr_test"], rep["ssim_test"], rep["steps"], rep["seconds"], wall))
+    print(f"\nsynthetic scene, {args.views} views at {args.width}x{args.height}, budget {args.budget:g} s, "
+          f"load average {load0:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print("| trainer | test PSNR (dB) | SSIM | steps | train s | wall s |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r[0]} | {r[1]:.2f} | {r[2]:.3f} | {r[3]} | {r[4]:.0f} | {r[5]:.0f} |")
+    if len(rows) == 2:
+        print(f"\nNeRF - splat: {rows[0][1] - rows[1][1]:+.2f} dB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,284 @@
+"""NeRF core against slow literal references: hash encoding (values, gradients), SH basis,
+packed volume rendering and distortion loss (values, gradients, ragged rays), sampling."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from render.nerf.encoding import FrequencyEncoding, HashGrid, HashGridConfig, hash_grid_encode
+from render.nerf.sampling import (
+    OccupancyGrid,
+    SceneBounds,
+    choose_bounds,
+    march_rays,
+    step_sequence,
+)
+from render.nerf.volume import composite, distortion_loss
+
+
+def _naive_hash_encode(x, table, resolutions, T):
+    """Per level, per corner, per point, straight from Instant-NGP sec. 3 (Python ints for the hash)."""
+    primes = (1, 2654435761, 805459861)
+    out = []
+    for level, res in enumerate(resolutions):
+        feats = []
+        for n in range(x.shape[0]):
+            p = [float(x[n, d].detach().clamp(0, 1)) * res for d in range(3)]
+            base = [min(math.floor(v), res - 1) for v in p]
+            acc = 0
+            for c in range(8):
+                corner = [base[d] + ((c >> d) & 1) for d in range(3)]
+                w = 1.0
+                for d in range(3):
+                    f = x[n, d].clamp(0, 1) * res - base[d]
+                    w = w * (f if (c >> d) & 1 else 1 - f)
+                if (res + 1) ** 3 <= T:
+                    row = corner[0] + corner[1] * (res + 1) + corner[2] * (res + 1) ** 2
+                else:
+                    h = 0
+                    for d in range(3):
+                        h ^= (corner[d] * primes[d]) % (1 << 32)
+                    row = h % T
+                acc = acc + w * table[level * T + row]
+            feats.append(acc)
+        out.append(torch.stack(feats))
+    return torch.cat(out, -1)
+
+
+@pytest.mark.parametrize("log2_t", [6, 12])  # 6: every level hashed but the first; 12: coarse levels dense
+def test_hash_grid_matches_naive_reference_values_and_gradients(log2_t):
+    torch.manual_seed(0)
+    cfg = HashGridConfig(num_levels=4, features_per_level=2, log2_table_size=log2_t, base_resolution=2,
+                         max_resolution=64)
+    grid = HashGrid(cfg, init_scale=1.0).double()
+    x = torch.rand(23, 3, dtype=torch.float64)
+    x[0] = torch.tensor([1.0, 0.0, 0.5])  # faces of the cube
+    x.requires_grad_(True)
+    fast = grid(x)
+    x_ref = x.detach().clone().requires_grad_(True)
+    table_ref = grid.table.detach().clone().requires_grad_(True)
+    ref = _naive_hash_encode(x_ref, table_ref, cfg.resolutions(), grid.table_size)
+    assert fast.shape == (23, 8)
+    torch.testing.assert_close(fast, ref, rtol=1e-12, atol=1e-12)
+    g = torch.randn_like(fast)
+    gx, gt = torch.autograd.grad((fast * g).sum(), [x, grid.table])
+    gx_ref, gt_ref = torch.autograd.grad((ref * g).sum(), [x_ref, table_ref])
+    torch.testing.assert_close(gt, gt_ref, rtol=1e-10, atol=1e-12)
+    inside = ((x > 0) & (x < 1)).all(1)
+    torch.testing.assert_close(gx[inside], gx_ref[inside], rtol=1e-9, atol=1e-10)
+
+
+def test_hash_grid_gradcheck():
+    torch.manual_seed(1)
+    grid = HashGrid(HashGridConfig(num_levels=3, log2_table_size=8, base_resolution=3, max_resolution=20),
+                    init_scale=1.0).double()
+    x = (torch.rand(5, 3, dtype=torch.float64) * 0.9 + 0.05).requires_grad_(True)
+    table = grid.table.detach().clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, t: hash_grid_encode(a, t, grid.resolutions, grid.table_size),
+                                    (x, table), eps=1e-6, atol=1e-5)
+
+
+def test_sh_basis_matches_scipy_real_spherical_harmonics():
+    """Real SH Y_lm from scipy's complex ones (Condon-Shortley phase included), with the axis
+    order and signs of the 3DGS constants: 3DGS's basis k of band l equals Y_l,m up to a sign
+    fixed per basis function; check the magnitudes agree everywhere and the sign is constant."""
+    scipy_special = pytest.importorskip("scipy.special")
+    from render.splat.sh import sh_basis
+
+    rng = np.random.default_rng(0)
+    d = rng.normal(size=(200, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    ours = sh_basis(3, torch.tensor(d)).numpy()
+    theta = np.arccos(np.clip(d[:, 2], -1, 1))  # polar from +z
+    phi = np.arctan2(d[:, 1], d[:, 0])
+    sph = getattr(scipy_special, "sph_harm_y", None)
+    k = 0
+    for l in range(4):
+        for m in range(-l, l + 1):
+            if sph is not None:
+                Y = sph(l, abs(m), theta, phi)
+            else:
+                Y = scipy_special.sph_harm(abs(m), l, phi, theta)
+            if m < 0:
+                real = math.sqrt(2) * (-1) ** m * Y.imag
+            elif m == 0:
+                real = Y.real
+            else:
+                real = math.sqrt(2) * (-1) ** m * Y.real
+            col = ours[:, k]
+            sign = np.sign(np.dot(col, real))
+            np.testing.assert_allclose(col, sign * real, atol=1e-12, err_msg=f"l={l} m={m}")
+            k += 1
+
+
+def test_sh_basis_agrees_with_eval_sh():
+    from render.splat.sh import eval_sh, sh_basis
+
+    torch.manual_seed(0)
+    d = torch.nn.functional.normalize(torch.randn(50, 3, dtype=torch.float64), dim=-1)
+    coeffs = torch.randn(50, 16, 3, dtype=torch.float64)
+    for deg in range(4):
+        n = (deg + 1) ** 2
+        torch.testing.assert_close((sh_basis(deg, d)[..., None] * coeffs[:, :n]).sum(1), eval_sh(deg, coeffs, d))
+
+
+def test_frequency_encoding_literal():
+    enc = FrequencyEncoding(3, 4).double()
+    x = torch.rand(7, 3, dtype=torch.float64)
+    out = enc(x)
+    assert out.shape == (7, 3 * 9)
+    for k in range(4):
+        for d in range(3):
+            assert torch.allclose(out[:, 3 + k * 3 + d], torch.sin(2 ** k * math.pi * x[:, d]))
+            assert torch.allclose(out[:, 3 + 12 + k * 3 + d], torch.cos(2 ** k * math.pi * x[:, d]))
+
+
+# ---------------------------------------------------------------------------------------------
+# volume rendering
+
+def _ragged(seed, counts):
+    g = torch.Generator().manual_seed(seed)
+    ray_idx = torch.cat([torch.full((c,), r, dtype=torch.long) for r, c in enumerate(counts)])
+    S = len(ray_idx)
+    sig = (torch.rand(S, generator=g, dtype=torch.float64) * 3).requires_grad_(True)
+    rgb = torch.rand(S, 3, generator=g, dtype=torch.float64).requires_grad_(True)
+    starts, ends = [], []
+    for c in counts:
+        edges = torch.sort(torch.rand(c + 1, generator=g, dtype=torch.float64) * 4)[0]
+        starts.append(edges[:-1])
+        ends.append(edges[1:])
+    return ray_idx, sig, rgb, torch.cat(starts), torch.cat(ends)
+
+
+def _reference_ray(sig, rgb, t0, t1, bg):
+    """One ray, literally: T_i = exp(-sum_{j<i} sigma_j delta_j), w_i = T_i (1 - exp(-sigma_i delta_i))."""
+    color = torch.zeros(3, dtype=sig.dtype)
+    acc = torch.zeros((), dtype=sig.dtype)
+    depth = torch.zeros((), dtype=sig.dtype)
+    ws = []
+    for i in range(len(sig)):
+        T = torch.exp(-sum((sig[j] * (t1[j] - t0[j]) for j in range(i)), torch.zeros((), dtype=sig.dtype)))
+        w = T * (1 - torch.exp(-sig[i] * (t1[i] - t0[i])))
+        ws.append(w)
+        color = color + w * rgb[i]
+        acc = acc + w
+        depth = depth + w * 0.5 * (t0[i] + t1[i])
+    dist = torch.zeros((), dtype=sig.dtype)
+    for i in range(len(sig)):
+        for j in range(len(sig)):
+            dist = dist + ws[i] * ws[j] * torch.abs(0.5 * (t0[i] + t1[i]) - 0.5 * (t0[j] + t1[j]))
+        dist = dist + ws[i] ** 2 * (t1[i] - t0[i]) / 3
+    return color + (1 - acc) * bg, acc, depth / acc.clamp_min(1e-10) if len(sig) else depth, dist
+
+
+def test_volume_rendering_matches_per_ray_reference_values_and_gradients():
+    counts = [5, 0, 1, 17, 3, 0, 9]  # ragged, with empty rays
+    ray_idx, sig, rgb, t0, t1 = _ragged(0, counts)
+    bg = torch.tensor([0.2, 0.5, 0.9], dtype=torch.float64)
+    R = len(counts)
+    out = composite(sig, rgb, ray_idx, t0, t1, R, background=bg)
+    dist = distortion_loss(out.weights, ray_idx, t0, t1, R)
+    refs = []
+    s = 0
+    for c in counts:
+        refs.append(_reference_ray(sig[s:s + c], rgb[s:s + c], t0[s:s + c], t1[s:s + c], bg))
+        s += c
+    ref_rgb = torch.stack([r[0] for r in refs])
+    ref_acc = torch.stack([r[1] for r in refs])
+    ref_depth = torch.stack([r[2] for r in refs])
+    ref_dist = torch.stack([r[3] for r in refs])
+    for a, b in [(out.rgb, ref_rgb), (out.opacity, ref_acc), (out.depth, ref_depth), (dist, ref_dist)]:
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    g1, g2, g3, g4 = torch.randn(R, 3, dtype=torch.float64), torch.randn(R, dtype=torch.float64), \
+        torch.randn(R, dtype=torch.float64), torch.randn(R, dtype=torch.float64)
+    f = lambda c, a, d, l: (c * g1).sum() + (a * g2).sum() + (d * g3).sum() + (l * g4).sum()
+    gs = torch.autograd.grad(f(out.rgb, out.opacity, out.depth, dist), [sig, rgb])
+    gr = torch.autograd.grad(f(ref_rgb, ref_acc, ref_depth, ref_dist), [sig, rgb])
+    for a, b in zip(gs, gr):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+
+
+def test_volume_rendering_float32_long_packed_arrays_keep_transmittance():
+    """Many rays in one packed array: the float64 prefix sums keep float32 transmittance exact."""
+    counts = [64] * 2000
+    ray_idx, sig, rgb, t0, t1 = _ragged(1, counts)
+    out32 = composite(sig.float(), rgb.float(), ray_idx, t0.float(), t1.float(), len(counts))
+    out64 = composite(sig, rgb, ray_idx, t0, t1, len(counts))
+    assert float((out32.rgb.double() - out64.rgb).abs().max().detach()) < 1e-5
+
+
+# ---------------------------------------------------------------------------------------------
+# sampling
+
+def test_contraction_maps_everything_into_the_unit_cube_and_is_identity_inside():
+    b = SceneBounds("contract", (-1.0, -1.0, -1.0), (1.0, 1.0, 1.0), 0.01, 1e3)
+    x = torch.tensor([[0.3, -0.2, 0.5], [10.0, 0.0, 0.0], [1e6, -1e6, 3.0], [-2.0, 0.0, 0.0]])
+    u = b.to_unit(x)
+    assert torch.all((u >= 0) & (u <= 1))
+    torch.testing.assert_close(u[0], (x[0] + 2) / 4)  # inner cube: linear
+    torch.testing.assert_close(u[1], torch.tensor([(1.9 + 2) / 4, 0.5, 0.5]))  # 2 - 1/10
+    torch.testing.assert_close(u[3], torch.tensor([(-1.5 + 2) / 4, 0.5, 0.5]))
+
+
+def test_choose_bounds_room_is_box_and_forward_facing_far_points_contract():
+    rng = np.random.default_rng(0)
+    ang = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+    centres = np.stack([3 * np.cos(ang), 3 * np.sin(ang), np.full(12, 1.5)], 1)
+    dirs = -centres + np.array([0, 0, 1.5])
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    room = rng.uniform([-4, -4, 0], [4, 4, 3], (500, 3))
+    b, why = choose_bounds(centres, dirs, room)
+    assert b.kind == "box", why
+    assert np.all(np.asarray(b.lo) <= room.min(0) + 0.2) and np.all(np.asarray(b.hi) >= room.max(0) - 0.2)
+    # forward-facing: cameras on a line looking +y at points 5-80 m away
+    centres = np.stack([np.linspace(-1, 1, 8), np.zeros(8), np.zeros(8)], 1)
+    dirs = np.tile([0.05, 1.0, 0.0], (8, 1))
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    far_pts = rng.uniform([-20, 5, -5], [20, 80, 5], (500, 3))
+    b, why = choose_bounds(centres, dirs, far_pts)
+    assert b.kind == "contract", why
+    b2, _ = choose_bounds(centres, dirs, far_pts, kind="box")
+    assert b2.kind == "box"
+
+
+def test_march_rays_box_skips_empty_cells_and_terminates_early():
+    b = SceneBounds("box", (-1.0, -1.0, -1.0), (1.0, 1.0, 1.0), 0.0, 10.0)
+    o = torch.tensor([[0.0, 0.0, -3.0], [0.0, 0.0, -3.0], [5.0, 5.0, -3.0]])
+    d = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.28, 0.96], [0.0, 0.0, 1.0]])
+    edges = step_sequence(b, 128, 0.0)
+    s = march_rays(o, d, b, edges)
+    assert set(s.ray_indices.tolist()) == {0, 1}  # ray 2 misses the box
+    r0 = s.ray_indices == 0
+    assert float(s.t_starts[r0].min()) >= 2.0 - 1e-6 and float(s.t_ends[r0].max()) <= 4.0 + 1e-6
+    assert torch.all(s.t_ends > s.t_starts)
+    # grid with only the cells around z in [0, 0.25] occupied
+    grid = OccupancyGrid(8)
+    u = grid.cell_centres(torch.arange(8 ** 3), jitter=False)
+    grid.occupied = (u[:, 2] > 0.5) & (u[:, 2] < 0.65)
+    s2 = march_rays(o, d, b, edges, grid=grid)
+    z = s2.positions[:, 2]
+    assert len(z) > 0 and float(z.min()) >= -1e-6 and float(z.max()) <= 0.25 + 0.02
+    # early termination: an opaque slab at z > 0 stops ray 0 right after it
+    opaque = lambda p: torch.where(p[:, 2] > 0.0, 1e4, 0.0)
+    s3 = march_rays(o, d, b, edges, sigma_fn=opaque)
+    assert float(s3.positions[s3.ray_indices == 0, 2].max()) < 0.1
+    assert float(s.positions[r0, 2].max()) > 0.9
+
+
+def test_occupancy_grid_update_marks_dense_region():
+    torch.manual_seed(0)
+    grid = OccupancyGrid(16)
+    dens = lambda u: torch.where((u - 0.5).norm(dim=-1) < 0.25, 100.0, 0.0)
+    assert bool(grid.occupied.all())  # before any update: nothing skipped
+    for _ in range(3):
+        frac = grid.update(dens, threshold=1.0)
+    u = grid.cell_centres(torch.arange(16 ** 3), jitter=False)
+    inside = (u - 0.5).norm(dim=-1) < 0.2
+    outside = (u - 0.5).norm(dim=-1) > 0.32
+    assert bool(grid.occupied[inside].all()) and not bool(grid.occupied[outside].any())
+    assert 0.03 < frac < 0.12
