@@ -190,7 +190,7 @@ def match_detections(pred_boxes, pred_scores, gt_boxes, iou_thresholds=(0.5,)) -
         th_eff = min(th, 1 - 1e-10)
         for d in range(iou.shape[0]):
             cand = np.where(taken, -1.0, iou[d])
-            g = int(np.argmax(cand))
+            g = cand.size - 1 - int(np.argmax(cand[::-1]))  # ties: the last gt, as pycocotools
             if cand[g] >= th_eff:
                 taken[g] = True
                 tp[t, order[d]] = True
@@ -251,7 +251,8 @@ class MAPResult:
 
 def evaluate_map(predictions, ground_truth, *, iou_thresholds=COCO_IOU_THRESHOLDS,
                  max_detections: int = 100) -> MAPResult:
-    """COCO bbox mAP (area range "all", ``max_detections`` per image, 101-point interpolation).
+    """COCO bbox mAP (area range "all", ``max_detections`` per image and class, 101-point
+    interpolation), as pycocotools ``COCOeval`` stats[0] (mAP@50:95) and stats[1] (mAP@50).
 
     ``predictions``: one ``(boxes [N, 4], scores [N], classes [N])`` per image (a
     ``Detections`` works too); ``ground_truth``: one ``(boxes [G, 4], classes [G])`` per image,
@@ -263,18 +264,16 @@ def evaluate_map(predictions, ground_truth, *, iou_thresholds=COCO_IOU_THRESHOLD
         raise ValueError(f"predictions, ground_truth: expected one entry per image each, got {len(preds)} "
                          f"and {len(gts)}")
     thr = np.asarray(iou_thresholds, dtype=np.float64).reshape(-1)
-    # pycocotools keeps the max_detections highest-scoring detections per image (all classes)
-    for i, (b, s, c) in enumerate(preds):
-        if len(s) > max_detections:
-            k = np.argsort(-s, kind="mergesort")[:max_detections]
-            preds[i] = (b[k], s[k], c[k])
     class_ids = np.unique(np.concatenate([g[1] for g in gts] + [np.zeros(0, np.int64)])).astype(np.int64)
     ap = np.zeros((class_ids.size, thr.size))
     for ci, cls in enumerate(class_ids):
         tps, scores, num_gt = [], [], 0
         for (pb, ps, pc), (gb, gc) in zip(preds, gts):
-            pm, gm = pc == cls, gc == cls
+            gm = gc == cls
             num_gt += int(gm.sum())
+            # per image and class: the max_detections best, by decreasing score (pycocotools)
+            pm = np.flatnonzero(pc == cls)
+            pm = pm[np.argsort(-ps[pm], kind="mergesort")][:max_detections]
             tps.append(match_detections(pb[pm], ps[pm], gb[gm], thr))
             scores.append(ps[pm])
         tp_all = np.concatenate(tps, axis=1)
