@@ -20,7 +20,7 @@ from recon.semantic.letterbox import letterbox, unletterbox_boxes
 from recon.semantic.metrics import batched_nms, nms
 from recon.semantic.types import Detections
 
-__all__ = ["OpenCVDetector", "read_names"]
+__all__ = ["OpenCVDetector", "darknet_weight_count", "read_names"]
 
 
 def read_names(path) -> dict[int, str]:
@@ -66,6 +66,70 @@ def _cfg_net_section(cfg: Path) -> dict[str, str]:
     return out
 
 
+def _cfg_sections(cfg: Path) -> list[tuple[str, dict[str, str]]]:
+    out: list[tuple[str, dict[str, str]]] = []
+    for line in cfg.read_text(encoding="utf-8", errors="replace").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line.startswith("[") and line.endswith("]"):
+            out.append((line[1:-1].strip().lower(), {}))
+        elif "=" in line and out:
+            k, v = line.split("=", 1)
+            out[-1][1][k.strip()] = v.strip()
+    return out
+
+
+def darknet_weight_count(cfg: Path) -> int | None:
+    """Number of float32 parameters a Darknet ``.cfg`` expects in its ``.weights`` (convolutional
+    and connected layers; channels tracked through maxpool / upsample / route / shortcut / yolo),
+    or None for layer types not tracked here. OpenCV reads a truncated .weights file without an
+    error (the missing weights become garbage), so the loader compares this count with the file
+    size."""
+    secs = _cfg_sections(cfg)
+    if not secs or secs[0][0] not in ("net", "network"):
+        return None
+    c = int(secs[0][1].get("channels", 3))
+    chans: list[int] = []
+    total = 0
+    for kind, o in secs[1:]:
+        if kind == "convolutional":
+            f, k = int(o.get("filters", 1)), int(o.get("size", 1))
+            g = int(o.get("groups", 1))
+            total += f * (c // g) * k * k + (4 * f if int(o.get("batch_normalize", 0)) else f)
+            c = f
+        elif kind == "connected":
+            return None
+        elif kind in ("maxpool", "upsample", "yolo", "region", "dropout", "avgpool", "softmax", "cost"):
+            pass
+        elif kind == "route":
+            layers = [int(x) for x in o.get("layers", "").split(",") if x.strip()]
+            idx = [i if i >= 0 else len(chans) + i for i in layers]
+            if any(not 0 <= i < len(chans) for i in idx):
+                return None
+            c = sum(chans[i] for i in idx) // int(o.get("groups", 1))
+        elif kind == "shortcut":
+            pass
+        else:
+            return None
+        chans.append(c)
+    return total
+
+
+def _check_weights_size(cfg: Path, weights: Path) -> None:
+    want = darknet_weight_count(cfg)
+    if want is None:
+        return
+    raw = weights.stat().st_size
+    if raw < 12:
+        raise FormatError(weights, f"truncated Darknet weights ({raw} bytes; the header alone is 20)")
+    with open(weights, "rb") as f:
+        major, minor, _ = np.frombuffer(f.read(12), "<i4")
+    header = 20 if major * 10 + minor >= 2 else 16
+    have = (raw - header) // 4
+    if have != want:
+        raise FormatError(weights, f"holds {have} weights, {cfg.name} needs {want} (truncated file, or weights "
+                                   "of another model)")
+
+
 class OpenCVDetector:
     """A YOLO-family detector run by ``cv2.dnn``.
 
@@ -98,6 +162,7 @@ class OpenCVDetector:
                 raise FileNotFoundError(f"{weights}: no Darknet weights beside {model.name} (expected the same "
                                         "stem with .weights)")
             net_cfg = _cfg_net_section(model)
+            _check_weights_size(model, weights)
             try:
                 net = cv2.dnn.readNetFromDarknet(str(model), str(weights))
             except cv2.error as e:
@@ -133,7 +198,13 @@ class OpenCVDetector:
         self.score_threshold = float(score_threshold)
         self.nms_threshold = float(nms_threshold)
         self.class_agnostic = bool(class_agnostic)
-        self._out_names = net.getUnconnectedOutLayersNames()
+        try:  # OpenCV reads some broken files without complaint and fails at the first forward
+            self._out_names = net.getUnconnectedOutLayersNames()
+            net.setInput(np.zeros((1, 3, self.input_size[1], self.input_size[0]), np.float32))
+            net.forward(self._out_names)
+        except cv2.error as e:
+            raise FormatError(model, f"OpenCV loaded this model but cannot run it: "
+                                     f"{str(e).strip().splitlines()[-1]}") from None
 
     def forward(self, image: np.ndarray):
         """Raw network outputs and the Letterbox used, for an RGB uint8 image [H, W, 3]."""
@@ -161,11 +232,14 @@ class OpenCVDetector:
             else:
                 r = np.squeeze(o, axis=0) if o.ndim == 3 else o
                 nc = len(self.names) or None
-                if r.shape[0] < r.shape[1] and (nc is None or r.shape[0] in (4 + nc, 5 + nc)):
-                    r = r.T  # [4 + C, N] head -> [N, 4 + C]
-                    objectness = nc is not None and r.shape[1] == 5 + nc
+                fits = (lambda n: n in (4 + nc, 5 + nc)) if nc else (lambda n: False)
+                if fits(r.shape[0]) and fits(r.shape[1]) or not (fits(r.shape[0]) or fits(r.shape[1])):
+                    transpose = r.shape[0] < r.shape[1]  # heads have far more anchors than columns
                 else:
-                    objectness = nc is None or r.shape[1] == 5 + nc
+                    transpose = fits(r.shape[0])
+                if transpose:
+                    r = r.T  # [4 + C, N] head (YOLOv8 / v11) -> [N, 4 + C]
+                objectness = r.shape[1] == 5 + nc if nc else not transpose
                 r = r.astype(np.float64)
                 xywh = r[:, :4]
                 cls_scores = r[:, 5:] * r[:, 4:5] if objectness else r[:, 4:]
