@@ -153,5 +153,6 @@ def ground_truth_masks(dataset_dir, *, instances: bool = True) -> MaskFolder:
     inst_dir = root / labels.get("instance_dir", "labels/instance")
     if not class_dir.is_dir():
         raise FormatError(root, "synthetic dataset has no labels/class folder (written with write_labels=False?)")
-    return MaskFolder(class_dir, inst_dir if instances and inst_dir.is_dir() else None,
-                      void=int(labels.get("none", 0)), names=ds.class_names)
+    void = int(labels.get("none", 0))
+    return MaskFolder(class_dir, inst_dir if instances and inst_dir.is_dir() else None, void=void,
+                      names={k: v for k, v in ds.class_names.items() if k != void})
