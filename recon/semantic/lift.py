@@ -40,6 +40,7 @@ class LabelOptions:
     min_weight: float = 1e-6
     reliability_rounds: int = 2
     min_overlap: float = 0.3
+    boundary_px: int = 2
 
     def __post_init__(self):
         if not 0.0 <= self.min_agreement < 1.0:
@@ -49,6 +50,8 @@ class LabelOptions:
         if isinstance(self.reliability_rounds, bool) or not isinstance(self.reliability_rounds, int) \
                 or self.reliability_rounds < 0:
             raise ValueError(f"reliability_rounds: expected an int >= 0, got {self.reliability_rounds!r}")
+        if isinstance(self.boundary_px, bool) or not isinstance(self.boundary_px, int) or self.boundary_px < 0:
+            raise ValueError(f"boundary_px: expected an int >= 0, got {self.boundary_px!r}")
         if not 0.0 < self.min_overlap <= 1.0:
             raise ValueError(f"min_overlap: expected a value in (0, 1], got {self.min_overlap}")
 
@@ -147,10 +150,33 @@ class SampledLabels:
     instance: np.ndarray
 
 
-def sample_segmentations(obs: Observations, segment, sizes: list[tuple[int, int]], *, progress=None) -> SampledLabels:
+def _purity(class_map: np.ndarray, x: np.ndarray, y: np.ndarray, c: np.ndarray, r: int) -> np.ndarray:
+    """Share of the (2r + 1)^2 window around each (x, y) whose class is ``c`` (pixels outside
+    the image are left out)."""
+    H, W = class_map.shape
+    same = np.zeros(x.shape, np.float64)
+    count = np.zeros(x.shape, np.float64)
+    for dy in range(-r, r + 1):
+        yy = y + dy
+        oky = (yy >= 0) & (yy < H)
+        for dx in range(-r, r + 1):
+            xx = x + dx
+            ok = oky & (xx >= 0) & (xx < W)
+            same[ok] += class_map[yy[ok], xx[ok]] == c[ok]
+            count[ok] += 1
+    return same / np.maximum(count, 1)
+
+
+def sample_segmentations(obs: Observations, segment, sizes: list[tuple[int, int]], *, progress=None,
+                         boundary_px: int = 2) -> SampledLabels:
     """Read each view's Segmentation (``segment(view_index)`` -> ``Segmentation`` or None when the
     view has none) at its observations' pixels (nearest pixel). ``sizes``: (W, H) per view; a
-    segmentation of another size raises ValueError (the caller names the file)."""
+    segmentation of another size raises ValueError (the caller names the file).
+
+    Each vote's weight is the confidence at the pixel times the share of the (2 boundary_px + 1)^2
+    window around it that has the same class: a pixel on a mask boundary, where a segmenter's
+    boundary a few pixels off flips the class, votes about half as much as one inside a region
+    (0 = off)."""
     cls = np.full(len(obs.point), -1, np.int64)
     wgt = np.zeros(len(obs.point), np.float64)
     ins = np.full(len(obs.point), -1, np.int64)
@@ -171,6 +197,8 @@ def sample_segmentations(obs: Observations, segment, sizes: list[tuple[int, int]
         if seg.class_map is not None:
             cls[sel] = seg.class_map[y, x]
             wgt[sel] = 1.0 if seg.confidence is None else seg.confidence[y, x]
+            if boundary_px > 0:
+                wgt[sel] *= _purity(seg.class_map, x, y, cls[sel], boundary_px)
         if seg.instance_map is not None:
             ins[sel] = seg.instance_map[y, x]
     wgt[cls < 0] = 0.0
@@ -238,7 +266,11 @@ def label_points(obs: Observations, sampled: SampledLabels, options: LabelOption
         n_agree = np.bincount(key, weights=agree.astype(np.float64), minlength=V * K)
         n_all = np.bincount(key, minlength=V * K).astype(np.float64)
         a = ((n_agree + 1.0) / (n_all + 2.0)).reshape(V, K)
-        rel = np.clip(np.log((K - 1) * a / (1.0 - a)), 0.0, None)
+        logodds = np.clip(np.log((K - 1) * a / (1.0 - a)), 0.0, None)
+        # relative to a typical (view, class): ordinary views keep weight 1 (so a tie stays a
+        # tie, as in a plain vote); only views that disagree with the others lose weight
+        typical = np.median(logodds.reshape(-1)[n_all >= 5]) if np.any(n_all >= 5) else logodds.max()
+        rel = np.clip(logodds / max(0.5 * float(typical), 1e-9), 0.0, 1.0)
         w = base_w * np.where(has, rel[obs.view, np.maximum(lab, 0)], 0.0)
     votes, win, share = _weighted_argmax(obs.point, lab, w, P, K)
     total = votes.sum(1)

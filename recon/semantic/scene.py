@@ -139,7 +139,8 @@ def label_reconstruction(rec, segment: Callable[[str, tuple[int, int]], Segmenta
         return s
 
     try:
-        sampled = sample_segmentations(obs, seg_of, sizes, progress=(lambda v: bar.update(1)) if bar else None)
+        sampled = sample_segmentations(obs, seg_of, sizes, progress=(lambda v: bar.update(1)) if bar else None,
+                                       boundary_px=options.boundary_px)
     finally:
         if bar is not None:
             bar.close()
