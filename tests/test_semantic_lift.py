@@ -11,14 +11,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recon.semantic.evaluate import permute_instances, score_labels, shift_boundaries, swap_classes, true_point_labels
+from recon.semantic.evaluate import (
+    permute_instances,
+    score_labels,
+    shift_boundaries,
+    swap_classes,
+    true_point_labels,
+)
 from recon.semantic.lift import (
     LabelOptions,
     Observations,
+    SampledLabels,
     label_points,
     observations_by_projection,
 )
-from recon.semantic.lift import SampledLabels
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +80,7 @@ def test_lifting_quality_bars_on_true_tracks(scene, tmp_path, kind):
     off by up to 1 px here (2 px at the bar's 320x240); the slow test below runs the bars as
     stated (3 px, 320x240, `recon sfm`)."""
     cd, idr = _write_masks(scene, tmp_path, kind, max_px=1)
-    res, s = _label(scene, cd, idr)
+    _, s = _label(scene, cd, idr)
     assert s.judged > 1000
     bar = {"clean": 0.99, "swap": 0.985, "shift": 0.99, "permute": 0.99}[kind]
     assert s.class_accuracy >= bar, s
@@ -219,7 +225,7 @@ def test_class_table_select_and_labelled_splat_round_trip(tmp_path):
 
 def _recon(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "recon", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=600)
+                          cwd=cwd, timeout=600, check=False)
 
 
 def test_recon_label_masks_on_a_synthetic_dataset_and_splat_output(scene, tmp_path):
@@ -321,3 +327,10 @@ def test_quality_bars_after_recon_sfm(tmp_path):
         s = score_labels(a["class_id"], tc, seen=a["num_votes"] > 0, pred_instance=a["instance_id"], true_instance=ti)
         bar = {"clean": 0.99, "swap": 0.985, "shift": 0.99, "permute": 0.99}[kind]
         assert s.class_accuracy >= bar and s.labelled_fraction >= 0.90 and s.instance_accuracy >= 0.95, (kind, s)
+
+
+def test_label_verb_offers_every_backend():
+    from recon.cli.verb_label import _BACKENDS
+    from recon.semantic.backends import BACKENDS
+
+    assert _BACKENDS == BACKENDS

@@ -96,8 +96,7 @@ def _cocoeval_literal(preds, gts, thresholds, max_det=100):
                 rc.append(tp / npig)
                 pr.append(tp / (tp + fp + np.spacing(1)))
             for i in range(len(pr) - 1, 0, -1):
-                if pr[i] > pr[i - 1]:
-                    pr[i - 1] = pr[i]
+                pr[i - 1] = max(pr[i - 1], pr[i])
             q = []
             for r in rec_thrs:
                 idx = next((k for k, v in enumerate(rc) if v >= r), None)

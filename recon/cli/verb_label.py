@@ -43,11 +43,13 @@ examples:
 """
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    from recon.semantic.backends import BACKENDS
+# recon.semantic.backends.BACKENDS, spelled out: `recon --help` must not import NumPy
+_BACKENDS = ("gt", "masks", "darknet", "onnx", "hf")
 
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("scene", metavar="SCENE", help="SfM output, COLMAP model, synthetic dataset or splat output")
-    p.add_argument("--backend", choices=BACKENDS, required=True, help="where the 2D labels come from (see above)")
+    p.add_argument("--backend", choices=_BACKENDS, required=True, help="where the 2D labels come from (see above)")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (created)")
     p.add_argument("--masks", default=None, metavar="DIR",
                    help="class PNG folder (masks backend); synthetic dataset folder (gt backend)")

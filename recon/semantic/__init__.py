@@ -5,7 +5,13 @@ Importing this package is light (NumPy); OpenCV, transformers and torch load ins
 backends that use them.
 """
 
-from recon.semantic.letterbox import Letterbox, letterbox, letterbox_boxes, letterbox_params, unletterbox_boxes
+from recon.semantic.letterbox import (
+    Letterbox,
+    letterbox,
+    letterbox_boxes,
+    letterbox_params,
+    unletterbox_boxes,
+)
 from recon.semantic.metrics import (
     MAPResult,
     PRCurve,

@@ -65,8 +65,8 @@ def draw_detections(image: np.ndarray, det: Detections, colours=None) -> np.ndar
     thick = max(1, round(min(out.shape[:2]) / 300))
     for b, s, name, col in zip(det.boxes, det.scores, det.class_names(), cols):
         c = tuple(int(v) for v in col)
-        p1 = (int(round(b[0] + 0.5)), int(round(b[1] + 0.5)))
-        p2 = (int(round(b[2] - 0.5)), int(round(b[3] - 0.5)))
+        p1 = (round(b[0] + 0.5), round(b[1] + 0.5))
+        p2 = (round(b[2] - 0.5), round(b[3] - 0.5))
         cv2.rectangle(out, p1, p2, c, thick)
         text = f"{name} {s:.2f}"
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thick, 1)

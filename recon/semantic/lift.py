@@ -238,9 +238,10 @@ def _weighted_argmax(point: np.ndarray, label: np.ndarray, weight: np.ndarray, n
     return votes, win, share
 
 
-def label_points(obs: Observations, sampled: SampledLabels, options: LabelOptions = LabelOptions()) -> PointLabels:
+def label_points(obs: Observations, sampled: SampledLabels, options: LabelOptions | None = None) -> PointLabels:
     """Class, instance and confidence of every point from its sampled observations (see the
     module docstring for the method)."""
+    options = LabelOptions() if options is None else options
     if len(sampled.cls) != len(obs.point):
         raise ValueError(f"sampled: expected {len(obs.point)} observations, got {len(sampled.cls)}")
     P, V = obs.num_points, obs.num_views

@@ -4,9 +4,9 @@ test), with :mod:`recon.semantic.lift`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -42,11 +42,11 @@ class SceneLabels:
     def summary(self) -> dict:
         lab = self.labels
         seen = lab.num_votes > 0
-        return {"points": int(len(self.xyz)), "points_seen": int(seen.sum()),
+        return {"points": len(self.xyz), "points_seen": int(seen.sum()),
                 "points_labelled": lab.num_labelled,
                 "labelled_fraction_of_seen": float((lab.class_id[seen] >= 0).mean()) if seen.any() else 0.0,
                 "instances": int(lab.instance_id.max()) + 1 if lab.instance_id.size else 0,
-                "observations": int(len(self.observations.point)), "views": len(self.image_names)}
+                "observations": len(self.observations.point), "views": len(self.image_names)}
 
 
 def segmentation_from_detections(det: Detections, size: tuple[int, int]) -> Segmentation:
@@ -99,7 +99,7 @@ def view_segmenter(backend, images_dir: Path | None) -> Callable[[str, tuple[int
 
 def label_reconstruction(rec, segment: Callable[[str, tuple[int, int]], Segmentation | None], *,
                          xyz=None, names: dict[int, str] | None = None,
-                         options: LabelOptions = LabelOptions(), progress: bool = False,
+                         options: LabelOptions | None = None, progress: bool = False,
                          depth_cell_px: int = 4, depth_tolerance: float = 0.02) -> SceneLabels:
     """Label the 3D points of ``rec`` (a ``recon.scene.Reconstruction``) from the segmentations
     ``segment(image_name, (W, H))`` of its registered images.
@@ -108,6 +108,7 @@ def label_reconstruction(rec, segment: Callable[[str, tuple[int, int]], Segmenta
     points, seen where they project in front of a view and pass the depth test
     (:func:`recon.semantic.lift.observations_by_projection`).
     """
+    options = LabelOptions() if options is None else options
     images = sorted(rec.registered_images, key=lambda im: im.name)
     if not images:
         raise ValueError("rec: no registered images to take labels from")

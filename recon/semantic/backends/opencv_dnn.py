@@ -232,7 +232,11 @@ class OpenCVDetector:
             else:
                 r = np.squeeze(o, axis=0) if o.ndim == 3 else o
                 nc = len(self.names) or None
-                fits = (lambda n: n in (4 + nc, 5 + nc)) if nc else (lambda n: False)
+                widths = (4 + nc, 5 + nc) if nc else ()
+
+                def fits(n, widths=widths):
+                    return n in widths
+
                 if fits(r.shape[0]) and fits(r.shape[1]) or not (fits(r.shape[0]) or fits(r.shape[1])):
                     transpose = r.shape[0] < r.shape[1]  # heads have far more anchors than columns
                 else:
