@@ -77,7 +77,7 @@ def _lifting(work: Path, views: int, size: tuple[int, int]) -> None:
             dt = time.perf_counter() - t
             if truth is None:
                 truth = true_point_labels(res.xyz, rec, ds)
-            s = score_labels(res.labels.class_id, truth[0], seen=res.labels.num_votes > 0,
+            s = score_labels(res.labels.class_id, truth[0], seen=res.seen(),
                              pred_instance=res.labels.instance_id, true_instance=truth[1])
             print(f"{kind:<28}{method:<22}{100 * s.class_accuracy:>12.2f}{100 * s.labelled_fraction:>12.2f}"
                   f"{100 * s.instance_accuracy:>12.2f}{dt:>7.2f}")

@@ -117,14 +117,19 @@ def nms(boxes, scores, iou_threshold: float = 0.5) -> np.ndarray:
     if not 0.0 <= iou_threshold <= 1.0:
         raise ValueError(f"iou_threshold: expected a value in [0, 1], got {iou_threshold}")
     order = np.argsort(-s, kind="stable")
+    x1, y1, x2, y2 = b.T
+    area = (x2 - x1) * (y2 - y1)
+    remaining = order
     keep = []
-    while order.size:
-        i = order[0]
+    while remaining.size:  # each pass keeps the best remaining box and drops what it covers
+        i, rest = remaining[0], remaining[1:]
         keep.append(i)
-        if order.size == 1:
-            break
-        iou = box_iou(b[i:i + 1], b[order[1:]])[0]
-        order = order[1:][iou <= iou_threshold]
+        w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0.0, None)
+        h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0.0, None)
+        inter = w * h
+        union = area[i] + area[rest] - inter
+        iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+        remaining = rest[iou <= iou_threshold]
     return np.asarray(keep, dtype=np.int64)
 
 

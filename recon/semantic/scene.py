@@ -38,10 +38,18 @@ class SceneLabels:
     observations: Observations
     point_ids: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
+    views_with_labels: np.ndarray | None = None  # [V] bool: the backend gave this view labels
+
+    def seen(self) -> np.ndarray:
+        """[P] bool: points observed in at least one view that has labels (void pixels count as
+        seen: a point seen only on void stays unlabelled and counts against the labelled share)."""
+        o = self.observations
+        has = np.ones(o.num_views, bool) if self.views_with_labels is None else self.views_with_labels
+        return np.bincount(o.point[has[o.view]], minlength=o.num_points) > 0
 
     def summary(self) -> dict:
         lab = self.labels
-        seen = lab.num_votes > 0
+        seen = self.seen()
         return {"points": len(self.xyz), "points_seen": int(seen.sum()),
                 "points_labelled": lab.num_labelled,
                 "labelled_fraction_of_seen": float((lab.class_id[seen] >= 0).mean()) if seen.any() else 0.0,
@@ -129,12 +137,14 @@ def label_reconstruction(rec, segment: Callable[[str, tuple[int, int]], Segmenta
         bar = tqdm(total=len(images), desc="label views", unit="view", leave=False)
     notes: list[str] = []
     table = dict(names or {})
+    has_labels = np.zeros(len(images), bool)
 
     def seg_of(v: int):
         s = segment(names_list[v], sizes[v])
         if s is None:
             notes.append(f"{names_list[v]}: no labels for this view")
         else:
+            has_labels[v] = True
             for k, n in s.names.items():
                 table.setdefault(k, n)
         return s
@@ -146,4 +156,4 @@ def label_reconstruction(rec, segment: Callable[[str, tuple[int, int]], Segmenta
         if bar is not None:
             bar.close()
     labels = label_points(obs, sampled, options)
-    return SceneLabels(pts, labels, table, names_list, obs, point_ids, notes)
+    return SceneLabels(pts, labels, table, names_list, obs, point_ids, notes, has_labels)
