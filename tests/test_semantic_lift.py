@@ -242,6 +242,14 @@ def test_recon_label_masks_on_a_synthetic_dataset_and_splat_output(scene, tmp_pa
     assert names["4"] == "chair" and "0" not in names  # void is not a class
     table = json.loads((out / "class_table.json").read_text())
     assert sum(c["count"] for c in table["classes"].values()) == int((cloud.attributes["class_id"] >= 0).sum())
+    # `recon view OUT/labels.ply` sees labels, names and instances (colour by class / instance)
+    from viewer.detect import detect as view_detect
+    from viewer.detect import load as view_load
+
+    assert view_detect(out / "labels.ply") == "labelled_points"
+    content = view_load(out / "labels.ply")
+    assert content.class_names[4] == "chair"
+    np.testing.assert_array_equal(content.points.instance_id, cloud.attributes["instance_id"])
     # a splat output trained on the dataset: its centres are labelled through the depth test
     gt = scene.points()
     splat = tmp_path / "splat"
