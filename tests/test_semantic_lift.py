@@ -240,6 +240,11 @@ def test_recon_label_masks_on_a_synthetic_dataset_and_splat_output(scene, tmp_pa
     assert {"class_id", "instance_id", "confidence"} <= set(cloud.attributes)
     names = json.loads((out / "labels.classes.json").read_text())
     assert names["4"] == "chair" and "0" not in names  # void is not a class
+    from recon.semantic.io import read_label_names, select_labels
+
+    table_names = read_label_names(out / "labels.ply")
+    chairs = select_labels(cloud.attributes["class_id"], classes="chair", names=table_names)
+    assert chairs.any() and np.all(cloud.attributes["class_id"][chairs] == 4)
     table = json.loads((out / "class_table.json").read_text())
     assert sum(c["count"] for c in table["classes"].values()) == int((cloud.attributes["class_id"] >= 0).sum())
     # `recon view OUT/labels.ply` sees labels, names and instances (colour by class / instance)
