@@ -21,7 +21,7 @@ from recon.errors import FormatError
 from recon.io.colmap import PIXEL_SHIFT
 from recon.semantic.types import Detections
 
-__all__ = ["class_table", "coco_results", "detections_from_coco", "draw_detections", "read_class_table", "read_label_names",
+__all__ = ["class_table", "coco_results", "detections_from_coco", "draw_detections", "read_class_table", "read_label_names", "read_names_json",
            "select_labels", "write_class_table", "write_coco_results"]
 
 
@@ -121,28 +121,34 @@ def read_class_table(path) -> dict:
     return doc
 
 
+def read_names_json(path) -> dict[int, str]:
+    """Class names from JSON: {"id": "name"}, {"id": {"name": ...}}, ["name0", ...], or a class
+    table (its "classes"). FormatError naming the file otherwise."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise FormatError(path, f"cannot read class names ({e})") from None
+    if isinstance(doc, dict) and "classes" in doc and isinstance(doc["classes"], (dict, list)):
+        doc = doc["classes"]
+    if isinstance(doc, list):
+        return {i: str(n) for i, n in enumerate(doc)}
+    if isinstance(doc, dict):
+        try:
+            return {int(k): (v["name"] if isinstance(v, dict) else str(v)) for k, v in doc.items()}
+        except (ValueError, KeyError, TypeError):
+            pass
+    raise FormatError(path, 'expected class names as {"id": "name", ...} or ["name0", "name1", ...]')
+
+
 def read_label_names(ply_path) -> dict[int, str]:
-    """Class names of a labelled PLY written by ``recon label``: ``<stem>.classes.json`` beside
-    it ({"id": "name"} or ["name", ...]), else the ``class_table.json`` beside it; {} when
-    neither exists. (For ``recon export --class NAME``, with :func:`select_labels`.)"""
+    """Class names of a labelled PLY written by ``recon label``: ``<stem>.classes.json`` or
+    ``classes.json`` beside it, else the ``class_table.json`` beside it; {} when none exists.
+    (For ``recon export --class NAME``, with :func:`select_labels`.)"""
     p = Path(ply_path)
-    for cand in (p.with_suffix(".classes.json"), p.parent / "classes.json"):
+    for cand in (p.with_suffix(".classes.json"), p.parent / "classes.json", p.parent / "class_table.json"):
         if cand.is_file():
-            try:
-                doc = json.loads(cand.read_text())
-            except (OSError, ValueError) as e:
-                raise FormatError(cand, f"cannot read class names ({e})") from None
-            if isinstance(doc, list):
-                return {i: str(n) for i, n in enumerate(doc)}
-            if isinstance(doc, dict):
-                try:
-                    return {int(k): str(v) for k, v in doc.items()}
-                except ValueError:
-                    raise FormatError(cand, 'expected {"id": "name", ...}') from None
-            raise FormatError(cand, 'expected {"id": "name", ...} or ["name", ...]')
-    table = p.parent / "class_table.json"
-    if table.is_file():
-        return {int(k): str(v["name"]) for k, v in read_class_table(table)["classes"].items()}
+            return read_names_json(cand)
     return {}
 
 

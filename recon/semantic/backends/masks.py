@@ -8,12 +8,12 @@ instance id local to that image (0 = none); ids need not agree between images.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from recon.errors import FormatError
+from recon.semantic.io import read_names_json
 from recon.semantic.types import Segmentation
 
 __all__ = ["MaskFolder", "ground_truth_masks", "read_label_png"]
@@ -52,24 +52,6 @@ def _index(folder: Path, what: str) -> dict[str, Path]:
     return files
 
 
-def _read_names_json(path) -> dict[int, str]:
-    path = Path(path)
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise FormatError(path, f"cannot read class names ({e})") from None
-    if isinstance(doc, dict) and "classes" in doc and isinstance(doc["classes"], (dict, list)):
-        doc = doc["classes"]
-    if isinstance(doc, list):
-        return {i: str(n) for i, n in enumerate(doc)}
-    if isinstance(doc, dict):
-        try:
-            return {int(k): (v["name"] if isinstance(v, dict) else str(v)) for k, v in doc.items()}
-        except (ValueError, KeyError, TypeError):
-            pass
-    raise FormatError(path, 'expected class names as {"id": "name", ...} or ["name0", "name1", ...]')
-
-
 class MaskFolder:
     """Segmentations read from a folder of class PNGs and/or one of instance PNGs.
 
@@ -87,9 +69,9 @@ class MaskFolder:
         self._inst = _index(self.instance_dir, "instance mask") if self.instance_dir else {}
         self.void = void
         if isinstance(names, (str, Path)):
-            names = _read_names_json(names)
+            names = read_names_json(names)
         elif names is None and self.class_dir is not None and (self.class_dir / "classes.json").is_file():
-            names = _read_names_json(self.class_dir / "classes.json")
+            names = read_names_json(self.class_dir / "classes.json")
         self.names = dict(names or {})
 
     def _key(self, name: str, table: dict[str, Path]) -> str | None:
