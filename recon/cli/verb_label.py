@@ -35,6 +35,10 @@ Writes to OUT:
   splat_labelled.ply    (splat scenes) the 3DGS PLY with class_id, instance_id, confidence added
   report.json           backend, points seen / labelled, instances, per-view notes, seconds
 
+Exit status: 0 ok; 1 when no point got a class or an instance (outputs are still written);
+2 bad input (a model that does not load, masks of another size than the images, masks for
+images that are not in the model, an empty mask folder), with one line naming the file.
+
 examples:
   recon label out/sfm --backend masks --masks seg/class --instances seg/instance -o out/labels
   recon label out/synth_sfm --backend gt -o out/labels
@@ -156,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"recon label: {summary['points_labelled']}/{summary['points']} {report['what']} labelled "
           f"({100 * summary['labelled_fraction_of_seen']:.1f} % of those seen), {summary['instances']} instances "
           f"-> {out}", file=sys.stderr)
-    return 0 if summary["points_labelled"] else 1
+    return 0 if summary["points_labelled"] or summary["instances"] else 1
 
 
 def _write_outputs(out, result, rec, gaussians) -> None:
