@@ -67,7 +67,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-agreement", type=float, default=0.5,
                    help="winning share of the vote weight a label needs (default: 0.5)")
     p.add_argument("--plain-vote", action="store_true",
-                   help="no per-view reliability weighting (confidence-weighted majority only)")
+                   help="no per-view reliability or mask-boundary weighting (confidence-weighted majority only)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -117,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
             dataset = Path(posed.gt).parent
         elif images_dir is not None and (Path(images_dir).parent / "gt.json").is_file():
             dataset = Path(images_dir).parent
-    options = LabelOptions(min_agreement=args.min_agreement, reliability_rounds=0 if args.plain_vote else 2)
+    options = LabelOptions(min_agreement=args.min_agreement, reliability_rounds=0 if args.plain_vote else 2,
+                           boundary_px=0 if args.plain_vote else 2)
     backend = make_backend(args.backend, model=args.model, masks=args.masks if args.backend == "masks" else None,
                            instances=args.instances, dataset=dataset, names=args.names,
                            score_threshold=args.score, text_queries=args.text,
@@ -154,7 +155,8 @@ def run(args: argparse.Namespace) -> int:
               "masks_dir": args.masks, "instances_dir": args.instances,
               "what": "splat centres" if gaussians is not None else "SfM points",
               **summary, "options": {"min_agreement": options.min_agreement,
-                                     "reliability_rounds": options.reliability_rounds},
+                                     "reliability_rounds": options.reliability_rounds,
+                                     "boundary_px": options.boundary_px},
               "notes": result.notes[:50], "seconds": round(time.perf_counter() - t0, 3)}
     (out / "report.json").write_text(json.dumps(report, indent=1))
     print(f"recon label: {summary['points_labelled']}/{summary['points']} {report['what']} labelled "
