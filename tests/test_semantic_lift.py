@@ -172,6 +172,33 @@ def test_instances_matched_across_views_with_permuted_ids():
     assert s.instance_accuracy == 1.0
 
 
+def test_instance_fragments_seen_from_opposite_sides_are_merged_in_3d():
+    """Object A: two halves, each seen only by its own views (no shared point), touching in 3D;
+    object B (same class) is adjacent to A but seen together with it in view 0: A's halves merge,
+    B stays apart."""
+    rng = np.random.default_rng(5)
+    a1 = rng.uniform([0, 0, 0], [0.5, 1, 1], (40, 3))
+    a2 = rng.uniform([0.5, 0, 0], [1, 1, 1], (40, 3))
+    b = rng.uniform([1.1, 0, 0], [1.6, 1, 1], (40, 3))
+    xyz = np.concatenate([a1, a2, b])
+    point, view, inst = [], [], []
+    for v, (pts, ids) in enumerate([((range(0, 40), range(80, 120)), (5, 9)),   # view 0: A half 1 + B
+                                    ((range(0, 40), range(80, 120)), (2, 3)),   # view 1: the same
+                                    ((range(40, 80),), (7,)), ((range(40, 80),), (4,))]):  # views 2, 3
+        for rng_pts, i in zip(pts, ids):
+            point += list(rng_pts)
+            view += [v] * len(rng_pts)
+            inst += [i] * len(rng_pts)
+    point, view, inst = np.array(point), np.array(view), np.array(inst)
+    obs = Observations(point, view, np.zeros((point.size, 2)), len(xyz), 4)
+    sampled = SampledLabels(np.full(point.size, 4), np.ones(point.size), inst)
+    without = label_points(obs, sampled).instance_id
+    assert len(np.unique(without)) == 3
+    lab = label_points(obs, sampled, xyz=xyz).instance_id
+    assert len(np.unique(lab)) == 2
+    assert len(np.unique(lab[:80])) == 1 and lab[80] != lab[0] and len(np.unique(lab[80:])) == 1
+
+
 def test_observations_by_projection_matches_literal_zbuffer():
     from calib import Camera, Rigid3
 

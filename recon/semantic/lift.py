@@ -17,6 +17,9 @@
    first, when the overlap is a large enough part of the smaller node (``min_overlap``) and the
    two groups share no view (one node per view per object: a one-to-one matching of ids between
    views, grown as a graph). Each point then takes the majority group of its observations.
+   Finally groups of one class that no view sees together and whose points touch in 3D (within
+   3x the median point spacing) are merged: the sides of an object seen from opposite
+   directions share no SfM point.
 """
 
 from __future__ import annotations
@@ -238,9 +241,11 @@ def _weighted_argmax(point: np.ndarray, label: np.ndarray, weight: np.ndarray, n
     return votes, win, share
 
 
-def label_points(obs: Observations, sampled: SampledLabels, options: LabelOptions | None = None) -> PointLabels:
+def label_points(obs: Observations, sampled: SampledLabels, options: LabelOptions | None = None, *,
+                 xyz=None) -> PointLabels:
     """Class, instance and confidence of every point from its sampled observations (see the
-    module docstring for the method)."""
+    module docstring for the method). ``xyz`` [P, 3]: the points, for the 3D-adjacency merge of
+    instance fragments (skipped when None)."""
     options = LabelOptions() if options is None else options
     if len(sampled.cls) != len(obs.point):
         raise ValueError(f"sampled: expected {len(obs.point)} observations, got {len(sampled.cls)}")
@@ -284,6 +289,8 @@ def label_points(obs: Observations, sampled: SampledLabels, options: LabelOption
     instance_class: dict[int, int] = {}
     if np.any(sampled.instance > 0):
         instance_id = _lift_instances(obs, sampled.instance, base_w_for_instances(sampled), options)
+        if xyz is not None:
+            instance_id = _merge_adjacent_fragments(np.asarray(xyz, np.float64), instance_id, class_id, obs)
         for k in np.unique(instance_id[instance_id >= 0]):
             c = class_id[(instance_id == k) & (class_id >= 0)]
             if c.size:
@@ -291,6 +298,53 @@ def label_points(obs: Observations, sampled: SampledLabels, options: LabelOption
                 instance_class[int(k)] = int(vals[np.argmax(cnt)])
     return PointLabels(class_id, instance_id, confidence, num_votes, instance_class, class_ids.astype(np.int64),
                        rel)
+
+
+def _merge_adjacent_fragments(xyz: np.ndarray, inst: np.ndarray, cls: np.ndarray, obs: Observations,
+                              *, spacing_factor: float = 3.0) -> np.ndarray:
+    """Merge instance groups that no view sees together (disjoint view sets), that have the same
+    majority class, and whose points come within ``spacing_factor`` x the median nearest-
+    neighbour spacing of the points: the sides of one object seen from opposite directions share
+    no SfM point, so the overlap graph leaves them apart. Groups seen in a common view are never
+    merged (that view told them apart). Renumbered by size."""
+    from scipy.spatial import cKDTree
+
+    ids = np.unique(inst[inst >= 0])
+    if ids.size < 2 or len(xyz) < 3:
+        return inst
+    spacing = float(np.median(cKDTree(xyz).query(xyz, k=2)[0][:, 1]))
+    thr = spacing_factor * spacing
+    views = {int(k): set(np.unique(obs.view[inst[obs.point] == k]).tolist()) for k in ids}
+    klass = {}
+    for k in ids:
+        c = cls[(inst == k) & (cls >= 0)]
+        klass[int(k)] = int(np.bincount(c - c.min()).argmax() + c.min()) if c.size else -1
+    trees = {int(k): cKDTree(xyz[inst == k]) for k in ids}
+    parent = {int(k): int(k) for k in ids}
+
+    def find(k):
+        while parent[k] != k:
+            k = parent[k]
+        return k
+
+    order = sorted((int(k) for k in ids), key=lambda k: -int((inst == k).sum()))
+    for i, a in enumerate(order):
+        for b in order[i + 1:]:
+            ra, rb = find(a), find(b)
+            if ra == rb or klass[a] != klass[b] or klass[a] < 0 or views[ra] & views[rb]:
+                continue
+            d, _ = trees[b].query(xyz[inst == a], k=1, distance_upper_bound=thr)
+            if np.isfinite(d).any():
+                parent[rb] = ra
+                views[ra] |= views.pop(rb)
+    root = np.full(int(ids.max()) + 1, -1, np.int64)
+    for k in ids:
+        root[k] = find(int(k))
+    out = np.where(inst >= 0, root[np.maximum(inst, 0)], -1)
+    u, counts = np.unique(out[out >= 0], return_counts=True)
+    remap = np.full(int(ids.max()) + 1, -1, np.int64)
+    remap[u[np.argsort(-counts, kind="stable")]] = np.arange(u.size)
+    return np.where(out >= 0, remap[np.maximum(out, 0)], -1).astype(np.int32)
 
 
 def base_w_for_instances(sampled: SampledLabels) -> np.ndarray:

@@ -155,5 +155,5 @@ def label_reconstruction(rec, segment: Callable[[str, tuple[int, int]], Segmenta
     finally:
         if bar is not None:
             bar.close()
-    labels = label_points(obs, sampled, options)
+    labels = label_points(obs, sampled, options, xyz=pts)
     return SceneLabels(pts, labels, table, names_list, obs, point_ids, notes, has_labels)
