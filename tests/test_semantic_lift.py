@@ -182,8 +182,8 @@ def test_instance_fragments_seen_from_opposite_sides_are_merged_in_3d():
     b = rng.uniform([1.1, 0, 0], [1.6, 1, 1], (40, 3))
     xyz = np.concatenate([a1, a2, b])
     point, view, inst = [], [], []
-    for v, (pts, ids) in enumerate([((range(0, 40), range(80, 120)), (5, 9)),   # view 0: A half 1 + B
-                                    ((range(0, 40), range(80, 120)), (2, 3)),   # view 1: the same
+    for v, (pts, ids) in enumerate([((range(40), range(80, 120)), (5, 9)),   # view 0: A half 1 + B
+                                    ((range(40), range(80, 120)), (2, 3)),   # view 1: the same
                                     ((range(40, 80),), (7,)), ((range(40, 80),), (4,))]):  # views 2, 3
         for rng_pts, i in zip(pts, ids):
             point += list(rng_pts)
