@@ -115,6 +115,47 @@ def test_reliability_weighting_beats_plain_vote_under_class_swaps(scene, tmp_pat
     assert np.median(rel[good_rows].min(axis=1)) > 0.5
 
 
+def test_lifting_boxes_from_a_detector(scene):
+    """A detector that returns the true boxes of the objects (classes >= 3): box lifting labels
+    the object points, and the views that see the floor / walls outside every box out-vote the
+    boxes that cover them from other viewpoints."""
+    import hashlib
+
+    from recon.semantic import Detections
+    from recon.semantic.scene import label_reconstruction, view_segmenter
+
+    by_image = {}
+    for i in range(len(scene.views)):
+        cls, ins = scene.load_class_ids(i), scene.load_instance_ids(i)
+        boxes, classes = [], []
+        for k in np.unique(ins[cls >= 3]):
+            ys, xs = np.nonzero(ins == k)
+            boxes.append([xs.min() - 0.5, ys.min() - 0.5, xs.max() + 0.5, ys.max() + 0.5])
+            classes.append(int(np.bincount(cls[ins == k]).argmax()))
+        key = hashlib.sha1(scene.load_image(i).tobytes()).hexdigest()
+        by_image[key] = Detections(np.array(boxes).reshape(-1, 4), np.full(len(boxes), 0.9), classes,
+                                   scene.class_names)
+
+    class TrueBoxes:
+        names = scene.class_names
+
+        def detect(self, image):
+            return by_image[hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()]
+
+    rec = scene.reconstruction()
+    res = label_reconstruction(rec, view_segmenter(TrueBoxes(), scene.root / "images"))
+    tc, _ = true_point_labels(res.xyz, rec, scene)
+    pc = res.labels.class_id
+    objects, room = tc >= 3, (tc >= 1) & (tc <= 2)
+    # measured: 96.7 % of object points right, 83 % of floor / wall points unlabelled, 73.6 % of
+    # labelled points right (without BACKGROUND outside the boxes: 45 % and 46 %); the floor
+    # under a table is inside its box in every view, which no vote can undo
+    assert (pc[objects] == tc[objects]).mean() >= 0.9
+    assert (pc[room] == -1).mean() >= 0.75  # floor / wall: background won
+    lab = pc >= 0
+    assert (pc[lab] == tc[lab]).mean() >= 0.65
+
+
 # ---- literal references ----------------------------------------------------------------------
 
 def _vote_literal(point, view, cls, w, num_points, min_agreement):

@@ -28,7 +28,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["LabelOptions", "Observations", "PointLabels", "label_points", "observations_by_projection",
+#: Class id of pixels a backend positively calls "none of the classes" (outside every detection
+#: box). Unlike -1 (void / unknown: no vote), background votes against the classes, and a point
+#: it wins stays unlabelled (-1).
+BACKGROUND = -2
+
+__all__ = ["BACKGROUND", "LabelOptions", "Observations", "PointLabels", "label_points", "observations_by_projection",
            "observations_from_tracks", "sample_segmentations"]
 
 
@@ -204,7 +209,7 @@ def sample_segmentations(obs: Observations, segment, sizes: list[tuple[int, int]
                 wgt[sel] *= _purity(seg.class_map, x, y, cls[sel], boundary_px)
         if seg.instance_map is not None:
             ins[sel] = seg.instance_map[y, x]
-    wgt[cls < 0] = 0.0
+    wgt[(cls < 0) & (cls != BACKGROUND)] = 0.0
     return SampledLabels(cls, wgt, ins)
 
 
@@ -250,7 +255,7 @@ def label_points(obs: Observations, sampled: SampledLabels, options: LabelOption
     if len(sampled.cls) != len(obs.point):
         raise ValueError(f"sampled: expected {len(obs.point)} observations, got {len(sampled.cls)}")
     P, V = obs.num_points, obs.num_views
-    has = sampled.cls >= 0
+    has = (sampled.cls >= 0) | (sampled.cls == BACKGROUND)
     class_ids = np.unique(sampled.cls[has])
     K = class_ids.size
     lab = np.full(len(obs.point), -1, np.int64)
@@ -282,6 +287,8 @@ def label_points(obs: Observations, sampled: SampledLabels, options: LabelOption
     total = votes.sum(1)
     ok = (win >= 0) & (share > options.min_agreement) & (total > options.min_weight)
     class_id = np.where(ok, class_ids[np.maximum(win, 0)] if K else -1, -1).astype(np.int32)
+    ok &= class_id != BACKGROUND
+    class_id[~ok] = -1  # background won: "not an object of any class"
     confidence = np.where(ok, share, 0.0).astype(np.float32)
     num_votes = np.bincount(obs.point[has], minlength=P).astype(np.int32)
 
@@ -349,7 +356,7 @@ def _merge_adjacent_fragments(xyz: np.ndarray, inst: np.ndarray, cls: np.ndarray
 
 def base_w_for_instances(sampled: SampledLabels) -> np.ndarray:
     # instance maps may come without a class map (weight 0 there): count each observation once
-    return np.where(sampled.instance > 0, np.maximum(sampled.weight, 0.0) + (sampled.cls < 0), 0.0)
+    return np.where(sampled.instance > 0, np.maximum(sampled.weight, 0.0) + (sampled.weight <= 0), 0.0)
 
 
 def _lift_instances(obs: Observations, local: np.ndarray, weight: np.ndarray, options: LabelOptions) -> np.ndarray:

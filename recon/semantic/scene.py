@@ -12,6 +12,7 @@ import numpy as np
 
 from recon.errors import FormatError
 from recon.semantic.lift import (
+    BACKGROUND,
     LabelOptions,
     Observations,
     PointLabels,
@@ -60,11 +61,12 @@ class SceneLabels:
 def segmentation_from_detections(det: Detections, size: tuple[int, int]) -> Segmentation:
     """A Segmentation of an image of ``size`` (W, H) from boxes: pixels inside a box get its class
     (confidence = its score; where boxes overlap the higher score wins) and instance id (box
-    index + 1). Coarse: a box also covers the background behind the object, which the
-    multi-view vote has to out-vote."""
+    index + 1); pixels outside every box are ``BACKGROUND`` (confidence 1), so a wall point that
+    one view's box covers is out-voted by the views that see it outside any box. Still coarse: a
+    point always inside boxes (an object's surroundings in every view) takes the box's class."""
     W, H = size
-    cls = np.full((H, W), -1, np.int32)
-    conf = np.zeros((H, W), np.float32)
+    cls = np.full((H, W), BACKGROUND, np.int32)
+    conf = np.ones((H, W), np.float32)
     ins = np.zeros((H, W), np.int32)
     for k in np.argsort(det.scores, kind="stable"):  # ascending: higher scores paint last
         x1, y1, x2, y2 = det.boxes[k]
