@@ -77,6 +77,7 @@ class Sizes:
     nerf_steps: int
     synth_workers: int
     budgets: dict
+    texel_size: float = 0.004  # recon.synth texture resolution (m per texel; the default)
 
 
 FULL = Sizes(splat_size=(800, 800), splat_views=24, splat_steps=3000, ratio_steps=300,
@@ -86,9 +87,9 @@ FULL = Sizes(splat_size=(800, 800), splat_views=24, splat_steps=3000, ratio_step
                       "splat_gsplat": 120, "splat_ratio": 75, "splat_equal_steps": 60, "nerf": 60})
 DRY = Sizes(splat_size=(64, 48), splat_views=6, splat_steps=12, ratio_steps=6,
             match_size=(40, 30), match_views=6, match_steps=8, ba_points=(300, 600), nerf_steps=10,
-            synth_workers=1,
-            budgets={"gsplat_build": 10, "synth": 60, "pytest_gpu": 90, "bundle_adjust": 60,
-                     "splat_gsplat": 30, "splat_ratio": 30, "splat_equal_steps": 30, "nerf": 30})
+            synth_workers=1, texel_size=0.04,  # coarse textures: the bake is ~100x cheaper
+            budgets={"gsplat_build": 10, "synth": 120, "pytest_gpu": 150, "bundle_adjust": 90,
+                     "splat_gsplat": 60, "splat_ratio": 90, "splat_equal_steps": 60, "nerf": 60})
 
 
 class StageTimeout(BaseException):
@@ -321,7 +322,7 @@ def stage_synth(work: Path, sizes: Sizes) -> dict:
     from recon import synth
 
     res = {}
-    scene = synth.make_scene(seed=0)
+    scene = synth.make_scene(seed=0, config=synth.SceneConfig(texel_size=sizes.texel_size))
     for key, size, views in (("main", sizes.splat_size, sizes.splat_views),
                              ("equal_steps", sizes.match_size, sizes.match_views)):
         t = time.perf_counter()
@@ -619,7 +620,7 @@ def main(argv=None) -> int:
                     help="results folder (default $OUT, else out/gpu_check)")
     ap.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU (CI)")
     ap.add_argument("--deadline", type=float, default=None,
-                    help="seconds for the whole check (default 540; dry run 120)")
+                    help="seconds for the whole check (default 540; dry run 400)")
     ap.add_argument("--only", default=None, help="comma-separated stage names to run (default: all)")
     ap.add_argument("--cpu-reference", action="store_true",
                     help="write bench/results/splat_cpu.json (CPU, our rasterizer) and exit")
@@ -635,7 +636,7 @@ def main(argv=None) -> int:
 
         torch.set_num_threads(1)
     check = Check(args.out, sizes, dry_run=args.dry_run,
-                  deadline_s=args.deadline or (120.0 if args.dry_run else 540.0))
+                  deadline_s=args.deadline or (400.0 if args.dry_run else 540.0))
     only = set(args.only.split(",")) if args.only else None
     run = (lambda name: only is None or name in only)
     check.results["meta"] = meta(args.dry_run)

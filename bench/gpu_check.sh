@@ -44,5 +44,7 @@ if [ "$dry" = 0 ]; then
 fi
 export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
 
-timeout --signal=TERM --kill-after=10 "${GPU_CHECK_TIMEOUT:-570}" "$PY" bench/gpu_check.py --out "$OUT" "$@" 2>&1 \
+limit=${GPU_CHECK_TIMEOUT:-570}
+[ "$dry" = 1 ] && limit=${GPU_CHECK_TIMEOUT:-450}
+timeout --signal=TERM --kill-after=10 "$limit" "$PY" bench/gpu_check.py --out "$OUT" "$@" 2>&1 \
   | tee "$OUT/gpu_check.log"

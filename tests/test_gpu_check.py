@@ -42,7 +42,7 @@ def blocked_env(tmp_path):
 def test_gpu_check_dry_run(tmp_path, blocked_env):
     out = tmp_path / "out"
     p = subprocess.run(["bash", str(ROOT / "bench" / "gpu_check.sh"), "--dry-run"], cwd=ROOT,
-                       env=dict(blocked_env, OUT=str(out)), capture_output=True, text=True, timeout=300)
+                       env=dict(blocked_env, OUT=str(out)), capture_output=True, text=True, timeout=480)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     res = json.loads((out / "gpu_check.json").read_text())
     st = res["stages"]
