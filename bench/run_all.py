@@ -55,7 +55,8 @@ def parse_ba(out: str) -> list[Row]:
 
 def parse_io(out: str) -> list[Row]:
     return [Row("io", m[1].strip(), m[3], _f(m[5]), f"{m[2]} s vs {m[4]} s")
-            for m in re.finditer(rf"^(\S.*?)\s{{2,}}{NUM}\s{{2,}}(\S+)\s{{2,}}{NUM}\s{{2,}}{NUM}\s*$", out, flags=re.M)]
+            for m in re.finditer(rf"^(\S.*?)\s{{2,}}{NUM}\s{{2,}}(\S+)\s{{2,}}{NUM}\s{{2,}}{NUM}\s*$", out, flags=re.M)
+            if m[3] != "-"]  # rows without a peer (ASCII PLY) are not peer rows
 
 
 def _parse_vs_opencv(bench: str, unit: str):
