@@ -97,6 +97,15 @@ class StageTimeout(BaseException):
     inside the stage swallows it)."""
 
 
+class StageFailed(Exception):
+    """A stage that ran and measured, but whose outcome is a failure (e.g. a GPU test failed):
+    recorded as an error that keeps its result."""
+
+    def __init__(self, message: str, result: dict):
+        super().__init__(message)
+        self.result = result
+
+
 class Skip(Exception):
     """A stage that cannot run here (no CUDA, module absent): recorded as skipped with the reason."""
 
@@ -153,6 +162,8 @@ class Check:
                 rec["status"] = "ok"
             except Skip as e:
                 rec.update(status="skipped", reason=str(e))
+            except StageFailed as e:
+                rec.update(status="error", error=str(e), result=e.result)
             except StageTimeout as e:
                 rec.update(status="timeout", reason=str(e))
             except KeyboardInterrupt:
@@ -344,6 +355,8 @@ def stage_pytest(out: Path, budget: float) -> dict:
         raise RuntimeError("no test file holds @pytest.mark.gpu tests")
     log = out / "pytest_gpu.log"
     cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-rA", "-p", "no:cacheprovider", *files]
+    if GSPLAT_BUILD["ok"] is False:  # the gsplat tests would start the build again
+        cmd[5:5] = ["-k", "not gsplat"]
     try:
         p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=max(budget - 2, 1))
     except subprocess.TimeoutExpired as e:
@@ -352,11 +365,11 @@ def stage_pytest(out: Path, budget: float) -> dict:
     log.write_text(p.stdout + p.stderr)
     summary = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ""
     counts = {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected)", summary)}
-    outcome = re.findall(r"^(PASSED|FAILED|SKIPPED|ERROR) (\S+)", p.stdout, flags=re.M)
+    outcome = re.findall(r"^(PASSED|FAILED|SKIPPED|ERROR) (\S+)", p.stdout, flags=re.MULTILINE)
     res = {"files": files, "returncode": p.returncode, "summary": summary, "counts": counts,
            "tests": [f"{o} {t}" for o, t in outcome]}
     if p.returncode not in (0, 5):
-        raise RuntimeError(f"pytest -m gpu: {summary} (see pytest_gpu.log)")
+        raise StageFailed(f"pytest -m gpu: {summary} (see pytest_gpu.log)", res)
     return res
 
 
@@ -370,8 +383,8 @@ def _ba_ceres_reference() -> dict:
 def stage_ba(sizes: Sizes, dry_run: bool, budget: float) -> dict:
     """CUDA (torch backend) vs NumPy solver on bench_ba's problems; Ceres from the CPU JSON."""
     import torch
-
     from bench_ba import TOLERANCES, make_problem
+
     from recon.ba import BAOptions, bundle_adjust
     from recon.ba.synthetic import perturb_problem, synthetic_problem
 
@@ -432,9 +445,16 @@ def _train(data: Path, out: Path, *, preset: str, steps: int, device: str, backe
     return d
 
 
+# False once the gsplat build failed or timed out: the gsplat stages then skip instead of
+# starting the JIT build again in this process (minutes, under the stage's alarm).
+GSPLAT_BUILD = {"ok": None, "why": ""}
+
+
 def _need_gsplat():
     from render.splat.api import gsplat_available
 
+    if GSPLAT_BUILD["ok"] is False:
+        raise Skip(f"the gsplat build did not succeed ({GSPLAT_BUILD['why']})")
     ok, why = gsplat_available()
     if not ok:
         raise Skip("no CUDA" if "CUDA" in why and "no CUDA" in why else why)
@@ -650,6 +670,9 @@ def main(argv=None) -> int:
         # the build's budget counts from its start, the scenes' rendering included
         since_start = time.perf_counter() - build.t0 if build.t0 else 0.0
         check.stage("gsplat_build", build.wait, budget=max(sizes.budgets["gsplat_build"] - since_start, 3))
+        rec = check.results["stages"]["gsplat_build"]
+        if rec["status"] in ("error", "timeout"):
+            GSPLAT_BUILD.update(ok=False, why=f"{rec['status']}: {(rec.get('reason') or rec.get('error'))[:120]}")
         if build.proc is not None and build.proc.poll() is None:
             build.proc.kill()
     if run("pytest_gpu"):

@@ -47,7 +47,7 @@ def _f(x: str) -> float:
 def parse_ba(out: str) -> list[Row]:
     rows = []
     for m in re.finditer(rf"^\s*(\d+)\s+(\d+)\s+(\d+)\s+\S+\s+\S+\s+\S+\s+\d+\s+\d+\s+\d+\s+{NUM}\s+{NUM}\s+{NUM}\s*$",
-                         out, flags=re.M):
+                         out, flags=re.MULTILINE):
         rows.append(Row("ba", f"{int(m[2]):,} points, {int(m[3]):,} obs", "Ceres (pycolmap)", _f(m[6]),
                         f"{m[4]} s vs {m[5]} s"))
     return rows
@@ -55,14 +55,14 @@ def parse_ba(out: str) -> list[Row]:
 
 def parse_io(out: str) -> list[Row]:
     return [Row("io", m[1].strip(), m[3], _f(m[5]), f"{m[2]} s vs {m[4]} s")
-            for m in re.finditer(rf"^(\S.*?)\s{{2,}}{NUM}\s{{2,}}(\S+)\s{{2,}}{NUM}\s{{2,}}{NUM}\s*$", out, flags=re.M)
+            for m in re.finditer(rf"^(\S.*?)\s{{2,}}{NUM}\s{{2,}}(\S+)\s{{2,}}{NUM}\s{{2,}}{NUM}\s*$", out, flags=re.MULTILINE)
             if m[3] != "-"]  # rows without a peer (ASCII PLY) are not peer rows
 
 
 def _parse_vs_opencv(bench: str, unit: str):
     def parse(out: str) -> list[Row]:
         rows = []
-        for m in re.finditer(rf"^(\S.*?)\s+{NUM}\s+{NUM}x\s", out, flags=re.M):
+        for m in re.finditer(rf"^(\S.*?)\s+{NUM}\s+{NUM}x\s", out, flags=re.MULTILINE):
             name, speed, vs = m[1].strip(), _f(m[2]), _f(m[3])
             if name.startswith("opencv"):
                 continue
@@ -83,17 +83,17 @@ def parse_calibrate(out: str) -> list[Row]:
 
 def parse_cameras(out: str) -> list[Row]:
     return [Row("cameras", f"{m[1]} {m[2]}", m[4].strip(), _f(m[6]), f"{m[3]} s vs {m[5]} s")
-            for m in re.finditer(rf"^(\S+)\s+(project|unproject)\s+{NUM}\s+(\S.*?)\s+{NUM}\s+{NUM}\s", out, flags=re.M)]
+            for m in re.finditer(rf"^(\S+)\s+(project|unproject)\s+{NUM}\s+(\S.*?)\s+{NUM}\s+{NUM}\s", out, flags=re.MULTILINE)]
 
 
 def parse_viewer(out: str) -> list[Row]:
     return [Row("viewer", f"{m[1].strip()} (server load)", "bare viser", _f(m[4]), f"{m[2]} s vs {m[3]} s")
-            for m in re.finditer(rf"^\| ([^|]+?) \| {NUM} \| {NUM} \| {NUM} \|", out, flags=re.M)]
+            for m in re.finditer(rf"^\| ([^|]+?) \| {NUM} \| {NUM} \| {NUM} \|", out, flags=re.MULTILINE)]
 
 
 def parse_synth(out: str) -> list[Row]:
     return [Row("synth", m[1].strip(), "Open3D RaycastingScene", _f(m[4]), "wall-time ratio")
-            for m in re.finditer(rf"^(\S.*?)\s+{NUM}\s+{NUM}\s+{NUM}\s+{NUM}\s*$", out, flags=re.M)]
+            for m in re.finditer(rf"^(\S.*?)\s+{NUM}\s+{NUM}\s+{NUM}\s+{NUM}\s*$", out, flags=re.MULTILINE)]
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-import run_all  # noqa: E402
+import run_all
 
 sys.path.remove(str(ROOT / "bench"))
 

@@ -84,7 +84,13 @@ def test_gpu_check_keeps_other_stages_when_one_fails(tmp_path, blocked_env, monk
     check.stage("first", boom, budget=5)
     check.stage("second", lambda b: {"value": 1.5}, budget=5)
     check.stage("third", lambda b: __import__("time").sleep(10), budget=3.2)
+
+    def failing_tests(budget):
+        raise gpu_check.StageFailed("pytest -m gpu: 1 failed, 6 passed", {"counts": {"failed": 1, "passed": 6}})
+
+    check.stage("fourth", failing_tests, budget=5)
     st = json.loads((tmp_path / "gpu_check.json").read_text())["stages"]
     assert st["first"]["status"] == "error" and "kernel exploded" in st["first"]["error"]
     assert st["second"] == {**st["second"], "status": "ok", "result": {"value": 1.5}}
     assert st["third"]["status"] == "timeout" and st["third"]["seconds"] < 5
+    assert st["fourth"]["status"] == "error" and st["fourth"]["result"]["counts"]["failed"] == 1

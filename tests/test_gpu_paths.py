@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_splat_rasterize import _scene as _random_gaussians
 
 from calib import Camera, Rigid3
 from recon.ba import BAOptions, bundle_adjust
@@ -24,16 +25,9 @@ POSE = Rigid3.from_axis_angle([0.1, -0.2, 0.05], [0.1, -0.05, 3.0])
 ODD_CAM = Camera("PINHOLE", 65, 47, [62.0, 60.0, 32.3, 22.8])  # odd size, off-centre principal point
 
 
-def _scene(n=400, seed=0, dtype=torch.float32, sh_k=15, device="cpu"):
-    gen = torch.Generator().manual_seed(seed)
-    g = Gaussians(
-        means=torch.randn(n, 3, generator=gen, dtype=dtype) * 0.4,
-        log_scales=torch.randn(n, 3, generator=gen, dtype=dtype) * 0.3 - 2.3,
-        quats_wxyz=torch.randn(n, 4, generator=gen, dtype=dtype),
-        opacity_logits=torch.randn(n, generator=gen, dtype=dtype),
-        sh_dc=torch.randn(n, 1, 3, generator=gen, dtype=dtype),
-        sh_rest=torch.randn(n, sh_k, 3, generator=gen, dtype=dtype) * 0.2)
-    return g.to(device)
+def _scene(n=400, seed=0, dtype=torch.float32, device="cpu") -> Gaussians:
+    """Random Gaussians around the origin (the scene of test_splat_rasterize.py) on ``device``."""
+    return _random_gaussians(n, seed=seed, dtype=dtype).to(device)
 
 
 def _render_with_grads(g: Gaussians, backend: str, cam: Camera = ODD_CAM):

@@ -243,7 +243,7 @@ def _prepare_mipnerf360(source: Path, scene: str, out: Path, *, factor: int | No
     image_dir = root / ("images" if factor == 1 else f"images_{factor}")
     if not image_dir.is_dir():
         raise ReconError(f"{root}: {image_dir.name}/ not found (choose --factor among the images_N folders present)")
-    rec, model = _read_model(root)
+    rec, _model = _read_model(root)
     n = _check_images(rec, image_dir, root)
     rec = _rescaled_model(rec, image_dir)
     out.mkdir(parents=True, exist_ok=True)
