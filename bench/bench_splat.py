@@ -63,11 +63,10 @@ def main() -> int:
 
     from render.data import load_scene
     from render.splat.api import gsplat_available, rasterize
-    from render.splat.cli_train import configure_threads
     from render.splat.trainer import TrainConfig, train
 
     load = os.getloadavg()[0]
-    threads = configure_threads(None, lambda m: None)
+    threads = "auto (follows the load)"
     print(f"machine: {os.cpu_count()} CPU cores, load average {load:.1f} at start, torch threads {threads}, "
           f"torch {torch.__version__}, CUDA {'yes' if torch.cuda.is_available() else 'no'}")
     tmp = Path(tempfile.mkdtemp(prefix="bench_splat_"))
@@ -77,14 +76,14 @@ def main() -> int:
     cfg = TrainConfig.preset("cpu", steps=args.steps, max_seconds=args.budget, device="cpu",
                              compile=args.compile)
     cfg = dataclasses.replace(cfg, densify=dataclasses.replace(cfg.densify, max_gaussians=args.max_gaussians))
-    res = train(scene, out, cfg, progress=True, log=lambda m: print(f"  {m}", file=sys.stderr))
+    res = train(scene, out, cfg, progress=True, log=lambda m: print(f"  {m}", file=sys.stderr), threads="auto")
     r = res.report
     load_end = os.getloadavg()[0]
     print()
     print("| training (CPU, 30 views 160x120, every 8th held out) | value |")
     print("|---|---|")
     for k in ("psnr_test", "ssim_test", "lpips_test", "steps", "seconds", "cpu_seconds", "num_gaussians",
-              "peak_memory_mb"):
+              "peak_memory_mb", "threads"):
         v = r[k]
         print(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |")
     bar = r["psnr_test"] >= 25.0 and r["seconds"] <= 300.0

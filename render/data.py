@@ -8,8 +8,12 @@ Accepted layouts for ``load_scene(path)``:
   images in ``path/images/``;
 - ``path`` itself a COLMAP model folder; images in ``path/../images`` or ``path/../../images``.
 
-Cameras must be undistorted pinhole models (SIMPLE_PINHOLE / PINHOLE, or any model whose
-distortion is zero); ``recon undistort`` or pycolmap's ``undistort_images`` produce that.
+What a path holds is decided by :func:`recon.io.detect` (the one detector). Cameras with lens
+distortion (a ``recon sfm`` SIMPLE_RADIAL camera, OPENCV / fisheye models in transforms.json) are
+undistorted on load to the PINHOLE camera of :func:`calib.undistort.undistorted_pinhole` (same
+size, no blank pixels), through our camera models; with ``cache_dir`` the undistorted images are
+written there once (``cache_dir/images/NAME.png`` + ``cache.json``) and reused while their
+source files and cameras are unchanged.
 """
 
 from __future__ import annotations
@@ -72,29 +76,79 @@ def split_train_test(num_views: int, *, test_every: int = 8) -> tuple[list[int],
     return [i for i in idx if i % test_every != 0], test
 
 
-def _check_pinhole(camera: Camera, where: str) -> None:
-    if camera.is_fisheye or (camera.model not in ("SIMPLE_PINHOLE", "PINHOLE") and np.any(camera.extra != 0)):
-        raise ReconError(f"{where}: camera model {camera.model} with distortion {camera.extra.tolist()}; "
-                         "splatting needs undistorted images (run `recon undistort` or pycolmap's "
-                         "undistort_images first)")
-
-
 def _find_model(path: Path):
-    """-> (kind, model_path, image_root)."""
-    from recon.io.transforms_json import find_transforms
+    """-> (kind, model_path, image_root), through recon.io.detect."""
+    from recon.io.detect import POSED_KINDS, detect
 
+    try:
+        art = detect(path)
+    except FormatError:
+        if path.is_dir():
+            raise FileNotFoundError(f"{path}: found neither transforms.json nor a COLMAP model "
+                                    "(sparse/0/cameras.bin|txt) here") from None
+        raise
+    art.require(*POSED_KINDS, verb="training")
     # A COLMAP model first: it carries the SfM points used to initialise the Gaussians.
-    if path.is_dir():
-        for cand in (path / "sparse" / "0", path / "sparse", path):
-            if any((cand / f"cameras.{ext}").is_file() for ext in ("bin", "txt")):
-                from recon.io import find_image_dir
+    if art.model_dir is not None:
+        return "colmap", art.model_dir, art.images_dir or path / "images"
+    return "transforms", art.transforms, art.transforms.parent
 
-                return "colmap", cand, find_image_dir(cand, dataset_dir=path) or path / "images"
-    tj = find_transforms(path)
-    if tj is not None:
-        return "transforms", tj, tj.parent
-    raise FileNotFoundError(f"{path}: found neither transforms.json nor a COLMAP model "
-                            "(sparse/0/cameras.bin|txt) here")
+
+class _Undistorter:
+    """Undistorts the images of distorted cameras to their pinhole camera, cached on disk."""
+
+    def __init__(self, cache_dir: Path | None):
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.pinholes: dict[int, Camera] = {}
+        self.maps: dict[int, np.ndarray] = {}
+        self.index: dict = {}
+        self.count = 0
+        if self.cache_dir is not None and (self.cache_dir / "cache.json").is_file():
+            import json
+
+            try:
+                self.index = json.loads((self.cache_dir / "cache.json").read_text())
+            except (OSError, ValueError):
+                self.index = {}
+
+    def camera(self, camera_id: int, camera: Camera) -> Camera:
+        from calib.undistort import undistorted_pinhole
+
+        if camera_id not in self.pinholes:
+            self.pinholes[camera_id] = undistorted_pinhole(camera)
+        return self.pinholes[camera_id]
+
+    def image(self, file: Path, name: str, camera_id: int, camera: Camera, background) -> np.ndarray:
+        import json
+
+        pin = self.camera(camera_id, camera)
+        key = {"source": str(file.resolve()), "mtime_ns": file.stat().st_mtime_ns, "size": file.stat().st_size,
+               "camera": [camera.model, camera.width, camera.height, camera.params.tolist()]}
+        cached = self.cache_dir / "images" / (name + ".png") if self.cache_dir is not None else None
+        if cached is not None and cached.is_file() and self.index.get(name) == key:
+            return _load_image(cached, background)
+        import cv2
+
+        from calib.undistort import undistortion_map
+        from recon.io import read_image, write_image
+
+        if camera_id not in self.maps:
+            self.maps[camera_id] = undistortion_map(camera, pin)
+        m = self.maps[camera_id]
+        raw = np.asarray(read_image(file, mode="unchanged"))
+        if (raw.shape[1], raw.shape[0]) != camera.size:
+            raise ReconError(f"{file}: image is {raw.shape[1]}x{raw.shape[0]} but its camera {camera_id} says "
+                             f"{camera.width}x{camera.height}; the images do not belong to this model")
+        und = cv2.remap(raw, m[..., 0], m[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        self.count += 1
+        if cached is None:
+            return _as_float_rgb(und, background, file)
+        write_image(cached, und)
+        self.index[name] = key
+        tmp = self.cache_dir / "cache.json.tmp"
+        tmp.write_text(json.dumps(self.index))
+        tmp.replace(self.cache_dir / "cache.json")
+        return _load_image(cached, background)
 
 
 def _resolve_image(root: Path, name: str) -> Path | None:
@@ -111,7 +165,10 @@ def _resolve_image(root: Path, name: str) -> Path | None:
 def _load_image(path: Path, background) -> np.ndarray:
     from recon.io import read_image
 
-    im = np.asarray(read_image(path, mode="unchanged"))
+    return _as_float_rgb(np.asarray(read_image(path, mode="unchanged")), background, path)
+
+
+def _as_float_rgb(im: np.ndarray, background, path) -> np.ndarray:
     if im.ndim == 2:
         im = np.repeat(im[..., None], 3, axis=2)
     if im.dtype == np.uint8:
@@ -137,7 +194,7 @@ def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def load_scene(path, *, resolution_scale: float = 1.0, background=(0.0, 0.0, 0.0),
-               max_views: int | None = None) -> SceneData:
+               max_views: int | None = None, cache_dir=None) -> SceneData:
     """Load every registered image of a COLMAP model or transforms.json, sorted by name.
 
     Args:
@@ -145,9 +202,11 @@ def load_scene(path, *, resolution_scale: float = 1.0, background=(0.0, 0.0, 0.0
         resolution_scale: resize factor for images and intrinsics (0.5 = half size).
         background: RGB in [0, 1] that RGBA images are composited on.
         max_views: keep only the first N views (sorted by name), for quick runs.
+        cache_dir: where undistorted images of distorted cameras are kept (None: in memory only).
     Raises:
-        FileNotFoundError: no model here. ReconError: images missing for registered cameras,
-        an image whose size does not match its camera, distorted cameras, no registered image.
+        FileNotFoundError: no model here. FormatError: the path holds something else (a mesh, a
+        trained output...). ReconError: images missing for registered cameras, an image whose
+        size does not match its camera, no registered image.
     """
     from recon.io.colmap import read_colmap
     from recon.io.transforms_json import read_transforms
@@ -168,12 +227,18 @@ def load_scene(path, *, resolution_scale: float = 1.0, background=(0.0, 0.0, 0.0
                          f"image file under {root} (first: {missing[:3]}); check the images folder")
     if max_views is not None:
         registered = registered[:max_views]
+    from calib.undistort import has_distortion
+
+    undistorter = _Undistorter(cache_dir)
     views = []
     for im in registered:
         cam = rec.cameras[im.camera_id]
-        _check_pinhole(cam, f"{model_path}: image {im.name!r}")
         file = _resolve_image(root, im.name)
-        img = _load_image(file, background)
+        if has_distortion(cam):
+            img = undistorter.image(file, im.name, im.camera_id, cam, background)
+            cam = undistorter.camera(im.camera_id, cam)
+        else:
+            img = _load_image(file, background)
         h, w = img.shape[:2]
         if (w, h) != cam.size:
             raise ReconError(f"{file}: image is {w}x{h} but its camera {im.camera_id} says "
@@ -185,4 +250,9 @@ def load_scene(path, *, resolution_scale: float = 1.0, background=(0.0, 0.0, 0.0
         views.append(View(im.name, cam, im.cam_from_world, img))
     xyz = rec.points_xyz() if rec.points3D else np.zeros((0, 3))
     rgb = rec.points_rgb() if rec.points3D else np.zeros((0, 3), np.uint8)
-    return SceneData(views, xyz, rgb, source=f"{kind}:{model_path}")
+    source = f"{kind}:{model_path}"
+    if undistorter.pinholes:
+        where = f" (cache {cache_dir})" if cache_dir is not None else ""
+        source += (f"; {len(undistorter.pinholes)} distorted camera(s) undistorted to PINHOLE{where}, "
+                   f"{undistorter.count} image(s) remapped this run")
+    return SceneData(views, xyz, rgb, source=source)

@@ -8,6 +8,7 @@ SSIM that 3DGS and gsplat report and train with. Inputs are images in [0, 1].
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -80,36 +81,45 @@ def ssim(pred, target, *, window_size: int = 11, sigma: float = 1.5):
     return float(val) if return_float else val
 
 
+_ALEX_WEIGHTS = "alexnet-owt-7be5be79.pth"  # torchvision's AlexNet, which lpips loads as its backbone
+
+
 def lpips_status() -> tuple[bool, str]:
-    """(available, reason). LPIPS needs the ``lpips`` package AND its pretrained AlexNet/VGG
-    weights on disk; we never download them. torchvision (which lpips needs) is not usable with
-    the CPU torch build of this project (see DEPENDENCIES.md)."""
+    """(available, reason). LPIPS needs the ``lpips`` package (which imports torchvision) AND
+    its AlexNet backbone weights on disk (``torch.hub.get_dir()/checkpoints/`` + the file name
+    torchvision uses); we never download them. The torchvision wheels that install next to this
+    project's CPU torch fail at import (see DEPENDENCIES.md), so here the reason says so."""
     try:
         import lpips as _lpips  # noqa: F401
-    except Exception as e:
-        return False, f"LPIPS not computed: the 'lpips' package (and its pretrained network weights) is not installed ({type(e).__name__})"
-    return True, "lpips package found"
+    except Exception as e:  # noqa: BLE001  ImportError, or torchvision's RuntimeError on a mismatched torch
+        first = str(e).splitlines()[0] if str(e) else ""
+        return False, f"LPIPS not computed: the 'lpips' package is not importable ({type(e).__name__}: {first})"
+    import torch
+
+    weights = Path(torch.hub.get_dir()) / "checkpoints" / _ALEX_WEIGHTS
+    if not weights.is_file():
+        return False, f"LPIPS not computed: its AlexNet weights are not on disk ({weights}; never downloaded)"
+    return True, f"lpips with AlexNet weights {weights}"
 
 
 _LPIPS_NET = {}
 
 
 def lpips(pred, target) -> float | None:
-    """LPIPS (AlexNet) or None when unavailable (see :func:`lpips_status`)."""
+    """LPIPS (AlexNet) between two [H, W, 3] images in [0, 1]; None only when LPIPS is
+    unavailable (see :func:`lpips_status`). Errors while computing it are raised, not hidden."""
     ok, _ = lpips_status()
     if not ok:
         return None
+    import lpips as _lpips
     import torch
 
-    try:
-        import lpips as _lpips
-
-        if "alex" not in _LPIPS_NET:
-            _LPIPS_NET["alex"] = _lpips.LPIPS(net="alex", verbose=False)
-        net = _LPIPS_NET["alex"]
-        p = _as_hwc_tensor(pred, "pred").permute(2, 0, 1)[None].float() * 2 - 1
-        t = _as_hwc_tensor(target, "target").permute(2, 0, 1)[None].float() * 2 - 1
-        with torch.no_grad():
-            return float(net(p, t))
-    except Exception:
-        return None
+    if "alex" not in _LPIPS_NET:
+        _LPIPS_NET["alex"] = _lpips.LPIPS(net="alex", verbose=False)
+    net = _LPIPS_NET["alex"]
+    p = _as_hwc_tensor(pred, "pred").permute(2, 0, 1)[None].float() * 2 - 1
+    t = _as_hwc_tensor(target, "target").permute(2, 0, 1)[None].float() * 2 - 1
+    if p.shape != t.shape:
+        raise ValueError(f"pred, target: shapes differ: {tuple(p.shape)} vs {tuple(t.shape)}")
+    with torch.no_grad():
+        return float(net(p, t))

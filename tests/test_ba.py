@@ -132,7 +132,6 @@ def test_two_cams_gauge_holds_first_pose_and_a_translation_component():
 
 
 def test_torch_backend_matches_numpy_on_cpu():
-    pytest.importorskip("torch")
     start = perturb_problem(synthetic_problem(5, 60, seed=7))
     a = bundle_adjust(start, BAOptions(backend="numpy", loss="huber"))
     b = bundle_adjust(start, BAOptions(backend="torch", device="cpu", loss="huber"))
@@ -237,7 +236,6 @@ def test_bal_reader_rejects_broken_files(tmp_path):
 def test_cli_ba_on_bal_and_colmap_model(tmp_path):
     import json
 
-    pytest.importorskip("pycolmap")
     from recon.ba.synthetic import reconstruction_from_problem
     from recon.cli import main
     from recon.io import read_colmap, write_colmap

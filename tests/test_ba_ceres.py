@@ -6,13 +6,11 @@ solution (intrinsics directly, poses/points after similarity alignment)."""
 from __future__ import annotations
 
 import numpy as np
+import pycolmap
 import pytest
 
 from calib import Sim3
 from recon.ba import BAOptions, bundle_adjust, problem_from_reconstruction, update_reconstruction
-
-pycolmap = pytest.importorskip("pycolmap")
-
 from recon.ba.reference import ceres_bundle_adjust
 from recon.ba.synthetic import perturb_problem, reconstruction_from_problem, synthetic_problem
 from recon.sfm._pycolmap import from_pycolmap

@@ -9,13 +9,12 @@ at (0.5, 0.5), so a pycolmap camera gets cx + 0.5, cy + 0.5 and its pixels are s
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
+import pycolmap
 import pytest
 
 from calib import MODELS, Camera, distort, project_jacobians, undistort
-
-cv2 = pytest.importorskip("cv2")
-pycolmap = pytest.importorskip("pycolmap")
 
 W, H = 640, 480
 

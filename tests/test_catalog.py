@@ -245,3 +245,30 @@ def test_wheel_ships_the_catalog_as_package_data(tmp_path):
     assert tomls == {p.name for p in (ROOT / "datasets").glob("*.toml")}
     assert not [n for n in names if n.split("/")[0] == "datasets"]
     assert not [n for n in names if n.startswith("recon/catalog/") and n.endswith(".py")]
+
+
+def test_pooch_download_of_a_built_archive_into_the_cache(local_catalog, monkeypatch, capsys):
+    """pooch end to end on a file:// tar.gz the test builds: progress bar, sha256, unpacking,
+    the cache folder ($RECON_DATA_DIR) when no destination is given, and no second fetch."""
+    import io
+    import tarfile
+
+    tmp, _ = local_catalog
+    archive = tmp / "served" / "scene.tar.gz"
+    with tarfile.open(archive, "w:gz") as t:
+        for name, text in (("scene/images/a.txt", "a"), ("scene/sparse/0/cameras.txt", "# none\n")):
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    sha = hashlib.sha256(archive.read_bytes()).hexdigest()
+    (tmp / "catalog" / "tgz.toml").write_text(_entry("tgz", archive.as_uri(), sha))
+    monkeypatch.setenv("RECON_DATA_DIR", str(tmp / "cache"))
+    res = catalog.download("tgz", progress=True, unpack=True)
+    assert res.path == tmp / "cache" / "tgz" / "scene.tar.gz" and res.verified and res.sha256 == sha
+    assert (tmp / "cache" / "tgz" / "scene" / "sparse" / "0" / "cameras.txt").read_text() == "# none\n"
+    assert "scene.tar.gz" in capsys.readouterr().err  # the tqdm bar
+    mtime = res.path.stat().st_mtime_ns
+    assert catalog.download("tgz", progress=False).path.stat().st_mtime_ns == mtime  # cached
+    res.path.write_bytes(b"corrupt")  # a damaged cached file is fetched again and checked
+    assert catalog.download("tgz", progress=False).sha256 == sha

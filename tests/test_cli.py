@@ -147,7 +147,6 @@ def test_real_verb_input_error_in_a_subprocess():
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
 
 
-@pytest.mark.skipif("info" not in VERBS, reason="the `info` verb (helper io) has not landed")
 def test_info_on_a_missing_file(tmp_path):
     out = run_recon("info", str(tmp_path / "missing.ply"))
     assert out.returncode == 2

@@ -89,7 +89,7 @@ def test_imports_stay_light():
 def test_info_colmap_matches_independent_reprojection(tmp_path, rng, capsys):
     """Mean reprojection error printed by `recon info` equals a brute-force computation with
     pycolmap's own camera model on the files we wrote (keypoints with 0.7 px noise)."""
-    pycolmap = pytest.importorskip("pycolmap")
+    import pycolmap
     rec = _scene(rng, noise_px=0.7)
     write_colmap(rec, tmp_path / "sparse" / "0")
     (sec,) = _info_json(tmp_path, capsys)  # parent folder with sparse/0

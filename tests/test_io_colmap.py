@@ -10,14 +10,13 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pycolmap
 import pytest
 
 from calib import MODELS, Camera, Rigid3
 from recon import FormatError, Image, Point3D, Reconstruction
 from recon.io import find_colmap_model, read_colmap, read_model, write_colmap
 from recon.io.colmap import _qvec_of
-
-pycolmap = pytest.importorskip("pycolmap")
 
 FILES = {"bin": ("cameras.bin", "images.bin", "points3D.bin"),
          "txt": ("cameras.txt", "images.txt", "points3D.txt")}

@@ -94,7 +94,7 @@ def test_big_endian_input(tmp_path, rng):
 
 def test_mesh_faces_are_skipped_and_reported(tmp_path):
     """A mesh PLY (vertices + faces, written by trimesh) gives its vertices with a warning."""
-    trimesh = pytest.importorskip("trimesh")
+    import trimesh
     mesh = trimesh.creation.icosphere(subdivisions=1)
     for enc in ("binary", "ascii"):
         path = tmp_path / f"mesh_{enc}.ply"
@@ -106,7 +106,7 @@ def test_mesh_faces_are_skipped_and_reported(tmp_path):
 
 
 def test_open3d_reads_ours_and_we_read_open3d(tmp_path, rng):
-    o3d = pytest.importorskip("open3d")
+    import open3d as o3d
     c = _cloud(rng, n=200, dtype=np.float64)
     c = PointCloud(c.xyz, c.rgb, c.normals)  # Open3D knows xyz / rgb / normals only
     write_ply(tmp_path / "ours.ply", c)
@@ -207,7 +207,7 @@ def test_warns_nothing_on_plain_clouds(tmp_path, rng):
 def test_round_trip_property(tmp_path_factory):
     """Any mix of point count, xyz dtype, optional rgb / normals and attribute dtypes survives
     binary and ASCII round trips bit for bit (hypothesis)."""
-    hypothesis = pytest.importorskip("hypothesis")
+    import hypothesis
     st = hypothesis.strategies
     dtypes = st.sampled_from([np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.float32, np.float64])
 

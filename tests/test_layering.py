@@ -5,7 +5,11 @@
    inspecting sys.modules).
 2. Import direction (static, an AST walk over the sources): calib imports nothing of ours;
    recon never imports render or viewer, except inside functions of recon/cli/ and
-   recon/pipeline*; render and viewer never import each other at module level.
+   recon/pipeline*; render and viewer never import each other, not even inside functions (the
+   live viewer gets a render callback; the CLI hands the trainer its viewer).
+3. No import cycles between our modules, counting imports inside functions (a lazy import
+   hides a cycle from Python, not from the design). Imports under ``if TYPE_CHECKING:`` are
+   annotations and do not count.
 """
 
 from __future__ import annotations
@@ -156,6 +160,8 @@ def imports_of(source: str, path: Path, module: str) -> list[ImportUse]:
 
     def visit(node, in_function: bool):
         for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                continue  # annotations only
             inner = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
             if isinstance(child, ast.Import):
                 for alias in child.names:
@@ -191,9 +197,94 @@ def layering_violations(root: Path) -> list[str]:
                     if not (lazy_allowed and use.in_function):
                         problems.append(f"recon may import {top} only inside functions of recon/cli/ "
                                         f"and recon/pipeline*: {use!r}")
-                elif pkg in ("render", "viewer") and top in ("render", "viewer") and not use.in_function:
-                    problems.append(f"{pkg} must not import {top} at module level: {use!r}")
+                elif pkg in ("render", "viewer") and top in ("render", "viewer"):
+                    problems.append(f"{pkg} must not import {top}: {use!r}")
     return problems
+
+
+def import_graph(root: Path) -> dict[str, set[str]]:
+    """Our module -> the modules of ours it imports (anywhere in it), resolved to modules that
+    exist (``from a.b import c`` is a.b.c when that is a module, else a.b)."""
+    modules = {}
+    for pkg in OURS:
+        for path in sorted((root / pkg).rglob("*.py")):
+            modules[_module_name(path, root)] = path
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for module, path in modules.items():
+        tree_names = []
+        for use in imports_of(path.read_text(encoding="utf-8"), path.relative_to(root), module):
+            if use.target.split(".")[0] in OURS:
+                tree_names.append(use)
+        src = ast.parse(path.read_text(encoding="utf-8"))
+        from_names = {}
+        for node in ast.walk(src):
+            if isinstance(node, ast.ImportFrom):
+                from_names.setdefault(node.lineno, []).extend(a.name for a in node.names)
+        for use in tree_names:
+            targets = [f"{use.target}.{n}" for n in from_names.get(use.lineno, [])] or [use.target]
+            for t in targets:
+                while t and t not in modules:
+                    t = t.rpartition(".")[0]
+                if t and t != module:
+                    graph[module].add(t)
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan), each sorted."""
+    index, low, on, stack, out = {}, {}, set(), [], []
+    counter = [0]
+
+    def strong(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                strong(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    import sys as _sys
+
+    _sys.setrecursionlimit(max(_sys.getrecursionlimit(), 10_000))
+    for v in sorted(graph):
+        if v not in index:
+            strong(v)
+    return sorted(out)
+
+
+def test_no_import_cycles():
+    cycles = import_cycles(import_graph(ROOT))
+    assert cycles == [], "\n".join(" <-> ".join(c) for c in cycles)
+
+
+def test_cycle_check_catches_cycles(tmp_path):
+    files = {
+        "recon/__init__.py": "",
+        "recon/a.py": "from recon.b import f\n",
+        "recon/b.py": "def f():\n    from recon import a\n",  # a lazy import still closes the cycle
+        "recon/c.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from recon.d import X\n",
+        "recon/d.py": "import recon.c\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    for pkg in ("calib", "render", "viewer"):
+        (tmp_path / pkg).mkdir(exist_ok=True)
+    assert import_cycles(import_graph(tmp_path)) == [["recon.a", "recon.b"]]
 
 
 def test_layering_of_our_sources():
@@ -215,7 +306,7 @@ def test_layering_check_catches_violations(tmp_path):
         "render/__init__.py": "from recon.io import read_model\n",
         "render/bad.py": "from ..viewer import live\n",
         "viewer/__init__.py": "",
-        "viewer/ok.py": "def f():\n    import render\n",
+        "viewer/bad.py": "def f():\n    import render\n",
     }
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
@@ -225,4 +316,5 @@ def test_layering_check_catches_violations(tmp_path):
     assert "recon/bad.py:2 imports render.splat" in problems
     assert "recon/cli/verb_bad.py:1 imports viewer at module level" in problems
     assert "render/bad.py:1 imports viewer at module level" in problems
-    assert len(problems.splitlines()) == 4, problems
+    assert "viewer/bad.py:2 imports render in a function" in problems
+    assert len(problems.splitlines()) == 5, problems

@@ -59,11 +59,62 @@ def test_ssim_is_differentiable():
     torch.autograd.gradcheck(lambda t: ssim(t, y), (x,), eps=1e-6, atol=1e-6)
 
 
-def test_lpips_reports_availability():
+def _fake_lpips(monkeypatch, tmp_path, *, weights: bool, fail: bool = False):
+    """A stand-in ``lpips`` package (the real one cannot import torchvision here) whose network
+    is a known function, and a torch hub folder with or without the AlexNet weights file."""
+    import sys
+    import types
+
+    import render.metrics as m
+
+    calls = []
+
+    class Net:
+        def __call__(self, p, t):
+            assert p.shape[:2] == (1, 3) and float(p.min()) >= -1 and float(p.max()) <= 1  # NCHW in [-1, 1]
+            if fail:
+                raise RuntimeError("backbone exploded")
+            return ((p - t) ** 2).mean()
+
+    def LPIPS(net, verbose):
+        calls.append(net)
+        return Net()
+
+    monkeypatch.setitem(sys.modules, "lpips", types.SimpleNamespace(LPIPS=LPIPS))
+    monkeypatch.setattr(m, "_LPIPS_NET", {})
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    if weights:
+        (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+        (tmp_path / "hub" / "checkpoints" / m._ALEX_WEIGHTS).write_bytes(b"weights")
+    return calls
+
+
+def test_lpips_is_null_without_the_package(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "lpips", None)  # import lpips -> ImportError
     ok, reason = lpips_status()
     a = np.zeros((8, 8, 3), np.float32)
-    if not ok:
-        assert "not" in reason and lpips(a, a) is None
-    else:
-        v = lpips(a, a)
-        assert v is None or v >= 0.0
+    assert not ok and reason.startswith("LPIPS not computed: the 'lpips' package is not importable")
+    assert lpips(a, a) is None
+
+
+def test_lpips_is_null_without_weights_and_never_builds_the_net(monkeypatch, tmp_path):
+    calls = _fake_lpips(monkeypatch, tmp_path, weights=False)
+    ok, reason = lpips_status()
+    a = np.zeros((8, 8, 3), np.float32)
+    assert not ok and "AlexNet weights are not on disk" in reason
+    assert lpips(a, a) is None and calls == []  # building the net would download the weights
+
+
+def test_lpips_value_and_errors_when_available(monkeypatch, tmp_path, rng):
+    calls = _fake_lpips(monkeypatch, tmp_path, weights=True)
+    a, b = rng.random((8, 6, 3)).astype(np.float32), rng.random((8, 6, 3)).astype(np.float32)
+    assert lpips_status()[0]
+    assert lpips(a, b) == pytest.approx(float(np.mean((2 * a - 2 * b) ** 2)), rel=1e-5)
+    assert lpips(a, a) == 0.0 and calls == ["alex"]  # built once
+    with pytest.raises(ValueError, match="shapes differ"):
+        lpips(a, b[:, :5])
+    _fake_lpips(monkeypatch, tmp_path / "again", weights=True, fail=True)
+    with pytest.raises(RuntimeError, match="backbone exploded"):  # not swallowed into None
+        lpips(a, b)

@@ -145,7 +145,8 @@ def test_sift_right_sized_to_the_working_resolution():
 
 
 def test_pycolmap_round_trip_and_reprojection():
-    pycolmap = pytest.importorskip("pycolmap")
+    import pycolmap
+
     from recon.sfm._pycolmap import from_pycolmap, to_pycolmap
 
     pycolmap.set_random_seed(0)

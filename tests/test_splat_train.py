@@ -83,7 +83,7 @@ def test_exported_ply_is_the_trained_model(tiny_scene, trained):
     b = rasterize(res.gaussians, v.camera, v.cam_from_world, background=(1, 1, 1))
     assert torch.equal(a.rgb, b.rgb)
     ck = torch.load(out / "checkpoint.pt", weights_only=True)
-    assert ck["step"] == 300 and ck["params"]["means"].shape[0] == len(g)
+    assert ck["step"] == 300 and ck["state"]["params"]["means"].shape[0] == len(g)
 
 
 def test_resume_continues_to_total_steps(tiny_scene, trained, tmp_path):
@@ -103,7 +103,7 @@ def test_nan_loss_stops_with_last_good_checkpoint(tiny_scene, tmp_path):
         train(tiny_scene, tmp_path, cfg, progress=False, log=lambda m: None)
     assert "checkpoint" in str(info.value)
     ck = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
-    assert all(torch.isfinite(t).all() for t in ck["params"].values())
+    assert all(torch.isfinite(t).all() for t in ck["state"]["params"].values())
 
 
 def test_mcmc_strategy_learns_within_cap(tiny_scene, tmp_path):

@@ -259,7 +259,7 @@ def test_stereo_disparity_is_f_b_over_z(scene):
 def test_stereo_rectification_matches_opencv_epipolar_geometry(scene):
     """Points seen by the unrectified pair map, through OpenCV's undistortPoints with our
     rectifying rotations, onto equal rows."""
-    cv2 = pytest.importorskip("cv2")
+    import cv2
     cam = synth.make_camera("OPENCV", W, H, fov_deg=70)
     rig = synth.StereoRig.horizontal(cam, 0.1, toe_in_deg=3.0, vertical_offset=0.01, roll_deg=2.0)
     rect = synth.stereo.rectify(rig)
@@ -360,7 +360,7 @@ def test_dataset_folder_round_trip(dataset, scene):
     assert gt["cameras"]["1"]["model"] == "OPENCV"
     # points: exact observations, visible in at least 2 views
     pts = ds.points()
-    io = pytest.importorskip("recon.io")
+    from recon import io
     cloud = io.read_ply(ds.root / "gt_points.ply")
     np.testing.assert_allclose(cloud.xyz, pts.xyz, atol=1e-5)
     np.testing.assert_array_equal(cloud.attributes["instance_id"], pts.instance_id)
@@ -375,7 +375,7 @@ def test_dataset_folder_round_trip(dataset, scene):
 
 
 def test_dataset_sparse_model(dataset):
-    io = pytest.importorskip("recon.io")
+    from recon import io
     if not hasattr(io, "read_colmap"):
         pytest.skip("recon.io.read_colmap not available yet")
     rec = dataset.reconstruction()
@@ -388,7 +388,8 @@ def test_dataset_sparse_model(dataset):
 def test_mesh_matches_the_analytic_ray_caster(scene):
     """Our analytic caster against Open3D's RaycastingScene on the scene's triangle mesh: equal
     hit distances on flat surfaces (exact in the mesh), close on tessellated curved ones."""
-    o3d = pytest.importorskip("open3d")
+    import open3d as o3d
+
     from recon.synth.mesh import scene_mesh
 
     m = scene_mesh(scene, segments=64)
@@ -532,7 +533,8 @@ def test_pycolmap_orbit_usability(tmp_path):
     """pycolmap's default pipeline (SIFT, exhaustive matching, incremental mapping) on a 30-view
     640x480 orbit registers every view, mean reprojection error < 1 px, rotations within 0.2 deg
     of the truth after a similarity alignment."""
-    pycolmap = pytest.importorskip("pycolmap")
+    import pycolmap
+
     from calib import Sim3, rotation_angle_deg
 
     scene = synth.make_scene(0)

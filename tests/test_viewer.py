@@ -474,7 +474,8 @@ def test_training_viewer_renders_with_the_real_splat_rasterizer(rng):
     """TrainingViewer + render.splat.rasterize (the trainers' renderer, torch on CPU): the view
     of a browser camera is rendered with that camera; re-render only when the view moved or
     the model changed; bad render_fn output is reported, not raised."""
-    torch = pytest.importorskip("torch")
+    import torch
+
     from recon.io.gaussians import GaussianCloud
     from render.splat import rasterize
     from viewer.live import TrainingViewer
@@ -544,7 +545,7 @@ def test_pick_splat_reports_it():
 def test_render_camera_path_with_the_splat_rasterizer(tmp_path, rng):
     """A recorded path (JSON) rendered to frames by the trainers' renderer: the splat cloud
     stays where each frame's camera projects it."""
-    torch = pytest.importorskip("torch")
+    import torch
     from PIL import Image as PILImage
 
     from recon.io.gaussians import GaussianCloud

@@ -28,7 +28,7 @@ def render_camera_path(camera_path: CameraPath | str | Path, render_fn, out_dir:
     from PIL import Image
     from tqdm import tqdm
 
-    from viewer.live import _as_image
+    from viewer.convert import as_rgb8
 
     if not isinstance(camera_path, CameraPath):
         camera_path = load_camera_path(camera_path)
@@ -38,7 +38,7 @@ def render_camera_path(camera_path: CameraPath | str | Path, render_fn, out_dir:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, f in enumerate(tqdm(camera_path.frames, desc="render path", disable=not progress)):
-        img = _as_image(render_fn(f.camera, f.cam_from_world), f.camera)
+        img = as_rgb8(render_fn(f.camera, f.cam_from_world), f.camera)
         p = out_dir / f"frame_{i:04d}.png"
         Image.fromarray(img).save(p)
         paths.append(p)

@@ -22,6 +22,7 @@ from calib._check import as_array
 __all__ = [
     "SH_C0",
     "ViserPose",
+    "as_rgb8",
     "cam_from_world_from_viser_pose",
     "colormap",
     "label_palette",
@@ -210,3 +211,22 @@ def render_camera_for_view(fov: float, width: int, height: int, wxyz, position, 
     s = min(1.0, float(max_side) / max(width, height))
     w, h = max(1, round(width * s)), max(1, round(height * s))
     return pinhole_from_fov(fov, w, h), cam_from_world_from_viser_pose(wxyz, position)
+
+
+def as_rgb8(img, camera: Camera) -> np.ndarray:
+    """Check/convert a render callback's result (array or tensor; uint8 or float in [0, 1];
+    RGB or RGBA) to [H, W, 3] uint8 of the camera's size."""
+    if hasattr(img, "detach"):  # a torch tensor: we never import torch here
+        img = img.detach().cpu().numpy()
+    img = np.asarray(img)
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = img[..., :3]
+    if img.shape != (camera.height, camera.width, 3):
+        raise ValueError(f"render_fn returned shape {img.shape}, expected "
+                         f"[{camera.height}, {camera.width}, 3] for a {camera.width}x{camera.height} camera")
+    if img.dtype != np.uint8:
+        if img.dtype.kind == "f":
+            img = np.clip(np.nan_to_num(img) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        else:
+            raise TypeError(f"render_fn returned dtype {img.dtype}, expected uint8 or float in [0, 1]")
+    return img

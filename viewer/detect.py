@@ -1,6 +1,5 @@
-"""What is this path? Detect and load anything `recon view` shows into a SceneContent.
-
-Kinds (checked in this order for folders; files by extension and, for PLY, by their header):
+"""Load anything `recon view` shows into a SceneContent. What a path holds is decided by
+:func:`recon.io.detect` (the one detector); :func:`detect` names it in the viewer's words:
 
 ==================  ==========================================================================
 ``sfm_output``      a `recon sfm` folder: ``sparse/0/`` (+ ``report.json``, ``points.ply``)
@@ -13,7 +12,9 @@ Kinds (checked in this order for folders; files by extension and, for PLY, by th
 ``mesh``            a PLY with faces, or ``.obj`` / ``.glb`` / ``.gltf`` / ``.off`` / ``.stl``
 ==================  ==========================================================================
 
-Errors name the path: unknown kinds and unreadable files raise ``recon.errors.FormatError``.
+(a synthetic dataset shows as ``sfm_output``: its ground-truth model). Errors name the path:
+unknown kinds, kinds the viewer cannot show (images, videos, NeRF outputs) and unreadable files
+raise ``recon.errors.FormatError``.
 """
 
 from __future__ import annotations
@@ -34,9 +35,6 @@ __all__ = ["KINDS", "PlyHeader", "detect", "load", "read_ply_header"]
 
 KINDS = ("sfm_output", "splat_output", "colmap", "transforms", "splat_ply", "labelled_points",
          "points", "mesh")
-_MESH_EXTS = {".obj", ".glb", ".gltf", ".off", ".stl"}
-_SPLAT_PROPS = {"f_dc_0", "opacity", "scale_0", "rot_0"}
-_MODEL_STEMS = ("cameras", "images", "points3D")
 
 
 @dataclass
@@ -86,55 +84,34 @@ def read_ply_header(path: str | Path) -> PlyHeader:
     return hdr
 
 
-def _is_colmap_model(d: Path) -> bool:
-    return all((d / f"{s}.bin").is_file() or (d / f"{s}.txt").is_file() for s in _MODEL_STEMS)
+def _viewer_kind(art) -> str:
+    from recon.io.detect import Kind
+
+    kind = {Kind.SFM_OUTPUT: "sfm_output", Kind.SYNTH_DATASET: "sfm_output", Kind.SPLAT_OUTPUT: "splat_output",
+            Kind.COLMAP_MODEL: "colmap", Kind.TRANSFORMS: "transforms", Kind.SPLAT_PLY: "splat_ply",
+            Kind.MESH: "mesh"}.get(art.kind)
+    if art.kind is Kind.POINT_CLOUD:
+        kind = "labelled_points" if art.labelled else "points"
+    if kind is None or (art.kind is Kind.SYNTH_DATASET and art.model_dir is None):
+        raise FormatError(art.path, f"is a {art.kind.label}; `recon view` shows COLMAP models, recon sfm/train "
+                                    "outputs, PLY (points, labelled points, 3DGS splats, meshes), "
+                                    "OBJ/GLB/STL/OFF meshes")
+    return kind
+
+
+def _artifact(path: Path):
+    from recon.io.detect import detect as detect_artifact
+
+    try:
+        return detect_artifact(path)
+    except FileNotFoundError:
+        raise FormatError(path, "no such file or folder") from None
 
 
 def detect(path: str | Path) -> str:
-    """The kind of ``path`` (one of :data:`KINDS`); FormatError naming it otherwise."""
-    path = Path(path)
-    if not path.exists():
-        raise FormatError(path, "no such file or folder")
-    if path.is_dir():
-        if _is_colmap_model(path / "sparse" / "0") or _is_colmap_model(path / "sparse"):
-            return "sfm_output"
-        if (path / "splat.ply").is_file():
-            return "splat_output"
-        if _is_colmap_model(path):
-            return "colmap"
-        if (path / "transforms.json").is_file():
-            return "transforms"
-        raise FormatError(path, "folder is not a COLMAP model (cameras/images/points3D .bin|.txt), a "
-                                "`recon sfm` output (sparse/0), a `recon train splat` output (splat.ply) "
-                                "or a transforms.json dataset")
-    ext = path.suffix.lower()
-    if ext == ".ply":
-        hdr = read_ply_header(path)
-        if hdr.elements.get("face", 0) > 0:
-            return "mesh"
-        props = hdr.vertex_props()
-        if "vertex" not in hdr.elements:
-            raise FormatError(path, "PLY has no 'vertex' element")
-        if _SPLAT_PROPS <= props:
-            return "splat_ply"
-        if props & {"class_id", "instance_id"}:
-            return "labelled_points"
-        return "points"
-    if ext in _MESH_EXTS:
-        return "mesh"
-    if ext == ".json" and path.name == "transforms.json":
-        return "transforms"
-    raise FormatError(path, f"unknown file type {ext or '(no extension)'!r}: `recon view` shows COLMAP "
-                            "models, recon sfm/train outputs, PLY (points, labelled points, 3DGS splats, "
-                            "meshes), OBJ/GLB/STL/OFF meshes")
-
-
-def _guess_image_dir(model_dir: Path, explicit: str | Path | None, *, dataset_dir: Path | None = None) -> Path | None:
-    if explicit is not None:
-        return Path(explicit)
-    from recon.io import find_image_dir
-
-    return find_image_dir(model_dir, dataset_dir=dataset_dir)
+    """The kind of ``path`` (one of :data:`KINDS`), from :func:`recon.io.detect`; FormatError
+    naming it otherwise."""
+    return _viewer_kind(_artifact(Path(path)))
 
 
 def _read_class_names(path: Path) -> dict[int, str]:
@@ -174,20 +151,19 @@ def _wrap(path: Path, kind: str, fn):
 def load(path: str | Path, *, kind: str | None = None, image_dir: str | Path | None = None) -> SceneContent:
     """Detect (unless ``kind`` is given) and load ``path`` into a SceneContent."""
     path = Path(path)
-    kind = kind or detect(path)
-    if kind not in KINDS:
+    if kind is not None and kind not in KINDS:
         raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
+    art = _artifact(path)
+    kind = kind or _viewer_kind(art)
     title = f"{path.name} ({kind.replace('_', ' ')})"
 
     if kind in ("colmap", "sfm_output"):
         from recon.io import read_colmap
 
-        model = path
-        if kind == "sfm_output":
-            model = path / "sparse" / "0" if _is_colmap_model(path / "sparse" / "0") else path / "sparse"
+        model = art.model_dir or path
         rec = _wrap(model, kind, lambda: read_colmap(model))
         report = _read_report(path) if kind == "sfm_output" else {}
-        images = _guess_image_dir(model, image_dir, dataset_dir=path if kind == "sfm_output" else None)
+        images = Path(image_dir) if image_dir is not None else art.images_dir
         content = content_from_reconstruction(rec, image_dir=images, title=title)
         if isinstance(report.get("mean_reprojection_error_px"), (int, float)):
             content.notes.append(f"recon sfm: mean reprojection error "
@@ -195,18 +171,18 @@ def load(path: str | Path, *, kind: str | None = None, image_dir: str | Path | N
     elif kind == "transforms":
         from recon.io import read_transforms
 
-        f = path if path.is_file() else path / "transforms.json"
+        f = art.transforms or path
         rec, _meta = _wrap(f, kind, lambda: read_transforms(f))
         content = content_from_reconstruction(rec, image_dir=Path(image_dir) if image_dir else f.parent,
                                               title=title)
     elif kind in ("splat_output", "splat_ply"):
         from recon.io.gaussians import read_splat_ply
 
-        f = path / "splat.ply" if kind == "splat_output" else path
+        f = art.ply or path
         g = _wrap(f, kind, lambda: read_splat_ply(f))
         content = SceneContent(title=title, splats=_wrap(f, kind, lambda: splats_from_gaussians(g)))
         if kind == "splat_output":
-            _add_training_cameras(content, path, image_dir)
+            _add_training_cameras(content, art, image_dir)
     elif kind in ("points", "labelled_points"):
         pts = _wrap(path, kind, lambda: _points_from_ply(path))
         names = _read_class_names(path) if kind == "labelled_points" else {}
@@ -238,11 +214,11 @@ def _read_report(folder: Path) -> dict:
     return doc if isinstance(doc, dict) else {}
 
 
-def _add_training_cameras(content: SceneContent, run_dir: Path, image_dir) -> None:
+def _add_training_cameras(content: SceneContent, art, image_dir) -> None:
     """A `recon train splat` folder: the training cameras (from the dataset recorded in
     report.json) and the test metrics. Anything missing only adds a note."""
-    report_path = run_dir / "report.json"
-    if not report_path.is_file():
+    report_path = art.report
+    if report_path is None:
         return
     try:
         report = json.loads(report_path.read_text())
@@ -255,17 +231,18 @@ def _add_training_cameras(content: SceneContent, run_dir: Path, image_dir) -> No
         content.notes.append(f"{report.get('eval_split', 'eval')} PSNR {report['psnr']:.2f} dB, "
                              f"{report.get('num_gaussians', len(content.splats)):,} Gaussians, "
                              f"{report.get('steps', '?')} steps")
-    data = report.get("data_path")
-    if not data:
+    data = art.data_path
+    if data is None:
         return
     try:
         from recon.io import read_model
+        from recon.io.detect import detect as detect_artifact
 
         rec = read_model(data)
+        images = Path(image_dir) if image_dir is not None else detect_artifact(data).images_dir
     except (OSError, ValueError) as e:
         content.notes.append(f"training cameras not shown: {e}")
         return
-    model_dir = Path(data)
-    cams = content_from_reconstruction(rec, image_dir=_guess_image_dir(model_dir, image_dir)).cameras
+    cams = content_from_reconstruction(rec, image_dir=images).cameras
     content.cameras = cams
     content.notes.append(f"{len(cams)} training cameras from {data}")

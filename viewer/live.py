@@ -32,30 +32,12 @@ from collections.abc import Callable
 import numpy as np
 
 from calib import Camera, Rigid3
-from viewer.convert import render_camera_for_view
+from viewer.convert import as_rgb8, render_camera_for_view
 
 __all__ = ["RenderFn", "TrainingViewer"]
 
 RenderFn = Callable[[Camera, Rigid3], np.ndarray]
 _HISTORY = 20_000  # most points kept per training curve (older ones are thinned 2x)
-
-
-def _as_image(img, camera: Camera) -> np.ndarray:
-    """Check/convert a render_fn result to [H, W, 3] uint8 of the camera's size."""
-    if hasattr(img, "detach"):  # a torch tensor: we never import torch here
-        img = img.detach().cpu().numpy()
-    img = np.asarray(img)
-    if img.ndim == 3 and img.shape[2] == 4:
-        img = img[..., :3]
-    if img.shape != (camera.height, camera.width, 3):
-        raise ValueError(f"render_fn returned shape {img.shape}, expected "
-                         f"[{camera.height}, {camera.width}, 3] for a {camera.width}x{camera.height} camera")
-    if img.dtype != np.uint8:
-        if img.dtype.kind == "f":
-            img = np.clip(np.nan_to_num(img) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        else:
-            raise TypeError(f"render_fn returned dtype {img.dtype}, expected uint8 or float in [0, 1]")
-    return img
 
 
 class TrainingViewer:
@@ -271,7 +253,7 @@ class TrainingViewer:
         t = time.perf_counter()
         try:
             with self.lock:
-                img = _as_image(self.render_fn(camera, cam_from_world), camera)
+                img = as_rgb8(self.render_fn(camera, cam_from_world), camera)
         except Exception as e:
             msg = f"{type(e).__name__}: {e}"
             if msg != self.last_render_error:

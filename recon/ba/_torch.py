@@ -9,9 +9,12 @@ Schur correction is a per-observation sum) and the diagonal for intrinsics. Runs
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from recon.ba.solver import BAOptions, _Layout, _System
+if TYPE_CHECKING:  # annotations only: the solver imports this module, not the other way round
+    from recon.ba.solver import BAOptions, _Layout, _System
 
 __all__ = ["TorchSolver"]
 

@@ -13,7 +13,7 @@ shipped with the package): where to get each, its licence, format, scenes and ci
 
   recon data list                          one line per dataset
   recon data info NAME                     every field of one dataset
-  recon data download NAME DEST [--scene S] [--extract]
+  recon data download NAME [DEST] [--scene S] [--extract]   (pooch: progress, sha256, cache)
                                            fetch into folder DEST; the sha256 is checked when
                                            the catalog has one (a mismatch removes the file);
                                            --extract unpacks it there (.7z needs the 7z tool)
@@ -37,7 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="dataset name, as printed by `recon data list`")
     p = sub.add_parser("download", help="download a dataset (or one scene) into a folder")
     p.add_argument("name", help="dataset name, as printed by `recon data list`")
-    p.add_argument("dest", help="destination folder (created if missing)")
+    p.add_argument("dest", nargs="?", default=None,
+                   help="destination folder (created if missing; default: $RECON_DATA_DIR or "
+                        "~/.cache/recon/NAME)")
     p.add_argument("--scene", help="scene to fetch, for datasets stored per scene")
     p.add_argument("--extract", action="store_true",
                    help="unpack the archive into DEST after the download (.zip, .tar.*, .bz2, .gz)")
@@ -98,9 +100,10 @@ def run(args: argparse.Namespace) -> int:
         for note in got.notes:
             print(f"  note: {note}")
         return 0
-    result = catalog.download(args.name, args.dest, scene=args.scene, progress=not args.no_progress)
+    result = catalog.download(args.name, args.dest, scene=args.scene, progress=not args.no_progress,
+                              unpack=args.extract)
     state = "sha256 verified" if result.verified else "no sha256 in the catalog to check against"
     print(f"{result.path}  sha256 {result.sha256}  ({state})")
     if args.extract:
-        print(f"extracted into {catalog.extract(result.path, args.dest)}")
+        print(f"extracted into {result.path.parent}")
     return 0

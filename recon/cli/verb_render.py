@@ -9,7 +9,7 @@ HELP = "render images or a turntable from a trained Gaussian-splatting output"
 ORDER = 65
 DESCRIPTION = """\
 Render frames from OUT/splat.ply (written by `recon train splat`), through:
-  --cameras test    the held-out test cameras of the training data (every 8th image)
+  --cameras test    the held-out test cameras of the run (the split recorded in OUT/report.json)
   --cameras train   every training camera
   --cameras orbit   a turntable around what the cameras look at (--frames N frames), at the
                     height and distance of the training cameras

@@ -7,6 +7,12 @@ importing nothing heavy at top level (and its package ``__init__`` must be light
     NAME = "splat"; HELP = "one line"; ORDER = 10
     def add_arguments(parser): ...
     def run(args) -> int: ...      # heavy imports inside
+
+A ``cli_train.py`` that fails to import is not dropped: ``recon train NAME`` then stops with an
+error naming the module and the import error, and ``recon train --help`` lists it as broken.
+
+A trainer's ``--viewer`` gets its live viewer from here (``args.live_viewer``, a factory
+``render_fn -> viewer.live.TrainingViewer``), so render never imports viewer.
 """
 
 from __future__ import annotations
@@ -24,35 +30,62 @@ DESCRIPTION = (
 
 
 def _trainer_modules():
+    """-> (modules sorted by ORDER, {package name: error text} for cli_train modules that fail
+    to import)."""
     import importlib
     import importlib.util
     import pkgutil
 
-    try:
-        import render
-    except ImportError:
-        return []
-    mods = []
+    import render
+
+    mods, broken = [], {}
     for info in pkgutil.iter_modules(render.__path__):
         if not info.ispkg:
             continue
         name = f"render.{info.name}.cli_train"
-        try:
-            if importlib.util.find_spec(name) is None:
-                continue
-            mods.append(importlib.import_module(name))
-        except ImportError:
+        if importlib.util.find_spec(f"render.{info.name}") is None or \
+                importlib.util.find_spec(name) is None:
             continue
-    return sorted(mods, key=lambda m: (getattr(m, "ORDER", 100), m.NAME))
+        try:
+            mods.append(importlib.import_module(name))
+        except Exception as e:  # any import failure is reported, never silently dropped
+            broken[info.name] = f"{name} cannot be imported ({type(e).__name__}: {e})"
+    return sorted(mods, key=lambda m: (getattr(m, "ORDER", 100), m.NAME)), broken
+
+
+def _broken_run(message: str):
+    def run(args) -> int:
+        from recon.errors import ReconError
+
+        raise ReconError(f"recon train {args.model}: {message}")
+
+    return run
+
+
+def _live_viewer(render_fn):
+    """The live viewer for ``--viewer`` (imported here, in the CLI layer)."""
+    import sys
+
+    try:
+        from viewer.live import TrainingViewer
+    except ImportError as e:
+        print(f"recon train: live viewer unavailable ({e}); training without it", file=sys.stderr)
+        return None
+    return TrainingViewer(render_fn)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="model", metavar="MODEL", title="models")
-    for mod in _trainer_modules():
+    mods, broken = _trainer_modules()
+    for mod in mods:
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
-        p.set_defaults(_train_run=mod.run)
+        p.set_defaults(_train_run=mod.run, live_viewer=_live_viewer)
+    for name, message in sorted(broken.items()):
+        p = sub.add_parser(name, help=f"BROKEN: {message}", description=f"BROKEN: {message}")
+        p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        p.set_defaults(_train_run=_broken_run(message))
     parser.set_defaults(_train_parser=parser)
 
 

@@ -8,6 +8,7 @@ Importing this package is light (NumPy, calib); Pillow / OpenCV load inside the 
 """
 
 from recon.io.colmap import find_colmap_model, read_colmap, write_colmap
+from recon.io.detect import Artifact, Kind, detect, find_image_dir
 from recon.io.images import (
     CameraGuess,
     exif_focal_px,
@@ -16,7 +17,7 @@ from recon.io.images import (
     read_image,
     write_image,
 )
-from recon.io.model import find_image_dir, read_model
+from recon.io.model import read_model
 from recon.io.ply import PointCloud, read_ply, read_ply_header, write_ply
 from recon.io.transforms_json import (
     TransformsMeta,
@@ -41,11 +42,14 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "Artifact",
     "CameraGuess",
     "GaussianCloud",
     "PointCloud",
     "TransformsMeta",
+    "Kind",
     "cam_from_world_from_transform_matrix",
+    "detect",
     "exif_focal_px",
     "find_colmap_model",
     "find_image_dir",

@@ -17,14 +17,18 @@ Example::
     [d.name for d in list_datasets()]
     got = download("bal", "data/", scene="ladybug/problem-49-7776-pre")
     extract(got.path, "data/")   # -> data/problem-49-7776-pre.txt
+
+Downloads, checksums, the cache folder and unpacking are pooch's (``pooch.retrieve`` and its
+Unzip / Untar / Decompress processors); ``file://`` URLs (local mirrors) go through a small
+downloader here, since pooch speaks http(s), ftp, sftp and doi.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
+import re
 import sys
-import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +41,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-__all__ = ["FORMATS", "REQUIRED_FIELDS", "DatasetInfo", "Downloaded", "catalog_dir", "download",
+__all__ = ["FORMATS", "REQUIRED_FIELDS", "DatasetInfo", "Downloaded", "cache_dir", "catalog_dir", "download",
            "extract", "get_dataset", "list_datasets"]
 
 REQUIRED_FIELDS = ("name", "url", "sha256", "license", "format", "scenes", "size_mb", "citation")
@@ -141,70 +145,99 @@ def get_dataset(name: str) -> DatasetInfo:
 
 
 def _sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    import pooch
+
+    return pooch.file_hash(str(path), alg="sha256")
 
 
-def download(name: str, dest, *, scene: str | None = None, progress: bool = True,
-             timeout: float = 60.0) -> Downloaded:
-    """Download dataset ``name`` (one ``scene`` of it for per-scene datasets) into folder ``dest``.
+def cache_dir() -> Path:
+    """Where ``recon data download`` puts datasets when no folder is given: ``$RECON_DATA_DIR``,
+    else the user cache folder (``~/.cache/recon`` on Linux, via ``pooch.os_cache``)."""
+    env = os.environ.get("RECON_DATA_DIR")
+    if env:
+        return Path(env)
+    import pooch
 
-    The file is written as ``<name>.part`` and renamed only after its sha256 matched the
-    catalog; on a mismatch or a network error the partial file is removed and a ReconError says
-    what happened. An existing complete file with the right checksum is not fetched again.
-    Archives are not extracted here: see :func:`extract`.
+    return Path(pooch.os_cache("recon"))
+
+
+class _FileDownloader:
+    """pooch downloader for ``file://`` URLs (pooch itself speaks http, https, ftp, sftp, doi):
+    local mirrors, and the tests, which build their archive and serve it from disk."""
+
+    def __init__(self, progressbar: bool):
+        self.progressbar = progressbar
+
+    def __call__(self, url, output_file, pooch, check_only=False):
+        src = Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
+        if check_only:
+            return src.is_file()
+        total = src.stat().st_size
+        bar = None
+        if self.progressbar:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit="B", unit_scale=True, desc=src.name, file=sys.stderr)
+        try:
+            with open(src, "rb") as fin, open(output_file, "wb") as fout:
+                for block in iter(lambda: fin.read(1 << 20), b""):
+                    fout.write(block)
+                    if bar is not None:
+                        bar.update(len(block))
+        finally:
+            if bar is not None:
+                bar.close()
+
+
+def download(name: str, dest=None, *, scene: str | None = None, progress: bool = True,
+             timeout: float = 60.0, unpack: bool = False) -> Downloaded:
+    """Download dataset ``name`` (one ``scene`` of it for per-scene datasets) into folder ``dest``
+    (default :func:`cache_dir`), with pooch: progress bar, sha256 check, cache.
+
+    pooch downloads to a temporary file and moves it into place only after its sha256 matched
+    the catalog; on a mismatch or a network error nothing is left behind and a ReconError says
+    what happened. An existing file with the right checksum is not fetched again. With
+    ``unpack`` the archive is also unpacked into ``dest`` (see :func:`extract`).
     """
+    import logging
+
+    import pooch
+
     info = get_dataset(name)
     if info.manual:
         raise ReconError(f"{info.name}: cannot be downloaded automatically. {info.manual_note} URL: {info.url}")
     url = info.url_for(scene)
-    dest = Path(dest)
+    dest = Path(dest) if dest is not None else cache_dir() / info.name
     if dest.exists() and not dest.is_dir():
         raise ValueError(f"dest: expected a folder, got the file {dest}")
     dest.mkdir(parents=True, exist_ok=True)
-    target = dest / Path(urllib.request.url2pathname(url.rsplit("/", 1)[-1])).name
-    if target.exists():
-        digest = _sha256_of(target)
-        if not info.sha256 or digest == info.sha256:
-            return Downloaded(target, digest, bool(info.sha256))
-    part = target.with_name(target.name + ".part")
-    h = hashlib.sha256()
+    fname = Path(urllib.request.url2pathname(url.rsplit("/", 1)[-1])).name
+    if url.startswith("file:"):
+        downloader = _FileDownloader(progress)
+    else:
+        downloader = pooch.HTTPDownloader(progressbar=progress, timeout=timeout) \
+            if url.startswith(("http:", "https:")) else pooch.choose_downloader(url, progressbar=progress)
+    logger = pooch.get_logger()
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # pooch logs every download at INFO; we print our own line
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            bar = None
-            if progress:
-                from tqdm import tqdm
-
-                bar = tqdm(total=total, unit="B", unit_scale=True, desc=target.name, file=sys.stderr)
-            try:
-                for block in iter(lambda: response.read(1 << 20), b""):
-                    out.write(block)
-                    h.update(block)
-                    if bar is not None:
-                        bar.update(len(block))
-            finally:
-                if bar is not None:
-                    bar.close()
-    except (urllib.error.URLError, OSError, TimeoutError) as e:
-        part.unlink(missing_ok=True)
-        reason = getattr(e, "reason", e)
+        path = Path(pooch.retrieve(url, known_hash=f"sha256:{info.sha256}" if info.sha256 else None,
+                                   fname=fname, path=dest, downloader=downloader, progressbar=progress))
+    except ValueError as e:
+        got = re.search(r"got ([0-9a-f]{64})", str(e))
+        raise ReconError(f"{info.name}: checksum mismatch for {url}: expected sha256 {info.sha256}, "
+                         f"got {got.group(1) if got else '?'}; the download was removed") from None
+    except Exception as e:  # requests / ftplib / OS errors: one line, never a traceback
+        reason = getattr(e, "reason", None) or e
         raise ReconError(f"{info.name}: could not download {url}: {reason}. Check the network connection "
                          "(offline?) or download it by hand from the dataset's homepage "
                          f"{info.homepage or url}") from None
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
-    digest = h.hexdigest()
-    if info.sha256 and digest != info.sha256:
-        part.unlink(missing_ok=True)
-        raise ReconError(f"{info.name}: checksum mismatch for {url}: expected sha256 {info.sha256}, "
-                         f"got {digest}; the partial file was removed")
-    os.replace(part, target)
-    return Downloaded(target, digest, bool(info.sha256))
+    finally:
+        logger.setLevel(level)
+    digest = _sha256_of(path)
+    if unpack:
+        extract(path, dest)
+    return Downloaded(path, digest, bool(info.sha256))
 
 
 def extract(archive, dest) -> Path:
@@ -214,9 +247,6 @@ def extract(archive, dest) -> Path:
     without the suffix). Members that would land outside ``dest`` (absolute paths, ``..``, links)
     are refused. .7z needs the external ``7z`` tool: the error says so.
     """
-    import bz2
-    import gzip
-    import shutil
     import tarfile
     import zipfile
 
@@ -233,14 +263,17 @@ def extract(archive, dest) -> Path:
             raise FormatError(archive, f"member {member!r} would be written outside {dest}; refusing")
         return target
 
+    import pooch
+
+    # pooch unpacks; the members are checked here first (pooch trusts the archive).
     if name.endswith(".zip"):
         try:
             with zipfile.ZipFile(archive) as z:
                 for member in z.namelist():
                     inside(member)
-                z.extractall(root)
         except zipfile.BadZipFile as e:
             raise FormatError(archive, f"not a valid zip archive ({e})") from None
+        pooch.Unzip(extract_dir=str(root))(str(archive.resolve()), "download", None)
     elif name.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz")):
         try:
             with tarfile.open(archive) as t:
@@ -248,23 +281,18 @@ def extract(archive, dest) -> Path:
                     inside(member.name)
                     if member.issym() or member.islnk() or not (member.isfile() or member.isdir()):
                         raise FormatError(archive, f"member {member.name!r} is a link or device; refusing")
-                if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4 / 3.10.12
-                    t.extractall(root, filter="data")
-                else:
-                    t.extractall(root)
         except tarfile.TarError as e:
             raise FormatError(archive, f"not a valid tar archive ({e})") from None
+        pooch.Untar(extract_dir=str(root))(str(archive.resolve()), "download", None)
     elif name.endswith((".bz2", ".gz")):
-        opener = bz2.open if name.endswith(".bz2") else gzip.open
         target = root / archive.name.rsplit(".", 1)[0]
         part = target.with_name(target.name + ".part")
         try:
-            with opener(archive, "rb") as src, open(part, "wb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
+            out = pooch.Decompress(method="auto", name=str(part))(str(archive.resolve()), "download", None)
         except (OSError, EOFError) as e:
             part.unlink(missing_ok=True)
             raise FormatError(archive, f"cannot decompress ({e})") from None
-        os.replace(part, target)
+        os.replace(out, target)
     elif name.endswith(".7z"):
         raise ReconError(f"{archive}: 7z archives need the external tool: `7z x {archive} -o{dest}` "
                          "(Debian: apt-get install p7zip-full)")

@@ -7,54 +7,27 @@ from pathlib import Path
 from recon.errors import FormatError
 from recon.scene import Reconstruction
 
+from recon.io.detect import find_image_dir  # noqa: F401  (re-exported: it lives with the detector)
+
 __all__ = ["detect_model", "find_image_dir", "read_model"]
 
 
 def detect_model(path) -> tuple[str, Path] | None:
-    """('colmap', folder) or ('transforms', json file) for ``path``, else None.
+    """('colmap', folder) or ('transforms', json file) for ``path``, else None, as
+    :func:`recon.io.detect` finds them: a COLMAP folder (bin or txt), one of its files, or a
+    parent holding ``sparse/0``; a transforms.json file or a folder holding one. COLMAP wins
+    when a folder has both."""
+    from recon.io.detect import detect
 
-    A COLMAP folder (bin or txt), one of its files, or a parent holding ``sparse/0``; a
-    transforms.json file or a folder holding one. COLMAP wins when a folder has both."""
-    from recon.io.colmap import find_colmap_model
-    from recon.io.transforms_json import find_transforms
-
-    path = Path(path)
-    folder = find_colmap_model(path)
-    if folder is not None:
-        return "colmap", folder
-    js = find_transforms(path)
-    if js is not None:
-        return "transforms", js
+    try:
+        art = detect(path)
+    except (FormatError, FileNotFoundError):
+        return None
+    if art.model_dir is not None:
+        return "colmap", art.model_dir
+    if art.transforms is not None:
+        return "transforms", art.transforms
     return None
-
-
-def find_image_dir(model_dir, *, dataset_dir=None) -> Path | None:
-    """The folder holding the photos of a COLMAP model, or None when none is found.
-
-    Looks for ``images/`` in ``model_dir`` and up to three levels above it (``DATA/sparse/0`` ->
-    ``DATA/images``), then, for a ``recon sfm`` output folder ``dataset_dir`` (which leaves the
-    photos where they were), at the folder its ``transforms.json`` frames point to (relative to
-    the JSON, so it survives moving the tree) and at the ``input`` recorded in its report.json.
-    """
-    import json
-
-    model_dir = Path(model_dir)
-    cands = [model_dir / "images", *(p / "images" for p in list(model_dir.parents)[:3])]
-    if dataset_dir is not None:
-        dataset_dir = Path(dataset_dir)
-        for name, key in (("transforms.json", "frames"), ("report.json", "input")):
-            try:
-                doc = json.loads((dataset_dir / name).read_text())
-            except (OSError, ValueError):
-                continue
-            try:
-                if key == "frames":
-                    cands.append((dataset_dir / doc["frames"][0]["file_path"]).parent)
-                elif isinstance(doc.get("input"), str):
-                    cands.append(Path(doc["input"]))
-            except (KeyError, IndexError, TypeError, AttributeError):
-                continue
-    return next((c for c in cands if c.is_dir()), None)
 
 
 def read_model(path) -> Reconstruction:

@@ -28,42 +28,43 @@ class Section:
         return "\n".join([self.title, *("  " + ln for ln in self.lines)])
 
 
-_SPLAT_PROPS = {"f_dc_0", "opacity", "scale_0", "rot_0"}
-
-
 def describe(path) -> list[Section]:
-    """Summarise any supported file or folder. Raises FileNotFoundError / FormatError."""
+    """Summarise any supported file or folder (what it is: :func:`recon.io.detect`).
+    Raises FileNotFoundError / FormatError."""
+    from recon.io.detect import detect
+
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file or folder")
+    art = detect(path)
     if path.is_dir():
-        return _describe_folder(path)
-    return [_describe_file(path)]
+        return _describe_folder(path, art)
+    return [_describe_file(path, art)]
 
 
 # =========================================================================================
 # Files
 # =========================================================================================
 
-def _describe_file(path: Path) -> Section:
-    from recon.io.colmap import find_colmap_model
-    from recon.io.images import IMAGE_EXTENSIONS
+def _describe_file(path: Path, art) -> Section:
+    from recon.io.detect import Kind
 
-    ext = path.suffix.lower()
-    if ext == ".ply":
-        return describe_ply(path)
-    if ext in IMAGE_EXTENSIONS:
+    if art.report == path:
+        return describe_report(path)
+    if path.suffix.lower() == ".ply":
+        return describe_splat_ply(path, None) if art.kind is Kind.SPLAT_PLY else describe_ply(path)
+    if art.kind is Kind.MESH:
+        return describe_mesh(path)
+    if art.kind is Kind.IMAGE:
         return describe_image(path)
-    if ext == ".json":
-        if path.name == "gt.json":
-            return describe_synth(path.parent)
-        if path.name == "report.json":
-            return describe_report(path)
-        return describe_transforms(path)
-    if ext in (".bin", ".txt") and find_colmap_model(path) is not None:
-        return describe_colmap(find_colmap_model(path))
-    raise FormatError(path, f"unsupported file kind {ext or '(no extension)'!r}: recon info reads COLMAP "
-                            "models, transforms.json, PLY, images, gt.json and report.json")
+    if art.kind is Kind.VIDEO:
+        return describe_video(path)
+    if art.kind is Kind.SYNTH_DATASET:
+        return describe_synth(path.parent)
+    if art.kind is Kind.TRANSFORMS:
+        return describe_transforms(art.transforms)
+    if art.kind is Kind.COLMAP_MODEL:
+        return describe_colmap(art.model_dir)
+    raise FormatError(path, f"is a {art.kind.label}; recon info reads COLMAP models, transforms.json, PLY, "
+                            "meshes, images, videos, gt.json and report.json")
 
 
 def mean_reprojection_error(rec) -> tuple[float, int]:
@@ -177,13 +178,11 @@ def describe_transforms(path: Path) -> Section:
 
 
 def describe_ply(path: Path) -> Section:
+    """A PLY point cloud (or a mesh's vertices; its faces are listed as other elements)."""
     from recon.io.ply import read_ply, read_ply_header
 
     header = read_ply_header(path)
     vertex = header.element("vertex")
-    props = [n for n, _ in vertex.properties] if vertex else []
-    if vertex is not None and _SPLAT_PROPS <= set(props):
-        return describe_splat_ply(path, header)
     import warnings
 
     with warnings.catch_warnings():
@@ -208,7 +207,10 @@ def describe_ply(path: Path) -> Section:
     return s
 
 
-def describe_splat_ply(path: Path, header) -> Section:
+def describe_splat_ply(path: Path, header=None) -> Section:
+    from recon.io.ply import read_ply_header
+
+    header = header or read_ply_header(path)
     vertex = header.element("vertex")
     s = Section(f"3D Gaussian Splatting PLY ({header.format}): {path}")
     n_rest = sum(1 for n, _ in vertex.properties if n.startswith("f_rest_"))
@@ -236,6 +238,43 @@ def describe_splat_ply(path: Path, header) -> Section:
         s.lines.append(f"means bbox: min {_v(lo)}  max {_v(hi)}")
         s.lines.append(f"opacity: median {np.median(opacity):.3f}; scale: median {np.median(scales):.4g}")
         s.data.update(bbox=[lo.tolist(), hi.tolist()], median_opacity=float(np.median(opacity)))
+    return s
+
+
+def describe_mesh(path: Path) -> Section:
+    """A mesh file (OBJ / GLB / GLTF / STL / OFF) read with trimesh."""
+    import trimesh
+
+    try:
+        mesh = trimesh.load(path, force="mesh", process=False)
+    except Exception as e:
+        raise FormatError(path, f"cannot read it as a mesh: {type(e).__name__}: {e}") from None
+    s = Section(f"mesh: {path}")
+    nv, nf = len(mesh.vertices), len(mesh.faces)
+    s.lines.append(f"vertices: {nv}, faces: {nf}")
+    s.data = {"kind": "mesh", "path": str(path), "vertices": nv, "faces": nf}
+    if nv:
+        lo, hi = np.asarray(mesh.bounds[0]), np.asarray(mesh.bounds[1])
+        s.lines.append(f"bbox: min {_v(lo)}  max {_v(hi)}")
+        s.data["bbox"] = [lo.tolist(), hi.tolist()]
+    return s
+
+
+def describe_video(path: Path) -> Section:
+    """A video: frame size, count and rate (OpenCV)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise FormatError(path, "OpenCV cannot open this video")
+        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        n, fps = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), float(cap.get(cv2.CAP_PROP_FPS))
+    finally:
+        cap.release()
+    s = Section(f"video: {path}")
+    s.lines.append(f"size: {w}x{h}, frames: {n}, fps: {fps:.3g}")
+    s.data = {"kind": "video", "path": str(path), "width": w, "height": h, "frames": n, "fps": fps}
     return s
 
 
@@ -329,22 +368,22 @@ def describe_report(path: Path) -> Section:
 # Folders
 # =========================================================================================
 
-def _describe_folder(folder: Path) -> list[Section]:
-    from recon.io.colmap import find_colmap_model
+def _describe_folder(folder: Path, art) -> list[Section]:
+    """What recon.io.detect found (dataset facts, report, model), then every transforms*.json,
+    PLY and the images the folder holds."""
     from recon.io.images import list_images
 
     sections: list[Section] = []
-    if (folder / "gt.json").is_file():
+    if art.gt is not None:
         sections.append(describe_synth(folder))
-    if (folder / "report.json").is_file():
-        sections.append(describe_report(folder / "report.json"))
-    model = find_colmap_model(folder)
-    if model is not None:
-        sections.append(describe_colmap(model))
+    if art.report is not None:
+        sections.append(describe_report(art.report))
+    if art.model_dir is not None:
+        sections.append(describe_colmap(art.model_dir))
     for js in sorted(folder.glob("transforms*.json")):  # also Blender's transforms_{train,val,test}
         sections.append(describe_transforms(js))
     for ply in sorted(folder.glob("*.ply")):
-        sections.append(describe_ply(ply))
+        sections.append(_describe_file(ply, _detect_quiet(ply)))
     images = list_images(folder)
     if not images and (folder / "images").is_dir():
         images = list_images(folder / "images")
@@ -357,6 +396,12 @@ def _describe_folder(folder: Path) -> list[Section]:
         raise FormatError(folder, "nothing recon can read here (no COLMAP model, transforms.json, PLY, "
                                   "images, gt.json or report.json)")
     return sections
+
+
+def _detect_quiet(path: Path):
+    from recon.io.detect import detect
+
+    return detect(path)
 
 
 def _v(a) -> str:

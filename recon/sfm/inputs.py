@@ -22,8 +22,8 @@ __all__ = [
     "sharpness",
 ]
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".pgm", ".ppm"}
-VIDEO_EXTENSIONS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
+from recon.io.detect import VIDEO_EXTENSIONS  # one list of extensions, in recon.io
+from recon.io.images import IMAGE_EXTENSIONS
 
 
 @dataclass

@@ -15,9 +15,12 @@ gsplat and the Inria viewers read it), OUT/checkpoint.pt, OUT/renders/test/*.png
 OUT/report.json (test PSNR / SSIM / LPIPS-or-null, steps, seconds, num_gaussians, device,
 peak memory).
 
-DATA is a folder with transforms.json, or with sparse/0 (COLMAP model) and images/, as written
-by `recon sfm` and recon.synth. Cameras must be undistorted pinhole (SIMPLE_PINHOLE / PINHOLE).
-Every 8th image (sorted by name) is held out for the test metrics, as in the 3DGS protocol.
+DATA is what `recon sfm` or recon.synth wrote (a folder with sparse/0 and its photos, or a
+transforms.json), or a COLMAP model folder (recon.io.detect decides). Cameras with lens
+distortion (SIMPLE_RADIAL from `recon sfm`, OPENCV, fisheye) are undistorted on load to a
+pinhole camera; the images are cached in OUT/undistorted/. Every 8th image (sorted by name) is
+held out for the test metrics, as in the 3DGS protocol; the split is recorded in report.json
+(`recon render --cameras test` renders exactly those views).
 
 Presets: 'default' = gsplat's 7k-step schedule; 'long' = the paper's 30k; 'cpu' = 3k steps with
 capped growth for small images on a CPU. 'auto' picks 'cpu' on a CPU and 'default' on CUDA.
@@ -26,6 +29,7 @@ Examples:
   recon train splat out/sfm -o out/splat --steps 3000 --resolution-scale 0.25
   recon train splat data/lego -o out/lego --strategy mcmc --device cuda --viewer
   recon train splat out/sfm -o out/splat --steps 7000 --resume     # continue a run
+  recon sfm photos -o out && recon train splat out -o splat --resolution-scale 0.125 --max-seconds 120
 """
 
 
@@ -54,8 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="hold out every K-th image for testing (0: none); default 8")
     parser.add_argument("--max-views", type=int, metavar="N", help="use only the first N images")
     parser.add_argument("--threads", type=int, metavar="N",
-                        help="CPU threads for torch (default: all cores, or 1 when the machine is "
-                             "already busy: oversubscribed OpenMP threads are very slow)")
+                        help="CPU threads for torch (default: the cores other processes leave free, "
+                             "re-checked every 15 s during the run: oversubscribed OpenMP threads are "
+                             "very slow)")
     parser.add_argument("--compile", action="store_true",
                         help="fuse the PyTorch rasterizer's kernels with torch.compile (CPU: 3-6x faster "
                              "steps after a one-time build of about 1-2 minutes; needs a C++ compiler)")
@@ -66,30 +71,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--viewer", action="store_true",
                         help="live view in the browser (viser, http://127.0.0.1:8080) while training")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def configure_threads(requested: int | None, log) -> int:
-    """Set torch's CPU threads; with none requested use 1 when the load average already exceeds
-    the core count (OpenMP spin-waits make oversubscribed runs 10-100x slower)."""
-    import os
-
-    import torch
-
-    n = os.cpu_count() or 1
-    if requested is not None:
-        if requested < 1:
-            raise ValueError(f"--threads: expected >= 1, got {requested}")
-        threads = requested
-    else:
-        try:
-            busy = os.getloadavg()[0] >= n
-        except OSError:
-            busy = False
-        threads = 1 if busy else n
-        if busy:
-            log(f"machine busy (load {os.getloadavg()[0]:.1f} on {n} cores): using 1 torch thread")
-    torch.set_num_threads(threads)
-    return threads
 
 
 def run(args: argparse.Namespace) -> int:
@@ -121,11 +102,14 @@ def run(args: argparse.Namespace) -> int:
     if args.max_gaussians is not None:
         cfg = dataclasses.replace(cfg, densify=dataclasses.replace(cfg.densify, max_gaussians=args.max_gaussians),
                                   mcmc=dataclasses.replace(cfg.mcmc, cap_max=args.max_gaussians))
-    if cfg.device != "cuda":
-        configure_threads(args.threads, log)
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads: expected >= 1, got {args.threads}")
     log(f"preset {preset}")
+    # The live viewer is handed in by recon's CLI (args.live_viewer): render never imports viewer.
+    live = getattr(args, "live_viewer", None) if args.viewer else None
     result = train(args.data, args.output, cfg, resume=args.resume, progress=not args.quiet,
-                   viewer=True if args.viewer else None, log=log, data_path=args.data)
+                   live=live, log=log, data_path=args.data,
+                   threads=args.threads if args.threads is not None else "auto")
     r = result.report
     print(f"splat: {r['num_gaussians']} Gaussians, {r['steps']} steps in {r['seconds']:.1f} s; "
           f"{r['eval_split']} PSNR {r['psnr']:.2f} dB, SSIM {r['ssim']:.4f} -> {args.output}/splat.ply")

@@ -12,7 +12,7 @@ import torch
 from calib import Camera, Rigid3
 from recon.errors import ReconError
 from recon.io.gaussians import read_splat_ply
-from render.data import SceneData, load_scene, split_train_test
+from render.data import SceneData, load_scene
 from render.splat.api import rasterize
 from render.splat.gaussians import Gaussians
 from render.splat.toy import look_at
@@ -79,14 +79,40 @@ def _write_video(frames: list[Path], path: str, fps: int) -> None:
     writer.release()
 
 
+def _split_of_run(run_dir: Path, report: dict, scene: SceneData, which: str) -> list[int]:
+    """Indices into ``scene.views`` of the run's ``which`` views: the split recorded in
+    report.json (by view name); for runs older than that record, the split re-derived with the
+    run's config.json (test_every, max_views)."""
+    from render.scaffold import Split
+
+    if isinstance(report.get("split"), dict):
+        return Split.from_json(report["split"], where=run_dir / "report.json").indices_in(scene, which)
+    cfg = {}
+    if (run_dir / "config.json").is_file():
+        cfg = json.loads((run_dir / "config.json").read_text())
+    max_views = cfg.get("max_views")
+    views = scene.views[:max_views] if max_views else scene.views
+    split = Split.every(SceneData(views, source=scene.source), test_every=int(cfg.get("test_every", 8)))
+    return list(split.test if which == "test" else split.train)
+
+
 def render_frames_cli(args) -> int:
+    from recon.errors import FormatError
+    from recon.io.detect import Kind, detect
+
     run_dir = Path(args.run_dir)
-    ply = run_dir / "splat.ply"
-    if not ply.is_file():
-        raise FileNotFoundError(f"{ply}: no splat.ply here (train with `recon train splat DATA -o {run_dir}`)")
+    try:
+        art = detect(run_dir)
+    except FormatError:
+        art = None
+    if art is None or art.kind is not Kind.SPLAT_OUTPUT:
+        what = f" (it holds a {art.kind.label})" if art is not None else ""
+        raise FileNotFoundError(f"{run_dir / 'splat.ply'}: no splat.ply here{what}; train with "
+                                f"`recon train splat DATA -o {run_dir}`")
+    ply = art.ply
     report = {}
-    if (run_dir / "report.json").is_file():
-        report = json.loads((run_dir / "report.json").read_text())
+    if art.report is not None:
+        report = json.loads(art.report.read_text())
     device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
     g = Gaussians.from_cloud(read_splat_ply(ply), device=device)
     bg = tuple(args.background) if args.background else tuple(report.get("background", (0.0, 0.0, 0.0)))
@@ -97,19 +123,19 @@ def render_frames_cli(args) -> int:
         cams = [f.camera for f in path.frames]
         poses = [f.cam_from_world for f in path.frames]
     else:
-        data = args.data or report.get("data_path")
+        data = args.data or (str(art.data_path) if art.data_path else None)
         if not data:
             raise ReconError(f"{run_dir}: no dataset recorded in report.json; pass --data DATA")
         scale = args.resolution_scale or report.get("resolution_scale", 1.0)
-        scene: SceneData = load_scene(data, resolution_scale=scale, background=bg)
+        scene: SceneData = load_scene(data, resolution_scale=scale, background=bg,
+                                      cache_dir=run_dir / "undistorted")
         if args.cameras == "orbit":
             if args.frames < 1:
                 raise ValueError(f"--frames: expected >= 1, got {args.frames}")
             poses = orbit_cameras([v.cam_from_world for v in scene.views], args.frames)
             cams = [scene.views[0].camera] * len(poses)
         else:
-            train_idx, test_idx = split_train_test(len(scene.views))
-            idx = test_idx if args.cameras == "test" else train_idx
+            idx = _split_of_run(run_dir, report, scene, args.cameras)
             cams = [scene.views[i].camera for i in idx]
             poses = [scene.views[i].cam_from_world for i in idx]
     frames = render_frames(g, cams, poses, args.output, background=bg, sh_degree=args.sh_degree)

@@ -1,23 +1,24 @@
 """Gaussian-splatting trainer (3DGS recipe; gsplat ``simple_trainer`` defaults and names).
 
-``train(scene_or_path, out_dir, config)`` optimises Gaussians against posed images and writes::
+``train(scene_or_path, out_dir, config)`` optimises Gaussians against posed images. The loop,
+checkpoints, resume, NaN guard, split, evaluation and report are :mod:`render.scaffold`'s;
+:class:`SplatTrainer` is the splat method on it. It writes::
 
     out_dir/splat.ply          standard 3DGS PLY (SuperSplat / gsplat / Inria viewers read it)
-    out_dir/checkpoint.pt      params + Adam state + strategy state + step (``resume=True``)
+    out_dir/checkpoint.pt      scaffold checkpoint; state = params + Adam state + strategy state
     out_dir/renders/test/*.png renders of the held-out views (every 8th image)
-    out_dir/report.json        psnr_test, ssim_test, lpips_test (or null + reason), steps, seconds,
-                               num_gaussians, device, peak_memory_mb, ...
+    out_dir/report.json        method "splat", psnr_test, ssim_test, lpips_test (or null + reason),
+                               split (view names), steps, seconds, num_gaussians, device, ...
     out_dir/config.json        the TrainConfig used (versioned, plain JSON)
+    out_dir/undistorted/       undistorted images, when the dataset's cameras have distortion
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,19 +26,26 @@ import numpy as np
 import torch
 
 from recon.errors import ReconError
-from render.data import SceneData, View, load_scene, split_train_test
-from render.metrics import lpips, lpips_status, psnr, ssim
+from render.data import SceneData, View, load_scene
+from render.metrics import ssim
+from render.scaffold import (
+    Hooks,
+    LoopConfig,
+    NonFiniteLoss,
+    RenderedView,
+    ShuffledViews,
+    Split,
+    TrainingDiverged,
+    fit,
+    read_checkpoint,
+)
 from render.splat.api import RenderOutput, rasterize
 from render.splat.gaussians import Gaussians
 from render.splat.strategy import DefaultStrategy, MCMCStrategy
 
-__all__ = ["PRESETS", "TrainConfig", "TrainResult", "TrainingDiverged", "init_gaussians", "train"]
+__all__ = ["PRESETS", "SplatTrainer", "TrainConfig", "TrainResult", "TrainingDiverged", "init_gaussians", "train"]
 
 CONFIG_VERSION = 1
-
-
-class TrainingDiverged(ReconError):
-    """The loss became NaN/Inf. The last good state is in the checkpoint."""
 
 
 @dataclass
@@ -264,13 +272,6 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB -> MiB (process RSS)
 
 
-def _save_png(path: Path, rgb: np.ndarray) -> None:
-    from PIL import Image as PILImage
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    PILImage.fromarray((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
-
-
 def _oom_message(n: int, device) -> str:
     return (f"out of memory on {device} with {n} Gaussians. Try --resolution-scale 0.5, fewer steps of "
             f"densification (a higher grow_grad2d), or --strategy mcmc with a smaller cap (mcmc.cap_max); "
@@ -284,22 +285,24 @@ def _is_oom(e: BaseException) -> bool:
     return isinstance(e, RuntimeError) and ("out of memory" in msg or "can't allocate memory" in msg)
 
 
-class _Trainer:
-    def __init__(self, scene: SceneData, out_dir: Path, cfg: TrainConfig, *, progress: bool,
-                 viewer, log):
-        self.scene, self.out, self.cfg, self.progress, self.log = scene, out_dir, cfg, progress, log
+class SplatTrainer:
+    """Gaussian splatting on the :mod:`render.scaffold` (implements ``render.scaffold.Trainer``)."""
+
+    method = "splat"
+
+    def __init__(self, scene: SceneData, split: Split, cfg: TrainConfig, *, log):
+        self.scene, self.cfg, self.log = scene, cfg, log
         self.device = _pick_device(cfg.device)
         self.extent = scene.extent
         self.bg = torch.tensor(cfg.background, dtype=torch.float32, device=self.device)
-        self.train_idx, self.test_idx = split_train_test(len(scene.views), test_every=cfg.test_every)
+        self.views = ShuffledViews(split.train, seed=cfg.seed)
         self.images = [torch.from_numpy(v.image).to(self.device) for v in scene.views]
         self.strategy = cfg.mcmc if cfg.strategy == "mcmc" else cfg.densify
-        self.viewer = viewer
-        self.step = 0
-        self.seconds = 0.0
+        self.step_done = 0
         self.params: dict = {}
         self.optimizer = None
         self.state: dict = {}
+        self.psnr_ema = None
 
     # ---- state ----
     def init_fresh(self, rng):
@@ -315,30 +318,20 @@ class _Trainer:
     def gaussians(self) -> Gaussians:
         return Gaussians(**self.params)
 
-    def save_checkpoint(self, path: Path | None = None):
-        path = path or self.out / "checkpoint.pt"
-        tmp = path.with_suffix(".pt.tmp")
-        torch.save({"version": CONFIG_VERSION, "step": self.step, "seconds": self.seconds,
-                    "config": self.cfg.to_dict(),
-                    "params": {k: v.detach().cpu() for k, v in self.params.items()},
-                    "optimizer": self.optimizer.state_dict(),
-                    "strategy_state": {k: v.cpu() for k, v in self.state.items()},
-                    "torch_rng": torch.get_rng_state()}, tmp)
-        tmp.replace(path)
+    def state_dict(self) -> dict:
+        return {"params": {k: v.detach().cpu() for k, v in self.params.items()},
+                "optimizer": self.optimizer.state_dict(),
+                "strategy_state": {k: v.cpu() for k, v in self.state.items()}}
 
-    def load_checkpoint(self, path: Path):
-        try:
-            ck = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise ReconError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from None
-        self._set_params(Gaussians(**ck["params"]))
+    def load_state_dict(self, state: dict) -> None:
+        self._set_params(Gaussians(**state["params"]))
         self.optimizer = _make_optimizer(self.params, self.cfg, self.extent)
-        self.optimizer.load_state_dict(ck["optimizer"])
-        self.state = {k: v.to(self.device) for k, v in ck["strategy_state"].items()}
-        self.step = int(ck["step"])
-        self.seconds = float(ck.get("seconds", 0.0))
-        torch.set_rng_state(ck["torch_rng"])
-        self.log(f"resumed from {path} at step {self.step} ({len(self.params['means'])} Gaussians)")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.state = {k: v.to(self.device) for k, v in state["strategy_state"].items()}
+        self.log(f"{len(self.params['means'])} Gaussians in the checkpoint")
+
+    def is_finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.params.values())
 
     # ---- rendering ----
     def render(self, view: View, sh_degree: int) -> RenderOutput:
@@ -346,128 +339,92 @@ class _Trainer:
                          background=self.bg, backend=self.cfg.backend, tile_size=self.cfg.tile_size,
                          chunk_size=self.cfg.chunk_size)
 
+    def render_view(self, camera, cam_from_world) -> RenderedView:
+        with torch.no_grad():
+            out = rasterize(self.gaussians().detach(), camera, cam_from_world, background=self.bg,
+                            sh_degree=self.sh_degree_at(self.step_done), backend=self.cfg.backend,
+                            tile_size=self.cfg.tile_size, chunk_size=self.cfg.chunk_size)
+        return RenderedView(out.rgb.clamp(0, 1).cpu().numpy(), out.depth.cpu().numpy())
+
     def sh_degree_at(self, step: int) -> int:
         return min(self.cfg.sh_degree, step // max(self.cfg.sh_degree_interval, 1))
 
-    # ---- loop ----
-    def run(self):
-        from tqdm import tqdm
-
+    # ---- one step ----
+    def step(self, step: int) -> dict:
         cfg = self.cfg
-        if not self.train_idx:
-            raise ReconError("no training views (need at least 2 views with test_every > 0)")
-        rng = np.random.default_rng(cfg.seed + self.step)
-        order: list[int] = []
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.progress, file=sys.stderr,
-                   desc="train splat", dynamic_ncols=True, mininterval=0.5)
-        psnr_ema = None
-        t_start = time.perf_counter() - self.seconds
+        i = self.views.at(step)
+        view, gt = self.scene.views[i], self.images[i]
+        for group in self.optimizer.param_groups:
+            if group["name"] == "means":
+                group["lr"] = _means_lr(cfg, self.extent, step)
         try:
-            while self.step < cfg.steps:
-                while self.viewer is not None and getattr(self.viewer, "paused", False):
-                    time.sleep(0.1)
-                if not order:
-                    order = list(rng.permutation(self.train_idx))
-                i = int(order.pop())
-                view, gt = self.scene.views[i], self.images[i]
-                for group in self.optimizer.param_groups:
-                    if group["name"] == "means":
-                        group["lr"] = _means_lr(cfg, self.extent, self.step)
-                try:
-                    out = self.render(view, self.sh_degree_at(self.step))
-                    out.means2d_graph.retain_grad()
-                    l1 = (out.rgb - gt).abs().mean()
-                    loss = (1 - cfg.lambda_dssim) * l1 + cfg.lambda_dssim * (1 - ssim(out.rgb, gt))
-                    if cfg.strategy == "mcmc":
-                        loss = loss + self.strategy.regularization(self.params)
-                    if not torch.isfinite(loss):
-                        self._diverged(loss)
-                    loss.backward()
-                    self.step += 1
-                    # the live viewer renders from another thread: no reads mid-update
-                    with getattr(self.viewer, "lock", None) or contextlib.nullcontext():
-                        self.strategy.step_post_backward(
-                            self.params, self.optimizer, self.state, self.step, out, self.extent,
-                            view.camera.width, view.camera.height)
-                        self.optimizer.step()
-                        self.optimizer.zero_grad(set_to_none=True)
-                        if cfg.strategy == "mcmc":
-                            self.strategy.step_post_optimizer(self.params, _means_lr(cfg, self.extent, self.step))
-                except (torch.cuda.OutOfMemoryError, RuntimeError) as e:
-                    if _is_oom(e):
-                        raise ReconError(_oom_message(len(self.params["means"]), self.device)) from None
-                    raise
-                with torch.no_grad():
-                    mse = float(((out.rgb.detach() - gt) ** 2).mean())
-                p = 10 * math.log10(1 / max(mse, 1e-12))
-                psnr_ema = p if psnr_ema is None else 0.9 * psnr_ema + 0.1 * p
-                n = len(self.params["means"])
-                bar.update(1)
-                if self.step % 10 == 0 or self.step == cfg.steps:
-                    bar.set_postfix(loss=f"{float(loss.detach()):.4f}", psnr=f"{psnr_ema:.2f}", n=n, refresh=False)
-                    if self.viewer is not None:
-                        self.viewer.log(self.step, {"loss": float(loss.detach()), "psnr": psnr_ema,
-                                                    "num_gaussians": float(n)})
-                step_seconds = time.perf_counter() - t_start - self.seconds
-                self.seconds = time.perf_counter() - t_start
-                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
-                    self.save_checkpoint()
-                # Stop before a step that would end past the budget, so the budget is kept.
-                if cfg.max_seconds is not None and self.seconds + step_seconds > cfg.max_seconds:
-                    self.log(f"time budget of {cfg.max_seconds:.0f} s reached at step {self.step}")
-                    break
-        finally:
-            bar.close()
-        self.seconds = time.perf_counter() - t_start
+            out = self.render(view, self.sh_degree_at(step))
+            out.means2d_graph.retain_grad()
+            l1 = (out.rgb - gt).abs().mean()
+            loss = (1 - cfg.lambda_dssim) * l1 + cfg.lambda_dssim * (1 - ssim(out.rgb, gt))
+            if cfg.strategy == "mcmc":
+                loss = loss + self.strategy.regularization(self.params)
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(float(loss.detach()))
+            loss.backward()
+            self.strategy.step_post_backward(self.params, self.optimizer, self.state, step + 1, out, self.extent,
+                                             view.camera.width, view.camera.height)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            if cfg.strategy == "mcmc":
+                self.strategy.step_post_optimizer(self.params, _means_lr(cfg, self.extent, step + 1))
+        except (torch.cuda.OutOfMemoryError, RuntimeError) as e:
+            if _is_oom(e):
+                raise ReconError(_oom_message(len(self.params["means"]), self.device)) from None
+            raise
+        self.step_done = step + 1
+        with torch.no_grad():
+            mse = float(((out.rgb.detach() - gt) ** 2).mean())
+        p = 10 * math.log10(1 / max(mse, 1e-12))
+        self.psnr_ema = p if self.psnr_ema is None else 0.9 * self.psnr_ema + 0.1 * p
+        return {"loss": loss.detach(), "psnr": self.psnr_ema, "num_gaussians": len(self.params["means"])}
 
-    def _diverged(self, loss):
-        finite = all(bool(torch.isfinite(p).all()) for p in self.params.values())
-        where = self.out / "checkpoint.pt"
-        if finite:
-            self.save_checkpoint()  # parameters before this step are still good
-            kept = f"the last good state (step {self.step}) is in {where}"
-        elif where.is_file():
-            kept = f"the last good checkpoint is kept in {where}"
-        else:
-            kept = "no good checkpoint was written yet"
-        raise TrainingDiverged(f"loss became {float(loss.detach())} at step {self.step + 1} "
-                               f"({len(self.params['means'])} Gaussians); {kept}. Lower the learning "
-                               "rates or check the input images/poses.")
+    def export(self, out_dir: Path) -> dict:
+        from recon.io.gaussians import write_splat_ply
 
-    # ---- evaluation ----
-    @torch.no_grad()
-    def evaluate(self) -> dict:
-        idx, split = (self.test_idx, "test") if self.test_idx else (self.train_idx, "train")
-        ps, ss, lp = [], [], []
-        for i in idx:
-            v = self.scene.views[i]
-            out = self.render(v, self.sh_degree_at(self.step))
-            pred = out.rgb.clamp(0, 1).cpu().numpy()
-            gt = v.image
-            ps.append(psnr(pred, gt))
-            ss.append(ssim(pred, gt))
-            lp.append(lpips(pred, gt))
-            stem = Path(v.name).with_suffix("").as_posix().replace("/", "_")
-            _save_png(self.out / "renders" / split / f"{i:04d}_{stem}.png", pred)
-        lp_ok = bool(lp) and all(x is not None for x in lp)
-        return {"split": split, "views": len(idx), "psnr": float(np.mean(ps)) if ps else None,
-                "ssim": float(np.mean(ss)) if ss else None,
-                "lpips": float(np.mean(lp)) if lp_ok else None,
-                "lpips_reason": None if lp_ok else lpips_status()[1]}
+        g = self.gaussians().detach()
+        write_splat_ply(Path(out_dir) / "splat.ply", g.to_cloud())
+        backend = "gsplat" if (self.device.type == "cuda" and self.cfg.backend in ("auto", "gsplat")
+                               and _gsplat_used()) else "torch"
+        dev = self.device
+        return {"num_gaussians": len(g),
+                "device": str(dev) + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""),
+                "rasterizer": backend,
+                "peak_memory_mb": round(_peak_memory_mb(dev), 1),
+                "peak_memory_kind": "cuda max_memory_allocated" if dev.type == "cuda" else "process peak RSS"}
+
+
+def _hooks(viewer) -> Hooks:
+    """Hooks from an object with the viewer.live.TrainingViewer interface (log, paused, lock)."""
+    if viewer is None:
+        return Hooks()
+    return Hooks(on_log=viewer.log, paused=lambda: bool(getattr(viewer, "paused", False)),
+                 lock=getattr(viewer, "lock", None))
 
 
 def train(scene, out_dir, config: TrainConfig | None = None, *, resume: bool = False,
-          progress: bool = True, viewer=None, log=None, data_path=None) -> TrainResult:
+          progress: bool = True, viewer=None, live=None, log=None, data_path=None,
+          threads: int | str | None = None) -> TrainResult:
     """Train Gaussians on ``scene`` (a :class:`render.data.SceneData` or a dataset path) and write
-    the outputs listed in the module docstring to ``out_dir``.
+    the outputs listed in the module docstring to ``out_dir``, through :func:`render.scaffold.fit`.
 
     Args:
         config: hyper-parameters (default ``TrainConfig()``); ``steps`` is the total, so a resumed
             run continues up to it.
         resume: continue from ``out_dir/checkpoint.pt`` (its saved config is reused, except
-            ``steps``, ``device`` and ``backend`` from ``config``).
-        viewer: True to open ``viewer.live.TrainingViewer`` (localhost:8080), or an object with
-            its interface (``log``, ``paused``, ``close``); None for none.
+            ``steps``, ``device``, ``backend``, ``compile`` and ``max_seconds`` from ``config``).
+        viewer: an object with the ``viewer.live.TrainingViewer`` interface (``log``, ``paused``,
+            ``lock``), or None.
+        live: a factory ``live(render_fn) -> viewer`` (e.g. ``viewer.live.TrainingViewer``, which
+            the CLI hands in: render never imports viewer); its viewer is closed at the end.
+            ``render_fn(camera, cam_from_world) -> [H, W, 3] uint8``.
+        threads: torch CPU threads: N, "auto" (follow the machine's load during the run), or
+            None (leave torch's setting as it is).
     Raises:
         TrainingDiverged on NaN/Inf loss; ReconError for bad input and out-of-memory.
     """
@@ -476,16 +433,14 @@ def train(scene, out_dir, config: TrainConfig | None = None, *, resume: bool = F
     out_dir = Path(out_dir)
     ck_path = out_dir / "checkpoint.pt"
     if resume:
-        if not ck_path.is_file():
-            raise FileNotFoundError(f"{ck_path}: nothing to resume from")
-        saved = TrainConfig.from_dict(torch.load(ck_path, map_location="cpu", weights_only=True)["config"])
+        saved = TrainConfig.from_dict(read_checkpoint(ck_path)["config"])
         cfg = dataclasses.replace(saved, steps=cfg.steps, device=cfg.device, backend=cfg.backend,
                                   compile=cfg.compile, max_seconds=cfg.max_seconds)
     cfg.validate()
     if not isinstance(scene, SceneData):
         data_path = scene if data_path is None else data_path
         scene = load_scene(scene, resolution_scale=cfg.resolution_scale, background=cfg.background,
-                           max_views=cfg.max_views)
+                           max_views=cfg.max_views, cache_dir=out_dir / "undistorted")
     cfg = cfg.scaled_schedule()
     out_dir.mkdir(parents=True, exist_ok=True)
     if cfg.compile:
@@ -494,90 +449,40 @@ def train(scene, out_dir, config: TrainConfig | None = None, *, resume: bool = F
         on = use_compiled_kernels(True)
         log("torch.compile kernels: " + ("on (the first steps include the build)" if on else "unavailable, eager"))
     torch.manual_seed(cfg.seed)
-    own_viewer, holder = False, {}
-    if viewer is True:
-        viewer, holder = _open_viewer(cfg, log)
-        own_viewer = viewer is not None
-    tr = _Trainer(scene, out_dir, cfg, progress=progress, viewer=viewer, log=log)
-    holder["trainer"] = tr
-    if resume:
-        tr.load_checkpoint(ck_path)
-    else:
+    split = Split.every(scene, test_every=cfg.test_every, max_views=cfg.max_views)
+    tr = SplatTrainer(scene, split, cfg, log=log)
+    if not resume:
         tr.init_fresh(np.random.default_rng(cfg.seed))
-    (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    log(f"{len(tr.train_idx)} train / {len(tr.test_idx)} test views, "
+    own = None
+    if live is not None and viewer is None:
+        viewer = own = live(lambda camera, cam_from_world: (tr.render_view(camera, cam_from_world).rgb * 255
+                                                            + 0.5).astype(np.uint8))
+        if own is not None:
+            log(f"live viewer on {getattr(own, 'url', '?')} (pause training from the browser)")
+    log(f"{len(split.train)} train / {len(split.test)} test views, "
         f"{scene.views[0].camera.width}x{scene.views[0].camera.height}, device {tr.device}, "
         f"strategy {cfg.strategy}, {cfg.steps} steps")
     if tr.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(tr.device)
-    cpu0 = time.process_time()
+    loop = LoopConfig(steps=cfg.steps, checkpoint_every=cfg.checkpoint_every, max_seconds=cfg.max_seconds,
+                      threads=threads, desc="train splat")
+    extra = {"strategy": cfg.strategy,
+             "resolution": [scene.views[0].camera.width, scene.views[0].camera.height],
+             "source": scene.source, "resolution_scale": cfg.resolution_scale,
+             "background": list(cfg.background)}
     try:
-        tr.run()
+        res = fit(tr, scene, split, out_dir, loop, config=cfg.to_dict(), resume=resume, progress=progress,
+                  hooks=_hooks(viewer), log=log, data_path=data_path, report_extra=extra)
     finally:
-        if own_viewer:
-            viewer.close()
-    tr.save_checkpoint()
-    g = tr.gaussians().detach()
-    from recon.io.gaussians import write_splat_ply
-
-    write_splat_ply(out_dir / "splat.ply", g.to_cloud())
-    ev = tr.evaluate()
-    backend = "gsplat" if (tr.device.type == "cuda" and cfg.backend in ("auto", "gsplat")
-                           and _gsplat_used()) else "torch"
-    report = {
-        "psnr_test": ev["psnr"] if ev["split"] == "test" else None,
-        "ssim_test": ev["ssim"] if ev["split"] == "test" else None,
-        "lpips_test": ev["lpips"] if ev["split"] == "test" else None,
-        "lpips_reason": ev["lpips_reason"],
-        "eval_split": ev["split"],
-        "eval_views": ev["views"],
-        "psnr": ev["psnr"], "ssim": ev["ssim"],
-        "steps": tr.step,
-        "cpu_seconds": round(time.process_time() - cpu0, 2),
-        "seconds": round(tr.seconds, 2),
-        "num_gaussians": len(g),
-        "device": str(tr.device) + (f" ({torch.cuda.get_device_name(tr.device)})" if tr.device.type == "cuda" else ""),
-        "rasterizer": backend,
-        "peak_memory_mb": round(_peak_memory_mb(tr.device), 1),
-        "peak_memory_kind": "cuda max_memory_allocated" if tr.device.type == "cuda" else "process peak RSS",
-        "strategy": cfg.strategy,
-        "train_views": len(tr.train_idx), "test_views": len(tr.test_idx),
-        "resolution": [scene.views[0].camera.width, scene.views[0].camera.height],
-        "source": scene.source,
-        "data_path": str(Path(data_path).resolve()) if data_path is not None else None,
-        "resolution_scale": cfg.resolution_scale,
-        "background": list(cfg.background),
-    }
-    (out_dir / "report.json").write_text(json.dumps(report, indent=2))
-    log(f"done: {tr.step} steps in {tr.seconds:.1f} s, {len(g)} Gaussians, "
-        f"{ev['split']} PSNR {ev['psnr']:.2f} dB, SSIM {ev['ssim']:.4f} -> {out_dir}")
-    return TrainResult(out_dir, report, g)
+        if own is not None:
+            own.close()
+    r = res.report
+    log(f"done: {r['steps']} steps in {r['seconds']:.1f} s, {r['num_gaussians']} Gaussians, "
+        f"{r['eval_split']} PSNR {r['psnr']:.2f} dB, SSIM {r['ssim']:.4f} -> {out_dir}")
+    return TrainResult(out_dir, r, tr.gaussians().detach())
 
 
 def _gsplat_used() -> bool:
     from render.splat.api import gsplat_available
 
     return gsplat_available()[0]
-
-
-def _open_viewer(cfg: TrainConfig, log):
-    """-> (viewer.live.TrainingViewer or None, holder dict that receives the trainer)."""
-    try:
-        from viewer.live import TrainingViewer
-    except ImportError as e:
-        log(f"live viewer unavailable ({e}); training without it")
-        return None, {}
-    holder: dict = {}
-
-    def render_fn(camera, cam_from_world):
-        tr = holder.get("trainer")
-        if tr is None or not tr.params:
-            return np.zeros((camera.height, camera.width, 3), np.uint8)
-        with torch.no_grad():
-            out = rasterize(tr.gaussians().detach(), camera, cam_from_world, background=tr.bg,
-                            sh_degree=tr.sh_degree_at(tr.step), backend=cfg.backend)
-        return (out.rgb.clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
-
-    v = TrainingViewer(render_fn)
-    log(f"live viewer on {v.url} (pause training from the browser)")
-    return v, holder
