@@ -19,8 +19,15 @@ shipped with the package): where to get each, its licence, format, scenes and ci
                                            fetch into folder DEST; the sha256 is checked when
                                            the catalog has one (a mismatch removes the file);
                                            --extract unpacks it there (.7z needs the 7z tool)
+  recon data prepare NAME [SCENE] --from DEST [-o OUT] [--factor N]
+                                           convert the downloaded scene into the layout
+                                           `recon train` / `recon ba` read (default OUT:
+                                           DEST/prepared/SCENE); nerf_synthetic, mipnerf360,
+                                           tandt_db, dtu_2dgs (+ DTU reference points), bal
 
 Datasets stored per scene (bal, middlebury2014) need --scene.
+Example: recon data download mipnerf360 -o data/ --extract
+         recon data prepare mipnerf360 garden --from data/ -o data/garden4 && recon train splat data/garden4 -o out
 Some hosts (Google Drive) need a browser: `info` shows the link.
 """
 
@@ -38,6 +45,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--extract", action="store_true",
                    help="unpack the archive into DEST after the download (.zip, .tar.*, .bz2, .gz)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p = sub.add_parser("prepare", help="convert a downloaded dataset into the layout recon train / ba read",
+                       description="Convert a downloaded catalogued scene into the layout `recon train` / "
+                                   "`recon reconstruct` / `recon ba` read (see recon/io/prepare.py).\n\n"
+                                   "  recon data prepare nerf_synthetic lego --from data/ -o data/lego\n"
+                                   "  recon data prepare mipnerf360 garden --from data/ --factor 4\n"
+                                   "  recon data prepare dtu_2dgs scan24 --from data/dtu -o data/scan24\n"
+                                   "  recon data prepare bal ladybug/problem-49-7776-pre --from data/",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", help="dataset name, as printed by `recon data list`")
+    p.add_argument("scene", nargs="?", help="scene (required when the dataset has several)")
+    p.add_argument("--from", dest="source", required=True, metavar="DEST",
+                   help="the folder the dataset was downloaded / extracted into (or the archive)")
+    p.add_argument("-o", "--output", help="output folder (default DEST/prepared/SCENE)")
+    p.add_argument("--factor", type=int, choices=(1, 2, 4, 8),
+                   help="Mip-NeRF 360: images_N level (default 4 outdoor, 2 indoor)")
 
 
 def _size(mb: float) -> str:
@@ -69,6 +91,15 @@ def run(args: argparse.Namespace) -> int:
         for key, value in fields:
             if value:
                 print(f"{key + ':':<17}" + str(value).replace("\n", "\n" + " " * 17))
+        return 0
+    if args.action == "prepare":
+        from recon.io.prepare import prepare
+
+        got = prepare(args.name, args.source, args.scene, args.output, factor=args.factor)
+        print(f"{got.path}  ({got.kind}, {got.num_images} {'cameras' if got.kind == 'bal' else 'images'}"
+              f"{', reference ' + str(got.reference) if got.reference else ''})")
+        for note in got.notes:
+            print(f"  note: {note}")
         return 0
     result = catalog.download(args.name, args.output, scene=args.scene, progress=not args.no_progress,
                               unpack=args.extract)
