@@ -123,6 +123,23 @@ class Reconstruction:
                 errs.append(np.linalg.norm(uv - im.keypoints[idx]) if valid else np.inf)
         return np.asarray(errs)
 
+    def transformed(self, dst_from_world) -> Reconstruction:
+        """A copy in another world frame: ``dst_from_world`` (``calib.Sim3`` or ``Rigid3``) maps
+        every point and camera centre; cameras stay rigid (a scale scales translations)."""
+        from calib import Sim3
+
+        if isinstance(dst_from_world, Rigid3):
+            dst_from_world = Sim3(1.0, dst_from_world.rotation, dst_from_world.translation)
+        if not isinstance(dst_from_world, Sim3):
+            raise TypeError(f"dst_from_world: expected calib.Sim3 or Rigid3, got {type(dst_from_world).__name__}")
+        images = {iid: Image(im.image_id, im.name, im.camera_id,
+                             None if im.cam_from_world is None else dst_from_world.transform_pose(im.cam_from_world),
+                             im.keypoints.copy(), im.point3D_ids.copy())
+                  for iid, im in self.images.items()}
+        points = {pid: Point3D(dst_from_world.apply(p.xyz), p.rgb.copy(), p.error, p.track.copy())
+                  for pid, p in self.points3D.items()}
+        return Reconstruction(dict(self.cameras), images, points)
+
     def summary(self) -> dict:
         tl = self.track_lengths()
         return {

@@ -1,0 +1,281 @@
+"""``recon reconstruct``: photos or a video in; cameras, a radiance field, points, a mesh, a splat
+PLY and a report out, in one resumable command.
+
+Stages (each recorded in ``OUT/pipeline.json`` with what it ran with; see
+:mod:`recon.pipeline.stages`)::
+
+    sfm      recon.sfm on the photos / video                       -> OUT/sfm/
+    orient   upright and centred copy of the model (z up, floor at z = 0; the similarity
+             ``oriented_from_sfm`` is recorded)                     -> OUT/scene/
+    train    Gaussian splatting (or NeRF) on OUT/scene; distorted cameras are undistorted on load
+             by the trainer; resumes from its checkpoint after an interruption -> OUT/splat/ | OUT/nerf/
+    export   points (cleaned SfM points), a mesh (TSDF of the trained model's depth), the splat
+             PLY                                                    -> OUT/export/
+    labels   optional: 2D labels lifted onto the points             -> OUT/labels/
+    report   OUT/report.html (self-contained, pictures inlined) and OUT/report.json
+
+Re-running the same command reuses every finished stage whose inputs and options are unchanged
+and resumes an interrupted training run from its last checkpoint; ``from_stage`` redoes a stage
+and everything after it.
+
+This module may import ``render`` (lazily, inside the stage that trains): it is a pipeline
+(docs/conventions.md, layering).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from recon.errors import ReconError
+from recon.pipeline.stages import StageFailed, StageRunner, file_fingerprint
+
+__all__ = ["QUALITY", "ReconstructConfig", "STAGES", "reconstruct"]
+
+STAGES = ("sfm", "orient", "train", "export", "labels", "report")
+
+# Per quality preset and device: SfM feature size, training resolution (long side, px), steps
+# and wall-time budget, mesh voxel count across the scene. "fast" on a 2-core CPU is sized for
+# a 50-photo set in about 15 minutes.
+QUALITY = {
+    "fast": {"sfm_max_image_size": 1000, "train_long_side": {"cpu": 320, "cuda": 1000},
+             "steps": {"cpu": 3000, "cuda": 7000}, "max_seconds": {"cpu": 300, "cuda": 600},
+             "mesh_voxels": 192},
+    "default": {"sfm_max_image_size": 1600, "train_long_side": {"cpu": 480, "cuda": 1600},
+                "steps": {"cpu": 7000, "cuda": 30000}, "max_seconds": {"cpu": 1200, "cuda": 1800},
+                "mesh_voxels": 320},
+    "best": {"sfm_max_image_size": 3200, "train_long_side": {"cpu": 800, "cuda": 3200},
+             "steps": {"cpu": 15000, "cuda": 30000}, "max_seconds": {"cpu": 3600, "cuda": 3600},
+             "mesh_voxels": 512},
+}
+
+
+@dataclass
+class ReconstructConfig:
+    """Options of :func:`reconstruct`.
+
+    quality:      "fast" | "default" | "best" (see QUALITY)
+    method:       "splat" (Gaussian splatting) or "nerf"
+    calib:        an OpenCV YAML / recon calibration file: intrinsics held fixed in SfM
+    labels:       a labelling backend for `recon label` ("gt", "masks", "darknet", ...) or None
+    labels_options: extra options of the labelling backend (e.g. {"masks": DIR, "model": PATH})
+    device:       "auto" | "cpu" | "cuda"
+    max_seconds:  training budget override (None: the preset's)
+    steps:        training steps override (None: the preset's)
+    orient:       put the scene upright and centred (recorded transform)
+    seed:         random seed
+    """
+
+    quality: str = "fast"
+    method: str = "splat"
+    calib: str | None = None
+    labels: str | None = None
+    labels_options: dict = field(default_factory=dict)
+    device: str = "auto"
+    max_seconds: float | None = None
+    steps: int | None = None
+    orient: bool = True
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.quality not in QUALITY:
+            raise ValueError(f"quality: expected one of {sorted(QUALITY)}, got {self.quality!r}")
+        if self.method not in ("splat", "nerf"):
+            raise ValueError(f"method: expected 'splat' or 'nerf', got {self.method!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device: expected auto, cpu or cuda, got {self.device!r}")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise ValueError(f"max_seconds: expected > 0, got {self.max_seconds}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps: expected >= 1, got {self.steps}")
+
+
+def _device_kind(device: str) -> str:
+    if device != "auto":
+        return device
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+def _log_default(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def reconstruct(inputs, out_dir, config: ReconstructConfig | None = None, *, from_stage: str | None = None,
+                progress: bool = True, log=None) -> dict:
+    """Run the pipeline into ``out_dir``; returns the final report dict (also OUT/report.json).
+
+    Raises ReconError (with earlier stages' outputs kept) when a stage cannot go on; the
+    failed stage and its message are in OUT/pipeline.json and OUT/report.json.
+    """
+    cfg = config or ReconstructConfig()
+    cfg.validate()
+    log = log or _log_default
+    inputs, out = Path(inputs), Path(out_dir)
+    if not inputs.exists():
+        raise FileNotFoundError(f"{inputs}: no such file or folder")
+    if from_stage is not None and from_stage not in STAGES:
+        raise ValueError(f"from_stage: expected one of {', '.join(STAGES)}, got {from_stage!r}")
+    if inputs.is_dir() and out.resolve().is_relative_to(inputs.resolve()):
+        raise ValueError(f"output: {out} is inside the photo folder {inputs}; choose another folder")
+    out.mkdir(parents=True, exist_ok=True)
+    device = _device_kind(cfg.device)
+    q = QUALITY[cfg.quality]
+    runner = StageRunner(out, from_stage=from_stage, log=log)
+    t_all = time.perf_counter()
+    report: dict = {"status": "running", "input": str(inputs.resolve()), "config": asdict(cfg),
+                    "device": device, "stages": {}}
+
+    def finish(status: str, message: str = "") -> dict:
+        report["status"] = status
+        if message:
+            report["message"] = message
+        report["total_seconds"] = round(time.perf_counter() - t_all, 1)
+        report["stages"] = {n: {"status": r.status, "how": r.how, "seconds": r.seconds, **(
+            {"error": r.error} if r.error else {})} for n, r in runner.records.items()}
+        (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+        return report
+
+    try:
+        # ---- 1. SfM ------------------------------------------------------------------
+        sfm_opts = {"photos": file_fingerprint(inputs), "calib": file_fingerprint(cfg.calib) if cfg.calib else None,
+                    "max_image_size": q["sfm_max_image_size"], "seed": cfg.seed}
+        report["sfm"] = runner.run("sfm", sfm_opts, lambda ctx: _stage_sfm(inputs, out, cfg, q, progress),
+                                   outputs=[out / "sfm" / "sparse" / "0"], index="1/6")
+        # ---- 2. orient ---------------------------------------------------------------
+        report["orient"] = runner.run("orient", {"orient": cfg.orient}, lambda ctx: _stage_orient(out, cfg),
+                                      outputs=[out / "scene" / "sparse" / "0"], index="2/6")
+        # ---- 3. train ------------------------------------------------------------------
+        steps = cfg.steps or q["steps"][device]
+        budget = cfg.max_seconds or q["max_seconds"][device]
+        train_opts = {"method": cfg.method, "steps": steps, "max_seconds": budget, "device": device,
+                      "long_side": q["train_long_side"][device], "seed": cfg.seed}
+        report["train"] = runner.run(
+            "train", train_opts, lambda ctx: _stage_train(out, cfg, device, steps, budget,
+                                                          q["train_long_side"][device], ctx, progress),
+            outputs=[out / cfg.method / "report.json"], index="3/6")
+        # ---- 4. export -----------------------------------------------------------------
+        report["export"] = runner.run("export", {"mesh_voxels": q["mesh_voxels"]},
+                                      lambda ctx: _stage_export(out, cfg, q, progress),
+                                      outputs=[out / "export"], index="4/6")
+        # ---- 5. labels -----------------------------------------------------------------
+        if cfg.labels:
+            report["labels"] = runner.run("labels", {"backend": cfg.labels, "options": cfg.labels_options},
+                                          lambda ctx: _stage_labels(out, cfg), outputs=[out / "labels"],
+                                          index="5/6")
+        else:
+            runner.skip("labels", "no --labels backend given")
+        # ---- 6. report -----------------------------------------------------------------
+        finish("ok")
+        runner.run("report", {"t": time.time()}, lambda ctx: _stage_report(out, report),
+                   outputs=[out / "report.html"], index="6/6")
+        return finish("ok")
+    except StageFailed as e:
+        finish("failed", str(e))
+        try:
+            _stage_report(out, report)
+        except Exception:  # noqa: BLE001 - the report of a failed run is best effort
+            pass
+        cause = e.__cause__
+        if isinstance(cause, (ReconError, ValueError, OSError, TypeError)):
+            raise ReconError(f"{e.stage}: {cause} (earlier stages' outputs are kept in {out})") from cause
+        raise
+
+
+# ---- stages ------------------------------------------------------------------------------
+def _stage_sfm(inputs: Path, out: Path, cfg: ReconstructConfig, q: dict, progress: bool) -> dict:
+    from recon.sfm.pipeline import SfMConfig, run_sfm
+
+    sfm_cfg = SfMConfig(max_image_size=q["sfm_max_image_size"], seed=cfg.seed,
+                        **({"calibration": str(cfg.calib)} if cfg.calib else {}))
+    rep = run_sfm(inputs, out / "sfm", sfm_cfg, progress=progress)
+    summary = {k: getattr(rep, k) for k in ("status", "message", "images_total", "images_registered",
+                                            "points3D", "mean_reprojection_error_px", "mean_track_length",
+                                            "mapper", "total_seconds")}
+    summary["unregistered"] = rep.unregistered[:20]
+    summary["matching"] = rep.matching
+    if rep.status == "failed" or not (out / "sfm" / "sparse" / "0").is_dir():
+        raise ReconError(f"structure from motion failed: {rep.message or 'no model'} "
+                         f"(see {out / 'sfm' / 'report.json'})")
+    if rep.images_registered < 3:
+        raise ReconError(f"only {rep.images_registered} of {rep.images_total} photos could be placed: too few "
+                         "overlapping photos (take more, with about 60 % overlap between neighbours)")
+    return summary
+
+
+def _stage_orient(out: Path, cfg: ReconstructConfig) -> dict:
+    from calib import Sim3
+    from recon.io import read_colmap, write_colmap
+    from recon.io.model import find_image_dir
+    from recon.pipeline.orient import auto_orient
+
+    rec = read_colmap(out / "sfm" / "sparse" / "0")
+    oriented_from_sfm = auto_orient(rec) if cfg.orient else Sim3.identity()
+    scene = out / "scene"
+    shutil.rmtree(scene / "sparse", ignore_errors=True)
+    write_colmap(rec.transformed(oriented_from_sfm), scene / "sparse" / "0")
+    image_dir = find_image_dir(out / "sfm" / "sparse" / "0", dataset_dir=out / "sfm")
+    if image_dir is None:
+        raise ReconError(f"cannot find the photos of {out / 'sfm'} to train on")
+    link = scene / "images"
+    if link.is_symlink() or link.exists():
+        link.unlink() if link.is_symlink() else shutil.rmtree(link)
+    link.symlink_to(Path(image_dir).resolve(), target_is_directory=True)
+    doc = {"oriented_from_sfm": oriented_from_sfm.matrix().tolist(),
+           "note": "X_scene = oriented_from_sfm @ X_sfm (homogeneous; z up, floor at z = 0)"}
+    (scene / "orientation.json").write_text(json.dumps(doc, indent=2) + "\n")
+    return {"oriented_from_sfm": doc["oriented_from_sfm"], "images": str(image_dir)}
+
+
+def _stage_train(out: Path, cfg: ReconstructConfig, device: str, steps: int, budget: float,
+                 long_side: int, ctx, progress: bool) -> dict:
+    from recon.io import read_colmap
+
+    rec = read_colmap(out / "scene" / "sparse" / "0")
+    size = max(max(c.width, c.height) for c in rec.cameras.values())
+    scale = min(1.0, long_side / size)
+    dst = out / cfg.method
+    resume = ctx.resume and (dst / "checkpoint.pt").is_file()
+    if not ctx.resume and dst.exists():
+        shutil.rmtree(dst)  # options changed: an old checkpoint must not be continued
+    if cfg.method == "splat":
+        from render.splat import TrainConfig, train
+
+        tcfg = TrainConfig.preset("cpu" if device == "cpu" else "default", steps=steps,
+                                  resolution_scale=scale, device=device, max_seconds=budget, seed=cfg.seed,
+                                  checkpoint_every=250 if device == "cpu" else 1000)
+        result = train(out / "scene", dst, tcfg, resume=resume, progress=progress)
+        rep = result.report
+    else:
+        from render.nerf import NerfConfig, train_nerf  # noqa: F401 - lands with the NeRF trainer
+
+        ncfg = NerfConfig.preset("cpu" if device == "cpu" else "default", steps=steps,
+                                 resolution_scale=scale, device=device, max_seconds=budget, seed=cfg.seed)
+        rep = train_nerf(out / "scene", dst, ncfg, resume=resume, progress=progress).report
+    keys = ("psnr_test", "ssim_test", "lpips_test", "steps", "seconds", "num_gaussians", "device",
+            "train_views", "test_views", "resolution")
+    return {"resumed_from_checkpoint": resume, "resolution_scale": scale,
+            **{k: rep.get(k) for k in keys if k in rep}}
+
+
+def _stage_export(out: Path, cfg: ReconstructConfig, q: dict, progress: bool) -> dict:
+    raise NotImplementedError("export stage: lands with recon.export")
+
+
+def _stage_labels(out: Path, cfg: ReconstructConfig) -> dict:
+    raise NotImplementedError("labels stage: lands with recon.semantic")
+
+
+def _stage_report(out: Path, report: dict) -> dict:
+    from recon.pipeline.report_html import write_report_html
+
+    path = write_report_html(out, report)
+    return {"html": str(path)}
