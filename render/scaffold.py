@@ -480,8 +480,22 @@ def fit(trainer: Trainer, scene, split: Split, out_dir, loop: LoopConfig, *, con
         log(f"resumed from {ck_path} at step {step}")
     (out / "config.json").write_text(json.dumps(config, indent=2))
 
+    # The training curve (every logged step's losses): history.json, kept with the checkpoint.
+    hist_path = out / "history.json"
+    history: dict = {"step": []}
+    if resume and hist_path.is_file():
+        try:
+            history = json.loads(hist_path.read_text())
+            keep = sum(1 for s_ in history.get("step", []) if s_ <= step)
+            history = {k: v[:keep] for k, v in history.items()}
+        except (ValueError, AttributeError, TypeError):
+            history = {"step": []}
+
     def save():
         _save_checkpoint(ck_path, trainer, step, seconds, config, split)
+        tmp = hist_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(history))
+        os.replace(tmp, hist_path)
 
     governor = ThreadGovernor(fixed=None if loop.threads == "auto" else loop.threads,
                               every_s=loop.threads_every_s, log=log)
@@ -517,6 +531,9 @@ def fit(trainer: Trainer, scene, split: Split, out_dir, loop: LoopConfig, *, con
                     step -= 1
                     raise _diverged(trainer, ck_path, step, next(iter(bad.values())))
                 bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items()}, refresh=False)
+                history["step"].append(step)
+                for k, v in metrics.items():
+                    history.setdefault(k, []).append(v)
                 if hooks.on_log is not None:
                     hooks.on_log(step, metrics)
             step_seconds = time.perf_counter() - t_start - seconds

@@ -57,9 +57,10 @@ def _splat_depth_views(art, args):
     from recon.io import read_model
     from recon.io.gaussians import read_splat_ply
     from render.splat.api import rasterize
-    from render.splat.cli_train import configure_threads
+    from calib.undistort import has_distortion, undistorted_pinhole
+    from render.scaffold import ThreadGovernor
 
-    configure_threads(None, _log)
+    ThreadGovernor(log=_log).start()
     if art.data_path is None or not Path(art.data_path).exists():
         raise FormatError(art.path, "report.json names no dataset (data_path) whose cameras to render depth from")
     gaussians = read_splat_ply(art.ply)
@@ -81,6 +82,8 @@ def _splat_depth_views(art, args):
     with torch.no_grad():
         for im in it:
             cam = rec.cameras[im.camera_id]
+            if has_distortion(cam):  # the trainer undistorted these to this pinhole (render.data)
+                cam = undistorted_pinhole(cam)
             if scale != 1.0:
                 cam = cam.scaled(scale)
             out = rasterize(gaussians, cam, im.cam_from_world)

@@ -44,13 +44,13 @@ STAGES = ("sfm", "orient", "train", "export", "labels", "report")
 QUALITY = {
     "fast": {"sfm_max_image_size": 1000, "train_long_side": {"cpu": 320, "cuda": 1000},
              "steps": {"cpu": 3000, "cuda": 7000}, "max_seconds": {"cpu": 300, "cuda": 600},
-             "mesh_voxels": 192},
+             "mesh_faces": 200_000},
     "default": {"sfm_max_image_size": 1600, "train_long_side": {"cpu": 480, "cuda": 1600},
                 "steps": {"cpu": 7000, "cuda": 30000}, "max_seconds": {"cpu": 1200, "cuda": 1800},
-                "mesh_voxels": 320},
+                "mesh_faces": 500_000},
     "best": {"sfm_max_image_size": 3200, "train_long_side": {"cpu": 800, "cuda": 3200},
              "steps": {"cpu": 15000, "cuda": 30000}, "max_seconds": {"cpu": 3600, "cuda": 3600},
-             "mesh_voxels": 512},
+             "mesh_faces": 1_000_000},
 }
 
 
@@ -163,7 +163,7 @@ def reconstruct(inputs, out_dir, config: ReconstructConfig | None = None, *, fro
                                                           q["train_long_side"][device], ctx, progress),
             outputs=[out / cfg.method / "report.json"], index="3/6")
         # ---- 4. export -----------------------------------------------------------------
-        report["export"] = runner.run("export", {"mesh_voxels": q["mesh_voxels"]},
+        report["export"] = runner.run("export", {"mesh_faces": q["mesh_faces"]},
                                       lambda ctx: _stage_export(out, cfg, q, progress),
                                       outputs=[out / "export"], index="4/6")
         # ---- 5. labels -----------------------------------------------------------------
@@ -255,10 +255,12 @@ def _stage_train(out: Path, cfg: ReconstructConfig, device: str, steps: int, bud
         result = train(out / "scene", dst, tcfg, resume=resume, progress=progress)
         rep = result.report
     else:
-        from render.nerf import NerfConfig, train_nerf  # noqa: F401 - lands with the NeRF trainer
+        from render.nerf import NerfConfig
+        from render.nerf import train as train_nerf
 
         ncfg = NerfConfig.preset("cpu" if device == "cpu" else "default", steps=steps,
-                                 resolution_scale=scale, device=device, max_seconds=budget, seed=cfg.seed)
+                                 resolution_scale=scale, device=device, max_seconds=budget, seed=cfg.seed,
+                                 checkpoint_every=250 if device == "cpu" else 1000)
         rep = train_nerf(out / "scene", dst, ncfg, resume=resume, progress=progress).report
     keys = ("psnr_test", "ssim_test", "lpips_test", "steps", "seconds", "num_gaussians", "device",
             "train_views", "test_views", "resolution")
@@ -266,12 +268,54 @@ def _stage_train(out: Path, cfg: ReconstructConfig, device: str, steps: int, bud
             **{k: rep.get(k) for k in keys if k in rep}}
 
 
+def _verb(module: str, argv: list[str]) -> int:
+    """Run a verb's own ``run`` on ``argv`` (one home for each job: the pipeline calls exactly
+    what ``recon export`` / ``recon label`` run, with the same options and checks)."""
+    import argparse
+    import importlib
+
+    mod = importlib.import_module(f"recon.cli.verb_{module}")
+    parser = argparse.ArgumentParser(prog=f"recon {module}")
+    mod.add_arguments(parser)
+    return int(mod.run(parser.parse_args(argv)) or 0)
+
+
 def _stage_export(out: Path, cfg: ReconstructConfig, q: dict, progress: bool) -> dict:
-    raise NotImplementedError("export stage: lands with recon.export")
+    dst = out / "export"
+    shutil.rmtree(dst, ignore_errors=True)
+    dst.mkdir(parents=True)
+    quiet = [] if progress else ["--no-progress"]
+    files, errors = {}, {}
+    jobs = [("points", ["scene", "-o", str(dst / "points.ply"), "--what", "points"]),
+            ("mesh", [cfg.method, "-o", str(dst / "mesh.ply"), "--what", "mesh", "--faces", str(q["mesh_faces"])])]
+    if cfg.method == "splat":
+        jobs.append(("splat", ["splat", "-o", str(dst / "splat.ply"), "--what", "splat", "--min-opacity", "0.005"]))
+    for what, (src, *rest) in jobs:
+        try:
+            _verb("export", [str(out / src), *rest, *quiet])
+            files[what] = rest[1]
+        except (ReconError, ValueError, OSError) as e:
+            errors[what] = str(e)
+    if not files:
+        raise ReconError("export: nothing could be exported: " + "; ".join(f"{k}: {v}" for k, v in errors.items()))
+    summary = {"files": files, "errors": errors}
+    for what, f in files.items():
+        rp = Path(f).with_name(Path(f).name + ".report.json")
+        if rp.is_file():
+            r = json.loads(rp.read_text())
+            summary[what] = {k: r.get(k) for k in ("vertices", "faces", "method", "seconds") if k in r}
+    return summary
 
 
 def _stage_labels(out: Path, cfg: ReconstructConfig) -> dict:
-    raise NotImplementedError("labels stage: lands with recon.semantic")
+    argv = [str(out / "scene"), "--backend", cfg.labels, "-o", str(out / "labels"), "-q"]
+    for k, v in cfg.labels_options.items():
+        argv += [f"--{k}", str(v)]
+    code = _verb("label", argv)
+    rep = json.loads((out / "labels" / "report.json").read_text()) if (out / "labels" / "report.json").is_file() else {}
+    if code not in (0, 1):
+        raise ReconError(f"labels: recon label exited with status {code}")
+    return {k: v for k, v in rep.items() if not isinstance(v, (dict, list))}
 
 
 def _stage_report(out: Path, report: dict) -> dict:

@@ -83,19 +83,19 @@ def _training_pictures(out: Path, method: str) -> list[tuple[str, str]]:
     d = out / method
     pics = []
     hist = None
-    for name in ("history.json", "train_log.json"):
-        if (d / name).is_file():
-            try:
-                hist = json.loads((d / name).read_text())
-            except ValueError:
-                hist = None
-            break
+    if (d / "history.json").is_file():
+        try:
+            hist = json.loads((d / "history.json").read_text())
+        except ValueError:
+            hist = None
+    key = None
     if isinstance(hist, dict) and hist.get("step"):
+        key = next((k for k in ("psnr", "loss") if len(hist.get(k, [])) == len(hist["step"])), None)
+    if key is not None:
         fig, ax = plt.subplots(figsize=(5.5, 3.2))
-        key = "psnr" if "psnr" in hist else "loss"
         ax.plot(hist["step"], hist[key])
         ax.set_xlabel("step")
-        ax.set_ylabel(key)
+        ax.set_ylabel(key + (" (dB, running mean on training views)" if key == "psnr" else ""))
         ax.set_title("training curve")
         fig.tight_layout()
         pics.append(("training curve", _fig_png(fig)))
