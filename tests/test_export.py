@@ -336,12 +336,12 @@ def test_filter_gaussians():
 # `recon export`
 # =========================================================================================
 
-def _recon(*args, cwd=None):
+def _recon(*args, cwd=None, timeout: float = 600):
     import os
 
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.run([sys.executable, "-m", "recon", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=600, cwd=cwd, check=False)
+                          env=env, timeout=timeout, cwd=cwd, check=False)
 
 
 def test_cli_exports_a_tsdf_mesh_with_a_report(small, tmp_path):
@@ -457,7 +457,8 @@ def test_mesh_from_gaussians_trained_on_the_cpu(tmp_path):
     less than the bar's --max-seconds 150) so the work does not depend on the machine's load: under
     a load of 20, 150 s gave 116 steps and 1.36 %, a run with fewer steps 4 %."""
     data = _write_synth(tmp_path / "s160", 160, 120)
-    r = _recon("train", "splat", data, "-o", tmp_path / "splat", "--steps", "400", "--quiet")
+    # 400 steps did not finish within 600 s under a load average of 17 on the 2-core box
+    r = _recon("train", "splat", data, "-o", tmp_path / "splat", "--steps", "400", "--quiet", timeout=3600)
     assert r.returncode == 0, r.stderr
     r = _recon("export", tmp_path / "splat", "-o", tmp_path / "mesh.ply", "--no-progress")
     assert r.returncode == 0, r.stderr
