@@ -641,6 +641,8 @@ def main(argv=None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU (CI)")
     ap.add_argument("--deadline", type=float, default=None,
                     help="seconds for the whole check (default 540; dry run 400)")
+    ap.add_argument("--budget-scale", type=float, default=1.0,
+                    help="multiply every stage budget and the deadline (a loaded CPU in CI: 4)")
     ap.add_argument("--only", default=None, help="comma-separated stage names to run (default: all)")
     ap.add_argument("--cpu-reference", action="store_true",
                     help="write bench/results/splat_cpu.json (CPU, our rasterizer) and exit")
@@ -651,12 +653,14 @@ def main(argv=None) -> int:
     if args.cpu_reference:
         return cpu_reference(SPLAT_CPU_JSON, args.steps, work)
     sizes = DRY if args.dry_run else FULL
+    if args.budget_scale != 1.0:
+        sizes = dataclasses.replace(sizes, budgets={k: v * args.budget_scale for k, v in sizes.budgets.items()})
     if args.dry_run:  # tiny tensors: one thread (OpenMP spinning on a loaded CPU is 10-100x slower)
         import torch
 
         torch.set_num_threads(1)
     check = Check(args.out, sizes, dry_run=args.dry_run,
-                  deadline_s=args.deadline or (400.0 if args.dry_run else 540.0))
+                  deadline_s=args.deadline or (400.0 if args.dry_run else 540.0) * args.budget_scale)
     only = set(args.only.split(",")) if args.only else None
     run = (lambda name: only is None or name in only)
     check.results["meta"] = meta(args.dry_run)

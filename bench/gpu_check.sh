@@ -45,6 +45,6 @@ fi
 export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
 
 limit=${GPU_CHECK_TIMEOUT:-570}
-[ "$dry" = 1 ] && limit=${GPU_CHECK_TIMEOUT:-450}
+[ "$dry" = 1 ] && limit=${GPU_CHECK_TIMEOUT:-1900}
 timeout --signal=TERM --kill-after=10 "$limit" "$PY" bench/gpu_check.py --out "$OUT" "$@" 2>&1 \
   | tee "$OUT/gpu_check.log"
