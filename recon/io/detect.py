@@ -199,6 +199,12 @@ def _data_path(report: dict, folder: Path) -> Path | None:
 
 
 def _detect_folder(folder: Path) -> Artifact | None:
+    if (folder / "pipeline.json").is_file() or ((folder / "sfm" / "sparse").is_dir() and (folder / "scene").is_dir()):
+        # a `recon reconstruct` (pipeline.json) or `recon demo` output: its trained model, else its
+        # oriented / SfM model, speaks for it (`recon view OUT`, `recon export OUT`, ...)
+        for sub in ("splat", "nerf", "scene", "sfm"):
+            if (folder / sub).is_dir() and (art := _detect_folder(folder / sub)) is not None:
+                return art
     report_path = _opt(folder / "report.json")
     report = _read_json(folder / "report.json") if report_path else {}
     method = report.get("method") if isinstance(report.get("method"), str) else None
