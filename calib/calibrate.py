@@ -29,17 +29,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from calib.cameras import MODELS, Camera
+from calib.cameras import Camera
 from calib.transforms import Rigid3, skew
 
 __all__ = [
     "AUTO_MODEL_CANDIDATES",
     "CALIBRATION_MODELS",
+    "MODEL_PREFERENCE",
     "CalibrationConfig",
     "CalibrationError",
     "CalibrationResult",
     "CoverageMap",
-    "MODEL_PREFERENCE",
     "ModelScore",
     "Observation",
     "Rejection",
@@ -50,9 +50,9 @@ __all__ = [
     "comparison_grid",
     "coverage_map",
     "opencv_flags",
+    "pick_model",
     "projection_uncertainty",
     "refine_pose",
-    "pick_model",
     "select_model",
     "solve_intrinsics",
 ]

@@ -22,7 +22,7 @@ from calib.calibrate import (
     opencv_flags,
 )
 from calib.cameras import Camera
-from calib.files import StereoRig
+from calib.rig import StereoRig
 from calib.transforms import Rigid3, skew
 
 __all__ = [

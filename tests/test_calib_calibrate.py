@@ -401,7 +401,8 @@ def test_pick_model_one_standard_error_rule():
 def test_stereo_rig_and_rectification(truth, tmp_path):
     import cv2
 
-    from calib.files import read_camera as read_calibration, write_opencv_yaml
+    from calib.files import read_camera as read_calibration
+    from calib.files import write_opencv_yaml
     from calib.stereo import stereo_calibrate
 
     board = BoardSpec("chessboard", 9, 6, 0.03)

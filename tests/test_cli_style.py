@@ -13,7 +13,7 @@ from recon import cli
 # verbs that write nothing (they print); every other leaf verb must take -o/--output
 READ_ONLY = {"info", "data list", "data info"}
 # verbs that read a calibration file
-TAKES_CALIB = {"sfm", "twoview", "stereo", "undistort"}
+TAKES_CALIB = {"sfm", "twoview", "stereo", "undistort", "reconstruct"}
 VAGUE_POSITIONALS = {"out", "in", "input_path", "dest", "OUT", "IN", "DEST", "A", "B"}
 
 

@@ -53,12 +53,12 @@ def _splat_depth_views(art, args):
     """Render depth (and colour) from a trained splat model for the training cameras."""
     import torch
 
+    from calib.undistort import has_distortion, undistorted_pinhole
     from recon.export import DepthView
     from recon.io import read_model
     from recon.io.gaussians import read_splat_ply
-    from render.splat.api import rasterize
-    from calib.undistort import has_distortion, undistorted_pinhole
     from render.scaffold import ThreadGovernor
+    from render.splat.api import rasterize
 
     ThreadGovernor(log=_log).start()
     if art.data_path is None or not Path(art.data_path).exists():

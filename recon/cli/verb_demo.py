@@ -37,7 +37,7 @@ Example:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("out", nargs="?", metavar="OUT", default=None,
+    p.add_argument("demo_dir", nargs="?", metavar="DEMO_DIR", default=None,
                    help="output folder (created; same as -o; default out/demo)")
     add_output(p, "output folder (created; default out/demo)", required=False)
     p.add_argument("--views", type=int, default=30, help="orbit views to render (default 30)")
@@ -56,9 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from recon.pipeline.demo import DemoConfig, run_demo
 
-    if args.out and args.output and args.out != args.output:
-        raise ValueError(f"OUT: given twice ({args.out} and -o {args.output})")
-    out = args.output or args.out or "out/demo"
+    if args.demo_dir and args.output and args.demo_dir != args.output:
+        raise ValueError(f"DEMO_DIR: given twice ({args.demo_dir} and -o {args.output})")
+    out = args.output or args.demo_dir or "out/demo"
     cfg = DemoConfig(views=args.views, width=args.width, height=args.height, seed=args.seed,
                      train_steps=args.steps, train_scale=args.train_scale, device=args.device,
                      mesh=not args.no_mesh, labels=not args.no_labels)

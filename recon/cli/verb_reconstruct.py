@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from recon.cli._style import add_calib, add_output
+
 NAME = "reconstruct"
 HELP = "photos or a video -> cameras, a trained scene, points, a mesh, a splat PLY and a report (resumable)"
 ORDER = 2
@@ -38,13 +40,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from recon.pipeline.reconstruct import STAGES
 
     p.add_argument("inputs", metavar="PHOTOS_OR_VIDEO", help="folder of photos (searched recursively) or a video")
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (created; re-use it to resume)")
+    add_output(p, "output folder (created; run the same command again to resume)")
     p.add_argument("--quality", choices=("fast", "default", "best"), default="fast",
                    help="resolution, steps and mesh density (default fast)")
     p.add_argument("--method", choices=("splat", "nerf"), default="splat",
                    help="radiance field to train (default splat: Gaussian splatting)")
-    p.add_argument("--calib", metavar="FILE", help="known intrinsics (recon calibrate output / OpenCV YAML), held fixed")
-    p.add_argument("--calibration", dest="calib", help=argparse.SUPPRESS)
+    add_calib(p, "known intrinsics (any file `recon calibrate` writes, OpenCV YAML, cameras.txt), held fixed")
     p.add_argument("--labels", metavar="BACKEND", default=None,
                    help="also label the scene with a 2D backend (gt, masks, darknet, onnx, hf)")
     p.add_argument("--masks", metavar="DIR", help="class PNGs for --labels masks")

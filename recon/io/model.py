@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from recon.errors import FormatError
+from recon.io.detect import find_image_dir
 from recon.scene import Reconstruction
-
-from recon.io.detect import find_image_dir  # noqa: F401  (re-exported: it lives with the detector)
 
 __all__ = ["detect_model", "find_image_dir", "read_model"]
 

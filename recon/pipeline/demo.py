@@ -227,7 +227,13 @@ def _mesh_accuracy(out: Path, dataset, gt: dict, est: dict, progress: bool) -> d
     """`recon export OUT/splat -o OUT/export/mesh.ply`, then the symmetric Chamfer distance between
     the mesh (moved into the true frame by the camera-centre similarity) and the true visible
     surface (every pixel of the true depth maps, back-projected)."""
-    from recon.export import backproject, chamfer_distance, load_depth_views, read_mesh, sample_surface
+    from recon.export import (
+        backproject,
+        chamfer_distance,
+        load_depth_views,
+        read_mesh,
+        sample_surface,
+    )
     from recon.pipeline.reconstruct import _verb
 
     mesh_path = out / "export" / "mesh.ply"
@@ -239,7 +245,7 @@ def _mesh_accuracy(out: Path, dataset, gt: dict, est: dict, progress: bool) -> d
     pts = gt_from_est.apply(sample_surface(mesh, 200_000))
     truth = np.concatenate([backproject(v)[0] for v in load_depth_views(dataset.root)])
     c = chamfer_distance(pts, truth)
-    return {"path": str(mesh_path), "vertices": int(len(mesh.vertices)), "faces": int(len(mesh.faces)),
+    return {"path": str(mesh_path), "vertices": len(mesh.vertices), "faces": len(mesh.faces),
             "chamfer_m": float(c.mean), "chamfer_rel": float(c.relative),
             "note": "symmetric mean Chamfer to the back-projected true depth, relative to the truth's "
                     "bounding-box diagonal, after the camera-centre Sim3"}
@@ -260,7 +266,7 @@ def _label_accuracy(out: Path, rec) -> dict:
     true_cls, true_ins = true_point_labels(cloud.xyz, rec, ds)
     s = score_labels(attrs["class_id"], true_cls,  # every SfM point is seen by views that all have labels
                      pred_instance=attrs["instance_id"], true_instance=true_ins)
-    return {"exit_status": code, "points": int(len(cloud.xyz)), "class_accuracy": s.class_accuracy,
+    return {"exit_status": code, "points": len(cloud.xyz), "class_accuracy": s.class_accuracy,
             "labelled_fraction": s.labelled_fraction, "instance_accuracy": s.instance_accuracy,
             "judged": s.judged, "labelled": s.labelled,
             "note": "labels lifted from the scene's true 2D class/instance maps: this measures SfM + lifting, "

@@ -34,7 +34,7 @@ from pathlib import Path
 from recon.errors import ReconError
 from recon.pipeline.stages import StageFailed, StageRunner, file_fingerprint
 
-__all__ = ["QUALITY", "ReconstructConfig", "STAGES", "reconstruct"]
+__all__ = ["QUALITY", "STAGES", "ReconstructConfig", "reconstruct"]
 
 STAGES = ("sfm", "orient", "train", "export", "labels", "report")
 

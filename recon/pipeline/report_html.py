@@ -191,7 +191,7 @@ def write_report_html(out, report: dict) -> Path:
     for title, key, pics in (("structure from motion", "sfm", lambda: _sfm_pictures(out)),
                              (f"training ({method})", "train", lambda: _training_pictures(out, method)),
                              ("export", "export", lambda: _mesh_picture(out)),
-                             ("labels", "labels", lambda: [])):
+                             ("labels", "labels", list)):
         if key not in report and not (key == "sfm" and (out / "sfm").is_dir()):
             continue
         try:

@@ -24,9 +24,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 __all__ = ["StageContext", "StageFailed", "StageRecord", "StageRunner", "file_fingerprint"]
 
@@ -153,7 +153,7 @@ class StageRunner:
         t0 = time.perf_counter()
         try:
             result = fn(StageContext(name, self.out, resume, self.log)) or {}
-        except BaseException as e:  # noqa: BLE001 - recorded, then re-raised
+        except BaseException as e:
             rec.status, rec.error = "failed", f"{type(e).__name__}: {e}"
             rec.seconds = round(time.perf_counter() - t0, 2)
             rec.finished = time.time()

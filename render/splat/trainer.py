@@ -16,7 +16,6 @@ checkpoints, resume, NaN guard, split, evaluation and report are :mod:`render.sc
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import sys
 from dataclasses import dataclass, field
