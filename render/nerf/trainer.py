@@ -52,6 +52,9 @@ from render.scaffold import (
     NonFiniteLoss,
     RenderedView,
     Split,
+    config_from_dict,
+    config_preset,
+    config_to_dict,
     fit,
     read_checkpoint,
 )
@@ -113,30 +116,15 @@ class NerfConfig:
         self.field.validate()
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["background"] = list(self.background)
-        d["version"] = CONFIG_VERSION
-        return d
+        return config_to_dict(self, CONFIG_VERSION)
 
     @classmethod
     def from_dict(cls, d: dict) -> NerfConfig:
-        d = dict(d)
-        d.pop("version", None)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"config: unknown fields {sorted(unknown)}")
-        if "field" in d:
-            d["field"] = FieldConfig.from_dict(d["field"])
-        if "background" in d:
-            d["background"] = tuple(d["background"])
-        return cls(**d)
+        return config_from_dict(cls, d, {"field": FieldConfig.from_dict})
 
     @classmethod
     def preset(cls, name: str, **overrides) -> NerfConfig:
-        if name not in PRESETS:
-            raise ValueError(f"preset: expected one of {sorted(PRESETS)}, got {name!r}")
-        return dataclasses.replace(PRESETS[name](), **overrides)
+        return config_preset(PRESETS, name, overrides)
 
 
 def _preset_cpu() -> NerfConfig:

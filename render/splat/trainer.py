@@ -35,6 +35,9 @@ from render.scaffold import (
     ShuffledViews,
     Split,
     TrainingDiverged,
+    config_from_dict,
+    config_preset,
+    config_to_dict,
     fit,
     read_checkpoint,
 )
@@ -105,33 +108,16 @@ class TrainConfig:
             raise ValueError(f"resolution_scale: expected a value in (0, 1], got {self.resolution_scale}")
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["background"] = list(self.background)
-        d["version"] = CONFIG_VERSION
-        return d
+        return config_to_dict(self, CONFIG_VERSION)
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        d = dict(d)
-        d.pop("version", None)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"config: unknown fields {sorted(unknown)}")
-        if "densify" in d:
-            d["densify"] = DefaultStrategy(**d["densify"])
-        if "mcmc" in d:
-            d["mcmc"] = MCMCStrategy(**d["mcmc"])
-        if "background" in d:
-            d["background"] = tuple(d["background"])
-        return cls(**d)
+        return config_from_dict(cls, d, {"densify": lambda x: DefaultStrategy(**x),
+                                         "mcmc": lambda x: MCMCStrategy(**x)})
 
     @classmethod
     def preset(cls, name: str, **overrides) -> TrainConfig:
-        if name not in PRESETS:
-            raise ValueError(f"preset: expected one of {sorted(PRESETS)}, got {name!r}")
-        cfg = PRESETS[name]()
-        return dataclasses.replace(cfg, **overrides)
+        return config_preset(PRESETS, name, overrides)
 
     def scaled_schedule(self) -> TrainConfig:
         """Densification / SH schedules fitted to ``steps`` when it is shorter than the 30k-step
