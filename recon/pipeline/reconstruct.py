@@ -182,8 +182,8 @@ def reconstruct(inputs, out_dir, config: ReconstructConfig | None = None, *, fro
         finish("failed", str(e))
         try:
             _stage_report(out, report)
-        except Exception:  # noqa: BLE001 - the report of a failed run is best effort
-            pass
+        except Exception as e2:  # noqa: BLE001 - the report of a failed run is best effort
+            log(f"[report] report.html of the failed run could not be written: {type(e2).__name__}: {e2}")
         cause = e.__cause__
         if isinstance(cause, (ReconError, ValueError, OSError, TypeError)):
             raise ReconError(f"{e.stage}: {cause} (earlier stages' outputs are kept in {out})") from cause
@@ -237,10 +237,9 @@ def _stage_orient(out: Path, cfg: ReconstructConfig) -> dict:
 
 def _stage_train(out: Path, cfg: ReconstructConfig, device: str, steps: int, budget: float,
                  long_side: int, ctx, progress: bool) -> dict:
-    from recon.io import read_colmap
+    from recon.io.colmap import read_cameras
 
-    rec = read_colmap(out / "scene" / "sparse" / "0")
-    size = max(max(c.width, c.height) for c in rec.cameras.values())
+    size = max(max(c.width, c.height) for c in read_cameras(out / "scene" / "sparse" / "0").values())
     scale = min(1.0, long_side / size)
     dst = out / cfg.method
     resume = ctx.resume and (dst / "checkpoint.pt").is_file()
