@@ -5,7 +5,8 @@
 
 Renders the scene with `recon synth` (once, into --work), then runs `recon train nerf` and
 `recon train splat` one after the other with the same --max-seconds, and prints a table of test
-PSNR / SSIM, steps and seconds from their report.json, plus the load average (the 2-core machine
+PSNR / SSIM, steps and seconds from their report.json, the Chamfer distance of the mesh `recon
+export` makes from each output (TSDF of its depth maps) to the true surface, plus the load average (the 2-core machine
 is often shared: numbers under load are lower bounds).
 """
 
@@ -30,6 +31,20 @@ def _recon(*args) -> float:
     return time.perf_counter() - t
 
 
+def _mesh_chamfer(run: Path, data: Path, mesh: Path) -> float:
+    """`recon export RUN -o MESH --what mesh` (TSDF of the run's depth maps), then the symmetric
+    Chamfer distance to the true visible surface (the dataset's true depth maps back-projected;
+    the synthetic dataset is in the true frame), relative to the truth's bounding-box diagonal."""
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    from recon.export import backproject, chamfer_distance, load_depth_views, read_mesh, sample_surface
+
+    _recon("export", run, "-o", mesh, "--what", "mesh", "--no-progress")
+    truth = np.concatenate([backproject(v)[0] for v in load_depth_views(data)])
+    return float(chamfer_distance(sample_surface(read_mesh(mesh), 200_000), truth).relative)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--budget", type=float, default=300.0, help="--max-seconds of each trainer (default 300)")
@@ -39,6 +54,7 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/bench_nerf", help="work folder (default /tmp/bench_nerf)")
     ap.add_argument("--only", choices=["nerf", "splat"], help="run one trainer only")
     ap.add_argument("--threads", type=int, help="torch threads for both (default: follow the load)")
+    ap.add_argument("--no-mesh", action="store_true", help="skip the TSDF mesh export and its Chamfer distance")
     args = ap.parse_args()
     work = Path(args.work)
     data = work / f"synth_{args.views}_{args.width}x{args.height}"
@@ -52,16 +68,17 @@ def main() -> None:
         if args.only and name != args.only:
             continue
         out = work / name
-        more = ["--no-depth"] if name == "nerf" else []  # the bar is PSNR: skip the 24 depth maps
-        wall = _recon("train", name, data, "-o", out, "--max-seconds", args.budget, "--quiet", *extra, *more)
+        wall = _recon("train", name, data, "-o", out, "--max-seconds", args.budget, "--quiet", *extra)
         rep = json.loads((out / "report.json").read_text())
-        rows.append((name, rep["psnr_test"], rep["ssim_test"], rep["steps"], rep["seconds"], wall))
+        chamfer = _mesh_chamfer(out, data, work / f"{name}_mesh.ply") if not args.no_mesh else None
+        rows.append((name, rep["psnr_test"], rep["ssim_test"], rep["steps"], rep["seconds"], wall, chamfer))
     print(f"\nsynthetic scene, {args.views} views at {args.width}x{args.height}, budget {args.budget:g} s, "
           f"load average {load0:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    print("| trainer | test PSNR (dB) | SSIM | steps | train s | wall s |")
-    print("|---|---|---|---|---|---|")
+    print("| trainer | test PSNR (dB) | SSIM | steps | train s | wall s | mesh Chamfer (% of diagonal) |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r[0]} | {r[1]:.2f} | {r[2]:.3f} | {r[3]} | {r[4]:.0f} | {r[5]:.0f} |")
+        ch = "-" if r[6] is None else f"{100 * r[6]:.2f}"
+        print(f"| {r[0]} | {r[1]:.2f} | {r[2]:.3f} | {r[3]} | {r[4]:.0f} | {r[5]:.0f} | {ch} |")
     if len(rows) == 2:
         print(f"\nNeRF - splat: {rows[0][1] - rows[1][1]:+.2f} dB")
 

@@ -47,6 +47,9 @@ class SceneData:
     points_xyz: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # [P, 3] world
     points_rgb: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.uint8))  # [P, 3]
     source: str = ""  # "colmap:<path>" / "transforms:<path>" / "memory"
+    # SfM observations [M, 2] int64 (point index into points_xyz, view index into views): which
+    # views saw which point (the COLMAP tracks); empty where the source has no tracks
+    point_views: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))
 
     def __post_init__(self):
         if not self.views:
@@ -260,9 +263,13 @@ def load_scene(path, *, resolution_scale: float = 1.0, background=(0.0, 0.0, 0.0
         views.append(View(im.name, cam, im.cam_from_world, img))
     xyz = rec.points_xyz() if rec.points3D else np.zeros((0, 3))
     rgb = rec.points_rgb() if rec.points3D else np.zeros((0, 3), np.uint8)
+    view_of = {im.image_id: i for i, im in enumerate(registered)}
+    obs = [(p_i, view_of[int(image_id)]) for p_i, p in enumerate(rec.points3D.values())
+           for image_id in np.unique(p.track[:, 0]) if int(image_id) in view_of]
+    point_views = np.array(obs, dtype=np.int64).reshape(-1, 2)
     source = f"{kind}:{model_path}"
     if undistorter.pinholes:
         where = f" (cache {cache_dir})" if cache_dir is not None else ""
         source += (f"; {len(undistorter.pinholes)} distorted camera(s) undistorted to PINHOLE{where}, "
                    f"{undistorter.count} image(s) remapped this run")
-    return SceneData(views, xyz, rgb, source=source)
+    return SceneData(views, xyz, rgb, source=source, point_views=point_views)

@@ -298,3 +298,82 @@ def test_depth_maps_are_z_depth_in_the_camera_frame(model, params):
     assert np.all(out.depth > 0)
     np.testing.assert_allclose(out.depth, 2.0, atol=step)
     np.testing.assert_allclose(out.rgb, 0.7, atol=1e-3)
+
+
+def _with_tracks(scene: SceneData) -> SceneData:
+    """The toy scene with every SfM point 'seen' by every view it projects into (a stand-in for
+    COLMAP tracks; the toy points float in free space, so nothing occludes them)."""
+    obs = []
+    for vi, v in enumerate(scene.views):
+        uv, ok = v.camera.project(v.cam_from_world.apply(scene.points_xyz))
+        ok &= (uv[:, 0] > 0) & (uv[:, 0] < v.camera.width - 1) & (uv[:, 1] > 0) & (uv[:, 1] < v.camera.height - 1)
+        obs += [(int(p), vi) for p in np.flatnonzero(ok)]
+    return dataclasses.replace(scene, point_views=np.array(obs, dtype=np.int64))
+
+
+def test_depth_supervision_rays_come_from_training_views_only_and_the_loss_is_line_of_sight(tiny_scene):
+    from render.nerf.sampling import PackedSamples
+    from render.nerf.volume import RenderedRays
+
+    scene = _with_tracks(tiny_scene)
+    split = Split.every(scene)
+    tr = NerfTrainer(scene, split, _cfg(lambda_depth=0.5, depth_rays_per_batch=64))
+    o, d, dist = tr.depth_rays
+    n_train_obs = int(np.isin(scene.point_views[:, 1], split.train).sum())
+    assert len(dist) == n_train_obs < len(scene.point_views)
+    # every ray starts at a training camera and passes through its point at the target distance
+    centres = np.array([scene.views[i].cam_from_world.dst_origin_in_src() for i in split.train])
+    assert np.min(np.linalg.norm(o.numpy()[:, None] - centres[None], axis=2), axis=1).max() < 1e-5
+    hit = (o + d * dist[:, None]).numpy()
+    assert np.min(np.linalg.norm(hit[:, None] - scene.points_xyz[None], axis=2), axis=1).max() < 1e-4
+
+    # exact arithmetic: put every ray's three samples at 0.5 D, D and 1.5 D of its own target
+    def run(weights):
+        calls = {}
+        real = tr.model.render_rays
+
+        def render_rays(origins, dirs, stratified=False, background=None):
+            r = origins.shape[0]
+            key = (origins.numpy()[:, None] == o.numpy()[None]).all(2) & \
+                (np.abs(dirs.numpy()[:, None] - d.numpy()[None]) < 1e-7).all(2)
+            target = dist.numpy()[key.argmax(1)]
+            mids = np.stack([0.5 * target, target, 1.5 * target], 1).reshape(-1)
+            half = 1e-3
+            calls["n"] = r
+            return (RenderedRays(torch.zeros(r, 3), torch.ones(r), torch.zeros(r),
+                                 torch.tensor(np.tile(weights, r), dtype=torch.float32)),
+                    PackedSamples(torch.arange(r).repeat_interleave(3), torch.tensor(mids - half, dtype=torch.float32),
+                                  torch.tensor(mids + half, dtype=torch.float32), torch.zeros(3 * r, 3), r))
+
+        tr.model.render_rays = render_rays
+        try:
+            return float(tr.depth_loss()), calls["n"]
+        finally:
+            tr.model.render_rays = real
+
+    assert run([0.0, 1.0, 0.0]) == (pytest.approx(0.0, abs=1e-6), 64)  # opaque at the point: no loss
+    assert run([1.0, 0.0, 0.0])[0] == pytest.approx(2.0)  # all weight in front: free-space + missing surface
+    assert run([0.0, 0.0, 1.0])[0] == pytest.approx(1.0)  # behind the point: only the missing surface
+    assert run([0.2, 0.5, 0.0])[0] == pytest.approx(0.7)
+
+
+@pytest.mark.slow
+def test_depth_supervision_improves_the_learned_depth(tiny_scene, tmp_path):
+    """Same steps with and without the SfM-point depth loss: the depth maps' error at the points
+    (as in the test above) drops."""
+    scene = _with_tracks(tiny_scene)
+    errs = {}
+    for lam in (0.0, 0.3):
+        out = tmp_path / f"l{lam}"
+        train(scene, out, _cfg(steps=150, lambda_depth=lam), progress=False, log=lambda m: None, threads=1)
+        e = []
+        for v in scene.views[:6]:
+            depth = np.load(out / "depth" / f"{Path(v.name).stem}.npy")
+            pc = v.cam_from_world.apply(scene.points_xyz)
+            uv, ok = v.camera.project(pc)
+            ok &= (uv[:, 0] > 0) & (uv[:, 0] < v.camera.width - 1) & (uv[:, 1] > 0) & (uv[:, 1] < v.camera.height - 1)
+            px = np.round(uv[ok]).astype(int)
+            dd, z = depth[px[:, 1], px[:, 0]], pc[ok, 2]
+            e.append(np.where(dd > 0, np.abs(dd - z) / z, 1.0))
+        errs[lam] = float(np.median(np.concatenate(e)))
+    assert errs[0.3] < 0.8 * errs[0.0], errs

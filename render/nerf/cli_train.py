@@ -53,6 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--background", type=float, nargs=3, metavar=("R", "G", "B"),
                         help="background colour in [0, 1] (default black)")
     parser.add_argument("--lambda-distortion", type=float, metavar="L", help="distortion-loss weight (default 1e-3)")
+    parser.add_argument("--lambda-depth", type=float, metavar="L",
+                        help="weight of the depth supervision from the SfM points their tracks say each "
+                             "training view saw (0: off; default: the preset's, 0.1 for cpu, 0 for default); "
+                             "datasets without tracks (transforms.json) train without it")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="auto = cuda when torch sees a GPU")
     parser.add_argument("--no-amp", action="store_true", help="no bfloat16 autocast on CUDA")
@@ -102,10 +106,14 @@ def run(args: argparse.Namespace) -> int:
         over["background"] = tuple(args.background)
     if args.lambda_distortion is not None:
         over["lambda_distortion"] = args.lambda_distortion
+    if args.lambda_depth is not None:
+        if args.lambda_depth < 0:
+            raise ValueError(f"--lambda-depth: expected >= 0, got {args.lambda_depth}")
+        over["lambda_depth"] = args.lambda_depth
     cfg = dataclasses.replace(cfg, **over)
     log(f"preset {preset}")
     result = train(args.data, args.output, cfg, resume=args.resume, progress=not args.quiet, log=log,
-                   data_path=args.data, threads=args.threads)
+                   data_path=args.data, threads=args.threads if args.threads is not None else "auto")
     r = result.report
     print(f"nerf: {r['steps']} steps in {r['seconds']:.1f} s; {r['eval_split']} PSNR {r['psnr']:.2f} dB, "
           f"SSIM {r['ssim']:.4f} -> {args.output}/model.pt")

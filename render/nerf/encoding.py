@@ -221,6 +221,7 @@ def cpu_kernels(*, log=None):
     (the caller falls back to PyTorch ops) or ``RECON_NO_CPP_KERNELS=1``. The reason of a failure
     is in ``cpu_kernels_error()``."""
     import os
+    import sys
 
     if "mod" in _KERNELS:
         return _KERNELS["mod"]
@@ -234,6 +235,11 @@ def cpu_kernels(*, log=None):
 
             from torch.utils import cpp_extension
 
+            # the `ninja` pip package puts its binary next to the interpreter: on PATH even when
+            # the virtualenv is not activated
+            bindir = str(Path(sys.executable).parent)
+            if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+                os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
             if log:
                 log("building the fused CPU hash-grid kernels (once; cached afterwards)")
             with warnings.catch_warnings():
