@@ -152,7 +152,8 @@ class TwoViewRefinement:
     cam2_from_cam1: refined pose (translation kept at the input norm: scale is a gauge).
     points:         [N, 3] refined points in the camera-1 frame.
     rms_before_px, rms_after_px: RMS (over points) of the 2D reprojection error, both images.
-    success:        converged (relative cost decrease < 1e-12, or no further descent).
+    success:        converged (relative cost decrease < 1e-12, pose step < POSE_STEP_TOL, or no
+                    further descent).
     """
 
     cam2_from_cam1: Rigid3
@@ -171,6 +172,12 @@ def _tangent_basis(t: np.ndarray) -> np.ndarray:
 
 
 _LOSSES = ("linear", "huber", "soft_l1", "cauchy")
+
+# Stop when the pose step (rotation radians, unit-sphere translation) falls below this. With a
+# robust loss the reweighted Gauss-Newton steps converge linearly (ratio ~0.7 per iteration
+# measured on a 1649-match real pair), so the remaining pose error is about twice the last
+# step: ~1e-6 deg. A relative-cost tolerance alone ran all 100 iterations for < 1e-4 deg.
+POSE_STEP_TOL = 1e-7
 
 
 def _robust(z: np.ndarray, loss: str) -> tuple[np.ndarray, np.ndarray]:
@@ -283,7 +290,7 @@ def refine_two_view(uv1, uv2, camera1: Camera, camera2: Camera, cam2_from_cam1: 
                 R, t, X, r1, r2, cost = R_new, t_new, X_new, r1n, r2n, cost_new
                 lam = max(lam / 3, 1e-9)
                 improved = True
-                if rel < 1e-12 or np.max(np.abs(dp)) < 1e-14:
+                if rel < 1e-12 or np.max(np.abs(dp)) < POSE_STEP_TOL:
                     converged = True
                 break
             lam *= 4
