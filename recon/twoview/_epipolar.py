@@ -358,9 +358,9 @@ def cheirality_outliers(cam2_from_cam1: Rigid3, xy1, xy2, threshold_px: float, K
 
     xy1, xy2: [N, 2] normalised coordinates; K1, K2: the pinhole matrices of the pixels the
     threshold is measured in. Noise can flip the depth sign of a (nearly) parallel ray pair,
-    i.e. of a point near infinity, so a match counts as an outlier only when its rays, meeting
-    behind a camera, make an angle above 2 T / f (moving each ray by up to T / f cannot bring
-    them to meet in front). Such a match fits the Sampson distance as well as an inlier does,
+    i.e. of a point near infinity, so a match counts as an outlier only when its viewing rays,
+    meeting behind a camera, make an angle above 2 T / f (moving each ray by up to T / f cannot
+    bring them to meet in front). Such a match fits the Sampson distance as well as an inlier does,
     but no point in front of both cameras explains it."""
     R, t = cam2_from_cam1.rotation, cam2_from_cam1.translation
     t = t / max(np.linalg.norm(t), 1e-300)
@@ -372,10 +372,13 @@ def cheirality_outliers(cam2_from_cam1: Rigid3, xy1, xy2, threshold_px: float, K
         return out
     X1 = _dlt_normalized(R, t, xy1[fin], xy2[fin])
     X2 = X1 @ R.T + t
-    c2 = -R.T @ t
+    # the angle between the two viewing rays (camera-1 frame), not the one the baseline
+    # subtends at the triangulated point: for skew, nearly parallel rays the DLT point can land
+    # anywhere along them, close to the cameras included
+    d1 = np.c_[xy1[fin], np.ones(fin.sum())]
+    d2 = np.c_[xy2[fin], np.ones(fin.sum())] @ R
     with np.errstate(invalid="ignore", divide="ignore"):
-        d2 = X1 - c2
-        cosang = np.sum(X1 * d2, 1) / (np.linalg.norm(X1, axis=1) * np.linalg.norm(d2, axis=1))
+        cosang = np.sum(d1 * d2, 1) / (np.linalg.norm(d1, axis=1) * np.linalg.norm(d2, axis=1))
         angle = np.arccos(np.clip(cosang, -1.0, 1.0))
         behind = (X1[:, 2] < 0) | (X2[:, 2] < 0)
     f = 0.25 * (K1[0, 0] + K1[1, 1] + K2[0, 0] + K2[1, 1])
