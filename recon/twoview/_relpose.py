@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from calib import matrix_from_axis_angle
+from recon.twoview._triangulation import _tangent_basis
 
 __all__ = ["PoseRefinement", "refine_relative_pose", "sampson_jacobian", "signed_sampson"]
 
@@ -44,13 +45,6 @@ class PoseRefinement:
 
 def _skew(t: np.ndarray) -> np.ndarray:
     return np.array([[0.0, -t[2], t[1]], [t[2], 0.0, -t[0]], [-t[1], t[0], 0.0]])
-
-
-def _tangent_basis(t: np.ndarray) -> np.ndarray:
-    a = np.eye(3)[np.argmin(np.abs(t))]
-    b1 = np.cross(t, a)
-    b1 /= np.linalg.norm(b1)
-    return np.stack([b1, np.cross(t, b1)], 1)  # [3, 2]
 
 
 def signed_sampson(F: np.ndarray, p1: np.ndarray, p2: np.ndarray) -> np.ndarray:
