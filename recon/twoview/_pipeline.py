@@ -15,7 +15,6 @@ from recon.twoview._epipolar import (
     HomographyResult,
     cheirality_outliers,
     epipolar_cost,
-    robust_scale_px,
     essential_from_fundamental,
     essential_from_pose,
     estimate_essential,
@@ -23,6 +22,7 @@ from recon.twoview._epipolar import (
     estimate_homography,
     fundamental_from_essential,
     recover_pose,
+    robust_scale_px,
 )
 from recon.twoview._relpose import refine_relative_pose
 from recon.twoview._solvers import sampson_error
