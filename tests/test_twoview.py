@@ -133,30 +133,75 @@ def test_decompose_essential_has_true_pose(rng):
 # ---------------------------------------------------------------------------------------------
 # robust estimation: the issue's quality bars
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("seed", [0, 1, 3])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_pose_accuracy_noise_and_outliers(seed):
-    """1 px noise + 30 % outliers: rotation < 0.1 deg, translation direction < 1 deg.
+    """1 px noise + 30 % outliers: rotation < 0.1 deg (or within 0.03 deg of the
+    maximum-likelihood pose's own error), translation direction < 1 deg.
 
     With 1 px noise the maximum-likelihood pose itself (two-view BA on the TRUE inliers, started
-    at the truth) is 0.02-0.11 deg off in rotation on these 1050-inlier scenes (seed 2: 0.106),
+    at the truth) is 0.06-0.11 deg off in rotation on these 1050-inlier scenes (seed 2: 0.106),
     so the bar sits at the estimation limit; we also check that the robust pipeline tracks that
-    optimum (the meaningful property)."""
+    optimum (the meaningful property). Seed 2 holds two outliers inside the 3 px band whose rays
+    meet behind a camera: kept, they pulled the pose 0.08 deg off the optimum."""
     rng = np.random.default_rng(seed)
     u1, u2, cam1, cam2, T, truth = make_pair(rng, noise=1.0, outlier_frac=0.3)
     geo = two_view_geometry(u1, u2, cam1, cam2, config=TwoViewConfig(threshold_px=3.0))
     assert geo.degeneracy.verdict == "general" and geo.degeneracy.pose_reliable
     r, t = pose_errors(geo.cam2_from_cam1, T)
-    assert r < 0.1, r
+    t_unit = Rigid3(T.rotation, T.translation / np.linalg.norm(T.translation))
+    ml = refine_two_view(u1[truth], u2[truth], cam1, cam2, t_unit,
+                         triangulate_dlt(u1[truth], u2[truth], cam1, cam2, t_unit).points, loss="linear")
+    assert r < max(0.1, pose_errors(ml.cam2_from_cam1, T)[0] + 0.03), r
     assert t < 1.0, t
     # inliers: nearly all true inliers found, few outliers accepted
     assert np.mean(geo.inliers[truth]) > 0.97
     assert np.sum(geo.inliers & ~truth) <= 0.03 * truth.sum()
     assert geo.num_triangulated > 0.9 * truth.sum()
-    t_unit = Rigid3(T.rotation, T.translation / np.linalg.norm(T.translation))
-    ml = refine_two_view(u1[truth], u2[truth], cam1, cam2, t_unit,
-                         triangulate_dlt(u1[truth], u2[truth], cam1, cam2, t_unit).points, loss="linear")
     d_r, d_t = pose_errors(geo.cam2_from_cam1, ml.cam2_from_cam1)
     assert d_r < 0.03 and d_t < 0.1, (d_r, d_t)
+
+
+def test_sampson_jacobian_matches_finite_differences(rng):
+    """The analytic Jacobian of the signed Sampson distance (refine_relative_pose's LM) against
+    central differences of the literal parameterisation (R = exp(w) R0, t = normalise(t0 + B d))."""
+    from recon.twoview._relpose import _stack_F, _tangent_basis, sampson_jacobian, signed_sampson
+
+    u1, u2, cam, _, T, _ = make_pair(rng, n=60, noise=1.0, outlier_frac=0.2)
+    Ki = np.linalg.inv(cam.K)
+    R0 = matrix_from_axis_angle([0.01, -0.02, 0.03]) @ T.rotation  # off the optimum
+    t0 = T.translation / np.linalg.norm(T.translation)
+    B = _tangent_basis(t0)
+    r, J = sampson_jacobian(R0, t0, B, Ki, Ki, u1, u2)
+    assert np.allclose(r, signed_sampson(Ki.T @ _skew(t0) @ R0 @ Ki, u1, u2), rtol=1e-12, atol=1e-12)
+    h = 1e-6
+    P = np.vstack([h * np.eye(5), -h * np.eye(5)])
+    rs = signed_sampson(_stack_F(R0, t0, B, P, Ki, Ki), u1, u2)  # [10, n]
+    J_ref = ((rs[:5] - rs[5:]) / (2 * h)).T
+    assert np.max(np.abs(J - J_ref)) <= 1e-6 * np.max(np.abs(J_ref))
+
+
+def _skew(t):
+    return np.array([[0.0, -t[2], t[1]], [t[2], 0.0, -t[0]], [-t[1], t[0], 0.0]])
+
+
+def test_cheirality_outliers(rng):
+    """Matches of points behind a camera fit the epipolar constraint exactly but are flagged;
+    noisy matches of points near infinity (whose depth sign noise decides) are not."""
+    from recon.twoview import cheirality_outliers
+
+    cam = _camera()
+    T = Rigid3(matrix_from_axis_angle([0.02, -0.05, 0.01]), np.array([1.0, 0.2, 0.3]) / np.linalg.norm([1.0, 0.2, 0.3]))
+    X = np.c_[rng.uniform(-2, 2, (300, 2)), rng.uniform(3, 8, 300)]
+    X[:100] *= -1.0  # behind camera 1 (and camera 2): images by the pinhole formula still exist
+    X[200:] *= 1e5  # near infinity
+    X2 = T.apply(X)
+    n1, n2 = X[:, :2] / X[:, 2:], X2[:, :2] / X2[:, 2:]
+    n2[200:] += rng.normal(0, 1.0 / 420.0, (100, 2))  # 1 px of noise at f = 420
+    e = np.abs(np.sum(np.c_[n2, np.ones(300)] * (np.c_[n1, np.ones(300)] @ essential_from_pose(T).T), 1))
+    assert np.max(e[:200]) < 1e-9  # the epipolar constraint cannot tell them apart
+    out = cheirality_outliers(T, n1, n2, 3.0, cam.K, cam.K)
+    assert out[:100].all() and not out[100:200].any()
+    assert out[200:].mean() < 0.05
 
 
 def test_pose_accuracy_distorted_cameras(rng):
@@ -299,6 +344,35 @@ def test_refine_two_view_recovers_truth(rng):
     r, t = pose_errors(ref.cam2_from_cam1, T)
     assert r < 1e-6 and t < 1e-5
     assert ref.rms_after_px < 1e-6 < ref.rms_before_px
+
+
+def test_refine_two_view_matches_scipy_reference(rng):
+    """Our Schur-complement LM (batched normal equations, cofactor 3x3 inverses) reaches the
+    optimum that scipy.optimize.least_squares (finite-difference Jacobian) finds on the same
+    objective: pose (rotation vector, unit translation by two angles) + points, reprojection
+    error in both images, 1 px noise, least squares."""
+    from scipy.optimize import least_squares
+
+    u1, u2, cam1, cam2, T, _ = make_pair(rng, n=30, noise=1.0, outlier_frac=0.0)
+    t_unit = T.translation / np.linalg.norm(T.translation)
+    start = Rigid3(T.rotation, t_unit)
+    pts = triangulate_dlt(u1, u2, cam1, cam2, start).points
+    ours = refine_two_view(u1, u2, cam1, cam2, start, pts, loss="linear", max_nfev=200)
+
+    def unpack(p):
+        R = matrix_from_axis_angle(p[:3]) @ T.rotation
+        th, ph = p[3], p[4]
+        return R, np.array([np.sin(th) * np.cos(ph), np.sin(th) * np.sin(ph), np.cos(th)]), p[5:].reshape(-1, 3)
+
+    def fun(p):
+        R, t, X = unpack(p)
+        return np.concatenate([(cam1.project(X)[0] - u1).ravel(), (cam2.project(X @ R.T + t)[0] - u2).ravel()])
+
+    x0 = np.r_[0, 0, 0, np.arccos(t_unit[2]), np.arctan2(t_unit[1], t_unit[0]), pts.ravel()]
+    sol = least_squares(fun, x0, method="lm", xtol=1e-15, ftol=1e-15, gtol=1e-15)
+    R_ref, t_ref, _ = unpack(sol.x)
+    d_r, d_t = pose_errors(ours.cam2_from_cam1, Rigid3(R_ref, t_ref))
+    assert d_r < 1e-5 and d_t < 1e-4, (d_r, d_t)
 
 
 def test_input_checks():

@@ -50,6 +50,17 @@ def test_five_point_contains_truth_and_satisfies_constraints(rng):
             assert np.abs(r).max() < 1e-9
 
 
+def test_constraint_matrix_matches_dense_reference(rng):
+    """The fast constraint builder (fixed product tensors) equals the literal dense-polynomial
+    construction on random null-space bases."""
+    from recon.twoview._fivepoint import _constraint_matrix, _constraint_matrix_dense
+
+    Ec = rng.normal(size=(16, 3, 3, 4))
+    ref = _constraint_matrix_dense(Ec)
+    assert ref.shape == (16, 10, 20)
+    assert np.max(np.abs(_constraint_matrix(Ec) - ref)) <= 1e-12 * np.max(np.abs(ref))
+
+
 def test_five_point_same_solutions_as_opencv(rng):
     """OpenCV's five-point (Nister) returns all its solutions stacked for a five-point input:
     ours finds each of them (and may find more real roots)."""

@@ -32,7 +32,9 @@ __all__ = [
     "HomographyResult",
     "RelativePose",
     "RobustFit",
+    "cheirality_outliers",
     "decompose_essential",
+    "epipolar_cost",
     "essential_from_fundamental",
     "essential_from_pose",
     "estimate_essential",
@@ -321,34 +323,78 @@ def estimate_essential(uv1, uv2, camera1: Camera, camera2: Camera, *, method: st
         return EssentialResult(inliers, residuals, res.num_iterations, threshold_px, method)
     E = project_to_essential(K2.T @ res.model @ K1)
     # Final non-linear refinement of (R, t) on the inliers (robust Sampson), inliers re-selected.
-    R, _R2, t = decompose_essential(E)
+    # The Sampson distance cannot see cheirality: an outlier that happens to lie near its epipolar
+    # line but whose rays meet behind a camera passes the threshold and pulls the fit (on the
+    # synthetic 1 px / 30 % outlier pair of seed 2, two such matches out of 1050 moved the
+    # rotation from 0.12 to 0.19 deg). So the refinement runs on the pose branch that puts the
+    # inliers in front and drops the matches that this pose puts clearly behind a camera, and it
+    # is accepted on the same cheirality-aware cost (:func:`epipolar_cost`).
+    ng1, ng2, q1, q2 = n1[good], n2[good], p1[good], p2[good]
     r = res.residuals
+    pose = recover_pose(E, ng1, ng2, mask=r < threshold_px).cam2_from_cam1
+    behind = cheirality_outliers(pose, ng1, ng2, threshold_px, K1, K2)
     for _ in range(2):
-        inl = r < threshold_px
+        inl = (r < threshold_px) & ~behind
         if inl.sum() < 6:
             break
         scale = robust_scale_px(r[inl], threshold_px)
-        ref = refine_relative_pose(R, t, p1[good], p2[good], K1, K2, mask=inl, scale_px=scale, loss=FINAL_LOSS,
-                                   max_iterations=30)
+        ref = refine_relative_pose(pose.rotation, pose.translation, q1, q2, K1, K2, mask=inl, scale_px=scale,
+                                   loss="cauchy", max_iterations=30)
+        new_pose = Rigid3(ref.R, ref.t)
         r_new = np.abs(ref.residuals)
-        if capped_cauchy_cost(r_new, scale, threshold_px) > capped_cauchy_cost(r, scale, threshold_px):
+        behind_new = cheirality_outliers(new_pose, ng1, ng2, threshold_px, K1, K2)
+        if epipolar_cost(r_new, behind_new, scale, threshold_px) > epipolar_cost(r, behind, scale, threshold_px):
             break
-        R, t, r = ref.R, ref.t, r_new
-    E = essential_from_pose(Rigid3(R, t))
+        pose, r, behind = new_pose, r_new, behind_new
+    E = essential_from_pose(pose)
     residuals[good] = r
-    inliers[good] = r < threshold_px
+    inliers[good] = (r < threshold_px) & ~behind
     return EssentialResult(inliers, residuals, res.num_iterations, threshold_px, method, E=E)
 
 
-# Final refinement loss on the inliers: Cauchy at a scale set by the measured noise.
-FINAL_LOSS = "cauchy"
+def cheirality_outliers(cam2_from_cam1: Rigid3, xy1, xy2, threshold_px: float, K1, K2) -> np.ndarray:
+    """[N] bool: matches whose viewing rays meet behind camera 1 or camera 2 at an angle that
+    an epipolar residual below ``threshold_px`` cannot explain.
+
+    xy1, xy2: [N, 2] normalised coordinates; K1, K2: the pinhole matrices of the pixels the
+    threshold is measured in. Noise can flip the depth sign of a (nearly) parallel ray pair,
+    i.e. of a point near infinity, so a match counts as an outlier only when its viewing rays,
+    meeting behind a camera, make an angle above 2 T / f (moving each ray by up to T / f cannot
+    bring them to meet in front). Such a match fits the Sampson distance as well as an inlier does,
+    but no point in front of both cameras explains it."""
+    R, t = cam2_from_cam1.rotation, cam2_from_cam1.translation
+    t = t / max(np.linalg.norm(t), 1e-300)
+    from recon.twoview._triangulation import _dlt_normalized
+
+    out = np.zeros(xy1.shape[0], bool)
+    fin = np.all(np.isfinite(xy1), 1) & np.all(np.isfinite(xy2), 1)
+    if not fin.any():
+        return out
+    X1 = _dlt_normalized(R, t, xy1[fin], xy2[fin])
+    X2 = X1 @ R.T + t
+    # the angle between the two viewing rays (camera-1 frame), not the one the baseline
+    # subtends at the triangulated point: for skew, nearly parallel rays the DLT point can land
+    # anywhere along them, close to the cameras included
+    d1 = np.c_[xy1[fin], np.ones(fin.sum())]
+    d2 = np.c_[xy2[fin], np.ones(fin.sum())] @ R
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cosang = np.sum(d1 * d2, 1) / (np.linalg.norm(d1, axis=1) * np.linalg.norm(d2, axis=1))
+        angle = np.arccos(np.clip(cosang, -1.0, 1.0))
+        behind = (X1[:, 2] < 0) | (X2[:, 2] < 0)
+    f = 0.25 * (K1[0, 0] + K1[1, 1] + K2[0, 0] + K2[1, 1])
+    out[fin] = behind & np.isfinite(angle) & (angle > 2.0 * threshold_px / f)
+    return out
 
 
-def capped_cauchy_cost(residuals_px, scale_px: float, threshold_px: float) -> float:
-    """sum_i s^2 log(1 + min(|r_i|, T)^2 / s^2): the Cauchy loss of the final fits, capped at the
-    inlier threshold T so that outliers cost a constant (the objective the refinements are
-    accepted on)."""
-    r = np.minimum(np.abs(np.asarray(residuals_px, np.float64)), threshold_px)
+def epipolar_cost(residuals_px, behind, scale_px: float, threshold_px: float) -> float:
+    """The objective every final relative-pose fit is accepted on (the five-point polish here,
+    the two-view BA in :func:`two_view_geometry`): the Cauchy loss at ``scale_px`` of the
+    Sampson distances of ALL matches, capped at the threshold T so that an outlier costs a
+    constant, a match that the pose puts behind a camera (``behind``, from
+    :func:`cheirality_outliers`) counting as an outlier:
+    sum_i s^2 log(1 + min(|r_i|, T)^2 / s^2), |r_i| = T where behind."""
+    r = np.where(np.asarray(behind, bool), threshold_px, np.minimum(np.abs(np.asarray(residuals_px, np.float64)),
+                                                                    threshold_px))
     return float(np.sum(scale_px * scale_px * np.log1p((r / scale_px) ** 2)))
 
 

@@ -55,6 +55,69 @@ def _times_linear(p: np.ndarray, c: np.ndarray) -> np.ndarray:
     return out
 
 
+# Polynomial products as fixed 0/1 tensors on coefficient vectors: linear polynomials have the
+# coefficients of (x, y, z, 1), quadratics those of the ten monomials of degree <= 2, cubics
+# those of _MONOMIALS. ``_P2[a, b, q] = 1`` when LIN[a] * LIN[b] = QUAD[q], ``_P3[q, c, m] = 1``
+# when QUAD[q] * LIN[c] = _MONOMIALS[m]; a product is then one matrix product per batch.
+_LIN = [(1, 0, 0), (0, 1, 0), (0, 0, 1), (0, 0, 0)]
+_QUAD = [(2, 0, 0), (1, 1, 0), (1, 0, 1), (0, 2, 0), (0, 1, 1), (0, 0, 2), (1, 0, 0), (0, 1, 0), (0, 0, 1),
+         (0, 0, 0)]
+
+
+def _product_tensor(left, right, out):
+    T = np.zeros((len(left), len(right), len(out)))
+    for a, ma in enumerate(left):
+        for b, mb in enumerate(right):
+            T[a, b, out.index(tuple(i + j for i, j in zip(ma, mb)))] = 1.0
+    return T.reshape(len(left) * len(right), len(out))
+
+
+_P2 = _product_tensor(_LIN, _LIN, _QUAD)  # [16, 10]
+_P3 = _product_tensor(_QUAD, _LIN, _MONOMIALS)  # [40, 20]
+_EPS = np.zeros((3, 3, 3))
+_EPS[0, 1, 2] = _EPS[1, 2, 0] = _EPS[2, 0, 1] = 1.0
+_EPS[0, 2, 1] = _EPS[2, 1, 0] = _EPS[1, 0, 2] = -1.0
+
+
+def _constraint_matrix(Ec: np.ndarray) -> np.ndarray:
+    """The ten cubic constraints on E = x X + y Y + z Z + W as a [B, 10, 20] coefficient matrix
+    (columns: _MONOMIALS). Ec [B, 3, 3, 4]: each entry of E as a linear polynomial (x, y, z, 1).
+    Rows 0..8: 2 E E^T E - trace(E E^T) E (row-major), row 9: det(E)."""
+    B = Ec.shape[0]
+    EEt = (np.einsum("bija,bkjc->bikac", Ec, Ec).reshape(B, 3, 3, 16) @ _P2)  # [B, 3, 3, 10]
+    tr = EEt[:, 0, 0] + EEt[:, 1, 1] + EEt[:, 2, 2]  # [B, 10]
+    eqs = (2.0 * np.einsum("bikq,bklc->bilqc", EEt, Ec) - np.einsum("bq,bilc->bilqc", tr, Ec))
+    eqs = eqs.reshape(B, 9, 40) @ _P3  # [B, 9, 20]
+    minor = np.einsum("abc,nbx,ncy->naxy", _EPS, Ec[:, 1], Ec[:, 2]).reshape(B, 3, 16) @ _P2  # [B, 3, 10]
+    det = np.einsum("naq,nac->nqc", minor, Ec[:, 0]).reshape(B, 1, 40) @ _P3  # [B, 1, 20]
+    return np.concatenate([eqs, det], axis=1)
+
+
+def _constraint_matrix_dense(Ec: np.ndarray) -> np.ndarray:
+    """Slow literal reference of :func:`_constraint_matrix` (dense [4, 4, 4] polynomial products)."""
+    B = Ec.shape[0]
+    Ep = _linear(Ec)  # [B, 3, 3, 4, 4, 4]
+    EEt = np.zeros((B, 3, 3, 4, 4, 4))
+    for j in range(3):
+        EEt += _times_linear(Ep[:, :, None, j], Ec[:, None, :, j])
+    tr = EEt[:, 0, 0] + EEt[:, 1, 1] + EEt[:, 2, 2]
+    eqs = []
+    for i in range(3):
+        for lcol in range(3):
+            acc = -_times_linear(tr, Ec[:, i, lcol])
+            for k in range(3):
+                acc += 2.0 * _times_linear(EEt[:, i, k], Ec[:, k, lcol])
+            eqs.append(acc)
+    cof = [(1, 2), (2, 0), (0, 1)]
+    det = np.zeros((B, 4, 4, 4))
+    for c0 in range(3):
+        a, b = cof[c0]
+        minor = _times_linear(Ep[:, 1, a], Ec[:, 2, b]) - _times_linear(Ep[:, 1, b], Ec[:, 2, a])
+        det += _times_linear(minor, Ec[:, 0, c0])
+    eqs.append(det)
+    return np.stack(eqs, axis=1)[..., _MI, _MJ, _MK]
+
+
 def essential_five_point(xy1: np.ndarray, xy2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """All essential matrices consistent with five (or more: least-squares null space) matches.
 
@@ -78,29 +141,7 @@ def essential_five_point(xy1: np.ndarray, xy2: np.ndarray) -> tuple[np.ndarray, 
     N = Vt[:, -4:, :]  # [B, 4, 9]: X, Y, Z, W
     # entries of E as linear polynomials: coefficient vector (x, y, z, 1) per entry [B, 3, 3, 4]
     Ec = np.moveaxis(N, 1, -1).reshape(B, 3, 3, 4)
-    Ep = _linear(Ec)  # [B, 3, 3, 4, 4, 4]
-    # E E^T (quadratic): (E E^T)_ik = sum_j E_ij E_kj
-    EEt = np.zeros((B, 3, 3, 4, 4, 4))
-    for j in range(3):
-        EEt += _times_linear(Ep[:, :, None, j], Ec[:, None, :, j])
-    tr = EEt[:, 0, 0] + EEt[:, 1, 1] + EEt[:, 2, 2]  # [B, 4, 4, 4]
-    # 2 (E E^T) E - tr(E E^T) E (cubic): entry (i, l) = sum_k 2 EEt_ik E_kl - tr E_il
-    eqs = []
-    for i in range(3):
-        for lcol in range(3):
-            acc = -_times_linear(tr, Ec[:, i, lcol])
-            for k in range(3):
-                acc += 2.0 * _times_linear(EEt[:, i, k], Ec[:, k, lcol])
-            eqs.append(acc)
-    # det(E) = E_0 . (E_1 x E_2) for the rows E_r
-    cof = [(1, 2), (2, 0), (0, 1)]
-    det = np.zeros((B, 4, 4, 4))
-    for c0 in range(3):
-        a, b = cof[c0]
-        minor = _times_linear(Ep[:, 1, a], Ec[:, 2, b]) - _times_linear(Ep[:, 1, b], Ec[:, 2, a])
-        det += _times_linear(minor, Ec[:, 0, c0])
-    eqs.append(det)
-    A = np.stack(eqs, axis=1)[..., _MI, _MJ, _MK]  # [B, 10, 20]
+    A = _constraint_matrix(Ec)  # [B, 10, 20]
     E_out = np.full((B, 10, 3, 3), np.nan)
     valid = np.zeros((B, 10), bool)
     # Gauss-Jordan: [A_cubic | A_basis] -> [I | G]; cubic monomials = -G @ basis monomials

@@ -13,7 +13,8 @@ from recon.twoview._epipolar import (
     EpipolarResult,
     EssentialResult,
     HomographyResult,
-    capped_cauchy_cost,
+    cheirality_outliers,
+    epipolar_cost,
     essential_from_fundamental,
     essential_from_pose,
     estimate_essential,
@@ -233,17 +234,27 @@ def two_view_geometry(uv1, uv2, camera1: Camera | None = None, camera2: Camera |
         for _ in range(2 if cfg.refine else 0):  # BA, re-select inliers under the refined pose, BA again
             if ok.sum() < 8:
                 break
-            scale = robust_scale_px(Fr.residuals[Fr.inliers], cfg.threshold_px) if calibrated else cfg.threshold_px
+            if calibrated:
+                # One objective for every final fit (the five-point polish and this BA): the
+                # capped Cauchy Sampson cost over all matches, matches behind a camera counted as
+                # outliers (recon.twoview._epipolar.epipolar_cost).
+                r_before = sampson_error(fundamental_from_essential(_essential(pose), camera1, camera2), p1, p2)
+                behind_before = cheirality_outliers(pose, n1, n2, cfg.threshold_px, camera1.K, camera2.K)
+                scale = robust_scale_px(r_before[(r_before < cfg.threshold_px) & ~behind_before],
+                                        cfg.threshold_px)
+            else:
+                scale = cfg.threshold_px
             ref = refine_two_view(uv1[ok], uv2[ok], camera1, camera2, pose, tri.points[ok], loss="cauchy",
                                   loss_scale_px=scale, max_nfev=100)
             if not np.isfinite(ref.rms_after_px):
                 break
-            if calibrated:  # accept on the capped robust Sampson cost over all matches (outliers included)
-                before = sampson_error(fundamental_from_essential(_essential(pose), camera1, camera2), p1, p2)
-                after = sampson_error(fundamental_from_essential(_essential(ref.cam2_from_cam1), camera1, camera2),
-                                      p1, p2)
-                if (capped_cauchy_cost(after, scale, cfg.threshold_px)
-                        > capped_cauchy_cost(before, scale, cfg.threshold_px)):
+            if calibrated:
+                r_after = sampson_error(fundamental_from_essential(_essential(ref.cam2_from_cam1), camera1, camera2),
+                                        p1, p2)
+                behind_after = cheirality_outliers(ref.cam2_from_cam1, n1, n2, cfg.threshold_px, camera1.K,
+                                                   camera2.K)
+                if (epipolar_cost(r_after, behind_after, scale, cfg.threshold_px)
+                        > epipolar_cost(r_before, behind_before, scale, cfg.threshold_px)):
                     break
             elif ref.rms_after_px > ref.rms_before_px:
                 break

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from calib import matrix_from_axis_angle
+from recon.twoview._triangulation import _tangent_basis
 
-__all__ = ["PoseRefinement", "refine_relative_pose", "signed_sampson"]
+__all__ = ["PoseRefinement", "refine_relative_pose", "sampson_jacobian", "signed_sampson"]
 
 
 @dataclass(frozen=True)
@@ -46,13 +47,6 @@ def _skew(t: np.ndarray) -> np.ndarray:
     return np.array([[0.0, -t[2], t[1]], [t[2], 0.0, -t[0]], [-t[1], t[0], 0.0]])
 
 
-def _tangent_basis(t: np.ndarray) -> np.ndarray:
-    a = np.eye(3)[np.argmin(np.abs(t))]
-    b1 = np.cross(t, a)
-    b1 /= np.linalg.norm(b1)
-    return np.stack([b1, np.cross(t, b1)], 1)  # [3, 2]
-
-
 def signed_sampson(F: np.ndarray, p1: np.ndarray, p2: np.ndarray) -> np.ndarray:
     """Signed Sampson distance (x2^T F x1 / |gradient|), pixels; F [3, 3] or [M, 3, 3],
     p1, p2 [N, 2] -> [N] or [M, N]."""
@@ -64,7 +58,8 @@ def signed_sampson(F: np.ndarray, p1: np.ndarray, p2: np.ndarray) -> np.ndarray:
 
 
 def _stack_F(R0, t0, Bt, P, K1i, K2i):
-    """F for a batch of parameter vectors P [M, 5] around (R0, t0)."""
+    """F for a batch of parameter vectors P [M, 5] around (R0, t0) (the finite-difference
+    reference of :func:`sampson_jacobian`)."""
     out = np.empty((P.shape[0], 3, 3))
     for m, p in enumerate(P):
         R = matrix_from_axis_angle(p[:3]) @ R0
@@ -72,6 +67,36 @@ def _stack_F(R0, t0, Bt, P, K1i, K2i):
         t = t / np.linalg.norm(t)
         out[m] = K2i.T @ _skew(t) @ R @ K1i
     return out
+
+
+_GENERATORS = np.stack([_skew(e) for e in np.eye(3)])  # [3, 3, 3]: [e_k]_x
+
+
+def sampson_jacobian(R0, t0, Bt, K1i, K2i, q1, q2) -> tuple[np.ndarray, np.ndarray]:
+    """Signed Sampson distances r [n] at (R0, t0) and their analytic Jacobian [n, 5] with
+    respect to the increment (w, d): R = exp([w]_x) R0, t = normalise(t0 + Bt d).
+
+    dF/dw_k = K2^-T [t0]_x [e_k]_x R0 K1^-1 and dF/dd_j = K2^-T [Bt_j]_x R0 K1^-1 (Bt is
+    orthogonal to t0, so the normalisation has no first-order effect); with r = n / sqrt(D),
+    n = x2^T F x1 and D the squared gradient norm, dr = dn / sqrt(D) - n dD / (2 D^1.5)."""
+    F0 = K2i.T @ _skew(t0) @ R0 @ K1i
+    RK = R0 @ K1i
+    G = np.empty((6, 3, 3))
+    G[0] = F0
+    G[1:4] = K2i.T @ _skew(t0) @ _GENERATORS @ RK
+    G[4] = K2i.T @ _skew(Bt[:, 0]) @ RK
+    G[5] = K2i.T @ _skew(Bt[:, 1]) @ RK
+    a = q1 @ np.swapaxes(G[:, :, :2], -1, -2) + G[:, None, :, 2]  # [6, n, 3]: G x1
+    b = q2 @ G[:, :2, :] + G[:, None, 2, :]  # [6, n, 3]: G^T x2
+    num = np.sum(q2 * a[:, :, :2], axis=-1) + a[:, :, 2]  # [6, n]
+    den = a[0, :, 0] ** 2 + a[0, :, 1] ** 2 + b[0, :, 0] ** 2 + b[0, :, 1] ** 2
+    den = np.maximum(den, 1e-300)
+    dden = 2.0 * (a[0, :, 0] * a[1:, :, 0] + a[0, :, 1] * a[1:, :, 1] + b[0, :, 0] * b[1:, :, 0]
+                  + b[0, :, 1] * b[1:, :, 1])  # [5, n]
+    sq = np.sqrt(den)
+    r = num[0] / sq
+    J = (num[1:] / sq - 0.5 * num[0] * dden / (den * sq)).T  # [n, 5]
+    return r, J
 
 
 def refine_relative_pose(R, t, p1, p2, K1, K2, *, mask=None, scale_px: float = 1.0, loss: str = "cauchy",
@@ -101,18 +126,13 @@ def refine_relative_pose(R, t, p1, p2, K1, K2, *, mask=None, scale_px: float = 1
     def weights(r):
         return 1.0 / (1.0 + r * r / s2) if loss == "cauchy" else np.ones_like(r)
 
-    h = 1e-7
-    steps = np.vstack([np.zeros(5), h * np.eye(5)])
     lam = 1e-4
     Bt = _tangent_basis(t0)
     r = signed_sampson(K2i.T @ _skew(t0) @ R0 @ K1i, q1, q2)
     cost = rho(r)
     J = None
     for _ in range(max_iterations if q1.shape[0] >= 5 else 0):
-        Fs = _stack_F(R0, t0, Bt, steps, K1i, K2i)
-        rs = signed_sampson(Fs, q1, q2)  # [6, n]
-        r = rs[0]
-        J = ((rs[1:] - r) / h).T  # [n, 5]
+        r, J = sampson_jacobian(R0, t0, Bt, K1i, K2i, q1, q2)  # [n], [n, 5]
         w = weights(r)
         A = (J * w[:, None]).T @ J
         g = (J * w[:, None]).T @ r
@@ -138,10 +158,7 @@ def refine_relative_pose(R, t, p1, p2, K1, K2, *, mask=None, scale_px: float = 1
         if not improved:
             break
     # covariance at the optimum (inliers by their robust weights)
-    Fs = _stack_F(R0, t0, Bt, steps, K1i, K2i)
-    rs = signed_sampson(Fs, q1, q2)
-    r = rs[0]
-    J = ((rs[1:] - r) / h).T
+    r, J = sampson_jacobian(R0, t0, Bt, K1i, K2i, q1, q2)
     w = weights(r)
     rot_sig = tr_sig = float("inf")
     noise = float("nan")

@@ -152,7 +152,8 @@ class TwoViewRefinement:
     cam2_from_cam1: refined pose (translation kept at the input norm: scale is a gauge).
     points:         [N, 3] refined points in the camera-1 frame.
     rms_before_px, rms_after_px: RMS (over points) of the 2D reprojection error, both images.
-    success:        converged (relative cost decrease < 1e-12, or no further descent).
+    success:        converged (relative cost decrease < 1e-12, pose step < POSE_STEP_TOL, or no
+                    further descent).
     """
 
     cam2_from_cam1: Rigid3
@@ -162,15 +163,27 @@ class TwoViewRefinement:
     success: bool
 
 
+def _cross3(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a x b for two 3-vectors (np.cross costs ~20x more on a single pair)."""
+    return np.array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]])
+
+
 def _tangent_basis(t: np.ndarray) -> np.ndarray:
-    """[3, 2] orthonormal basis of the plane orthogonal to unit t."""
+    """[3, 2] orthonormal basis of the plane orthogonal to unit t (the translation-direction
+    increments of the two-view refinements)."""
     a = np.eye(3)[np.argmin(np.abs(t))]
-    b1 = np.cross(t, a)
+    b1 = _cross3(t, a)
     b1 /= np.linalg.norm(b1)
-    return np.stack([b1, np.cross(t, b1)], axis=1)
+    return np.stack([b1, _cross3(t, b1)], axis=1)
 
 
 _LOSSES = ("linear", "huber", "soft_l1", "cauchy")
+
+# Stop when the pose step (rotation radians, unit-sphere translation) falls below this. With a
+# robust loss the reweighted Gauss-Newton steps converge linearly (ratio ~0.7 per iteration
+# measured on a 1649-match real pair), so the remaining pose error is about twice the last
+# step: ~1e-6 deg. A relative-cost tolerance alone ran all 100 iterations for < 1e-4 deg.
+POSE_STEP_TOL = 1e-7
 
 
 def _robust(z: np.ndarray, loss: str) -> tuple[np.ndarray, np.ndarray]:
@@ -253,25 +266,30 @@ def refine_two_view(uv1, uv2, camera1: Camera, camera2: Camera, cam2_from_cam1: 
         J1 = np.where(np.isfinite(J1), J1, 0.0)
         J2 = np.where(np.isfinite(J2), J2, 0.0)
         Jp = np.where(np.isfinite(Jp), Jp, 0.0)
-        U = np.einsum("nki,n,nkj->ij", Jp, w2, Jp)
-        gp = np.einsum("nki,n,nk->i", Jp, w2, r2)
-        V = np.einsum("nki,n,nkj->nij", J1, w1, J1) + np.einsum("nki,n,nkj->nij", J2, w2, J2)
-        gx = np.einsum("nki,n,nk->ni", J1, w1, r1) + np.einsum("nki,n,nk->ni", J2, w2, r2)
-        Wm = np.einsum("nki,n,nkj->nij", Jp, w2, J2)  # [n, 5, 3]
+        # Normal equations by (batched) matrix products: pose block U [5, 5], point blocks
+        # V [n, 3, 3], coupling Wm [n, 5, 3], gradients gp [5], gx [n, 3].
+        Jpw = np.swapaxes(Jp, 1, 2) * w2[:, None, None]  # [n, 5, 2]
+        J1w = np.swapaxes(J1, 1, 2) * w1[:, None, None]  # [n, 3, 2]
+        J2w = np.swapaxes(J2, 1, 2) * w2[:, None, None]
+        U = np.swapaxes(Jpw, 0, 1).reshape(5, -1) @ Jp.reshape(-1, 5)
+        gp = np.swapaxes(Jpw, 0, 1).reshape(5, -1) @ r2.reshape(-1)
+        V = J1w @ J1 + J2w @ J2
+        gx = (J1w @ r1[:, :, None] + J2w @ r2[:, :, None])[:, :, 0]
+        Wm = Jpw @ J2  # [n, 5, 3]
         improved = False
         for _ in range(10):
             Ud = U + lam * np.diag(np.diag(U) + 1e-12)
             Vd = V + lam * (V * eye3 + 1e-12 * eye3)
-            Vinv = np.linalg.inv(Vd)
+            Vinv = _inv3(Vd)
             WVi = Wm @ Vinv  # [n, 5, 3]
-            S = Ud - np.einsum("nij,nkj->ik", WVi, Wm)
-            rhs = -gp + np.einsum("nij,nj->i", WVi, gx)
+            S = Ud - np.swapaxes(WVi, 0, 1).reshape(5, -1) @ np.swapaxes(Wm, 0, 1).reshape(5, -1).T
+            rhs = -gp + np.swapaxes(WVi, 0, 1).reshape(5, -1) @ gx.reshape(-1)
             try:
                 dp = np.linalg.solve(S, rhs)
             except np.linalg.LinAlgError:
                 lam *= 10
                 continue
-            dX = -np.einsum("nij,nj->ni", Vinv, gx + np.einsum("nij,i->nj", Wm, dp))
+            dX = -(Vinv @ (gx + dp @ Wm)[:, :, None])[:, :, 0]
             R_new = matrix_from_axis_angle(dp[:3]) @ R
             t_new = tu + B @ dp[3:5]
             t_new = scale * t_new / np.linalg.norm(t_new)
@@ -283,7 +301,7 @@ def refine_two_view(uv1, uv2, camera1: Camera, camera2: Camera, cam2_from_cam1: 
                 R, t, X, r1, r2, cost = R_new, t_new, X_new, r1n, r2n, cost_new
                 lam = max(lam / 3, 1e-9)
                 improved = True
-                if rel < 1e-12 or np.max(np.abs(dp)) < 1e-14:
+                if rel < 1e-12 or np.max(np.abs(dp)) < POSE_STEP_TOL:
                     converged = True
                 break
             lam *= 4
@@ -293,6 +311,20 @@ def refine_two_view(uv1, uv2, camera1: Camera, camera2: Camera, cam2_from_cam1: 
             break
     rms1 = float(np.sqrt(np.mean(np.sum(r1 * r1, 1) + np.sum(r2 * r2, 1)) / 2))
     return TwoViewRefinement(Rigid3(project_to_so3(R), t), X, rms0, rms1, converged)
+
+
+def _inv3(A: np.ndarray) -> np.ndarray:
+    """Inverses of a batch [n, 3, 3] by cofactors (the same values as np.linalg.inv for the
+    well-conditioned damped point blocks of the BA, several times faster for small blocks)."""
+    a, b, c = A[:, 0, 0], A[:, 0, 1], A[:, 0, 2]
+    d, e, f = A[:, 1, 0], A[:, 1, 1], A[:, 1, 2]
+    g, h, i = A[:, 2, 0], A[:, 2, 1], A[:, 2, 2]
+    C = np.empty_like(A)
+    C[:, 0, 0], C[:, 0, 1], C[:, 0, 2] = e * i - f * h, c * h - b * i, b * f - c * e
+    C[:, 1, 0], C[:, 1, 1], C[:, 1, 2] = f * g - d * i, a * i - c * g, c * d - a * f
+    C[:, 2, 0], C[:, 2, 1], C[:, 2, 2] = d * h - e * g, b * g - a * h, a * e - b * d
+    det = a * C[:, 0, 0] + b * C[:, 1, 0] + c * C[:, 2, 0]
+    return C / det[:, None, None]
 
 
 def _skew_batch(v: np.ndarray) -> np.ndarray:
