@@ -236,7 +236,7 @@ def test_cli_train_nerf_bad_input_exits_2(tmp_path):
 @pytest.mark.slow
 def test_cli_train_nerf_on_a_synth_dataset_then_recon_render(tmp_path):
     data, out = tmp_path / "synth", tmp_path / "nerf"
-    r = _recon("synth", data, "--kind", "scene", "--views", "9", "--width", "40", "--height", "30",
+    r = _recon("synth", "-o", data, "--kind", "scene", "--views", "9", "--width", "40", "--height", "30",
                "--no-progress", "--points", "500")
     assert r.returncode == 0, r.stderr
     r = _recon("train", "nerf", data, "-o", out, "--steps", "20", "--rays-per-batch", "256", "--quiet",

@@ -137,8 +137,10 @@ class NerfConfig:
 
 def _preset_cpu() -> NerfConfig:
     """Small images on a CPU: a smaller table and fewer levels, coarser marching, 64^3 grid."""
+    # SH degree 1 for the view direction: 22.98 vs 22.65 dB test after 3000 steps on the
+    # synthetic room (few views: a less view-dependent colour generalises better)
     f = FieldConfig(hash=HashGridConfig(num_levels=10, log2_table_size=16, base_resolution=16,
-                                        max_resolution=512))
+                                        max_resolution=512), sh_degree=1)
     # Short runs: the grid forgets faster (0.8 per update: empty space is skipped after ~100
     # steps instead of ~500 with Instant-NGP's 0.95 every 16 steps).
     # Depth supervision from the SfM tracks: on the synthetic room (24 views at 160x120, 800 steps,
