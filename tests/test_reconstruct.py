@@ -102,3 +102,102 @@ def test_sigkill_during_training_resumes_from_checkpoint(photos, tmp_path):
     assert rep["stages"]["train"]["how"] == "resumed" and rep["train"]["resumed_from_checkpoint"] is True
     assert rep["stages"]["sfm"]["how"] == "reused"
     assert rep["train"]["steps"] == 400 and rep["train"]["psnr_test"] > 14
+
+
+class _FillingDisk:
+    """The disk under a running ``recon reconstruct`` fills up, by one of two means:
+
+    * ``tmpfs``: OUT lives on a small tmpfs (needs `mount -t tmpfs`, i.e. root) that ``fill()``
+      fills with a file, leaving ``leave`` bytes: writes then fail with ENOSPC;
+    * ``rlimit``: ``fill()`` lowers the running child's RLIMIT_FSIZE to ``leave`` bytes (prlimit;
+      works without root; the child ignores SIGXFSZ, so writes fail with EFBIG).
+    """
+
+    def __init__(self, mode: str, root: Path, leave: int = 64 * 1024):
+        self.mode, self.leave, self.root, self.mounted, self.filler = mode, leave, root / "disk", False, None
+        self.root.mkdir()
+        if mode == "tmpfs":
+            try:
+                r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", str(self.root)],
+                                   capture_output=True, text=True, check=False)
+            except OSError as e:
+                pytest.skip(f"tmpfs: cannot run mount ({e}); the rlimit variant covers this machine")
+            if r.returncode != 0:
+                pytest.skip(f"tmpfs: `mount -t tmpfs` failed ({r.stderr.strip()[:120]}); not root? "
+                            "the rlimit variant covers this machine")
+            self.mounted = True
+
+    @staticmethod
+    def preexec():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # inherited across exec: EFBIG, not a kill
+
+    def fill(self, pid: int) -> None:
+        if self.mode == "rlimit":
+            import resource
+
+            resource.prlimit(pid, resource.RLIMIT_FSIZE, (self.leave, self.leave))
+            return
+        st = os.statvfs(self.root)
+        self.filler = self.root / "filler.bin"
+        with open(self.filler, "wb") as f:
+            os.posix_fallocate(f.fileno(), 0, st.f_bavail * st.f_frsize - self.leave)
+
+    def free(self) -> None:
+        if self.filler is not None:
+            self.filler.unlink()
+
+    def close(self) -> None:
+        if self.mounted:
+            subprocess.run(["umount", "-l", str(self.root)], capture_output=True, check=False)
+
+
+def _digest(folder: Path) -> dict:
+    import hashlib
+
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["tmpfs", "rlimit"])
+def test_disk_full_during_training_keeps_sfm_and_the_rerun_reuses_it(photos, tmp_path, mode):
+    disk = _FillingDisk(mode, tmp_path)
+    try:
+        out = disk.root / "out"
+        args = ["reconstruct", photos, "-o", out, "--steps", "60", "--max-seconds", "600", "-q"]
+        p = _recon(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=disk.preexec)
+        record, t0, sfm_files = out / "pipeline.json", time.time(), None
+        while p.poll() is None and time.time() - t0 < 600:
+            try:
+                st = {s["name"]: s["status"] for s in json.loads(record.read_text())["stages"]}
+            except (OSError, ValueError, KeyError):
+                st = {}
+            if st.get("train") == "running":
+                disk.fill(p.pid)  # the disk is full from the start of training on
+                sfm_files = _digest(out / "sfm" / "sparse" / "0")
+                break
+            time.sleep(0.2)
+        assert sfm_files is not None, f"training never started: {p.communicate()[1][-2000:]}"
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 2, err[-2000:]
+        last = err.strip().splitlines()[-1]
+        why = "no space left on device" if mode == "tmpfs" else "file-size limit"
+        assert last.startswith("recon reconstruct: error: train: the disk is full: cannot write "), last
+        assert why in last and "free on its file system" in last and "run the same command again" in last, last
+        assert "sfm, orient" in last and str(out) in last, last
+        # the finished stages are intact and recorded; training is not taken for done
+        doc = json.loads(record.read_text())
+        st = {s["name"]: s["status"] for s in doc["stages"]}
+        assert st["sfm"] == "done" and st["orient"] == "done" and st["train"] in ("failed", "running"), st
+        assert _digest(out / "sfm" / "sparse" / "0") == sfm_files
+        assert not list((out / "splat").glob(".*.tmp*")), "a temporary file was left behind"
+        assert not (out / "splat" / "report.json").exists()
+        # space again: the same command reuses SfM and finishes
+        disk.free()
+        assert main([str(a) for a in args]) == 0
+        rep = json.loads((out / "report.json").read_text())
+        assert rep["status"] == "ok"
+        assert rep["stages"]["sfm"]["how"] == "reused" and rep["stages"]["orient"]["how"] == "reused"
+        assert rep["stages"]["train"]["how"] in ("resumed", "ran") and rep["train"]["steps"] == 60
+        assert (out / "export" / "splat.ply").is_file() and (out / "report.html").is_file()
+    finally:
+        disk.close()

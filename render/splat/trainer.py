@@ -370,10 +370,12 @@ class SplatTrainer:
         return {"loss": loss.detach(), "psnr": self.psnr_ema, "num_gaussians": len(self.params["means"])}
 
     def export(self, out_dir: Path) -> dict:
+        from recon.io.files import atomic_write
         from recon.io.gaussians import write_splat_ply
 
         g = self.gaussians().detach()
-        write_splat_ply(Path(out_dir) / "splat.ply", g.to_cloud())
+        cloud = g.to_cloud()
+        atomic_write(Path(out_dir) / "splat.ply", lambda p: write_splat_ply(p, cloud))
         backend = "gsplat" if (self.device.type == "cuda" and self.cfg.backend in ("auto", "gsplat")
                                and _gsplat_used()) else "torch"
         dev = self.device
