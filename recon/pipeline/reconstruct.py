@@ -158,6 +158,9 @@ def reconstruct(inputs, out_dir, config: ReconstructConfig | None = None, *, fro
         # ---- 1. SfM ------------------------------------------------------------------
         sfm_opts = {"photos": file_fingerprint(inputs), "calib": file_fingerprint(cfg.calib) if cfg.calib else None,
                     "max_image_size": q["sfm_max_image_size"], "seed": cfg.seed}
+        tree = _vocab_tree()
+        if tree is not None:  # a tree fetched since the last run changes the retrieval matching
+            sfm_opts["vocab_tree"] = file_fingerprint(tree)
         report["sfm"] = runner.run("sfm", sfm_opts, lambda ctx: _stage_sfm(inputs, out, cfg, q, progress),
                                    outputs=[out / "sfm" / "sparse" / "0"], index="1/6")
         # ---- 2. orient ---------------------------------------------------------------
@@ -210,6 +213,12 @@ def reconstruct(inputs, out_dir, config: ReconstructConfig | None = None, *, fro
                     if free is not None and free < LOW_SPACE_BYTES else "")
             raise ReconError(f"{e.stage}: {cause} ({kept_text}{hint})") from cause
         raise
+
+
+def _vocab_tree():
+    from recon.sfm.matching import find_vocab_tree
+
+    return find_vocab_tree()
 
 
 # ---- stages ------------------------------------------------------------------------------
