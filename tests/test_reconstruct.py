@@ -90,7 +90,8 @@ def test_reconstruct_end_to_end_then_reuse(photos, tmp_path):
 @pytest.mark.slow
 def test_sigkill_during_training_resumes_from_checkpoint(photos, tmp_path):
     out = tmp_path / "out"
-    args = ["reconstruct", photos, "-o", out, "--steps", "400", "--max-seconds", "600", "-q"]
+    # a step budget (the time budget far away): the resumed run and the reference train 400 steps
+    args = ["reconstruct", photos, "-o", out, "--steps", "400", "--max-seconds", "3600", "-q"]
     p = _recon(*args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ck = out / "splat" / "checkpoint.pt"
     t0 = time.time()
