@@ -217,13 +217,13 @@ def test_runner_survives_a_record_it_cannot_write(tmp_path, monkeypatch):
     import errno
 
     from recon.errors import DiskFullError
-    from recon.pipeline import stages
+    from recon.io import files
 
     calls = []
     _chain(tmp_path, calls)  # a and b done
     r = StageRunner(tmp_path, from_stage="b", log=lambda m: None)
     r.run("a", {"x": 1}, lambda ctx: {"v": 1}, outputs=[tmp_path / "a.txt"])
-    real = stages.atomic_write_text
+    real = files.atomic_write_text
     state = {"full": False}
 
     def record(path, text):
@@ -231,7 +231,7 @@ def test_runner_survives_a_record_it_cannot_write(tmp_path, monkeypatch):
             raise DiskFullError(path, OSError(errno.ENOSPC, "No space left on device"))
         return real(path, text)
 
-    monkeypatch.setattr(stages, "atomic_write_text", record)
+    monkeypatch.setattr(files, "atomic_write_text", record)
 
     def b(ctx):
         state["full"] = True

@@ -32,7 +32,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from recon.errors import DiskFullError, ReconError, disk_full_cause, free_bytes
-from recon.io.files import atomic_write_text
 from recon.pipeline.stages import StageFailed, StageRunner, file_fingerprint
 
 __all__ = ["QUALITY", "STAGES", "ReconstructConfig", "reconstruct"]
@@ -146,6 +145,8 @@ def reconstruct(inputs, out_dir, config: ReconstructConfig | None = None, *, fro
         report["total_seconds"] = round(time.perf_counter() - t_all, 1)
         report["stages"] = {n: {"status": r.status, "how": r.how, "seconds": r.seconds, **(
             {"error": r.error} if r.error else {})} for n, r in runner.records.items()}
+        from recon.io.files import atomic_write_text
+
         try:
             atomic_write_text(out / "report.json", json.dumps(report, indent=2, default=str) + "\n")
         except OSError as e:
@@ -254,6 +255,7 @@ def _stage_sfm(inputs: Path, out: Path, cfg: ReconstructConfig, q: dict, progres
 def _stage_orient(out: Path, cfg: ReconstructConfig) -> dict:
     from calib import Sim3
     from recon.io import read_colmap, write_colmap
+    from recon.io.files import atomic_write_text
     from recon.io.model import find_image_dir
     from recon.pipeline.orient import auto_orient
 

@@ -27,8 +27,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from recon.io.files import atomic_write_text
-
 __all__ = ["StageContext", "StageFailed", "StageRecord", "StageRunner", "file_fingerprint"]
 
 RECORD_VERSION = 1
@@ -113,8 +111,10 @@ class StageRunner:
 
     # ---- record ----
     def save(self, **extra) -> None:
+        from recon.io import files  # here: `recon --help` imports this module and must stay light
+
         doc = {"version": RECORD_VERSION, "stages": [asdict(self.records[n]) for n in self.order], **extra}
-        atomic_write_text(self.path, json.dumps(doc, indent=2, default=str) + "\n")
+        files.atomic_write_text(self.path, json.dumps(doc, indent=2, default=str) + "\n")
 
     def _save_for(self, name: str) -> None:
         """save(), failing as the stage ``name`` (e.g. a full disk while recording it)."""
