@@ -203,8 +203,9 @@ def test_disk_full_during_training_keeps_sfm_and_the_rerun_reuses_it(photos, tmp
         assert p.returncode == 2, err[-2000:]
         last = err.strip().splitlines()[-1]
         print(last)
-        why = "no space left on device" if mode == "tmpfs" else "file-size limit"
-        assert last.startswith("recon reconstruct: error: train: the disk is full: cannot write "), last
+        what, why = (("the disk is full", "no space left on device") if mode == "tmpfs"
+                     else ("a file-size limit was reached", "file-size limit (ulimit -f)"))
+        assert last.startswith(f"recon reconstruct: error: train: {what}: cannot write "), last
         assert why in last and "free on its file system" in last and "run the same command again" in last, last
         assert "sfm, orient" in last and str(out) in last, last
         # the finished stages are intact and recorded; training is not taken for done

@@ -24,6 +24,7 @@ This module may import ``render`` (lazily, inside the stage that trains): it is 
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 import sys
@@ -205,8 +206,10 @@ def reconstruct(inputs, out_dir, config: ReconstructConfig | None = None, *, fro
         full = disk_full_cause(cause)
         if full is not None:
             err = cause if isinstance(cause, DiskFullError) else DiskFullError(full.filename or out, full)
+            what = {errno.EFBIG: "a file-size limit was reached", errno.EDQUOT: "the disk quota is used up"}.get(
+                full.errno, "the disk is full")
             raise DiskFullError(err.path, full, detail=(
-                f"{e.stage}: the disk is full: {err}; {kept_text}; free some space (or use another -o) "
+                f"{e.stage}: {what}: {err}; {kept_text}; free some space (or use another -o) "
                 "and run the same command again to continue from there")) from cause
         if isinstance(cause, (ReconError, ValueError, OSError, TypeError)):
             free = free_bytes(out)
