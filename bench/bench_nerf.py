@@ -43,7 +43,7 @@ def main() -> None:
     work = Path(args.work)
     data = work / f"synth_{args.views}_{args.width}x{args.height}"
     if not (data / "transforms.json").is_file():
-        _recon("synth", data, "--kind", "scene", "--views", args.views, "--width", args.width,
+        _recon("synth", "-o", data, "--kind", "scene", "--views", args.views, "--width", args.width,
                "--height", args.height, "--no-progress")
     rows = []
     load0 = os.getloadavg()[0]

@@ -86,6 +86,27 @@ def test_nerf_learns_and_writes_outputs(tiny_scene, trained):
 
 
 @pytest.mark.slow
+def test_points_ply_lies_on_the_scene_and_recon_view_shows_it(tiny_scene, trained):
+    """points.ply (the depth maps back-projected) sits on the toy scene's points, and `recon view`
+    loads the NeRF output as those points (the cameras come from report.json's data_path, which
+    an in-memory scene does not have)."""
+    from scipy.spatial import cKDTree
+
+    from viewer.detect import detect as view_kind
+    from viewer.detect import load as view_load
+
+    out, _ = trained
+    content = view_load(out)
+    assert view_kind(out) == "nerf_output" and content.source == out
+    pts = content.points.xyz
+    assert len(pts) > 1000 and content.points.rgb is not None
+    diag = float(np.linalg.norm(np.ptp(tiny_scene.points_xyz, axis=0)))
+    d, _ = cKDTree(tiny_scene.points_xyz).query(pts)
+    assert np.median(d) < 0.05 * diag, (np.median(d), diag)
+    assert any("depth maps back-projected" in n for n in content.notes)
+
+
+@pytest.mark.slow
 def test_depth_maps_are_z_depth_of_the_learned_surface(tiny_scene, trained):
     """z-depth (OpenCV camera frame) = ray distance * z of the unit ray: check against the toy
     scene's SfM points that project into each pixel (median relative error)."""

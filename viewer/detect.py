@@ -4,6 +4,9 @@
 ==================  ==========================================================================
 ``sfm_output``      a `recon sfm` folder: ``sparse/0/`` (+ ``report.json``, ``points.ply``)
 ``splat_output``    a `recon train splat` folder: ``splat.ply`` (+ ``report.json``)
+``nerf_output``     a `recon train nerf` folder: shown as its exported mesh (``mesh.*``, from
+                    `recon export`) or else its ``points.ply`` (the rendered depth maps
+                    back-projected, with rendered colours), with the training cameras
 ``colmap``          a COLMAP model folder: ``cameras``/``images``/``points3D`` ``.bin`` or ``.txt``
 ``transforms``      a folder with a nerfstudio / Instant-NGP ``transforms.json``
 ``splat_ply``       a PLY whose vertices have ``f_dc_0``, ``opacity``, ``scale_0``, ``rot_0`` (3DGS)
@@ -13,7 +16,8 @@
 ==================  ==========================================================================
 
 (a synthetic dataset shows as ``sfm_output``: its ground-truth model). Errors name the path:
-unknown kinds, kinds the viewer cannot show (images, videos, NeRF outputs) and unreadable files
+unknown kinds, kinds the viewer cannot show (images, videos, a NeRF output
+trained without depth maps) and unreadable files
 raise ``recon.errors.FormatError``.
 """
 
@@ -33,7 +37,7 @@ from viewer.content import (
 
 __all__ = ["KINDS", "PlyHeader", "detect", "load", "read_ply_header"]
 
-KINDS = ("sfm_output", "splat_output", "colmap", "transforms", "splat_ply", "labelled_points",
+KINDS = ("sfm_output", "splat_output", "nerf_output", "colmap", "transforms", "splat_ply", "labelled_points",
          "points", "mesh")
 
 
@@ -66,7 +70,10 @@ def _viewer_kind(art) -> str:
 
     kind = {Kind.SFM_OUTPUT: "sfm_output", Kind.SYNTH_DATASET: "sfm_output", Kind.SPLAT_OUTPUT: "splat_output",
             Kind.COLMAP_MODEL: "colmap", Kind.TRANSFORMS: "transforms", Kind.SPLAT_PLY: "splat_ply",
-            Kind.MESH: "mesh"}.get(art.kind)
+            Kind.MESH: "mesh", Kind.NERF_OUTPUT: "nerf_output"}.get(art.kind)
+    if art.kind is Kind.NERF_OUTPUT and art.mesh is None and art.ply is None:
+        raise FormatError(art.path, "is a NeRF training output without points.ply or a mesh (trained with "
+                                    "--no-depth?); run `recon export` on it first, or retrain without --no-depth")
     if art.kind is Kind.POINT_CLOUD:
         kind = "labelled_points" if art.labelled else "points"
     if kind is None or (art.kind is Kind.SYNTH_DATASET and art.model_dir is None):
@@ -160,6 +167,14 @@ def load(path: str | Path, *, kind: str | None = None, image_dir: str | Path | N
         content = SceneContent(title=title, splats=_wrap(f, kind, lambda: splats_from_gaussians(g)))
         if kind == "splat_output":
             _add_training_cameras(content, art, image_dir)
+    elif kind == "nerf_output":
+        if art.mesh is not None:
+            content = SceneContent(title=title, mesh=_load_mesh(art.mesh))
+            content.notes.append(f"NeRF shown as its mesh {art.mesh.name}")
+        else:
+            content = SceneContent(title=title, points=_wrap(art.ply, kind, lambda: _points_from_ply(art.ply)))
+            content.notes.append(f"NeRF shown as {art.ply.name}: its rendered depth maps back-projected")
+        _add_training_cameras(content, art, image_dir)
     elif kind in ("points", "labelled_points"):
         pts = _wrap(path, kind, lambda: _points_from_ply(path))
         names = _read_class_names(path) if kind == "labelled_points" else {}
@@ -205,8 +220,10 @@ def _add_training_cameras(content: SceneContent, art, image_dir) -> None:
     if not isinstance(report, dict):
         return
     if report.get("psnr") is not None:
-        content.notes.append(f"{report.get('eval_split', 'eval')} PSNR {report['psnr']:.2f} dB, "
-                             f"{report.get('num_gaussians', len(content.splats)):,} Gaussians, "
+        n_g = report.get("num_gaussians")
+        what = f"{n_g:,} Gaussians, " if isinstance(n_g, int) else ("" if report.get("method") == "nerf" else
+                                                                    f"{len(content.splats):,} Gaussians, ")
+        content.notes.append(f"{report.get('eval_split', 'eval')} PSNR {report['psnr']:.2f} dB, {what}"
                              f"{report.get('steps', '?')} steps")
     data = art.data_path
     if data is None:

@@ -20,6 +20,9 @@ __all__ = [
     "HashGrid",
     "HashGridConfig",
     "hash_grid_encode",
+    "hash_grid_encode_cpp",
+    "hash_grid_encode_fast",
+    "cpu_kernels",
     "hash_grid_indices",
     "sh_encode",
 ]
@@ -67,13 +70,15 @@ class HashGridConfig:
         return self.num_levels * self.features_per_level
 
 
-def hash_grid_indices(x: torch.Tensor, resolutions: torch.Tensor, table_size: int):
+def hash_grid_indices(x: torch.Tensor, resolutions: torch.Tensor, table_size: int, first_level: int = 0):
     """Table rows and trilinear weights of every corner on every level.
 
     Args:
         x: [N, 3] positions in the unit cube [0, 1]^3 (clamped).
         resolutions: [L] int64 cells per axis of each level.
         table_size: T rows per level; level l owns rows [l*T, (l+1)*T).
+        first_level: index of the first of ``resolutions``' levels in the table (a subset of the
+            levels, e.g. the hashed ones, is indexed at its own rows).
     Returns:
         (rows [N, L, 8] int64 into the [L*T, F] table, weights [N, L, 8], frac [N, L, 3],
         corner bits [8, 3]); corner c has offsets ((c >> 0) & 1, (c >> 1) & 1, (c >> 2) & 1)
@@ -95,7 +100,7 @@ def hash_grid_indices(x: torch.Tensor, resolutions: torch.Tensor, table_size: in
              + (az * side * side)[:, :, :, None, None])  # [N, L, z, y, x]
     hashed = (((ax * _PRIMES[0]) & mask32)[:, :, None, None, :] ^ ((ay * _PRIMES[1]) & mask32)[:, :, None, :, None]
               ^ ((az * _PRIMES[2]) & mask32)[:, :, :, None, None]) % table_size
-    offset = (torch.arange(len(res), device=x.device) * table_size)[None, :, None, None, None]
+    offset = ((torch.arange(len(res), device=x.device) + first_level) * table_size)[None, :, None, None, None]
     rows = (torch.where(use_dense, dense, hashed) + offset).flatten(2)  # corner c = 4 z + 2 y + x
     wx = torch.stack([1.0 - frac[..., 0], frac[..., 0]], -1)
     wy = torch.stack([1.0 - frac[..., 1], frac[..., 1]], -1)
@@ -108,8 +113,8 @@ class _HashGridFunction(torch.autograd.Function):
     """out[n, l, :] = sum_c w[n, l, c] * table[rows[n, l, c], :] with an analytic backward."""
 
     @staticmethod
-    def forward(ctx, x, table, resolutions, table_size: int):
-        rows, w, frac, bits = hash_grid_indices(x.detach(), resolutions, table_size)
+    def forward(ctx, x, table, resolutions, table_size: int, first_level: int = 0):
+        rows, w, frac, bits = hash_grid_indices(x.detach(), resolutions, table_size, first_level)
         feats = table[rows]  # [N, L, 8, F]
         out = (feats * w[..., None]).sum(2)  # [N, L, F]
         ctx.save_for_backward(x, table, rows, w, frac, resolutions)
@@ -137,7 +142,143 @@ class _HashGridFunction(torch.autograd.Function):
                 grad_x[:, d] = ((g_feat * dw).sum(2) * res[None]).sum(1)
             inside = (x > 0) & (x < 1)
             grad_x = grad_x * inside
-        return grad_x, grad_table, None, None
+        return grad_x, grad_table, None, None, None
+
+
+class _DenseVolumes(torch.autograd.Function):
+    """The dense levels' table rows laid out as one zero-padded volume batch [Ld, F, D, D, D]
+    (z, y, x order, as ``grid_sample`` reads it): ``vol.view(-1, F)[dst] = table[src]``; the
+    backward gathers the rows back (the map is one-to-one, so no accumulation)."""
+
+    @staticmethod
+    def forward(ctx, table, src, dst, shape):
+        vol = table.new_zeros(shape[0] * shape[2] * shape[3] * shape[4], shape[1])
+        vol[dst] = table[src]
+        ctx.save_for_backward(src, dst)
+        ctx.n_rows = table.shape[0]
+        return vol.view(shape[0], shape[2], shape[3], shape[4], shape[1]).permute(0, 4, 1, 2, 3)
+
+    @staticmethod
+    def backward(ctx, grad_vol):
+        src, dst = ctx.saved_tensors
+        g = grad_vol.permute(0, 2, 3, 4, 1).reshape(-1, grad_vol.shape[1])
+        grad_table = g.new_zeros(ctx.n_rows, g.shape[1])
+        grad_table[src] = g[dst]
+        return grad_table, None, None, None
+
+
+def _dense_volume_map(resolutions: list[int], table_size: int, device=None):
+    """Rows of the dense levels (those whose (res+1)^3 vertices fit in T) -> positions in the
+    padded volume batch of :class:`_DenseVolumes`. -> (num_dense_levels, D, src, dst)."""
+    dense = [r for r in resolutions if (r + 1) ** 3 <= table_size]
+    if not dense:
+        return 0, 0, None, None
+    d = max(dense) + 1
+    src, dst = [], []
+    for lvl, r in enumerate(dense):  # once, at construction: not the hot path
+        n = r + 1
+        i = torch.arange(n ** 3)
+        x, y, z = i % n, (i // n) % n, i // (n * n)
+        src.append(lvl * table_size + i)
+        dst.append(((lvl * d + z) * d + y) * d + x)
+    return len(dense), d, torch.cat(src).to(device), torch.cat(dst).to(device)
+
+
+def hash_grid_encode_fast(x: torch.Tensor, table: torch.Tensor, resolutions: list[int], table_size: int,
+                          dense_map=None) -> torch.Tensor:
+    """The same encoding as :func:`hash_grid_encode` (values and gradients), faster: the dense
+    (coarse) levels are sampled in one batched trilinear ``grid_sample`` over a padded volume per
+    level, the hashed (fine) levels by the gather of :func:`hash_grid_encode`. Dense levels come
+    first (resolutions increase), so the level-major output order is unchanged.
+    ``dense_map``: the precomputed :func:`_dense_volume_map` (else computed here)."""
+    n_dense, d, src, dst = dense_map if dense_map is not None else \
+        _dense_volume_map(list(resolutions), table_size, table.device)
+    outs = []
+    if n_dense:
+        f = table.shape[1]
+        vol = _DenseVolumes.apply(table, src, dst, (n_dense, f, d, d, d))
+        res = torch.tensor(list(resolutions)[:n_dense], dtype=x.dtype, device=x.device)
+        # align_corners=True: normalised -1..1 spans vertex 0..D-1; level l's vertices 0..res_l
+        # no gradient on the cube's faces and outside it, as in the reference's backward
+        xc = torch.where((x > 0) & (x < 1), x, x.detach().clamp(0.0, 1.0)) if x.requires_grad else x.clamp(0.0, 1.0)
+        g = xc[None] * (res * (2.0 / (d - 1)))[:, None, None] - 1.0  # [Ld, N, 3] (x, y, z)
+        out = torch.nn.functional.grid_sample(vol, g.view(n_dense, -1, 1, 1, 3), mode="bilinear",
+                                              padding_mode="border", align_corners=True)  # [Ld, F, N, 1, 1]
+        outs.append(out.view(n_dense, f, -1).permute(2, 0, 1).reshape(x.shape[0], n_dense * f))
+    if n_dense < len(resolutions):
+        res_h = torch.as_tensor(list(resolutions)[n_dense:], dtype=torch.int64)
+        outs.append(_HashGridFunction.apply(x, table, res_h, table_size, n_dense).reshape(x.shape[0], -1))
+    return outs[0] if len(outs) == 1 else torch.cat(outs, -1)
+
+
+_KERNELS: dict = {}
+
+
+def cpu_kernels(*, log=None):
+    """The fused C++ hash-grid kernels (``_hashgrid_cpu.cpp``), built on first use with torch's
+    C++ extension loader (a C++ compiler and ninja; about a minute once, then cached in
+    ``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``); None where they cannot be built
+    (the caller falls back to PyTorch ops) or ``RECON_NO_CPP_KERNELS=1``. The reason of a failure
+    is in ``cpu_kernels_error()``."""
+    import os
+
+    if "mod" in _KERNELS:
+        return _KERNELS["mod"]
+    mod = None
+    if os.environ.get("RECON_NO_CPP_KERNELS", "") not in ("", "0"):
+        _KERNELS["error"] = "disabled by RECON_NO_CPP_KERNELS"
+    else:
+        try:
+            import warnings
+            from pathlib import Path
+
+            from torch.utils import cpp_extension
+
+            if log:
+                log("building the fused CPU hash-grid kernels (once; cached afterwards)")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                mod = cpp_extension.load(name="recon_hashgrid_cpu_v1",
+                                         sources=[str(Path(__file__).with_name("_hashgrid_cpu.cpp"))],
+                                         extra_cflags=["-O3"], verbose=False)
+        except Exception as e:  # no compiler, no ninja, a build error: the PyTorch ops still work
+            _KERNELS["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
+            mod = None
+    _KERNELS["mod"] = mod
+    return mod
+
+
+def cpu_kernels_error() -> str | None:
+    return _KERNELS.get("error")
+
+
+class _HashGridCpp(torch.autograd.Function):
+    """The fused CPU kernels as an autograd function (same values and gradients as
+    :class:`_HashGridFunction`)."""
+
+    @staticmethod
+    def forward(ctx, x, table, resolutions, table_size: int, kernels):
+        out = kernels.hash_forward(x.detach(), table.detach(), resolutions, table_size, 0)
+        ctx.save_for_backward(x, table, resolutions)
+        ctx.table_size, ctx.kernels = table_size, kernels
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, table, resolutions = ctx.saved_tensors
+        gt, gx = ctx.kernels.hash_backward(grad_out, x.detach(), table.detach(), resolutions, ctx.table_size, 0,
+                                           bool(ctx.needs_input_grad[1]), bool(ctx.needs_input_grad[0]))
+        return (gx if ctx.needs_input_grad[0] else None), (gt if ctx.needs_input_grad[1] else None), None, None, None
+
+
+def hash_grid_encode_cpp(x: torch.Tensor, table: torch.Tensor, resolutions: torch.Tensor, table_size: int,
+                         kernels=None) -> torch.Tensor:
+    """:func:`hash_grid_encode` through the fused CPU kernels (CPU tensors; float32 or float64)."""
+    kernels = kernels or cpu_kernels()
+    if kernels is None:
+        raise RuntimeError(f"fused CPU hash-grid kernels unavailable ({cpu_kernels_error()})")
+    out = _HashGridCpp.apply(x, table, resolutions.cpu(), table_size, kernels)
+    return out.reshape(x.shape[0], -1)
 
 
 def hash_grid_encode(x: torch.Tensor, table: torch.Tensor, resolutions: torch.Tensor, table_size: int) -> torch.Tensor:
@@ -164,12 +305,38 @@ class HashGrid(torch.nn.Module):
         n_rows = self.config.num_levels * self.table_size
         # Instant-NGP initialises the table uniformly in [-1e-4, 1e-4].
         self.table = torch.nn.Parameter((torch.rand(n_rows, self.config.features_per_level) * 2 - 1) * init_scale)
+        # backend: "cpp" (fused CPU kernels, hash_grid_encode_cpp), "grid_sample" (dense levels
+        # through one batched grid_sample, hash_grid_encode_fast), "reference" (the pure gather,
+        # hash_grid_encode) or "auto" (cpp on a CPU when it builds, else grid_sample). All give the
+        # same values and gradients (tests/test_nerf_core.py).
+        self.backend = "auto"
 
     @property
     def output_dim(self) -> int:
         return self.config.output_dim
 
+    def _dense_map(self):
+        key = (self.table.device,)
+        if getattr(self, "_map_key", None) != key:
+            self._map = _dense_volume_map(self.config.resolutions(), self.table_size, self.table.device)
+            self._map_key = key
+        return self._map
+
+    def resolved_backend(self) -> str:
+        """The implementation :meth:`forward` uses: ``backend`` with "auto" resolved ("cpp" on a CPU
+        where the fused kernels build, else "grid_sample")."""
+        if self.backend != "auto":
+            return self.backend
+        if self.table.device.type == "cpu" and cpu_kernels() is not None:
+            return "cpp"
+        return "grid_sample"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        backend = self.resolved_backend()
+        if backend == "cpp":
+            return hash_grid_encode_cpp(x, self.table, self.resolutions, self.table_size)
+        if backend == "grid_sample":
+            return hash_grid_encode_fast(x, self.table, self.config.resolutions(), self.table_size, self._dense_map())
         return hash_grid_encode(x, self.table, self.resolutions, self.table_size)
 
 

@@ -6,6 +6,8 @@ the scaffold's ``checkpoint.pt``, ``config.json``, ``renders/<split>/*.png``, ``
 
     model.pt             field weights + field config + bounds + occupancy grid + background
                          (what ``recon render`` and :func:`load_model` read)
+    points.ply           the depth maps below back-projected into the world, with the rendered
+                         colours (at most 400k points; what `recon view` shows)
     depth/<name>.npy     per view (train and test), float32 [H, W]: z-depth in metres (dataset
                          units) along the OpenCV camera's optical axis, the expected depth of the
                          ray divided by its opacity; 0 where the opacity is below 0.5 (invalid, as
@@ -273,6 +275,14 @@ class NerfTrainer:
                                early_stop_eps=cfg.early_stop_eps).to(dev)
         self.model.amp = cfg.amp
         self.model.grid.decay = cfg.grid_decay
+        self.hash_backend = None
+        if cfg.field.encoding == "hash":
+            if dev.type == "cpu":
+                from render.nerf.encoding import cpu_kernels, cpu_kernels_error
+
+                if cpu_kernels(log=self.log) is None:  # built here, before the training clock starts
+                    self.log(f"fused CPU hash-grid kernels unavailable ({cpu_kernels_error()}); using PyTorch ops")
+            self.hash_backend = self.model.field.encoder.resolved_backend()
         # Rays: one camera-frame direction grid per distinct camera, rotated per view at sampling time.
         cam_keys, cam_grids, cam_valid, self.cam_of = {}, [], [], []
         for v in views:
@@ -399,15 +409,18 @@ class NerfTrainer:
         self.model.save(out_dir / "model.pt")
         if self.cfg.write_depth:
             (out_dir / "depth").mkdir(exist_ok=True)
+            clouds = []
             for v in tqdm(self.scene.views, desc="depth maps", file=sys.stderr, leave=False):
                 r = self.render_view(v.camera, v.cam_from_world)
                 stem = Path(v.name).with_suffix("").as_posix().replace("/", "_")
                 np.save(out_dir / "depth" / f"{stem}.npy", r.depth)
+                clouds.append(_depth_points(v.camera, v.cam_from_world, r))
+            write_depth_points(clouds, out_dir / "points.ply")
         write_density_grid(self.model, out_dir / "density_grid.npz", self.cfg.density_grid_resolution)
         b = self.model.bounds
         v0 = self.scene.views[0]
         return {"num_gaussians": None, "num_parameters": int(sum(p.numel() for p in self.model.parameters())),
-                "rasterizer": None, "renderer": "nerf volume rendering (PyTorch)",
+                "rasterizer": None, "renderer": "nerf volume rendering (PyTorch)", "hash_backend": self.hash_backend,
                 "device": str(self.device) + (f" ({torch.cuda.get_device_name(self.device)})"
                                               if self.device.type == "cuda" else ""),
                 "peak_memory_mb": round(_peak_memory_mb(self.device), 1),
@@ -422,6 +435,36 @@ class NerfTrainer:
                 "background": list(self.cfg.background),
                 "outputs": {"model": "model.pt", "depth": "depth/<view>.npy" if self.cfg.write_depth else None,
                             "density_grid": "density_grid.npz"}}
+
+
+def _depth_points(camera: Camera, cam_from_world: Rigid3, r: RenderedView) -> tuple[np.ndarray, np.ndarray]:
+    """World points [M, 3] and rendered colours [M, 3] of the pixels with a valid depth."""
+    d_cam, _ = camera_frame_directions(camera)
+    ok = r.depth > 0
+    x_cam = d_cam[ok] * (r.depth[ok] / d_cam[ok][:, 2])[:, None]
+    return cam_from_world.inverse().apply(x_cam), r.rgb[ok]
+
+
+def write_depth_points(clouds: list, path: Path, max_points: int = 400_000, seed: int = 0) -> int:
+    """``points.ply``: the rendered depth maps back-projected into the world with the rendered
+    colours (what `recon view` shows for a NeRF output), at most ``max_points`` (a uniform random
+    subset). Returns the point count (0: nothing written)."""
+    from recon.io import PointCloud, write_ply
+
+    if not clouds:
+        return 0
+    xyz = np.concatenate([c[0] for c in clouds])
+    rgb = np.concatenate([c[1] for c in clouds])
+    if len(xyz) == 0:
+        return 0
+    if len(xyz) > max_points:
+        keep = np.sort(np.random.default_rng(seed).choice(len(xyz), max_points, replace=False))
+        xyz, rgb = xyz[keep], rgb[keep]
+    tmp = Path(str(path) + ".tmp.ply")
+    write_ply(tmp, PointCloud(xyz.astype(np.float32), (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)),
+              comments=("recon train nerf: rendered depth maps of the dataset views, back-projected",))
+    tmp.replace(path)
+    return len(xyz)
 
 
 @torch.no_grad()
