@@ -460,10 +460,11 @@ def write_depth_points(clouds: list, path: Path, max_points: int = 400_000, seed
     if len(xyz) > max_points:
         keep = np.sort(np.random.default_rng(seed).choice(len(xyz), max_points, replace=False))
         xyz, rgb = xyz[keep], rgb[keep]
-    tmp = Path(str(path) + ".tmp.ply")
-    write_ply(tmp, PointCloud(xyz.astype(np.float32), (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)),
-              comments=("recon train nerf: rendered depth maps of the dataset views, back-projected",))
-    tmp.replace(path)
+    from recon.io.files import atomic_write
+
+    cloud = PointCloud(xyz.astype(np.float32), (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8))
+    atomic_write(path, lambda p: write_ply(p, cloud, comments=(
+        "recon train nerf: rendered depth maps of the dataset views, back-projected",)))
     return len(xyz)
 
 
