@@ -146,11 +146,12 @@ class _Undistorter:
         self.count += 1
         if cached is None:
             return _as_float_rgb(und, background, file)
-        write_image(cached, und)
+        from recon.io.files import atomic_write, atomic_write_text
+
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(cached, lambda p: write_image(p, und))
         self.index[name] = key
-        tmp = self.cache_dir / "cache.json.tmp"
-        tmp.write_text(json.dumps(self.index))
-        tmp.replace(self.cache_dir / "cache.json")
+        atomic_write_text(self.cache_dir / "cache.json", json.dumps(self.index))
         return _load_image(cached, background)
 
 

@@ -74,6 +74,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from recon.errors import ReconError
+from recon.io.files import atomic_write, atomic_write_text
 
 __all__ = [
     "CHECKPOINT_VERSION",
@@ -352,11 +353,17 @@ def read_checkpoint(path) -> dict:
 def _save_checkpoint(path: Path, trainer: Trainer, step: int, seconds: float, config: dict, split: Split) -> None:
     import torch
 
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"version": CHECKPOINT_VERSION, "method": trainer.method, "step": step, "seconds": seconds,
-                "config": config, "split": split.to_json(), "state": trainer.state_dict(),
-                "torch_rng": torch.get_rng_state()}, tmp)
-    os.replace(tmp, path)
+    doc = {"version": CHECKPOINT_VERSION, "method": trainer.method, "step": step, "seconds": seconds,
+           "config": config, "split": split.to_json(), "state": trainer.state_dict(),
+           "torch_rng": torch.get_rng_state()}
+
+    def write(tmp: Path) -> None:
+        # through a Python file object, so a full disk surfaces as its OSError (torch's own
+        # path writer reports only "unexpected pos")
+        with open(tmp, "wb") as f:
+            torch.save(doc, f)
+
+    atomic_write(path, write)
 
 
 # =========================================================================================
@@ -378,7 +385,8 @@ def _save_png(path: Path, rgb: np.ndarray) -> None:
     from PIL import Image as PILImage
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    PILImage.fromarray((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
+    img = PILImage.fromarray((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8))
+    atomic_write(path, lambda p: img.save(p))
 
 
 def evaluate(trainer: Trainer, scene, split: Split, out_dir=None) -> EvalResult:
@@ -481,7 +489,7 @@ def fit(trainer: Trainer, scene, split: Split, out_dir, loop: LoopConfig, *, con
         if "torch_rng" in ck:
             torch.set_rng_state(ck["torch_rng"])
         log(f"resumed from {ck_path} at step {step}")
-    (out / "config.json").write_text(json.dumps(config, indent=2))
+    atomic_write_text(out / "config.json", json.dumps(config, indent=2))
 
     # The training curve (every logged step's losses): history.json, kept with the checkpoint.
     hist_path = out / "history.json"
@@ -496,9 +504,7 @@ def fit(trainer: Trainer, scene, split: Split, out_dir, loop: LoopConfig, *, con
 
     def save():
         _save_checkpoint(ck_path, trainer, step, seconds, config, split)
-        tmp = hist_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(history))
-        os.replace(tmp, hist_path)
+        atomic_write_text(hist_path, json.dumps(history))
 
     governor = ThreadGovernor(fixed=None if loop.threads == "auto" else loop.threads,
                               every_s=loop.threads_every_s, log=log)
@@ -578,9 +584,7 @@ def fit(trainer: Trainer, scene, split: Split, out_dir, loop: LoopConfig, *, con
         **(report_extra or {}),
         **exported,
     }
-    tmp = out / "report.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2, default=str))
-    os.replace(tmp, out / "report.json")
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2, default=str))
     return FitResult(out, report, step, seconds, ev)
 
 

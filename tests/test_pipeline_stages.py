@@ -122,3 +122,135 @@ def test_auto_orient_recovers_up_and_floor():
     p2 = oriented.points3D[450].xyz
     a, b = im.cam_from_world.apply(p), im2.cam_from_world.apply(p2)
     assert np.allclose(a / a[2], b / b[2], atol=1e-9)
+
+
+# ---- a full disk ----------------------------------------------------------------------------
+def test_atomic_write_keeps_the_old_file_and_names_a_full_disk(tmp_path, monkeypatch):
+    import errno
+
+    from recon.errors import DiskFullError
+    from recon.io.files import atomic_write, atomic_write_text
+
+    target = tmp_path / "report.json"
+    atomic_write_text(target, "old")
+
+    def fills_up(p):
+        p.write_text("half a fi")  # a partial write, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device", str(p))
+
+    with pytest.raises(DiskFullError) as ei:
+        atomic_write(target, fills_up)
+    msg = str(ei.value)
+    assert str(target) in msg and "no space left on device" in msg and "free on its file system" in msg
+    assert ei.value.errno == errno.ENOSPC
+    assert target.read_text() == "old"  # untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]  # no temporary left
+    with pytest.raises(ZeroDivisionError):  # other errors pass unchanged (and clean up too)
+        atomic_write(target, lambda p: (p.write_text("x"), 1 / 0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+    # a temporary of a killed process (pid not running) is removed by the next write
+    stale = tmp_path / ".report.tmp999999999.json"
+    stale.write_text("left by SIGKILL")
+    atomic_write_text(target, "new")
+    assert not stale.exists() and target.read_text() == "new"
+
+
+_CHILD = r"""
+import json, sys
+from pathlib import Path
+import torch
+from recon.errors import DiskFullError
+from recon.io.files import atomic_write_bytes
+from render.scaffold import Split, _save_checkpoint
+d = Path(sys.argv[1])
+out = {}
+try:
+    atomic_write_bytes(d / "big.bin", b"x" * 200_000)
+except DiskFullError as e:
+    out["bytes"] = [e.errno, str(e)]
+class T:
+    method = "toy"
+    def state_dict(self):
+        return {"w": torch.zeros(100_000)}
+try:
+    _save_checkpoint(d / "checkpoint.pt", T(), 10, 1.0, {}, Split([0], [], ["a.png"]))
+except DiskFullError as e:
+    out["checkpoint"] = [e.errno, str(e)]
+print(json.dumps(out))
+"""
+
+
+def test_file_size_limit_in_a_child_gives_disk_full_errors(tmp_path):
+    """RLIMIT_FSIZE with SIGXFSZ ignored (works without root): writes past the limit fail with
+    EFBIG, through Python's file writes and through torch.save's C++ writer."""
+    import errno
+    import os
+    import resource
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "big.bin").write_bytes(b"old")
+    (tmp_path / "checkpoint.pt").write_bytes(b"previous checkpoint")
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    r = subprocess.run([sys.executable, "-c", _CHILD, str(tmp_path)], preexec_fn=limit, env=env, check=False,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    for what, name in (("bytes", "big.bin"), ("checkpoint", "checkpoint.pt")):
+        code, msg = got[what]
+        assert code == errno.EFBIG and "file-size limit" in msg and name in msg, (what, msg)
+    assert (tmp_path / "big.bin").read_bytes() == b"old"
+    assert (tmp_path / "checkpoint.pt").read_bytes() == b"previous checkpoint"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.bin", "checkpoint.pt"]
+
+
+def test_runner_survives_a_record_it_cannot_write(tmp_path, monkeypatch):
+    """The disk fills during a stage, so even the failure cannot be recorded: the stage still
+    fails as itself, and pipeline.json keeps its last complete version (stage 'running')."""
+    import errno
+
+    from recon.errors import DiskFullError
+    from recon.io import files
+
+    calls = []
+    _chain(tmp_path, calls)  # a and b done
+    r = StageRunner(tmp_path, from_stage="b", log=lambda m: None)
+    r.run("a", {"x": 1}, lambda ctx: {"v": 1}, outputs=[tmp_path / "a.txt"])
+    real = files.atomic_write_text
+    state = {"full": False}
+
+    def record(path, text):
+        if state["full"]:
+            raise DiskFullError(path, OSError(errno.ENOSPC, "No space left on device"))
+        return real(path, text)
+
+    monkeypatch.setattr(files, "atomic_write_text", record)
+
+    def b(ctx):
+        state["full"] = True
+        raise DiskFullError(tmp_path / "b.txt", OSError(errno.ENOSPC, "No space left on device"))
+
+    with pytest.raises(StageFailed) as ei:
+        r.run("b", {"y": 2}, b, outputs=[tmp_path / "b.txt"])
+    assert ei.value.stage == "b" and isinstance(ei.value.__cause__, DiskFullError)
+    doc = json.loads((tmp_path / "pipeline.json").read_text())
+    assert {s["name"]: s["status"] for s in doc["stages"]} == {"a": "done", "b": "running"}
+    # ... and a stage whose "done" cannot be recorded is not reported as done
+    state["full"] = False
+    r2 = StageRunner(tmp_path, log=lambda m: None)
+    r2.run("a", {"x": 1}, lambda ctx: {"v": 1}, outputs=[tmp_path / "a.txt"])
+
+    def fills(ctx):
+        state["full"] = True
+        return {"v": 2}
+
+    with pytest.raises(StageFailed, match="cannot record"):
+        r2.run("b", {"y": 2}, fills, outputs=[tmp_path / "b.txt"])
+    assert r2.records["b"].status == "failed"

@@ -99,6 +99,50 @@ def test_resume_continues_to_total_steps(tiny_scene, trained, tmp_path):
         train(tiny_scene, tmp_path / "fresh", _cfg(steps=5), resume=True, progress=False, log=lambda m: None)
 
 
+def test_resume_from_the_final_checkpoint_evaluates_the_same_model(tiny_scene, trained, tmp_path):
+    """Killed after the last checkpoint but before the report: the re-run trains no step and must
+    score what the first run scored (the SH degree follows the restored step, not step 0)."""
+    import shutil
+
+    shutil.copy(trained[0] / "checkpoint.pt", tmp_path / "checkpoint.pt")
+    res = train(tiny_scene, tmp_path, _cfg(), resume=True, progress=False, log=lambda m: None)
+    assert res.report["steps"] == 300
+    assert res.report["psnr_test"] == trained[1].report["psnr_test"]
+
+
+class _KillAt:
+    """A live-view hook that interrupts training at ``step`` (as Ctrl-C or SIGKILL would, after
+    the last checkpoint)."""
+
+    paused = False
+    lock = None
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def log(self, step, metrics):
+        if step >= self.step:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_then_resumed_is_bit_identical(tiny_scene, tmp_path):
+    """Checkpoint at 100, interrupted at 130, resumed to 240: the same Gaussians, bit for bit, as
+    an uninterrupted run (densification at 150 comes after the resume; one torch thread)."""
+    cfg = _cfg(steps=240, checkpoint_every=100)
+    a = train(tiny_scene, tmp_path / "a", cfg, progress=False, log=lambda m: None)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_scene, tmp_path / "b", cfg, progress=False, log=lambda m: None, viewer=_KillAt(130))
+    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["step"] == 100
+    b = train(tiny_scene, tmp_path / "b", cfg, resume=True, progress=False, log=lambda m: None)
+    assert len(a.gaussians) == len(b.gaussians) > 300  # densified, the same way
+    for name in Gaussians.NAMES:
+        assert torch.equal(getattr(a.gaussians, name), getattr(b.gaussians, name)), name
+    assert a.report["psnr_test"] == b.report["psnr_test"]
+    hist_a = json.loads((tmp_path / "a" / "history.json").read_text())
+    hist_b = json.loads((tmp_path / "b" / "history.json").read_text())
+    assert hist_a["step"] == hist_b["step"] and hist_a["loss"] == hist_b["loss"]
+
+
 def test_nan_loss_stops_with_last_good_checkpoint(tiny_scene, tmp_path):
     cfg = _cfg(steps=200, lr_log_scales=1e4, checkpoint_every=1)  # scales explode -> inf -> NaN
     with pytest.raises(TrainingDiverged, match=r"at step \d+") as info:

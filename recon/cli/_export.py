@@ -4,7 +4,6 @@ here, inside the command (recon.export itself never imports render)."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -203,14 +202,10 @@ def _require_colors(args, has: bool, source: Path) -> None:
 
 def _atomic(out: Path, write) -> None:
     """Write through a temporary name in the same folder, then rename: a failure leaves no
-    partial or empty file and an existing file intact."""
-    tmp = out.with_name(f".{out.stem}.tmp{os.getpid()}{out.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    partial or empty file and an existing file intact (recon.io.files.atomic_write)."""
+    from recon.io.files import atomic_write
+
+    atomic_write(out, write)
 
 
 def _label_filter(args, obj, kind: str):

@@ -25,7 +25,12 @@ change are reused, and an interrupted training run continues from its last check
 each stage ran with.
 
 --quality picks resolution, training steps and mesh density for the device: on a 2-core CPU
-`fast` is sized for a 50-photo set in about 15 minutes.
+`fast` is sized for a 50-photo set in about 15 minutes. Matching and the SfM mapper follow the
+number of photos (exhaustive up to 30, then sequential for videos or retrieval; incremental
+mapper up to 300 photos, then global, then hierarchical); the report says which and why.
+
+A full disk stops the run with a message naming the stage, the file and the space left; the
+finished stages are kept, and the same command continues once there is room.
 
 Examples:
   recon reconstruct photos/ -o out
@@ -74,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
     if s:
         print(f"  SfM: {s.get('images_registered')}/{s.get('images_total')} photos placed, {s.get('points3D')} points, "
               f"reprojection error {s.get('mean_reprojection_error_px') or float('nan'):.3f} px")
+        if s.get("matching_strategy"):
+            print(f"  SfM matching {s['matching_strategy']}, mapper {s.get('mapper')}: {s.get('mapper_reason', '')}")
     t = r.get("train") or {}
     if t.get("psnr_test") is not None:
         print(f"  {args.method}: test PSNR {t['psnr_test']:.2f} dB, SSIM {t.get('ssim_test') or float('nan'):.3f}, "

@@ -25,8 +25,11 @@ Writes to OUT:
   images/           extracted frames (video input only); undistorted/ with --undistort
 
 Matching (--matching auto): spatial when the images carry GPS, exhaustive up to 30 images,
-sequential + loop closure for videos and numbered frame sequences, retrieval (VLAD on the
-images' own SIFT) for larger unordered sets.
+sequential + loop closure for videos and numbered frame sequences, retrieval for larger
+unordered sets: COLMAP's vocabulary tree when its file is on disk ($RECON_VOCAB_TREE, or
+`recon data download colmap_vocab_tree --scene words256K`), else VLAD on the images' own SIFT.
+Mapping (--mapper auto): COLMAP's incremental mapper up to 300 images, GLOMAP's global mapper
+up to 2000, the hierarchical mapper beyond. report.json `strategy` says what was chosen and why.
 
 Examples:
   recon sfm photos/ -o out/scene
@@ -62,9 +65,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "auto (videos, or more than 30 images with increasing frame numbers)")
     g.add_argument("--overlap", type=int, default=10, help="sequential matching: successors per frame")
     g.add_argument("--no-loop-closure", action="store_true", help="sequential matching without retrieval pairs")
+    g.add_argument("--retrieval", choices=("auto", "vocabtree", "vlad"), default="auto",
+                   help="retrieval matching: COLMAP's vocabulary tree, recon's VLAD (no download), or auto "
+                        "(the tree when its file is found)")
+    g.add_argument("--vocab-tree", metavar="FILE", default=None,
+                   help="COLMAP vocabulary-tree file (default: $RECON_VOCAB_TREE or recon's cache)")
     g = p.add_argument_group("mapping and refinement")
-    g.add_argument("--mapper", choices=("incremental", "global"), default="incremental",
-                   help="COLMAP incremental mapper or GLOMAP global mapper (default incremental)")
+    g.add_argument("--mapper", choices=("auto", "incremental", "global", "hierarchical"), default="auto",
+                   help="COLMAP incremental, GLOMAP global or hierarchical mapper (default auto: by image "
+                        "count, see above)")
     g.add_argument("--ba", choices=("ours", "colmap", "none"), default="ours",
                    help="final bundle adjustment: recon.ba (default), pycolmap's Ceres, or none")
     g.add_argument("--ba-loss", choices=("trivial", "huber", "cauchy"), default="huber",
@@ -94,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
                        calibration=args.calib, max_image_size=args.max_image_size,
                        max_num_features=args.max_features, first_octave=args.first_octave, matching=args.matching,
                        sequential_overlap=args.overlap, ordered=True if args.ordered else None, loop_closure=not args.no_loop_closure,
-                       mapper=args.mapper, retriangulate=not args.no_retriangulation, final_ba=args.ba,
+                       mapper=args.mapper, retrieval=args.retrieval, vocab_tree=args.vocab_tree,
+                       retriangulate=not args.no_retriangulation, final_ba=args.ba,
                        ba_loss=args.ba_loss, undistort=args.undistort, video_fps=args.video_fps,
                        video_max_frames=args.max_frames, blur_ratio=args.blur_ratio,
                        isolate_mapper=not args.no_isolate, num_threads=args.threads, seed=args.seed)
@@ -105,6 +115,10 @@ def run(args: argparse.Namespace) -> int:
           f"{report.points3D} points, {len(report.models)} model(s), "
           f"reprojection error {err:.3f} px" if err is not None else
           f"recon sfm: {report.status}: {report.message}")
+    plan = report.strategy
+    if plan:
+        print(f"recon sfm: matching {report.matching.get('strategy', plan['matching'])}: {plan['matching_reason']}; "
+              f"mapper {plan['mapper']}: {plan['mapper_reason']}")
     if report.message and report.status != "ok":
         print(f"recon sfm: {report.message}", file=sys.stderr)
     for name, why in list(report.reasons.items())[:20]:

@@ -45,7 +45,7 @@ __all__ = ["FORMATS", "REQUIRED_FIELDS", "DatasetInfo", "Downloaded", "cache_dir
            "extract", "get_dataset", "list_datasets"]
 
 REQUIRED_FIELDS = ("name", "url", "sha256", "license", "format", "scenes", "size_mb", "citation")
-FORMATS = ("colmap", "transforms", "images", "bal", "stereo")
+FORMATS = ("colmap", "transforms", "images", "bal", "stereo", "vocab_tree")
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ This module may import ``render`` (lazily, inside the stage that trains): it is 
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 import sys
@@ -31,12 +32,16 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from recon.errors import ReconError
+from recon.errors import DiskFullError, ReconError, disk_full_cause, free_bytes
 from recon.pipeline.stages import StageFailed, StageRunner, file_fingerprint
 
 __all__ = ["QUALITY", "STAGES", "ReconstructConfig", "reconstruct"]
 
 STAGES = ("sfm", "orient", "train", "export", "labels", "report")
+
+# A stage that fails for an unrecognised reason while the output disk has less than this free
+# gets a note that the disk is the likely cause (a C++ writer, e.g. pycolmap's, may not say so).
+LOW_SPACE_BYTES = 1 << 20
 
 # Per quality preset and device: SfM feature size, training resolution (long side, px), steps
 # and wall-time budget, mesh voxel count across the scene. "fast" on a 2-core CPU is sized for
@@ -141,13 +146,23 @@ def reconstruct(inputs, out_dir, config: ReconstructConfig | None = None, *, fro
         report["total_seconds"] = round(time.perf_counter() - t_all, 1)
         report["stages"] = {n: {"status": r.status, "how": r.how, "seconds": r.seconds, **(
             {"error": r.error} if r.error else {})} for n, r in runner.records.items()}
-        (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+        from recon.io.files import atomic_write_text
+
+        try:
+            atomic_write_text(out / "report.json", json.dumps(report, indent=2, default=str) + "\n")
+        except OSError as e:
+            if status == "ok":
+                raise
+            log(f"[report] report.json of the failed run could not be written: {e}")
         return report
 
     try:
         # ---- 1. SfM ------------------------------------------------------------------
         sfm_opts = {"photos": file_fingerprint(inputs), "calib": file_fingerprint(cfg.calib) if cfg.calib else None,
                     "max_image_size": q["sfm_max_image_size"], "seed": cfg.seed}
+        tree = _vocab_tree()
+        if tree is not None:  # a tree fetched since the last run changes the retrieval matching
+            sfm_opts["vocab_tree"] = file_fingerprint(tree)
         report["sfm"] = runner.run("sfm", sfm_opts, lambda ctx: _stage_sfm(inputs, out, cfg, q, progress),
                                    outputs=[out / "sfm" / "sparse" / "0"], index="1/6")
         # ---- 2. orient ---------------------------------------------------------------
@@ -185,9 +200,29 @@ def reconstruct(inputs, out_dir, config: ReconstructConfig | None = None, *, fro
         except Exception as e2:  # noqa: BLE001 - the report of a failed run is best effort
             log(f"[report] report.html of the failed run could not be written: {type(e2).__name__}: {e2}")
         cause = e.__cause__
+        kept = [n for n, r in runner.records.items() if r.status == "done"]
+        kept_text = (f"the finished stages ({', '.join(kept)}) are kept in {out}" if kept
+                     else f"earlier stages' outputs are kept in {out}")
+        full = disk_full_cause(cause)
+        if full is not None:
+            err = cause if isinstance(cause, DiskFullError) else DiskFullError(full.filename or out, full)
+            what = {errno.EFBIG: "a file-size limit was reached", errno.EDQUOT: "the disk quota is used up"}.get(
+                full.errno, "the disk is full")
+            raise DiskFullError(err.path, full, detail=(
+                f"{e.stage}: {what}: {err}; {kept_text}; free some space (or use another -o) "
+                "and run the same command again to continue from there")) from cause
         if isinstance(cause, (ReconError, ValueError, OSError, TypeError)):
-            raise ReconError(f"{e.stage}: {cause} (earlier stages' outputs are kept in {out})") from cause
+            free = free_bytes(out)
+            hint = (f"; only {free // 1024} KB are free on the disk holding {out}: a full disk is the likely cause"
+                    if free is not None and free < LOW_SPACE_BYTES else "")
+            raise ReconError(f"{e.stage}: {cause} ({kept_text}{hint})") from cause
         raise
+
+
+def _vocab_tree():
+    from recon.sfm.matching import find_vocab_tree
+
+    return find_vocab_tree()
 
 
 # ---- stages ------------------------------------------------------------------------------
@@ -202,6 +237,15 @@ def _stage_sfm(inputs: Path, out: Path, cfg: ReconstructConfig, q: dict, progres
                                             "mapper", "total_seconds")}
     summary["unregistered"] = rep.unregistered[:20]
     summary["matching"] = rep.matching
+    # the strategy chosen by the set's size and kind, flat so the report's table shows it
+    plan = rep.strategy or {}
+    summary["matching_strategy"] = rep.matching.get("strategy", plan.get("matching"))
+    if rep.matching.get("retrieval"):
+        summary["matching_strategy"] += f" ({rep.matching['retrieval']})"
+    summary["matching_reason"] = plan.get("matching_reason", "")
+    summary["mapper_reason"] = plan.get("mapper_reason", "")
+    if plan.get("notes"):
+        summary["strategy_notes"] = "; ".join(plan["notes"])
     if rep.status == "failed" or not (out / "sfm" / "sparse" / "0").is_dir():
         raise ReconError(f"structure from motion failed: {rep.message or 'no model'} "
                          f"(see {out / 'sfm' / 'report.json'})")
@@ -214,6 +258,7 @@ def _stage_sfm(inputs: Path, out: Path, cfg: ReconstructConfig, q: dict, progres
 def _stage_orient(out: Path, cfg: ReconstructConfig) -> dict:
     from calib import Sim3
     from recon.io import read_colmap, write_colmap
+    from recon.io.files import atomic_write_text
     from recon.io.model import find_image_dir
     from recon.pipeline.orient import auto_orient
 
@@ -231,7 +276,7 @@ def _stage_orient(out: Path, cfg: ReconstructConfig) -> dict:
     link.symlink_to(Path(image_dir).resolve(), target_is_directory=True)
     doc = {"oriented_from_sfm": oriented_from_sfm.matrix().tolist(),
            "note": "X_scene = oriented_from_sfm @ X_sfm (homogeneous; z up, floor at z = 0)"}
-    (scene / "orientation.json").write_text(json.dumps(doc, indent=2) + "\n")
+    atomic_write_text(scene / "orientation.json", json.dumps(doc, indent=2) + "\n")
     return {"oriented_from_sfm": doc["oriented_from_sfm"], "images": str(image_dir)}
 
 
@@ -294,6 +339,8 @@ def _stage_export(out: Path, cfg: ReconstructConfig, q: dict, progress: bool) ->
             _verb("export", [str(out / src), *rest, *quiet])
             files[what] = rest[1]
         except (ReconError, ValueError, OSError) as e:
+            if disk_full_cause(e) is not None:
+                raise  # a full disk stops the stage: the next export would fail the same way
             errors[what] = str(e)
     if not files:
         raise ReconError("export: nothing could be exported: " + "; ".join(f"{k}: {v}" for k, v in errors.items()))

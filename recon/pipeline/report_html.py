@@ -209,8 +209,6 @@ figure{{display:inline-block;margin:.5em}}img{{max-width:100%}}figcaption{{font-
 <body><h1>recon reconstruct</h1><p>input <code>{html.escape(str(report.get('input', '')))}</code> &rarr;
 <code>{html.escape(str(out))}</code>; status <b>{status}</b> {msg}; total {report.get('total_seconds', 0)} s on
 {html.escape(str(report.get('device', '')))}</p>{''.join(parts)}</body></html>"""
-    path = out / "report.html"
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(doc)
-    tmp.replace(path)
-    return path
+    from recon.io.files import atomic_write_text
+
+    return atomic_write_text(out / "report.html", doc)

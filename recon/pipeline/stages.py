@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -112,10 +111,17 @@ class StageRunner:
 
     # ---- record ----
     def save(self, **extra) -> None:
+        from recon.io import files  # here: `recon --help` imports this module and must stay light
+
         doc = {"version": RECORD_VERSION, "stages": [asdict(self.records[n]) for n in self.order], **extra}
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
-        os.replace(tmp, self.path)
+        files.atomic_write_text(self.path, json.dumps(doc, indent=2, default=str) + "\n")
+
+    def _save_for(self, name: str) -> None:
+        """save(), failing as the stage ``name`` (e.g. a full disk while recording it)."""
+        try:
+            self.save()
+        except OSError as e:
+            raise StageFailed(name, f"cannot record the stage in {self.path}: {e}") from e
 
     def previous(self, name: str) -> StageRecord | None:
         """The record of ``name`` from the last run (None if it never ran)."""
@@ -139,7 +145,7 @@ class StageRunner:
             rec = StageRecord(**{**asdict(old), "how": "reused"})
             self.records[name] = rec
             self._prev_fp = fp
-            self.save()
+            self._save_for(name)
             self.log(f"{prefix} {name}: reused (inputs and options unchanged; finished in "
                      f"{old.seconds:.1f} s last time)")
             return rec.result
@@ -148,7 +154,7 @@ class StageRunner:
         rec = StageRecord(name=name, status="running", fingerprint=fp, how="resumed" if resume else "ran",
                           started=time.time(), outputs=outputs, options=_jsonable(options))
         self.records[name] = rec
-        self.save()
+        self._save_for(name)
         self.log(f"{prefix} {name}: " + ("resuming the interrupted run" if resume else "running"))
         t0 = time.perf_counter()
         try:
@@ -157,7 +163,12 @@ class StageRunner:
             rec.status, rec.error = "failed", f"{type(e).__name__}: {e}"
             rec.seconds = round(time.perf_counter() - t0, 2)
             rec.finished = time.time()
-            self.save()
+            try:
+                self.save()
+            except OSError as e_save:
+                # e.g. the disk that just filled up: pipeline.json keeps its last complete
+                # version (this stage "running"), which the next run treats as interrupted
+                self.log(f"{prefix} {name}: could not record the failure in {self.path.name}: {e_save}")
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
                 raise
             raise StageFailed(name, str(e)) from e
@@ -165,7 +176,11 @@ class StageRunner:
         rec.seconds = round(time.perf_counter() - t0, 2)
         rec.finished = time.time()
         self._prev_fp = fp
-        self.save()
+        try:
+            self._save_for(name)  # until this is on disk the stage counts as interrupted
+        except StageFailed as e:
+            rec.status, rec.error = "failed", str(e)
+            raise
         self.log(f"{prefix} {name}: done in {rec.seconds:.1f} s")
         return rec.result
 
@@ -174,7 +189,7 @@ class StageRunner:
         self.order.append(name)
         self.records[name] = StageRecord(name=name, status="skipped", fingerprint="", how="skipped",
                                          result={"reason": reason})
-        self.save()
+        self._save_for(name)
 
 
 def _jsonable(doc):

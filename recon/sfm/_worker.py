@@ -12,8 +12,31 @@ def main(argv: list[str]) -> int:
     job = json.loads(argv[0])
     import pycolmap
 
+    if job.get("task") == "match_vocabtree":
+        # only ever with a local tree file: with pycolmap's default options it downloads one and
+        # aborts the process when it cannot (see DEPENDENCIES.md)
+        mo = pycolmap.FeatureMatchingOptions()
+        mo.num_threads = int(job.get("num_threads", -1))
+        po = pycolmap.VocabTreePairingOptions()
+        po.vocab_tree_path = job["vocab_tree"]
+        po.num_nearest_neighbors = int(job.get("num_neighbors", 10))
+        po.num_threads = int(job.get("num_threads", -1))
+        pycolmap.match_vocabtree(job["database"], mo, po)
+        print(json.dumps({"matched": True}))
+        return 0
     pycolmap.set_random_seed(int(job.get("seed", 0)))
-    if job["mapper"] == "global":
+    if job["mapper"] == "hierarchical":
+        opts = pycolmap.HierarchicalPipelineOptions()
+        opts.num_threads = int(job.get("num_threads", -1))
+        opts.clustering_options.leaf_max_num_images = int(job.get("leaf_max_images", 500))
+        inc = opts.incremental_options
+        inc.random_seed = int(job.get("seed", 0))
+        inc.min_model_size = int(job.get("min_model_size", 3))
+        inc.ba_global_frames_ratio = inc.ba_global_points_ratio = float(job.get("global_ba_ratio", 1.1))
+        if job.get("fix_intrinsics"):
+            inc.ba_refine_focal_length = inc.ba_refine_extra_params = inc.ba_refine_principal_point = False
+        models = pycolmap.hierarchical_mapping(job["database"], job["image_dir"], job["output"], opts)
+    elif job["mapper"] == "global":
         opts = pycolmap.GlobalPipelineOptions()
         opts.num_threads = int(job.get("num_threads", -1))
         opts.random_seed = int(job.get("seed", 0))

@@ -37,6 +37,7 @@ from recon.sfm.inputs import (
     extract_video_frames,
     read_opencv_calibration,
 )
+from recon.sfm.matching import choose_strategy, find_vocab_tree
 
 __all__ = ["SfMConfig", "SfMReport", "run_sfm"]
 
@@ -66,7 +67,14 @@ class SfMConfig:
     sequential_overlap:  successors matched per frame in sequential mode
     loop_closure:        add retrieval pairs to sequential matching (loop closure)
     retrieval_k:         neighbours per image for retrieval / loop closure pairs
-    mapper:              "incremental" (COLMAP) or "global" (GLOMAP)
+    retrieval:           retrieval matching by "vocabtree" (COLMAP's, needs its file), "vlad" (ours,
+                         no download) or "auto" (vocabtree when its file is found, else vlad)
+    vocab_tree:          COLMAP vocabulary-tree file (None: $RECON_VOCAB_TREE or recon's cache)
+    mapper:              "auto" (by image count, recon.sfm.matching.choose_strategy), "incremental"
+                         (COLMAP), "global" (GLOMAP) or "hierarchical" (clusters, merged)
+    incremental_max_images: auto uses the incremental mapper up to this many images, then global
+    global_max_images:   ... and the hierarchical mapper past this many
+    leaf_max_images:     hierarchical mapper: images per cluster
     global_ba_ratio:     the incremental mapper runs a global BA each time the model has grown
                          by this factor in images or points (COLMAP: 1.1). 1.3: mapping 22-32 %
                          faster at the same accuracy (orbit 30, walk 60 measured); the final BA
@@ -96,7 +104,12 @@ class SfMConfig:
     sequential_overlap: int = 10
     loop_closure: bool = True
     retrieval_k: int = 10
-    mapper: str = "incremental"
+    retrieval: str = "auto"
+    vocab_tree: str | None = None
+    mapper: str = "auto"
+    incremental_max_images: int = 300
+    global_max_images: int = 2000
+    leaf_max_images: int = 500
     global_ba_ratio: float = 1.3
     retriangulate: bool = True
     final_ba: str = "ours"
@@ -114,7 +127,8 @@ class SfMConfig:
             raise ValueError(f"camera_model: expected one of {CAMERA_MODELS}, got {self.camera_model!r}")
         checks = {"camera_mode": ("auto", "single", "per_image"),
                   "matching": ("auto", "exhaustive", "sequential", "spatial", "retrieval"),
-                  "mapper": ("incremental", "global"), "final_ba": ("ours", "colmap", "none")}
+                  "mapper": ("auto", "incremental", "global", "hierarchical"),
+                  "retrieval": ("auto", "vocabtree", "vlad"), "final_ba": ("ours", "colmap", "none")}
         for k, allowed in checks.items():
             if getattr(self, k) not in allowed:
                 raise ValueError(f"{k}: expected one of {allowed}, got {getattr(self, k)!r}")
@@ -148,6 +162,7 @@ class SfMReport:
     matching: dict = field(default_factory=dict)
     focal_priors: dict = field(default_factory=dict)
     mapper: str = ""
+    strategy: dict = field(default_factory=dict)  # recon.sfm.matching.Strategy: choices and reasons
     final_ba: dict = field(default_factory=dict)
     video: dict | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
@@ -330,14 +345,32 @@ def run_sfm(inputs, out_dir, config: SfMConfig | None = None, *, progress: bool 
     ordered = images.ordered if config.ordered is None else config.ordered
     if config.ordered is None and not ordered and n > config.exhaustive_max_images:
         ordered = _numbered(images.names)
-    if strategy == "auto":
-        strategy = ("spatial" if gps else "exhaustive" if n <= config.exhaustive_max_images
-                    else "sequential" if ordered else "retrieval")
-    with st.run("matching", f"{strategy} ({n} images)"):
+    plan = choose_strategy(n, ordered=ordered, gps=gps, matching=strategy, mapper=config.mapper,
+                           retrieval=config.retrieval, vocab_tree=find_vocab_tree(config.vocab_tree, n_images=n),
+                           exhaustive_max_images=config.exhaustive_max_images,
+                           incremental_max_images=config.incremental_max_images,
+                           global_max_images=config.global_max_images,
+                           sequential_overlap=config.sequential_overlap, leaf_max_images=config.leaf_max_images)
+    strategy = plan.matching
+    report.strategy = plan.to_json()
+    report.mapper = plan.mapper
+    with st.run("matching", f"{strategy} ({n} images): {plan.matching_reason}"):
         mo = pycolmap.FeatureMatchingOptions()
         mo.num_threads = config.num_threads
-        report.matching = {"strategy": strategy}
-        if strategy == "exhaustive":
+        report.matching = {"strategy": strategy, "reason": plan.matching_reason}
+        vocab_done = False
+        if strategy == "retrieval" and plan.retrieval == "vocabtree":
+            err = _match_vocabtree(config, db_path, find_vocab_tree(config.vocab_tree, n_images=n), out)
+            if err is None:
+                vocab_done = True
+                report.matching["retrieval"] = "vocabtree"
+            else:
+                note = f"vocabulary-tree matching failed ({err}): VLAD retrieval instead"
+                report.strategy["notes"].append(note)
+                report.message = (report.message + "; " if report.message else "") + note
+        if vocab_done:
+            pass
+        elif strategy == "exhaustive":
             pycolmap.match_exhaustive(str(db_path), mo)
             report.matching["pairs"] = n * (n - 1) // 2
         elif strategy == "spatial":
@@ -350,6 +383,8 @@ def run_sfm(inputs, out_dir, config: SfMConfig | None = None, *, progress: bool 
             po.match_list_path = str(pair_file)
             pycolmap.match_image_pairs(str(db_path), mo, po)
             report.matching["pairs"] = len(pairs)
+            if strategy == "retrieval":
+                report.matching["retrieval"] = "vlad"
         db = pycolmap.Database.open(str(db_path))
         report.matching["verified_pairs"] = int(db.num_verified_image_pairs())
         db.close()
@@ -361,8 +396,8 @@ def run_sfm(inputs, out_dir, config: SfMConfig | None = None, *, progress: bool 
     models_dir = out / "models"
     shutil.rmtree(models_dir, ignore_errors=True)
     models_dir.mkdir()
-    with st.run("mapping", config.mapper):
-        err = _run_mapper(config, db_path, images, models_dir, fix_intrinsics=known is not None)
+    with st.run("mapping", f"{plan.mapper}: {plan.mapper_reason}"):
+        err = _run_mapper(config, plan.mapper, db_path, images, models_dir, fix_intrinsics=known is not None)
         recs = {}
         for d in sorted(models_dir.iterdir()):
             if d.is_dir() and (d / "images.bin").exists():
@@ -488,27 +523,45 @@ def _pairs(pycolmap, db_path: Path, images: ImageSet, strategy: str, config: SfM
     return pairs
 
 
-def _run_mapper(config: SfMConfig, db_path: Path, images: ImageSet, models_dir: Path, *,
+def _run_worker(job: dict, log_path: Path) -> str | None:
+    """Run recon.sfm._worker on ``job`` in a child process; None, or why it failed."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    proc = subprocess.run([sys.executable, "-m", "recon.sfm._worker", json.dumps(job)], env=env,
+                          capture_output=True, text=True, check=False)
+    log_path.write_text(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        sig = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit status {proc.returncode}"
+        # the C++ reason ("what(): ... Check failed ..."), not the last frame of the abort's stack dump
+        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+        why = next((ln for ln in lines if "what():" in ln or "Check failed" in ln), None) or next(
+            (ln for ln in reversed(lines) if not ln.startswith(("@", "***", "PC:"))), "")
+        return f"{sig}; {why.removeprefix('what():').strip()[:300]}"
+    return None
+
+
+def _run_mapper(config: SfMConfig, mapper: str, db_path: Path, images: ImageSet, models_dir: Path, *,
                 fix_intrinsics: bool) -> str | None:
-    job = {"mapper": config.mapper, "database": str(db_path), "image_dir": str(images.image_dir),
+    job = {"mapper": mapper, "database": str(db_path), "image_dir": str(images.image_dir),
            "output": str(models_dir), "num_threads": config.num_threads, "seed": config.seed,
-           "fix_intrinsics": fix_intrinsics, "min_model_size": 3, "global_ba_ratio": config.global_ba_ratio}
+           "fix_intrinsics": fix_intrinsics, "min_model_size": 3, "global_ba_ratio": config.global_ba_ratio,
+           "leaf_max_images": config.leaf_max_images}
     if not config.isolate_mapper:
         from recon.sfm._worker import main as worker_main
 
         worker_main([json.dumps(job)])
         return None
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    proc = subprocess.run([sys.executable, "-m", "recon.sfm._worker", json.dumps(job)], env=env,
-                          capture_output=True, text=True)
-    (models_dir / "mapper.log").write_text(proc.stdout + proc.stderr)
-    if proc.returncode != 0:
-        sig = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit status {proc.returncode}"
-        tail = (proc.stderr.strip().splitlines() or [""])[-1][:300]
-        return f"the {config.mapper} mapper crashed ({sig}; {tail}); models written before the crash kept"
-    return None
+    err = _run_worker(job, models_dir / "mapper.log")
+    return None if err is None else f"the {mapper} mapper crashed ({err}); models written before the crash kept"
+
+
+def _match_vocabtree(config: SfMConfig, db_path: Path, tree: Path, out: Path) -> str | None:
+    """pycolmap's vocabulary-tree matching, always in a child process (pycolmap aborts the
+    process on a tree file it cannot read); None, or why it failed."""
+    job = {"task": "match_vocabtree", "database": str(db_path), "vocab_tree": str(tree),
+           "num_neighbors": config.retrieval_k, "num_threads": config.num_threads}
+    return _run_worker(job, out / "vocabtree.log")
 
 
 def _final_ba(prec, config: SfMConfig, *, fix_intrinsics: bool) -> dict:

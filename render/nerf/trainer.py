@@ -229,13 +229,19 @@ class NerfModel(torch.nn.Module):
         return RenderedView(rgb=rgb_np.astype(np.float32), depth=np.where(ok, z, 0.0).astype(np.float32))
 
     def save(self, path: Path) -> None:
-        tmp = Path(str(path) + ".tmp")
-        torch.save({"version": CONFIG_VERSION, "field_config": self.field.config.to_dict(),
-                    "bounds": self.bounds.to_dict(), "grid_resolution": self.grid.resolution,
-                    "march_steps": self.march_steps, "cone_angle": self.cone_angle,
-                    "background": self.background.cpu().tolist(), "early_stop_eps": self.early_stop_eps,
-                    "state": {k: v.detach().cpu() for k, v in self.state_dict().items()}}, tmp)
-        tmp.replace(path)
+        from recon.io.files import atomic_write
+
+        doc = {"version": CONFIG_VERSION, "field_config": self.field.config.to_dict(),
+               "bounds": self.bounds.to_dict(), "grid_resolution": self.grid.resolution,
+               "march_steps": self.march_steps, "cone_angle": self.cone_angle,
+               "background": self.background.cpu().tolist(), "early_stop_eps": self.early_stop_eps,
+               "state": {k: v.detach().cpu() for k, v in self.state_dict().items()}}
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:  # a full disk surfaces as its OSError (see render.scaffold)
+                torch.save(doc, f)
+
+        atomic_write(path, write)
 
 
 def load_model(path, *, device="cpu") -> NerfModel:
@@ -513,10 +519,11 @@ def write_depth_points(clouds: list, path: Path, max_points: int = 400_000, seed
     if len(xyz) > max_points:
         keep = np.sort(np.random.default_rng(seed).choice(len(xyz), max_points, replace=False))
         xyz, rgb = xyz[keep], rgb[keep]
-    tmp = Path(str(path) + ".tmp.ply")
-    write_ply(tmp, PointCloud(xyz.astype(np.float32), (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)),
-              comments=("recon train nerf: rendered depth maps of the dataset views, back-projected",))
-    tmp.replace(path)
+    from recon.io.files import atomic_write
+
+    cloud = PointCloud(xyz.astype(np.float32), (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8))
+    atomic_write(path, lambda p: write_ply(p, cloud, comments=(
+        "recon train nerf: rendered depth maps of the dataset views, back-projected",)))
     return len(xyz)
 
 

@@ -304,15 +304,20 @@ class SplatTrainer:
         return Gaussians(**self.params)
 
     def state_dict(self) -> dict:
+        # step_done sets the SH degree of render_view: a run resumed from its final checkpoint
+        # (killed before the report) must evaluate at the final degree, not at degree 0
         return {"params": {k: v.detach().cpu() for k, v in self.params.items()},
                 "optimizer": self.optimizer.state_dict(),
-                "strategy_state": {k: v.cpu() for k, v in self.state.items()}}
+                "strategy_state": {k: v.cpu() for k, v in self.state.items()},
+                "step_done": self.step_done, "psnr_ema": self.psnr_ema}
 
     def load_state_dict(self, state: dict) -> None:
         self._set_params(Gaussians(**state["params"]))
         self.optimizer = _make_optimizer(self.params, self.cfg, self.extent)
         self.optimizer.load_state_dict(state["optimizer"])
         self.state = {k: v.to(self.device) for k, v in state["strategy_state"].items()}
+        self.step_done = int(state.get("step_done", 0))
+        self.psnr_ema = state.get("psnr_ema")
         self.log(f"{len(self.params['means'])} Gaussians in the checkpoint")
 
     def is_finite(self) -> bool:
@@ -370,10 +375,12 @@ class SplatTrainer:
         return {"loss": loss.detach(), "psnr": self.psnr_ema, "num_gaussians": len(self.params["means"])}
 
     def export(self, out_dir: Path) -> dict:
+        from recon.io.files import atomic_write
         from recon.io.gaussians import write_splat_ply
 
         g = self.gaussians().detach()
-        write_splat_ply(Path(out_dir) / "splat.ply", g.to_cloud())
+        cloud = g.to_cloud()
+        atomic_write(Path(out_dir) / "splat.ply", lambda p: write_splat_ply(p, cloud))
         backend = "gsplat" if (self.device.type == "cuda" and self.cfg.backend in ("auto", "gsplat")
                                and _gsplat_used()) else "torch"
         dev = self.device
