@@ -320,3 +320,16 @@ def test_occupancy_grid_update_marks_dense_region():
     outside = (u - 0.5).norm(dim=-1) > 0.32
     assert bool(grid.occupied[inside].all()) and not bool(grid.occupied[outside].any())
     assert 0.03 < frac < 0.12
+
+
+@pytest.mark.parametrize("backend", ["reference", "grid_sample", "cpp"])
+def test_hash_grid_of_no_points_is_empty(backend):
+    """A chunk of rays with no sample (all in carved space) encodes to [0, L*F], not an error."""
+    cfg = HashGridConfig(num_levels=4, log2_table_size=8, base_resolution=2, max_resolution=40)
+    grid = HashGrid(cfg)
+    grid.backend = _backend_or_skip(backend)
+    x = torch.zeros(0, 3, requires_grad=True)
+    y = grid(x)
+    assert y.shape == (0, 8)
+    y.sum().backward()
+    assert x.grad.shape == (0, 3)

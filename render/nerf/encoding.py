@@ -207,7 +207,7 @@ def hash_grid_encode_fast(x: torch.Tensor, table: torch.Tensor, resolutions: lis
         outs.append(out.view(n_dense, f, -1).permute(2, 0, 1).reshape(x.shape[0], n_dense * f))
     if n_dense < len(resolutions):
         res_h = torch.as_tensor(list(resolutions)[n_dense:], dtype=torch.int64)
-        outs.append(_HashGridFunction.apply(x, table, res_h, table_size, n_dense).reshape(x.shape[0], -1))
+        outs.append(_HashGridFunction.apply(x, table, res_h, table_size, n_dense).flatten(1))
     return outs[0] if len(outs) == 1 else torch.cat(outs, -1)
 
 
@@ -284,7 +284,7 @@ def hash_grid_encode_cpp(x: torch.Tensor, table: torch.Tensor, resolutions: torc
     if kernels is None:
         raise RuntimeError(f"fused CPU hash-grid kernels unavailable ({cpu_kernels_error()})")
     out = _HashGridCpp.apply(x, table, resolutions.cpu(), table_size, kernels)
-    return out.reshape(x.shape[0], -1)
+    return out.flatten(1)
 
 
 def hash_grid_encode(x: torch.Tensor, table: torch.Tensor, resolutions: torch.Tensor, table_size: int) -> torch.Tensor:
@@ -295,7 +295,7 @@ def hash_grid_encode(x: torch.Tensor, table: torch.Tensor, resolutions: torch.Te
     if table.ndim != 2 or table.shape[0] != len(resolutions) * table_size:
         raise ValueError(f"table: expected [{len(resolutions)}*{table_size}, F], got {tuple(table.shape)}")
     out = _HashGridFunction.apply(x, table, resolutions, table_size)
-    return out.reshape(x.shape[0], -1)
+    return out.flatten(1)
 
 
 class HashGrid(torch.nn.Module):
