@@ -134,8 +134,8 @@ def export(args, source: Path, out: Path) -> dict:
     if what is None:
         if art is not None and art.kind == Kind.SPLAT_PLY:
             what = "splat"
-        elif art is not None and (art.kind == Kind.MESH or _has_depth(art)):
-            what = "mesh"
+        elif art is not None and (art.kind == Kind.MESH or _has_depth(art) or args.method is not None):
+            what = "mesh"  # --method names a meshing method
         else:
             what = "points"
     if what in ("points", "splat") and out.suffix.lower() != ".ply":
@@ -270,6 +270,9 @@ def _points(args, art, source: Path, crop, report):
     elif art.kind == Kind.POINT_CLOUD:
         cloud, method = read_ply(art.ply), "point cloud"
         cloud.xyz = cloud.xyz.astype(np.float64)
+    elif art.kind == Kind.NERF_OUTPUT:
+        raise FormatError(source, "is a NeRF training output without depth maps (trained with --no-depth): "
+                                  "use --method marching-cubes (its density grid) or retrain without --no-depth")
     else:
         raise FormatError(source, f"is a {art.kind.label}; --what points needs depth maps, an SfM model or a "
                                   "point cloud")
