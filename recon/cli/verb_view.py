@@ -61,6 +61,13 @@ def run(args: argparse.Namespace) -> int:
     opts = ViewerOptions(host=args.host, port=args.port, point_budget=args.point_budget,
                          point_size=args.point_size, output_dir=Path(args.output))
     viewer = SceneViewer(content, opts)
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        # a process started in the background of a non-interactive shell inherits SIGINT ignored,
+        # and Python then never raises KeyboardInterrupt: Ctrl-C / kill -INT must still stop us
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         print(f"recon view: {content.title}", flush=True)
         for note in content.notes:
