@@ -497,11 +497,13 @@ class NerfTrainer:
 
 
 def _depth_points(camera: Camera, cam_from_world: Rigid3, r: RenderedView) -> tuple[np.ndarray, np.ndarray]:
-    """World points [M, 3] and rendered colours [M, 3] of the pixels with a valid depth."""
-    d_cam, _ = camera_frame_directions(camera)
-    ok = r.depth > 0
-    x_cam = d_cam[ok] * (r.depth[ok] / d_cam[ok][:, 2])[:, None]
-    return cam_from_world.inverse().apply(x_cam), r.rgb[ok]
+    """World points [M, 3] and rendered colours [M, 3] uint8 of the pixels with a valid depth
+    (the one depth back-projection, ``recon.export.depth.backproject``)."""
+    from recon.export.depth import DepthView, backproject
+
+    rgb = (np.clip(r.rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+    xyz, rgb, _ = backproject(DepthView(camera, cam_from_world, r.depth, rgb))
+    return xyz, rgb
 
 
 def write_depth_points(clouds: list, path: Path, max_points: int = 400_000, seed: int = 0) -> int:
@@ -521,7 +523,7 @@ def write_depth_points(clouds: list, path: Path, max_points: int = 400_000, seed
         xyz, rgb = xyz[keep], rgb[keep]
     from recon.io.files import atomic_write
 
-    cloud = PointCloud(xyz.astype(np.float32), (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8))
+    cloud = PointCloud(xyz.astype(np.float32), rgb)
     atomic_write(path, lambda p: write_ply(p, cloud, comments=(
         "recon train nerf: rendered depth maps of the dataset views, back-projected",)))
     return len(xyz)
