@@ -60,6 +60,25 @@ class SceneData:
         return scene_extent([v.cam_from_world for v in self.views])
 
 
+def _point_views(rec, registered) -> np.ndarray:
+    """[M, 2] (point index in ``rec.points3D`` order, index into ``registered``) for every view a
+    point's track names, each pair once, ordered by point then image id (vectorised: no Python
+    loop over the points)."""
+    tracks = [p.track[:, 0] for p in rec.points3D.values()]
+    if not tracks or not registered:
+        return np.zeros((0, 2), np.int64)
+    lens = np.fromiter((len(t) for t in tracks), dtype=np.int64, count=len(tracks))
+    pid = np.repeat(np.arange(len(tracks), dtype=np.int64), lens)
+    img = np.concatenate(tracks).astype(np.int64) if lens.sum() else np.zeros(0, np.int64)
+    ids = np.array([im.image_id for im in registered], dtype=np.int64)
+    order = np.argsort(ids)
+    pos = np.searchsorted(ids[order], img)
+    known = (pos < len(ids)) & (ids[order][np.minimum(pos, len(ids) - 1)] == img)
+    pairs = np.unique(np.stack([pid[known], img[known]], 1), axis=0)  # sorted by point, then image id
+    view = order[np.searchsorted(ids[order], pairs[:, 1])]
+    return np.stack([pairs[:, 0], view], 1).astype(np.int64)
+
+
 def scene_extent(cam_from_worlds: list[Rigid3]) -> float:
     """3DGS ``cameras_extent``: 1.1 x the largest distance of a camera centre from their mean
     (a fallback of 1.0 for a single camera)."""
@@ -264,10 +283,7 @@ def load_scene(path, *, resolution_scale: float = 1.0, background=(0.0, 0.0, 0.0
         views.append(View(im.name, cam, im.cam_from_world, img))
     xyz = rec.points_xyz() if rec.points3D else np.zeros((0, 3))
     rgb = rec.points_rgb() if rec.points3D else np.zeros((0, 3), np.uint8)
-    view_of = {im.image_id: i for i, im in enumerate(registered)}
-    obs = [(p_i, view_of[int(image_id)]) for p_i, p in enumerate(rec.points3D.values())
-           for image_id in np.unique(p.track[:, 0]) if int(image_id) in view_of]
-    point_views = np.array(obs, dtype=np.int64).reshape(-1, 2)
+    point_views = _point_views(rec, registered)
     source = f"{kind}:{model_path}"
     if undistorter.pinholes:
         where = f" (cache {cache_dir})" if cache_dir is not None else ""

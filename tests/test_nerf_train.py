@@ -384,3 +384,24 @@ def test_depth_supervision_improves_the_learned_depth(tiny_scene, tmp_path):
             e.append(np.where(dd > 0, np.abs(dd - z) / z, 1.0))
         errs[lam] = float(np.median(np.concatenate(e)))
     assert errs[0.1] < 0.8 * errs[0.0], errs
+
+
+def test_scene_point_views_are_the_colmap_tracks(tmp_path):
+    """SceneData.point_views (what depth supervision reads) holds exactly the (point, view)
+    pairs of the model's tracks, once each, with view indices into the loaded (name-sorted) views."""
+    from recon import synth
+    from recon.io import read_colmap
+    from render.data import load_scene
+
+    synth.write_dataset(tmp_path / "ds", synth.make_scene(seed=0), synth.make_camera("PINHOLE", 64, 48, fov_deg=60),
+                        synth.orbit(5, radius=3.2),
+                        options=synth.DatasetOptions(num_points=300, progress=False, write_normals=False,
+                                                     write_labels=False))
+    scene = load_scene(tmp_path / "ds")
+    rec = read_colmap(tmp_path / "ds" / "sparse" / "0")
+    name_of_view = [v.name for v in scene.views]
+    expected = {(i, im_name) for i, p in enumerate(rec.points3D.values())
+                for im_name in {rec.images[int(j)].name for j in p.track[:, 0]}}
+    got = [(int(p), name_of_view[int(v)]) for p, v in scene.point_views]
+    assert len(got) == len(set(got)) == len(expected) > 0
+    assert set(got) == expected
