@@ -14,15 +14,14 @@ from recon.twoview._epipolar import (
     EssentialResult,
     HomographyResult,
     cheirality_outliers,
-    epipolar_cost,
     essential_from_fundamental,
     essential_from_pose,
     estimate_essential,
     estimate_fundamental,
     estimate_homography,
+    final_loss,
     fundamental_from_essential,
     recover_pose,
-    robust_scale_px,
 )
 from recon.twoview._relpose import refine_relative_pose
 from recon.twoview._solvers import sampson_error
@@ -234,17 +233,19 @@ def two_view_geometry(uv1, uv2, camera1: Camera | None = None, camera2: Camera |
         for _ in range(2 if cfg.refine else 0):  # BA, re-select inliers under the refined pose, BA again
             if ok.sum() < 8:
                 break
+            use, loss, scale = ok, "cauchy", cfg.threshold_px
             if calibrated:
                 # One objective for every final fit (the five-point polish and this BA): the
-                # capped Cauchy Sampson cost over all matches, matches behind a camera counted as
-                # outliers (recon.twoview._epipolar.epipolar_cost).
+                # capped Sampson cost over all matches under the loss the inlier residuals call
+                # for (least squares on Gaussian ones, Cauchy on heavier tails), matches behind a
+                # camera counted as outliers (recon.twoview._epipolar.final_loss / epipolar_cost).
                 r_before = sampson_error(fundamental_from_essential(_essential(pose), camera1, camera2), p1, p2)
                 behind_before = cheirality_outliers(pose, n1, n2, cfg.threshold_px, camera1.K, camera2.K)
-                scale = robust_scale_px(r_before[(r_before < cfg.threshold_px) & ~behind_before],
-                                        cfg.threshold_px)
-            else:
-                scale = cfg.threshold_px
-            ref = refine_two_view(uv1[ok], uv2[ok], camera1, camera2, pose, tri.points[ok], loss="cauchy",
+                fl = final_loss(r_before[(r_before < cfg.threshold_px) & ~behind_before], cfg.threshold_px)
+                use, loss, scale = ok & (r_before < fl.cap_px), fl.loss, fl.loss_scale_px
+                if use.sum() < 8:
+                    break
+            ref = refine_two_view(uv1[use], uv2[use], camera1, camera2, pose, tri.points[use], loss=loss,
                                   loss_scale_px=scale, max_nfev=100)
             if not np.isfinite(ref.rms_after_px):
                 break
@@ -253,8 +254,7 @@ def two_view_geometry(uv1, uv2, camera1: Camera | None = None, camera2: Camera |
                                         p1, p2)
                 behind_after = cheirality_outliers(ref.cam2_from_cam1, n1, n2, cfg.threshold_px, camera1.K,
                                                    camera2.K)
-                if (epipolar_cost(r_after, behind_after, scale, cfg.threshold_px)
-                        > epipolar_cost(r_before, behind_before, scale, cfg.threshold_px)):
+                if fl.cost(r_after, behind_after) > fl.cost(r_before, behind_before):
                     break
             elif ref.rms_after_px > ref.rms_before_px:
                 break
