@@ -90,13 +90,12 @@ def make_pairs(seeds: int, noise: float, outlier_frac: float):
 
 
 def ml_pose(uv1, uv2, cam, T, truth):
-    from calib import Rigid3
-    from recon.twoview import refine_two_view, triangulate_dlt
+    """(R, t) of the ML pose: tests/test_twoview.py's ml_pose (least-squares BA on the true inliers)."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from test_twoview import ml_pose as ml
 
-    t_unit = Rigid3(T.rotation, T.translation / np.linalg.norm(T.translation))
-    X = triangulate_dlt(uv1[truth], uv2[truth], cam, cam, t_unit).points
-    ml = refine_two_view(uv1[truth], uv2[truth], cam, cam, t_unit, X, loss="linear").cam2_from_cam1
-    return ml.rotation, ml.translation
+    P = ml(uv1, uv2, cam, cam, T, truth)
+    return P.rotation, P.translation
 
 
 def opencv_accurate(uv1, uv2, cam, thr):

@@ -67,6 +67,14 @@ def make_pair(rng, n=1500, noise=1.0, outlier_frac=0.3, scene="general", cam1=No
     return u1, u2, cam1, cam2, T, truth
 
 
+def ml_pose(u1, u2, cam1, cam2, T: Rigid3, truth) -> Rigid3:
+    """The maximum-likelihood pose of a make_pair scene: least-squares two-view BA on the TRUE
+    inliers, started at the truth (unit translation); the estimation limit of the noise."""
+    t_unit = Rigid3(T.rotation, T.translation / np.linalg.norm(T.translation))
+    X = triangulate_dlt(u1[truth], u2[truth], cam1, cam2, t_unit).points
+    return refine_two_view(u1[truth], u2[truth], cam1, cam2, t_unit, X, loss="linear").cam2_from_cam1
+
+
 def pose_errors(est: Rigid3, true: Rigid3):
     r = float(rotation_angle_deg(est.rotation @ true.rotation.T))
     a = est.translation / np.linalg.norm(est.translation)
@@ -148,17 +156,58 @@ def test_pose_accuracy_noise_and_outliers(seed):
     geo = two_view_geometry(u1, u2, cam1, cam2, config=TwoViewConfig(threshold_px=3.0))
     assert geo.degeneracy.verdict == "general" and geo.degeneracy.pose_reliable
     r, t = pose_errors(geo.cam2_from_cam1, T)
-    t_unit = Rigid3(T.rotation, T.translation / np.linalg.norm(T.translation))
-    ml = refine_two_view(u1[truth], u2[truth], cam1, cam2, t_unit,
-                         triangulate_dlt(u1[truth], u2[truth], cam1, cam2, t_unit).points, loss="linear")
-    assert r < max(0.1, pose_errors(ml.cam2_from_cam1, T)[0] + 0.03), r
+    ml = ml_pose(u1, u2, cam1, cam2, T, truth)
+    assert r < max(0.1, pose_errors(ml, T)[0] + 0.03), r
     assert t < 1.0, t
     # inliers: nearly all true inliers found, few outliers accepted
     assert np.mean(geo.inliers[truth]) > 0.97
     assert np.sum(geo.inliers & ~truth) <= 0.03 * truth.sum()
     assert geo.num_triangulated > 0.9 * truth.sum()
-    d_r, d_t = pose_errors(geo.cam2_from_cam1, ml.cam2_from_cam1)
+    d_r, d_t = pose_errors(geo.cam2_from_cam1, ml)
     assert d_r < 0.03 and d_t < 0.1, (d_r, d_t)
+
+
+def test_pose_accuracy_aggregate_tracks_ml():
+    """The synthetic bar on aggregate: over seeds 0-19 of the 1 px / 30 % pair, the median
+    distance of our pose to the ML pose. Per seed, the estimator's own spread (0.01 deg) hides a
+    loss that is less efficient on Gaussian noise; the median of 20 seeds does not
+    (bench/bench_twoview_seeds.py compares 100 seeds with the seven-point-era code).
+    Measured medians, rotation / translation direction to ML: now 0.0132 / 0.0333 deg; the
+    seven-point era 0.0129 / 0.0277; the Cauchy-only final fits before final_loss
+    0.0182 / 0.0377 (the rotation bound fails them; the translation bound is a looser guard)."""
+    d_r, d_t = [], []
+    for seed in range(20):
+        u1, u2, cam1, cam2, T, truth = make_pair(np.random.default_rng(seed), noise=1.0, outlier_frac=0.3)
+        geo = two_view_geometry(u1, u2, cam1, cam2, config=TwoViewConfig(threshold_px=3.0))
+        r, t = pose_errors(geo.cam2_from_cam1, ml_pose(u1, u2, cam1, cam2, T, truth))
+        d_r.append(r)
+        d_t.append(t)
+    assert np.median(d_r) < 0.016, np.median(d_r)
+    assert np.median(d_t) < 0.045, np.median(d_t)
+
+
+def test_final_loss_follows_the_residual_tails(rng):
+    """final_loss: least squares in a 3.5-sigma band on Gaussian residuals, the Cauchy on
+    Student-t (nu = 2) residuals like the real pairs' (Sceaux fits nu 0.5-4), the Cauchy when
+    there are too few residuals to tell; the least-squares cost is the truncated quadratic."""
+    from recon.twoview import epipolar_cost, final_loss
+
+    g = rng.normal(0.0, 1.0, 1500)
+    fl = final_loss(g[np.abs(g) < 3.0], 3.0)
+    assert fl.least_squares and fl.loss == "linear" and fl.nu >= 10, fl
+    assert abs(fl.sigma_px - 1.0) < 0.1 and fl.cap_px == 3.0
+    h = rng.normal(0.0, 0.5, 1500)
+    fl = final_loss(h[np.abs(h) < 3.0], 3.0)
+    assert fl.least_squares and abs(fl.cap_px - 3.5 * fl.sigma_px) < 1e-12 and fl.cap_px < 2.0
+    r = np.array([0.1, 1.0, 5.0])
+    assert fl.cost(r, np.array([False, False, True])) == pytest.approx(0.1 ** 2 + 1.0 + fl.cap_px ** 2, rel=1e-12)
+    assert fl.cost(r, np.zeros(3, bool)) == epipolar_cost(r, np.zeros(3, bool), np.inf, fl.cap_px)
+    t = 0.2 * rng.standard_t(2.0, 2500)
+    fl = final_loss(t[np.abs(t) < 1.0], 1.0)
+    assert not fl.least_squares and fl.loss == "cauchy" and fl.nu < 4, fl
+    assert fl.cap_px == 1.0 and fl.scale_px <= 0.5
+    fl = final_loss(g[:40], 3.0)  # too few residuals: the robust loss, no fit
+    assert not fl.least_squares and np.isnan(fl.nu)
 
 
 def test_sampson_jacobian_matches_finite_differences(rng):

@@ -404,13 +404,17 @@ def epipolar_cost(residuals_px, behind, scale_px: float, threshold_px: float) ->
 
 
 # Final-fit loss (see :func:`final_loss`): residuals whose fitted Student-t has at least this many
-# degrees of freedom are treated as Gaussian (a t with nu >= 10 is within ~5 % of the Gaussian in
-# variance and kurtosis-driven efficiency); the 1 px synthetic pairs fit nu 7-inf, the 55 Sceaux
-# pairs nu 0.5-4 (one pair of 118 inliers: 76), bench/bench_twoview_seeds.py and
-# bench/bench_twoview_real.py.
+# degrees of freedom are treated as Gaussian (least squares keeps (nu-2)(nu+3)/(nu(nu+1)) = 95 %
+# of the efficiency of the t's own ML fit at nu = 10, 80 % at nu = 5). The synthetic pairs
+# (1 px noise, 30-50 % outliers) fit nu 5-inf, most above 10; the 55 Sceaux pairs nu 0.5-4 (one
+# pair of 118 inliers: 76); bench/bench_twoview_seeds.py, bench/bench_twoview_real.py.
 GAUSSIAN_MIN_DOF = 10.0
 # fewer inlier residuals than this: the tails cannot be told apart, keep the robust loss
 NOISE_FIT_MIN_RESIDUALS = 50
+# least squares uses the matches within this many sigma (at most the threshold): on 100 seeds of
+# the 0.5 px / 3 px-threshold pair, mean rotation to ML 0.0063 deg with 3.5 sigma, 0.0070 with 3,
+# 0.0068 with 4; the whole 6-sigma threshold band (in-band outliers pull it) about 0.0097
+GAUSSIAN_BAND_SIGMAS = 3.5
 
 
 @dataclass(frozen=True)
@@ -421,7 +425,7 @@ class FinalLoss:
     scale_px: Cauchy scale (px); ``inf`` means least squares.
     cap_px:   the fits use the matches with |r| < cap_px (and not behind a camera), and
               :func:`epipolar_cost` caps the residuals there: the inlier threshold for the Cauchy
-              loss, min(3 sigma, threshold) for least squares.
+              loss, min(3.5 sigma, threshold) for least squares.
     sigma_px: inlier noise, 1.4826 x median |r| (px).
     nu:       degrees of freedom of the zero-mean Student-t fitted to the residuals below the
               threshold (truncated likelihood); ``nan`` when not fitted (too few residuals).
@@ -454,13 +458,15 @@ class FinalLoss:
 def final_loss(inlier_residuals_px, threshold_px: float) -> FinalLoss:
     """The loss of the final fits, from the Sampson distances of the current inliers (px, any sign).
 
-    Gaussian residuals (the fitted Student-t has nu >= GAUSSIAN_MIN_DOF): least squares on the
-    matches within min(3 sigma, T), the maximum-likelihood fit for Gaussian noise with the
-    3-sigma inlier band (a few outliers fall inside any band: about 2 T / image size of them).
-    Heavier tails (real matches: nu 0.5-4 on the Sceaux pairs) or fewer than
-    NOISE_FIT_MIN_RESIDUALS residuals: a Cauchy loss at 2.5 sigma, at most T / 2, capped at T;
-    on such residuals least squares is pulled by the tails (Sceaux median rotation error 0.164
-    instead of 0.144 deg with least squares in a 3-sigma band)."""
+    Gaussian residuals (the zero-mean Student-t fitted to them has nu >= GAUSSIAN_MIN_DOF): least
+    squares on the matches within min(3.5 sigma, T), the maximum-likelihood fit for Gaussian
+    noise (the band keeps most of the few outliers that fall inside any threshold, about
+    2 T / image size of them, out of the fit). Heavier tails (real matches: nu 0.5-4 on the
+    Sceaux pairs) or fewer than NOISE_FIT_MIN_RESIDUALS residuals: a Cauchy loss at 2.5 sigma, at
+    most T / 2, capped at T. Cauchy at 1.5 sigma costs ~10 % more rotation error than least
+    squares on Gaussian noise; least squares on the real residuals' tails raised the Sceaux
+    median rotation error from 0.144 to 0.164 deg (bench/bench_twoview_seeds.py,
+    bench/bench_twoview_real.py)."""
     r = np.abs(np.asarray(inlier_residuals_px, np.float64))
     r = r[r < threshold_px]
     sigma = 1.4826 * float(np.median(r)) if r.size else float(threshold_px)
@@ -468,7 +474,7 @@ def final_loss(inlier_residuals_px, threshold_px: float) -> FinalLoss:
     if r.size >= NOISE_FIT_MIN_RESIDUALS and sigma > 1e-6 * threshold_px:
         nu = _student_t_dof(r, threshold_px, sigma)
         if nu >= GAUSSIAN_MIN_DOF:
-            return FinalLoss(float("inf"), min(3.0 * sigma, float(threshold_px)), sigma, nu)
+            return FinalLoss(float("inf"), min(GAUSSIAN_BAND_SIGMAS * sigma, float(threshold_px)), sigma, nu)
     scale = float(np.clip(2.5 * sigma, 1e-3 * threshold_px, 0.5 * threshold_px))
     return FinalLoss(scale, float(threshold_px), sigma, nu)
 
