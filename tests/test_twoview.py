@@ -208,6 +208,8 @@ def test_final_loss_follows_the_residual_tails(rng):
     assert fl.cap_px == 1.0 and fl.scale_px <= 0.5
     fl = final_loss(g[:40], 3.0)  # too few residuals: the robust loss, no fit
     assert not fl.least_squares and np.isnan(fl.nu)
+    with pytest.raises(ValueError, match="threshold_px"):
+        final_loss(g, 0.0)
 
 
 def test_sampson_jacobian_matches_finite_differences(rng):
