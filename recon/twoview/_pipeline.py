@@ -239,8 +239,10 @@ def two_view_geometry(uv1, uv2, camera1: Camera | None = None, camera2: Camera |
                 # capped Sampson cost over all matches under the loss the inlier residuals call
                 # for (least squares on Gaussian ones, Cauchy on heavier tails), matches behind a
                 # camera counted as outliers (recon.twoview._epipolar.final_loss / epipolar_cost).
+                # "Behind" here is also what the BA's match set leaves out: a triangulation that
+                # is behind a camera or reprojects more than max_reproj_px off (_unusable).
                 r_before = sampson_error(fundamental_from_essential(_essential(pose), camera1, camera2), p1, p2)
-                behind_before = cheirality_outliers(pose, n1, n2, cfg.threshold_px, camera1.K, camera2.K)
+                behind_before = _unusable(pose, tri, n1, n2, camera1, camera2, cfg)
                 fl = final_loss(r_before[(r_before < cfg.threshold_px) & ~behind_before], cfg.threshold_px)
                 use, loss, scale = ok & (r_before < fl.cap_px), fl.loss, fl.loss_scale_px
                 if use.sum() < 8:
@@ -249,18 +251,18 @@ def two_view_geometry(uv1, uv2, camera1: Camera | None = None, camera2: Camera |
                                   loss_scale_px=scale, max_nfev=100)
             if not np.isfinite(ref.rms_after_px):
                 break
+            tri_after = triangulate_dlt(uv1, uv2, camera1, camera2, ref.cam2_from_cam1)
             if calibrated:
                 r_after = sampson_error(fundamental_from_essential(_essential(ref.cam2_from_cam1), camera1, camera2),
                                         p1, p2)
-                behind_after = cheirality_outliers(ref.cam2_from_cam1, n1, n2, cfg.threshold_px, camera1.K,
-                                                   camera2.K)
+                behind_after = _unusable(ref.cam2_from_cam1, tri_after, n1, n2, camera1, camera2, cfg)
                 if fl.cost(r_after, behind_after) > fl.cost(r_before, behind_before):
                     break
             elif ref.rms_after_px > ref.rms_before_px:
                 break
             pose = ref.cam2_from_cam1
             refined = True
-            tri = triangulate_dlt(uv1, uv2, camera1, camera2, pose)
+            tri = tri_after
             if guessed:  # E from a guessed K is only approximate: keep the F inliers
                 inl = Fr.inliers & tri.in_front
             else:
@@ -292,6 +294,20 @@ def two_view_geometry(uv1, uv2, camera1: Camera | None = None, camera2: Camera |
     if guessed:
         notes.append("intrinsics guessed: rotation_reliable and pose_reliable are False")
     return finish(deg, Fr, Er, Hr, pose, inl, tri, refined)
+
+
+def _unusable(pose: Rigid3, tri: Triangulation, n1, n2, camera1: Camera, camera2: Camera,
+              cfg: TwoViewConfig) -> np.ndarray:
+    """[N] bool: matches the final fits count as outliers under ``pose`` (``tri``: its
+    triangulation): rays that meet behind a camera (``cheirality_outliers``) or a triangulated
+    point that is behind a camera or reprojects more than ``cfg.max_reproj_px`` off, i.e. the
+    matches the two-view BA leaves out of its fit. Without the second part the acceptance cost
+    kept counting such a match at its (small) Sampson distance: the polish that fitted it beat
+    every BA that had left it out (at 1 px / 30 % outliers, false inliers at 60-80 deg parallax
+    with Sampson distances of 1.9-2.5 px moved the rotation by up to 0.014 deg; with them left out
+    the final pose ties the seven-point era's, bench/bench_twoview_seeds.py)."""
+    behind = cheirality_outliers(pose, n1, n2, cfg.threshold_px, camera1.K, camera2.K)
+    return behind | ~tri.valid(max_error_px=cfg.max_reproj_px, min_parallax_deg=0.0)
 
 
 # Reliability flags, from the measured 1-sigma uncertainty of the refined pose (Gauss-Newton
