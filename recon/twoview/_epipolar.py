@@ -393,7 +393,8 @@ def epipolar_cost(residuals_px, behind, scale_px: float, threshold_px: float) ->
     the two-view BA in :func:`two_view_geometry`): the Cauchy loss at ``scale_px`` of the
     Sampson distances of ALL matches, capped at the threshold T so that an outlier costs a
     constant, a match that the pose puts behind a camera (``behind``, from
-    :func:`cheirality_outliers`) counting as an outlier:
+    :func:`cheirality_outliers`; the two-view BA's acceptance also marks the matches its fit
+    leaves out, a triangulation behind a camera or too far off) counting as an outlier:
     sum_i s^2 log(1 + min(|r_i|, T)^2 / s^2), |r_i| = T where behind; ``scale_px = inf`` gives
     the truncated quadratic sum_i min(|r_i|, T)^2 (least squares, see :func:`final_loss`)."""
     r = np.where(np.asarray(behind, bool), threshold_px, np.minimum(np.abs(np.asarray(residuals_px, np.float64)),
