@@ -322,6 +322,23 @@ def test_occupancy_grid_update_marks_dense_region():
     assert 0.03 < frac < 0.12
 
 
+def test_occupancy_grid_keeps_pinned_cells_whatever_their_density():
+    """Cells pinned at (SfM) points stay occupied through updates that find them empty; the
+    pinned mask is training-time state (not saved), the occupied mask is."""
+    torch.manual_seed(0)
+    grid = OccupancyGrid(8)
+    pts = torch.tensor([[0.06, 0.06, 0.06], [0.5, 0.7, 0.9], [0.51, 0.71, 0.91]])  # the last two share a cell
+    assert grid.pin(pts) == 2
+    for _ in range(3):
+        frac = grid.update(lambda u: torch.zeros(len(u)), threshold=1.0)
+    assert frac == pytest.approx(2 / 8 ** 3)
+    assert bool(grid.occupied[grid.cell_index(pts)].all())
+    assert "pinned" not in grid.state_dict() and "occupied" in grid.state_dict()
+    unpinned = OccupancyGrid(8)
+    unpinned.update(lambda u: torch.zeros(len(u)), threshold=1.0)
+    assert not bool(unpinned.occupied.any())
+
+
 @pytest.mark.parametrize("backend", ["reference", "grid_sample", "cpp"])
 def test_hash_grid_of_no_points_is_empty(backend):
     """A chunk of rays with no sample (all in carved space) encodes to [0, L*F], not an error."""

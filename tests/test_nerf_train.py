@@ -320,7 +320,6 @@ def _with_tracks(scene: SceneData) -> SceneData:
 
 def test_depth_supervision_rays_come_from_training_views_only_and_the_loss_is_line_of_sight(tiny_scene):
     from render.nerf.sampling import PackedSamples
-    from render.nerf.volume import RenderedRays
 
     scene = _with_tracks(tiny_scene)
     split = Split.every(scene)
@@ -337,9 +336,8 @@ def test_depth_supervision_rays_come_from_training_views_only_and_the_loss_is_li
     # exact arithmetic: put every ray's three samples at 0.5 D, D and 1.5 D of its own target
     def run(weights):
         calls = {}
-        real = tr.model.render_rays
 
-        def render_rays(origins, dirs, stratified=False, background=None):
+        def depth_weights(origins, dirs):
             r = origins.shape[0]
             key = (origins.numpy()[:, None] == o.numpy()[None]).all(2) & \
                 (np.abs(dirs.numpy()[:, None] - d.numpy()[None]) < 1e-7).all(2)
@@ -347,21 +345,40 @@ def test_depth_supervision_rays_come_from_training_views_only_and_the_loss_is_li
             mids = np.stack([0.5 * target, target, 1.5 * target], 1).reshape(-1)
             half = 1e-3
             calls["n"] = r
-            return (RenderedRays(torch.zeros(r, 3), torch.ones(r), torch.zeros(r),
-                                 torch.tensor(np.tile(weights, r), dtype=torch.float32)),
+            return (torch.tensor(np.tile(weights, r), dtype=torch.float32),
                     PackedSamples(torch.arange(r).repeat_interleave(3), torch.tensor(mids - half, dtype=torch.float32),
                                   torch.tensor(mids + half, dtype=torch.float32), torch.zeros(3 * r, 3), r))
 
-        tr.model.render_rays = render_rays
+        tr._depth_weights = depth_weights
         try:
             return float(tr.depth_loss()), calls["n"]
         finally:
-            tr.model.render_rays = real
+            del tr._depth_weights
 
+    # default: the near-surface term alone
+    assert tr.cfg.depth_free_weight == 0.0
     assert run([0.0, 1.0, 0.0]) == (pytest.approx(0.0, abs=1e-6), 64)  # opaque at the point: no loss
-    assert run([1.0, 0.0, 0.0])[0] == pytest.approx(2.0)  # all weight in front: free-space + missing surface
+    assert run([1.0, 0.0, 0.0])[0] == pytest.approx(1.0)  # all weight in front: the surface is missing
+    assert run([0.0, 0.0, 1.0])[0] == pytest.approx(1.0)  # behind the point: the same
+    assert run([0.2, 0.5, 0.0])[0] == pytest.approx(0.5)
+    # with the explicit free-space term (weight in front of the point) at weight 1
+    tr.cfg = dataclasses.replace(tr.cfg, depth_free_weight=1.0)
+    assert run([0.0, 1.0, 0.0])[0] == pytest.approx(0.0, abs=1e-6)
+    assert run([1.0, 0.0, 0.0])[0] == pytest.approx(2.0)  # free-space + missing surface
     assert run([0.0, 0.0, 1.0])[0] == pytest.approx(1.0)  # behind the point: only the missing surface
     assert run([0.2, 0.5, 0.0])[0] == pytest.approx(0.7)
+
+
+def test_depth_weight_schedule_and_its_validation():
+    cfg = NerfConfig.preset("cpu")
+    assert cfg.depth_weight(0.0) == pytest.approx(0.3) and cfg.depth_weight(1.0) == pytest.approx(0.001)
+    assert cfg.depth_weight(0.5) == pytest.approx((0.3 * 0.001) ** 0.5)  # log-linear: the geometric mean
+    assert cfg.depth_weight(2.0) == pytest.approx(0.001)
+    assert dataclasses.replace(cfg, lambda_depth_final=None).depth_weight(0.7) == 0.3
+    with pytest.raises(ValueError, match="lambda_depth_final"):
+        dataclasses.replace(cfg, lambda_depth=0.0).validate()
+    with pytest.raises(ValueError, match="lambda_depth_final"):
+        dataclasses.replace(cfg, lambda_depth_final=0.0).validate()
 
 
 @pytest.mark.slow

@@ -56,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lambda-distortion", type=float, metavar="L", help="distortion-loss weight (default 1e-3)")
     parser.add_argument("--lambda-depth", type=float, metavar="L",
                         help="weight of the depth supervision from the SfM points their tracks say each "
-                             "training view saw (0: off; default: the preset's, 0.1 for cpu, 0 for default); "
+                             "training view saw, at the start of the run (0: off; default: the preset's: cpu 0.3, "
+                             "decayed log-linearly to 0.001 by the end; default preset 0); "
                              "datasets without tracks (transforms.json) train without it")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="auto = cuda when torch sees a GPU")
@@ -111,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
         if args.lambda_depth < 0:
             raise ValueError(f"--lambda-depth: expected >= 0, got {args.lambda_depth}")
         over["lambda_depth"] = args.lambda_depth
+        if args.lambda_depth == 0:
+            over["lambda_depth_final"] = None
     cfg = dataclasses.replace(cfg, **over)
     log(f"preset {preset}")
     result = train(args.data, args.output, cfg, resume=args.resume, progress=not args.quiet, log=log,

@@ -168,6 +168,8 @@ class OccupancyGrid(torch.nn.Module):
         n = resolution ** 3
         self.register_buffer("density", torch.zeros(n))  # EMA; every cell counts as occupied until the first update
         self.register_buffer("occupied", torch.ones(n, dtype=torch.bool))
+        # cells kept occupied whatever their density (see pin); training-time only
+        self.register_buffer("pinned", torch.zeros(n, dtype=torch.bool), persistent=False)
 
     def cell_index(self, u: torch.Tensor) -> torch.Tensor:
         g = self.resolution
@@ -176,6 +178,17 @@ class OccupancyGrid(torch.nn.Module):
 
     def is_occupied(self, u: torch.Tensor) -> torch.Tensor:
         return self.occupied[self.cell_index(u)]
+
+    def pin(self, u: torch.Tensor) -> int:
+        """Keep the cells holding the points ``u [N, 3]`` (unit cube) occupied at every update:
+        surfaces the SfM saw are never skipped before the field has learned them (thin structures
+        fill a small part of their cells, and a cell re-evaluated at one random point at a time is
+        culled before their density grows). Returns the number of pinned cells."""
+        if len(u):
+            inside = ((u >= 0) & (u <= 1)).all(-1)
+            self.pinned[self.cell_index(u[inside])] = True
+        self.occupied |= self.pinned
+        return int(self.pinned.sum())
 
     def cell_centres(self, index: torch.Tensor, jitter: bool = True) -> torch.Tensor:
         g = self.resolution
@@ -195,7 +208,7 @@ class OccupancyGrid(torch.nn.Module):
                          for i in range(0, len(idx), chunk)])
         self.density[idx] = torch.maximum(self.density[idx] * self.decay, new)
         thr = min(threshold, float(self.density.clamp_max(1e4).mean()))
-        self.occupied = self.density > thr
+        self.occupied = (self.density > thr) | self.pinned
         return float(self.occupied.float().mean())
 
 
