@@ -26,8 +26,9 @@ Bounds: --bounds auto picks an axis-aligned box for bounded scenes (an object se
 a room seen from inside) and mip-NeRF 360's scene contraction for unbounded ones, from the
 camera layout and the SfM points (report.json says which and why).
 
-Presets: 'cpu' (10 hash levels, 2^16 table, 1024 rays per step, 48^3 occupancy grid, SH degree 1,
-depth supervision from the SfM points 0.1), 'default'
+Presets: 'cpu' (10 hash levels, 2^16 table, 1024 rays per step, 48^3 occupancy grid with the
+cells of the SfM points kept occupied, SH degree 1, depth supervision from the SfM points 0.3
+decayed to 0.001), 'default'
 (Instant-NGP's 16 levels, 2^19 table, 4096 rays, 128^3 grid; for CUDA), 'frequency' (the original
 positional encoding, for comparison). 'auto' = cpu on a CPU, default on CUDA.
 

@@ -184,6 +184,8 @@ class OccupancyGrid(torch.nn.Module):
         surfaces the SfM saw are never skipped before the field has learned them (thin structures
         fill a small part of their cells, and a cell re-evaluated at one random point at a time is
         culled before their density grows). Returns the number of pinned cells."""
+        if u.ndim != 2 or u.shape[1] != 3:
+            raise ValueError(f"u: expected [N, 3] unit-cube points, got {tuple(u.shape)}")
         if len(u):
             inside = ((u >= 0) & (u <= 1)).all(-1)
             self.pinned[self.cell_index(u[inside])] = True

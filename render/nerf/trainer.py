@@ -128,6 +128,14 @@ class NerfConfig:
             raise ValueError(f"device: expected 'auto', 'cpu' or 'cuda', got {self.device!r}")
         if not 0 < self.resolution_scale <= 1:
             raise ValueError(f"resolution_scale: expected a value in (0, 1], got {self.resolution_scale}")
+        if not self.lambda_depth >= 0:
+            raise ValueError(f"lambda_depth: expected >= 0, got {self.lambda_depth}")
+        if self.depth_rays_per_batch < 1:
+            raise ValueError(f"depth_rays_per_batch: expected >= 1, got {self.depth_rays_per_batch}")
+        if not self.depth_margin > 0:
+            raise ValueError(f"depth_margin: expected > 0, got {self.depth_margin}")
+        if not self.depth_free_weight >= 0:
+            raise ValueError(f"depth_free_weight: expected >= 0, got {self.depth_free_weight}")
         if self.lambda_depth_final is not None and not (self.lambda_depth_final > 0 and self.lambda_depth > 0):
             raise ValueError(f"lambda_depth_final: expected > 0 with lambda_depth > 0 (or None), got "
                              f"{self.lambda_depth_final} with lambda_depth {self.lambda_depth}")
@@ -374,12 +382,9 @@ class NerfTrainer:
         """Rays of the SfM observations in the TRAINING views (never the test views): origin the
         camera centre, unit direction to the point, target distance ||X - C||."""
         self.depth_rays = None
-        pv = getattr(scene, "point_views", None)
-        if self.cfg.lambda_depth <= 0 or pv is None or len(pv) == 0:
+        if self.cfg.lambda_depth <= 0:
             return
-        train = np.zeros(len(scene.views), bool)
-        train[list(split.train)] = True
-        pv = pv[train[pv[:, 1]]]
+        pv = _training_observations(scene, split)
         if len(pv) == 0:
             return
         centres = np.array([v.cam_from_world.dst_origin_in_src() for v in scene.views])
@@ -396,13 +401,8 @@ class NerfTrainer:
     def _pin_points(self, scene: SceneData, split: Split) -> None:
         """Pin the occupancy cells of the SfM points a training view saw (all points where the
         dataset has no tracks)."""
-        pv = getattr(scene, "point_views", None)
-        if pv is not None and len(pv):
-            train = np.zeros(len(scene.views), bool)
-            train[list(split.train)] = True
-            xyz = scene.points_xyz[np.unique(pv[train[pv[:, 1]], 0])]
-        else:
-            xyz = scene.points_xyz
+        xyz = scene.points_xyz[np.unique(_training_observations(scene, split)[:, 0])] \
+            if len(scene.point_views) else scene.points_xyz
         u = self.model.bounds.to_unit(torch.tensor(xyz, dtype=torch.float32, device=self.device))
         n = self.model.grid.pin(u)
         self.log(f"occupancy grid: {n} cells of {len(xyz)} SfM points kept occupied")
@@ -543,6 +543,15 @@ class NerfTrainer:
                 "background": list(self.cfg.background),
                 "outputs": {"model": "model.pt", "depth": "depth/<view>.npy" if self.cfg.write_depth else None,
                             "density_grid": "density_grid.npz"}}
+
+
+def _training_observations(scene: SceneData, split: Split) -> np.ndarray:
+    """The SfM observations [M, 2] (point, view) of ``scene.point_views`` made by TRAINING views
+    (the depth supervision and the pinned occupancy cells never see a test view's tracks)."""
+    train = np.zeros(len(scene.views), bool)
+    train[list(split.train)] = True
+    pv = scene.point_views
+    return pv[train[pv[:, 1]]]
 
 
 def _depth_points(camera: Camera, cam_from_world: Rigid3, r: RenderedView) -> tuple[np.ndarray, np.ndarray]:
