@@ -16,6 +16,8 @@ from recon.errors import ReconError
 from recon.export import (
     DensityGrid,
     DepthView,
+    ExportOptions,
+    ExportResult,
     Mesh,
     TSDFOptions,
     auto_volume,
@@ -23,6 +25,7 @@ from recon.export import (
     chamfer_distance,
     crop_points,
     decimate,
+    export_artifact,
     filter_gaussians,
     filter_mesh_by_attribute,
     filter_points_by_attribute,
@@ -344,59 +347,102 @@ def _recon(*args, cwd=None, timeout: float = 600):
                           env=env, timeout=timeout, cwd=cwd, check=False)
 
 
-def test_cli_exports_a_tsdf_mesh_with_a_report(small, tmp_path):
+def test_export_artifact_tsdf_mesh_with_a_report(small, tmp_path):
     out = tmp_path / "mesh.glb"
-    r = _recon("export", small, "-o", out, "--faces", "3000", "--no-progress")
-    assert r.returncode == 0, r.stderr
-    rep = json.loads((tmp_path / "mesh.glb.report.json").read_text())
-    assert rep["method"] == "tsdf" and rep["faces"] <= 3000 and rep["source_kind"] == "synthetic dataset"
-    assert rep["tsdf"]["views"] == 8 and rep["seconds"] > 0
+    res = export_artifact(small, out, ExportOptions(faces=3000, progress=False))
+    assert isinstance(res, ExportResult) and res.report_path == tmp_path / "mesh.glb.report.json"
+    rep = json.loads(res.report_path.read_text())
+    assert rep.pop("version") == 1 and rep == json.loads(json.dumps(res.to_json()))
+    assert res.method == "tsdf" and res.faces <= 3000 and res.source_kind == "synthetic dataset"
+    assert res.details["tsdf"]["views"] == 8 and res.seconds > 0
     mesh = read_mesh(out)
-    assert mesh.num_faces == rep["faces"] and mesh.vertex_colors is not None
+    assert mesh.num_faces == res.faces and mesh.vertex_colors is not None
     truth = np.concatenate([backproject(v)[0] for v in load_depth_views(small)])
     assert chamfer_distance(mesh, truth).relative < 0.01
 
 
-def test_cli_dense_points_and_sfm_points(small, tmp_path):
+def test_export_artifact_dense_points_and_sfm_points(small, tmp_path):
     from recon.io import read_ply
 
-    r = _recon("export", small, "-o", tmp_path / "dense.ply", "--what", "points", "--voxel", "0.05", "--no-progress")
-    assert r.returncode == 0, r.stderr
+    res = export_artifact(small, tmp_path / "dense.ply", ExportOptions(what="points", voxel=0.05, progress=False))
     dense = read_ply(tmp_path / "dense.ply")
     assert dense.rgb is not None and dense.normals is not None and len(dense) > 3000
-    r = _recon("export", small / "sparse" / "0", "-o", tmp_path / "sfm.ply", "--no-progress")
-    assert r.returncode == 0, r.stderr
-    assert json.loads((tmp_path / "sfm.ply.report.json").read_text())["method"].startswith("SfM points")
+    assert res.has_colors and res.has_normals and res.vertices == len(dense)
+    res = export_artifact(small / "sparse" / "0", tmp_path / "sfm.ply", ExportOptions(progress=False))
+    assert res.method.startswith("SfM points") and res.what == "points"
 
 
-def test_cli_bad_input_exits_2_and_writes_nothing(small, tmp_path):
+def test_export_artifact_refuses_bad_input_and_writes_nothing(small, tmp_path):
     import shutil
+
+    from recon.io import write_ply
 
     # all-NaN depth
     nan = tmp_path / "nan"
     shutil.copytree(small, nan)
     for f in (nan / "depth").glob("*.npy"):
         np.save(f, np.full_like(np.load(f), np.nan))
-    r = _recon("export", nan, "-o", tmp_path / "a.ply", "--no-progress")
-    assert r.returncode == 2 and "empty" in r.stderr and len(r.stderr.strip().splitlines()) <= 2, r.stderr
+    with pytest.raises(ReconError, match="empty"):
+        export_artifact(nan, tmp_path / "a.ply", ExportOptions(progress=False))
     assert not (tmp_path / "a.ply").exists()
     # a crop box with nothing in it
+    with pytest.raises(ReconError, match="crop"):
+        export_artifact(small, tmp_path / "b.ply", ExportOptions(what="points", crop=(50, 50, 50, 51, 51, 51),
+                                                                 progress=False))
+    assert not (tmp_path / "b.ply").exists()
+    # a point cloud without colours: refused unless allowed
+    write_ply(tmp_path / "grey.ply", PointCloud(np.random.default_rng(0).normal(size=(100, 3))))
+    with pytest.raises(ReconError, match="colours"):
+        export_artifact(tmp_path / "grey.ply", tmp_path / "c.ply")
+    assert not (tmp_path / "c.ply").exists()
+    export_artifact(tmp_path / "grey.ply", tmp_path / "c.ply", ExportOptions(allow_no_colors=True))
+    assert (tmp_path / "c.ply").exists()
+    # options and outputs named in the message
+    with pytest.raises(ValueError, match="--output"):
+        export_artifact(small, tmp_path / "d.xyz")
+    for bad, name in ((dict(voxel=-1.0), "--voxel"), (dict(faces=2), "--faces"), (dict(min_views=0), "--min-views"),
+                      (dict(crop=(1, 1, 1, 0, 0, 0)), "--crop"), (dict(what="cube"), "--what")):
+        with pytest.raises(ValueError, match=name):
+            export_artifact(small, tmp_path / "e.ply", ExportOptions(**bad))
+    assert not (tmp_path / "e.ply").exists()
+
+
+def test_cli_bad_input_exits_2_and_writes_nothing(small, tmp_path):
+    """The CLI shell: exit 2 with one line for bad input; --no-progress is a hidden alias of -q."""
     r = _recon("export", small, "-o", tmp_path / "b.ply", "--what", "points", "--crop", "50", "50", "50", "51", "51",
                "51", "--no-progress")
-    assert r.returncode == 2 and "crop" in r.stderr, r.stderr
+    assert r.returncode == 2 and "crop" in r.stderr and len(r.stderr.strip().splitlines()) <= 2, r.stderr
     assert not (tmp_path / "b.ply").exists()
-    # a point cloud without colours
-    from recon.io import write_ply
-
-    write_ply(tmp_path / "grey.ply", PointCloud(np.random.default_rng(0).normal(size=(100, 3))))
-    r = _recon("export", tmp_path / "grey.ply", "-o", tmp_path / "c.ply", "--no-progress")
-    assert r.returncode == 2 and "colours" in r.stderr, r.stderr
-    assert not (tmp_path / "c.ply").exists()
-    r = _recon("export", tmp_path / "grey.ply", "-o", tmp_path / "c.ply", "--no-colors", "--no-progress")
-    assert r.returncode == 0 and (tmp_path / "c.ply").exists(), r.stderr
-    # an unknown output format
     r = _recon("export", small, "-o", tmp_path / "d.xyz")
     assert r.returncode == 2 and "--output" in r.stderr
+    r = _recon("export", small / "sparse" / "0", "-o", tmp_path / "sfm.ply", "-q")
+    assert r.returncode == 0 and "recon export: points" in r.stderr, r.stderr
+    assert json.loads((tmp_path / "sfm.ply.report.json").read_text())["what"] == "points"
+
+
+def test_splat_source_needs_a_depth_renderer(tmp_path, rng):
+    """recon.export never imports render: a splat output's depth comes from the caller."""
+    from recon.export import DepthView
+    from recon.io.gaussians import GaussianCloud, write_splat_ply
+
+    data = _write_synth(tmp_path / "s", 64, 48)
+    run = tmp_path / "splat"
+    run.mkdir()
+    write_splat_ply(run / "splat.ply", GaussianCloud.from_points(rng.normal(size=(20, 3)), opacity=0.5))
+    (run / "report.json").write_text(json.dumps({"method": "splat", "data_path": str(data)}))
+    with pytest.raises(ValueError, match="depth_renderer"):
+        export_artifact(run, tmp_path / "m.ply", ExportOptions(progress=False))
+    calls = []
+
+    def truth_depth(artifact, *, min_alpha, progress):  # the dataset's true depth stands in for a render
+        calls.append((artifact.kind.value, min_alpha, progress))
+        return [DepthView(v.camera, v.cam_from_world, v.depth, v.rgb, v.name) for v in load_depth_views(data)]
+
+    res = export_artifact(run, tmp_path / "m.ply", ExportOptions(min_alpha=0.3, progress=False),
+                          depth_renderer=truth_depth)
+    assert calls == [("splat_output", 0.3, False)] and res.details["tsdf"]["depth_source"] == "rendered splat depth"
+    truth = np.concatenate([backproject(v)[0] for v in load_depth_views(data)])
+    assert chamfer_distance(read_mesh(tmp_path / "m.ply"), truth).relative < 0.02
 
 
 def test_import_recon_export_is_light():
@@ -422,12 +468,11 @@ def test_cli_nerf_output_layout(small, tmp_path):
     grid = _sphere_grid()
     np.savez_compressed(nerf / "density_grid.npz", density=grid.grid, bbox_min=grid.bbox_min, bbox_max=grid.bbox_max,
                         iso_hint=25.0)
-    r = _recon("export", nerf, "-o", tmp_path / "tsdf.ply", "--no-progress")
-    assert r.returncode == 0, r.stderr
-    rep = json.loads((tmp_path / "tsdf.ply.report.json").read_text())
-    assert rep["source_kind"] == "NeRF training output" and rep["tsdf"]["depth_source"] == "NeRF depth maps"
-    r = _recon("export", nerf, "-o", tmp_path / "mc.obj", "--method", "marching-cubes", "--no-progress")
-    assert r.returncode == 0, r.stderr
+    res = export_artifact(nerf, tmp_path / "tsdf.ply", ExportOptions(progress=False))
+    assert res.source_kind == "NeRF training output" and res.details["tsdf"]["depth_source"] == "NeRF depth maps"
+    opts = ExportOptions(method="marching-cubes", progress=False)
+    res = export_artifact(nerf, tmp_path / "mc.obj", opts)
+    assert res.details["note"].startswith("marching cubes") and not opts.allow_no_colors  # options untouched
     mesh = read_mesh(tmp_path / "mc.obj")
     assert abs(np.linalg.norm(mesh.vertices, axis=1).mean() - 0.6) < 0.01
 
@@ -467,7 +512,7 @@ def test_mesh_from_gaussians_trained_on_the_cpu(tmp_path):
     assert c.relative < 0.02, c
 
 
-def test_cli_splat_labels_and_stereo_sources(tmp_path, rng):
+def test_export_splat_labels_and_stereo_sources(tmp_path, rng):
     from recon.io import read_ply, write_ply
     from recon.io.gaussians import GaussianCloud, read_splat_ply, write_splat_ply
 
@@ -476,9 +521,9 @@ def test_cli_splat_labels_and_stereo_sources(tmp_path, rng):
     g = GaussianCloud.from_points(xyz, opacity=0.5)
     g.opacity_logits[:50] = -6.0
     write_splat_ply(tmp_path / "g.ply", g)
-    r = _recon("export", tmp_path / "g.ply", "-o", tmp_path / "g_out.ply", "--crop", "-1", "-1", "-1", "1", "1", "1",
-               "--min-opacity", "0.1")
-    assert r.returncode == 0, r.stderr
+    res = export_artifact(tmp_path / "g.ply", tmp_path / "g_out.ply", ExportOptions(crop=(-1, -1, -1, 1, 1, 1),
+                                                                                  min_opacity=0.1))
+    assert res.what == "splat" and res.details["gaussians_in"] == 200
     out = read_splat_ply(tmp_path / "g_out.ply")
     want = (np.all(np.abs(xyz) <= 1, axis=1) & (np.arange(200) >= 50)).sum()
     assert len(out) == want and np.all(np.abs(out.means) <= 1)
@@ -486,8 +531,7 @@ def test_cli_splat_labels_and_stereo_sources(tmp_path, rng):
     cls = np.where(np.arange(300) < 100, 4, 1).astype(np.int32)  # 4 = chair
     write_ply(tmp_path / "lab.ply", PointCloud(rng.normal(size=(300, 3)), rng.integers(0, 255, (300, 3)).astype(np.uint8),
                                                None, {"class_id": cls}))
-    r = _recon("export", tmp_path / "lab.ply", "-o", tmp_path / "chair.ply", "--class", "chair", "--outlier-std", "0")
-    assert r.returncode == 0, r.stderr
+    export_artifact(tmp_path / "lab.ply", tmp_path / "chair.ply", ExportOptions(class_name="chair", outlier_std=0))
     assert np.all(read_ply(tmp_path / "chair.ply").attributes["class_id"] == 4) and len(read_ply(tmp_path / "chair.ply")) == 100
     # a `recon stereo` output folder: its points, normals facing the left camera at the origin
     st = tmp_path / "stereo"
@@ -496,7 +540,7 @@ def test_cli_splat_labels_and_stereo_sources(tmp_path, rng):
     write_ply(st / "points.ply", PointCloud(plane.astype(np.float32), np.full((2000, 3), 128, np.uint8)))
     np.save(st / "depth.npy", np.ones((4, 4), np.float32))
     (st / "report.json").write_text("{}")
-    r = _recon("export", st, "-o", tmp_path / "st.ply")
-    assert r.returncode == 0, r.stderr
+    res = export_artifact(st, tmp_path / "st.ply")
+    assert res.source_kind == "stereo output" and res.what == "points"
     n = read_ply(tmp_path / "st.ply").normals
     assert np.all(n[:, 2] < -0.99)  # facing the camera (which looks along +z)

@@ -1,10 +1,13 @@
 """`recon export SOURCE -o FILE`: meshes, point clouds and cropped 3DGS PLYs from any stage's output.
 
-Light at import: argparse only; NumPy, Open3D and (for splat sources) torch + render load inside run()."""
+The job is recon.export.export_artifact; splat depth comes from render.splat.render_depth_views.
+Light at import: argparse only."""
 
 from __future__ import annotations
 
 import argparse
+
+from recon.cli._style import add_quiet
 
 NAME = "export"
 HELP = "meshes (TSDF, Poisson, marching cubes) and point clouds from depth, SfM, splat or NeRF outputs"
@@ -44,6 +47,7 @@ examples:
   recon export labels.ply -o chair.ply --class chair
 """
 
+# recon.export.EXPORT_WHATS / EXPORT_METHODS, spelled out: `recon --help` must not import NumPy
 WHATS = ("points", "mesh", "splat")
 METHODS = ("tsdf", "poisson", "marching-cubes")
 
@@ -81,25 +85,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep one class (name or id) only (labelled sources)")
     parser.add_argument("--no-colors", action="store_true",
                         help="accept a source without colours (default: that is an error)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_quiet(parser)
+
+
+def _options(args: argparse.Namespace):
+    from recon.export import ExportOptions
+
+    return ExportOptions(
+        what=args.what, method=args.method, crop=None if args.crop is None else tuple(args.crop), voxel=args.voxel,
+        faces=args.faces, min_component=args.min_component, min_views=args.min_views, depth_max=args.depth_max,
+        min_alpha=args.min_alpha, min_opacity=args.min_opacity, poisson_depth=args.poisson_depth,
+        density_quantile=args.density_quantile, level=args.level, outlier_std=args.outlier_std,
+        instance=args.instance, class_name=args.class_name, allow_no_colors=args.no_colors,
+        progress=not args.quiet)
 
 
 def run(args: argparse.Namespace) -> int:
     import sys
-    import time
-    from pathlib import Path
 
-    from recon.cli._export import export
+    from recon.export import export_artifact
+    from render.splat import render_depth_views
 
-    t0 = time.perf_counter()
-    out = Path(args.output)
-    report = export(args, Path(args.source), out)
-    report["seconds"] = round(time.perf_counter() - t0, 3)
-    import json
-
-    rpath = out.with_name(out.name + ".report.json")
-    rpath.write_text(json.dumps(report, indent=1) + "\n")
-    counts = f"{report['vertices']:,} vertices" + (f", {report['faces']:,} faces" if report.get("faces") else "")
-    print(f"recon export: {report['what']} ({report['method']}) {counts} in {report['seconds']:.1f} s -> {out} "
-          f"(report {rpath.name})", file=sys.stderr)
+    r = export_artifact(args.source, args.output, _options(args), depth_renderer=render_depth_views)
+    counts = f"{r.vertices:,} vertices" + (f", {r.faces:,} faces" if r.faces else "")
+    print(f"recon export: {r.what} ({r.method}) {counts} in {r.seconds:.1f} s -> {r.output} "
+          f"(report {r.report_path.name})", file=sys.stderr)
     return 0

@@ -1,6 +1,6 @@
 """Dense geometry and export: TSDF fusion of posed depth maps, point-cloud cleanup and dense
 point clouds, screened Poisson, marching cubes of density grids, mesh cleanup, mesh formats
-and 3DGS PLY filtering. `recon export` is the CLI on top (recon/cli/verb_export.py).
+and 3DGS PLY filtering; :func:`export_artifact` runs a whole export (the job of `recon export`).
 
 Never imports ``render``: callers (the CLI, pipelines) render depth from a trained model and
 hand it over as :class:`DepthView` lists. Importing this package is light (NumPy, calib);
@@ -24,6 +24,14 @@ from recon.export.mesh import (
     remove_small_components,
     write_mesh,
 )
+from recon.export.job import (
+    EXPORT_METHODS,
+    EXPORT_WHATS,
+    DepthRenderer,
+    ExportOptions,
+    ExportResult,
+    export_artifact,
+)
 from recon.export.metrics import ChamferResult, chamfer_distance, normal_consistency, sample_surface
 from recon.export.points import (
     crop_points,
@@ -46,6 +54,7 @@ from recon.export.surface import (
 from recon.export.tsdf import TSDFOptions, TSDFResult, VolumeSpec, auto_volume, fuse_tsdf
 
 __all__ = [
+    "EXPORT_METHODS", "EXPORT_WHATS", "DepthRenderer", "ExportOptions", "ExportResult", "export_artifact",
     "MESH_SUFFIXES", "ChamferResult", "DensityGrid", "DepthView", "Mesh", "TSDFOptions", "TSDFResult",
     "VolumeSpec", "auto_volume", "backproject", "chamfer_distance", "check_depth_views", "crop_mesh",
     "crop_points", "decimate", "estimate_normals", "filter_gaussians", "filter_mesh_by_attribute",

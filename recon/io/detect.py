@@ -19,6 +19,7 @@ Folders are checked in this order (the first rule that matches wins):
 ``nerf_output``    ``report.json`` whose ``"method"`` is ``"nerf"`` and a ``checkpoint.pt``
 ``splat_output``   ``splat.ply`` (``recon train splat``; ``report.json`` ``"method": "splat"``)
 ``synth_dataset``  ``gt.json`` (``recon synth`` / ``recon.synth``: images, depth, labels, sparse/0)
+``stereo_output``  ``depth.npy``, ``points.ply`` and ``report.json`` (``recon stereo``)
 ``sfm_output``     a COLMAP model in ``sparse/0`` or ``sparse/`` (``recon sfm``, COLMAP's layout)
 ``colmap_model``   the folder (or its ``0/``) holds cameras/images/points3D ``.bin`` or ``.txt``
 ``transforms``     ``transforms.json`` (nerfstudio / Instant-NGP), or Blender's ``transforms_*.json``
@@ -77,6 +78,7 @@ class Kind(str, Enum):
     SPLAT_OUTPUT = "splat_output"
     SYNTH_DATASET = "synth_dataset"
     SFM_OUTPUT = "sfm_output"
+    STEREO_OUTPUT = "stereo_output"
     COLMAP_MODEL = "colmap_model"
     TRANSFORMS = "transforms"
     IMAGE_FOLDER = "image_folder"
@@ -99,6 +101,7 @@ class Kind(str, Enum):
 _LABELS = {
     Kind.NERF_OUTPUT: "NeRF training output", Kind.SPLAT_OUTPUT: "splat training output",
     Kind.SYNTH_DATASET: "synthetic dataset", Kind.SFM_OUTPUT: "SfM output",
+    Kind.STEREO_OUTPUT: "stereo output",
     Kind.COLMAP_MODEL: "COLMAP model", Kind.TRANSFORMS: "transforms.json dataset",
     Kind.IMAGE_FOLDER: "image folder", Kind.SPLAT_PLY: "3DGS splat PLY", Kind.MESH: "mesh",
     Kind.POINT_CLOUD: "point cloud", Kind.IMAGE: "image", Kind.VIDEO: "video",
@@ -225,6 +228,8 @@ def _detect_folder(folder: Path) -> Artifact | None:
                         images_dir=_opt(folder / "images"), depth_dir=_opt(folder / "depth"),
                         labels_dir=_opt(folder / "labels"), report=report_path)
 
+    if report_path is not None and all((folder / n).is_file() for n in ("depth.npy", "points.ply")):
+        return Artifact(Kind.STEREO_OUTPUT, folder, report=report_path, ply=folder / "points.ply")
     model = _model_in(folder / "sparse" / "0") or _model_in(folder / "sparse")
     if model is not None:
         return Artifact(Kind.SFM_OUTPUT, folder, model_dir=model, transforms=transforms, report=report_path,

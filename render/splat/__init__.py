@@ -20,11 +20,16 @@ _LAZY = {
     "train": "render.splat.trainer",
     "DefaultStrategy": "render.splat.strategy",
     "MCMCStrategy": "render.splat.strategy",
+    "render_depth_views": "render.splat.depth_views",
+    "RenderFramesOptions": "render.splat.render_frames",
+    "RenderFramesResult": "render.splat.render_frames",
+    "render_run_frames": "render.splat.render_frames",
 }
 
 __all__ = [  # the names of _LAZY
     "DefaultStrategy", "Gaussians", "MCMCStrategy", "RenderOutput", "TrainConfig", "TrainResult",
-    "TrainingDiverged", "camera_intrinsics", "gsplat_available", "rasterize", "train",
+    "RenderFramesOptions", "RenderFramesResult", "TrainingDiverged", "camera_intrinsics", "gsplat_available",
+    "rasterize", "render_depth_views", "render_run_frames", "train",
 ]
 
 
