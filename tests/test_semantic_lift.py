@@ -296,14 +296,15 @@ def _recon(*args, cwd=None):
                           cwd=cwd, timeout=600, check=False)
 
 
-def test_recon_label_masks_on_a_synthetic_dataset_and_splat_output(scene, tmp_path):
+def test_label_scene_on_a_synthetic_dataset_and_splat_output(scene, tmp_path):
     from recon.io import GaussianCloud, read_ply, write_splat_ply
+    from recon.semantic import LabelSceneOptions, label_scene
 
     out = tmp_path / "lab"
-    r = _recon("label", scene.root, "--backend", "gt", "-o", out, "-q")
-    assert r.returncode == 0, r.stderr
+    res = label_scene(scene.root, out, LabelSceneOptions(backend="gt", progress=False))
+    assert res.summary["labelled_fraction_of_seen"] >= 0.9 and res.what == "SfM points" and res.labelled_anything
     rep = json.loads((out / "report.json").read_text())
-    assert rep["labelled_fraction_of_seen"] >= 0.9 and rep["what"] == "SfM points"
+    assert rep["version"] == 1 and rep["points_labelled"] == res.summary["points_labelled"]
     cloud = read_ply(out / "labels.ply")
     assert {"class_id", "instance_id", "confidence"} <= set(cloud.attributes)
     names = json.loads((out / "labels.classes.json").read_text())
@@ -328,8 +329,8 @@ def test_recon_label_masks_on_a_synthetic_dataset_and_splat_output(scene, tmp_pa
     splat = tmp_path / "splat"
     write_splat_ply(splat / "splat.ply", GaussianCloud.from_points(gt.xyz, gt.rgb))
     (splat / "report.json").write_text(json.dumps({"method": "splat", "data_path": str(scene.root)}))
-    r = _recon("label", splat, "--backend", "gt", "-o", tmp_path / "slab", "-q")
-    assert r.returncode == 0, r.stderr
+    res = label_scene(splat, tmp_path / "slab", LabelSceneOptions(backend="gt", progress=False))
+    assert res.what == "splat centres"
     lab = read_ply(tmp_path / "slab" / "splat_labelled.ply").attributes
     ok = lab["class_id"] >= 0
     assert ok.mean() >= 0.9
@@ -359,6 +360,8 @@ def test_recon_label_bad_input_exits_2_naming_the_file(scene, tmp_path):
     (tmp_path / "bad.weights").write_bytes(b"\0" * 40)
     r = _recon("label", scene.root, "--backend", "darknet", "--model", bad, "-o", tmp_path / "o2", "-q")
     assert r.returncode == 2 and "bad.weights" in r.stderr, r.stderr
+    r = _recon("label", scene.root, "--backend", "gt", "-o", tmp_path / "o4", "-q")
+    assert r.returncode == 0 and "SfM points labelled" in r.stderr, r.stderr
     r = _recon("detect", scene.image_paths[0], "--model", bad, "-o", tmp_path / "o3", "-q")
     assert r.returncode == 2 and "bad.weights" in r.stderr, r.stderr
 
@@ -413,6 +416,7 @@ def test_quality_bars_after_recon_sfm(tmp_path):
 
 def test_label_verb_offers_every_backend():
     from recon.cli.verb_label import _BACKENDS
+    from recon.semantic import LABEL_BACKENDS
     from recon.semantic.backends import BACKENDS
 
-    assert _BACKENDS == BACKENDS
+    assert _BACKENDS == BACKENDS == LABEL_BACKENDS

@@ -5,6 +5,7 @@ Importing this package is light (NumPy); OpenCV, transformers and torch load ins
 backends that use them.
 """
 
+from recon.semantic.job import LABEL_BACKENDS, LabelSceneOptions, LabelSceneResult, label_scene
 from recon.semantic.letterbox import (
     Letterbox,
     letterbox,
@@ -32,6 +33,10 @@ from recon.semantic.metrics import (
 from recon.semantic.types import DetectionBackend, Detections, Segmentation, SegmentationBackend
 
 __all__ = [
+    "LABEL_BACKENDS",
+    "LabelSceneOptions",
+    "LabelSceneResult",
+    "label_scene",
     "DetectionBackend",
     "Detections",
     "Letterbox",
