@@ -138,8 +138,11 @@ def test_render_test_cameras_are_the_runs_split(colmap_data, tmp_path):
                  "--test-every", "3", "--max-views", "7", "--threads", "1"]) == 0
     rep = json.loads((out / "report.json").read_text())
     assert rep["split"]["test"] == ["view_000.png", "view_003.png", "view_006.png"]
-    assert main(["render", str(out), "--cameras", "test", "-o", str(tmp_path / "frames")]) == 0
+    from render.frames import RenderFramesOptions, render_run_frames
+
+    res = render_run_frames(out, tmp_path / "frames", RenderFramesOptions(cameras="test", progress=False))
     frames = sorted((tmp_path / "frames").glob("frame_*.png"))
+    assert res.method == "splat" and res.frames == frames and res.video is None
     evals = sorted((out / "renders" / "test").glob("*.png"))
     assert len(frames) == len(evals) == 3
     from recon.io import read_image

@@ -45,19 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from render.frames import RenderFramesOptions, render_run_frames
 
-    from recon.errors import FormatError
-    from recon.io.detect import Kind, detect
-
-    try:
-        art = detect(Path(args.run_dir))
-    except (FormatError, FileNotFoundError):
-        art = None
-    if art is not None and art.kind is Kind.NERF_OUTPUT:
-        from render.nerf.render_frames import render_frames_cli as nerf_frames
-
-        return nerf_frames(args)
-    from render.splat.render_frames import render_frames_cli
-
-    return render_frames_cli(args)
+    opts = RenderFramesOptions(
+        cameras=args.cameras, camera_path=args.camera_path, frames=args.frames, data=args.data,
+        resolution_scale=args.resolution_scale, sh_degree=args.sh_degree,
+        background=None if args.background is None else tuple(args.background), device=args.device,
+        video=args.video, fps=args.fps)
+    r = render_run_frames(args.run_dir, args.output, opts)
+    print(f"render: {len(r.frames)} frames -> {args.output}" + (f", video {args.video}" if args.video else ""))
+    return 0

@@ -11,59 +11,64 @@ import numpy as np
 import torch
 
 from recon.errors import ReconError
+from render.frames import RenderFramesResult
 
-__all__ = ["render_frames_cli"]
+__all__ = ["render_nerf_frames"]
 
 
-def render_frames_cli(args) -> int:
+def render_nerf_frames(run_dir, output, options) -> RenderFramesResult:
+    """Frames of a NeRF training output (see :func:`render.frames.render_run_frames`)."""
     from PIL import Image as PILImage
     from tqdm import tqdm
 
-    from render.data import load_scene, split_train_test
+    from render.data import load_scene
+    from render.frames import device_of
     from render.nerf.trainer import load_model
-    from render.splat.render_frames import _write_video, orbit_cameras
+    from render.splat.render_frames import _camera_path, _orbit, _write_video
 
-    run_dir = Path(args.run_dir)
+    run_dir = Path(run_dir)
     report = json.loads((run_dir / "report.json").read_text()) if (run_dir / "report.json").is_file() else {}
-    device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    device = device_of(options.device)
     model = load_model(run_dir, device=device)
-    if args.background:
-        model.background = torch.tensor(args.background, dtype=torch.float32, device=device)
-    if getattr(args, "camera_path", None):
-        from recon.io.camera_path import load_camera_path
-
-        path = load_camera_path(args.camera_path)
-        cams, poses = [f.camera for f in path.frames], [f.cam_from_world for f in path.frames]
+    if options.background:
+        model.background = torch.tensor(options.background, dtype=torch.float32, device=device)
+    if options.camera_path:
+        cams, cam_from_worlds = _camera_path(options.camera_path)
     else:
-        data = args.data or report.get("data_path")
+        data = options.data or report.get("data_path")
         if not data:
             raise ReconError(f"{run_dir}: no dataset recorded in report.json; pass --data DATA")
-        scale = args.resolution_scale or report.get("resolution_scale", 1.0)
+        scale = options.resolution_scale or report.get("resolution_scale", 1.0)
         scene = load_scene(data, resolution_scale=scale, allow_distortion=True)
-        if args.cameras == "orbit":
-            if args.frames < 1:
-                raise ValueError(f"--frames: expected >= 1, got {args.frames}")
-            poses = orbit_cameras([v.cam_from_world for v in scene.views], args.frames)
-            cams = [scene.views[0].camera] * len(poses)
+        if options.cameras == "orbit":
+            cams, cam_from_worlds = _orbit(scene, options.frames)
         else:
-            split = report.get("split") or {}
-            key = "test_indices" if args.cameras == "test" else "train_indices"
-            if key in split:
-                idx = [int(i) for i in split[key]]
-            else:
-                train_idx, test_idx = split_train_test(len(scene.views))
-                idx = test_idx if args.cameras == "test" else train_idx
+            idx = _split_indices(report, len(scene.views), options.cameras)
             cams = [scene.views[i].camera for i in idx]
-            poses = [scene.views[i].cam_from_world for i in idx]
-    out_dir = Path(args.output)
+            cam_from_worlds = [scene.views[i].cam_from_world for i in idx]
+    out_dir = Path(output)
     out_dir.mkdir(parents=True, exist_ok=True)
     frames = []
-    for k, (cam, pose) in enumerate(tqdm(list(zip(cams, poses)), desc="render", file=sys.stderr)):
-        rgb = model.render_image(cam, pose).rgb
+    for k, (cam, cam_from_world) in enumerate(tqdm(list(zip(cams, cam_from_worlds)), desc="render",
+                                                   file=sys.stderr, disable=not options.progress)):
+        rgb = model.render_image(cam, cam_from_world).rgb
         p = out_dir / f"frame_{k:04d}.png"
         PILImage.fromarray((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)).save(p)
         frames.append(p)
-    if args.video and frames:
-        _write_video(frames, args.video, args.fps)
-    print(f"render: {len(frames)} frames -> {args.output}" + (f", video {args.video}" if args.video else ""))
-    return 0
+    video = Path(options.video) if options.video and frames else None
+    if video is not None:
+        _write_video(frames, str(video), options.fps)
+    return RenderFramesResult(frames, out_dir, "nerf", video)
+
+
+def _split_indices(report: dict, num_views: int, which: str) -> list[int]:
+    """Indices of the run's ``which`` ("test" / "train") views: the split in report.json, else
+    the default split of ``num_views``."""
+    from render.data import split_train_test
+
+    split = report.get("split") or {}
+    key = "test_indices" if which == "test" else "train_indices"
+    if key in split:
+        return [int(i) for i in split[key]]
+    train_idx, test_idx = split_train_test(num_views)
+    return test_idx if which == "test" else train_idx

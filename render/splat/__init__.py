@@ -21,15 +21,11 @@ _LAZY = {
     "DefaultStrategy": "render.splat.strategy",
     "MCMCStrategy": "render.splat.strategy",
     "render_depth_views": "render.splat.depth_views",
-    "RenderFramesOptions": "render.splat.render_frames",
-    "RenderFramesResult": "render.splat.render_frames",
-    "render_run_frames": "render.splat.render_frames",
 }
 
 __all__ = [  # the names of _LAZY
     "DefaultStrategy", "Gaussians", "MCMCStrategy", "RenderOutput", "TrainConfig", "TrainResult",
-    "RenderFramesOptions", "RenderFramesResult", "TrainingDiverged", "camera_intrinsics", "gsplat_available",
-    "rasterize", "render_depth_views", "render_run_frames", "train",
+    "TrainingDiverged", "camera_intrinsics", "gsplat_available", "rasterize", "render_depth_views", "train",
 ]
 
 

@@ -13,10 +13,11 @@ from calib import Camera, Rigid3, look_at
 from recon.errors import ReconError
 from recon.io.gaussians import read_splat_ply
 from render.data import SceneData, load_scene
+from render.frames import RenderFramesResult
 from render.splat.api import rasterize
 from render.splat.gaussians import Gaussians
 
-__all__ = ["orbit_cameras", "render_frames", "render_frames_cli"]
+__all__ = ["orbit_cameras", "render_frames", "render_splat_frames"]
 
 
 def orbit_cameras(cam_from_worlds: list[Rigid3], num_frames: int) -> list[Rigid3]:
@@ -46,8 +47,9 @@ def orbit_cameras(cam_from_worlds: list[Rigid3], num_frames: int) -> list[Rigid3
     return out
 
 
-def render_frames(gaussians: Gaussians, cameras: list[Camera], poses: list[Rigid3], out_dir, *,
+def render_frames(gaussians: Gaussians, cameras: list[Camera], cam_from_worlds: list[Rigid3], out_dir, *,
                   background=(0.0, 0.0, 0.0), sh_degree=None, progress=True) -> list[Path]:
+    """Render one PNG per (camera, cam_from_world) into ``out_dir`` (frame_0000.png ...)."""
     from PIL import Image as PILImage
     from tqdm import tqdm
 
@@ -55,9 +57,9 @@ def render_frames(gaussians: Gaussians, cameras: list[Camera], poses: list[Rigid
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     with torch.no_grad():
-        for k, (cam, pose) in enumerate(tqdm(list(zip(cameras, poses)), desc="render", disable=not progress,
-                                             file=sys.stderr)):
-            rgb = rasterize(gaussians, cam, pose, background=background, sh_degree=sh_degree).rgb
+        for k, (cam, cam_from_world) in enumerate(tqdm(list(zip(cameras, cam_from_worlds)), desc="render",
+                                                       disable=not progress, file=sys.stderr)):
+            rgb = rasterize(gaussians, cam, cam_from_world, background=background, sh_degree=sh_degree).rgb
             img = (rgb.clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
             path = out_dir / f"frame_{k:04d}.png"
             PILImage.fromarray(img).save(path)
@@ -95,11 +97,13 @@ def _split_of_run(run_dir: Path, report: dict, scene: SceneData, which: str) -> 
     return list(split.test if which == "test" else split.train)
 
 
-def render_frames_cli(args) -> int:
+def render_splat_frames(run_dir, output, options) -> RenderFramesResult:
+    """Frames of a splat training output (see :func:`render.frames.render_run_frames`)."""
     from recon.errors import FormatError
     from recon.io.detect import Kind, detect
+    from render.frames import device_of
 
-    run_dir = Path(args.run_dir)
+    run_dir = Path(run_dir)
     try:
         art = detect(run_dir)
     except FormatError:
@@ -108,37 +112,42 @@ def render_frames_cli(args) -> int:
         what = f" (it holds a {art.kind.label})" if art is not None else ""
         raise FileNotFoundError(f"{run_dir / 'splat.ply'}: no splat.ply here{what}; train with "
                                 f"`recon train splat DATA -o {run_dir}`")
-    ply = art.ply
-    report = {}
-    if art.report is not None:
-        report = json.loads(art.report.read_text())
-    device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
-    g = Gaussians.from_cloud(read_splat_ply(ply), device=device)
-    bg = tuple(args.background) if args.background else tuple(report.get("background", (0.0, 0.0, 0.0)))
-    if getattr(args, "camera_path", None):
-        from recon.io.camera_path import load_camera_path
-
-        path = load_camera_path(args.camera_path)
-        cams = [f.camera for f in path.frames]
-        poses = [f.cam_from_world for f in path.frames]
+    report = json.loads(art.report.read_text()) if art.report is not None else {}
+    g = Gaussians.from_cloud(read_splat_ply(art.ply), device=device_of(options.device))
+    bg = tuple(options.background) if options.background else tuple(report.get("background", (0.0, 0.0, 0.0)))
+    if options.camera_path:
+        cams, cam_from_worlds = _camera_path(options.camera_path)
     else:
-        data = args.data or (str(art.data_path) if art.data_path else None)
+        data = options.data or (str(art.data_path) if art.data_path else None)
         if not data:
             raise ReconError(f"{run_dir}: no dataset recorded in report.json; pass --data DATA")
-        scale = args.resolution_scale or report.get("resolution_scale", 1.0)
+        scale = options.resolution_scale or report.get("resolution_scale", 1.0)
         scene: SceneData = load_scene(data, resolution_scale=scale, background=bg,
                                       cache_dir=run_dir / "undistorted")
-        if args.cameras == "orbit":
-            if args.frames < 1:
-                raise ValueError(f"--frames: expected >= 1, got {args.frames}")
-            poses = orbit_cameras([v.cam_from_world for v in scene.views], args.frames)
-            cams = [scene.views[0].camera] * len(poses)
+        if options.cameras == "orbit":
+            cams, cam_from_worlds = _orbit(scene, options.frames)
         else:
-            idx = _split_of_run(run_dir, report, scene, args.cameras)
+            idx = _split_of_run(run_dir, report, scene, options.cameras)
             cams = [scene.views[i].camera for i in idx]
-            poses = [scene.views[i].cam_from_world for i in idx]
-    frames = render_frames(g, cams, poses, args.output, background=bg, sh_degree=args.sh_degree)
-    if args.video:
-        _write_video(frames, args.video, args.fps)
-    print(f"render: {len(frames)} frames -> {args.output}" + (f", video {args.video}" if args.video else ""))
-    return 0
+            cam_from_worlds = [scene.views[i].cam_from_world for i in idx]
+    frames = render_frames(g, cams, cam_from_worlds, output, background=bg, sh_degree=options.sh_degree,
+                           progress=options.progress)
+    if options.video:
+        _write_video(frames, str(options.video), options.fps)
+    return RenderFramesResult(frames, Path(output), "splat", None if not options.video else Path(options.video))
+
+
+def _camera_path(path):
+    """(cameras, cam_from_worlds) of a recon.camera_path JSON."""
+    from recon.io.camera_path import load_camera_path
+
+    frames = load_camera_path(path).frames
+    return [f.camera for f in frames], [f.cam_from_world for f in frames]
+
+
+def _orbit(scene: SceneData, frames: int):
+    """(cameras, cam_from_worlds) of an orbit of ``frames`` frames around the scene's views."""
+    if frames < 1:
+        raise ValueError(f"--frames: expected >= 1, got {frames}")
+    cam_from_worlds = orbit_cameras([v.cam_from_world for v in scene.views], frames)
+    return [scene.views[0].camera] * len(cam_from_worlds), cam_from_worlds
