@@ -85,14 +85,9 @@ def render_run_frames(run_dir, output, options: RenderFramesOptions | None = Non
     if art is not None and art.kind is Kind.NERF_OUTPUT:
         from render.nerf.render_frames import render_nerf_frames
 
-        return render_nerf_frames(run_dir, output, opts)
-    from render.splat.render_frames import render_splat_frames
+        method, (frames, video) = "nerf", render_nerf_frames(run_dir, output, opts)
+    else:
+        from render.splat.render_frames import render_splat_frames
 
-    return render_splat_frames(run_dir, output, opts)
-
-
-def device_of(option: str) -> str:
-    """"cuda" or "cpu" for a --device option ("auto": cuda when torch sees a GPU)."""
-    import torch
-
-    return "cuda" if option == "cuda" or (option == "auto" and torch.cuda.is_available()) else "cpu"
+        method, (frames, video) = "splat", render_splat_frames(run_dir, output, opts)
+    return RenderFramesResult(frames, Path(output), method, video)

@@ -318,3 +318,100 @@ def test_layering_check_catches_violations(tmp_path):
     assert "render/bad.py:1 imports viewer at module level" in problems
     assert "viewer/bad.py:2 imports render in a function" in problems
     assert len(problems.splitlines()) == 5, problems
+
+
+# ------------------------------------------------------------------------------------------
+# Library first: no library package calls the CLI; what render may use of recon
+# ------------------------------------------------------------------------------------------
+
+#: The CLI's own modules and the entry point; every other module of ours is library code
+#: (recon.pipeline included) and calls library functions, never a verb.
+CLI_MODULES = ("recon/cli/", "recon/__main__.py")
+#: What render may import of recon: its scene types, file formats, errors and the DepthView of
+#: recon.export (never SfM, matching, pipelines or the CLI).
+RENDER_MAY_IMPORT = ("recon.errors", "recon.io", "recon.scene", "recon.export")
+
+
+def _docstring_nodes(tree) -> set[int]:
+    ids = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = getattr(node, "body", [])
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                ids.add(id(body[0].value))
+    return ids
+
+
+def cli_uses(root: Path) -> list[str]:
+    """Library modules that import recon.cli by name (``import recon.cli``, ``from recon import
+    cli``, ``from recon.cli.verb_x import run``) or name it in a string (``importlib.import_module(
+    f"recon.cli.verb_{name}")``, ``__import__("recon.cli")``); docstrings may mention it."""
+    problems = []
+    for pkg in OURS:
+        for path in sorted((root / pkg).rglob("*.py")):
+            rel = path.relative_to(root)
+            if any(str(rel).startswith(c) for c in CLI_MODULES):
+                continue
+            source = path.read_text(encoding="utf-8")
+            for use in imports_of(source, rel, _module_name(path, root)):
+                if use.target == "recon.cli" or use.target.startswith("recon.cli."):
+                    problems.append(f"{use!r}: library code must not import the CLI")
+            tree = ast.parse(source)
+            docs = _docstring_nodes(tree)
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and node.module == "recon" and any(
+                        a.name == "cli" for a in node.names):
+                    problems.append(f"{rel}:{node.lineno} imports recon.cli (from recon import cli)")
+                if (isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs
+                        and ("recon.cli" in node.value or "recon/cli" in node.value)):
+                    problems.append(f"{rel}:{node.lineno} names the CLI in a string: {node.value!r}")
+    return problems
+
+
+def render_recon_violations(root: Path) -> list[str]:
+    problems = []
+    for path in sorted((root / "render").rglob("*.py")):
+        rel = path.relative_to(root)
+        for use in imports_of(path.read_text(encoding="utf-8"), rel, _module_name(path, root)):
+            if use.target.split(".")[0] != "recon":
+                continue
+            if not any(use.target == m or use.target.startswith(m + ".") for m in RENDER_MAY_IMPORT):
+                problems.append(f"render may import only {', '.join(RENDER_MAY_IMPORT)} of recon: {use!r}")
+    return problems
+
+
+def test_no_library_module_uses_the_cli():
+    assert cli_uses(ROOT) == []
+
+
+def test_render_imports_only_what_it_may_of_recon():
+    assert render_recon_violations(ROOT) == []
+
+
+def test_library_first_checks_catch_violations(tmp_path):
+    """Each way of reaching the CLI is flagged, and render's imports of recon are checked."""
+    files = {
+        "recon/__init__.py": "",
+        "recon/__main__.py": "from recon.cli import run_cli\n",
+        "recon/cli/__init__.py": "",
+        "recon/cli/verb_x.py": "def run(args):\n    pass\n",
+        "recon/pipeline/a.py": "def f():\n    from recon.cli.verb_x import run\n",
+        "recon/pipeline/b.py": "import importlib\ndef f(m):\n    return importlib.import_module(f'recon.cli.verb_{m}')\n",
+        "recon/pipeline/c.py": "from recon import cli\n",
+        "recon/pipeline/d.py": '"""Called like recon.cli does (a docstring may say so)."""\n',
+        "render/__init__.py": "",
+        "render/ok.py": "from recon.io import read_model\nfrom recon.export.depth import DepthView\n",
+        "render/bad.py": "def f():\n    from recon.sfm.pipeline import run_sfm\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    for pkg in ("calib", "viewer"):
+        (tmp_path / pkg).mkdir(exist_ok=True)
+    problems = "\n".join(cli_uses(tmp_path))
+    assert "recon/pipeline/a.py:2 imports recon.cli.verb_x" in problems
+    assert "recon/pipeline/b.py:3 names the CLI in a string" in problems
+    assert "recon/pipeline/c.py:1 imports recon.cli" in problems
+    assert "d.py" not in problems and "__main__" not in problems and "verb_x.py" not in problems
+    render = render_recon_violations(tmp_path)
+    assert len(render) == 1 and "render/bad.py:2 imports recon.sfm.pipeline" in render[0]

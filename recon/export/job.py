@@ -189,7 +189,7 @@ def export_artifact(source, output, options: ExportOptions | None = None, *,
     Raises ValueError naming the option for bad options, FormatError naming the source when it
     cannot give what is asked, ReconError when the result would be empty (nothing is written).
     """
-    from recon.io.detect import Kind, detect
+    from recon.io.detect import detect
     from recon.io.report import write_report
 
     t0 = time.perf_counter()

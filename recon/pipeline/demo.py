@@ -125,10 +125,11 @@ def run_demo(out_dir, config: DemoConfig | None = None, *, progress: bool = True
     report: dict = {"status": "running", "config": asdict(cfg), "stage_seconds": {}}
 
     def save():
-        (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        write_report(out / "report.json", report, indent=2)
 
     from recon import synth
     from recon.io import read_colmap
+    from recon.io.report import write_report
     from recon.sfm.pipeline import SfMConfig, run_sfm
 
     # 1. ground truth ----------------------------------------------------------------------
@@ -224,22 +225,23 @@ def run_demo(out_dir, config: DemoConfig | None = None, *, progress: bool = True
 
 
 def _mesh_accuracy(out: Path, dataset, gt: dict, est: dict, progress: bool) -> dict:
-    """`recon export OUT/splat -o OUT/export/mesh.ply`, then the symmetric Chamfer distance between
+    """recon.export.export_artifact(OUT/splat -> OUT/export/mesh.ply), then the symmetric Chamfer distance between
     the mesh (moved into the true frame by the camera-centre similarity) and the true visible
     surface (every pixel of the true depth maps, back-projected)."""
     from recon.export import (
+        ExportOptions,
         backproject,
         chamfer_distance,
+        export_artifact,
         load_depth_views,
         read_mesh,
         sample_surface,
     )
-    from recon.pipeline.reconstruct import _verb
+    from render.splat import render_depth_views
 
     mesh_path = out / "export" / "mesh.ply"
-    mesh_path.parent.mkdir(parents=True, exist_ok=True)
-    _verb("export", [str(out / "splat"), "-o", str(mesh_path), "--what", "mesh",
-                     *([] if progress else ["--no-progress"])])
+    export_artifact(out / "splat", mesh_path, ExportOptions(what="mesh", progress=progress),
+                    depth_renderer=render_depth_views)
     mesh = read_mesh(mesh_path)
     _, _, _, gt_from_est = _align_centres(gt, est)
     pts = gt_from_est.apply(sample_surface(mesh, 200_000))
@@ -252,14 +254,15 @@ def _mesh_accuracy(out: Path, dataset, gt: dict, est: dict, progress: bool) -> d
 
 
 def _label_accuracy(out: Path, rec) -> dict:
-    """`recon label OUT/sfm --backend gt`: the lifting, judged by projecting the labelled points
+    """recon.semantic.label_scene(OUT/sfm, backend gt): the lifting, judged by projecting the labelled points
     into the true views (recon.semantic.evaluate)."""
     from recon.io.ply import read_ply
-    from recon.pipeline.reconstruct import _verb
+    from recon.semantic import LabelSceneOptions, label_scene
     from recon.semantic.evaluate import score_labels, true_point_labels
     from recon.synth import load_dataset
 
-    code = _verb("label", [str(out / "sfm"), "--backend", "gt", "-o", str(out / "labels"), "-q"])
+    result = label_scene(out / "sfm", out / "labels", LabelSceneOptions(backend="gt", progress=False))
+    code = 0 if result.labelled_anything else 1  # `recon label`'s exit status
     cloud = read_ply(out / "labels" / "labels.ply")
     attrs = cloud.attributes
     ds = load_dataset(out / "scene")

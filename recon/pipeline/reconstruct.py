@@ -18,8 +18,10 @@ Re-running the same command reuses every finished stage whose inputs and options
 and resumes an interrupted training run from its last checkpoint; ``from_stage`` redoes a stage
 and everything after it.
 
-This module may import ``render`` (lazily, inside the stage that trains): it is a pipeline
-(docs/conventions.md, layering).
+Each stage calls the library function of its job (recon.sfm.run_sfm, render.splat.train,
+recon.export.export_artifact, recon.semantic.label_scene) and keeps its typed result; this module
+may import ``render`` (lazily, inside the stages that train and render depth): it is a pipeline
+(docs/conventions.md, layering). It never imports the CLI verbs.
 """
 
 from __future__ import annotations
@@ -146,10 +148,10 @@ def reconstruct(inputs, out_dir, config: ReconstructConfig | None = None, *, fro
         report["total_seconds"] = round(time.perf_counter() - t_all, 1)
         report["stages"] = {n: {"status": r.status, "how": r.how, "seconds": r.seconds, **(
             {"error": r.error} if r.error else {})} for n, r in runner.records.items()}
-        from recon.io.files import atomic_write_text
+        from recon.io.report import write_report
 
         try:
-            atomic_write_text(out / "report.json", json.dumps(report, indent=2, default=str) + "\n")
+            write_report(out / "report.json", report, indent=2)
         except OSError as e:
             if status == "ok":
                 raise
@@ -312,56 +314,45 @@ def _stage_train(out: Path, cfg: ReconstructConfig, device: str, steps: int, bud
             **{k: rep.get(k) for k in keys if k in rep}}
 
 
-def _verb(module: str, argv: list[str]) -> int:
-    """Run a verb's own ``run`` on ``argv`` (one home for each job: the pipeline calls exactly
-    what ``recon export`` / ``recon label`` run, with the same options and checks)."""
-    import argparse
-    import importlib
-
-    mod = importlib.import_module(f"recon.cli.verb_{module}")
-    parser = argparse.ArgumentParser(prog=f"recon {module}")
-    mod.add_arguments(parser)
-    return int(mod.run(parser.parse_args(argv)) or 0)
-
-
 def _stage_export(out: Path, cfg: ReconstructConfig, q: dict, progress: bool) -> dict:
+    from recon.export import ExportOptions, export_artifact
+    from render.splat import render_depth_views
+
     dst = out / "export"
     shutil.rmtree(dst, ignore_errors=True)
     dst.mkdir(parents=True)
-    quiet = [] if progress else ["--no-progress"]
-    files, errors = {}, {}
-    jobs = [("points", ["scene", "-o", str(dst / "points.ply"), "--what", "points"]),
-            ("mesh", [cfg.method, "-o", str(dst / "mesh.ply"), "--what", "mesh", "--faces", str(q["mesh_faces"])])]
+    jobs = [("points", out / "scene", ExportOptions(what="points", progress=progress)),
+            ("mesh", out / cfg.method, ExportOptions(what="mesh", faces=q["mesh_faces"], progress=progress))]
     if cfg.method == "splat":
-        jobs.append(("splat", ["splat", "-o", str(dst / "splat.ply"), "--what", "splat", "--min-opacity", "0.005"]))
-    for what, (src, *rest) in jobs:
+        jobs.append(("splat", out / "splat", ExportOptions(what="splat", min_opacity=0.005, progress=progress)))
+    files, errors, results = {}, {}, {}
+    for what, src, opts in jobs:
         try:
-            _verb("export", [str(out / src), *rest, *quiet])
-            files[what] = rest[1]
+            r = export_artifact(src, dst / f"{what}.ply", opts, depth_renderer=render_depth_views)
         except (ReconError, ValueError, OSError) as e:
             if disk_full_cause(e) is not None:
                 raise  # a full disk stops the stage: the next export would fail the same way
             errors[what] = str(e)
+            continue
+        files[what] = str(r.output)
+        results[what] = {"vertices": r.vertices, "faces": r.faces, "method": r.method, "seconds": r.seconds}
     if not files:
         raise ReconError("export: nothing could be exported: " + "; ".join(f"{k}: {v}" for k, v in errors.items()))
-    summary = {"files": files, "errors": errors}
-    for what, f in files.items():
-        rp = Path(f).with_name(Path(f).name + ".report.json")
-        if rp.is_file():
-            r = json.loads(rp.read_text())
-            summary[what] = {k: r.get(k) for k in ("vertices", "faces", "method", "seconds") if k in r}
-    return summary
+    return {"files": files, "errors": errors, **results}
 
 
 def _stage_labels(out: Path, cfg: ReconstructConfig) -> dict:
-    argv = [str(out / "scene"), "--backend", cfg.labels, "-o", str(out / "labels"), "-q"]
-    for k, v in cfg.labels_options.items():
-        argv += [f"--{k}", str(v)]
-    code = _verb("label", argv)
-    rep = json.loads((out / "labels" / "report.json").read_text()) if (out / "labels" / "report.json").is_file() else {}
-    if code not in (0, 1):
-        raise ReconError(f"labels: recon label exited with status {code}")
-    return {k: v for k, v in rep.items() if not isinstance(v, (dict, list))}
+    from recon.semantic import LabelSceneOptions, label_scene
+
+    known = {"masks", "instances", "names", "void", "model", "score", "text", "min_agreement", "plain_vote"}
+    extra = {k.replace("-", "_"): v for k, v in cfg.labels_options.items()}
+    unknown = sorted(set(extra) - known)
+    if unknown:
+        raise ValueError(f"labels_options: unknown option(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    result = label_scene(out / "scene", out / "labels", LabelSceneOptions(backend=cfg.labels, progress=False,
+                                                                         **extra))
+    doc = result.to_json()
+    return {k: v for k, v in doc.items() if not isinstance(v, (dict, list))}
 
 
 def _stage_report(out: Path, report: dict) -> dict:

@@ -11,24 +11,24 @@ import numpy as np
 import torch
 
 from recon.errors import ReconError
-from render.frames import RenderFramesResult
 
 __all__ = ["render_nerf_frames"]
 
 
-def render_nerf_frames(run_dir, output, options) -> RenderFramesResult:
-    """Frames of a NeRF training output (see :func:`render.frames.render_run_frames`)."""
+def render_nerf_frames(run_dir, output, options) -> tuple[list[Path], Path | None]:
+    """(frame PNGs, video or None) of a NeRF training output; ``options``: a
+    render.frames.RenderFramesOptions (see :func:`render.frames.render_run_frames`)."""
     from PIL import Image as PILImage
     from tqdm import tqdm
 
+    from render._device import pick_device
     from render.data import load_scene
-    from render.frames import device_of
     from render.nerf.trainer import load_model
     from render.splat.render_frames import _camera_path, _orbit, _write_video
 
     run_dir = Path(run_dir)
     report = json.loads((run_dir / "report.json").read_text()) if (run_dir / "report.json").is_file() else {}
-    device = device_of(options.device)
+    device = pick_device(options.device).type
     model = load_model(run_dir, device=device)
     if options.background:
         model.background = torch.tensor(options.background, dtype=torch.float32, device=device)
@@ -58,7 +58,7 @@ def render_nerf_frames(run_dir, output, options) -> RenderFramesResult:
     video = Path(options.video) if options.video and frames else None
     if video is not None:
         _write_video(frames, str(video), options.fps)
-    return RenderFramesResult(frames, out_dir, "nerf", video)
+    return frames, video
 
 
 def _split_indices(report: dict, num_views: int, which: str) -> list[int]:

@@ -62,7 +62,9 @@ from render.scaffold import (
 )
 
 # device choice, out-of-memory detection and peak memory: one home, the splat trainer's
-from render.splat.trainer import _is_oom, _peak_memory_mb, _pick_device
+from render._device import is_oom as _is_oom
+from render._device import peak_memory_mb as _peak_memory_mb
+from render._device import pick_device as _pick_device
 
 __all__ = ["PRESETS", "NerfConfig", "NerfModel", "NerfTrainer", "load_model", "train"]
 

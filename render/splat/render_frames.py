@@ -13,7 +13,6 @@ from calib import Camera, Rigid3, look_at
 from recon.errors import ReconError
 from recon.io.gaussians import read_splat_ply
 from render.data import SceneData, load_scene
-from render.frames import RenderFramesResult
 from render.splat.api import rasterize
 from render.splat.gaussians import Gaussians
 
@@ -97,11 +96,12 @@ def _split_of_run(run_dir: Path, report: dict, scene: SceneData, which: str) -> 
     return list(split.test if which == "test" else split.train)
 
 
-def render_splat_frames(run_dir, output, options) -> RenderFramesResult:
-    """Frames of a splat training output (see :func:`render.frames.render_run_frames`)."""
+def render_splat_frames(run_dir, output, options) -> tuple[list[Path], Path | None]:
+    """(frame PNGs, video or None) of a splat training output; ``options``: a
+    render.frames.RenderFramesOptions (see :func:`render.frames.render_run_frames`)."""
     from recon.errors import FormatError
     from recon.io.detect import Kind, detect
-    from render.frames import device_of
+    from render._device import pick_device
 
     run_dir = Path(run_dir)
     try:
@@ -113,7 +113,7 @@ def render_splat_frames(run_dir, output, options) -> RenderFramesResult:
         raise FileNotFoundError(f"{run_dir / 'splat.ply'}: no splat.ply here{what}; train with "
                                 f"`recon train splat DATA -o {run_dir}`")
     report = json.loads(art.report.read_text()) if art.report is not None else {}
-    g = Gaussians.from_cloud(read_splat_ply(art.ply), device=device_of(options.device))
+    g = Gaussians.from_cloud(read_splat_ply(art.ply), device=pick_device(options.device).type)
     bg = tuple(options.background) if options.background else tuple(report.get("background", (0.0, 0.0, 0.0)))
     if options.camera_path:
         cams, cam_from_worlds = _camera_path(options.camera_path)
@@ -134,7 +134,7 @@ def render_splat_frames(run_dir, output, options) -> RenderFramesResult:
                            progress=options.progress)
     if options.video:
         _write_video(frames, str(options.video), options.fps)
-    return RenderFramesResult(frames, Path(output), "splat", None if not options.video else Path(options.video))
+    return frames, None if not options.video else Path(options.video)
 
 
 def _camera_path(path):

@@ -25,6 +25,9 @@ import numpy as np
 import torch
 
 from recon.errors import ReconError
+from render._device import is_oom as _is_oom
+from render._device import peak_memory_mb as _peak_memory_mb
+from render._device import pick_device as _pick_device
 from render.data import SceneData, View, load_scene
 from render.metrics import ssim
 from render.scaffold import (
@@ -229,14 +232,6 @@ def init_gaussians(scene: SceneData, cfg: TrainConfig, rng: np.random.Generator)
 # Training
 # =========================================================================================
 
-def _pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ReconError("--device cuda: torch.cuda.is_available() is False (CPU-only torch build or no GPU)")
-    return torch.device(name)
-
-
 def _make_optimizer(params: dict, cfg: TrainConfig, extent: float) -> torch.optim.Adam:
     lrs = {"means": cfg.lr_means * extent, "log_scales": cfg.lr_log_scales, "quats_wxyz": cfg.lr_quats,
            "opacity_logits": cfg.lr_opacity, "sh_dc": cfg.lr_sh_dc, "sh_rest": cfg.lr_sh_rest}
@@ -249,25 +244,10 @@ def _means_lr(cfg: TrainConfig, extent: float, step: int) -> float:
     return float(np.exp((1 - t) * np.log(cfg.lr_means) + t * np.log(cfg.lr_means_final))) * extent
 
 
-def _peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2 ** 20
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB -> MiB (process RSS)
-
-
 def _oom_message(n: int, device) -> str:
     return (f"out of memory on {device} with {n} Gaussians. Try --resolution-scale 0.5, fewer steps of "
             f"densification (a higher grow_grad2d), or --strategy mcmc with a smaller cap (mcmc.cap_max); "
             f"the last checkpoint is kept")
-
-
-def _is_oom(e: BaseException) -> bool:
-    if isinstance(e, torch.cuda.OutOfMemoryError):
-        return True
-    msg = str(e).lower()
-    return isinstance(e, RuntimeError) and ("out of memory" in msg or "can't allocate memory" in msg)
 
 
 class SplatTrainer:
