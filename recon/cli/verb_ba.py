@@ -66,7 +66,6 @@ def _read(path):
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
     import sys
     from pathlib import Path
 
@@ -119,7 +118,9 @@ def run(args: argparse.Namespace) -> int:
         from recon.ba.bal import write_bal
 
         write_bal(out / "problem.bal", res.problem)
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    from recon.io.report import write_report
+
+    write_report(out / "report.json", report, indent=2)
     print(f"recon ba: cost {res.initial_cost:.6g} -> {res.final_cost:.6g} in {res.iterations} iterations "
           f"({res.termination}, {res.time_s:.2f} s, {res.backend}); wrote {out}")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from recon.cli._style import add_output
+from recon.cli._style import add_output, add_quiet
 
 NAME = "data"
 HELP = "list, describe and download public datasets (Mip-NeRF 360, Tanks and Temples, BAL, ...)"
@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--scene", help="scene to fetch, for datasets stored per scene")
     p.add_argument("--extract", action="store_true",
                    help="unpack the archive into DEST after the download (.zip, .tar.*, .bz2, .gz)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_quiet(p, "no progress bar")
     p = sub.add_parser("prepare", help="convert a downloaded dataset into the layout recon train / ba read",
                        description="Convert a downloaded catalogued scene into the layout `recon train` / "
                                    "`recon reconstruct` / `recon ba` read (see recon/io/prepare.py).\n\n"
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         for note in got.notes:
             print(f"  note: {note}")
         return 0
-    result = catalog.download(args.name, args.output, scene=args.scene, progress=not args.no_progress,
+    result = catalog.download(args.name, args.output, scene=args.scene, progress=not args.quiet,
                               unpack=args.extract)
     state = "sha256 verified" if result.verified else "no sha256 in the catalog to check against"
     print(f"{result.path}  sha256 {result.sha256}  ({state})")

@@ -84,7 +84,6 @@ def _collect_images(items) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
     import sys
     import time
     from collections import Counter
@@ -137,7 +136,9 @@ def run(args: argparse.Namespace) -> int:
                   "detections": len(entries), "per_class": dict(counts.most_common()),
                   "score_threshold": getattr(backend, "score_threshold", args.score),
                   "nms_threshold": args.nms, "seconds": round(time.perf_counter() - t0, 3)}
-        (out / "report.json").write_text(json.dumps(report, indent=1))
+        from recon.io.report import write_report
+
+        write_report(out / "report.json", report)
     print(f"recon detect: {len(entries)} detections in {len(images)} images -> {out / 'detections.json'}",
           file=sys.stderr)
     return 0

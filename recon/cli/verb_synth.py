@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from recon.cli._style import add_output
+from recon.cli._style import add_output, add_quiet, add_threads
 
 NAME = "synth"
 HELP = "render a synthetic dataset with exact ground truth (scene, stereo pairs, calibration boards)"
@@ -65,9 +65,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--board-cols", type=int, default=9, help="--kind board: inner corners per row (default: 9)")
     p.add_argument("--board-rows", type=int, default=6, help="--kind board: inner corners per column (default: 6)")
     p.add_argument("--board-square", type=float, default=0.03, help="--kind board: square size in metres (default: 0.03)")
-    p.add_argument("--workers", type=int, default=1,
-                   help="processes rendering views in parallel (default: 1; output identical for any value)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_threads(p, "processes rendering views in parallel (default: 1; output identical for any value)",
+                default=1, workers_alias=True)
+    add_quiet(p, "no progress bar")
 
 
 def _distortion(text):
@@ -117,10 +117,10 @@ def run(args: argparse.Namespace) -> int:
 
     render = synth.RenderOptions(supersample=args.supersample, exposure=args.exposure,
                                  blur_sigma=args.blur, noise_sigma=args.noise, noise_seed=args.seed)
-    if args.workers < 1:
-        raise ValueError(f"--workers: expected a positive number of processes, got {args.workers}")
-    options = synth.DatasetOptions(render=render, num_points=args.points, progress=not args.no_progress,
-                                   workers=args.workers)
+    if args.threads < 1:
+        raise ValueError(f"--threads: expected a positive number of processes, got {args.threads}")
+    options = synth.DatasetOptions(render=render, num_points=args.points, progress=not args.quiet,
+                                   workers=args.threads)
     scene = synth.make_scene(args.seed, synth.SceneConfig(texel_size=args.texel_size))
     if args.kind == "stereo":
         from recon.synth.stereo import write_stereo_dataset

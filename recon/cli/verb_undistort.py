@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from recon.cli._style import add_calib, add_output
+from recon.cli._style import add_calib, add_output, add_quiet
 
 NAME = "undistort"
 HELP = "undistort images with a calibration (OpenCV YAML, report.json or COLMAP cameras.txt)"
@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_output(p, "output folder")
     p.add_argument("--alpha", type=float, default=0.0, help="0: valid pixels only, 1: all source pixels")
     p.add_argument("--camera", choices=("left", "right"), default="left", help="which camera of a stereo file")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet(p, "no progress bar", no_progress_alias=False)
 
 
 def run(args: argparse.Namespace) -> int:
