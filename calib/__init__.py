@@ -29,6 +29,7 @@ from calib.cameras import (
     unproject,
 )
 from calib.files import (
+    CalibFileError,
     StereoRig,
     colmap_camera_line,
     parse_colmap_camera_line,
@@ -57,6 +58,7 @@ __all__ = [
     "MODELS",
     "MODEL_BY_ID",
     "PIXEL_CORNER_OFFSET",
+    "CalibFileError",
     "Camera",
     "ModelSpec",
     "Projection",

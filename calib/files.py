@@ -41,11 +41,13 @@ Pixel convention: every camera returned uses ours, (0, 0) = centre of the top-le
 OpenCV; the COLMAP line is converted with :meth:`Camera.corner_params` /
 :meth:`Camera.from_corner_params` (the one pixel-centre conversion), nothing else is shifted.
 
-Errors: a missing file raises FileNotFoundError, a malformed one ValueError naming the file.
+Errors: a missing file raises FileNotFoundError, a malformed one :class:`CalibFileError` (a
+ValueError) whose ``path`` names the file and whose message starts with it.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +59,7 @@ from calib.rig import StereoRig
 from calib.transforms import Rigid3
 
 __all__ = [
+    "CalibFileError",
     "CalibrationStatus",
     "StereoRig",
     "camera_from_json",
@@ -72,6 +75,34 @@ __all__ = [
     "stereo_report_dict",
     "write_opencv_yaml",
 ]
+
+
+class CalibFileError(ValueError):
+    """A calibration file that cannot be read: ``path`` names it, ``detail`` says why; the
+    message is "PATH: DETAIL"."""
+
+    def __init__(self, path, detail: str):
+        self.path, self.detail = str(path), detail
+        super().__init__(f"{path}: {detail}")
+
+
+def _names_the_file(reader):
+    """A reader ``reader(path, ...)`` whose ValueErrors about the file (their message starts with
+    the path, the rule of this module) come out as CalibFileError; argument errors pass."""
+
+    @functools.wraps(reader)
+    def wrapper(path, *args, **kwargs):
+        try:
+            return reader(path, *args, **kwargs)
+        except CalibFileError:
+            raise
+        except ValueError as e:
+            p = str(Path(path))
+            if str(e).startswith(p + ":"):
+                raise CalibFileError(p, str(e)[len(p) + 1:].lstrip()) from None
+            raise
+
+    return wrapper
 
 
 # =========================================================================================
@@ -401,6 +432,7 @@ def _kind(path: Path, head: str) -> str:
     return "opencv"
 
 
+@_names_the_file
 def read_camera(path, *, which: str = "left") -> Camera:
     """One camera from any calibration file (module docstring). ``which``: "left" (or the only
     camera) or "right" of a stereo file (for cameras.txt: the second line)."""
@@ -426,6 +458,7 @@ def read_camera(path, *, which: str = "left") -> Camera:
     return _mono_from_storage(st)
 
 
+@_names_the_file
 def read_rig(path) -> StereoRig:
     """The stereo rig of an OpenCV stereo YAML (``recon calibrate`` with two folders, or
     ``cv2.stereoCalibrate`` output with K1 D1 K2 D2 R T) or a stereo report.json."""
@@ -466,6 +499,7 @@ class CalibrationStatus:
         return self.status == "failed"
 
 
+@_names_the_file
 def read_status(path) -> CalibrationStatus:
     """The quality-gate status ``recon calibrate`` wrote into a calibration file (YAML
     ``calibration_status`` / ``calibration_failure``, report.json ``status`` /
@@ -487,6 +521,7 @@ def read_status(path) -> CalibrationStatus:
     return CalibrationStatus(status if status in ("ok", "failed") else "unknown", cause)
 
 
+@_names_the_file
 def read_camera_pair(path) -> tuple[Camera, Camera]:
     """(camera of image A, camera of image B): a stereo file's left and right cameras (no pose
     needed), else its one camera twice."""

@@ -9,8 +9,9 @@ them.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from recon._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from recon.errors import FormatError, ReconError
@@ -23,13 +24,4 @@ _LAZY = {"FormatError": "recon.errors", "ReconError": "recon.errors", "Image": "
          "Point3D": "recon.scene", "Reconstruction": "recon.scene"}
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'recon' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -165,6 +165,27 @@ def test_errors_name_the_file(tmp_path):
         read_camera(tmp_path / "bad.yaml")
 
 
+def test_file_errors_carry_the_path(tmp_path):
+    """One calibration error type (calib.CalibFileError, a ValueError): ``path`` names the file
+    for every reader, so callers need no converting shim; argument errors stay plain."""
+    from calib import CalibFileError
+    from calib.files import read_camera_pair, read_status
+
+    (tmp_path / "x.yaml").write_text("%YAML:1.0\n---\nimage_width: 640\nimage_height: 480\n")
+    (tmp_path / "cameras.txt").write_text("1 OPENCV 640 480 1 2 3\n")
+    mono = write_opencv_yaml(tmp_path / "mono.yaml", CAMERAS["OPENCV"])
+    for read, path in ((read_camera, tmp_path / "x.yaml"), (read_camera_pair, tmp_path / "cameras.txt"),
+                       (read_rig, mono), (read_status, tmp_path / "x.json")):
+        if path.suffix == ".json":
+            path.write_text("[1, 2]")
+        with pytest.raises(CalibFileError) as e:
+            read(path)
+        assert e.value.path == str(path) and str(e.value) == f"{path}: {e.value.detail}" and e.value.detail
+    with pytest.raises(ValueError, match="which") as e:
+        read_camera(mono, which="middle")
+    assert not isinstance(e.value, CalibFileError)
+
+
 def test_recon_readers_agree(tmp_path):
     """recon sfm, twoview and stereo read a fisheye calibration through calib.files: the fisheye
     k3, k4 stay fisheye (the bug: sfm read them as OPENCV p1, p2)."""

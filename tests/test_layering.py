@@ -327,9 +327,9 @@ def test_layering_check_catches_violations(tmp_path):
 #: The CLI's own modules and the entry point; every other module of ours is library code
 #: (recon.pipeline included) and calls library functions, never a verb.
 CLI_MODULES = ("recon/cli/", "recon/__main__.py")
-#: What render may import of recon: its scene types, file formats, errors and the DepthView of
-#: recon.export (never SfM, matching, pipelines or the CLI).
-RENDER_MAY_IMPORT = ("recon.errors", "recon.io", "recon.scene", "recon.export")
+#: What render may import of recon: its scene types, file formats, errors, the DepthView of
+#: recon.export and the lazy re-export helper (never SfM, matching, pipelines or the CLI).
+RENDER_MAY_IMPORT = ("recon._lazy", "recon.errors", "recon.io", "recon.scene", "recon.export")
 
 
 def _docstring_nodes(tree) -> set[int]:

@@ -13,6 +13,8 @@ content), ``viewer.app`` (SceneViewer), ``viewer.live`` (TrainingViewer), ``view
 
 from __future__ import annotations
 
+from recon._lazy import lazy_exports
+
 __all__ = ["SceneContent", "SceneViewer", "TrainingViewer", "ViewerOptions", "load"]
 
 _LAZY = {
@@ -24,9 +26,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'viewer' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -186,15 +186,9 @@ def load(path: str | Path, *, kind: str | None = None, image_dir: str | Path | N
 
 
 def _load_mesh(path: Path):
-    import trimesh
+    from recon.io.meshes import read_trimesh
 
-    try:
-        mesh = trimesh.load(path, force="mesh", process=False)
-    except Exception as e:
-        raise FormatError(path, f"cannot read it as a mesh: {type(e).__name__}: {e}") from None
-    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
-        raise FormatError(path, "no triangles found in the mesh file")
-    return mesh
+    return read_trimesh(path)
 
 
 def _read_report(folder: Path) -> dict:

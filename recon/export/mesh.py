@@ -248,16 +248,8 @@ def write_mesh(path, mesh: Mesh) -> Path:
 
 
 def read_mesh(path) -> Mesh:
-    """Read a mesh file (PLY, OBJ, GLB, ... anything trimesh reads) with vertex colours."""
-    import trimesh
+    """Read a mesh file (PLY, OBJ, GLB, ... anything trimesh reads) with vertex colours, through
+    the one mesh reader (recon.io.meshes.read_trimesh); FormatError naming the file."""
+    from recon.io.meshes import read_trimesh
 
-    from recon.errors import FormatError
-
-    path = Path(path)
-    try:
-        t = trimesh.load(path, force="mesh", process=False)
-    except Exception as e:  # noqa: BLE001 - any parser error names the file
-        raise FormatError(path, f"cannot read it as a mesh: {type(e).__name__}: {e}") from None
-    if not isinstance(t, trimesh.Trimesh):
-        raise FormatError(path, "no triangle mesh found")
-    return Mesh.from_trimesh(t)
+    return Mesh.from_trimesh(read_trimesh(path, allow_empty=True))

@@ -7,6 +7,7 @@ conventions (docs/conventions.md). See docs/formats.md for what is read and writ
 Importing this package is light (NumPy, calib); Pillow / OpenCV load inside the functions.
 """
 
+from recon._lazy import lazy_exports
 from recon.io.colmap import find_colmap_model, read_colmap, write_colmap
 from recon.io.detect import Artifact, Kind, detect, find_image_dir
 from recon.io.images import (
@@ -28,17 +29,10 @@ from recon.io.transforms_json import (
     write_transforms,
 )
 
-_GAUSSIAN_NAMES = ("GaussianCloud", "read_splat_ply", "write_splat_ply")
-
-
-def __getattr__(name: str):
-    # 3DGS PLY I/O lives in recon.io.gaussians (helper `splat`); resolved lazily so this package
-    # stays importable (and light) whatever that module imports.
-    if name in _GAUSSIAN_NAMES:
-        from recon.io import gaussians
-
-        return getattr(gaussians, name)
-    raise AttributeError(f"module 'recon.io' has no attribute {name!r}")
+# 3DGS PLY I/O lives in recon.io.gaussians; resolved lazily so this package stays light whatever
+# that module imports.
+__getattr__, __dir__ = lazy_exports(__name__, dict.fromkeys(
+    ("GaussianCloud", "read_splat_ply", "write_splat_ply"), "recon.io.gaussians"))
 
 
 __all__ = [

@@ -44,7 +44,6 @@ from recon.errors import FormatError, ReconError
 
 __all__ = ["PREPARERS", "PreparedDataset", "prepare"]
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".JPG", ".PNG", ".JPEG")
 MIPNERF360_OUTDOOR = ("bicycle", "flowers", "garden", "stump", "treehill")
 
 
@@ -118,7 +117,9 @@ def _resolve_image(folder: Path, name: str) -> Path | None:
     p = folder / name
     if p.is_file():
         return p
-    for ext in IMAGE_EXTS:
+    from recon.io.images import IMAGE_EXTENSIONS
+
+    for ext in (e for x in IMAGE_EXTENSIONS for e in (x, x.upper())):  # extensions in either case
         if (folder / (name + ext)).is_file():
             return folder / (name + ext)
     return None
@@ -318,7 +319,9 @@ def _prepare_dtu(source: Path, scene: str, out: Path, **_) -> PreparedDataset:
         scan_id = int(scene.removeprefix("scan"))
     except ValueError:
         raise ValueError(f"scene: expected a DTU scan name like 'scan24', got {scene!r}") from None
-    names = sorted(p.name for p in (root / "images").iterdir() if p.suffix in IMAGE_EXTS)
+    from recon.io.images import list_images
+
+    names = [p.name for p in list_images(root / "images")]
     notes = []
     npz = root / "cameras.npz"
     idr = _idr_cameras(npz, names) if npz.is_file() else None

@@ -242,13 +242,10 @@ def describe_splat_ply(path: Path, header=None) -> Section:
 
 
 def describe_mesh(path: Path) -> Section:
-    """A mesh file (OBJ / GLB / GLTF / STL / OFF) read with trimesh."""
-    import trimesh
+    """A mesh file (OBJ / GLB / GLTF / STL / OFF), read by recon.io.meshes.read_trimesh."""
+    from recon.io.meshes import read_trimesh
 
-    try:
-        mesh = trimesh.load(path, force="mesh", process=False)
-    except Exception as e:
-        raise FormatError(path, f"cannot read it as a mesh: {type(e).__name__}: {e}") from None
+    mesh = read_trimesh(path, allow_empty=True)
     s = Section(f"mesh: {path}")
     nv, nf = len(mesh.vertices), len(mesh.faces)
     s.lines.append(f"vertices: {nv}, faces: {nf}")

@@ -4,7 +4,7 @@ trainer (``recon train nerf``). Light at import (no torch): names load their mod
 
 from __future__ import annotations
 
-import importlib
+from recon._lazy import lazy_exports
 
 _LAZY = {
     "HashGrid": "render.nerf.encoding",
@@ -53,13 +53,4 @@ __all__ = [  # the names of _LAZY
 ]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'render.nerf' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

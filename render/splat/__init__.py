@@ -6,7 +6,7 @@ so ``recon train --help`` can discover ``render.splat.cli_train`` without import
 
 from __future__ import annotations
 
-import importlib
+from recon._lazy import lazy_exports
 
 _LAZY = {
     "Gaussians": "render.splat.gaussians",
@@ -29,13 +29,4 @@ __all__ = [  # the names of _LAZY
 ]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'render.splat' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
