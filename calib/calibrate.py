@@ -52,7 +52,7 @@ __all__ = [
     "opencv_flags",
     "pick_model",
     "projection_uncertainty",
-    "refine_pose",
+    "refine_cam_from_board",
     "select_model",
     "solve_intrinsics",
 ]
@@ -521,8 +521,9 @@ def _too_few(obs, rejected, config):
 # Pose refinement and model selection
 # =============================================================================================
 
-def refine_pose(camera: Camera, object_points, corners, *, iterations: int = 10) -> tuple[Rigid3, np.ndarray]:
-    """Board pose minimising the pixel reprojection error under ``camera`` (any model):
+def refine_cam_from_board(camera: Camera, object_points, corners, *,
+                          iterations: int = 10) -> tuple[Rigid3, np.ndarray]:
+    """The board's cam_from_board minimising the pixel reprojection error under ``camera`` (any model):
     PnP on undistorted rays for the start, then Gauss-Newton. Returns (cam_from_board, residuals [N, 2])."""
     import cv2
 
@@ -531,29 +532,30 @@ def refine_pose(camera: Camera, object_points, corners, *, iterations: int = 10)
     xy = camera.cam_from_img(uv)
     ok = np.all(np.isfinite(xy), axis=1)
     if ok.sum() < 4:
-        raise CalibrationError("refine_pose: fewer than 4 corners can be unprojected")
+        raise CalibrationError("refine_cam_from_board: fewer than 4 corners can be unprojected")
     _, rvec, tvec = cv2.solvePnP(obj[ok], xy[ok], np.eye(3), None, flags=cv2.SOLVEPNP_ITERATIVE)
-    pose = Rigid3.from_axis_angle(rvec.ravel(), tvec.ravel())
+    cam_from_board = Rigid3.from_axis_angle(rvec.ravel(), tvec.ravel())
     for _ in range(iterations):
-        Xc = pose.apply(obj)
+        Xc = cam_from_board.apply(obj)
         pred, d_pt, _, _ = camera.project_jacobians(Xc)
         r = (pred - uv).reshape(-1)
-        Jw = -np.einsum("nij,njk->nik", d_pt, skew(Xc - pose.translation)).reshape(-1, 3)
+        Jw = -np.einsum("nij,njk->nik", d_pt, skew(Xc - cam_from_board.translation)).reshape(-1, 3)
         J = np.hstack([Jw, d_pt.reshape(-1, 3)])
         step, *_ = np.linalg.lstsq(J, -r, rcond=None)
         from calib.transforms import matrix_from_axis_angle
 
-        pose = Rigid3(matrix_from_axis_angle(step[:3]) @ pose.rotation, pose.translation + step[3:])
+        cam_from_board = Rigid3(matrix_from_axis_angle(step[:3]) @ cam_from_board.rotation,
+                                cam_from_board.translation + step[3:])
         if np.abs(step).max() < 1e-12:
             break
-    return pose, _residuals(camera, pose, Observation("", uv, obj, np.arange(len(uv))))
+    return cam_from_board, _residuals(camera, cam_from_board, Observation("", uv, obj, np.arange(len(uv))))
 
 
 def select_model(observations: list[Observation], image_size, candidates=AUTO_MODEL_CANDIDATES, *,
                  folds: int = 5, extra_flags: int = 0, tolerance: float = 1.02) -> list[ModelScore]:
     """Cross-validated reprojection RMS of each candidate model: views are split into ``folds``
     groups; each group is held out in turn, the intrinsics fitted on the others, the held-out
-    boards' poses re-fitted with those intrinsics (:func:`refine_pose`) and their errors pooled.
+    boards' poses re-fitted with those intrinsics (:func:`refine_cam_from_board`) and their errors pooled.
     Extra parameters that only fit noise raise the held-out error, so this does not reward
     over-fitting the way the training RMS does."""
     n = len(observations)
@@ -571,7 +573,7 @@ def select_model(observations: list[Observation], image_size, candidates=AUTO_MO
                 if len(train) < 3:
                     continue
                 cam, _, _, _ = solve_intrinsics(train, image_size, model, extra_flags=extra_flags, initial=None)
-                fold = [refine_pose(cam, observations[i].object_points, observations[i].corners)[1] for i in g]
+                fold = [refine_cam_from_board(cam, observations[i].object_points, observations[i].corners)[1] for i in g]
                 held += fold
                 fold_rms.append(_rms(np.concatenate(fold)))
             cv = _rms(np.concatenate(held)) if held else float("nan")

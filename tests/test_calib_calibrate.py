@@ -24,7 +24,7 @@ from calib.calibrate import (
     comparison_grid,
     coverage_map,
     projection_uncertainty,
-    refine_pose,
+    refine_cam_from_board,
 )
 from calib.transforms import matrix_from_axis_angle
 from recon.synth.boards import coverage_board_poses, random_board_poses, true_corners
@@ -323,7 +323,7 @@ def test_refine_pose_recovers_pose():
     for cam in (PINHOLE_TRUTH, FISHEYE_TRUTH):
         p = random_board_poses(board, cam, 1, rng)[0]
         uv, _ = true_corners(board, cam, p)
-        est, r = refine_pose(cam, board_object_points(board), uv)
+        est, r = refine_cam_from_board(cam, board_object_points(board), uv)
         assert np.abs(r).max() < 1e-6
         assert np.allclose(est.translation, p.translation, atol=1e-7)
 

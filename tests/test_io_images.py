@@ -161,6 +161,22 @@ def test_guess_camera_fallback_and_orientation(tmp_path):
         guess_camera(p, model="FOV")
 
 
+def test_guess_camera_from_a_size_or_a_given_focal(tmp_path):
+    """One guess_camera: a (width, height) size (no EXIF) or a file, with an optional focal."""
+    cam, from_exif = guess_camera((640, 480), model="SIMPLE_PINHOLE")
+    assert not from_exif and cam.size == (640, 480)
+    np.testing.assert_array_equal(cam.params, [768.0, 319.5, 239.5])
+    cam, _ = guess_camera((640, 480), model="SIMPLE_PINHOLE", focal_px=500)
+    np.testing.assert_array_equal(cam.params, [500.0, 319.5, 239.5])
+    p = tmp_path / "r.jpg"
+    PILImage.fromarray(np.zeros((30, 40, 3), np.uint8)).save(p, exif=_exif(orientation=6))
+    cam, from_exif = guess_camera(p, model="SIMPLE_PINHOLE", focal_px=25.0)
+    assert not from_exif and cam.params[0] == 25.0 and cam.size == (30, 40)
+    for bad, name in ((dict(image=(640,)), "image"), (dict(image=(640, 480), focal_px=-1.0), "focal_px")):
+        with pytest.raises(ValueError, match=name):
+            guess_camera(bad.pop("image"), **bad)
+
+
 def test_read_real_photo(shared_data):
     p = shared_data / "sceaux-castle" / "100_7100.JPG"
     img = read_image(p)

@@ -42,7 +42,7 @@ def test_camera_accuracy_measures_a_known_rotation_error():
 
 def test_camera_accuracy_needs_three_common_images():
     gt = _poses()
-    with pytest.raises(ValueError, match="est_poses"):
+    with pytest.raises(ValueError, match="est_cams_from_world"):
         camera_accuracy(gt, {"0000.png": gt["0000.png"]})
 
 

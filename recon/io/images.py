@@ -347,11 +347,15 @@ class CameraGuess(NamedTuple):
     from_exif: bool  # False: the focal length is the fallback guess
 
 
-def guess_camera(path, *, model: str = "SIMPLE_RADIAL", fallback_focal_factor: float = 1.2,
-                 sensor_widths: dict[str, float] | None = None) -> CameraGuess:
-    """An initial ``calib.Camera`` for the image as displayed: focal from :func:`exif_focal_px`
-    (else ``fallback_focal_factor * max(W, H)``, COLMAP's default), principal point at the image
-    centre ((W - 1) / 2, (H - 1) / 2 in our pixel-centre convention), zero distortion.
+def guess_camera(image, *, model: str = "SIMPLE_RADIAL", focal_px: float | None = None,
+                 fallback_focal_factor: float = 1.2, sensor_widths: dict[str, float] | None = None) -> CameraGuess:
+    """An initial ``calib.Camera`` for an uncalibrated image (the one camera guess of recon).
+
+    image: an image file (its size as displayed, and its EXIF focal length) or a (width, height)
+    size in pixels (no EXIF). The focal length is ``focal_px`` when given, else the EXIF one
+    (:func:`exif_focal_px`), else ``fallback_focal_factor * max(W, H)`` (COLMAP's prior);
+    principal point at the image centre ((W - 1) / 2, (H - 1) / 2, our pixel-centre convention);
+    zero distortion. ``from_exif`` of the result says whether EXIF gave the focal length.
 
     Args:
         model: SIMPLE_PINHOLE, PINHOLE, SIMPLE_RADIAL, RADIAL, OPENCV, OPENCV_FISHEYE or FULL_OPENCV.
@@ -362,9 +366,18 @@ def guess_camera(path, *, model: str = "SIMPLE_RADIAL", fallback_focal_factor: f
         raise ValueError(f"model: expected a supported COLMAP camera model name, got {model!r}")
     if not (np.isfinite(fallback_focal_factor) and fallback_focal_factor > 0):
         raise ValueError(f"fallback_focal_factor: expected a positive number, got {fallback_focal_factor}")
-    w, h = image_size(path)
-    f = exif_focal_px(path, sensor_widths=sensor_widths)
+    if focal_px is not None and not (np.isfinite(focal_px) and focal_px > 0):
+        raise ValueError(f"focal_px: expected a positive focal length in pixels, got {focal_px}")
+    if isinstance(image, (tuple, list)):
+        if len(image) != 2 or min(image) < 1:
+            raise ValueError(f"image: expected a path or a (width, height) size, got {image!r}")
+        (w, h), f = (int(image[0]), int(image[1])), None
+    else:
+        w, h = image_size(image)
+        f = None if focal_px is not None else exif_focal_px(image, sensor_widths=sensor_widths)
     from_exif = f is not None
+    if focal_px is not None:
+        f = float(focal_px)
     if f is None:
         f = fallback_focal_factor * max(w, h)
     spec = MODELS[model]

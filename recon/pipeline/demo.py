@@ -73,18 +73,19 @@ class DemoResult:
     report: dict = field(default_factory=dict)
 
 
-def camera_accuracy(gt_poses: dict, est_poses: dict) -> dict:
+def camera_accuracy(gt_cams_from_world: dict, est_cams_from_world: dict) -> dict:
     """Compare estimated ``cam_from_world`` poses with the truth after a similarity alignment.
 
-    gt_poses, est_poses: image name -> ``calib.Rigid3``. Only names present in both are used.
+    gt_cams_from_world, est_cams_from_world: image name -> ``calib.Rigid3`` cam_from_world. Only
+    names present in both are used.
     Returns rotation errors (degrees), camera-centre errors as a fraction of the extent of the
     true camera centres, and the alignment scale.
     """
-    names, c_gt, c_est, gt_from_est = _align_centres(gt_poses, est_poses)
+    names, c_gt, c_est, gt_from_est = _align_centres(gt_cams_from_world, est_cams_from_world)
     rot_err, centre_err = [], []
     for n, cg, ce in zip(names, c_gt, c_est):
-        aligned = gt_from_est.transform_pose(est_poses[n])  # cam_from_gtworld (scaled frame)
-        rot_err.append(float(rotation_angle_deg(aligned.rotation @ gt_poses[n].rotation.T)))
+        aligned = gt_from_est.transform_pose(est_cams_from_world[n])  # cam_from_gtworld (scaled frame)
+        rot_err.append(float(rotation_angle_deg(aligned.rotation @ gt_cams_from_world[n].rotation.T)))
         centre_err.append(float(np.linalg.norm(gt_from_est.apply(ce) - cg)))
     extent = float(np.linalg.norm(c_gt.max(0) - c_gt.min(0)))
     return {
@@ -98,13 +99,14 @@ def camera_accuracy(gt_poses: dict, est_poses: dict) -> dict:
     }
 
 
-def _align_centres(gt_poses: dict, est_poses: dict):
+def _align_centres(gt_cams_from_world: dict, est_cams_from_world: dict):
     """Common names, true and estimated camera centres [N, 3], and the Sim3 ``gt_from_est``."""
-    names = sorted(set(gt_poses) & set(est_poses))
+    names = sorted(set(gt_cams_from_world) & set(est_cams_from_world))
     if len(names) < 3:
-        raise ValueError(f"est_poses: need at least 3 images in common with the truth, got {len(names)}")
-    c_gt = np.array([gt_poses[n].dst_origin_in_src() for n in names])
-    c_est = np.array([est_poses[n].dst_origin_in_src() for n in names])
+        raise ValueError(f"est_cams_from_world: need at least 3 images in common with the truth, "
+                         f"got {len(names)}")
+    c_gt = np.array([gt_cams_from_world[n].dst_origin_in_src() for n in names])
+    c_est = np.array([est_cams_from_world[n].dst_origin_in_src() for n in names])
     return names, c_gt, c_est, Sim3.align(c_est, c_gt)
 
 
@@ -136,8 +138,8 @@ def run_demo(out_dir, config: DemoConfig | None = None, *, progress: bool = True
     t0 = _stage(f"1/6 synthetic scene: {cfg.views} views, {cfg.width}x{cfg.height}", log)
     scene = synth.make_scene(seed=cfg.seed)
     camera = synth.make_camera("PINHOLE", cfg.width, cfg.height, fov_deg=60)
-    poses = synth.orbit(cfg.views, radius=3.2)
-    dataset = synth.write_dataset(out / "scene", scene, camera, poses, seed=cfg.seed)
+    cams_from_world = synth.orbit(cfg.views, radius=3.2)
+    dataset = synth.write_dataset(out / "scene", scene, camera, cams_from_world, seed=cfg.seed)
     report["stage_seconds"]["synth"] = round(time.perf_counter() - t0, 2)
     save()
 

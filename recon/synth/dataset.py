@@ -262,13 +262,13 @@ def _visible(scene: Scene, camera: Camera, cam_from_world: Rigid3, xyz: np.ndarr
     return ok, uv
 
 
-def ground_truth_points(scene: Scene, cameras: list[Camera], poses: list[Rigid3], renders: list[dict],
-                        *, min_track_length: int = 2) -> GroundTruthPoints:
+def ground_truth_points(scene: Scene, cameras: list[Camera], cams_from_world: list[Rigid3],
+                        renders: list[dict], *, min_track_length: int = 2) -> GroundTruthPoints:
     """Points sampled at pixel centres of each view (``renders[i]``: {"pix": [K] flat pixel
     indices, "rgb": [K, 3]}) made exact by a float64 ray cast, then observed in every view where
     they are visible (exact projection, occlusion by ray casting)."""
     xyz, rgb, inst, cls, nrm = [], [], [], [], []
-    for cam, T, r in zip(cameras, poses, renders):
+    for cam, T, r in zip(cameras, cams_from_world, renders):
         if r["pix"].size == 0:
             continue
         dirs, _ = camera_rays(cam, 1)
@@ -287,7 +287,7 @@ def ground_truth_points(scene: Scene, cameras: list[Camera], poses: list[Rigid3]
     cls = np.concatenate(cls) if cls else np.zeros(0, np.int64)
     nrm = np.concatenate(nrm) if nrm else np.zeros((0, 3))
     seen = [_visible(scene, cam, T, xyz) if len(xyz) else (np.zeros(0, bool), np.zeros((0, 2)))
-            for cam, T in zip(cameras, poses)]
+            for cam, T in zip(cameras, cams_from_world)]
     count = np.sum([m for m, _ in seen], axis=0) if len(xyz) else np.zeros(0, int)
     keep = np.flatnonzero(count >= min_track_length)
     remap = np.full(len(xyz), -1, np.int64)
