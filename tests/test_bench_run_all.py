@@ -52,7 +52,6 @@ def test_parsers_read_the_printed_tables():
 
 
 def test_one_benchmark_end_to_end(tmp_path):
-    pytest.importorskip("pycolmap")
     bench = run_all.Bench("cameras", ("--n", "2000"), (), run_all.parse_cameras, timeout_s=240)
     rows, secs, status = run_all.run_bench(bench, full=False, log_dir=tmp_path)
     assert status == "ok", status

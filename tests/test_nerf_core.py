@@ -7,8 +7,7 @@ import math
 
 import numpy as np
 import pytest
-
-torch = pytest.importorskip("torch")
+import torch
 
 from render.nerf.encoding import FrequencyEncoding, HashGrid, HashGridConfig, hash_grid_encode
 from render.nerf.sampling import (
@@ -125,7 +124,8 @@ def test_sh_basis_matches_scipy_real_spherical_harmonics():
     """Real SH Y_lm from scipy's complex ones (Condon-Shortley phase included), with the axis
     order and signs of the 3DGS constants: 3DGS's basis k of band l equals Y_l,m up to a sign
     fixed per basis function; check the magnitudes agree everywhere and the sign is constant."""
-    scipy_special = pytest.importorskip("scipy.special")
+    import scipy.special as scipy_special
+
     from render.splat.sh import sh_basis
 
     rng = np.random.default_rng(0)

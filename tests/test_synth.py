@@ -375,9 +375,6 @@ def test_dataset_folder_round_trip(dataset, scene):
 
 
 def test_dataset_sparse_model(dataset):
-    from recon import io
-    if not hasattr(io, "read_colmap"):
-        pytest.skip("recon.io.read_colmap not available yet")
     rec = dataset.reconstruction()
     assert len(rec.images) == 8 and len(rec.points3D) == dataset.gt["points"]["count"]
     errs = rec.reprojection_errors()
@@ -506,8 +503,6 @@ def test_cli_synth(tmp_path, capsys):
 def test_recon_info_describes_a_dataset(dataset, capsys):
     from recon.cli import main
 
-    if "info" not in {m.NAME for m in __import__("recon.cli", fromlist=["_verb_modules"])._verb_modules()}:
-        pytest.skip("recon info (helper io) is not available")
     assert main(["info", str(dataset.root)]) == 0
     out = capsys.readouterr().out
     assert "recon-synth" in out and "8 views" in out

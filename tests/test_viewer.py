@@ -343,10 +343,6 @@ def test_scene_viewer_budget_labels_pick(tmp_path):
         shown_col = v._point_handle.colors
         sel = instance_id[v._shown_idx] == inst
         assert np.all(shown_col[sel] == (255, 230, 0)) and not np.any(np.all(shown_col[~sel] == (255, 230, 0), axis=1))
-        import recon.io
-
-        if not hasattr(recon.io, "write_ply"):
-            pytest.skip("recon.io.write_ply (helper io) not merged yet")
         from recon.io import read_ply
 
         path = v.export_selected()
