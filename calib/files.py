@@ -16,26 +16,9 @@ Public API (re-exported from ``calib``)::
     camera_json(camera, std=None) -> dict / camera_from_json(d) -> Camera   # report.json entries
     report_dict(result, ...) / stereo_report_dict(stereo, ...) -> dict      # recon's report.json
 
-Formats (the reader decides by content, not only by the suffix):
-
-* **OpenCV FileStorage YAML/XML/JSON, mono** (``cv2.FileStorage``): ``K`` (or ``camera_matrix``,
-  ``cameraMatrix``), ``D`` (or ``distortion_coefficients``, ``dist``, ``dist_coeffs``,
-  ``distCoeffs``; OpenCV order k1 k2 p1 p2 [k3 [k4 k5 k6]], or k1..k4 for fisheye),
-  ``image_width`` / ``image_height`` (or ``width`` / ``height``, or ``image_size`` [w, h]),
-  ``camera_model`` (a COLMAP name; ``recon calibrate`` always writes it). Files from other tools
-  mark fisheye with ``distortion_model`` / ``model`` containing "fisheye". Without a model name the
-  smallest model holding the coefficients is used (:meth:`Camera.from_K`).
-* **OpenCV YAML, stereo**: ``K1 D1 K2 D2`` (``M1 M2`` accepted), ``R``, ``T`` (right_from_left:
-  X_right = R X_left + T, OpenCV ``stereoCalibrate``), image size as above, ``camera_model``,
-  ``camera_model_right``; ``E F R1 R2 P1 P2 Q`` are written for other tools and ignored on read.
-* **recon's report.json** (``recon calibrate``): ``camera`` (mono) or ``left`` / ``right`` and
-  ``right_from_left`` (stereo), each camera ``{model, width, height, params}``.
-* **Status** (:func:`read_status`): ``recon calibrate`` marks a stereo rig that failed its quality
-  gate (``calibration_status: failed`` and ``calibration_failure`` in the YAML, ``"status":
-  "failed"`` and ``quality_gate.cause`` in report.json); files without a status (other tools')
-  read as "unknown", which is not a failure.
-* **COLMAP cameras.txt**: ``CAMERA_ID MODEL WIDTH HEIGHT PARAMS...``; the first camera (mono) or
-  the first two (``read_camera(which="right")``, :func:`read_camera_pair`; no pose, so no rig).
+Formats (the reader decides by content, not only by the suffix): OpenCV FileStorage mono and
+stereo, recon's report.json, COLMAP cameras.txt; the keys each one holds are in
+docs/calibration.md, "Calibration files".
 
 Pixel convention: every camera returned uses ours, (0, 0) = centre of the top-left pixel, like
 OpenCV; the COLMAP line is converted with :meth:`Camera.corner_params` /

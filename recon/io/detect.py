@@ -13,33 +13,8 @@ Example::
     >>> art.is_posed_images                           # doctest: +SKIP
     True
 
-Folders are checked in this order (the first rule that matches wins):
-
-=================  ===========================================================================
-``nerf_output``    ``report.json`` whose ``"method"`` is ``"nerf"`` and a ``checkpoint.pt``
-``splat_output``   ``splat.ply`` (``recon train splat``; ``report.json`` ``"method": "splat"``)
-``synth_dataset``  ``gt.json`` (``recon synth`` / ``recon.synth``: images, depth, labels, sparse/0)
-``stereo_output``  ``depth.npy``, ``points.ply`` and ``report.json`` (``recon stereo``)
-``sfm_output``     a COLMAP model in ``sparse/0`` or ``sparse/`` (``recon sfm``, COLMAP's layout)
-``colmap_model``   the folder (or its ``0/``) holds cameras/images/points3D ``.bin`` or ``.txt``
-``transforms``     ``transforms.json`` (nerfstudio / Instant-NGP), or Blender's ``transforms_*.json``
-``image_folder``   image files directly inside, or in ``images/``
-``report``         only a ``report.json`` (a run that stopped before writing its outputs)
-=================  ===========================================================================
-
-Files, by name, extension and (PLY) header:
-
-=================  ===========================================================================
-``splat_ply``      a PLY whose vertices have ``f_dc_0``, ``opacity``, ``scale_0``, ``rot_0`` (3DGS)
-``mesh``           a PLY with faces, or ``.obj`` ``.glb`` ``.gltf`` ``.off`` ``.stl``
-``point_cloud``    any other PLY (``Artifact.labelled`` when it has ``class_id`` / ``instance_id``)
-``colmap_model``   ``cameras``/``images``/``points3D`` ``.bin|.txt`` of a complete model
-``transforms``     any other ``.json`` with a ``"frames"`` list (``transforms_train.json`` ...)
-``synth_dataset``  ``gt.json``; ``report.json`` is its folder's kind when that is an output,
-                   else ``report``
-``image``          ``.jpg`` ``.png`` ``.tif`` ... (:data:`recon.io.images.IMAGE_EXTENSIONS`)
-``video``          ``.mp4`` ``.mov`` ``.avi`` ``.mkv`` ... (:data:`VIDEO_EXTENSIONS`)
-=================  ===========================================================================
+The rules (folders in order, files by name, extension and PLY header) are in docs/formats.md,
+"What a path holds"; tests/test_detect.py has one fixture per kind.
 
 Paths in the :class:`Artifact` (None when absent): ``model_dir`` (COLMAP model folder),
 ``transforms`` (the JSON), ``images_dir`` (photos of a model, via :func:`recon.io.find_image_dir`),
