@@ -16,7 +16,7 @@ JOBS = {"data", "calibrate", "sfm", "train", "export", "label", "view"}
 def blocks() -> list[tuple[str, bool, str]]:
     """(job, slow, code) of each python block of docs/api.md."""
     out = []
-    for code in re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S):
+    for code in re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.DOTALL):
         head = code.splitlines()[0]
         m = re.match(r"# job: (\w+)( \(slow\))?$", head)
         assert m, f"docs/api.md: a python block must start with '# job: NAME', got {head!r}"

@@ -400,8 +400,8 @@ def test_export_artifact_refuses_bad_input_and_writes_nothing(small, tmp_path):
     # options and outputs named in the message
     with pytest.raises(ValueError, match="--output"):
         export_artifact(small, tmp_path / "d.xyz")
-    for bad, name in ((dict(voxel=-1.0), "--voxel"), (dict(faces=2), "--faces"), (dict(min_views=0), "--min-views"),
-                      (dict(crop=(1, 1, 1, 0, 0, 0)), "--crop"), (dict(what="cube"), "--what")):
+    for bad, name in (({"voxel": -1.0}, "--voxel"), ({"faces": 2}, "--faces"), ({"min_views": 0}, "--min-views"),
+                      ({"crop": (1, 1, 1, 0, 0, 0)}, "--crop"), ({"what": "cube"}, "--what")):
         with pytest.raises(ValueError, match=name):
             export_artifact(small, tmp_path / "e.ply", ExportOptions(**bad))
     assert not (tmp_path / "e.ply").exists()

@@ -172,7 +172,7 @@ def test_guess_camera_from_a_size_or_a_given_focal(tmp_path):
     PILImage.fromarray(np.zeros((30, 40, 3), np.uint8)).save(p, exif=_exif(orientation=6))
     cam, from_exif = guess_camera(p, model="SIMPLE_PINHOLE", focal_px=25.0)
     assert not from_exif and cam.params[0] == 25.0 and cam.size == (30, 40)
-    for bad, name in ((dict(image=(640,)), "image"), (dict(image=(640, 480), focal_px=-1.0), "focal_px")):
+    for bad, name in (({"image": (640,)}, "image"), ({"image": (640, 480), "focal_px": -1.0}, "focal_px")):
         with pytest.raises(ValueError, match=name):
             guess_camera(bad.pop("image"), **bad)
 

@@ -34,11 +34,10 @@ from recon.semantic.types import DetectionBackend, Detections, Segmentation, Seg
 
 __all__ = [
     "LABEL_BACKENDS",
-    "LabelSceneOptions",
-    "LabelSceneResult",
-    "label_scene",
     "DetectionBackend",
     "Detections",
+    "LabelSceneOptions",
+    "LabelSceneResult",
     "Letterbox",
     "MAPResult",
     "PRCurve",
@@ -52,6 +51,7 @@ __all__ = [
     "evaluate_map",
     "generalized_box_iou",
     "hungarian",
+    "label_scene",
     "letterbox",
     "letterbox_boxes",
     "letterbox_params",

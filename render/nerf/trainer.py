@@ -36,6 +36,11 @@ import torch
 
 from calib import Camera, Rigid3
 from recon.errors import ReconError
+
+# device choice, out-of-memory detection and peak memory: one home for both trainers
+from render._device import is_oom as _is_oom
+from render._device import peak_memory_mb as _peak_memory_mb
+from render._device import pick_device as _pick_device
 from render.data import SceneData, load_scene
 from render.nerf.encoding import HashGridConfig
 from render.nerf.field import FieldConfig, NerfField
@@ -60,11 +65,6 @@ from render.scaffold import (
     fit,
     read_checkpoint,
 )
-
-# device choice, out-of-memory detection and peak memory: one home, the splat trainer's
-from render._device import is_oom as _is_oom
-from render._device import peak_memory_mb as _peak_memory_mb
-from render._device import pick_device as _pick_device
 
 __all__ = ["PRESETS", "NerfConfig", "NerfModel", "NerfTrainer", "load_model", "train"]
 
