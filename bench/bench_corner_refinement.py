@@ -130,7 +130,7 @@ def mrcal_mono(obs, size, board):
 
 def leftout_reprojection(obs, size, fit, folds=5):
     """Reprojection RMS of held-out views (pose re-fitted) with intrinsics ``fit(train)``."""
-    from calib.calibrate import refine_pose
+    from calib.calibrate import refine_cam_from_board
 
     n = len(obs)
     res = []
@@ -138,7 +138,7 @@ def leftout_reprojection(obs, size, fit, folds=5):
         test = list(range(k, n, folds))
         cam = fit([obs[i] for i in range(n) if i not in test])
         for i in test:
-            res.append(refine_pose(cam, obs[i].object_points, obs[i].corners)[1])
+            res.append(refine_cam_from_board(cam, obs[i].object_points, obs[i].corners)[1])
     r = np.concatenate(res)
     return float(np.sqrt(np.mean(np.sum(r * r, 1))))
 

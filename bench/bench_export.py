@@ -95,7 +95,7 @@ def main() -> None:
         if data is None:
             data = str(Path(tmp) / "scene")
             subprocess.run([sys.executable, "-m", "recon", "synth", data, "--views", str(args.views), "--width",
-                            str(args.width), "--height", str(args.height), "--no-progress"], check=True, env=env)
+                            str(args.width), "--height", str(args.height), "-q"], check=True, env=env)
         rows = []
         for method in ("recon", "open3d-legacy"):
             out = subprocess.run([sys.executable, __file__, "--child", method, data, str(args.voxel)],

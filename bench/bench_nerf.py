@@ -40,7 +40,7 @@ def _mesh_chamfer(run: Path, data: Path, mesh: Path) -> float:
     sys.path.insert(0, str(ROOT))
     from recon.export import backproject, chamfer_distance, load_depth_views, read_mesh, sample_surface
 
-    _recon("export", run, "-o", mesh, "--what", "mesh", "--no-progress")
+    _recon("export", run, "-o", mesh, "--what", "mesh", "-q")
     truth = np.concatenate([backproject(v)[0] for v in load_depth_views(data)])
     return float(chamfer_distance(sample_surface(read_mesh(mesh), 200_000), truth).relative)
 
@@ -60,7 +60,7 @@ def main() -> None:
     data = work / f"synth_{args.views}_{args.width}x{args.height}"
     if not (data / "transforms.json").is_file():
         _recon("synth", "-o", data, "--kind", "scene", "--views", args.views, "--width", args.width,
-               "--height", args.height, "--no-progress")
+               "--height", args.height, "-q")
     rows = []
     load0 = os.getloadavg()[0]
     extra = ["--threads", args.threads] if args.threads else []
