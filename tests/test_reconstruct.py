@@ -225,3 +225,23 @@ def test_disk_full_during_training_keeps_sfm_and_the_rerun_reuses_it(photos, tmp
         assert (out / "export" / "splat.ply").is_file() and (out / "report.html").is_file()
     finally:
         disk.close()
+
+
+def test_export_and_label_stages_call_the_library(tmp_path):
+    """The pipeline's export and labels stages call recon.export / recon.semantic directly and
+    keep their typed results (no verb, no argv, no side file read back)."""
+    from recon import synth
+    from recon.pipeline.reconstruct import QUALITY, ReconstructConfig, _stage_export, _stage_labels
+
+    out = tmp_path / "out"
+    synth.write_dataset(out / "scene", synth.make_scene(seed=0), synth.make_camera("PINHOLE", 80, 60, fov_deg=60),
+                        synth.orbit(8, radius=3.2), options=synth.DatasetOptions(progress=False, num_points=800))
+    cfg = ReconstructConfig(method="nerf", labels="gt")  # no out/nerf: the mesh fails, the points do not
+    summary = _stage_export(out, cfg, QUALITY["fast"], progress=False)
+    assert set(summary["files"]) == {"points"} and "mesh" in summary["errors"]
+    cloud_report = json.loads((out / "export" / "points.ply.report.json").read_text())
+    assert summary["points"]["vertices"] == cloud_report["vertices"] > 100
+    labels = _stage_labels(out, cfg)
+    assert labels["points_labelled"] > 0.9 * labels["points_seen"] and labels["backend"] == "gt"
+    with pytest.raises(ValueError, match="labels_options"):
+        _stage_labels(out, ReconstructConfig(labels="gt", labels_options={"colour": "red"}))
