@@ -143,7 +143,7 @@ def test_recipe_right_sized_to_the_working_resolution(tmp_path):
     photos = ImageSet(tmp_path, ["a.jpg", "b.jpg"], {"a.jpg": (2832, 2128), "b.jpg": (2832, 2128)}, {})
     frames = ImageSet(tmp_path, ["a.png"], {"a.png": (640, 480)}, {})
     internet = ImageSet(tmp_path, ["a.jpg", "b.jpg", "c.jpg"],
-                        {"a.jpg": (1025, 768), "b.jpg": (791, 1087), "c.jpg": (501, 380)}, {})
+                        {"a.jpg": (1025, 768), "b.jpg": (791, 1087), "c.jpg": (1054, 779)}, {})
     assert pick(SfMConfig(), photos) == (4096, 0, "single", 1.3)
     assert pick(SfMConfig(), frames) == (4096, -1, "single", 1.3)
     assert pick(SfMConfig(max_image_size=800), photos)[:2] == (4096, -1)  # SIFT then works at 800 px
@@ -355,3 +355,47 @@ def test_calibrate_then_sfm_keeps_the_fisheye_camera(tmp_path):
     (cam,) = rec.cameras.values()
     assert cam.model == "OPENCV_FISHEYE"
     assert cam.allclose(calibrated, rtol=1e-9, atol=1e-9), (cam, calibrated)  # held fixed, same parameters
+
+
+def test_fallback_choice_prefers_plausible_then_most_registered(tmp_path):
+    """The attempt kept: plausible before implausible, then most images, then the earlier one;
+    pycolmap's defaults are skipped when they would extract exactly what the first attempt did
+    (small internet photos), run when they differ (large photos: 3200 px, upsampled)."""
+    from recon.sfm.inputs import ImageSet
+    from recon.sfm.pipeline import (
+        AttemptResult,
+        Plausibility,
+        SfMConfig,
+        _good_enough,
+        _pick,
+        _same_extraction,
+        choose_recipe,
+        colmap_recipe,
+    )
+
+    class _Model:
+        def __init__(self, n):
+            self.n = n
+
+        def num_reg_images(self):
+            return self.n
+
+    def attempt(name, reg, problems=()):
+        a = AttemptResult(colmap_recipe(SfMConfig()) if name == "colmap" else choose_recipe(SfMConfig(), internet))
+        a.models = [_Model(reg)] if reg else []
+        a.plausibility = Plausibility(reg, 5, list(problems))
+        return a
+
+    internet = ImageSet(tmp_path, ["a.jpg", "b.jpg", "c.jpg"],
+                        {"a.jpg": (1025, 768), "b.jpg": (791, 1087), "c.jpg": (1054, 779)}, {})
+    photos = ImageSet(tmp_path, ["a.jpg", "b.jpg"], {"a.jpg": (2832, 2128), "b.jpg": (2832, 2128)}, {})
+    colmap = colmap_recipe(SfMConfig())
+    assert _same_extraction(choose_recipe(SfMConfig(), internet), colmap, internet)
+    assert not _same_extraction(choose_recipe(SfMConfig(), photos), colmap, photos)
+    fast, bad, more = attempt("fast", 3), attempt("colmap", 4, ["camera 1: focal"]), attempt("colmap", 4)
+    assert _pick([fast, bad]) is fast
+    assert _pick([fast, more]) is more
+    assert _pick([more, attempt("colmap", 4)]) is more
+    assert not _good_enough(SfMConfig(), internet, attempt("fast", 2))  # 2 of 3: re-run (small set)
+    assert _good_enough(SfMConfig(fallback_max_images=2), internet, attempt("fast", 2))
+    assert not _good_enough(SfMConfig(fallback_max_images=2), internet, bad)
