@@ -70,7 +70,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "several cameras or sizes)")
     g.add_argument("--first-octave", type=int, default=None, choices=(-1, 0, 1),
                    help="SIFT first octave: -1 doubles the image first (COLMAP's default; slower, more small "
-                        "features), 0 does not (default: 0 on >= 1000 px images, -1 on smaller ones)")
+                        "features), 0 does not (default: 0 on >= 1000 px images from one camera, -1 on smaller "
+                        "ones and on sets of several cameras)")
     g.add_argument("--matching", choices=("auto", "exhaustive", "sequential", "spatial", "retrieval"),
                    default="auto", help="image-pair selection (default auto, see above)")
     g.add_argument("--ordered", action="store_true",
