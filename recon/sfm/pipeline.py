@@ -928,7 +928,12 @@ def _drop_implausible(a: AttemptResult, images: ImageSet, config: SfMConfig, *, 
     for name in drop_images_of_cameras(prec, set(bad)):
         cid = next(im.camera_id for im in prec.images.values() if im.name == name)
         a.dropped[name] = f"registered with implausible intrinsics ({bad[cid]}): taken out of the model"
-    if prec.num_reg_images() >= 2 and config.final_ba != "none":
+    if prec.num_reg_images() < 2:
+        a.models, a.failure = [], "every registered camera had implausible intrinsics: " + \
+            "; ".join(a.plausibility.problems)
+        a.plausibility.dropped, a.plausibility.before = dict(a.dropped), list(a.plausibility.problems)
+        return
+    if config.final_ba != "none":
         a.ba = final_bundle_adjustment(prec, config, fix_intrinsics=fix_intrinsics,
                                        fix_extra=not a.recipe.refine_extra_params)
         prec = a.ba.reconstruction
