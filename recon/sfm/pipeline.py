@@ -1074,7 +1074,7 @@ def _numbered(names: list[str]) -> bool:
         if not m:
             return False
         nums.append(int(m[-1]))
-    return len(nums) > 2 and all(b > a for a, b in zip(nums, nums[1:], strict=False))
+    return len(nums) > 2 and all(b > a for a, b in itertools.pairwise(nums))
 
 
 def _pairs(pycolmap, db_path: Path, images: ImageSet, strategy: str, config: SfMConfig) -> set:
