@@ -9,12 +9,20 @@ Accuracy: on sceaux-castle the focal length vs K.txt (2905.88 px); on a recon.sy
 (--synth orbit|walk) rotation / camera-centre errors after similarity alignment with the truth.
 
     PYTHONPATH=. python bench/bench_sfm.py [--images DIR] [--synth orbit] [--mapper global]
+    PYTHONPATH=. python bench/bench_sfm.py --sets [NAME,...]
+
+--sets: every real set (sceaux; phototourism-sample per landmark and all 13; heterogeneous sets
+built from them by bench/sfm_sets.py: crops, rescales to 700-1100 px, no EXIF, mixed unions;
+the synthetic room): per set, registered images and seconds of `recon sfm` and of pycolmap's
+defaults in the same run, their ratio, ours' attempts and the cameras it flags implausible, and
+the peer's cameras outside [0.3, 5] x the larger side or with |k| > 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 F_REF_SCEAUX = 2905.88
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def pycolmap_default(image_dir: Path, work: Path) -> tuple[float, object]:
@@ -54,6 +63,75 @@ def _pose_errors(rec, gt_by_name):
     return rot, float(np.linalg.norm(s.apply(ce) - cr, axis=1).max() / np.ptp(cr, axis=0).max())
 
 
+SETS = ("sceaux", "pt_london_bridge", "pt_piazza_san_marco", "pt_st_pauls", "pt_united_states", "pt_all",
+        "het_sceaux", "mixed", "synth_room")
+
+
+def build_set(name: str, root: Path, data: Path) -> Path:
+    """The folder of set ``name`` (SETS), built under ``root`` when it is not a shared folder."""
+    from sfm_sets import make_heterogeneous_set, phototourism_subset
+
+    d = root / name
+    pt = data / "phototourism-sample"
+    if name == "sceaux":
+        return data / "sceaux-castle"
+    if name.startswith("pt_"):
+        phototourism_subset(pt, d, None if name == "pt_all" else name[3:])
+    elif name == "het_sceaux":
+        make_heterogeneous_set([data / "sceaux-castle"], d, seed=0)
+    elif name == "mixed":  # castle photos as 11 cameras, London Bridge and St Paul's as they are
+        make_heterogeneous_set([data / "sceaux-castle"], d, seed=1)
+        phototourism_subset(pt, d, "london_bridge")
+        phototourism_subset(pt, d, "st_pauls")
+    elif name == "synth_room":
+        from recon import synth
+
+        cam = synth.make_camera("SIMPLE_RADIAL", 640, 480, fov_deg=60)
+        ds = synth.write_dataset(root / "synth", synth.make_scene(seed=0), cam, synth.orbit(30, radius=3.2),
+                                 options=synth.DatasetOptions(progress=False, write_normals=False,
+                                                              write_labels=False))
+        return Path(ds.image_paths[0]).parent
+    else:
+        raise ValueError(f"--sets: unknown set {name!r} (known: {', '.join(SETS)})")
+    return d
+
+
+def _implausible(rec) -> int:
+    """Registered cameras of a pycolmap model with focal outside [0.3, 5] x side or |k1| > 1."""
+    n = 0
+    for cid in {rec.image(i).camera_id for i in rec.reg_image_ids()}:
+        c = rec.camera(cid)
+        side = max(c.width, c.height)
+        names = c.params_info.split(", ")
+        k = [abs(float(c.params[names.index(x)])) for x in ("k", "k1") if x in names]
+        n += not (0.3 * side <= c.mean_focal_length() <= 5 * side) or any(v > 1 for v in k)
+    return n
+
+
+def run_sets(names: list[str]) -> None:
+    from recon.sfm import SfMConfig, run_sfm
+
+    data = Path(__file__).resolve().parents[2] / "shared" / "data"
+    tmp = Path(tempfile.mkdtemp(prefix="bench_sfm_sets_"))
+    print(f"{'set':<20} {'n':>3} | {'recon reg':>9} {'s':>6} {'attempts':<28} {'flagged':>7} | "
+          f"{'colmap reg':>10} {'s':>6} {'bad cams':>8} | {'ratio':>5}", flush=True)
+    for name in names:
+        d = build_set(name, tmp / "sets", data)
+        n = len([p for p in d.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")])
+        t0 = time.perf_counter()
+        rep = run_sfm(d, tmp / name / "ours", SfMConfig(), progress=False)
+        t_ours = time.perf_counter() - t0
+        t_peer, best = pycolmap_default(d, tmp / name / "peer")
+        reg = best.num_reg_images() if best is not None else 0
+        att = ",".join(f"{a['recipe']}:{a['registered']}" for a in rep.attempts)
+        flagged = len(rep.plausibility.get("problems_before_dropping") or rep.plausibility.get("problems", [])) \
+            if rep.plausibility else 0
+        print(f"{name:<20} {n:>3} | {rep.images_registered:>9} {t_ours:>6.1f} {att:<28} {flagged:>7} | "
+              f"{reg:>10} {t_peer:>6.1f} {_implausible(best) if best is not None else 0:>8} | "
+              f"{t_ours / t_peer:>5.2f}  {rep.status}", flush=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", default=None, help="image folder (default ../shared/data/sceaux-castle)")
@@ -62,7 +140,12 @@ def main() -> None:
     ap.add_argument("--mapper", default="incremental", choices=("incremental", "global"))
     ap.add_argument("--max-image-size", type=int, default=1600)
     ap.add_argument("--skip-peer", action="store_true")
+    ap.add_argument("--sets", nargs="?", const=",".join(SETS), default=None,
+                    help=f"comma-separated real sets (default all: {', '.join(SETS)})")
     args = ap.parse_args()
+    if args.sets:
+        run_sets(args.sets.split(","))
+        return
 
     from recon.sfm import SfMConfig, run_sfm
     from recon.sfm._pycolmap import from_pycolmap

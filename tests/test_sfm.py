@@ -128,23 +128,69 @@ def test_colmap_params_string_uses_corner_convention():
     assert _colmap_params(cam).split(",")[1:3] == ["320", "240"]
 
 
-def test_sift_right_sized_to_the_working_resolution():
-    """No 2x upsampling (first octave 0) where SIFT works on >= 1000 px images, COLMAP's -1 on
-    smaller ones; explicit settings win; bad values are refused by name."""
+def test_recipe_right_sized_to_the_working_resolution(tmp_path):
+    """One camera: no 2x upsampling (first octave 0) where SIFT works on >= 1000 px images,
+    COLMAP's -1 on smaller ones, 4096 features, recon's global-BA ratio. Several sizes: one
+    camera per image, COLMAP's 8192 features and 1.1 ratio, the median image decides the
+    octave. Explicit settings win; bad values are refused by name."""
     from recon.sfm.inputs import ImageSet
-    from recon.sfm.pipeline import SfMConfig, _sift_size
+    from recon.sfm.pipeline import SfMConfig, choose_recipe, colmap_recipe
 
-    photos = ImageSet(Path("."), ["a.jpg", "b.jpg"], {"a.jpg": (2832, 2128), "b.jpg": (2832, 2128)}, {})
-    frames = ImageSet(Path("."), ["a.png"], {"a.png": (640, 480)}, {})
-    assert _sift_size(SfMConfig(), photos) == (4096, 0)
-    assert _sift_size(SfMConfig(), frames) == (4096, -1)
-    assert _sift_size(SfMConfig(max_image_size=800), photos) == (4096, -1)  # SIFT then works at 800 px
-    assert _sift_size(SfMConfig(max_image_size=0), frames) == (4096, -1)
-    assert _sift_size(SfMConfig(first_octave=-1, max_num_features=2000), photos) == (2000, -1)
+    def pick(cfg, s):
+        r = choose_recipe(cfg, s)
+        return r.num_features, r.first_octave, r.camera_mode, r.global_ba_ratio
+
+    photos = ImageSet(tmp_path, ["a.jpg", "b.jpg"], {"a.jpg": (2832, 2128), "b.jpg": (2832, 2128)}, {})
+    frames = ImageSet(tmp_path, ["a.png"], {"a.png": (640, 480)}, {})
+    internet = ImageSet(tmp_path, ["a.jpg", "b.jpg", "c.jpg"],
+                        {"a.jpg": (1025, 768), "b.jpg": (791, 1087), "c.jpg": (1054, 779)}, {})
+    assert pick(SfMConfig(), photos) == (4096, 0, "single", 1.3)
+    assert pick(SfMConfig(), frames) == (4096, -1, "single", 1.3)
+    assert pick(SfMConfig(max_image_size=800), photos)[:2] == (4096, -1)  # SIFT then works at 800 px
+    assert pick(SfMConfig(max_image_size=0), frames)[:2] == (4096, -1)
+    assert pick(SfMConfig(first_octave=-1, max_num_features=2000), photos)[:2] == (2000, -1)
+    assert pick(SfMConfig(), internet) == (8192, -1, "per_image", 1.1)
+    assert pick(SfMConfig(first_octave=0), internet)[1] == 0
+    assert pick(SfMConfig(camera_mode="single"), internet)[2] == "auto"  # one camera per size
+    c = colmap_recipe(SfMConfig())
+    assert (c.num_features, c.first_octave, c.max_image_size, c.global_ba_ratio) == (8192, -1, 3200, 1.1)
     with pytest.raises(ValueError, match="first_octave"):
         SfMConfig(first_octave=-2)
     with pytest.raises(ValueError, match="max_num_features"):
         SfMConfig(max_num_features=0)
+    with pytest.raises(ValueError, match="focal_range"):
+        SfMConfig(focal_range=(5.0, 0.3))
+
+
+def test_plausibility_gate_flags_absurd_intrinsics_and_small_models():
+    """Focal outside [0.3, 5] x the larger side, |k1| > 1, a main model holding under half the
+    usable images: each is named; a sound model passes."""
+    import pycolmap
+
+    from recon.sfm.pipeline import check_plausibility
+
+    def model(f, k, n_reg):
+        rec = pycolmap.Reconstruction()
+        rec.add_camera_with_trivial_rig(pycolmap.Camera(model="SIMPLE_RADIAL", width=1000, height=750,
+                                                        params=[f, 500, 375, k], camera_id=1))
+        for i in range(1, n_reg + 1):
+            rec.add_image_with_trivial_frame(pycolmap.Image(name=f"{i}.jpg", camera_id=1, image_id=i),
+                                             pycolmap.Rigid3d())
+        return rec
+
+    ok = check_plausibility(model(1200, -0.1, 8), 10)
+    assert ok.ok and ok.registered == 8
+    long = check_plausibility(model(9204, 0.0, 8), 10)
+    assert not long.ok and "focal 9204" in long.cameras[1] and not long.intrinsics_ok
+    short = check_plausibility(model(250, 0.0, 8), 10)
+    assert not short.ok and "0.25 x" in short.cameras[1]
+    bent = check_plausibility(model(1200, 3.5, 8), 10)
+    assert not bent.ok and "k1 = +3.50" in bent.cameras[1]
+    small = check_plausibility(model(1200, 0.0, 3), 10)
+    assert not small.ok and small.intrinsics_ok and "3 of 10" in small.problems[0]
+    assert not check_plausibility(None, 4).ok
+    with pytest.raises(ValueError, match="usable"):
+        check_plausibility(None, 0)
 
 
 def test_pycolmap_round_trip_and_reprojection():
@@ -309,3 +355,47 @@ def test_calibrate_then_sfm_keeps_the_fisheye_camera(tmp_path):
     (cam,) = rec.cameras.values()
     assert cam.model == "OPENCV_FISHEYE"
     assert cam.allclose(calibrated, rtol=1e-9, atol=1e-9), (cam, calibrated)  # held fixed, same parameters
+
+
+def test_fallback_choice_prefers_plausible_then_most_registered(tmp_path):
+    """The attempt kept: plausible before implausible, then most images, then the earlier one;
+    pycolmap's defaults are skipped when they would extract exactly what the first attempt did
+    (small internet photos), run when they differ (large photos: 3200 px, upsampled)."""
+    from recon.sfm.inputs import ImageSet
+    from recon.sfm.pipeline import (
+        AttemptResult,
+        Plausibility,
+        SfMConfig,
+        _good_enough,
+        _pick,
+        _same_extraction,
+        choose_recipe,
+        colmap_recipe,
+    )
+
+    class _Model:
+        def __init__(self, n):
+            self.n = n
+
+        def num_reg_images(self):
+            return self.n
+
+    def attempt(name, reg, problems=()):
+        a = AttemptResult(colmap_recipe(SfMConfig()) if name == "colmap" else choose_recipe(SfMConfig(), internet))
+        a.models = [_Model(reg)] if reg else []
+        a.plausibility = Plausibility(reg, 5, list(problems))
+        return a
+
+    internet = ImageSet(tmp_path, ["a.jpg", "b.jpg", "c.jpg"],
+                        {"a.jpg": (1025, 768), "b.jpg": (791, 1087), "c.jpg": (1054, 779)}, {})
+    photos = ImageSet(tmp_path, ["a.jpg", "b.jpg"], {"a.jpg": (2832, 2128), "b.jpg": (2832, 2128)}, {})
+    colmap = colmap_recipe(SfMConfig())
+    assert _same_extraction(choose_recipe(SfMConfig(), internet), colmap, internet)
+    assert not _same_extraction(choose_recipe(SfMConfig(), photos), colmap, photos)
+    fast, bad, more = attempt("fast", 3), attempt("colmap", 4, ["camera 1: focal"]), attempt("colmap", 4)
+    assert _pick([fast, bad]) is fast
+    assert _pick([fast, more]) is more
+    assert _pick([more, attempt("colmap", 4)]) is more
+    assert not _good_enough(SfMConfig(), internet, attempt("fast", 2))  # 2 of 3: re-run (small set)
+    assert _good_enough(SfMConfig(fallback_max_images=2), internet, attempt("fast", 2))
+    assert not _good_enough(SfMConfig(fallback_max_images=2), internet, bad)

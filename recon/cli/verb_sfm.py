@@ -31,6 +31,17 @@ unordered sets: COLMAP's vocabulary tree when its file is on disk ($RECON_VOCAB_
 Mapping (--mapper auto): COLMAP's incremental mapper up to 300 images, GLOMAP's global mapper
 up to 2000, the hierarchical mapper beyond. report.json `strategy` says what was chosen and why.
 
+Settings adapt to the set (report.json `recipe`): one camera, recon's fast SIFT settings for
+photos from one camera; one camera per image, COLMAP's features and mapper settings for a set of
+several sizes / EXIF cameras. Plausibility gate (report.json `plausibility`): a focal length
+outside [0.3, 5] x the image's larger side, |k1| > 1, or a main model with under half the images
+re-runs with pycolmap's defaults (then with the distortion fixed); images whose camera stays
+implausible are taken out of the model with the reason. `attempts` and `colmap_defaults` say
+what each try registered.
+
+Exit status: 0 ok or partial (some images not registered: see `reasons`), 1 failed (no model,
+or still implausible after the re-runs: see `message`), 2 bad arguments or input files.
+
 Examples:
   recon sfm photos/ -o out/scene
   recon sfm walk.mp4 -o out/walk --video-fps 3 --mapper global
@@ -54,10 +65,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("features and matching")
     g.add_argument("--max-image-size", type=int, default=1600,
                    help="long side (pixels) at which SIFT runs (default 1600; 0 = full resolution)")
-    g.add_argument("--max-features", type=int, default=4096, help="SIFT features per image (default 4096)")
+    g.add_argument("--max-features", type=int, default=None,
+                   help="SIFT features per image (default: 4096 for one camera, 8192 for a set of "
+                        "several cameras or sizes)")
     g.add_argument("--first-octave", type=int, default=None, choices=(-1, 0, 1),
                    help="SIFT first octave: -1 doubles the image first (COLMAP's default; slower, more small "
-                        "features), 0 does not (default: 0 on >= 1000 px images, -1 on smaller ones)")
+                        "features), 0 does not (default: 0 on >= 1000 px images from one camera, -1 on smaller "
+                        "ones and on sets of several cameras)")
     g.add_argument("--matching", choices=("auto", "exhaustive", "sequential", "spatial", "retrieval"),
                    default="auto", help="image-pair selection (default auto, see above)")
     g.add_argument("--ordered", action="store_true",
@@ -81,6 +95,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-retriangulation", action="store_true", help="skip retriangulation after mapping")
     g.add_argument("--undistort", action="store_true",
                    help="also write undistorted images and a PINHOLE model to OUT/undistorted (for training)")
+    g.add_argument("--no-fallback", action="store_true",
+                   help="no re-run with pycolmap's defaults when the result is implausible or, on up "
+                        "to 30 images, leaves photos out")
     g.add_argument("--no-isolate", action="store_true",
                    help="run the mapper in this process (faster start; a C++ abort then ends the run)")
     g = p.add_argument_group("video")
@@ -107,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
                        retriangulate=not args.no_retriangulation, final_ba=args.ba,
                        ba_loss=args.ba_loss, undistort=args.undistort, video_fps=args.video_fps,
                        video_max_frames=args.max_frames, blur_ratio=args.blur_ratio,
-                       isolate_mapper=not args.no_isolate, num_threads=args.threads, seed=args.seed)
+                       isolate_mapper=not args.no_isolate, fallback=not args.no_fallback, num_threads=args.threads, seed=args.seed)
     report = run_sfm(args.inputs, args.output, config, progress=not args.quiet)
     out = Path(args.output)
     err = report.mean_reprojection_error_px
@@ -119,6 +136,9 @@ def run(args: argparse.Namespace) -> int:
     if plan:
         print(f"recon sfm: matching {report.matching.get('strategy', plan['matching'])}: {plan['matching_reason']}; "
               f"mapper {plan['mapper']}: {plan['mapper_reason']}")
+    cd = report.colmap_defaults
+    if cd.get("registered") is not None and cd["registered"] != report.images_registered:
+        print(f"recon sfm: pycolmap's defaults registered {cd['registered']}", file=sys.stderr)
     if report.message and report.status != "ok":
         print(f"recon sfm: {report.message}", file=sys.stderr)
     for name, why in list(report.reasons.items())[:20]:

@@ -13,6 +13,7 @@ through OpenCV, imported only in that case.
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,6 +28,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", "
 _MODES = ("rgb", "gray", "unchanged")
 
 _TAG_ORIENTATION = 0x0112
+# what Pillow raises on a malformed EXIF block (bad offsets, truncated IFDs, wrong types): no EXIF
+_EXIF_ERRORS = (OSError, ValueError, SyntaxError, KeyError, TypeError, IndexError, struct.error)
 _TAG_MAKE = 0x010F
 _TAG_MODEL = 0x0110
 _IFD_EXIF = 0x8769
@@ -82,7 +85,7 @@ def exif_orientation(path) -> int:
     with _open(path) as im:
         try:
             o = int(im.getexif().get(_TAG_ORIENTATION, 1))
-        except Exception:
+        except _EXIF_ERRORS:
             return 1
     return o if 1 <= o <= 8 else 1
 
@@ -93,7 +96,7 @@ def image_size(path) -> tuple[int, int]:
         w, h = im.size
         try:
             o = int(im.getexif().get(_TAG_ORIENTATION, 1))
-        except Exception:
+        except _EXIF_ERRORS:
             o = 1
     return (h, w) if o in (5, 6, 7, 8) else (w, h)
 
@@ -134,7 +137,7 @@ def read_image(path, *, mode: str = "rgb") -> np.ndarray:
             orientation = 1
             try:
                 orientation = int(im.getexif().get(_TAG_ORIENTATION, 1))
-            except Exception:
+            except _EXIF_ERRORS:
                 pass
             arr = _read_16bit_color_cv2(path)
             arr = _apply_orientation(arr, orientation)
@@ -300,7 +303,7 @@ def exif_focal_px(path, *, sensor_widths: dict[str, float] | None = None) -> flo
         try:
             exif = im.getexif()
             sub = exif.get_ifd(_IFD_EXIF)
-        except Exception:
+        except _EXIF_ERRORS:
             return None
         w, h = im.size
         make = str(exif.get(_TAG_MAKE, "")).strip().lower()

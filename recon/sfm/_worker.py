@@ -33,6 +33,8 @@ def main(argv: list[str]) -> int:
         inc.random_seed = int(job.get("seed", 0))
         inc.min_model_size = int(job.get("min_model_size", 3))
         inc.ba_global_frames_ratio = inc.ba_global_points_ratio = float(job.get("global_ba_ratio", 1.1))
+        if job.get("fix_extra"):
+            inc.ba_refine_extra_params = False
         if job.get("fix_intrinsics"):
             inc.ba_refine_focal_length = inc.ba_refine_extra_params = inc.ba_refine_principal_point = False
         models = pycolmap.hierarchical_mapping(job["database"], job["image_dir"], job["output"], opts)
@@ -42,6 +44,8 @@ def main(argv: list[str]) -> int:
         opts.random_seed = int(job.get("seed", 0))
         if job.get("image_names"):
             opts.image_names = job["image_names"]
+        if job.get("fix_extra"):
+            opts.mapper.bundle_adjustment.refine_extra_params = False
         if job.get("fix_intrinsics"):
             ba = opts.mapper.bundle_adjustment
             ba.refine_focal_length = ba.refine_principal_point = ba.refine_extra_params = False
@@ -55,6 +59,8 @@ def main(argv: list[str]) -> int:
         opts.ba_global_frames_ratio = opts.ba_global_points_ratio = ratio
         if job.get("image_names"):
             opts.image_names = job["image_names"]
+        if job.get("fix_extra"):
+            opts.ba_refine_extra_params = False
         if job.get("fix_intrinsics"):
             opts.ba_refine_focal_length = False
             opts.ba_refine_extra_params = False

@@ -68,13 +68,15 @@ def find_vocab_tree(path: str | None = None, *, n_images: int = 0) -> Path | Non
     env = os.environ.get(VOCAB_TREE_ENV)
     if env:
         return Path(env) if Path(env).is_file() else None
+    from recon.errors import ReconError
+
     try:
         from recon.io.catalog import cache_dir, get_dataset
 
         info = get_dataset(VOCAB_TREE_DATASET)
         found = [f for f in (cache_dir() / info.name / info.url_for(s).rsplit("/", 1)[-1] for s in info.scenes)
                  if f.is_file()]
-    except (ImportError, OSError, ValueError, KeyError):  # no catalog (stripped install), no cache: no tree
+    except (ImportError, OSError, ValueError, KeyError, ReconError):  # no catalog (stripped install), no cache
         return None
     if not found:
         return None

@@ -19,6 +19,7 @@ in a later stage keeps the earlier results):
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -32,14 +33,18 @@ import numpy as np
 
 from recon.sfm.inputs import (
     VIDEO_EXTENSIONS,
+    FrameExtraction,
     ImageSet,
     collect_images,
     extract_video_frames,
     read_opencv_calibration,
 )
-from recon.sfm.matching import choose_strategy, find_vocab_tree
+from recon.sfm.matching import Strategy, choose_strategy, find_vocab_tree
 
-__all__ = ["SfMConfig", "SfMReport", "run_sfm"]
+__all__ = ["AttemptResult", "BAResult", "FeaturesResult", "InputsResult", "MappingResult", "MatchingResult",
+           "Plausibility", "Recipe", "SfMConfig", "SfMReport", "check_plausibility", "choose_recipe",
+           "colmap_recipe", "extract_features", "final_bundle_adjustment", "heterogeneous", "load_inputs",
+           "map_images", "match_features", "retriangulate", "run_sfm"]
 
 CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "OPENCV_FISHEYE",
                  "FULL_OPENCV", "SIMPLE_RADIAL_FISHEYE", "RADIAL_FISHEYE")
@@ -50,15 +55,17 @@ class SfMConfig:
     """Options of :func:`run_sfm`.
 
     camera_model:        COLMAP model for estimated cameras (ignored with ``calibration``)
-    camera_mode:         "auto" (one camera per distinct size/EXIF camera), "single", "per_image"
+    camera_mode:         "auto" (one camera for a homogeneous set, one per image otherwise:
+                         :func:`choose_recipe`), "single", "per_image"
     calibration:         OpenCV YAML (K, D, image size) from `recon calibrate`: intrinsics fixed
     max_image_size:      feature extraction resolution cap (long side, pixels); 0 = full size
-    max_num_features:    SIFT features per image (4096: matching cost grows with its square;
-                         enough for 1600-pixel images; 2048 was measured too few on a 640x480
-                         walk-through: 0.12 deg rotation error instead of 0.03)
+    max_num_features:    SIFT features per image; None = auto (:func:`choose_recipe`): 4096 on a
+                         homogeneous set (matching cost grows with its square; 2048 was measured
+                         too few on a 640x480 walk-through), COLMAP's 8192 on a heterogeneous one
     first_octave:        SIFT's first octave: -1 doubles the image first (COLMAP's default: many
                          small-scale features, 3-4x the extraction time), 0 does not; None = auto:
-                         0 when SIFT runs on images >= ``upsample_below`` px (long side), else -1
+                         0 when SIFT's working size is >= ``upsample_below`` px (long side of the
+                         smallest image; of the median one on a heterogeneous set), else -1
     upsample_below:      see ``first_octave``
     matching:            "auto", "exhaustive", "sequential", "spatial", "retrieval"
     exhaustive_max_images: auto uses exhaustive matching up to this many images
@@ -87,6 +94,13 @@ class SfMConfig:
     video_max_frames:    cap on extracted frames (None: no cap)
     blur_ratio:          reject frames sharper than less than this times the median sharpness
     isolate_mapper:      run the mapper in a child process (a C++ abort cannot lose work)
+    fallback:            re-run with pycolmap's defaults (then with the distortion fixed) when the
+                         first attempt fails :func:`check_plausibility` or, on a set of at most
+                         ``fallback_max_images``, leaves images out; the best plausible attempt wins
+    fallback_max_images: sets up to this size re-run for any unregistered image (cheap there)
+    focal_range:         plausible focal lengths, x the image's larger side
+    max_abs_k1:          plausible |k1| of the radial models
+    min_registered_share: a main model with fewer of the usable images is implausible
     num_threads:         threads for pycolmap (-1 = all)
     seed:                random seed for pycolmap and retrieval
     """
@@ -95,7 +109,7 @@ class SfMConfig:
     camera_mode: str = "auto"
     calibration: str | None = None
     max_image_size: int = 1600
-    max_num_features: int = 4096
+    max_num_features: int | None = None
     first_octave: int | None = None
     upsample_below: int = 1000
     matching: str = "auto"
@@ -119,6 +133,11 @@ class SfMConfig:
     video_max_frames: int | None = None
     blur_ratio: float = 0.35
     isolate_mapper: bool = True
+    fallback: bool = True
+    fallback_max_images: int = 30
+    focal_range: tuple[float, float] = (0.3, 5.0)
+    max_abs_k1: float = 1.0
+    min_registered_share: float = 0.5
     num_threads: int = -1
     seed: int = 0
 
@@ -132,7 +151,7 @@ class SfMConfig:
         for k, allowed in checks.items():
             if getattr(self, k) not in allowed:
                 raise ValueError(f"{k}: expected one of {allowed}, got {getattr(self, k)!r}")
-        if self.max_num_features < 1:
+        if self.max_num_features is not None and self.max_num_features < 1:
             raise ValueError(f"max_num_features: expected >= 1, got {self.max_num_features}")
         if not self.global_ba_ratio > 1.0:
             raise ValueError(f"global_ba_ratio: expected > 1, got {self.global_ba_ratio}")
@@ -140,13 +159,18 @@ class SfMConfig:
             raise ValueError(f"first_octave: expected None or >= -1, got {self.first_octave}")
         if self.max_image_size < 0:
             raise ValueError(f"max_image_size: expected >= 0, got {self.max_image_size}")
+        lo, hi = self.focal_range
+        if not 0 < lo < hi:
+            raise ValueError(f"focal_range: expected 0 < low < high, got {self.focal_range}")
+        if not 0 <= self.min_registered_share <= 1:
+            raise ValueError(f"min_registered_share: expected in [0, 1], got {self.min_registered_share}")
 
 
 @dataclass
 class SfMReport:
     """What ``report.json`` holds (``to_json``). Camera parameters in our pixel convention."""
 
-    status: str = "ok"  # "ok" | "partial" | "failed"
+    status: str = "ok"  # "ok" | "partial" | "failed" (exit status 0 / 0 / 1 of `recon sfm`)
     message: str = ""
     input: str = ""
     images_total: int = 0
@@ -164,6 +188,10 @@ class SfMReport:
     mapper: str = ""
     strategy: dict = field(default_factory=dict)  # recon.sfm.matching.Strategy: choices and reasons
     final_ba: dict = field(default_factory=dict)
+    recipe: dict = field(default_factory=dict)  # Recipe of the attempt kept
+    attempts: list[dict] = field(default_factory=list)  # every attempt: recipe, registered, problems
+    plausibility: dict = field(default_factory=dict)  # Plausibility of the model kept
+    colmap_defaults: dict = field(default_factory=dict)  # what pycolmap's defaults registered, if run
     video: dict | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
     total_seconds: float = 0.0
@@ -219,7 +247,288 @@ class _Stages:
 
 
 # =========================================================================================
-# pycolmap option builders
+# Recipes: the feature and mapper settings of one attempt, chosen by the image set
+# =========================================================================================
+
+COLMAP_FEATURES = 8192  # pycolmap's SiftExtractionOptions.max_num_features
+COLMAP_MAX_IMAGE_SIZE = 3200  # pycolmap's FeatureExtractionOptions.max_image_size
+COLMAP_GLOBAL_BA_RATIO = 1.1  # pycolmap's IncrementalPipelineOptions.ba_global_frames_ratio
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Feature and mapper settings of one SfM attempt (:func:`choose_recipe`, :func:`colmap_recipe`).
+
+    name:             "fast" (recon's right-sized settings), "colmap" (pycolmap's defaults) or
+                      "fixed-distortion" (COLMAP's features, distortion held at 0 while mapping)
+    max_image_size:   SIFT's working long side (pixels, 0 = full size)
+    num_features:     SIFT features per image
+    first_octave:     -1 doubles the image first (COLMAP), 0 does not
+    camera_mode:      "single" (one camera), "per_image", or "auto" (pycolmap's AUTO)
+    global_ba_ratio:  the incremental mapper's global-BA growth ratio
+    refine_extra_params: distortion refined by the mapper and the final BA
+    reason:           why these settings (recorded in report.json ``recipe``)
+    """
+
+    name: str
+    max_image_size: int
+    num_features: int
+    first_octave: int
+    camera_mode: str
+    global_ba_ratio: float
+    refine_extra_params: bool = True
+    reason: str = ""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _exif_camera(path: Path) -> tuple | None:
+    """(make, model, focal mm) from EXIF, or None when the file has no such tags."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            exif = im.getexif()
+            sub = exif.get_ifd(0x8769)
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError):  # unreadable EXIF: none
+        return None
+    ident = (str(exif.get(0x010F, "")).strip(), str(exif.get(0x0110, "")).strip(), str(sub.get(0x920A, "")))
+    return ident if any(ident) else None
+
+
+def heterogeneous(images: ImageSet) -> tuple[bool, str]:
+    """Whether the images come from more than one camera: different sizes, or different EXIF
+    cameras (make, model, focal length), or EXIF on some and not on others. Video frames and
+    same-size images without EXIF (renders, one camera) count as one camera."""
+    sizes = {images.sizes[n] for n in images.names}
+    if len(sizes) > 1:
+        return True, f"{len(sizes)} image sizes"
+    if images.ordered:
+        return False, "video frames: one camera"
+    exif = {_exif_camera(images.image_dir / n) for n in images.names}
+    if len(exif) > 1:
+        return True, f"{len(exif)} EXIF cameras (make, model, focal)"
+    return False, "one image size" + (", one EXIF camera" if exif != {None} else ", no EXIF")
+
+
+def choose_recipe(config: SfMConfig, images: ImageSet, *, known=None) -> Recipe:
+    """The first attempt's settings for this image set (explicit SfMConfig values win):
+
+    * camera mode (``auto``): one camera when the set is homogeneous (:func:`heterogeneous`),
+      one per image otherwise (internet collections: every photo its own lens and zoom);
+    * first octave (None): 0 (no 2x upsampling) on a homogeneous set whose smallest image SIFT
+      works on at >= ``upsample_below`` px, else COLMAP's -1 (on internet photos of ~1000 px
+      the first octave 0 lost most of the set: 0/5 San Marco photos against 3/5);
+    * features (None): 4096 on a homogeneous set (matching cost grows with its square), COLMAP's
+      8192 on a heterogeneous one (photos from different cameras share a smaller fraction);
+    * global BA ratio: ``config.global_ba_ratio`` on a homogeneous set, COLMAP's 1.1 otherwise.
+
+    Measured by ``bench/bench_sfm.py --sets`` (docs/sfm.md)."""
+    het, why = heterogeneous(images) if known is None else (False, "known calibration")
+    mode = config.camera_mode
+    if mode == "auto":
+        mode = "per_image" if het else "single"
+    elif mode == "single" and len({images.sizes[n] for n in images.names}) > 1:
+        mode = "auto"
+    longest = sorted(max(images.sizes[n]) for n in images.names) or [0]
+    cap = config.max_image_size
+
+    def working(n: int) -> int:
+        return min(n, cap) if cap else n
+
+    ref = working(longest[0])
+    octave = config.first_octave
+    if octave is None:
+        octave = 0 if ref >= config.upsample_below and not het else -1
+    feats = config.max_num_features or (COLMAP_FEATURES if het else 4096)
+    ratio = COLMAP_GLOBAL_BA_RATIO if het and config.global_ba_ratio == SfMConfig.global_ba_ratio \
+        else config.global_ba_ratio
+    reason = (f"{'heterogeneous' if het else 'homogeneous'} set ({why}): {mode} camera(s), "
+              f"SIFT at {cap or 'full'} px, first octave {octave} (smallest working size {ref} px, "
+              f"upsample below {config.upsample_below}), {feats} features, "
+              f"global BA ratio {ratio}")
+    return Recipe("fast", int(cap), int(feats), int(octave), mode, float(ratio), True, reason)
+
+
+def colmap_recipe(config: SfMConfig, *, fixed_distortion: bool = False) -> Recipe:
+    """pycolmap's default settings (the fallback): SIFT at 3200 px with 2x upsampling and 8192
+    features, COLMAP's AUTO camera mode, global BA every 10 % of growth; with
+    ``fixed_distortion`` the distortion is held at 0 while mapping and in the final BA."""
+    return Recipe("fixed-distortion" if fixed_distortion else "colmap", COLMAP_MAX_IMAGE_SIZE,
+                  COLMAP_FEATURES, -1, "auto", COLMAP_GLOBAL_BA_RATIO, not fixed_distortion,
+                  "pycolmap's defaults" + (" with the distortion held fixed" if fixed_distortion else ""))
+
+
+# =========================================================================================
+# Typed stage results
+# =========================================================================================
+
+@dataclass
+class InputsResult:
+    """Stage 1: the usable images, the video extraction (video input) and a known camera."""
+
+    images: ImageSet
+    video: FrameExtraction | None = None
+    known: object | None = None  # calib.Camera from ``SfMConfig.calibration``
+
+
+@dataclass
+class FeaturesResult:
+    """Stage 2: what was extracted into the database."""
+
+    database: Path
+    recipe: Recipe
+    no_features: list[str] = field(default_factory=list)
+    gps: bool = False
+    focal_priors: dict = field(default_factory=dict)
+    note: str = ""
+
+
+@dataclass
+class MatchingResult:
+    """Stage 3: the strategy (recon.sfm.matching.Strategy), pairs matched and verified."""
+
+    strategy: Strategy
+    pairs: int | None = None
+    verified_pairs: int = 0
+    retrieval: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        d = {"strategy": self.strategy.matching, "reason": self.strategy.matching_reason,
+             "verified_pairs": self.verified_pairs}
+        if self.pairs is not None:
+            d["pairs"] = self.pairs
+        if self.retrieval:
+            d["retrieval"] = self.retrieval
+        return d
+
+
+@dataclass
+class MappingResult:
+    """Stage 4: the mapper's models (pycolmap.Reconstruction), largest first, and its error."""
+
+    models: list = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class BAResult:
+    """Stage 5: the final bundle adjustment's figures and the refined model."""
+
+    engine: str
+    loss: str
+    initial_cost: float
+    final_cost: float
+    iterations: int
+    seconds: float
+    reconstruction: object = field(default=None, repr=False)  # pycolmap.Reconstruction
+    backend: str | None = None
+    termination: str | None = None
+
+    def to_json(self) -> dict:
+        d = {k: v for k, v in asdict(self).items() if k != "reconstruction" and v is not None}
+        return d
+
+
+@dataclass
+class Plausibility:
+    """:func:`check_plausibility`: the problems of a model (empty: plausible)."""
+
+    registered: int
+    usable: int
+    problems: list[str] = field(default_factory=list)
+    cameras: dict[int, str] = field(default_factory=dict)  # camera id -> what is wrong with it
+    dropped: dict[str, str] = field(default_factory=dict)  # image -> taken out of the model, why
+    before: list[str] = field(default_factory=list)  # the problems before images were taken out
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def intrinsics_ok(self) -> bool:
+        return not self.cameras
+
+    def to_json(self) -> dict:
+        return {"ok": self.ok, "registered": self.registered, "usable": self.usable,
+                "problems": list(self.problems), "cameras": {str(k): v for k, v in self.cameras.items()},
+                "dropped": dict(self.dropped), "problems_before_dropping": list(self.before)}
+
+
+@dataclass
+class AttemptResult:
+    """One pass of features -> matching -> mapping -> refinement with one :class:`Recipe`."""
+
+    recipe: Recipe
+    features: FeaturesResult | None = None
+    matching: MatchingResult | None = None
+    mapping: MappingResult | None = None
+    ba: BAResult | None = None
+    models: list = field(default_factory=list)  # refined main model first, then the others
+    plausibility: Plausibility | None = None
+    failure: str | None = None
+    seconds: float = 0.0
+    stands_for: str | None = None  # a fallback recipe skipped because this attempt equals it
+    dropped: dict[str, str] = field(default_factory=dict)  # image -> why it was taken out of the model
+
+    @property
+    def registered(self) -> int:
+        return int(self.models[0].num_reg_images()) if self.models else 0
+
+    def to_json(self) -> dict:
+        d = {"recipe": self.recipe.name, "registered": self.registered, "seconds": round(self.seconds, 3),
+             "failure": self.failure, "problems": self.plausibility.problems if self.plausibility else []}
+        if self.stands_for:
+            d["same_as"] = self.stands_for
+        return d
+
+
+# =========================================================================================
+# Plausibility gate
+# =========================================================================================
+
+def check_plausibility(prec, usable: int, *, focal_range: tuple[float, float] = (0.3, 5.0),
+                       max_abs_k1: float = 1.0, min_share: float = 0.5) -> Plausibility:
+    """Problems of ``prec`` (pycolmap.Reconstruction) that no correct model has: a registered
+    camera whose focal length is outside ``focal_range`` x its image's larger side (a lens of
+    that size cannot have it), a first radial coefficient |k1| > ``max_abs_k1`` (beyond what
+    the low-order models express faithfully), a main model holding less than ``min_share`` of
+    the ``usable`` images."""
+    if usable < 1:
+        raise ValueError(f"usable: expected >= 1, got {usable}")
+    reg = int(prec.num_reg_images()) if prec is not None else 0
+    out = Plausibility(reg, usable)
+    if prec is None:
+        out.problems.append("no model")
+        return out
+    used = {prec.image(i).camera_id for i in prec.reg_image_ids()}
+    for cid in sorted(used):
+        cam = prec.camera(cid)
+        side = max(cam.width, cam.height)
+        f = float(cam.mean_focal_length())
+        bad = []
+        if not focal_range[0] * side <= f <= focal_range[1] * side:
+            bad.append(f"focal {f:.0f} px = {f / side:.2f} x the {side} px side "
+                       f"(outside [{focal_range[0]}, {focal_range[1]}])")
+        names = list(cam.params_info.split(", ")) if hasattr(cam, "params_info") else []
+        if "k1" in names or "k" in names:
+            k1 = float(cam.params[names.index("k1" if "k1" in names else "k")])
+            if abs(k1) > max_abs_k1:
+                bad.append(f"radial k1 = {k1:+.2f} (|k1| > {max_abs_k1})")
+        if bad:
+            out.cameras[int(cid)] = "; ".join(bad)
+    if out.cameras:
+        out.problems.append(f"{len(out.cameras)} camera(s) with implausible intrinsics: "
+                            + "; ".join(f"camera {k}: {v}" for k, v in out.cameras.items()))
+    if reg < min_share * usable:
+        out.problems.append(f"the main model holds {reg} of {usable} images (< {min_share:.0%})")
+    return out
+
+
+# =========================================================================================
+# Stages: public functions of (inputs, options) -> typed results
 # =========================================================================================
 
 def _colmap_params(camera) -> str:
@@ -227,28 +536,218 @@ def _colmap_params(camera) -> str:
     return ",".join(f"{v:.17g}" for v in camera.corner_params())
 
 
-def _sift_size(config: SfMConfig, images) -> tuple[int, int]:
-    """(max_num_features, first_octave) for these images (see SfMConfig): right-sized to the
-    resolution SIFT works at (the smallest image's long side after ``max_image_size``)."""
-    longest = [max(wh) for wh in images.sizes.values()] or [0]
-    working = min(min(n, config.max_image_size) if config.max_image_size else n for n in longest)
-    large = working >= config.upsample_below
-    octave = config.first_octave if config.first_octave is not None else (0 if large else -1)
-    return int(config.max_num_features), int(octave)
+def load_inputs(inputs, work_dir, config: SfMConfig, *, progress: bool = True) -> InputsResult:
+    """Stage 1: the images of a folder (checked, see recon.sfm.inputs.collect_images) or the
+    frames of a video (extracted into ``work_dir/images``), and the known camera of
+    ``config.calibration``. ValueError naming ``inputs`` when it is neither."""
+    inputs, work_dir = Path(inputs), Path(work_dir)
+    video = None
+    if inputs.is_file() and inputs.suffix.lower() in VIDEO_EXTENSIONS:
+        images, video = extract_video_frames(inputs, work_dir / "images", target_fps=config.video_fps,
+                                             max_frames=config.video_max_frames,
+                                             blur_ratio=config.blur_ratio, progress=progress)
+    elif inputs.is_dir():
+        images = collect_images(inputs, progress=progress)
+    else:
+        raise ValueError(f"inputs: {inputs} is neither a folder of images nor a video "
+                         f"({', '.join(sorted(VIDEO_EXTENSIONS))})")
+    known = read_opencv_calibration(config.calibration) if config.calibration else None
+    return InputsResult(images, video, known)
 
 
-def _camera_mode(pycolmap, config: SfMConfig, images: ImageSet):
+def _known_camera_reader(known, images: ImageSet):
+    """(COLMAP model, parameter string) of the known camera resized to the images' size."""
     sizes = set(images.sizes.values())
-    if config.camera_mode == "per_image":
-        return pycolmap.CameraMode.PER_IMAGE, None
-    if config.camera_mode == "single":
-        if len(sizes) > 1:
-            return pycolmap.CameraMode.AUTO, (f"--camera-mode single ignored: the images have {len(sizes)} "
-                                              f"different sizes {sorted(sizes)[:4]}; one camera per size used")
-        return pycolmap.CameraMode.SINGLE, None
-    # auto: one camera when every image has the same size (the usual single-camera capture);
-    # otherwise COLMAP's AUTO groups images by size and EXIF camera.
-    return (pycolmap.CameraMode.SINGLE if len(sizes) == 1 else pycolmap.CameraMode.AUTO), None
+    if len(sizes) != 1:
+        raise ValueError(f"calibration: one known camera given but the images have {len(sizes)} sizes")
+    (w, h), = sizes
+    cam = known
+    if (cam.width, cam.height) != (w, h):
+        if abs(cam.width / cam.height - w / h) > 1e-3:
+            raise ValueError(f"calibration: made for {cam.width}x{cam.height}, images are {w}x{h} "
+                             "(different aspect ratio)")
+        cam = cam.resized(w, h)
+    return cam.model, _colmap_params(cam)
+
+
+def extract_features(images: ImageSet, database, recipe: Recipe, config: SfMConfig, *,
+                     known=None) -> FeaturesResult:
+    """Stage 2: SIFT of ``images`` into a fresh COLMAP ``database`` with ``recipe``'s settings;
+    cameras per ``recipe.camera_mode`` (or the ``known`` calib.Camera, held fixed), focal priors
+    from EXIF (recon.io.exif_focal_px). ValueError for a known camera that does not fit."""
+    import pycolmap
+
+    database = Path(database)
+    if database.exists():
+        database.unlink()  # a fresh run: stale features/matches would mix with new ones
+    reader = pycolmap.ImageReaderOptions()
+    reader.camera_model = config.camera_model
+    modes = {"single": pycolmap.CameraMode.SINGLE, "per_image": pycolmap.CameraMode.PER_IMAGE,
+             "auto": pycolmap.CameraMode.AUTO}
+    mode, note = modes[recipe.camera_mode], ""
+    if config.camera_mode == "single" and recipe.camera_mode != "single":
+        sizes = sorted(set(images.sizes.values()))
+        note = (f"--camera-mode single ignored: the images have {len(sizes)} different sizes "
+                f"{sizes[:4]}; one camera per size used")
+    if known is not None:
+        reader.camera_model, reader.camera_params = _known_camera_reader(known, images)
+        mode = pycolmap.CameraMode.SINGLE
+    ext = pycolmap.FeatureExtractionOptions()
+    ext.max_image_size = recipe.max_image_size or -1
+    ext.sift.max_num_features, ext.sift.first_octave = recipe.num_features, recipe.first_octave
+    ext.num_threads = config.num_threads
+    pycolmap.extract_features(str(database), str(images.image_dir), images.names, camera_mode=mode,
+                              reader_options=reader, extraction_options=ext)
+    db = pycolmap.Database.open(str(database))
+    try:
+        db_images = {im.name: im for im in db.read_all_images()}
+        no_feat = [n for n in images.names
+                   if n not in db_images or db.num_keypoints_for_image(db_images[n].image_id) == 0]
+        gps = any(p.has_position() and np.all(np.isfinite(p.position)) for p in db.read_all_pose_priors())
+        if known is not None:  # mark the prior focal as trusted
+            for c in db.read_all_cameras():
+                c.has_prior_focal_length = True
+                db.update_camera(c)
+            priors = {}
+        else:
+            priors = _exif_focal_priors(db, images)
+    finally:
+        db.close()
+    return FeaturesResult(database, recipe, no_feat, gps, priors, note)
+
+
+def match_features(images: ImageSet, database, work_dir, config: SfMConfig, *,
+                   gps: bool = False) -> MatchingResult:
+    """Stage 3: the matching strategy for this set (recon.sfm.matching.choose_strategy) and the
+    matches, geometrically verified, into ``database``; pair lists and logs in ``work_dir``."""
+    import pycolmap
+
+    database, work_dir = Path(database), Path(work_dir)
+    n = len(images.names)
+    ordered = images.ordered if config.ordered is None else config.ordered
+    if config.ordered is None and not ordered and n > config.exhaustive_max_images:
+        ordered = _numbered(images.names)
+    plan = choose_strategy(n, ordered=ordered, gps=gps, matching=config.matching, mapper=config.mapper,
+                           retrieval=config.retrieval, vocab_tree=find_vocab_tree(config.vocab_tree, n_images=n),
+                           exhaustive_max_images=config.exhaustive_max_images,
+                           incremental_max_images=config.incremental_max_images,
+                           global_max_images=config.global_max_images,
+                           sequential_overlap=config.sequential_overlap, leaf_max_images=config.leaf_max_images)
+    res = MatchingResult(plan)
+    mo = pycolmap.FeatureMatchingOptions()
+    mo.num_threads = config.num_threads
+    vocab_done = False
+    if plan.matching == "retrieval" and plan.retrieval == "vocabtree":
+        err = _match_vocabtree(config, database, find_vocab_tree(config.vocab_tree, n_images=n), work_dir)
+        if err is None:
+            vocab_done, res.retrieval = True, "vocabtree"
+        else:
+            res.notes.append(f"vocabulary-tree matching failed ({err}): VLAD retrieval instead")
+    if vocab_done:
+        pass
+    elif plan.matching == "exhaustive":
+        pycolmap.match_exhaustive(str(database), mo)
+        res.pairs = n * (n - 1) // 2
+    elif plan.matching == "spatial":
+        pycolmap.match_spatial(str(database), mo)
+    else:
+        pairs = _pairs(pycolmap, database, images, plan.matching, config)
+        pair_file = work_dir / "pairs.txt"
+        pair_file.write_text("".join(f"{images.names[i]} {images.names[j]}\n" for i, j in sorted(pairs)))
+        po = pycolmap.ImportedPairingOptions()
+        po.match_list_path = str(pair_file)
+        pycolmap.match_image_pairs(str(database), mo, po)
+        res.pairs = len(pairs)
+        if plan.matching == "retrieval":
+            res.retrieval = "vlad"
+    db = pycolmap.Database.open(str(database))
+    res.verified_pairs = int(db.num_verified_image_pairs())
+    db.close()
+    return res
+
+
+def map_images(images: ImageSet, database, models_dir, config: SfMConfig, mapper: str, recipe: Recipe, *,
+               fix_intrinsics: bool = False) -> MappingResult:
+    """Stage 4: the ``mapper`` ("incremental" | "global" | "hierarchical") on ``database``, in a
+    child process unless ``config.isolate_mapper`` is off; models written to ``models_dir/<k>``
+    and returned largest first (registered images, then points)."""
+    import pycolmap
+
+    models_dir = Path(models_dir)
+    shutil.rmtree(models_dir, ignore_errors=True)
+    models_dir.mkdir(parents=True)
+    err = _run_mapper(config, mapper, Path(database), images, models_dir, recipe, fix_intrinsics=fix_intrinsics)
+    recs = [pycolmap.Reconstruction(str(d)) for d in sorted(models_dir.iterdir())
+            if d.is_dir() and (d / "images.bin").exists()]
+    recs.sort(key=lambda r: (-r.num_reg_images(), -r.num_points3D()))
+    return MappingResult(recs, err)
+
+
+def retriangulate(prec, images: ImageSet, database, work_dir, config: SfMConfig):
+    """Stage 5a: ``prec`` (pycolmap.Reconstruction) retriangulated with all database matches
+    (pycolmap.triangulate_points, intrinsics kept). pycolmap's RuntimeError propagates."""
+    import pycolmap
+
+    tri_dir = Path(work_dir) / "_retriangulated"
+    tri_dir.mkdir(parents=True, exist_ok=True)
+    opts = pycolmap.IncrementalPipelineOptions()
+    opts.num_threads = config.num_threads
+    return pycolmap.triangulate_points(prec, str(database), str(images.image_dir), str(tri_dir),
+                                       clear_points=False, options=opts, refine_intrinsics=False)
+
+
+def final_bundle_adjustment(prec, config: SfMConfig, *, fix_intrinsics: bool = False,
+                            fix_extra: bool = False) -> BAResult:
+    """Stage 5b: the final bundle adjustment of ``prec`` by ``config.final_ba`` ("ours": recon.ba;
+    "colmap": pycolmap's Ceres) with ``config.ba_loss``; intrinsics fixed with
+    ``fix_intrinsics``, distortion only with ``fix_extra``. The refined model is the result's
+    ``reconstruction``."""
+    import pycolmap
+
+    from recon.sfm._pycolmap import from_pycolmap, to_pycolmap
+
+    if config.final_ba == "colmap":
+        opts = pycolmap.BundleAdjustmentOptions()
+        opts.print_summary = False
+        opts.ceres.loss_function_type = {"trivial": pycolmap.LossFunctionType.TRIVIAL,
+                                         "huber": pycolmap.LossFunctionType.HUBER,
+                                         "cauchy": pycolmap.LossFunctionType.CAUCHY}[config.ba_loss]
+        if fix_intrinsics:
+            opts.refine_focal_length = opts.refine_extra_params = False
+        if fix_extra:
+            opts.refine_extra_params = False
+        cfg = pycolmap.BundleAdjustmentConfig()
+        for iid in prec.reg_image_ids():
+            cfg.add_image(iid)
+        cfg.fix_gauge(pycolmap.BundleAdjustmentGauge.TWO_CAMS_FROM_WORLD)
+        t0 = time.perf_counter()
+        summary = pycolmap.create_default_bundle_adjuster(opts, cfg, prec).solve()
+        cs = summary.ceres_summary
+        if hasattr(prec, "update_point_3d_errors"):
+            prec.update_point_3d_errors()
+        return BAResult("colmap", config.ba_loss, float(cs.initial_cost), float(cs.final_cost),
+                        int(cs.num_successful_steps + cs.num_unsuccessful_steps),
+                        round(time.perf_counter() - t0, 3), prec)
+    from recon.ba import (
+        BAOptions,
+        bundle_adjust,
+        problem_from_reconstruction,
+        update_reconstruction,
+    )
+
+    rec = from_pycolmap(prec)
+    problem, index = problem_from_reconstruction(rec, refine_focal=not fix_intrinsics,
+                                                 refine_extra=not (fix_intrinsics or fix_extra))
+    # the mapper ended with a global BA: this is a polish, stopped at Ceres' default relative
+    # function tolerance (1e-6) rather than crawling along the weak directions of the problem
+    res = bundle_adjust(problem, BAOptions(loss=config.ba_loss, max_iterations=25, function_tolerance=1e-6))
+    update_reconstruction(rec, res.problem, index)
+    out = to_pycolmap(rec)
+    for pid, p in prec.points3D.items():  # keep the mapper model's colours
+        if out.exists_point3D(pid):
+            out.point3D(pid).color = p.color
+    return BAResult("ours", config.ba_loss, float(res.initial_cost), float(res.final_cost), int(res.iterations),
+                    round(res.time_s, 3), out, backend=res.backend, termination=str(res.termination))
 
 
 # =========================================================================================
@@ -259,8 +758,12 @@ def run_sfm(inputs, out_dir, config: SfMConfig | None = None, *, progress: bool 
     """Run the whole pipeline; returns the report (also written to ``out_dir/report.json``).
 
     ``inputs``: a folder of images or a video file. Raises ValueError for unusable arguments;
-    problems with the data (too few images, no overlap, failed mapping) are reported in the
-    report's ``status``/``message``/``reasons`` with partial results kept on disk.
+    problems with the data (too few images, no overlap, failed mapping, a model with implausible
+    intrinsics) are reported in the report's ``status``/``message``/``reasons`` with partial
+    results kept on disk. A first attempt with :func:`choose_recipe`'s settings is checked by
+    :func:`check_plausibility`; when it fails the gate, or leaves images out of a small set,
+    pycolmap's defaults run too (then with the distortion fixed if the intrinsics are still
+    implausible) and the best plausible attempt is kept; if none is plausible, status "failed".
     """
     import pycolmap
 
@@ -273,177 +776,249 @@ def run_sfm(inputs, out_dir, config: SfMConfig | None = None, *, progress: bool 
     st = _Stages(report, out, progress)
     pycolmap.logging.minloglevel = 2 if not os.environ.get("RECON_SFM_VERBOSE") else 0
 
-    # ---- 1. inputs --------------------------------------------------------------------
     with st.run("inputs", str(inputs)):
-        if inputs.is_file() and inputs.suffix.lower() in VIDEO_EXTENSIONS:
-            images, fx = extract_video_frames(inputs, out / "images", target_fps=config.video_fps,
-                                              max_frames=config.video_max_frames,
-                                              blur_ratio=config.blur_ratio, progress=progress)
-            report.video = asdict(fx)
-        elif inputs.is_dir():
-            images = collect_images(inputs, progress=progress)
-        else:
-            raise ValueError(f"inputs: {inputs} is neither a folder of images nor a video "
-                             f"({', '.join(sorted(VIDEO_EXTENSIONS))})")
+        inp = load_inputs(inputs, out, config, progress=progress)
+        images = inp.images
         report.images_total = images.total
         report.reasons.update(images.rejected)
-        known = read_opencv_calibration(config.calibration) if config.calibration else None
+        report.video = asdict(inp.video) if inp.video is not None else None
     if len(images.names) < 2:
         return _fail(report, out, images, f"need at least 2 usable images, found {len(images.names)}"
                      + (f" ({len(images.rejected)} rejected: see reasons)" if images.rejected else ""))
 
-    db_path = out / "database.db"
-    if db_path.exists():
-        db_path.unlink()  # a fresh run: stale features/matches would mix with new ones
-
-    # ---- 2. features ------------------------------------------------------------------
-    num_features, first_octave = _sift_size(config, images)
-    with st.run("features", f"{len(images.names)} images, max_image_size {config.max_image_size or 'full'}, "
-                            f"{num_features} features, first octave {first_octave}"):
-        reader = pycolmap.ImageReaderOptions()
-        reader.camera_model = config.camera_model
-        mode, note = _camera_mode(pycolmap, config, images)
-        if note:
-            report.message = note
-        if known is not None:
-            sizes = set(images.sizes.values())
-            if len(sizes) != 1:
-                raise ValueError(f"calibration: one known camera given but the images have {len(sizes)} sizes")
-            (w, h), = sizes
-            cam = known
-            if (cam.width, cam.height) != (w, h):
-                if abs(cam.width / cam.height - w / h) > 1e-3:
-                    raise ValueError(f"calibration: made for {cam.width}x{cam.height}, images are {w}x{h} "
-                                     "(different aspect ratio)")
-                cam = cam.resized(w, h)
-            reader.camera_model = cam.model
-            reader.camera_params = _colmap_params(cam)
-            mode = pycolmap.CameraMode.SINGLE
-        ext = pycolmap.FeatureExtractionOptions()
-        ext.max_image_size = int(config.max_image_size) if config.max_image_size else -1
-        ext.sift.max_num_features, ext.sift.first_octave = num_features, first_octave
-        ext.num_threads = config.num_threads
-        pycolmap.extract_features(str(db_path), str(images.image_dir), images.names, camera_mode=mode,
-                                  reader_options=reader, extraction_options=ext)
-        db = pycolmap.Database.open(str(db_path))
-        db_images = {im.name: im for im in db.read_all_images()}
-        no_feat = [n for n in images.names if n not in db_images or db.num_keypoints_for_image(db_images[n].image_id) == 0]
-        for n in no_feat:
-            report.reasons[n] = "no features extracted (unreadable by COLMAP, blank or textureless)"
-        gps = any(p.has_position() and np.all(np.isfinite(p.position)) for p in db.read_all_pose_priors())
-        if known is not None:  # mark the prior focal as trusted
-            for c in db.read_all_cameras():
-                c.has_prior_focal_length = True
-                db.update_camera(c)
+    recipe = choose_recipe(config, images, known=inp.known)
+    attempts = [_attempt(st, images, out, config, recipe, inp.known, tag="")]
+    for nxt in _fallbacks(config, inp.known):
+        last = attempts[-1]
+        if _good_enough(config, images, last):
+            break
+        if nxt.name == "fixed-distortion":
+            if last.plausibility is None or last.plausibility.intrinsics_ok:
+                continue  # fixing the distortion helps only implausible intrinsics
+            reuse = last  # same features and matches: only the mapping differs
+        elif _same_extraction(attempts[0].recipe, nxt, images):
+            attempts[0].stands_for = nxt.name  # pycolmap's defaults would extract and match the same
+            continue
         else:
-            report.focal_priors = _exif_focal_priors(db, images)
-        db.close()
+            reuse = None
+        attempts.append(_attempt(st, images, out / "fallback" / nxt.name, config, nxt, inp.known,
+                                 tag=f" ({nxt.name})", reuse=reuse))
+    best = _pick(attempts)
+    report.attempts = [a.to_json() for a in attempts]
+    if best.models and best.plausibility is not None and not best.plausibility.intrinsics_ok:
+        with st.run("plausibility", "images of implausible cameras taken out"):
+            _drop_implausible(best, images, config, fix_intrinsics=inp.known is not None)
+    _record_attempt(report, best)
+    if not best.models:
+        return _fail(report, out, images, best.failure or "no model")
 
-    # ---- 3. matching -------------------------------------------------------------------
-    n = len(images.names)
-    strategy = config.matching
-    ordered = images.ordered if config.ordered is None else config.ordered
-    if config.ordered is None and not ordered and n > config.exhaustive_max_images:
-        ordered = _numbered(images.names)
-    plan = choose_strategy(n, ordered=ordered, gps=gps, matching=strategy, mapper=config.mapper,
-                           retrieval=config.retrieval, vocab_tree=find_vocab_tree(config.vocab_tree, n_images=n),
-                           exhaustive_max_images=config.exhaustive_max_images,
-                           incremental_max_images=config.incremental_max_images,
-                           global_max_images=config.global_max_images,
-                           sequential_overlap=config.sequential_overlap, leaf_max_images=config.leaf_max_images)
-    strategy = plan.matching
-    report.strategy = plan.to_json()
-    report.mapper = plan.mapper
-    with st.run("matching", f"{strategy} ({n} images): {plan.matching_reason}"):
-        mo = pycolmap.FeatureMatchingOptions()
-        mo.num_threads = config.num_threads
-        report.matching = {"strategy": strategy, "reason": plan.matching_reason}
-        vocab_done = False
-        if strategy == "retrieval" and plan.retrieval == "vocabtree":
-            err = _match_vocabtree(config, db_path, find_vocab_tree(config.vocab_tree, n_images=n), out)
-            if err is None:
-                vocab_done = True
-                report.matching["retrieval"] = "vocabtree"
-            else:
-                note = f"vocabulary-tree matching failed ({err}): VLAD retrieval instead"
-                report.strategy["notes"].append(note)
-                report.message = (report.message + "; " if report.message else "") + note
-        if vocab_done:
-            pass
-        elif strategy == "exhaustive":
-            pycolmap.match_exhaustive(str(db_path), mo)
-            report.matching["pairs"] = n * (n - 1) // 2
-        elif strategy == "spatial":
-            pycolmap.match_spatial(str(db_path), mo)
-        else:
-            pairs = _pairs(pycolmap, db_path, images, strategy, config)
-            pair_file = out / "pairs.txt"
-            pair_file.write_text("".join(f"{images.names[i]} {images.names[j]}\n" for i, j in sorted(pairs)))
-            po = pycolmap.ImportedPairingOptions()
-            po.match_list_path = str(pair_file)
-            pycolmap.match_image_pairs(str(db_path), mo, po)
-            report.matching["pairs"] = len(pairs)
-            if strategy == "retrieval":
-                report.matching["retrieval"] = "vlad"
-        db = pycolmap.Database.open(str(db_path))
-        report.matching["verified_pairs"] = int(db.num_verified_image_pairs())
-        db.close()
-    if report.matching["verified_pairs"] == 0:
-        return _fail(report, out, images, "no image pair has enough geometrically verified matches "
-                     "(no overlap between the images?)")
-
-    # ---- 4. mapping --------------------------------------------------------------------
-    models_dir = out / "models"
-    shutil.rmtree(models_dir, ignore_errors=True)
-    models_dir.mkdir()
-    with st.run("mapping", f"{plan.mapper}: {plan.mapper_reason}"):
-        err = _run_mapper(config, plan.mapper, db_path, images, models_dir, fix_intrinsics=known is not None)
-        recs = {}
-        for d in sorted(models_dir.iterdir()):
-            if d.is_dir() and (d / "images.bin").exists():
-                recs[int(d.name)] = pycolmap.Reconstruction(str(d))
-    if not recs:
-        return _fail(report, out, images, "the mapper registered no model" + (f" ({err})" if err else "")
-                     + ": the images may not overlap enough")
-    if err:
-        report.message = (report.message + "; " if report.message else "") + err
-    order = sorted(recs, key=lambda k: (-recs[k].num_reg_images(), -recs[k].num_points3D()))
-    recs = [recs[k] for k in order]
-    best = recs[0]
-
-    # ---- 5. refine ---------------------------------------------------------------------
-    if config.retriangulate:
-        with st.run("retriangulation"):
-            tri_dir = out / "models" / "_retriangulated"
-            tri_dir.mkdir(parents=True, exist_ok=True)
-            opts = pycolmap.IncrementalPipelineOptions()
-            opts.num_threads = config.num_threads
-            try:
-                best = pycolmap.triangulate_points(best, str(db_path), str(images.image_dir), str(tri_dir),
-                                                   clear_points=False, options=opts, refine_intrinsics=False)
-            except Exception as e:
-                report.message += f"; retriangulation failed ({e}), mapper model kept"
-    if config.final_ba != "none":
-        with st.run("bundle adjustment", config.final_ba):
-            report.final_ba = _final_ba(best, config, fix_intrinsics=known is not None)
-            best = report.final_ba.pop("_reconstruction")
-
-    # ---- 6. outputs --------------------------------------------------------------------
     with st.run("outputs"):
-        _write_outputs(out, images, [best] + recs[1:], report, config)
+        _write_outputs(out, images, best.models, report, config, best)
     if config.undistort:
         with st.run("undistortion"):
             und = out / "undistorted"
             shutil.rmtree(und, ignore_errors=True)
             pycolmap.undistort_images(str(und), str(out / "sparse" / "0"), str(images.image_dir))
             report.outputs["undistorted"] = str(und)
-    report.status = "ok" if report.images_registered == len(images.names) and not images.rejected else "partial"
-    if report.status == "partial" and not report.message:
-        report.message = (f"{report.images_registered} of {report.images_total} images registered; "
-                          "see `reasons`")
+    _conclude(report, images, attempts, best)
     report.total_seconds = round(time.perf_counter() - st.t_start, 3)
     report.write(out / "report.json")
     return report
+
+
+def _same_extraction(a: Recipe, b: Recipe, images: ImageSet) -> bool:
+    """Recipes ``a`` and ``b`` extract the same features and cameras from ``images`` (working
+    sizes, feature count, octave; pycolmap's AUTO mode gives each size its own camera)."""
+    sizes = {images.sizes[n] for n in images.names}
+
+    def key(r: Recipe):
+        work = tuple(sorted(min(max(wh), r.max_image_size) if r.max_image_size else max(wh) for wh in sizes))
+        mode = "per_image" if r.camera_mode == "auto" and len(sizes) == len(images.names) else r.camera_mode
+        return work, r.num_features, r.first_octave, mode, r.global_ba_ratio, r.refine_extra_params
+
+    return key(a) == key(b)
+
+
+def _attempt(st: _Stages, images: ImageSet, work: Path, config: SfMConfig, recipe: Recipe, known, *, tag: str,
+             reuse: AttemptResult | None = None) -> AttemptResult:
+    """Features, matching, mapping and refinement with ``recipe`` in ``work`` (features and
+    matches of ``reuse`` when given); never raises for data problems (the result's ``failure``
+    says what went wrong)."""
+    t0 = time.perf_counter()
+    res = AttemptResult(recipe)
+    work.mkdir(parents=True, exist_ok=True)
+    fix = known is not None
+    if reuse is not None and reuse.features is not None and reuse.matching is not None:
+        res.features, res.matching = reuse.features, reuse.matching
+    else:
+        with st.run("features" + tag, f"{len(images.names)} images: {recipe.reason}"):
+            res.features = extract_features(images, work / "database.db", recipe, config, known=known)
+        with st.run("matching" + tag, f"{len(images.names)} images"):
+            res.matching = match_features(images, res.features.database, work, config, gps=res.features.gps)
+    if res.matching.verified_pairs == 0:
+        res.failure = "no image pair has enough geometrically verified matches (no overlap between the images?)"
+    else:
+        plan = res.matching.strategy
+        with st.run("mapping" + tag, f"{plan.mapper}: {plan.mapper_reason}"):
+            res.mapping = map_images(images, res.features.database, work / "models", config, plan.mapper, recipe,
+                                     fix_intrinsics=fix)
+        if not res.mapping.models:
+            res.failure = ("the mapper registered no model" + (f" ({res.mapping.error})" if res.mapping.error
+                                                                else "") + ": the images may not overlap enough")
+        else:
+            best = res.mapping.models[0]
+            if config.retriangulate:
+                with st.run("retriangulation" + tag):
+                    try:
+                        best = retriangulate(best, images, res.features.database, work / "models", config)
+                    except RuntimeError as e:  # pycolmap's C++ errors; the mapper's model is kept
+                        res.mapping.error = (res.mapping.error + "; " if res.mapping.error else "") + \
+                            f"retriangulation failed ({e}), mapper model kept"
+            if config.final_ba != "none":
+                with st.run("bundle adjustment" + tag, config.final_ba):
+                    res.ba = final_bundle_adjustment(best, config, fix_intrinsics=fix,
+                                                     fix_extra=not recipe.refine_extra_params)
+                    best = res.ba.reconstruction
+            res.models = [best] + res.mapping.models[1:]
+    res.plausibility = check_plausibility(res.models[0] if res.models else None, len(images.names),
+                                          focal_range=config.focal_range, max_abs_k1=config.max_abs_k1,
+                                          min_share=config.min_registered_share)
+    res.seconds = time.perf_counter() - t0
+    if st.progress:
+        state = "plausible" if res.plausibility.ok else "; ".join(res.plausibility.problems)
+        print(f"[sfm] attempt {recipe.name}: {res.registered}/{len(images.names)} registered, {state}",
+              file=sys.stderr, flush=True)
+    return res
+
+
+def _fallbacks(config: SfMConfig, known) -> list[Recipe]:
+    """Further attempts after the first: pycolmap's defaults, then with the distortion fixed."""
+    if not config.fallback or known is not None:
+        return []
+    return [colmap_recipe(config), colmap_recipe(config, fixed_distortion=True)]
+
+
+def _good_enough(config: SfMConfig, images: ImageSet, a: AttemptResult) -> bool:
+    """No further attempt is needed: plausible and, on a set small enough for a cheap re-run
+    (``fallback_max_images``), every usable image placed."""
+    if a.plausibility is None or not a.plausibility.ok:
+        return False
+    n = len(images.names)
+    return n > config.fallback_max_images or a.registered >= n
+
+
+def drop_images_of_cameras(prec, camera_ids) -> list[str]:
+    """Deregister from ``prec`` (pycolmap.Reconstruction, in place) every image of the cameras
+    ``camera_ids``; their observations go with them. Returns the names taken out."""
+    names = []
+    for iid in sorted(prec.reg_image_ids()):
+        im = prec.image(iid)
+        if im.camera_id in camera_ids:
+            names.append(im.name)
+            prec.deregister_frame(im.frame_id)
+    return names
+
+
+def _drop_implausible(a: AttemptResult, images: ImageSet, config: SfMConfig, *, fix_intrinsics: bool) -> None:
+    """The last resort of the gate: the images whose camera is still implausible after every
+    attempt leave the main model (with the reason), the rest is bundle-adjusted again and
+    re-checked."""
+    bad = dict(a.plausibility.cameras)
+    prec = a.models[0]
+    for name in drop_images_of_cameras(prec, set(bad)):
+        cid = next(im.camera_id for im in prec.images.values() if im.name == name)
+        a.dropped[name] = f"registered with implausible intrinsics ({bad[cid]}): taken out of the model"
+    if prec.num_reg_images() < 2:
+        a.models, a.failure = [], "every registered camera had implausible intrinsics: " + \
+            "; ".join(a.plausibility.problems)
+        a.plausibility.dropped, a.plausibility.before = dict(a.dropped), list(a.plausibility.problems)
+        return
+    if config.final_ba != "none":
+        a.ba = final_bundle_adjustment(prec, config, fix_intrinsics=fix_intrinsics,
+                                       fix_extra=not a.recipe.refine_extra_params)
+        prec = a.ba.reconstruction
+    a.models[0] = prec
+    before = a.plausibility.problems
+    a.plausibility = check_plausibility(prec if prec.num_reg_images() else None, len(images.names),
+                                        focal_range=config.focal_range, max_abs_k1=config.max_abs_k1,
+                                        min_share=config.min_registered_share)
+    a.plausibility.dropped = dict(a.dropped)
+    a.plausibility.before = list(before)
+
+
+def _pick(attempts: list[AttemptResult]) -> AttemptResult:
+    """The plausible attempt with most images registered (the earlier on ties: faster), else
+    the implausible one with most."""
+    return max(attempts, key=lambda a: (bool(a.plausibility and a.plausibility.ok and a.models), a.registered,
+                                        -attempts.index(a)))
+
+
+def _record_attempt(report: SfMReport, a: AttemptResult) -> None:
+    """The chosen attempt's figures into the report."""
+    report.recipe = a.recipe.to_json()
+    if a.features is not None:
+        for n in a.features.no_features:
+            report.reasons[n] = "no features extracted (unreadable by COLMAP, blank or textureless)"
+        report.focal_priors = a.features.focal_priors
+        if a.features.note:
+            _note(report, a.features.note)
+    if a.matching is not None:
+        report.strategy = a.matching.strategy.to_json()
+        report.strategy["notes"] += a.matching.notes
+        report.mapper = a.matching.strategy.mapper
+        report.matching = a.matching.to_json()
+        for note in a.matching.notes:
+            _note(report, note)
+    if a.mapping is not None and a.mapping.error:
+        _note(report, a.mapping.error)
+    if a.ba is not None:
+        report.final_ba = a.ba.to_json()
+    if a.plausibility is not None:
+        report.plausibility = a.plausibility.to_json()
+
+
+def _note(report: SfMReport, note: str) -> None:
+    report.message = (report.message + "; " if report.message else "") + note
+
+
+def _conclude(report: SfMReport, images: ImageSet, attempts: list[AttemptResult], best: AttemptResult) -> None:
+    """Status, message and the comparison with pycolmap's defaults (when they ran)."""
+    n = len(images.names)
+    colmap = next((a for a in attempts if "colmap" in (a.recipe.name, a.stands_for)), None)
+    if colmap is not None:
+        report.colmap_defaults = {"registered": colmap.registered, "seconds": round(colmap.seconds, 3),
+                                  "plausible": bool(colmap.plausibility and colmap.plausibility.ok),
+                                  "attempt": colmap.recipe.name}
+        if colmap.stands_for:
+            report.colmap_defaults["note"] = ("pycolmap's defaults extract and match the same on this set: "
+                                              "the first attempt stands for them")
+    elif report.images_registered < n:
+        why = ("disabled (SfMConfig.fallback)" if not report.config.get("fallback", True) else
+               f"not run: {n} images > fallback_max_images {report.config.get('fallback_max_images')}"
+               if n > int(report.config.get("fallback_max_images", 0)) else "not run")
+        report.colmap_defaults = {"registered": None, "note": f"pycolmap's defaults {why}"}
+    if best.plausibility is not None and not best.plausibility.ok and best.plausibility.cameras:
+        report.status = "failed"
+        report.message = ("implausible result after " + ", ".join(a.recipe.name for a in attempts)
+                          + " attempt(s): " + "; ".join(best.plausibility.problems)
+                          + (f"; {report.message}" if report.message else ""))
+        return
+    small = best.plausibility is not None and any("main model holds" in p for p in best.plausibility.problems)
+    if small:
+        report.status = "failed"
+        report.message = ("; ".join(best.plausibility.problems) + " after "
+                          + ", ".join(a.recipe.name for a in attempts) + " attempt(s)"
+                          + (f"; {report.message}" if report.message else ""))
+        return
+    if best.dropped:
+        _note(report, f"{len(best.dropped)} image(s) registered with implausible intrinsics after every attempt "
+                      "taken out of the model (see reasons)")
+    report.status = "ok" if report.images_registered == n and not images.rejected else "partial"
+    if report.status == "partial":
+        tail = f"{report.images_registered} of {report.images_total} images registered; see `reasons`"
+        if colmap is not None:
+            tail += f" (pycolmap's defaults registered {colmap.registered})"
+        report.message = f"{report.message}; {tail}" if report.message else tail
 
 
 def _exif_focal_priors(db, images: ImageSet) -> dict:
@@ -457,7 +1032,7 @@ def _exif_focal_priors(db, images: ImageSet) -> dict:
     for im in db.read_all_images():
         try:
             f = exif_focal_px(images.image_dir / im.name)
-        except Exception:
+        except (OSError, ValueError):  # unreadable file or EXIF (recon's FormatError is a ValueError)
             f = None
         if f:
             by_cam.setdefault(im.camera_id, []).append(float(f))
@@ -499,7 +1074,7 @@ def _numbered(names: list[str]) -> bool:
         if not m:
             return False
         nums.append(int(m[-1]))
-    return len(nums) > 2 and all(b > a for a, b in zip(nums, nums[1:]))
+    return len(nums) > 2 and all(b > a for a, b in itertools.pairwise(nums))
 
 
 def _pairs(pycolmap, db_path: Path, images: ImageSet, strategy: str, config: SfMConfig) -> set:
@@ -541,12 +1116,12 @@ def _run_worker(job: dict, log_path: Path) -> str | None:
     return None
 
 
-def _run_mapper(config: SfMConfig, mapper: str, db_path: Path, images: ImageSet, models_dir: Path, *,
-                fix_intrinsics: bool) -> str | None:
+def _run_mapper(config: SfMConfig, mapper: str, db_path: Path, images: ImageSet, models_dir: Path,
+                recipe: Recipe, *, fix_intrinsics: bool) -> str | None:
     job = {"mapper": mapper, "database": str(db_path), "image_dir": str(images.image_dir),
            "output": str(models_dir), "num_threads": config.num_threads, "seed": config.seed,
-           "fix_intrinsics": fix_intrinsics, "min_model_size": 3, "global_ba_ratio": config.global_ba_ratio,
-           "leaf_max_images": config.leaf_max_images}
+           "fix_intrinsics": fix_intrinsics, "fix_extra": not recipe.refine_extra_params, "min_model_size": 3,
+           "global_ba_ratio": recipe.global_ba_ratio, "leaf_max_images": config.leaf_max_images}
     if not config.isolate_mapper:
         from recon.sfm._worker import main as worker_main
 
@@ -564,56 +1139,8 @@ def _match_vocabtree(config: SfMConfig, db_path: Path, tree: Path, out: Path) ->
     return _run_worker(job, out / "vocabtree.log")
 
 
-def _final_ba(prec, config: SfMConfig, *, fix_intrinsics: bool) -> dict:
-    import pycolmap
-
-    from recon.sfm._pycolmap import from_pycolmap, to_pycolmap
-
-    if config.final_ba == "colmap":
-        opts = pycolmap.BundleAdjustmentOptions()
-        opts.print_summary = False
-        opts.ceres.loss_function_type = {"trivial": pycolmap.LossFunctionType.TRIVIAL,
-                                         "huber": pycolmap.LossFunctionType.HUBER,
-                                         "cauchy": pycolmap.LossFunctionType.CAUCHY}[config.ba_loss]
-        if fix_intrinsics:
-            opts.refine_focal_length = opts.refine_extra_params = False
-        cfg = pycolmap.BundleAdjustmentConfig()
-        for iid in prec.reg_image_ids():
-            cfg.add_image(iid)
-        cfg.fix_gauge(pycolmap.BundleAdjustmentGauge.TWO_CAMS_FROM_WORLD)
-        t0 = time.perf_counter()
-        summary = pycolmap.create_default_bundle_adjuster(opts, cfg, prec).solve()
-        cs = summary.ceres_summary
-        prec.update_point_3d_errors() if hasattr(prec, "update_point_3d_errors") else None
-        return {"engine": "colmap", "loss": config.ba_loss, "initial_cost": cs.initial_cost,
-                "final_cost": cs.final_cost, "iterations": cs.num_successful_steps + cs.num_unsuccessful_steps,
-                "seconds": round(time.perf_counter() - t0, 3), "_reconstruction": prec}
-    from recon.ba import (
-        BAOptions,
-        bundle_adjust,
-        problem_from_reconstruction,
-        update_reconstruction,
-    )
-
-    rec = from_pycolmap(prec)
-    problem, index = problem_from_reconstruction(rec, refine_focal=not fix_intrinsics,
-                                                 refine_extra=not fix_intrinsics)
-    # the mapper ended with a global BA: this is a polish, stopped at Ceres' default relative
-    # function tolerance (1e-6) rather than crawling along the weak directions of the problem
-    res = bundle_adjust(problem, BAOptions(loss=config.ba_loss, max_iterations=25,
-                                           function_tolerance=1e-6))
-    update_reconstruction(rec, res.problem, index)
-    out = to_pycolmap(rec)
-    # keep colours and the per-image metadata of the mapper's model
-    for pid, p in prec.points3D.items():
-        if out.exists_point3D(pid):
-            out.point3D(pid).color = p.color
-    return {"engine": "ours", "loss": config.ba_loss, "backend": res.backend,
-            "initial_cost": res.initial_cost, "final_cost": res.final_cost, "iterations": res.iterations,
-            "termination": res.termination, "seconds": round(res.time_s, 3), "_reconstruction": out}
-
-
-def _write_outputs(out: Path, images: ImageSet, recs: list, report: SfMReport, config: SfMConfig) -> None:
+def _write_outputs(out: Path, images: ImageSet, recs: list, report: SfMReport, config: SfMConfig,
+                   attempt: AttemptResult) -> None:
     from recon.sfm._pycolmap import from_pycolmap
     from recon.sfm.export import write_points_ply, write_transforms_json
 
@@ -637,6 +1164,7 @@ def _write_outputs(out: Path, images: ImageSet, recs: list, report: SfMReport, c
             if nm not in registered:
                 report.reasons[nm] = (f"registered only in disconnected model {k} (sparse/{k}): "
                                       "no overlap found with the main model")
+    report.reasons.update(attempt.dropped)
     for nm in report.unregistered:
         report.reasons.setdefault(nm, "not registered: too few verified matches with the registered images")
     report.reasons = {k: v for k, v in sorted(report.reasons.items()) if k not in registered}
@@ -650,7 +1178,11 @@ def _write_outputs(out: Path, images: ImageSet, recs: list, report: SfMReport, c
                                "params": dict(zip(cam.spec.param_names, map(float, cam.params))),
                                "focal_px": float(np.mean(cam.focal)),
                                "images": sum(1 for im in rec.registered_images if im.camera_id == cid)})
+        bad = attempt.plausibility.cameras.get(int(cid)) if attempt.plausibility else None
+        if bad:
+            report.cameras[-1]["implausible"] = bad
     write_transforms_json(rec, out / "transforms.json", image_dir=images.image_dir, out_dir=out)
     write_points_ply(rec, out / "points.ply")
     report.outputs.update({"sparse": str(sparse / "0"), "transforms": str(out / "transforms.json"),
-                           "points": str(out / "points.ply"), "database": str(out / "database.db")})
+                           "points": str(out / "points.ply"),
+                           "database": str(attempt.features.database)})
