@@ -26,11 +26,12 @@ Stereo:  recon calibrate --left left/*.png --right right/*.png --board charuco:7
           calibrated alone, then the rig)
 
 Stereo rigs are judged by the vertical disparity of the board corners after rectification, on
-pairs LEFT OUT of the calibration (--folds groups, default 5). Several recipes are scored that
-way (--rig-recipe auto, the default): recon's per-camera calibration with the rig fitted on
-fixed intrinsics ("recon"), OpenCV's textbook recipe ("opencv"), joint refinement ("joint"),
-and a joint fit with one focal length for captures that cannot pin the focal length
-("joint-same-focal"); the best is kept and every score is in report.json.
+pairs LEFT OUT of the calibration (--folds groups, default 5). --rig-recipe auto (the default)
+uses one fixed recipe, "joint" (recon's per-camera calibration, then both cameras refined with
+the rig); for a chessboard, the corners re-refined with cornerSubPix are kept unless OpenCV's
+sector-based corners alone rectify left-out pairs better by more than 10 %; only when the rig
+fails the quality gate are the rescue recipes ("joint-same-focal") scored too. Every score is
+in report.json (rig_selection); docs/calibration.md has the rule and the bench.
 Quality gate: when the rectified vertical disparity (in-sample or left-out) is beyond what the
 corner noise explains (above max(--max-vertical-px, 3 x the expected), the files are still
 written, marked failed (report.json "status": "failed", calibration.yaml calibration_status),
@@ -62,13 +63,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--joint", action="store_true",
                    help="stereo: same as --rig-recipe joint (both cameras' intrinsics refined with the rig)")
     p.add_argument("--rig-recipe", default="auto", metavar="NAME",
-                   help="stereo: auto (chosen by the left-out vertical disparity, default) or one of "
+                   help="stereo: auto (joint, rescued when the rig fails the quality gate; default) or one of "
                         "recon, opencv, joint, joint-same-focal (joint-centred-k1, joint-centred, centred-k1, pinhole-same-focal on request)")
     p.add_argument("--folds", type=int, default=5, help="stereo: folds of the left-out evaluation (5)")
     p.add_argument("--corners", choices=("auto", "subpix", "sb"), default="auto",
                    help="chessboard corners: sb = OpenCV's sector-based detector alone, subpix = re-refined "
-                        "with cornerSubPix; auto (default) = subpix for one camera, and for a rig the one "
-                        "with the lower left-out vertical disparity")
+                        "with cornerSubPix; auto (default) = subpix for one camera, and for a rig subpix "
+                        "unless sb rectifies left-out pairs better by more than 10 %%")
     p.add_argument("--max-vertical-px", type=float, default=1.0,
                    help="stereo quality gate: fail above max(this, 3 x the corner-noise expectation) (1.0 px)")
     p.add_argument("--alpha", type=float, default=0.0,
