@@ -1,7 +1,7 @@
 """Stereo rig calibration on pairs left out of everything: recon's rule against OpenCV's recipe.
 
     python bench/bench_stereo_calib.py [--data ../shared/data] [--subsets 6] [--subset-size 9]
-                                       [--synthetic NAME ...] [--folds 5] [--no-timing]
+                                       [--synthetic NAME ...] [--folds 5] [--no-timing] [--candidates]
 
 Rigs: OpenCV's 13 sample pairs (``opencv-stereo-9x6``, 5 interleaved outer folds); random
 subsets of them (``--subset-size`` pairs calibrate, the other pairs are held out of
@@ -117,14 +117,42 @@ def true_set(sets, gt_path: Path):
     return tuple(out)
 
 
-def methods_on(sets, size, train, folds):
-    """The rigs of every method fitted on the ``train`` pairs: {method: rig}, recon's choice."""
-    from calib.stereo_select import FOLD_CRITERIA, choose_rig, fit_rig, recipe
+CANDIDATES = ("recon", "joint", "opencv-joint")
+"""Fixed recipes scored with ``--candidates`` on each corner set (the study behind the rule)."""
+
+
+def methods_on(sets, size, train, folds, candidates=False):
+    """The rigs of every method fitted on the ``train`` pairs: {method: rig}, recon's choice.
+    ``candidates``: also every fixed recipe of :data:`CANDIDATES` on each corner set, and the
+    former rule ("old": the lowest left-out score over recon, opencv, joint, joint-same-focal
+    on each corner set, each set scored on its own corners)."""
+    from calib.stereo_select import (
+        FOLD_CRITERIA,
+        RECIPES,
+        RigRecipe,
+        choose_rig,
+        fit_rig,
+        recipe,
+        select_rig,
+    )
 
     sub = {c: ([L[i] for i in train], [R[i] for i in train]) for c, (L, R) in sets.items() if c != "true"}
     rigs = {f"opencv/{c}": fit_rig(*sub[c], size, recipe("opencv"), criteria=FOLD_CRITERIA) for c in sub}
     choice = choose_rig(sub, size, folds=folds, threshold_px=1.0)
     rigs["recon"] = fit_rig(*sub[choice.corners], size, recipe(choice.recipe))
+    if candidates:
+        extra = {"opencv-joint": RigRecipe("opencv-joint", "OpenCV's per-camera fits, then joint", per_camera="opencv",
+                                           joint=True)}
+        for name in CANDIDATES:
+            for c, (tl, tr) in sub.items():
+                try:
+                    rigs[f"{name}/{c}"] = fit_rig(tl, tr, size, extra.get(name) or recipe(name))
+                except Exception as e:  # noqa: BLE001 - a recipe that cannot be fitted is reported, not fatal
+                    print(f"    {name}/{c} failed: {e}")
+        old = {c: select_rig(*sub[c], size, recipes=RECIPES, folds=folds) for c in sub}
+        c = min(old, key=lambda k: old[k].score(old[k].chosen).rms_px)
+        rigs["old"] = fit_rig(*sub[c], size, recipe(old[c].chosen))
+        print(f"    old rule picks {old[c].chosen}/{c}", flush=True)
     return rigs, choice
 
 
@@ -135,13 +163,13 @@ def score(rig, sets, test, key):
     return np.concatenate([pair_vertical_disparity(rig, L[i], R[i]) for i in test])
 
 
-def evaluate(sets, size, groups, folds):
+def evaluate(sets, size, groups, folds, candidates=False):
     """{(method, eval set): RMS px over every held-out corner}, the choices made."""
     dv, chosen = {}, []
     n = len(sets["sb"][0])
     for test in groups:
         train = [i for i in range(n) if i not in test]
-        rigs, choice = methods_on(sets, size, train, folds)
+        rigs, choice = methods_on(sets, size, train, folds, candidates)
         chosen.append(f"{choice.recipe}/{choice.corners}")
         for m, rig in rigs.items():
             for e in sets:
@@ -165,6 +193,8 @@ def main(argv=None) -> int:
     ap.add_argument("--subset-size", type=int, default=9)
     ap.add_argument("--synthetic", nargs="*", default=None, help="rendered rigs by name (default: all)")
     ap.add_argument("--no-timing", action="store_true", help="skip the end-to-end time per rig")
+    ap.add_argument("--candidates", action="store_true",
+                    help="also score fixed recipes on each corner set and the former rule (slower)")
     args = ap.parse_args(argv)
     from calib.boards import BoardSpec
     from calib.stereo_select import _folds
@@ -172,7 +202,7 @@ def main(argv=None) -> int:
     rows = []
 
     def report(name, sets, size, groups, t, chosen_all):
-        res, chosen = evaluate(sets, size, groups, args.folds)
+        res, chosen = evaluate(sets, size, groups, args.folds, args.candidates)
         rows.append((name, len(sets["sb"][0]), res, chosen, t, chosen_all))
         print("  " + name + ": " + ", ".join(f"{m} on {e} {v:.4f}" for (m, e), v in sorted(res.items()))
               + f" | chosen {chosen} | time {t:.1f} s", flush=True)
