@@ -255,6 +255,16 @@ def main(argv=None) -> int:
               f"{res[('opencv/subpix', 'subpix')]:.4f} | "
               f"{mark(res[('recon', 'subpix')], res[('opencv/subpix', 'subpix')])} | {tru[0]} | {tru[1]} | "
               + ", ".join(f"{c} x{k}" for c, k in counts.items()) + f" | {t:.1f} |")
+    methods = sorted({m for _, _, res, *_ in rows for m, _ in res} - {"recon", "opencv/sb", "opencv/subpix"})
+    if methods:
+        print()
+        print("fixed recipes / corner sets and the former rule, held-out RMS (px) on SB / recon's [/ true] corners")
+        print("| rig | " + " | ".join(methods) + " |")
+        print("|" + "---|" * (len(methods) + 1))
+        for name, _, res, *_ in rows:
+            cells = [" / ".join(f"{res[(m, e)]:.4f}" for e in ("sb", "subpix", "true") if (m, e) in res)
+                     for m in methods]
+            print(f"| {name} | " + " | ".join(cells) + " |")
     return 0
 
 
