@@ -193,8 +193,10 @@ def detect_images(paths, board: BoardSpec, *, progress: bool = False, workers: i
 
 def refine_run(run: DetectionRun) -> DetectionRun:
     """The chessboard detections of ``run`` (made with ``refine=False``) re-refined with
-    ``cornerSubPix`` (:func:`calib.boards.refine_chessboard_corners`): the same views and ids
-    as ``detect_images(..., refine=True)`` would give, without detecting again."""
+    ``cornerSubPix`` (:func:`calib.boards.refine_chessboard_corners`): the same corners as
+    ``detect_images(..., refine=True)`` would give, without detecting again. Only the
+    sector-based detector's corners are refined: the classic detector's fallback corners are
+    refined already (refining them again moves some by pixels)."""
     from calib.boards import refine_chessboard_corners
 
     if run.board.kind != "chessboard":
@@ -202,7 +204,9 @@ def refine_run(run: DetectionRun) -> DetectionRun:
     full = run.board.cols * run.board.rows
     obs = []
     for o in run.observations:
-        if len(o.ids) == full and np.array_equal(o.ids, np.arange(full)):
+        det = run.detections.get(o.name)
+        sb = det is not None and det.method == "findChessboardCornersSB"
+        if sb and len(o.ids) == full and np.array_equal(o.ids, np.arange(full)):
             c = refine_chessboard_corners(read_gray(o.name), o.corners, run.board.cols, run.board.rows)
             o = Observation(o.name, c, o.object_points, o.ids)
         obs.append(o)

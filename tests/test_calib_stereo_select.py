@@ -319,3 +319,22 @@ def test_recipes_follow_the_model():
     assert cam.model == "PINHOLE"
     with pytest.raises(CalibrationError, match="FISHEYE"):
         _fit_camera(L, GOOD_LEFT.size, recipe("joint-same-focal"), CalibrationConfig(model="OPENCV_FISHEYE"))
+
+
+def test_refine_run_equals_detection_with_refinement(shared_data):
+    """One detection, two corner sets: refine_run(SB run) gives exactly the corners of
+    detect_images(refine=True), including images where only the classic detector finds the
+    board (left04, left05: their corners are refined once, not twice)."""
+    from calib.boards import BoardSpec
+    from calib.calibrate_images import detect_images, refine_run
+
+    paths = [str(shared_data / "opencv-stereo-9x6" / f"left0{k}.jpg") for k in (3, 4, 5)]
+    board = BoardSpec("chessboard", 9, 6, 1.0)
+    want = detect_images(paths, board, refine=True, workers=1)
+    sb = detect_images(paths, board, refine=False, workers=1)
+    got = refine_run(sb)
+    assert [o.name for o in got.observations] == paths
+    for a, b, c in zip(want.observations, got.observations, sb.observations):
+        np.testing.assert_array_equal(a.corners, b.corners)
+        assert np.array_equal(a.ids, b.ids)
+    assert any(np.abs(b.corners - c.corners).max() > 0.1 for b, c in zip(got.observations, sb.observations))
