@@ -12,12 +12,12 @@ fold and per pair RMS are kept.
 When the photos cannot constrain a parameter (the focal length from nearly fronto-parallel
 boards, distortion where no corners were seen, the principal point), an unconstrained fit lets
 it run off, and two independently fitted cameras then disagree on the board's pose so much that
-the rig is wrong by many pixels. :func:`select_rig` scores several recipes (:data:`RECIPES`:
-recon's per-camera calibration, OpenCV's textbook recipe, joint refinement, principal point at
-the centre, fixed aspect, fewer distortion terms) by their left-out vertical disparity and keeps
-the best (the simplest within ``tolerance`` of it). The left-out score of the chosen recipe is
-slightly optimistic (it was chosen on the same folds); ``bench/bench_stereo_calib.py`` reports
-it together with OpenCV's recipe on the same folds.
+the rig is wrong by many pixels. :data:`RECIPES` are ways to fit a rig (recon's per-camera
+calibration, OpenCV's textbook recipe, joint refinement, one shared focal length, ...);
+:func:`select_rig` scores several by their left-out vertical disparity. ``recon calibrate``
+uses :func:`choose_rig`: a fixed recipe, the corner set chosen by a margin, the rescue recipes
+only when the rig fails the gate (the rule and ``bench/bench_stereo_calib.py`` are in
+docs/calibration.md).
 
 :func:`rig_quality` is the gate: a rig whose in-sample or left-out vertical disparity is beyond
 what the corner noise explains (``max(max_px, noise_factor x expected)``, expected =
