@@ -37,7 +37,9 @@ from calib.files import (
     read_camera_pair,
     read_rig,
     read_status,
+    write_cameras_txt,
     write_opencv_yaml,
+    write_report,
 )
 from calib.transforms import (
     Rigid3,
@@ -92,5 +94,7 @@ __all__ = [
     "skew",
     "undistort",
     "unproject",
+    "write_cameras_txt",
     "write_opencv_yaml",
+    "write_report",
 ]

@@ -301,6 +301,17 @@ def _chessboard_spacing(corners: np.ndarray, cols: int, rows: int) -> float:
                      np.linalg.norm(np.diff(g, axis=0), axis=2).min() if rows > 1 else np.inf))
 
 
+def refine_chessboard_corners(image, corners, cols: int, rows: int) -> np.ndarray:
+    """Chessboard corners [cols * rows, 2] (pixels, row-major grid order) re-refined with
+    ``cornerSubPix`` (half-window 0.4 x the smallest corner spacing, 2..15 px): what
+    :func:`detect_board` does after the sector-based detector unless ``refine=False``."""
+    c = np.asarray(corners, dtype=np.float64)
+    if c.shape != (cols * rows, 2):
+        raise ValueError(f"corners: expected shape [{cols * rows}, 2] for a {cols}x{rows} board, got {c.shape}")
+    win = int(np.clip(0.4 * _chessboard_spacing(c, cols, rows), 2, 15))
+    return _subpix(_to_gray(image), c, win)
+
+
 def _subpix(gray: np.ndarray, corners: np.ndarray, half_window: int) -> np.ndarray:
     import cv2
 

@@ -18,7 +18,10 @@ from calib.boards import (
 )
 from calib.calibrate import CalibrationError, Observation, Rejection
 
-__all__ = ["DetectionRun", "detect_images", "read_gray"]
+__all__ = ["IMAGE_EXTS", "DetectionRun", "detect_images", "expand_images", "read_gray", "refine_run"]
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+"""Image suffixes a folder is listed for (compared lower-cased)."""
 
 
 @dataclass
@@ -32,6 +35,26 @@ class DetectionRun:
     @property
     def names(self) -> list[str]:
         return [o.name for o in self.observations]
+
+
+def expand_images(items) -> list[str]:
+    """Files, folders (their images, sorted) and globs (sorted) -> list of paths, in order.
+    FileNotFoundError names a glob that matches nothing."""
+    import glob
+
+    out = []
+    for it in items or []:
+        it = str(it)
+        if os.path.isdir(it):
+            out += sorted(os.path.join(it, f) for f in os.listdir(it) if f.lower().endswith(IMAGE_EXTS))
+        elif any(ch in it for ch in "*?["):
+            hits = sorted(glob.glob(it))
+            if not hits:
+                raise FileNotFoundError(f"{it}: no file matches this pattern")
+            out += hits
+        else:
+            out.append(it)
+    return out
 
 
 def read_gray(path) -> np.ndarray:
@@ -166,3 +189,25 @@ def detect_images(paths, board: BoardSpec, *, progress: bool = False, workers: i
                     + " (COLSxROWS counts INNER corners: a chess board with 8x8 squares has 7x7)")
         raise CalibrationError(msg)
     return DetectionRun(resolved, size, observations, failures, detections)
+
+
+def refine_run(run: DetectionRun) -> DetectionRun:
+    """The chessboard detections of ``run`` (made with ``refine=False``) re-refined with
+    ``cornerSubPix`` (:func:`calib.boards.refine_chessboard_corners`): the same corners as
+    ``detect_images(..., refine=True)`` would give, without detecting again. Only the
+    sector-based detector's corners are refined: the classic detector's fallback corners are
+    refined already (refining them again moves some by pixels)."""
+    from calib.boards import refine_chessboard_corners
+
+    if run.board.kind != "chessboard":
+        raise ValueError(f"run: corner re-refinement is for chessboards, got a {run.board.kind} board")
+    full = run.board.cols * run.board.rows
+    obs = []
+    for o in run.observations:
+        det = run.detections.get(o.name)
+        sb = det is not None and det.method == "findChessboardCornersSB"
+        if sb and len(o.ids) == full and np.array_equal(o.ids, np.arange(full)):
+            c = refine_chessboard_corners(read_gray(o.name), o.corners, run.board.cols, run.board.rows)
+            o = Observation(o.name, c, o.object_points, o.ids)
+        obs.append(o)
+    return DetectionRun(run.board, run.image_size, obs, list(run.failures), dict(run.detections))

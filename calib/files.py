@@ -12,6 +12,8 @@ Public API (re-exported from ``calib``)::
     write_opencv_yaml(path, rig=StereoRig | StereoResult) -> Path    # stereo
     read_status(path) -> CalibrationStatus             # "ok" / "failed" (recon calibrate's quality gate)
     colmap_camera_line(camera, camera_id=1) -> str     # one cameras.txt line (COLMAP convention)
+    write_cameras_txt(path, cameras) -> Path           # cameras.txt, camera k has id k + 1
+    write_report(path, report) -> Path                 # report.json (NaN -> null, atomic)
     parse_colmap_camera_line(line) -> (camera_id, Camera)
     camera_json(camera, std=None) -> dict / camera_from_json(d) -> Camera   # report.json entries
     report_dict(result, ...) / stereo_report_dict(stereo, ...) -> dict      # recon's report.json
@@ -97,6 +99,63 @@ def colmap_camera_line(camera: Camera, camera_id: int = 1) -> str:
     principal point in COLMAP's pixel-corner convention."""
     return (f"{int(camera_id)} {camera.model} {camera.width} {camera.height} "
             + " ".join(f"{v:.17g}" for v in camera.corner_params()))
+
+
+CAMERAS_TXT_HEADER = ("# Camera list with one line of data per camera:\n"
+                      "#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]\n"
+                      "# (COLMAP convention: principal point relative to the top-left pixel CORNER)\n")
+
+
+def write_cameras_txt(path, cameras: list[Camera]) -> Path:
+    """COLMAP ``cameras.txt``: the header, then one :func:`colmap_camera_line` per camera,
+    camera k with id k + 1 (a rig: left 1, right 2)."""
+    cameras = list(cameras)
+    if not cameras or not all(isinstance(c, Camera) for c in cameras):
+        raise ValueError("cameras: expected a non-empty list of calib.Camera")
+    path = Path(path)
+    _atomic_write(path, CAMERAS_TXT_HEADER + "".join(colmap_camera_line(c, k + 1) + "\n"
+                                                      for k, c in enumerate(cameras)))
+    return path
+
+
+def _json_safe(x):
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return float(x) if np.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.ndarray):
+        return _json_safe(x.tolist())
+    return x
+
+
+def write_report(path, report: dict) -> Path:
+    """Write ``report`` as JSON (NaN and infinities as null), atomically (a temporary file in
+    the same folder, then renamed)."""
+    if not isinstance(report, dict):
+        raise TypeError(f"report: expected a dict, got {type(report).__name__}")
+    path = Path(path)
+    _atomic_write(path, json.dumps(_json_safe(report), indent=1, allow_nan=False))
+    return path
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def parse_colmap_camera_line(line: str) -> tuple[int, Camera]:

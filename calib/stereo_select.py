@@ -12,12 +12,12 @@ fold and per pair RMS are kept.
 When the photos cannot constrain a parameter (the focal length from nearly fronto-parallel
 boards, distortion where no corners were seen, the principal point), an unconstrained fit lets
 it run off, and two independently fitted cameras then disagree on the board's pose so much that
-the rig is wrong by many pixels. :func:`select_rig` scores several recipes (:data:`RECIPES`:
-recon's per-camera calibration, OpenCV's textbook recipe, joint refinement, principal point at
-the centre, fixed aspect, fewer distortion terms) by their left-out vertical disparity and keeps
-the best (the simplest within ``tolerance`` of it). The left-out score of the chosen recipe is
-slightly optimistic (it was chosen on the same folds); ``bench/bench_stereo_calib.py`` reports
-it together with OpenCV's recipe on the same folds.
+the rig is wrong by many pixels. :data:`RECIPES` are ways to fit a rig (recon's per-camera
+calibration, OpenCV's textbook recipe, joint refinement, one shared focal length, ...);
+:func:`select_rig` scores several by their left-out vertical disparity. ``recon calibrate``
+uses :func:`choose_rig`: a fixed recipe, the corner set chosen by a margin, the rescue recipes
+only when the rig fails the gate (the rule and ``bench/bench_stereo_calib.py`` are in
+docs/calibration.md).
 
 :func:`rig_quality` is the gate: a rig whose in-sample or left-out vertical disparity is beyond
 what the corner noise explains (``max(max_px, noise_factor x expected)``, expected =
@@ -45,12 +45,18 @@ from calib.stereo import (
 )
 
 __all__ = [
+    "CORNER_MARGIN",
+    "DEFAULT_CORNERS",
+    "DEFAULT_RECIPE",
     "EXTRA_RECIPES",
     "RECIPES",
+    "RESCUE_RECIPES",
     "LeftOutScore",
+    "RigChoice",
     "RigQuality",
     "RigRecipe",
     "RigSelection",
+    "choose_rig",
     "fit_rig",
     "leftout_vertical_disparity",
     "pair_vertical_disparity",
@@ -433,3 +439,103 @@ def rig_quality(in_sample_px: float, leftout_px: float, corner_sigma_px: tuple[f
              "with each other, usually because the photos cannot constrain the focal length or the distortion")
     adv = list(dict.fromkeys(advice)) or ["tilt the board 20-45 degrees in some pairs and cover the image corners"]
     return RigQuality(False, in_sample_px, leftout_px, expected, thr, cause, adv)
+
+
+DEFAULT_RECIPE = "joint"
+"""The recipe of ``--rig-recipe auto`` (:func:`choose_rig`): fixed, because the recipes differ by
+less than the left-out score's own noise on captures of 8-25 pairs (docs/calibration.md,
+``bench/bench_stereo_calib.py``), so choosing among them by that score fits the noise."""
+RESCUE_RECIPES = ("joint-same-focal",)
+"""Scored only when the default fails the quality threshold (a capture that cannot constrain
+each camera's focal length: the default's rig is off by pixels, far beyond the score's noise)."""
+DEFAULT_CORNERS = "subpix"
+CORNER_MARGIN = 0.9
+"""The other corner set replaces :data:`DEFAULT_CORNERS` when its left-out score is below this
+fraction of the default's (a difference beyond the score's noise)."""
+
+
+@dataclass
+class RigChoice:
+    """What :func:`choose_rig` chose and the scores it saw: ``scores[corner set][recipe]``."""
+
+    recipe: str
+    corners: str
+    scores: dict[str, dict[str, LeftOutScore]]
+    folds: int
+    rule: str
+    rescued: bool = False
+
+    @property
+    def score(self) -> LeftOutScore | None:
+        return self.scores.get(self.corners, {}).get(self.recipe)
+
+    def to_json(self) -> dict:
+        return {"recipe": self.recipe, "corners": self.corners, "folds": self.folds, "rule": self.rule,
+                "rescued": self.rescued,
+                "scores": {c: [s.to_json() for s in by.values()] for c, by in self.scores.items()}}
+
+
+def choose_rig(sets: dict[str, tuple[list[Observation], list[Observation]]], size: tuple[int, int], *,
+               recipe: str = "auto", corners: str = "auto", folds: int = 5,
+               config: CalibrationConfig | None = None, threshold_px: float = float("inf")) -> RigChoice:
+    """The rig recipe and corner set (the rule of ``recon calibrate --rig-recipe auto
+    --corners auto``).
+
+    ``sets``: corner set name ("subpix", "sb") -> paired, label-aligned (left, right)
+    observations of the SAME pairs. ``recipe`` / ``corners``: "auto" or a name to force.
+    ``threshold_px``: the quality gate's threshold (pixels), which triggers the rescue.
+
+    Rule: the recipe is :data:`DEFAULT_RECIPE` (fixed; see its note). It is scored by the
+    left-out rectified vertical disparity on every corner set given (each on its own corners);
+    :data:`DEFAULT_CORNERS` is kept unless another set scores below :data:`CORNER_MARGIN` x
+    its score. Only when the chosen score exceeds ``threshold_px`` are the
+    :data:`RESCUE_RECIPES` scored too, and the lowest score of all wins. With fewer than 4
+    pairs nothing is scored and the defaults are used."""
+    if not sets:
+        raise ValueError("sets: expected at least one corner set")
+    if recipe != "auto" and recipe not in _RECIPE_BY_NAME:
+        raise ValueError(f"recipe: expected 'auto' or one of {', '.join(_RECIPE_BY_NAME)}, got {recipe!r}")
+    if corners != "auto" and corners not in sets:
+        raise ValueError(f"corners: expected 'auto' or one of {', '.join(sets)}, got {corners!r}")
+    names = list(sets) if corners == "auto" else [corners]
+    n = {len(sets[c][0]) for c in names}
+    if len(n) != 1 or any(len(sets[c][0]) != len(sets[c][1]) for c in names):
+        raise ValueError("sets: every corner set must hold the same pairs (as many left as right views)")
+    model = config.model if config is not None else "OPENCV"
+    default = DEFAULT_RECIPE if recipe == "auto" else recipe
+    if recipe == "auto" and model == "OPENCV_FISHEYE":
+        default = "joint"
+    first = DEFAULT_CORNERS if DEFAULT_CORNERS in names else names[0]
+    folds = max(2, min(folds, n.pop()))
+    rule = (f"recipe {default} (fixed); corners {first} unless another set's left-out score is below "
+            f"{CORNER_MARGIN} x its score")
+    if len(sets[first][0]) < 4:
+        return RigChoice(default, first, {}, folds, rule + "; fewer than 4 pairs: nothing left out, defaults used")
+    caches = {c: {} for c in names}
+
+    def score(c, r):
+        return leftout_vertical_disparity(*sets[c], size, _RECIPE_BY_NAME[r], folds=folds,
+                                          config=config, _cache=caches[c])
+
+    scores = {c: {default: score(c, default)} for c in names}
+    chosen = first
+    for c in names:
+        if scores[c][default].rms_px < CORNER_MARGIN * scores[chosen][default].rms_px:
+            chosen = c
+    best = scores[chosen][default]
+    if recipe != "auto" or (np.isfinite(best.rms_px) and best.rms_px <= threshold_px):
+        if not np.isfinite(best.rms_px):
+            raise CalibrationError(f"rig recipe {default} could not be fitted on the left-out folds: {best.failed}")
+        return RigChoice(default, chosen, scores, folds, rule)
+    rescue = [r.name for r in recipes_for(model) if r.name in RESCUE_RECIPES]
+    for c in names:
+        for r in rescue:
+            scores[c][r] = score(c, r)
+    ok = [(s.rms_px, c, r) for c, by in scores.items() for r, s in by.items() if not s.failed and np.isfinite(s.rms_px)]
+    if not ok:
+        raise CalibrationError("no rig recipe could be fitted on the left-out folds: " + "; ".join(
+            f"{c}/{r}: {s.failed}" for c, by in scores.items() for r, s in by.items()))
+    _, c, r = min(ok)
+    return RigChoice(r, c, scores, folds, rule + f"; {default} on {chosen} corners scored {best.rms_px:.3f} px, above "
+                     f"the quality threshold {threshold_px:.3f} px: {', '.join(rescue)} scored too, the lowest kept",
+                     rescued=True)

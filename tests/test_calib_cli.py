@@ -233,3 +233,18 @@ def test_calibrate_rendered_charuco_dictionary_found(tmp_path):
     rep = json.loads((out / "report.json").read_text())
     assert rep["board"].endswith("6X6_250") and len(rep["views_used"]) == 8
     assert abs(rep["params"]["fx"] / 520.0 - 1) < 0.01 and abs(rep["params"]["cx"] - 322.0) < 3.0
+
+
+def test_calibrate_spellings_threads_quiet():
+    """--threads (--workers only as a hidden alias, the name is kept for a Dask cluster) and
+    -q/--quiet, as every verb spells them."""
+    from recon import cli
+
+    parser = cli.build_parser()
+    args = parser.parse_args(["calibrate", "x.png", "--board", "chessboard:9x6", "-o", "o", "--workers", "3", "-q"])
+    assert args.threads == 3 and args.quiet
+    args = parser.parse_args(["calibrate", "x.png", "--board", "chessboard:9x6", "-o", "o", "--threads", "2"])
+    assert args.threads == 2 and not args.quiet
+    sub = next(a for a in parser._actions if hasattr(a, "choices") and a.choices and "calibrate" in a.choices)
+    text = sub.choices["calibrate"].format_help()
+    assert "--threads" in text and "--workers" not in text and "-q, --quiet" in text

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     from calib import Camera
     from calib.files import colmap_camera_line, read_camera
-    from recon.cli.verb_calibrate import expand_images
+    from calib.calibrate_images import expand_images
 
     if not 0.0 <= args.alpha <= 1.0:
         raise ValueError(f"--alpha: expected a value in [0, 1], got {args.alpha}")
