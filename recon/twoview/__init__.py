@@ -9,11 +9,20 @@ Functional API (NumPy in, typed results out; OpenCV and SciPy are imported lazil
     pose = recover_pose(efit.E, cam1.cam_from_img(uv1), cam2.cam_from_img(uv2), mask=efit.inliers)
     tri = triangulate_dlt(uv1, uv2, cam1, cam2, pose.cam2_from_cam1)       # -> Triangulation
     geo = two_view_geometry(uv1, uv2, cam1, cam2)                          # everything, with a verdict
+    res = analyze_pair("a.jpg", "b.jpg", "out/pair", PairOptions(calib="cameras.txt"))  # the CLI's job
 
 Conventions: ``x2^T F x1 = 0``; ``cam2_from_cam1`` maps camera-1 points into camera 2;
 pixels have (0, 0) at the centre of the top-left pixel.
 """
 
+from recon.twoview._analyze import (
+    PairAnalysis,
+    PairOptions,
+    analyze_pair,
+    default_threshold_px,
+    json_safe,
+    write_report,
+)
 from recon.twoview._degeneracy import VERDICTS, Degeneracy, classify_degeneracy, gric
 from recon.twoview._epipolar import (
     EpipolarResult,
@@ -57,6 +66,12 @@ from recon.twoview._triangulation import (
 )
 
 __all__ = [
+    "PairAnalysis",
+    "PairOptions",
+    "analyze_pair",
+    "default_threshold_px",
+    "json_safe",
+    "write_report",
     "VERDICTS",
     "Degeneracy",
     "EpipolarResult",
