@@ -193,7 +193,9 @@ def run_estimators(p1, p2, cam1, cam2, thr, variants=()):
     out["recon"] = ((pose.rotation, pose.translation) if pose is not None else (None, None),
                     {"verdict": g.degeneracy.verdict, "rot_rel": g.degeneracy.rotation_reliable,
                      "pose_rel": g.degeneracy.pose_reliable, "sigma": g.degeneracy.rotation_sigma_deg,
-                     "t_sigma": g.degeneracy.translation_sigma_deg}, dt)
+                     "t_sigma": g.degeneracy.translation_sigma_deg, "spread": g.degeneracy.rotation_spread_deg,
+                     "t_spread": g.degeneracy.translation_spread_deg, "ambiguous": g.degeneracy.pose_ambiguous,
+                     "matches_inl": int(g.inliers.sum())}, dt)
     t0 = time.perf_counter()
     pp, _info = poselib.estimate_relative_pose(p1, p2, _camdict(cam1), _camdict(cam2),
                                                {"max_epipolar_error": thr}, {})

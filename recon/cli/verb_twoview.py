@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
     opts = PairOptions(calib=args.calib, focal_px=args.focal, use_exif=not args.no_exif, features=args.features,
                        max_features=args.max_features, max_image_size=args.max_image_size, ratio=args.ratio,
-                       method=args.method, threshold_px=args.threshold, refine=not args.no_refine,
+                       method=args.method, threshold_px=args.threshold, refine=False if args.no_refine else None,
                        seed=args.seed)
     res = analyze_pair(args.image_a, args.image_b, args.output, opts)
     rep = res.report

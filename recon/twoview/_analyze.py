@@ -50,7 +50,7 @@ class PairOptions:
     ratio: float = 0.8
     method: str = "poselib"
     threshold_px: float | None = None
-    refine: bool = True
+    refine: bool | None = None
     seed: int = 0
     num_hypotheses: int = 2
     pictures: bool = True
@@ -239,6 +239,7 @@ def _geometry_report(geo: TwoViewGeometry, num_matches: int, thr: float, method:
         "verdict": deg.verdict, "message": deg.message,
         "pose_reliable": deg.pose_reliable, "rotation_reliable": deg.rotation_reliable,
         "rotation_sigma_deg": deg.rotation_sigma_deg, "translation_sigma_deg": deg.translation_sigma_deg,
+        "rotation_spread_deg": deg.rotation_spread_deg, "translation_spread_deg": deg.translation_spread_deg,
         "pose_ambiguous": deg.pose_ambiguous, "method": method, "threshold_px": thr,
         "intrinsics": "guessed" if geo.intrinsics_guessed else source,
         "num_matches": num_matches, "num_inliers": int(geo.inliers.sum()),

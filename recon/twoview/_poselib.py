@@ -86,3 +86,19 @@ def poselib_homography(x1: np.ndarray, x2: np.ndarray, *, threshold_px: float, c
     if not np.isfinite(H).all() or inl.sum() < 4:
         return None
     return H / np.linalg.norm(H), inl, int(info.get("iterations", -1))
+
+
+def poselib_refine_relative_pose(R: np.ndarray, t: np.ndarray, p1: np.ndarray, p2: np.ndarray, K1: np.ndarray,
+                                 K2: np.ndarray, *, scale_px: float, max_iterations: int = 30):
+    """Levenberg-Marquardt of (R, t on the unit sphere) on the Sampson error of the matches p1, p2
+    [N, 2] (undistorted pinhole pixels), Cauchy loss at ``scale_px``. Returns (R, t unit)."""
+    import poselib
+
+    pose = poselib.CameraPose()
+    pose.R, pose.t = np.asarray(R, np.float64), np.asarray(t, np.float64)
+    f = 0.25 * (K1[0, 0] + K1[1, 1] + K2[0, 0] + K2[1, 1])
+    out, _info = poselib.refine_relative_pose(
+        np.ascontiguousarray(p1, np.float64), np.ascontiguousarray(p2, np.float64), pose, _camera(K1), _camera(K2),
+        {"loss_type": "CAUCHY", "loss_scale": float(scale_px) / f, "max_iterations": int(max_iterations)})
+    t = np.asarray(out.t, np.float64)
+    return np.asarray(out.R, np.float64), t / max(np.linalg.norm(t), 1e-300)
