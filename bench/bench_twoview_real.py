@@ -1,28 +1,31 @@
-"""Relative pose on real calibrated pairs: recon.twoview vs OpenCV vs pycolmap, same SIFT matches.
+"""Relative pose on real calibrated pairs: recon.twoview vs PoseLib, OpenCV and pycolmap, same matches.
 
-Real pairs: every pair of the 11 Sceaux-castle photos (../shared/data/sceaux-castle) with at
-least --min-matches matches. Reference poses and intrinsics come from a full pycolmap
-reconstruction of the 11 photos (`recon sfm ... --max-image-size 1600`, 11/11 registered,
-cached under --cache). Features: our SIFT (recon.features) on the photos downscaled to
---size (long side); matches: mutual nearest neighbour + ratio 0.8. Every estimator receives the
-SAME undistorted pinhole pixels (distortion of the reference camera removed) and the same
-inlier threshold (--threshold px):
+Pair sets (every estimator receives the SAME undistorted pinhole pixels and the same Sampson
+threshold --threshold px):
+  sceaux     every pair of the 11 Sceaux-castle photos (../shared/data/sceaux-castle) with at
+             least --min-matches matches; reference poses and intrinsics from a pycolmap
+             reconstruction of the 11 photos (`recon sfm ... --max-image-size 1600`, cached under
+             --cache); our SIFT at --size (long side), mutual nearest neighbour + ratio 0.8.
+  scannet    the 15 ScanNet pairs of ../shared/data/scannet-pairs (ground-truth K and
+             T_0to1 = cam1_from_cam0), our SIFT at full size, same matching.
+  synthetic  random 3D points (general) and a dominant plane with 10 % of the points off it,
+             1 px noise, 30 % outliers, 3 px threshold.
 
-  recon             two_view_geometry (five-point LO-MSAC, Sampson refinement, H-vs-E, two-view BA)
-  opencv RANSAC     cv2.findEssentialMat(RANSAC) + cv2.recoverPose
-  opencv MAGSAC     cv2.findEssentialMat(USAC_MAGSAC) + cv2.recoverPose
-  opencv ACCURATE   cv2.findEssentialMat(USAC_ACCURATE) + cv2.recoverPose
+Estimators:
+  recon             two_view_geometry (default config: PoseLib hypotheses, our verdicts,
+                    hypothesis-spread reliability); --variants adds +BA, method=ours, 0 hypotheses
+  poselib           poselib.estimate_relative_pose (its defaults but the threshold)
+  opencv RANSAC / MAGSAC / ACCURATE   cv2.findEssentialMat + cv2.recoverPose
   pycolmap          estimate_calibrated_two_view_geometry + estimate_two_view_geometry_pose
-                    (ransac.max_error = --threshold)
 
-Synthetic pairs (known truth): random 3D points (general), and a dominant plane with 10 % of
-the points off it (the real-world "planar" case), 1 px noise, 30 % outliers.
+Columns: median rotation / translation-direction error (deg), pose AUC at 5/10/20 deg (the
+SuperGlue protocol: error = max(rotation, translation angle), no pose = infinite), pairs with a
+rotation error > 5 deg, pairs with a pose error > 5 deg, pairs without a pose, mean time per
+pair; for recon, how many pairs it marked rotation_reliable / pose_reliable and the largest error
+among them. --dump writes recon's per-pair sigma, spread, flags and errors (input of
+bench/plot_twoview_sigma.py).
 
-Columns: median rotation error, median translation-direction error, pairs with a rotation error
-> 5 deg (no pose counts as a failure), and for recon how many pairs it marked
-rotation_reliable and the largest rotation error among them.
-
-Run: PYTHONPATH=. python bench/bench_twoview_real.py [--size 1416] [--threshold 1.0]
+Run: PYTHONPATH=. python bench/bench_twoview_real.py [--variants] [--dump FILE] [--verbose]
 """
 
 from __future__ import annotations
@@ -295,9 +298,9 @@ def main():
                     help="write recon's per-pair sigma / error / flags as JSON (docs/twoview_sigma.png input)")
     ap.add_argument("--verbose", action="store_true", help="one line per pair")
     ap.add_argument("--variants", action="store_true",
-                    help="also recon without two-view BA, recon with our LO-MSAC, recon without hypotheses")
+                    help="also recon with the two-view BA, with our LO-MSAC (+ BA), without hypotheses")
     args = ap.parse_args()
-    variants = ([("recon no-BA", {"refine": False}), ("recon ours", {"method": "ours"}),
+    variants = ([("recon +BA", {"refine": True}), ("recon ours", {"method": "ours"}),
                  ("recon 0-hyp", {"num_hypotheses": 0})] if args.variants else [])
     args.cache.mkdir(parents=True, exist_ok=True)
     want = set(args.sets.split(","))

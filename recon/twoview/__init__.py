@@ -4,7 +4,7 @@ degeneracy detection (planar scenes, pure rotation) and pictures.
 Functional API (NumPy in, typed results out; OpenCV and SciPy are imported lazily)::
 
     from recon.twoview import estimate_fundamental, estimate_essential, recover_pose
-    fit = estimate_fundamental(x1, x2, method="ours", threshold_px=1.0)   # -> EpipolarResult
+    fit = estimate_fundamental(x1, x2, threshold_px=1.0)   # -> EpipolarResult (PoseLib LO-RANSAC)
     efit = estimate_essential(uv1, uv2, cam1, cam2)                        # -> EssentialResult
     pose = recover_pose(efit.E, cam1.cam_from_img(uv1), cam2.cam_from_img(uv2), mask=efit.inliers)
     tri = triangulate_dlt(uv1, uv2, cam1, cam2, pose.cam2_from_cam1)       # -> Triangulation
