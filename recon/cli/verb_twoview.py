@@ -17,8 +17,9 @@ relative pose with the cheirality check, triangulate and refine (two-view bundle
 Writes to OUT:
   report.json    verdict (general | low_parallax | planar | pure_rotation | identical |
                  too_few_matches | no_model | bad_input), pose_reliable / rotation_reliable
-                 (from the pose's measured 1-sigma uncertainty, rotation_sigma_deg /
-                 translation_sigma_deg; a reliable rotation is meant to be within 0.5 deg),
+                 (independent re-estimates must agree with the pose; rotation_sigma_deg /
+                 translation_sigma_deg include their spread; a reliable rotation is meant to
+                 be within 0.5 deg),
                  pose_ambiguous (planar pairs two poses explain), matches, inliers, inlier ratio, median
                  Sampson error (px), R and t direction (cam2_from_cam1: X_B = R X_A + t, |t| = 1),
                  rotation angle, triangulated points, median parallax, GRIC scores, F, E, H
