@@ -27,7 +27,12 @@ from recon.stereo._disparity import (
     disparity_range_from_matches,
     points_from_depth,
 )
-from recon.stereo._pair import StereoPairOptions, StereoPairResult, stereo_pair, uncalibrated_matches
+from recon.stereo._pair import (
+    StereoPairOptions,
+    StereoPairResult,
+    stereo_pair,
+    uncalibrated_matches,
+)
 from recon.stereo._pipeline import (
     StereoConfig,
     StereoOutput,
