@@ -29,7 +29,8 @@ def main(src: str, dst: str) -> None:
         s = np.array([r["sigma"] if r["sigma"] is not None else np.nan for r in sel], float)
         e = np.array([r["rot_err"] if r["rot_err"] is not None else np.nan for r in sel], float)
         rel = np.array([bool(r["rot_rel"]) for r in sel])
-        s, e = np.clip(np.nan_to_num(s, nan=hi, posinf=hi), lo, hi), np.clip(np.nan_to_num(e, nan=hi, posinf=hi), lo, hi)
+        s = np.clip(np.nan_to_num(s, nan=hi, posinf=hi), lo, hi)
+        e = np.clip(np.nan_to_num(e, nan=hi, posinf=hi), lo, hi)
         c = f"C{k}"
         ax.scatter(s[rel], e[rel], c=c, s=22, label=f"{name}: reliable ({rel.sum()})")
         ax.scatter(s[~rel], e[~rel], facecolors="none", edgecolors=c, s=22,

@@ -75,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
 
     opts = StereoPairOptions(calib=args.calib, allow_failed_calib=args.allow_failed_calib,
                              min_disparity=args.min_disparity, num_disparities=args.num_disparities,
-                             block_size=args.block_size, mode=args.mode, wls=not args.no_wls, alpha=args.alpha,
+                             block_size=args.block_size, mode=args.mode, wls=not args.no_wls,
+                             alpha=args.alpha,
                              disparity_sigma_px=args.disparity_sigma, max_depth=args.max_depth,
                              ascii_ply=args.ascii_ply)
     res = stereo_pair(args.left, args.right, args.output, opts)
@@ -87,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     elif not args.quiet or res.exit_code:
         msg = f"recon stereo: {res.verdict}: {100 * rep['valid_fraction']:.0f}% valid pixels"
         if rep.get("calibrated") and rep.get("num_points"):
-            msg += f", {rep['num_points']} points, median depth {rep['depth_percentiles']['p50']:.3g}"
+            p50 = rep["depth_percentiles"]["p50"]
+            msg += f", {rep['num_points']} points, median depth {p50:.3g}"
         print(f"{msg} -> {args.output}/report.json", file=sys.stderr)
     return res.exit_code
