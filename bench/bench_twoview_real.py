@@ -1,28 +1,31 @@
-"""Relative pose on real calibrated pairs: recon.twoview vs OpenCV vs pycolmap, same SIFT matches.
+"""Relative pose on real calibrated pairs: recon.twoview vs PoseLib, OpenCV and pycolmap, same matches.
 
-Real pairs: every pair of the 11 Sceaux-castle photos (../shared/data/sceaux-castle) with at
-least --min-matches matches. Reference poses and intrinsics come from a full pycolmap
-reconstruction of the 11 photos (`recon sfm ... --max-image-size 1600`, 11/11 registered,
-cached under --cache). Features: our SIFT (recon.features) on the photos downscaled to
---size (long side); matches: mutual nearest neighbour + ratio 0.8. Every estimator receives the
-SAME undistorted pinhole pixels (distortion of the reference camera removed) and the same
-inlier threshold (--threshold px):
+Pair sets (every estimator receives the SAME undistorted pinhole pixels and the same Sampson
+threshold --threshold px):
+  sceaux     every pair of the 11 Sceaux-castle photos (../shared/data/sceaux-castle) with at
+             least --min-matches matches; reference poses and intrinsics from a pycolmap
+             reconstruction of the 11 photos (`recon sfm ... --max-image-size 1600`, cached under
+             --cache); our SIFT at --size (long side), mutual nearest neighbour + ratio 0.8.
+  scannet    the 15 ScanNet pairs of ../shared/data/scannet-pairs (ground-truth K and
+             T_0to1 = cam1_from_cam0), our SIFT at full size, same matching.
+  synthetic  random 3D points (general) and a dominant plane with 10 % of the points off it,
+             1 px noise, 30 % outliers, 3 px threshold.
 
-  recon             two_view_geometry (five-point LO-MSAC, Sampson refinement, H-vs-E, two-view BA)
-  opencv RANSAC     cv2.findEssentialMat(RANSAC) + cv2.recoverPose
-  opencv MAGSAC     cv2.findEssentialMat(USAC_MAGSAC) + cv2.recoverPose
-  opencv ACCURATE   cv2.findEssentialMat(USAC_ACCURATE) + cv2.recoverPose
+Estimators:
+  recon             two_view_geometry (default config: PoseLib hypotheses, our verdicts,
+                    hypothesis-spread reliability); --variants adds +BA, method=ours, 0 hypotheses
+  poselib           poselib.estimate_relative_pose (its defaults but the threshold)
+  opencv RANSAC / MAGSAC / ACCURATE   cv2.findEssentialMat + cv2.recoverPose
   pycolmap          estimate_calibrated_two_view_geometry + estimate_two_view_geometry_pose
-                    (ransac.max_error = --threshold)
 
-Synthetic pairs (known truth): random 3D points (general), and a dominant plane with 10 % of
-the points off it (the real-world "planar" case), 1 px noise, 30 % outliers.
+Columns: median rotation / translation-direction error (deg), pose AUC at 5/10/20 deg (the
+SuperGlue protocol: error = max(rotation, translation angle), no pose = infinite), pairs with a
+rotation error > 5 deg, pairs with a pose error > 5 deg, pairs without a pose, mean time per
+pair; for recon, how many pairs it marked rotation_reliable / pose_reliable and the largest error
+among them. --dump writes recon's per-pair sigma, spread, flags and errors (input of
+bench/plot_twoview_sigma.py).
 
-Columns: median rotation error, median translation-direction error, pairs with a rotation error
-> 5 deg (no pose counts as a failure), and for recon how many pairs it marked
-rotation_reliable and the largest rotation error among them.
-
-Run: PYTHONPATH=. python bench/bench_twoview_real.py [--size 1416] [--threshold 1.0]
+Run: PYTHONPATH=. python bench/bench_twoview_real.py [--variants] [--dump FILE] [--verbose]
 """
 
 from __future__ import annotations
@@ -89,7 +92,41 @@ def real_pairs(rec, size: int, min_matches: int, cache: Path):
             p1 = n1[ok] @ K[:2, :2].T + K[:2, 2]
             p2 = n2[ok] @ K[:2, :2].T + K[:2, 2]
             T = b.cam_from_world @ a.cam_from_world.inverse()
-            pairs.append((a.name, b.name, p1, p2, pin, T))
+            pairs.append((a.name, b.name, p1, p2, pin, pin, T))
+    return pairs
+
+
+SCANNET = REPO.parent / "shared" / "data" / "scannet-pairs"
+
+
+def scannet_pairs(size: int, cache: Path):
+    """[(name1, name2, p1, p2, pinhole camera 1, camera 2, cam2_from_cam1 truth)] for the 15 ScanNet
+    pairs (SuperGlue's indoor sample; pairs_with_gt.txt: name0 name1 rot0 rot1 K0 K1 T_0to1, with
+    T_0to1 = cam1_from_cam0); our SIFT at full size (1296 x 968), same matching as Sceaux."""
+    from calib import Camera, Rigid3, project_to_so3
+    from recon.features import detect_features, match_features
+    from recon.io import read_image
+
+    f_cache = cache / "scannet_sift.npz"
+    feats = np.load(f_cache, allow_pickle=True)["feats"].item() if f_cache.exists() else {}
+    pairs = []
+    for line in (SCANNET / "pairs_with_gt.txt").read_text().split("\n"):
+        tok = line.split()
+        if len(tok) < 38:
+            continue
+        v = np.array(tok[4:], float)
+        K0, K1, T = v[:9].reshape(3, 3), v[9:18].reshape(3, 3), v[18:34].reshape(4, 4)
+        cams = []
+        for nm, K in ((tok[0], K0), (tok[1], K1)):
+            if nm not in feats:
+                feats[nm] = detect_features(read_image(SCANNET / "images" / nm))
+            w, h = feats[nm].image_size
+            cams.append(Camera("PINHOLE", w, h, np.array([K[0, 0], K[1, 1], K[0, 2], K[1, 2]])))
+        m = match_features(feats[tok[0]], feats[tok[1]], ratio=0.8, mutual=True)
+        uv1, uv2 = m.points(feats[tok[0]], feats[tok[1]])
+        pairs.append((tok[0], tok[1], uv1, uv2, cams[0], cams[1],
+                      Rigid3(project_to_so3(T[:3, :3]), T[:3, 3])))
+    np.savez(f_cache, feats=np.array(feats, dtype=object))
     return pairs
 
 
@@ -115,7 +152,7 @@ def synthetic_pairs(num: int, seed: int = 0):
         u1, u2 = u1[ins][:n] + rng.normal(0, 1.0, (n, 2)), u2[ins][:n] + rng.normal(0, 1.0, (n, 2))
         bad = rng.choice(n, int(0.3 * n), replace=False)
         u2[bad] = rng.uniform([0, 0], [w - 1, h - 1], (bad.size, 2))
-        out.append((f"synth-{kind}-{k}", "", u1, u2, cam, T))
+        out.append((f"synth-{kind}-{k}", "", u1, u2, cam, cam, T))
     return out
 
 
@@ -131,51 +168,77 @@ def pose_error(R, t, T):
     return float(rotation_angle_deg(R @ T.rotation.T)), et
 
 
-def run_estimators(p1, p2, cam, thr):
-    """{name: (R, t, extra)} for every estimator on the same points."""
+def _camdict(cam):
+    K = cam.K
+    return {"model": "PINHOLE", "width": cam.width, "height": cam.height,
+            "params": [K[0, 0], K[1, 1], K[0, 2], K[1, 2]]}
+
+
+def run_estimators(p1, p2, cam1, cam2, thr, variants=()):
+    """{name: ((R, t), extra, seconds)} for every estimator on the same points; ``variants``:
+    extra recon rows, (name, TwoViewConfig keyword dict)."""
     import cv2
+    import poselib
 
     from recon.twoview import TwoViewConfig, two_view_geometry
 
     out = {}
+    for vname, kw in variants:
+        t0 = time.perf_counter()
+        g = two_view_geometry(p1, p2, cam1, cam2, config=TwoViewConfig(threshold_px=thr, **kw))
+        pose = g.cam2_from_cam1
+        out[vname] = ((pose.rotation, pose.translation) if pose is not None else (None, None), {},
+                      time.perf_counter() - t0)
     t0 = time.perf_counter()
-    g = two_view_geometry(p1, p2, cam, cam, config=TwoViewConfig(threshold_px=thr))
+    g = two_view_geometry(p1, p2, cam1, cam2, config=TwoViewConfig(threshold_px=thr))
     dt = time.perf_counter() - t0
     pose = g.cam2_from_cam1
     out["recon"] = ((pose.rotation, pose.translation) if pose is not None else (None, None),
                     {"verdict": g.degeneracy.verdict, "rot_rel": g.degeneracy.rotation_reliable,
-                     "pose_rel": g.degeneracy.pose_reliable, "sigma": g.degeneracy.rotation_sigma_deg}, dt)
-    K = cam.K
+                     "pose_rel": g.degeneracy.pose_reliable, "sigma": g.degeneracy.rotation_sigma_deg,
+                     "t_sigma": g.degeneracy.translation_sigma_deg, "spread": g.degeneracy.rotation_spread_deg,
+                     "t_spread": g.degeneracy.translation_spread_deg, "ambiguous": g.degeneracy.pose_ambiguous,
+                     "matches_inl": int(g.inliers.sum())}, dt)
+    t0 = time.perf_counter()
+    pp, _info = poselib.estimate_relative_pose(p1, p2, _camdict(cam1), _camdict(cam2),
+                                               {"max_epipolar_error": thr}, {})
+    out["poselib"] = ((pp.R, pp.t), {}, time.perf_counter() - t0)
+    # OpenCV takes one K: normalise both views' pixels by their own K, then use K = I and a
+    # threshold in normalised units (thr / mean focal).
+    n1, n2 = cam1.cam_from_img(p1), cam2.cam_from_img(p2)
+    f = 0.25 * (cam1.K[0, 0] + cam1.K[1, 1] + cam2.K[0, 0] + cam2.K[1, 1])
     for name, flag in (("opencv RANSAC", cv2.RANSAC), ("opencv MAGSAC", cv2.USAC_MAGSAC),
                        ("opencv ACCURATE", cv2.USAC_ACCURATE)):
         t0 = time.perf_counter()
-        E, mask = cv2.findEssentialMat(p1, p2, K, flag, 0.999, thr)
+        E, mask = cv2.findEssentialMat(n1, n2, np.eye(3), flag, 0.999, thr / f)
         res = (None, None)
         if E is not None and E.shape[0] >= 3:
-            _, R, t, _ = cv2.recoverPose(E[:3], p1, p2, K, mask=mask)
+            _, R, t, _ = cv2.recoverPose(E[:3], n1, n2, np.eye(3), mask=mask)
             res = (R, t)
         out[name] = (res, {}, time.perf_counter() - t0)
-    out["pycolmap"] = _pycolmap(p1, p2, cam, thr)
+    out["pycolmap"] = _pycolmap(p1, p2, cam1, cam2, thr)
     return out
 
 
-def _pycolmap(p1, p2, cam, thr):
+def _pycolmap(p1, p2, cam1, cam2, thr):
     import pycolmap
 
-    K = cam.K
     # COLMAP's pixel (0.5, 0.5) is the centre of the top-left pixel: shift by +0.5 at this edge.
-    pc = pycolmap.Camera(model="PINHOLE", width=cam.width, height=cam.height,
-                         params=[K[0, 0], K[1, 1], K[0, 2] + 0.5, K[1, 2] + 0.5])
+    pcs = []
+    for cam in (cam1, cam2):
+        K = cam.K
+        pcs.append(pycolmap.Camera(model="PINHOLE", width=cam.width, height=cam.height,
+                                   params=[K[0, 0], K[1, 1], K[0, 2] + 0.5, K[1, 2] + 0.5]))
     opts = pycolmap.TwoViewGeometryOptions()
     opts.ransac.max_error = thr
     opts.compute_relative_pose = True
     t0 = time.perf_counter()
     q1, q2 = p1 + 0.5, p2 + 0.5
     idx = np.repeat(np.arange(len(p1), dtype=np.uint32)[:, None], 2, 1)
-    g = pycolmap.estimate_calibrated_two_view_geometry(pc, q1, pc, q2, idx, opts)
+    g = pycolmap.estimate_calibrated_two_view_geometry(pcs[0], q1, pcs[1], q2, idx, opts)
     cfg = str(g.config)
     res = (None, None)
-    if len(g.inlier_matches) >= 5 and pycolmap.estimate_two_view_geometry_pose(pc, q1, pc, q2, g):
+    if len(g.inlier_matches) >= 5 and pycolmap.estimate_two_view_geometry_pose(pcs[0], q1, pcs[1], q2, g):
         T = g.cam2_from_cam1
         R = T.rotation.matrix()
         t = np.asarray(T.translation)
@@ -184,24 +247,32 @@ def _pycolmap(p1, p2, cam, thr):
     return res, {"config": cfg}, time.perf_counter() - t0
 
 
+def pose_auc(errors, thresholds=(5.0, 10.0, 20.0)):
+    """Area under the recall-vs-error curve up to each threshold, in percent (SuperGlue's
+    evaluation: error = max(rotation, translation-direction angle), no pose = infinite)."""
+    e = np.sort(np.asarray(errors, float))
+    rec = (np.arange(len(e)) + 1) / len(e)
+    e, rec = np.r_[0.0, e], np.r_[0.0, rec]
+    out = []
+    for th in thresholds:
+        i = np.searchsorted(e, th)
+        x, y = np.r_[e[:i], th], np.r_[rec[:i], rec[i - 1]]
+        out.append(100.0 * np.trapezoid(y, x) / th)
+    return out
+
+
 def table(title, rows_by_method, extra_recon):
     print(title)
-    print(f"{'method':18s} {'pairs':>5s} {'median rot deg':>15s} {'median t deg':>13s} {'> 5 deg':>8s} "
-          f"{'no pose':>8s} {'median s':>9s}")
+    print(f"{'method':16s} {'pairs':>5s} {'med rot':>8s} {'med t':>7s} {'AUC@5':>6s} {'AUC@10':>6s} "
+          f"{'AUC@20':>6s} {'rot>5':>5s} {'pose>5':>6s} {'no pose':>7s} {'ms/pair':>8s}")
     for name, errs in rows_by_method.items():
         e = np.array([x[0] for x in errs])
         r, t, dt = e[:, 0], e[:, 1], np.array([x[1] for x in errs])
+        a5, a10, a20 = pose_auc(np.maximum(r, t))
         nopose = int(np.sum(~np.isfinite(r)))
-        print(f"{name:18s} {len(r):5d} {np.median(r):15.3f} {np.median(t):13.3f} {int(np.sum(~(r <= 5))):8d} "
-              f"{nopose:8d} {np.median(dt):9.3f}")
-    ours = np.array([x[0][0] for x in rows_by_method["recon"]])
-    for name, errs in rows_by_method.items():
-        if name == "recon":
-            continue
-        other = np.array([x[0][0] for x in errs])
-        print(f"  recon vs {name:16s}: recon more accurate on {int(np.sum(ours < other))} pairs, less on "
-              f"{int(np.sum(ours > other))}; mean rotation error (capped at 5 deg) {np.mean(np.minimum(ours, 5)):.3f} "
-              f"vs {np.mean(np.minimum(other, 5)):.3f}")
+        print(f"{name:16s} {len(r):5d} {np.median(r):8.3f} {np.median(t):7.2f} {a5:6.1f} {a10:6.1f} {a20:6.1f} "
+              f"{int(np.sum(~(r <= 5))):5d} {int(np.sum(~(np.maximum(r, t) <= 5))):6d} {nopose:7d} "
+              f"{1000 * np.mean(dt):8.1f}")
     rel = [(e, x) for e, x in extra_recon if x["rot_rel"]]
     prel = [(e, x) for e, x in extra_recon if x["pose_rel"]]
     worst = max((e[0] for e, _ in rel), default=float("nan"))
@@ -221,39 +292,56 @@ def main():
     ap.add_argument("--threshold", type=float, default=1.0, help="inlier threshold, px at --size")
     ap.add_argument("--min-matches", type=int, default=30)
     ap.add_argument("--synthetic", type=int, default=8, help="synthetic pairs (0 = none)")
+    ap.add_argument("--sets", default="sceaux,scannet,synthetic", help="comma-separated pair sets to run")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/twoview_ref"))
+    ap.add_argument("--dump", type=Path, default=None,
+                    help="write recon's per-pair sigma / error / flags as JSON (docs/twoview_sigma.png input)")
     ap.add_argument("--verbose", action="store_true", help="one line per pair")
+    ap.add_argument("--variants", action="store_true",
+                    help="also recon with the two-view BA, with our LO-MSAC (+ BA), without hypotheses")
     args = ap.parse_args()
+    variants = ([("recon +BA", {"refine": True}), ("recon ours", {"method": "ours"}),
+                 ("recon 0-hyp", {"num_hypotheses": 0})] if args.variants else [])
     args.cache.mkdir(parents=True, exist_ok=True)
+    want = set(args.sets.split(","))
 
     sets = []
-    if DATA.exists():
+    if "sceaux" in want and DATA.exists():
         rec = reference_model(args.cache)
         title = (f"real: sceaux-castle pairs at {args.size} px, threshold {args.threshold} px, reference = "
                  "pycolmap reconstruction of all 11 photos")
-        sets.append((title, real_pairs(rec, args.size, args.min_matches, args.cache), args.threshold))
-    else:
-        print(f"{DATA} not found: real pairs skipped", file=sys.stderr)
-    if args.synthetic:
+        sets.append(("sceaux", title, real_pairs(rec, args.size, args.min_matches, args.cache), args.threshold))
+    if "scannet" in want and SCANNET.exists():
+        title = f"real: scannet-pairs (15 indoor pairs, 1296x968, ground truth), threshold {args.threshold} px"
+        sets.append(("scannet", title, scannet_pairs(args.size, args.cache), args.threshold))
+    if "synthetic" in want and args.synthetic:
         title = ("synthetic: 800x600, f 420, 1000 matches, 1 px noise, 30 % outliers (general and "
                  "plane + 10 % off-plane), threshold 3 px")
-        sets.append((title, synthetic_pairs(args.synthetic), 3.0))
-    for title, pairs, thr in sets:
+        sets.append(("synthetic", title, synthetic_pairs(args.synthetic), 3.0))
+    dump = []
+    for set_name, title, pairs, thr in sets:
         rows: dict[str, list] = {}
         extra = []
-        for n1, n2, p1, p2, cam, T in pairs:
-            res = run_estimators(p1, p2, cam, thr)
+        for n1, n2, p1, p2, cam1, cam2, T in pairs:
+            res = run_estimators(p1, p2, cam1, cam2, thr, variants)
             for name, ((R, t), x, dt) in res.items():
                 e = pose_error(R, t, T)
                 rows.setdefault(name, []).append((e, dt))
                 if name == "recon":
                     extra.append((e, x))
+                    dump.append({"set": set_name, "pair": f"{n1} {n2}", "rot_err": e[0], "t_err": e[1],
+                                 "matches": len(p1), **{k: (v.item() if hasattr(v, "item") else v)
+                                                        for k, v in x.items()}})
             if args.verbose:
                 line = " ".join(f"{k.split()[-1][:6]}={pose_error(*v[0], T)[0]:.3f}" for k, v in res.items())
                 x = res["recon"][1]
                 print(f"{n1} {n2} n={len(p1)} {line} [{x['verdict']} rel={x['rot_rel']} sig={x['sigma']:.3f} "
-                      f"colmap={res['pycolmap'][1]['config']}]")
+                      f"colmap={res['pycolmap'][1]['config']}]", flush=True)
         table(title, rows, extra)
+    if args.dump:
+        import json
+
+        args.dump.write_text(json.dumps(dump, indent=1, default=float))
 
 
 if __name__ == "__main__":

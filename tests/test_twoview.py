@@ -175,16 +175,20 @@ def test_pose_accuracy_aggregate_tracks_ml():
     Measured medians, rotation / translation direction to ML: now 0.0119 / 0.0305 deg (0.0132 /
     0.0333 before the acceptance cost counted the matches the BA leaves out as outliers); the
     seven-point era 0.0129 / 0.0277; the Cauchy-only final fits before final_loss
-    0.0182 / 0.0377 (the rotation bound fails them; the translation bound is a looser guard)."""
-    d_r, d_t = [], []
-    for seed in range(20):
-        u1, u2, cam1, cam2, T, truth = make_pair(np.random.default_rng(seed), noise=1.0, outlier_frac=0.3)
-        geo = two_view_geometry(u1, u2, cam1, cam2, config=TwoViewConfig(threshold_px=3.0))
-        r, t = pose_errors(geo.cam2_from_cam1, ml_pose(u1, u2, cam1, cam2, T, truth))
-        d_r.append(r)
-        d_t.append(t)
-    assert np.median(d_r) < 0.016, np.median(d_r)
-    assert np.median(d_t) < 0.045, np.median(d_t)
+    0.0182 / 0.0377 (the rotation bound fails them; the translation bound is a looser guard).
+    That bar is the two-view BA's (refine=True). The default (PoseLib's Cauchy refinement, no BA:
+    on the real pairs the BA bought nothing, docs/twoview.md) measures 0.0187 / 0.0380 deg and is
+    held to 0.022 / 0.045: on Gaussian noise a Cauchy fit is less efficient than least squares."""
+    for refine, bound in ((True, 0.016), (None, 0.022)):
+        d_r, d_t = [], []
+        for seed in range(20):
+            u1, u2, cam1, cam2, T, truth = make_pair(np.random.default_rng(seed), noise=1.0, outlier_frac=0.3)
+            geo = two_view_geometry(u1, u2, cam1, cam2, config=TwoViewConfig(threshold_px=3.0, refine=refine))
+            r, t = pose_errors(geo.cam2_from_cam1, ml_pose(u1, u2, cam1, cam2, T, truth))
+            d_r.append(r)
+            d_t.append(t)
+        assert np.median(d_r) < bound, (refine, np.median(d_r))
+        assert np.median(d_t) < 0.045, (refine, np.median(d_t))
 
 
 def test_pose_ignores_in_band_outliers_the_ba_leaves_out():
@@ -500,7 +504,9 @@ def test_real_photos_sceaux_pair(shared_data):
 
 def test_low_parallax_flagged(rng):
     """A 3 cm baseline at 2.5-8 m: F still beats H (parallax is above the noise) but the median
-    triangulation angle is ~0.3 deg: rotation reliable (and accurate), translation flagged."""
+    triangulation angle is ~0.3 deg: rotation accurate, translation flagged. (Rotation 1-sigma
+    with the hypothesis spread is 0.093 deg: 7 sigma exceeds the 0.5 deg bound, so the rule
+    calibrated on the real pairs does not vouch for it; a flag, if set, must hold.)"""
     cam = _camera()
     X = np.c_[rng.uniform(-3.5, 3.5, (3200, 2)), rng.uniform(2.5, 8.0, 3200)]
     t = np.array([1.6, 0.4, 1.2])
@@ -511,6 +517,11 @@ def test_low_parallax_flagged(rng):
     u2 = u2[ok][:800] + rng.normal(0, 0.5, (800, 2))
     geo = two_view_geometry(u1, u2, cam, cam, config=TwoViewConfig(threshold_px=1.5))
     assert geo.degeneracy.verdict == "low_parallax"
-    assert geo.degeneracy.rotation_reliable and not geo.degeneracy.pose_reliable
+    assert not geo.degeneracy.pose_reliable
     assert geo.degeneracy.median_parallax_deg < 1.0
-    assert pose_errors(geo.cam2_from_cam1, T)[0] < 0.1
+    # The default (PoseLib) gives 0.128 deg here (0.117 with the two-view BA after it); our
+    # LO-MSAC + BA (method="ours") stays under the former 0.1 bar. With 0.3 deg of parallax
+    # rotation trades off against translation; the pair is not flagged reliable either way.
+    assert pose_errors(geo.cam2_from_cam1, T)[0] < 0.15
+    ours = two_view_geometry(u1, u2, cam, cam, config=TwoViewConfig(threshold_px=1.5, method="ours"))
+    assert pose_errors(ours.cam2_from_cam1, T)[0] < 0.1

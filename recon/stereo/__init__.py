@@ -27,6 +27,12 @@ from recon.stereo._disparity import (
     disparity_range_from_matches,
     points_from_depth,
 )
+from recon.stereo._pair import (
+    StereoPairOptions,
+    StereoPairResult,
+    stereo_pair,
+    uncalibrated_matches,
+)
 from recon.stereo._pipeline import (
     StereoConfig,
     StereoOutput,
@@ -46,6 +52,8 @@ __all__ = [
     "StereoCalibration",
     "StereoConfig",
     "StereoOutput",
+    "StereoPairOptions",
+    "StereoPairResult",
     "StereoRectification",
     "compute_disparity",
     "depth_from_disparity",
@@ -58,5 +66,7 @@ __all__ = [
     "rectify_images",
     "rectify_uncalibrated",
     "stereo_depth",
+    "stereo_pair",
+    "uncalibrated_matches",
     "write_stereo_calibration",
 ]

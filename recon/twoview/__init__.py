@@ -4,16 +4,25 @@ degeneracy detection (planar scenes, pure rotation) and pictures.
 Functional API (NumPy in, typed results out; OpenCV and SciPy are imported lazily)::
 
     from recon.twoview import estimate_fundamental, estimate_essential, recover_pose
-    fit = estimate_fundamental(x1, x2, method="ours", threshold_px=1.0)   # -> EpipolarResult
+    fit = estimate_fundamental(x1, x2, threshold_px=1.0)   # -> EpipolarResult (PoseLib LO-RANSAC)
     efit = estimate_essential(uv1, uv2, cam1, cam2)                        # -> EssentialResult
     pose = recover_pose(efit.E, cam1.cam_from_img(uv1), cam2.cam_from_img(uv2), mask=efit.inliers)
     tri = triangulate_dlt(uv1, uv2, cam1, cam2, pose.cam2_from_cam1)       # -> Triangulation
     geo = two_view_geometry(uv1, uv2, cam1, cam2)                          # everything, with a verdict
+    res = analyze_pair("a.jpg", "b.jpg", "out/pair", PairOptions(calib="cameras.txt"))  # the CLI's job
 
 Conventions: ``x2^T F x1 = 0``; ``cam2_from_cam1`` maps camera-1 points into camera 2;
 pixels have (0, 0) at the centre of the top-left pixel.
 """
 
+from recon.twoview._analyze import (
+    PairAnalysis,
+    PairOptions,
+    analyze_pair,
+    default_threshold_px,
+    json_safe,
+    write_report,
+)
 from recon.twoview._degeneracy import VERDICTS, Degeneracy, classify_degeneracy, gric
 from recon.twoview._epipolar import (
     EpipolarResult,
@@ -63,6 +72,8 @@ __all__ = [
     "EssentialResult",
     "FinalLoss",
     "HomographyResult",
+    "PairAnalysis",
+    "PairOptions",
     "PoseRefinement",
     "RelativePose",
     "RobustFit",
@@ -70,9 +81,11 @@ __all__ = [
     "TwoViewConfig",
     "TwoViewGeometry",
     "TwoViewRefinement",
+    "analyze_pair",
     "cheirality_outliers",
     "classify_degeneracy",
     "decompose_essential",
+    "default_threshold_px",
     "enforce_rank2",
     "epipolar_cost",
     "essential_five_point",
@@ -90,6 +103,7 @@ __all__ = [
     "hartley_normalization",
     "homography_dlt",
     "homography_transfer_error",
+    "json_safe",
     "normalized_coords",
     "project_to_essential",
     "recover_pose",
@@ -99,4 +113,5 @@ __all__ = [
     "triangulate_dlt",
     "triangulate_midpoint",
     "two_view_geometry",
+    "write_report",
 ]

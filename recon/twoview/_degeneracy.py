@@ -67,6 +67,9 @@ class Degeneracy:
                     set by :func:`two_view_geometry`, which also sets the two reliability
                     flags from them (see ``recon.twoview._pipeline.ROTATION_BOUND_DEG``).
     pose_ambiguous: a planar pair where two different poses fit the matches equally well.
+    rotation_spread_deg, translation_spread_deg: largest difference between the chosen pose
+                    and independent re-estimates (other subsets and seeds); included in the
+                    two sigmas above (NaN when not computed).
     """
 
     verdict: str
@@ -83,6 +86,8 @@ class Degeneracy:
     rotation_sigma_deg: float = float("nan")
     translation_sigma_deg: float = float("nan")
     pose_ambiguous: bool = False
+    rotation_spread_deg: float = float("nan")
+    translation_spread_deg: float = float("nan")
 
 
 def gric(residuals_px: np.ndarray, sigma_px: float, d: int, k: int, r: int = 4) -> float:

@@ -47,7 +47,7 @@ __all__ = [
     "recover_pose",
 ]
 
-_METHODS = ("ours", "opencv")
+_METHODS = ("poselib", "ours", "opencv")
 
 
 @dataclass(frozen=True)
@@ -163,6 +163,13 @@ def _check_common(method, threshold_px, confidence, max_iterations):
         raise ValueError(f"max_iterations: expected >= 1, got {max_iterations}")
 
 
+def _seed_int(seed) -> int:
+    """An int seed for PoseLib from an int or a np.random.Generator."""
+    if isinstance(seed, np.random.Generator):
+        return int(seed.integers(0, 2**31))
+    return int(seed or 0)
+
+
 def _rng(seed):
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
@@ -213,12 +220,14 @@ def _fundamental_loop(x1, x2, threshold_px, confidence, max_iterations, rng, pro
                        subset_residuals=subset_residuals)
 
 
-def estimate_fundamental(x1, x2, *, method: str = "ours", threshold_px: float = 1.0, confidence: float = 0.999,
+def estimate_fundamental(x1, x2, *, method: str = "poselib", threshold_px: float = 1.0, confidence: float = 0.999,
                          max_iterations: int = 10000, seed=0) -> EpipolarResult:
     """Robust fundamental matrix from pixel matches.
 
     x1, x2:        [N, 2] pixels (pixel-centre convention), N >= 8 (fewer: result with ok=False).
-    method:        "ours": LO-MSAC over the seven-point solver (minimal samples), refit by the
+    method:        "poselib" (default): PoseLib's LO-RANSAC over its seven-point solver with
+                   non-linear refinement (recon.twoview._poselib);
+                   "ours": LO-MSAC over the seven-point solver (minimal samples), refit by the
                    normalised eight-point with Sampson IRLS weights, adaptive iteration count;
                    "opencv": ``cv2.findFundamentalMat(..., cv2.USAC_MAGSAC)``.
     threshold_px:  inlier threshold on the Sampson distance, pixels (for OpenCV's MAGSAC it is
@@ -240,6 +249,16 @@ def estimate_fundamental(x1, x2, *, method: str = "ours", threshold_px: float = 
         F = F / np.linalg.norm(F)
         r = sampson_error(F, x1, x2)
         return EpipolarResult(mask.ravel().astype(bool), r, -1, threshold_px, method, F=F)
+    if method == "poselib":
+        from recon.twoview._poselib import poselib_fundamental
+
+        got = poselib_fundamental(x1, x2, threshold_px=threshold_px, confidence=confidence,
+                                  max_iterations=max_iterations, seed=_seed_int(seed))
+        if got is None:
+            return EpipolarResult(np.zeros(n, bool), np.full(n, np.inf), -1, threshold_px, method)
+        F, _inl, iters = got
+        r = sampson_error(F, x1, x2)
+        return EpipolarResult(r < threshold_px, r, iters, threshold_px, method, F=F)
     res = _fundamental_loop(x1, x2, threshold_px, confidence, max_iterations, _rng(seed))
     if res.model is None:
         return EpipolarResult(np.zeros(n, bool), np.full(n, np.inf), res.num_iterations, threshold_px, method)
@@ -274,14 +293,17 @@ def essential_from_pose(cam2_from_cam1: Rigid3) -> np.ndarray:
     return E / max(np.linalg.norm(E), 1e-300)
 
 
-def estimate_essential(uv1, uv2, camera1: Camera, camera2: Camera, *, method: str = "ours",
+def estimate_essential(uv1, uv2, camera1: Camera, camera2: Camera, *, method: str = "poselib",
                        threshold_px: float = 1.0, confidence: float = 0.999, max_iterations: int = 10000,
                        seed=0) -> EssentialResult:
     """Robust essential matrix from pixel matches of two calibrated cameras.
 
     uv1, uv2: [N, 2] pixels in image 1 / image 2; camera1, camera2: their ``calib.Camera``
               (any supported model: points are undistorted first).
-    method:   "ours": LO-MSAC over our five-point solver (:func:`essential_five_point`,
+    method:   "poselib" (default): PoseLib's LO-RANSAC over its five-point solver, refined by
+              Levenberg-Marquardt under a Cauchy loss (recon.twoview._poselib); inliers are the
+              matches within the threshold and in front of both cameras;
+              "ours": LO-MSAC over our five-point solver (:func:`essential_five_point`,
               Stewenius / Nister), Sampson distances in undistorted pinhole pixels, local
               optimisation by robust Levenberg-Marquardt of (R, t) on the inliers, and a final
               robust Sampson refinement of (R, t on the unit sphere) with the inliers
@@ -318,6 +340,20 @@ def estimate_essential(uv1, uv2, camera1: Camera, camera2: Camera, *, method: st
         residuals[good] = sampson_error(F, p1[good], p2[good])
         inliers[good] = mask.ravel().astype(bool)
         return EssentialResult(inliers, residuals, -1, threshold_px, method, E=E)
+    if method == "poselib":
+        from recon.twoview._poselib import poselib_relative_pose
+
+        got = poselib_relative_pose(p1[good], p2[good], K1, K2, threshold_px=threshold_px, confidence=confidence,
+                                    max_iterations=max_iterations, seed=_seed_int(seed))
+        if got is None:
+            return empty
+        R, t, _inl, iters = got
+        pose = Rigid3(R, t)
+        E = essential_from_pose(pose)
+        residuals[good] = sampson_error(K2i.T @ E @ K1i, p1[good], p2[good])
+        behind = cheirality_outliers(pose, n1[good], n2[good], threshold_px, K1, K2)
+        inliers[good] = (residuals[good] < threshold_px) & ~behind
+        return EssentialResult(inliers, residuals, iters, threshold_px, method, E=E)
 
     res = _essential_loop(n1[good], n2[good], p1[good], p2[good], K1, K2, threshold_px, confidence,
                           max_iterations, _rng(seed))
@@ -536,10 +572,10 @@ def _essential_loop(n1, n2, p1, p2, K1, K2, threshold_px, confidence, max_iterat
                        max_iterations=max_iterations, min_iterations=50, rng=rng, subset_residuals=subset_residuals)
 
 
-def estimate_homography(x1, x2, *, method: str = "ours", threshold_px: float = 1.0, confidence: float = 0.999,
+def estimate_homography(x1, x2, *, method: str = "poselib", threshold_px: float = 1.0, confidence: float = 0.999,
                         max_iterations: int = 10000, seed=0) -> HomographyResult:
-    """Robust homography x2 ~ H x1 from pixel matches (LO-MSAC over the 4-point DLT, or
-    ``cv2.findHomography(..., cv2.USAC_MAGSAC)``). Residual: scaled symmetric transfer distance
+    """Robust homography x2 ~ H x1 from pixel matches (PoseLib's LO-RANSAC, the default; our
+    LO-MSAC over the 4-point DLT; or ``cv2.findHomography(..., cv2.USAC_MAGSAC)``). Residual: scaled symmetric transfer distance
     (see :func:`homography_transfer_error`)."""
     x1, x2 = _check_pair(x1, x2)
     _check_common(method, threshold_px, confidence, max_iterations)
@@ -556,6 +592,16 @@ def estimate_homography(x1, x2, *, method: str = "ours", threshold_px: float = 1
         H = H / np.linalg.norm(H)
         return HomographyResult(mask.ravel().astype(bool), homography_transfer_error(H, x1, x2), -1,
                                 threshold_px, method, H=H)
+    if method == "poselib":
+        from recon.twoview._poselib import poselib_homography
+
+        got = poselib_homography(x1, x2, threshold_px=threshold_px, confidence=confidence,
+                                 max_iterations=max_iterations, seed=_seed_int(seed))
+        if got is None:
+            return HomographyResult(np.zeros(n, bool), np.full(n, np.inf), -1, threshold_px, method)
+        H, _inl, iters = got
+        r = homography_transfer_error(H, x1, x2)
+        return HomographyResult(r < threshold_px, r, iters, threshold_px, method, H=H)
 
     def solve(idx):
         H = homography_dlt(x1[idx], x2[idx])
