@@ -75,12 +75,15 @@ def _live_viewer(render_fn):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from recon.cli import add_max_image_pixels
+
     sub = parser.add_subparsers(dest="model", metavar="MODEL", title="models")
     mods, broken = _trainer_modules()
     for mod in mods:
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
+        add_max_image_pixels(p)
         p.set_defaults(_train_run=mod.run, live_viewer=_live_viewer)
     for name, message in sorted(broken.items()):
         p = sub.add_parser(name, help=f"BROKEN: {message}", description=f"BROKEN: {message}")

@@ -279,12 +279,10 @@ def describe_video(path: Path) -> Section:
 
 
 def describe_image(path: Path) -> Section:
-    from PIL import Image as PILImage
-
-    from recon.io.images import exif_focal_px, exif_orientation, image_size
+    from recon.io.images import exif_focal_px, exif_orientation, image_size, open_image
 
     w, h = image_size(path)
-    with PILImage.open(path) as im:
+    with open_image(path) as im:
         mode, fmt = im.mode, im.format
         exif = im.getexif()
         make = str(exif.get(0x010F, "")).strip()
