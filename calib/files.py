@@ -205,11 +205,14 @@ class _Storage:
     def __init__(self, path: Path):
         import cv2
 
+        if path.stat().st_size == 0:
+            raise ValueError(f"{path}: empty file (expected an OpenCV FileStorage YAML/XML/JSON file)")
         try:
             fs = cv2.FileStorage(str(path), cv2.FILE_STORAGE_READ)
-        except cv2.error as e:
+        except (cv2.error, SystemError) as e:  # SystemError: cv2 wraps some parse errors in it
+            cause = e.__cause__ or e.__context__ or e
             raise ValueError(f"{path}: not an OpenCV FileStorage YAML/XML/JSON file "
-                             f"({str(e).strip().splitlines()[-1]})") from None
+                             f"({(str(cause).strip().splitlines() or [''])[-1]})") from None
         if not fs.isOpened():
             raise ValueError(f"{path}: cannot be opened as an OpenCV FileStorage file")
         self.path = path
@@ -228,6 +231,9 @@ class _Storage:
                     self.nodes[key] = node.real()
                 elif node.isSeq():
                     self.nodes[key] = np.array([node.at(i).real() for i in range(node.size())])
+        except cv2.error as e:  # OpenCV asserts on malformed nodes (a matrix without dt, ...)
+            raise ValueError(f"{path}: malformed OpenCV FileStorage file "
+                             f"({(str(e).strip().splitlines() or [''])[-1]})") from None
         finally:
             fs.release()
 
@@ -401,6 +407,31 @@ def _kind(path: Path, head: str) -> str:
     return "opencv"
 
 
+def _names_the_file(reader):
+    """Any parse failure inside ``reader`` leaves as one ValueError that starts with the path
+    (the contract of this module's readers; ``recon.errors.reading`` turns it into a
+    FormatError): a lower-level ValueError / TypeError / IndexError / KeyError /
+    UnicodeDecodeError that does not name the file gets the path in front."""
+    import functools
+
+    @functools.wraps(reader)
+    def read(path, *args, **kwargs):
+        try:
+            return reader(path, *args, **kwargs)
+        except FileNotFoundError:
+            raise
+        except (ValueError, TypeError, IndexError, KeyError, OverflowError) as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if msg.startswith(str(path)):
+                if isinstance(e, ValueError) and msg == str(e):
+                    raise
+                raise ValueError(msg) from None
+            raise ValueError(f"{path}: cannot parse ({type(e).__name__}: {msg})") from None
+
+    return read
+
+
+@_names_the_file
 def read_camera(path, *, which: str = "left") -> Camera:
     """One camera from any calibration file (module docstring). ``which``: "left" (or the only
     camera) or "right" of a stereo file (for cameras.txt: the second line)."""
@@ -426,6 +457,7 @@ def read_camera(path, *, which: str = "left") -> Camera:
     return _mono_from_storage(st)
 
 
+@_names_the_file
 def read_rig(path) -> StereoRig:
     """The stereo rig of an OpenCV stereo YAML (``recon calibrate`` with two folders, or
     ``cv2.stereoCalibrate`` output with K1 D1 K2 D2 R T) or a stereo report.json."""
@@ -466,6 +498,7 @@ class CalibrationStatus:
         return self.status == "failed"
 
 
+@_names_the_file
 def read_status(path) -> CalibrationStatus:
     """The quality-gate status ``recon calibrate`` wrote into a calibration file (YAML
     ``calibration_status`` / ``calibration_failure``, report.json ``status`` /
@@ -487,6 +520,7 @@ def read_status(path) -> CalibrationStatus:
     return CalibrationStatus(status if status in ("ok", "failed") else "unknown", cause)
 
 
+@_names_the_file
 def read_camera_pair(path) -> tuple[Camera, Camera]:
     """(camera of image A, camera of image B): a stereo file's left and right cameras (no pose
     needed), else its one camera twice."""

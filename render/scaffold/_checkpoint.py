@@ -26,7 +26,8 @@ def read_checkpoint(path) -> dict:
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch.load raises pickle, zip, EOF and runtime errors
-        raise ReconError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from None
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise ReconError(f"{path}: cannot read checkpoint ({type(e).__name__}: {first})") from None
     if isinstance(ck, dict) and "state" not in ck and "params" in ck:  # splat checkpoints before the scaffold
         ck = {**ck, "method": "splat", "state": {k: ck.pop(k) for k in ("params", "optimizer", "strategy_state")}}
     if not isinstance(ck, dict) or "state" not in ck or "step" not in ck:
