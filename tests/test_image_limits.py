@@ -6,8 +6,8 @@ report.json and registers the rest."""
 from __future__ import annotations
 
 import json
-import struct
 import resource
+import struct
 import zlib
 from pathlib import Path
 
@@ -22,7 +22,6 @@ from recon.io.images import (
     check_image,
     image_size,
     max_image_pixels,
-    open_image,
     read_image,
     set_max_image_pixels,
     write_image,
