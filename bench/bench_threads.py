@@ -105,7 +105,7 @@ def main() -> int:
                 idle = train_s
             rel = f"{train_s / idle:.2f}x" if idle else "-"
             rows.append((mode, n, res.report["steps"] / train_s, train_s, rel, wall, choices(res.report)))
-            print(f"  {mode} {n} competitors: {res.report["steps"] / train_s:.2f} steps/s, {train_s:.1f} s "
+            print(f"  {mode} {n} competitors: {res.report['steps'] / train_s:.2f} steps/s, {train_s:.1f} s "
                   f"({rel} idle)", file=sys.stderr, flush=True)
             time.sleep(2.0)
     print()
