@@ -34,13 +34,17 @@ def _trainer_modules():
     to import)."""
     import importlib
     import importlib.util
+    import os
     import pkgutil
 
     import render
 
     mods, broken = [], {}
     for info in pkgutil.iter_modules(render.__path__):
-        if not info.ispkg:
+        # a package with a cli_train module; asked of its folder, so that packages without one
+        # (render.scaffold) are not imported by `recon --help`
+        if not info.ispkg or not any(m.name == "cli_train" for m in
+                                     pkgutil.iter_modules([os.path.join(info.module_finder.path, info.name)])):
             continue
         name = f"render.{info.name}.cli_train"
         if importlib.util.find_spec(f"render.{info.name}") is None or \
