@@ -62,12 +62,14 @@ def _check_image(path: Path) -> tuple[tuple[int, int] | None, str | None]:
     """Decode fully (reduced resolution where the codec allows) to catch truncated files; the
     pixel limit of :func:`recon.io.images.open_image` applies (header read first)."""
     from recon.errors import FormatError
-    from recon.io.images import check_image
+    from recon.io.images import ImageTooLarge, check_image
 
     try:
         size = check_image(path)
-    except (FormatError, OSError) as e:
+    except ImageTooLarge as e:
         return None, str(e).removeprefix(f"{path}: ")
+    except (FormatError, OSError) as e:
+        return None, f"unreadable image ({str(e).removeprefix(f'{path}: ')})"
     if size[0] < 16 or size[1] < 16:
         return None, f"too small ({size[0]}x{size[1]} pixels)"
     return size, None
