@@ -85,6 +85,9 @@ def main() -> int:
     for k in ("psnr_test", "ssim_test", "lpips_test", "steps", "seconds", "cpu_seconds", "num_gaussians",
               "peak_memory_mb", "threads"):
         v = r[k]
+        if k == "threads" and isinstance(v, dict):  # the governor's history: the counts it chose
+            v = " -> ".join(str(h["threads"]) for i, h in enumerate(v["history"])
+                            if i == 0 or v["history"][i - 1]["threads"] != h["threads"])
         print(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |")
     bar = r["psnr_test"] >= 25.0 and r["seconds"] <= 300.0
     print(f"| torch.compile kernels | {args.compile} |")

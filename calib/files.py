@@ -73,19 +73,28 @@ class CalibFileError(ValueError):
 
 def _names_the_file(reader):
     """A reader ``reader(path, ...)`` whose ValueErrors about the file (their message starts with
-    the path, the rule of this module) come out as CalibFileError; argument errors pass."""
+    the path, the rule of this module) come out as CalibFileError, and so do the lower-level
+    errors of a malformed file (TypeError, IndexError, KeyError, OverflowError, undecodable
+    text); a ValueError that does not name the file is an argument error and passes."""
 
     @functools.wraps(reader)
     def wrapper(path, *args, **kwargs):
         try:
             return reader(path, *args, **kwargs)
-        except CalibFileError:
+        except (CalibFileError, FileNotFoundError):
             raise
+        except UnicodeDecodeError as e:
+            raise CalibFileError(str(Path(path)), f"cannot parse (not text: {e.reason})") from None
         except ValueError as e:
             p = str(Path(path))
             if str(e).startswith(p + ":"):
                 raise CalibFileError(p, str(e)[len(p) + 1:].lstrip()) from None
             raise
+        except (TypeError, IndexError, KeyError, OverflowError) as e:
+            # a lower-level parse failure that does not name the file: the file is at fault
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CalibFileError(str(Path(path)),
+                                 f"cannot parse ({type(e).__name__}: {msg})") from None
 
     return wrapper
 
@@ -278,11 +287,14 @@ class _Storage:
     def __init__(self, path: Path):
         import cv2
 
+        if path.stat().st_size == 0:
+            raise ValueError(f"{path}: empty file (expected an OpenCV FileStorage YAML/XML/JSON file)")
         try:
             fs = cv2.FileStorage(str(path), cv2.FILE_STORAGE_READ)
-        except cv2.error as e:
+        except (cv2.error, SystemError) as e:  # SystemError: cv2 wraps some parse errors in it
+            cause = e.__cause__ or e.__context__ or e
             raise ValueError(f"{path}: not an OpenCV FileStorage YAML/XML/JSON file "
-                             f"({str(e).strip().splitlines()[-1]})") from None
+                             f"({(str(cause).strip().splitlines() or [''])[-1]})") from None
         if not fs.isOpened():
             raise ValueError(f"{path}: cannot be opened as an OpenCV FileStorage file")
         self.path = path
@@ -301,6 +313,9 @@ class _Storage:
                     self.nodes[key] = node.real()
                 elif node.isSeq():
                     self.nodes[key] = np.array([node.at(i).real() for i in range(node.size())])
+        except cv2.error as e:  # OpenCV asserts on malformed nodes (a matrix without dt, ...)
+            raise ValueError(f"{path}: malformed OpenCV FileStorage file "
+                             f"({(str(e).strip().splitlines() or [''])[-1]})") from None
         finally:
             fs.release()
 

@@ -104,7 +104,7 @@ def align_symmetric_labels(left_obs: list[Observation], right_obs: list[Observat
     the rig most pairs agree on (within 5 degrees and 10 % of the baseline) is taken as the
     reference and every pair keeps the labeling closest to it. Returns the relabelled right
     observations and the names of the pairs that were changed."""
-    from calib.calibrate import refine_pose
+    from calib.calibrate import refine_cam_from_board
 
     perms = _grid_rotations(cols, rows)
     cands = []  # per pair: list of (perm index, implied rig)
@@ -114,10 +114,10 @@ def align_symmetric_labels(left_obs: list[Observation], right_obs: list[Observat
         if not full:
             cands.append([])
             continue
-        pl, _ = refine_pose(left, a.object_points, a.corners)
+        pl, _ = refine_cam_from_board(left, a.object_points, a.corners)
         row = []
         for k, perm in enumerate(perms):
-            pr, _ = refine_pose(right, b.object_points, b.corners[perm])
+            pr, _ = refine_cam_from_board(right, b.object_points, b.corners[perm])
             row.append((k, pr @ pl.inverse()))
         cands.append(row)
 

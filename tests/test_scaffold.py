@@ -26,6 +26,7 @@ from render.scaffold import (
     read_checkpoint,
     read_split,
 )
+from render.scaffold._threads import CpuSample
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -155,17 +156,74 @@ def test_max_seconds_and_hooks(tmp_path):
     assert all(np.isfinite(v) and v > 0 for _, v in logged)
 
 
-def test_thread_governor_follows_the_load():
-    load = {"v": 3.0}
-    g = ThreadGovernor(every_s=0.0, loadavg=lambda: load["v"], cores=4)
-    assert g.start() == 1  # 3 of 4 cores busy with others
-    load["v"] = 1.0 + 1.0  # others now use 1 core; this process used ~1 (its rate is measured)
-    assert g.choose(1.0) == 3
-    load["v"] = 9.0
-    assert g.choose(1.0) == 1
-    load["v"] = 0.2
-    assert g.choose(0.0) == 4
+class _Counters:
+    """A fake /proc: cumulative busy and own-tree CPU seconds advanced by ``tick``."""
+
+    def __init__(self):
+        self.wall, self.busy, self.own = 0.0, 0.0, 0.0
+
+    def tick(self, dt, *, others, own):
+        self.wall += dt
+        self.busy += dt * (others + own)
+        self.own += dt * own
+
+    def __call__(self):
+        return CpuSample(self.wall, self.busy, self.own, 2)
+
+
+def test_thread_governor_counts_other_processes_and_waits_for_two_checks(monkeypatch):
+    import render.scaffold._threads as th
+
+    c = _Counters()
+    monkeypatch.setattr(th.time, "monotonic", lambda: c.wall)
+    monkeypatch.setattr(th.time, "sleep", lambda s: c.tick(s, others=0.02, own=0.0))
+    g = ThreadGovernor(every_s=5.0, sample=c, cores=2)
+    assert g.start() == 2  # idle machine
+    # this process tree (threads and children) busy on both cores: not "others"
+    c.tick(5, others=0.0, own=2.0)
+    assert g.maybe_update() == 2
+    # one competitor: one check is not enough, the second agreeing one steps down
+    c.tick(5, others=0.67, own=1.33)
+    assert g.maybe_update() == 2
+    c.tick(5, others=0.67, own=1.33)
+    assert g.maybe_update() == 1
+    c.tick(2, others=1.0, own=1.0)
+    assert g.maybe_update() == 1  # before every_s: no check
+    # the competitor leaves: back to both cores after two checks
+    c.tick(5, others=0.05, own=1.0)
+    assert g.maybe_update() == 1
+    c.tick(5, others=0.05, own=1.0)
+    assert g.maybe_update() == 2
+    # a one-check burst does not change anything
+    c.tick(5, others=1.5, own=0.5)
+    c.tick(5, others=0.0, own=2.0)
+    assert g.maybe_update() == 2 and g.maybe_update() == 2
+    seq = [h["threads"] for h in g.history]
+    assert [x for i, x in enumerate(seq) if i == 0 or seq[i - 1] != x] == [2, 1, 2]
+    assert all(set(h) == {"t", "threads", "others", "why"} for h in g.history)
     assert ThreadGovernor(fixed=2, cores=4).start() == 2
+
+
+def test_thread_governor_start_ignores_load_from_its_own_children():
+    """A CPU-bound child process (the previous stage's worker, a compiler it spawned) is this
+    process tree's own load: the counters put it in ``own_s``, so ``others`` stays near 0."""
+    import subprocess
+    import sys
+    import time
+
+    from render.scaffold._threads import cpu_sample
+
+    g = ThreadGovernor(cores=2)
+    child = subprocess.Popen([sys.executable, "-c", "import time\nt=time.time()\nwhile time.time()-t<1.5: pass"])
+    try:
+        time.sleep(0.3)
+        a = cpu_sample()
+        time.sleep(0.8)
+        b = cpu_sample()
+    finally:
+        child.wait()
+    assert b.own_s - a.own_s > 0.4  # the child's CPU counted as ours
+    assert g.others(a, b) < (b.busy_s - a.busy_s) / (b.wall - a.wall) - 0.4
 
 
 def test_split_from_report_matches_by_name():

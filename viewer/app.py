@@ -103,15 +103,18 @@ def _scene_frame(content: SceneContent):
 
 
 def _thumbnail(path: Path, max_side: int = _THUMB_MAX) -> np.ndarray | None:
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
+
+    from recon.errors import FormatError
+    from recon.io.images import open_image
 
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             im.draft("RGB", (max_side, max_side))  # JPEG: decode at reduced size (fast)
             im = ImageOps.exif_transpose(im).convert("RGB")
             im.thumbnail((max_side, max_side))
             return np.asarray(im)
-    except OSError:
+    except (OSError, FormatError):
         return None
 
 

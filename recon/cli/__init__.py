@@ -1,7 +1,8 @@
 """The ``recon`` command line: one verb per capability.
 
 Each verb lives in its own module ``recon/cli/verb_<name>.py`` and is discovered automatically.
-A verb module defines, at top level and importing nothing heavy:
+A verb module defines, at top level and importing nothing heavy (``OPENS_IMAGES = True`` adds
+the shared ``--max-image-pixels N`` option, the limit of ``recon.io.images.open_image``):
 
     NAME = "info"            # the verb
     HELP = "one line"        # shown in `recon --help`
@@ -32,6 +33,14 @@ def _verb_modules():
     return sorted(mods, key=lambda m: (getattr(m, "ORDER", 100), m.NAME))
 
 
+def add_max_image_pixels(parser: argparse.ArgumentParser) -> None:
+    """The one spelling of the image pixel limit, on every verb that opens images."""
+    parser.add_argument("--max-image-pixels", type=int, metavar="N", default=None,
+                        help="refuse (in sfm / reconstruct: skip, with the reason in report.json) "
+                             "images over N pixels, read from the header before decoding "
+                             "(default 400000000 = 400 MP; 0 = no limit)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from recon import __version__
 
@@ -48,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
+        if getattr(mod, "OPENS_IMAGES", False):
+            add_max_image_pixels(p)
         p.set_defaults(_run=mod.run)
     return parser
 
@@ -71,6 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        if getattr(args, "max_image_pixels", None) is not None:
+            from recon.io.images import set_max_image_pixels
+
+            try:
+                set_max_image_pixels(args.max_image_pixels)
+            except ValueError as e:
+                raise ValueError(f"--max-image-pixels: {str(e).split(': ', 1)[-1]}") from None
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
         print("recon: interrupted", file=sys.stderr)

@@ -7,6 +7,7 @@ import argparse
 NAME = "detect"
 HELP = "2D object detection (Darknet / ONNX YOLO via OpenCV DNN, Hugging Face models): COCO results JSON + pictures"
 ORDER = 60
+OPENS_IMAGES = True  # gets --max-image-pixels (recon.cli.build_parser)
 DESCRIPTION = """\
 Detect objects in photos with a YOLO-family model run by OpenCV DNN (Darknet .cfg + .weights, or
 .onnx, letterboxed input, class-aware NMS) or a Hugging Face transformers detector (a folder written

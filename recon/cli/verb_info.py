@@ -7,6 +7,7 @@ import argparse
 NAME = "info"
 HELP = "summarise a COLMAP model, transforms.json, PLY, image(s), synthetic dataset or output folder"
 ORDER = 10
+OPENS_IMAGES = True  # gets --max-image-pixels (recon.cli.build_parser)
 DESCRIPTION = """\
 Summarise what PATH holds:
 

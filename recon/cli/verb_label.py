@@ -9,6 +9,7 @@ from recon.cli._style import add_quiet
 NAME = "label"
 HELP = "semantic labels in 3D: 2D masks / detections of every view voted onto SfM points or splat centres"
 ORDER = 61
+OPENS_IMAGES = True  # gets --max-image-pixels (recon.cli.build_parser)
 DESCRIPTION = """\
 Run a 2D backend on every registered view of a reconstruction and lift its labels into 3D: each SfM
 point reads the class (and instance) under its keypoint in every image of its track; splat centres

@@ -9,6 +9,7 @@ from recon.cli._style import add_calib, add_output
 NAME = "reconstruct"
 HELP = "photos or a video -> cameras, a trained scene, points, a mesh, a splat PLY and a report (resumable)"
 ORDER = 2
+OPENS_IMAGES = True  # gets --max-image-pixels (recon.cli.build_parser)
 DESCRIPTION = """\
 The whole journey in one command, on a CPU or a GPU:
 

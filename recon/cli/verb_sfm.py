@@ -9,6 +9,7 @@ from recon.cli._style import add_calib, add_output
 NAME = "sfm"
 HELP = "structure from motion: photos or a video -> cameras, poses, sparse points (COLMAP model)"
 ORDER = 30
+OPENS_IMAGES = True  # gets --max-image-pixels (recon.cli.build_parser)
 DESCRIPTION = """\
 Reconstruct cameras (intrinsics), poses and a sparse point cloud from a folder of photos or a
 video, with pycolmap (COLMAP's C++) as the engine and an automatic matching strategy.

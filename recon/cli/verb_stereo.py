@@ -9,6 +9,7 @@ from recon.cli._style import add_calib, add_output
 NAME = "stereo"
 HELP = "dense depth from a stereo pair: rectification, SGBM + WLS disparity, depth + uncertainty, PLY"
 ORDER = 31
+OPENS_IMAGES = True  # gets --max-image-pixels (recon.cli.build_parser)
 DESCRIPTION = """\
 Rectify a stereo pair with its calibration, compute the disparity by semi-global matching
 (OpenCV SGBM) with a left-right consistency check and the WLS edge-aware filter, convert it to

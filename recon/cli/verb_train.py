@@ -34,13 +34,17 @@ def _trainer_modules():
     to import)."""
     import importlib
     import importlib.util
+    import os
     import pkgutil
 
     import render
 
     mods, broken = [], {}
     for info in pkgutil.iter_modules(render.__path__):
-        if not info.ispkg:
+        # a package with a cli_train module; asked of its folder, so that packages without one
+        # (render.scaffold) are not imported by `recon --help`
+        if not info.ispkg or not any(m.name == "cli_train" for m in
+                                     pkgutil.iter_modules([os.path.join(info.module_finder.path, info.name)])):
             continue
         name = f"render.{info.name}.cli_train"
         if importlib.util.find_spec(f"render.{info.name}") is None or \
@@ -75,12 +79,15 @@ def _live_viewer(render_fn):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from recon.cli import add_max_image_pixels
+
     sub = parser.add_subparsers(dest="model", metavar="MODEL", title="models")
     mods, broken = _trainer_modules()
     for mod in mods:
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
+        add_max_image_pixels(p)
         p.set_defaults(_train_run=mod.run, live_viewer=_live_viewer)
     for name, message in sorted(broken.items()):
         p = sub.add_parser(name, help=f"BROKEN: {message}", description=f"BROKEN: {message}")

@@ -9,6 +9,7 @@ from recon.cli._style import add_calib, add_output
 NAME = "twoview"
 HELP = "two-view geometry of an image pair: matches, F/E, relative pose, degeneracy verdict, points"
 ORDER = 30
+OPENS_IMAGES = True  # gets --max-image-pixels (recon.cli.build_parser)
 DESCRIPTION = """\
 Detect and match features in two images, estimate the epipolar geometry robustly, select
 between a general 3D scene (F/E) and a homography (planar scene / pure rotation), recover the

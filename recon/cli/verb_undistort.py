@@ -9,6 +9,7 @@ from recon.cli._style import add_calib, add_output, add_quiet
 NAME = "undistort"
 HELP = "undistort images with a calibration (OpenCV YAML, report.json or COLMAP cameras.txt)"
 ORDER = 21
+OPENS_IMAGES = True  # gets --max-image-pixels (recon.cli.build_parser)
 DESCRIPTION = """\
 Undistort images to an ideal pinhole camera.
 
@@ -44,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     from calib import Camera
     from calib.files import colmap_camera_line, read_camera
     from calib.calibrate_images import expand_images
+    from recon.errors import FormatError
+    from recon.io.images import open_image
 
     if not 0.0 <= args.alpha <= 1.0:
         raise ValueError(f"--alpha: expected a value in [0, 1], got {args.alpha}")
@@ -63,6 +66,12 @@ def run(args: argparse.Namespace) -> int:
     failed = []
     done = 0
     for p in tqdm(paths, desc="undistorting", unit="img", disable=args.quiet, file=sys.stderr):
+        try:
+            with open_image(p):  # the pixel limit, from the header, before OpenCV decodes
+                pass
+        except FormatError as e:
+            failed.append((p, str(e).removeprefix(f"{p}: ")))
+            continue
         img = cv2.imread(p, cv2.IMREAD_UNCHANGED)
         if img is None:
             failed.append((p, "cannot read image"))

@@ -10,6 +10,7 @@ from recon.cli._style import add_output
 NAME = "view"
 HELP = "show a reconstruction, point cloud, splats or mesh in the browser (viser)"
 ORDER = 80
+OPENS_IMAGES = True  # gets --max-image-pixels (recon.cli.build_parser)
 DESCRIPTION = """\
 Show PATH in a web viewer (viser) and print its URL. PATH may be:
   a COLMAP model folder (cameras/images/points3D .bin or .txt),

@@ -223,7 +223,8 @@ def read_splat_ply(path) -> GaussianCloud:
     if missing:
         raise FormatError(path, f"not a 3DGS splat PLY: missing vertex properties {missing} "
                                 f"(found {prop_names[:12]}{'...' if len(prop_names) > 12 else ''})")
-    rest_names = sorted((p for p in prop_names if p.startswith("f_rest_")), key=lambda s: int(s[7:]))
+    rest_names = sorted((p for p in prop_names if p.startswith("f_rest_")),
+                        key=lambda s: (int(s[7:]) if s[7:].isdecimal() else -1, s))
     if len(rest_names) % 3 or rest_names != [f"f_rest_{i}" for i in range(len(rest_names))]:
         raise FormatError(path, f"f_rest_* properties must be f_rest_0..f_rest_{{3K-1}}, got {len(rest_names)}")
     k = len(rest_names) // 3

@@ -6,6 +6,13 @@
   luma, as Pillow), ``"unchanged"`` -> [H, W] / [H, W, 3] / [H, W, 4] as stored.
 - :func:`exif_focal_px` turns EXIF into an initial focal length guess in pixels.
 - :func:`image_size` gives (width, height) after orientation without decoding pixels.
+- :func:`open_image` is the one place an image file is opened (every reader here, the SfM input
+  check, ``recon info``, the viewer): it reads the header only and refuses a file whose
+  width x height exceeds the pixel limit with a one-line :class:`ImageTooLarge` naming the file,
+  before any pixel is allocated. The limit (:data:`DEFAULT_MAX_IMAGE_PIXELS`, 400 MP) is sized
+  for real 100-300 MP medium-format, aerial and panorama photos (SfM reads them downscaled); a
+  verb's ``--max-image-pixels N`` sets it for the process (:func:`set_max_image_pixels`), 0 turns
+  it off. It replaces Pillow's decompression-bomb limit (89 MP warns, 179 MP raises).
 
 Pillow does the work; 16-bit colour PNG/TIFF (which Pillow reduces to 8 bit) is read and written
 through OpenCV, imported only in that case.
@@ -15,14 +22,37 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from struct import error as struct_error
 from typing import NamedTuple
 
 import numpy as np
 
 from recon.errors import FormatError
 
-__all__ = ["IMAGE_EXTENSIONS", "CameraGuess", "exif_focal_px", "exif_orientation", "guess_camera",
-           "image_size", "list_images", "read_image", "write_image"]
+__all__ = ["DEFAULT_MAX_IMAGE_PIXELS", "IMAGE_EXTENSIONS", "CameraGuess", "ImageTooLarge", "check_image",
+           "exif_focal_px", "exif_orientation", "guess_camera", "image_size", "list_images",
+           "max_image_pixels", "open_image", "read_image", "set_max_image_pixels", "write_image"]
+
+DEFAULT_MAX_IMAGE_PIXELS = 400_000_000
+_max_pixels = DEFAULT_MAX_IMAGE_PIXELS
+
+
+class ImageTooLarge(FormatError):
+    """An image whose header declares more pixels than the limit (nothing was decoded)."""
+
+
+def max_image_pixels() -> int:
+    """The pixel limit in force (0: none)."""
+    return _max_pixels
+
+
+def set_max_image_pixels(n: int | None) -> int:
+    """Set the process-wide pixel limit (``None``: the default; 0: no limit); returns the old one."""
+    global _max_pixels
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 0):
+        raise ValueError(f"max_image_pixels: expected an integer >= 0, got {n!r}")
+    old, _max_pixels = _max_pixels, DEFAULT_MAX_IMAGE_PIXELS if n is None else n
+    return old
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm")
 _MODES = ("rgb", "gray", "unchanged")
@@ -64,20 +94,53 @@ SENSOR_WIDTH_MM: dict[str, float] = {
 }
 
 
-def _open(path):
+def open_image(path, *, max_pixels: int | None = None):
+    """The ``PIL.Image`` of ``path`` with only its header read (use it in a ``with`` block).
+
+    Args:
+        max_pixels: width x height limit; None: :func:`max_image_pixels`; 0: no limit.
+    Raises:
+        FileNotFoundError; ImageTooLarge past the limit; FormatError (naming the file) when
+        Pillow cannot identify or parse it.
+    """
     from PIL import Image as PILImage
     from PIL import UnidentifiedImageError
 
+    PILImage.MAX_IMAGE_PIXELS = None  # our limit below replaces Pillow's decompression-bomb check
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
+    limit = _max_pixels if max_pixels is None else int(max_pixels)
     try:
         im = PILImage.open(path)
     except UnidentifiedImageError:
         raise FormatError(path, "not an image Pillow can read (unknown or corrupt format)") from None
-    except OSError as e:
+    except (OSError, SyntaxError, ValueError, EOFError, struct_error) as e:
         raise FormatError(path, f"cannot open image (truncated or corrupt): {e}") from None
+    w, h = im.size
+    if limit and w * h > limit:
+        im.close()
+        raise ImageTooLarge(path, f"{w}x{h} = {w * h / 1e6:.0f} MP is over the {limit / 1e6:.0f} MP "
+                                  "image limit (raise it with --max-image-pixels N; 0 = no limit)")
     return im
+
+
+_open = open_image
+
+
+def check_image(path, *, max_pixels: int | None = None) -> tuple[int, int]:
+    """(width, height) as stored, after decoding the whole file at reduced resolution where the
+    codec allows (JPEG 1/8), so truncated or corrupt files fail here. Raises as
+    :func:`open_image`, and FormatError when the pixels cannot be decoded."""
+    with open_image(path, max_pixels=max_pixels) as im:
+        size = im.size
+        try:
+            im.draft("L", (max(1, size[0] // 8), max(1, size[1] // 8)))
+            im.load()
+        except (OSError, SyntaxError, ValueError, EOFError, struct_error, MemoryError) as e:
+            raise FormatError(path, f"cannot decode image (truncated or corrupt): "
+                                    f"{type(e).__name__}: {e}") from None
+    return size
 
 
 def exif_orientation(path) -> int:
@@ -117,13 +180,15 @@ def _tiff_is_16bit_color(im) -> bool:
     return len(bps) >= 3 and all(b == 16 for b in bps)
 
 
-def read_image(path, *, mode: str = "rgb") -> np.ndarray:
+def read_image(path, *, mode: str = "rgb", max_pixels: int | None = None) -> np.ndarray:
     """Read an image as a NumPy array, EXIF orientation applied.
 
     Args:
         path: image file (JPEG, PNG, TIFF, BMP, WebP, PPM/PGM).
         mode: ``"rgb"`` [H, W, 3] (drops alpha, expands gray), ``"gray"`` [H, W],
             ``"unchanged"`` (channels as stored: [H, W], [H, W, 3] or [H, W, 4]).
+        max_pixels: the pixel limit (None: :func:`max_image_pixels`; 0: none), see
+            :func:`open_image`.
     Returns:
         uint8 for 8-bit files, uint16 for 16-bit files (never rescaled); float32 for float TIFFs.
     """
@@ -132,7 +197,7 @@ def read_image(path, *, mode: str = "rgb") -> np.ndarray:
     path = Path(path)
     from PIL import ImageOps
 
-    with _open(path) as im:
+    with open_image(path, max_pixels=max_pixels) as im:
         if _png_is_16bit_color(path) or (im.format == "TIFF" and _tiff_is_16bit_color(im)):
             orientation = 1
             try:
@@ -145,7 +210,7 @@ def read_image(path, *, mode: str = "rgb") -> np.ndarray:
             try:
                 im.load()
                 im = ImageOps.exif_transpose(im)
-            except OSError as e:
+            except (OSError, SyntaxError, ValueError, EOFError, struct_error) as e:
                 raise FormatError(path, f"cannot decode image (truncated or corrupt): {e}") from None
             arr = _pil_to_array(path, im)
     return _convert_channels(arr, mode)

@@ -104,13 +104,10 @@ def _find_scene_dir(source: Path, scene: str, prefixes: tuple[str, ...], looks_r
 
 
 def _image_size(path: Path) -> tuple[int, int]:
-    from PIL import Image as PILImage
+    from recon.io.images import open_image
 
-    try:
-        with PILImage.open(path) as im:
-            return im.size
-    except OSError as e:
-        raise FormatError(path, f"cannot read the image ({e})") from None
+    with open_image(path) as im:
+        return im.size
 
 
 def _resolve_image(folder: Path, name: str) -> Path | None:

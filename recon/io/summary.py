@@ -276,18 +276,19 @@ def describe_video(path: Path) -> Section:
 
 
 def describe_image(path: Path) -> Section:
-    from PIL import Image as PILImage
-
-    from recon.io.images import exif_focal_px, exif_orientation, image_size
+    from recon.io.images import exif_focal_px, exif_orientation, image_size, open_image
 
     w, h = image_size(path)
-    with PILImage.open(path) as im:
-        mode, fmt = im.mode, im.format
-        exif = im.getexif()
-        make = str(exif.get(0x010F, "")).strip()
-        model = str(exif.get(0x0110, "")).strip()
-    orient = exif_orientation(path)
-    f = exif_focal_px(path)
+    try:
+        with open_image(path) as im:
+            mode, fmt = im.mode, im.format
+            exif = im.getexif()
+            make = str(exif.get(0x010F, "")).strip()
+            model = str(exif.get(0x0110, "")).strip()
+        orient = exif_orientation(path)
+        f = exif_focal_px(path)
+    except OSError as e:  # Pillow reads EXIF past the header: a truncated file fails here
+        raise FormatError(path, f"cannot read the image's metadata (truncated or corrupt): {e}") from None
     s = Section(f"image ({fmt}): {path}")
     s.lines.append(f"size: {w}x{h} (width x height, EXIF orientation {orient} applied), mode {mode}")
     if make or model:

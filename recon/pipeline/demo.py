@@ -181,10 +181,11 @@ def run_demo(out_dir, config: DemoConfig | None = None, *, progress: bool = True
 
         tcfg = TrainConfig.preset("cpu", steps=cfg.train_steps, resolution_scale=cfg.train_scale,
                                   device=cfg.device)
-        result = train(out / "sfm", out / "splat", tcfg, progress=progress)
+        result = train(out / "sfm", out / "splat", tcfg, progress=progress, threads="auto")
         report["stage_seconds"]["splat"] = round(time.perf_counter() - t0, 2)
         report["splat"] = {k: result.report.get(k) for k in (
-            "psnr_test", "ssim_test", "lpips_test", "steps", "seconds", "num_gaussians", "device")}
+            "psnr_test", "ssim_test", "lpips_test", "steps", "seconds", "num_gaussians", "device",
+            "threads")}
         save()
 
     # 5. mesh from the trained Gaussians, measured against the true surface -------------------

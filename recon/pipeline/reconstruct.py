@@ -298,7 +298,7 @@ def _stage_train(out: Path, cfg: ReconstructConfig, device: str, steps: int, bud
         tcfg = TrainConfig.preset("cpu" if device == "cpu" else "default", steps=steps,
                                   resolution_scale=scale, device=device, max_seconds=budget, seed=cfg.seed,
                                   checkpoint_every=250 if device == "cpu" else 1000)
-        result = train(out / "scene", dst, tcfg, resume=resume, progress=progress)
+        result = train(out / "scene", dst, tcfg, resume=resume, progress=progress, threads="auto")
         rep = result.report
     else:
         from render.nerf import NerfConfig
@@ -307,7 +307,8 @@ def _stage_train(out: Path, cfg: ReconstructConfig, device: str, steps: int, bud
         ncfg = NerfConfig.preset("cpu" if device == "cpu" else "default", steps=steps,
                                  resolution_scale=scale, device=device, max_seconds=budget, seed=cfg.seed,
                                  checkpoint_every=250 if device == "cpu" else 1000)
-        rep = train_nerf(out / "scene", dst, ncfg, resume=resume, progress=progress).report
+        rep = train_nerf(out / "scene", dst, ncfg, resume=resume, progress=progress,
+                         threads="auto").report
     keys = ("psnr_test", "ssim_test", "lpips_test", "steps", "seconds", "num_gaussians", "device",
             "train_views", "test_views", "resolution")
     return {"resumed_from_checkpoint": resume, "resolution_scale": scale,

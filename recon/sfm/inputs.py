@@ -59,16 +59,17 @@ def sharpness(gray: np.ndarray) -> float:
 
 
 def _check_image(path: Path) -> tuple[tuple[int, int] | None, str | None]:
-    """Decode fully (reduced resolution where the codec allows) to catch truncated files."""
-    from PIL import Image, UnidentifiedImageError
+    """Decode fully (reduced resolution where the codec allows) to catch truncated files; the
+    pixel limit of :func:`recon.io.images.open_image` applies (header read first)."""
+    from recon.errors import FormatError
+    from recon.io.images import ImageTooLarge, check_image
 
     try:
-        with Image.open(path) as im:
-            size = im.size
-            im.draft("L", (max(1, size[0] // 8), max(1, size[1] // 8)))
-            im.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        return None, f"unreadable image ({type(e).__name__}: {e})"
+        size = check_image(path)
+    except ImageTooLarge as e:
+        return None, str(e).removeprefix(f"{path}: ")
+    except (FormatError, OSError) as e:
+        return None, f"unreadable image ({str(e).removeprefix(f'{path}: ')})"
     if size[0] < 16 or size[1] < 16:
         return None, f"too small ({size[0]}x{size[1]} pixels)"
     return size, None

@@ -608,7 +608,7 @@ def write_density_grid(model: NerfModel, path: Path, resolution: int) -> None:
 
 
 def train(data, out_dir, config: NerfConfig | None = None, *, resume: bool = False, progress: bool = True,
-          log=None, data_path=None, threads: int | None = None, hooks: Hooks | None = None):
+          log=None, data_path=None, threads: int | str | None = None, hooks: Hooks | None = None):
     """Train a NeRF on ``data`` (a :class:`render.data.SceneData` or a dataset path: a COLMAP model
     with images, ``recon sfm`` output, a transforms.json folder, a ``recon synth`` dataset) and
     write the outputs of the module docstring. Returns the scaffold's ``FitResult``.

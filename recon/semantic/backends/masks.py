@@ -25,7 +25,12 @@ def read_label_png(path) -> np.ndarray:
     """[H, W] integer ids of a single-channel 8/16-bit label image (FormatError otherwise)."""
     import cv2
 
+    from recon.io.images import open_image
+
     path = Path(path)
+    if path.is_file():
+        with open_image(path):  # the pixel limit, from the header, before OpenCV decodes
+            pass
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise FormatError(path, "missing or not a readable image")
