@@ -20,6 +20,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -55,6 +56,24 @@ std::vector<torch::Tensor> bin_tiles(torch::Tensor ids, torch::Tensor x0, torch:
   return {start, gauss};
 }
 
+// Tiles differ a lot in work (the centre of a view holds most Gaussians): threads take the next
+// tile from a shared counter instead of a fixed contiguous range.
+template <typename F>
+void for_each_tile(int64_t T, const F& body) {
+  std::atomic<int64_t> next(0);
+  const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), T));
+  at::parallel_for(0, nt, 1, [&](int64_t, int64_t) {
+    for (int64_t t = next++; t < T; t = next++) body(t);
+  });
+}
+
+// Beyond this sigma, o exp(-sigma) < 1/255 for sure (a margin above log(255 o)), so the pair is
+// skipped without its exp; pairs below it take the exact test, so results are unchanged.
+template <typename scalar_t>
+inline scalar_t sigma_cut(scalar_t op) {
+  return op > 0 ? scalar_t(std::log(double(op) * 255.0) + 1e-3) : scalar_t(-1);
+}
+
 template <typename scalar_t>
 struct TileGeom {
   int64_t px0, py0, nx, ny;  // first pixel and pixel counts of the tile (clipped to the image)
@@ -87,14 +106,15 @@ std::vector<torch::Tensor> raster_forward(torch::Tensor feats, torch::Tensor sta
     scalar_t* ap = acc.data_ptr<scalar_t>();
     scalar_t* tp = Tout.data_ptr<scalar_t>();
     const scalar_t amax = scalar_t(max_alpha), amin = scalar_t(kAlphaMin), tmin = scalar_t(kTransMin);
-    at::parallel_for(0, T, 1, [&](int64_t t0, int64_t t1) {
+    for_each_tile(T, [&](int64_t t) {
       const int64_t P = s * s;
-      std::vector<scalar_t> Tp(P), A(4 * P), px(P), py(P);
-      std::vector<int32_t> L(P);
-      std::vector<char> done(P);
-      for (int64_t t = t0; t < t1; ++t) {
+      thread_local std::vector<scalar_t> Tp, A, px, py;
+      thread_local std::vector<int32_t> L;
+      thread_local std::vector<char> done;
+      Tp.resize(P); A.resize(4 * P); px.resize(P); py.resize(P); L.resize(P); done.resize(P);
+      {
         const int64_t b = sp[t], e = sp[t + 1];
-        if (b == e) continue;
+        if (b == e) return;
         const auto g = tile_geom<scalar_t>(t, ntx, s, W, H);
         const int64_t np = g.nx * g.ny;
         for (int64_t p = 0; p < np; ++p) {
@@ -107,12 +127,13 @@ std::vector<torch::Tensor> raster_forward(torch::Tensor feats, torch::Tensor sta
         for (int64_t k = b; k < e && n_done < np; ++k) {
           const scalar_t* f = fp + 10 * int64_t(gp[k]);
           const scalar_t mx = f[0], my = f[1], ca = f[2], cb = f[3], cc = f[4], op = f[5];
+          const scalar_t cut = sigma_cut(op);
           const int32_t kk = int32_t(k - b);
           for (int64_t p = 0; p < np; ++p) {
             if (done[p]) continue;
             const scalar_t dx = px[p] - mx, dy = py[p] - my;
             const scalar_t sigma = scalar_t(0.5) * (ca * dx * dx + cc * dy * dy) + cb * dx * dy;
-            if (sigma < 0) continue;
+            if (sigma < 0 || sigma > cut) continue;
             const scalar_t alpha = std::min(amax, op * std::exp(-sigma));
             if (alpha < amin) continue;
             const scalar_t Tn = Tp[p] * (1 - alpha);
@@ -156,13 +177,15 @@ torch::Tensor raster_backward(torch::Tensor feats, torch::Tensor start, torch::T
     const scalar_t* gtp = g_T.data_ptr<scalar_t>();
     scalar_t* bp = buf.data_ptr<scalar_t>();
     const scalar_t amax = scalar_t(max_alpha), amin = scalar_t(kAlphaMin);
-    at::parallel_for(0, T, 1, [&](int64_t t0, int64_t t1) {
+    for_each_tile(T, [&](int64_t t) {
       const int64_t P = s * s;
-      std::vector<scalar_t> Tp(P), behind(P), gT(P), G(4 * P), px(P), py(P);
-      std::vector<int32_t> L(P);
-      for (int64_t t = t0; t < t1; ++t) {
+      thread_local std::vector<scalar_t> Tp, behind, gT, G, px, py;
+      thread_local std::vector<int32_t> L;
+      Tp.resize(P); behind.resize(P); gT.resize(P); G.resize(4 * P); px.resize(P); py.resize(P);
+      L.resize(P);
+      {
         const int64_t b = sp[t], e = sp[t + 1];
-        if (b == e) continue;
+        if (b == e) return;
         const auto g = tile_geom<scalar_t>(t, ntx, s, W, H);
         const int64_t np = g.nx * g.ny;
         int32_t max_last = -1;
@@ -181,13 +204,14 @@ torch::Tensor raster_backward(torch::Tensor feats, torch::Tensor start, torch::T
           const int64_t k = b + kk;
           const scalar_t* f = fp + 10 * int64_t(gp[k]);
           const scalar_t mx = f[0], my = f[1], ca = f[2], cb = f[3], cc = f[4], op = f[5];
+          const scalar_t cut = sigma_cut(op);
           scalar_t s_mx = 0, s_my = 0, s_a = 0, s_b = 0, s_c = 0, s_o = 0;
           scalar_t s_f[4] = {0, 0, 0, 0};
           for (int64_t p = 0; p < np; ++p) {
             if (kk > L[p]) continue;
             const scalar_t dx = px[p] - mx, dy = py[p] - my;
             const scalar_t sigma = scalar_t(0.5) * (ca * dx * dx + cc * dy * dy) + cb * dx * dy;
-            if (sigma < 0) continue;
+            if (sigma < 0 || sigma > cut) continue;
             const scalar_t ex = std::exp(-sigma);
             const scalar_t raw = op * ex;
             const scalar_t alpha = std::min(amax, raw);
