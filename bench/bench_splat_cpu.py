@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 def _uptime() -> str:
     try:
-        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+        return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
     except OSError:
         return "uptime: n/a"
 
@@ -155,6 +155,10 @@ def main() -> int:
     args = ap.parse_args()
     have_os = args.opensplat.is_file()
     print(f"load before: {_uptime()}", flush=True)
+    from render.splat._raster_cpu import cpu_kernels, cpu_kernels_error
+
+    if cpu_kernels() is None:
+        raise SystemExit(f"the fused CPU rasterizer did not build ({cpu_kernels_error()}): not benchmarking")
     full, train_only, test_names = prepare(args.images, args.work)
     long_side = _long_side(full)
     print(f"data: {full} ({long_side} px long side), held out: {test_names}; OpenSplat: "

@@ -68,11 +68,11 @@ def _rel(a, b):
 
 
 SCENES = {
-    "random": dict(n=60, seed=0),
-    "many_overlapping": dict(n=400, seed=1, spread=0.15, log_scale=-2.0, opacity_shift=2.0),
-    "one": dict(n=1, seed=2, spread=0.0, log_scale=-1.5),
-    "edges_and_culled": dict(n=120, seed=3, spread=1.2),  # many off-image, behind the camera or on edges
-    "sparse_empty_tiles": dict(n=6, seed=4, spread=0.5, log_scale=-3.0),
+    "random": {"n": 60, "seed": 0},
+    "many_overlapping": {"n": 400, "seed": 1, "spread": 0.15, "log_scale": -2.0, "opacity_shift": 2.0},
+    "one": {"n": 1, "seed": 2, "spread": 0.0, "log_scale": -1.5},
+    "edges_and_culled": {"n": 120, "seed": 3, "spread": 1.2},  # off-image, behind the camera, on edges
+    "sparse_empty_tiles": {"n": 6, "seed": 4, "spread": 0.5, "log_scale": -3.0},
 }
 
 

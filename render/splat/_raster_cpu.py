@@ -44,7 +44,7 @@ def cpu_kernels(*, log=None):
                 mod = cpp_extension.load(name="recon_splat_raster_cpu_v1",
                                          sources=[str(Path(__file__).with_name("_raster_cpu.cpp"))],
                                          extra_cflags=["-O3"], verbose=False)
-        except Exception as e:  # no compiler, no ninja, a build error: the PyTorch path still works
+        except Exception as e:  # noqa: BLE001  no compiler, no ninja, a build error: the PyTorch path still works
             msg = str(e).strip().splitlines()[-1] if str(e).strip() else ""
             _KERNELS["error"] = f"{type(e).__name__}: {msg}"
             import warnings
