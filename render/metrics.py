@@ -40,14 +40,12 @@ def psnr(pred, target, *, max_value: float = 1.0) -> float:
     return float("inf") if mse == 0 else 10.0 * math.log10(max_value ** 2 / mse)
 
 
-def _gaussian_window(size: int, sigma: float, channels: int, like):
+def _gaussian_window_1d(size: int, sigma: float, like):
     import torch
 
     x = torch.arange(size, dtype=like.dtype, device=like.device) - (size - 1) / 2
     g = torch.exp(-(x ** 2) / (2 * sigma ** 2))
-    g = g / g.sum()
-    w = g[:, None] * g[None, :]
-    return w.expand(channels, 1, size, size).contiguous()
+    return g / g.sum()
 
 
 def ssim(pred, target, *, window_size: int = 11, sigma: float = 1.5):
@@ -67,14 +65,17 @@ def ssim(pred, target, *, window_size: int = 11, sigma: float = 1.5):
         raise ValueError(f"pred, target: shapes differ: {tuple(p.shape)} vs {tuple(t.shape)}")
     p, t = p.permute(0, 3, 1, 2), t.permute(0, 3, 1, 2)
     c = p.shape[1]
-    w = _gaussian_window(window_size, sigma, c, p)
+    # The Gaussian window is separable: one horizontal and one vertical 1D pass over the five
+    # maps stacked as channels (equal to the 2D window up to rounding, ~5x fewer operations).
+    g = _gaussian_window_1d(window_size, sigma, p)
     pad = window_size // 2
-    mu1 = F.conv2d(p, w, padding=pad, groups=c)
-    mu2 = F.conv2d(t, w, padding=pad, groups=c)
+    stack = torch.cat([p, t, p * p, t * t, p * t], dim=1)
+    k = stack.shape[1]
+    blur = F.conv2d(stack, g.view(1, 1, 1, -1).expand(k, 1, 1, window_size), padding=(0, pad), groups=k)
+    blur = F.conv2d(blur, g.view(1, 1, -1, 1).expand(k, 1, window_size, 1), padding=(pad, 0), groups=k)
+    mu1, mu2, e11, e22, e12 = blur.split(c, dim=1)
     mu1_sq, mu2_sq, mu12 = mu1 * mu1, mu2 * mu2, mu1 * mu2
-    s1 = F.conv2d(p * p, w, padding=pad, groups=c) - mu1_sq
-    s2 = F.conv2d(t * t, w, padding=pad, groups=c) - mu2_sq
-    s12 = F.conv2d(p * t, w, padding=pad, groups=c) - mu12
+    s1, s2, s12 = e11 - mu1_sq, e22 - mu2_sq, e12 - mu12
     c1, c2 = 0.01 ** 2, 0.03 ** 2
     m = ((2 * mu12 + c1) * (2 * s12 + c2)) / ((mu1_sq + mu2_sq + c1) * (s1 + s2 + c2))
     val = m.mean()

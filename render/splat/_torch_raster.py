@@ -77,7 +77,9 @@ def project_gaussians(means, quats, log_scales, R, t, fx, fy, cx, cy, width, hei
 
 def rasterize_torch(means, quats, log_scales, opacity_logits, sh_coeffs, sh_degree, R, t,
                     fx, fy, cx, cy, width, height, background, *, near=0.01, far=1e10, eps2d=0.3,
-                    max_alpha=0.99, tile_size=8, chunk_size=32) -> TorchRaster:
+                    max_alpha=0.99, tile_size=8, chunk_size=32, fused: bool | None = None) -> TorchRaster:
+    """Render; ``fused``: composite with the C++ CPU kernels of :mod:`render.splat._raster_cpu`
+    (None: on the CPU whenever they build; False: the PyTorch compositor below, the reference)."""
     device, dtype = means.device, means.dtype
     W, H, s = int(width), int(height), int(tile_size)
     means2d, cov2d, z = project_gaussians(means, quats, log_scales, R, t, fx, fy, cx, cy, W, H, eps2d)
@@ -108,6 +110,31 @@ def rasterize_torch(means, quats, log_scales, opacity_logits, sh_coeffs, sh_degr
     ntx, nty = (W + s - 1) // s, (H + s - 1) // s
     num_tiles = ntx * nty
     P = s * s
+    mod = None
+    if fused is None or fused:
+        from render.splat._raster_cpu import cpu_kernels, cpu_kernels_error
+
+        mod = cpu_kernels() if device.type == "cpu" else None
+        if fused and mod is None:
+            raise RuntimeError(f"fused CPU rasterizer unavailable ({cpu_kernels_error() or 'not a CPU tensor'})")
+    if mod is not None:
+        from render.splat._raster_cpu import CompositeCpp
+
+        with torch.no_grad():
+            vis_ids = torch.nonzero(visible).squeeze(1)
+            vis_ids = vis_ids[torch.argsort(z[vis_ids], stable=True)]  # front to back
+            mxv, myv, rxv, ryv = mx[vis_ids], my[vis_ids], rx[vis_ids], ry[vis_ids]
+            x0 = torch.clamp(torch.ceil(mxv - rxv), 0, W - 1).long() // s
+            x1 = torch.clamp(torch.floor(mxv + rxv), 0, W - 1).long() // s
+            y0 = torch.clamp(torch.ceil(myv - ryv), 0, H - 1).long() // s
+            y1 = torch.clamp(torch.floor(myv + ryv), 0, H - 1).long() // s
+            start, gauss = mod.bin_tiles(vis_ids, x0, x1, y0, y1, ntx, nty)
+        feats = torch.cat([means2d, conic, opacity[:, None], colors, z[:, None]], dim=-1)  # [N, 10]
+        acc, T_img = CompositeCpp.apply(feats, (start, gauss, W, H, s, float(max_alpha), mod))
+        alpha_img = 1.0 - T_img
+        rgb = acc[..., :3] + T_img[..., None] * background
+        depth = acc[..., 3] / alpha_img.clamp_min(1e-10)
+        return TorchRaster(rgb, depth, alpha_img, radii, means2d, z)
 
     with torch.no_grad():
         vis_ids = torch.nonzero(visible).squeeze(1)

@@ -62,8 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "re-checked every 15 s during the run: oversubscribed OpenMP threads are "
                              "very slow)")
     parser.add_argument("--compile", action="store_true",
-                        help="fuse the PyTorch rasterizer's kernels with torch.compile (CPU: 3-6x faster "
-                             "steps after a one-time build of about 1-2 minutes; needs a C++ compiler)")
+                        help="torch.compile the PyTorch compositor: only used where the fused C++ CPU "
+                             "rasterizer cannot be built (it is the default on a CPU) or on CUDA without gsplat")
     parser.add_argument("--max-seconds", type=float, metavar="S",
                         help="stop after S seconds of training, then evaluate and export")
     parser.add_argument("--seed", type=int, default=0)
