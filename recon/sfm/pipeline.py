@@ -165,6 +165,7 @@ class SfMReport:
     strategy: dict = field(default_factory=dict)  # recon.sfm.matching.Strategy: choices and reasons
     final_ba: dict = field(default_factory=dict)
     video: dict | None = None
+    cluster: dict | None = None  # recon.cluster.Cluster.facts() with --workers / --cluster, else None
     stage_seconds: dict[str, float] = field(default_factory=dict)
     total_seconds: float = 0.0
     config: dict = field(default_factory=dict)
@@ -255,8 +256,13 @@ def _camera_mode(pycolmap, config: SfMConfig, images: ImageSet):
 # The pipeline
 # =========================================================================================
 
-def run_sfm(inputs, out_dir, config: SfMConfig | None = None, *, progress: bool = True) -> SfMReport:
+def run_sfm(inputs, out_dir, config: SfMConfig | None = None, *, progress: bool = True,
+            cluster=None) -> SfMReport:
     """Run the whole pipeline; returns the report (also written to ``out_dir/report.json``).
+
+    ``cluster``: a :class:`recon.cluster.Cluster` (``recon sfm --workers N / --cluster ADDRESS``):
+    feature extraction, matching and mapping then run as Dask tasks (recon.cluster.sfm), with
+    their task folders under ``out_dir/tasks`` reused by a re-run; None: all in this process.
 
     ``inputs``: a folder of images or a video file. Raises ValueError for unusable arguments;
     problems with the data (too few images, no overlap, failed mapping) are reported in the
@@ -271,6 +277,9 @@ def run_sfm(inputs, out_dir, config: SfMConfig | None = None, *, progress: bool 
     out.mkdir(parents=True, exist_ok=True)
     report = SfMReport(input=str(inputs), mapper=config.mapper, config=asdict(config))
     st = _Stages(report, out, progress)
+    if cluster is not None:
+        cluster.new_run()
+        report.cluster = cluster.facts()
     pycolmap.logging.minloglevel = 2 if not os.environ.get("RECON_SFM_VERBOSE") else 0
 
     # ---- 1. inputs --------------------------------------------------------------------
@@ -323,8 +332,16 @@ def run_sfm(inputs, out_dir, config: SfMConfig | None = None, *, progress: bool 
         ext.max_image_size = int(config.max_image_size) if config.max_image_size else -1
         ext.sift.max_num_features, ext.sift.first_octave = num_features, first_octave
         ext.num_threads = config.num_threads
-        pycolmap.extract_features(str(db_path), str(images.image_dir), images.names, camera_mode=mode,
-                                  reader_options=reader, extraction_options=ext)
+        if cluster is not None:
+            from recon.cluster import sfm as cluster_sfm
+
+            report.matching["features"] = cluster_sfm.extract_features(
+                cluster, db_path, images.image_dir, images.names, camera_mode=mode, reader=reader,
+                extraction=ext, root=out / "tasks")
+            report.cluster = cluster.facts()
+        else:
+            pycolmap.extract_features(str(db_path), str(images.image_dir), images.names, camera_mode=mode,
+                                      reader_options=reader, extraction_options=ext)
         db = pycolmap.Database.open(str(db_path))
         db_images = {im.name: im for im in db.read_all_images()}
         no_feat = [n for n in images.names if n not in db_images or db.num_keypoints_for_image(db_images[n].image_id) == 0]
@@ -357,7 +374,8 @@ def run_sfm(inputs, out_dir, config: SfMConfig | None = None, *, progress: bool 
     with st.run("matching", f"{strategy} ({n} images): {plan.matching_reason}"):
         mo = pycolmap.FeatureMatchingOptions()
         mo.num_threads = config.num_threads
-        report.matching = {"strategy": strategy, "reason": plan.matching_reason}
+        report.matching = {"strategy": strategy, "reason": plan.matching_reason,
+                           **({"features": report.matching["features"]} if "features" in report.matching else {})}
         vocab_done = False
         if strategy == "retrieval" and plan.retrieval == "vocabtree":
             err = _match_vocabtree(config, db_path, find_vocab_tree(config.vocab_tree, n_images=n), out)
@@ -370,6 +388,14 @@ def run_sfm(inputs, out_dir, config: SfMConfig | None = None, *, progress: bool 
                 report.message = (report.message + "; " if report.message else "") + note
         if vocab_done:
             pass
+        elif strategy == "exhaustive" and cluster is not None:
+            from recon.cluster import sfm as cluster_sfm
+
+            every = [(images.names[i], images.names[j]) for i in range(n) for j in range(i + 1, n)]
+            report.matching["blocks"] = cluster_sfm.match_pairs(cluster, db_path, every, root=out / "tasks",
+                                                                seed=config.seed)
+            report.matching["pairs"] = len(every)
+            report.cluster = cluster.facts()
         elif strategy == "exhaustive":
             pycolmap.match_exhaustive(str(db_path), mo)
             report.matching["pairs"] = n * (n - 1) // 2
@@ -379,9 +405,17 @@ def run_sfm(inputs, out_dir, config: SfMConfig | None = None, *, progress: bool 
             pairs = _pairs(pycolmap, db_path, images, strategy, config)
             pair_file = out / "pairs.txt"
             pair_file.write_text("".join(f"{images.names[i]} {images.names[j]}\n" for i, j in sorted(pairs)))
-            po = pycolmap.ImportedPairingOptions()
-            po.match_list_path = str(pair_file)
-            pycolmap.match_image_pairs(str(db_path), mo, po)
+            if cluster is not None:
+                from recon.cluster import sfm as cluster_sfm
+
+                report.matching["blocks"] = cluster_sfm.match_pairs(
+                    cluster, db_path, [(images.names[i], images.names[j]) for i, j in pairs],
+                    root=out / "tasks", seed=config.seed)
+                report.cluster = cluster.facts()
+            else:
+                po = pycolmap.ImportedPairingOptions()
+                po.match_list_path = str(pair_file)
+                pycolmap.match_image_pairs(str(db_path), mo, po)
             report.matching["pairs"] = len(pairs)
             if strategy == "retrieval":
                 report.matching["retrieval"] = "vlad"
@@ -397,7 +431,11 @@ def run_sfm(inputs, out_dir, config: SfMConfig | None = None, *, progress: bool 
     shutil.rmtree(models_dir, ignore_errors=True)
     models_dir.mkdir()
     with st.run("mapping", f"{plan.mapper}: {plan.mapper_reason}"):
-        err = _run_mapper(config, plan.mapper, db_path, images, models_dir, fix_intrinsics=known is not None)
+        if cluster is not None:
+            err = _run_partitioned_mapper(cluster, config, db_path, images, models_dir, report,
+                                          fix_intrinsics=known is not None)
+        else:
+            err = _run_mapper(config, plan.mapper, db_path, images, models_dir, fix_intrinsics=known is not None)
         recs = {}
         for d in sorted(models_dir.iterdir()):
             if d.is_dir() and (d / "images.bin").exists():
@@ -554,6 +592,28 @@ def _run_mapper(config: SfMConfig, mapper: str, db_path: Path, images: ImageSet,
         return None
     err = _run_worker(job, models_dir / "mapper.log")
     return None if err is None else f"the {mapper} mapper crashed ({err}); models written before the crash kept"
+
+
+def _run_partitioned_mapper(cluster, config: SfMConfig, db_path: Path, images: ImageSet, models_dir: Path,
+                            report: SfMReport, *, fix_intrinsics: bool) -> str | None:
+    """recon.cluster.sfm.partitioned_mapping into models_dir/0; None, or why it failed."""
+    from recon.cluster import ClusterError
+    from recon.cluster import sfm as cluster_sfm
+
+    try:
+        res = cluster_sfm.partitioned_mapping(
+            cluster, db_path, images.image_dir, models_dir / "0", root=models_dir.parent / "tasks",
+            leaf_max_images=config.leaf_max_images, seed=config.seed, fix_intrinsics=fix_intrinsics,
+            global_ba_ratio=config.global_ba_ratio)
+    except ClusterError:
+        raise
+    except (RuntimeError, ValueError) as e:
+        return f"the partitioned mapper failed ({e})"
+    finally:
+        report.cluster = cluster.facts()
+    report.mapper = f"partitioned ({res.leaves} leaves on the cluster)"
+    report.cluster["mapping"] = res.to_json()
+    return None
 
 
 def _match_vocabtree(config: SfMConfig, db_path: Path, tree: Path, out: Path) -> str | None:
