@@ -279,7 +279,7 @@ def _map_leaf(folder: Path, db_path: str, image_dir: str, names: list[str], opti
     model is written to ``folder/model``."""
     import pycolmap
 
-    from recon.sfm.pipeline import _run_worker  # the child-process isolation of recon.sfm
+    from recon.sfm._worker import run_isolated  # the child-process isolation of recon.sfm
 
     models = folder / "models"
     models.mkdir()
@@ -287,7 +287,7 @@ def _map_leaf(folder: Path, db_path: str, image_dir: str, names: list[str], opti
            "num_threads": options["num_threads"], "seed": options["seed"],
            "fix_intrinsics": options["fix_intrinsics"], "min_model_size": 3,
            "global_ba_ratio": options["global_ba_ratio"], "image_names": names}
-    err = _run_worker(job, folder / "mapper.log")
+    err = run_isolated(job, folder / "mapper.log")
     best, size = None, 0
     for d in sorted(models.iterdir()):
         if d.is_dir() and (d / "images.bin").exists():

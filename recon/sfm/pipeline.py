@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -563,20 +562,9 @@ def _pairs(pycolmap, db_path: Path, images: ImageSet, strategy: str, config: SfM
 
 def _run_worker(job: dict, log_path: Path) -> str | None:
     """Run recon.sfm._worker on ``job`` in a child process; None, or why it failed."""
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    proc = subprocess.run([sys.executable, "-m", "recon.sfm._worker", json.dumps(job)], env=env,
-                          capture_output=True, text=True, check=False)
-    log_path.write_text(proc.stdout + proc.stderr)
-    if proc.returncode != 0:
-        sig = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit status {proc.returncode}"
-        # the C++ reason ("what(): ... Check failed ..."), not the last frame of the abort's stack dump
-        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
-        why = next((ln for ln in lines if "what():" in ln or "Check failed" in ln), None) or next(
-            (ln for ln in reversed(lines) if not ln.startswith(("@", "***", "PC:"))), "")
-        return f"{sig}; {why.removeprefix('what():').strip()[:300]}"
-    return None
+    from recon.sfm._worker import run_isolated
+
+    return run_isolated(job, log_path)
 
 
 def _run_mapper(config: SfMConfig, mapper: str, db_path: Path, images: ImageSet, models_dir: Path, *,
