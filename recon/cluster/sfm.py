@@ -184,7 +184,6 @@ def match_pairs(cluster: Cluster, db_path, pairs: list[tuple[str, str]], *, root
                 bdb.close()
     finally:
         db.close()
-    shutil.rmtree(snap_dir / "features.db", ignore_errors=True)
     snapshot.unlink(missing_ok=True)
     return {"blocks": len(blocks), "block_size": block_size, "pairs": len(pairs)}
 
