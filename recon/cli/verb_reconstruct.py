@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from recon.cli._cluster import add_cluster, cluster_options
 from recon.cli._style import add_calib, add_output
 
 NAME = "reconstruct"
@@ -65,6 +66,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-orient", action="store_true", help="keep the SfM world frame (no upright/centring)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    add_cluster(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,7 +76,15 @@ def run(args: argparse.Namespace) -> int:
     cfg = ReconstructConfig(quality=args.quality, method=args.method, calib=args.calib, labels=args.labels,
                             labels_options=opts, device=args.device, max_seconds=args.max_seconds,
                             steps=args.steps, orient=not args.no_orient, seed=args.seed)
-    r = reconstruct(args.inputs, args.output, cfg, from_stage=args.from_stage, progress=not args.quiet)
+    copts = cluster_options(args)
+    if copts is None:
+        r = reconstruct(args.inputs, args.output, cfg, from_stage=args.from_stage, progress=not args.quiet)
+    else:  # the SfM stage runs as Dask tasks (docs/cluster.md)
+        from recon.cluster import open_cluster
+
+        with open_cluster(copts, args.output) as cluster:
+            r = reconstruct(args.inputs, args.output, cfg, from_stage=args.from_stage, progress=not args.quiet,
+                            cluster=cluster)
     print(f"reconstruct: {r['status']} in {r.get('total_seconds', 0):.0f} s")
     s = r.get("sfm") or {}
     if s:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from recon.cli._cluster import add_cluster, cluster_options
 from recon.cli._style import add_calib, add_output
 
 NAME = "sfm"
@@ -47,6 +48,12 @@ Examples:
   recon sfm photos/ -o out/scene
   recon sfm walk.mp4 -o out/walk --video-fps 3 --mapper global
   recon sfm photos/ -o out/scene --calib calib/calibration.yaml --undistort
+  recon sfm photos/ -o out/scene --workers 4                  # Dask tasks on this machine
+  recon sfm photos/ -o out/scene --cluster tcp://head:8786    # ... on a running cluster
+
+With --workers / --cluster, feature extraction, matching and mapping run as Dask tasks (mapping
+as overlapping leaves of at most 500 images merged by Sim(3), then one global bundle
+adjustment); task folders under OUT/tasks make a re-run resume. docs/cluster.md.
 """
 
 
@@ -109,6 +116,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=-1, help="pycolmap threads (-1 = all cores)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    add_cluster(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -125,8 +133,16 @@ def run(args: argparse.Namespace) -> int:
                        retriangulate=not args.no_retriangulation, final_ba=args.ba,
                        ba_loss=args.ba_loss, undistort=args.undistort, video_fps=args.video_fps,
                        video_max_frames=args.max_frames, blur_ratio=args.blur_ratio,
-                       isolate_mapper=not args.no_isolate, fallback=not args.no_fallback, num_threads=args.threads, seed=args.seed)
-    report = run_sfm(args.inputs, args.output, config, progress=not args.quiet)
+                       isolate_mapper=not args.no_isolate, fallback=not args.no_fallback,
+                       num_threads=args.threads, seed=args.seed)
+    copts = cluster_options(args)
+    if copts is None:
+        report = run_sfm(args.inputs, args.output, config, progress=not args.quiet)
+    else:
+        from recon.cluster import open_cluster
+
+        with open_cluster(copts, args.output) as cluster:
+            report = run_sfm(args.inputs, args.output, config, progress=not args.quiet, cluster=cluster)
     out = Path(args.output)
     err = report.mean_reprojection_error_px
     print(f"recon sfm: {report.status}: {report.images_registered}/{report.images_total} images registered, "

@@ -44,9 +44,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--distortion", default=None,
                    help="comma-separated distortion coefficients in COLMAP order (default: moderate "
                         "built-in values for the model; '0' entries for none)")
-    p.add_argument("--trajectory", choices=("orbit", "walk", "hemisphere"), default="orbit",
+    p.add_argument("--trajectory", choices=("orbit", "walk", "hemisphere", "street"), default="orbit",
                    help="camera path: orbit around the table, forward walk-through (small baselines), "
-                        "or random hemisphere (default: orbit)")
+                        "random hemisphere, or street: a long loop past the walls of a 12 m room "
+                        "(hundreds of views; default: orbit)")
     p.add_argument("--radius", type=float, default=3.2, help="orbit / hemisphere radius in metres (default: 3.2)")
     p.add_argument("--seed", type=int, default=0, help="seed of scene, trajectory and sampling (default: 0)")
     p.add_argument("--supersample", type=int, default=2,
@@ -121,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--threads: expected a positive number of processes, got {args.threads}")
     options = synth.DatasetOptions(render=render, num_points=args.points, progress=not args.quiet,
                                    workers=args.threads)
-    scene = synth.make_scene(args.seed, synth.SceneConfig(texel_size=args.texel_size))
+    room = {"room_half_size": synth.STREET_ROOM_HALF_SIZE} if args.trajectory == "street" else {}
+    scene = synth.make_scene(args.seed, synth.SceneConfig(texel_size=args.texel_size, **room))
     if args.kind == "stereo":
         from recon.synth.stereo import write_stereo_dataset
 
@@ -145,4 +147,6 @@ def _trajectory(args, synth, n: int):
         return synth.orbit(n, radius=args.radius)
     if args.trajectory == "walk":
         return synth.walkthrough(n, seed=args.seed)
+    if args.trajectory == "street":  # a loop past the walls of a larger room (synth.street)
+        return synth.street(n, seed=args.seed)
     return synth.hemisphere(n, radius=args.radius, seed=args.seed)

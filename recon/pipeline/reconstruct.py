@@ -117,8 +117,11 @@ def _log_default(msg: str) -> None:
 
 
 def reconstruct(inputs, out_dir, config: ReconstructConfig | None = None, *, from_stage: str | None = None,
-                progress: bool = True, log=None) -> dict:
+                progress: bool = True, log=None, cluster=None) -> dict:
     """Run the pipeline into ``out_dir``; returns the final report dict (also OUT/report.json).
+
+    ``cluster``: a :class:`recon.cluster.Cluster` on which the SfM stage runs its tasks
+    (``--workers`` / ``--cluster``; docs/cluster.md); None: one process.
 
     Raises ReconError (with earlier stages' outputs kept) when a stage cannot go on; the
     failed stage and its message are in OUT/pipeline.json and OUT/report.json.
@@ -165,7 +168,7 @@ def reconstruct(inputs, out_dir, config: ReconstructConfig | None = None, *, fro
         tree = _vocab_tree()
         if tree is not None:  # a tree fetched since the last run changes the retrieval matching
             sfm_opts["vocab_tree"] = file_fingerprint(tree)
-        report["sfm"] = runner.run("sfm", sfm_opts, lambda ctx: _stage_sfm(inputs, out, cfg, q, progress),
+        report["sfm"] = runner.run("sfm", sfm_opts, lambda ctx: _stage_sfm(inputs, out, cfg, q, progress, cluster),
                                    outputs=[out / "sfm" / "sparse" / "0"], index="1/6")
         # ---- 2. orient ---------------------------------------------------------------
         report["orient"] = runner.run("orient", {"orient": cfg.orient}, lambda ctx: _stage_orient(out, cfg),
@@ -228,12 +231,12 @@ def _vocab_tree():
 
 
 # ---- stages ------------------------------------------------------------------------------
-def _stage_sfm(inputs: Path, out: Path, cfg: ReconstructConfig, q: dict, progress: bool) -> dict:
+def _stage_sfm(inputs: Path, out: Path, cfg: ReconstructConfig, q: dict, progress: bool, cluster=None) -> dict:
     from recon.sfm.pipeline import SfMConfig, run_sfm
 
     sfm_cfg = SfMConfig(max_image_size=q["sfm_max_image_size"], seed=cfg.seed,
                         **({"calibration": str(cfg.calib)} if cfg.calib else {}))
-    rep = run_sfm(inputs, out / "sfm", sfm_cfg, progress=progress)
+    rep = run_sfm(inputs, out / "sfm", sfm_cfg, progress=progress, cluster=cluster)
     summary = {k: getattr(rep, k) for k in ("status", "message", "images_total", "images_registered",
                                             "points3D", "mean_reprojection_error_px", "mean_track_length",
                                             "mapper", "total_seconds")}
@@ -248,6 +251,13 @@ def _stage_sfm(inputs: Path, out: Path, cfg: ReconstructConfig, q: dict, progres
     summary["mapper_reason"] = plan.get("mapper_reason", "")
     if plan.get("notes"):
         summary["strategy_notes"] = "; ".join(plan["notes"])
+    if rep.cluster:  # flat, so the HTML report's table shows it (the whole record: sfm/report.json)
+        st = rep.cluster["stages"]
+        summary["cluster"] = f"{rep.cluster['kind']} Dask cluster, {rep.cluster['workers']} workers"
+        summary["cluster_stage_seconds"] = ", ".join(f"{k} {v['wall_s']:.1f}" for k, v in st.items())
+        summary["cluster_task_seconds_sum"] = rep.cluster["task_seconds_sum"]
+        summary["cluster_retries"] = sum(v["retries"] for v in st.values())
+        summary["cluster_failures"] = sum(v["failures"] for v in st.values())
     if rep.status == "failed" or not (out / "sfm" / "sparse" / "0").is_dir():
         raise ReconError(f"structure from motion failed: {rep.message or 'no model'} "
                          f"(see {out / 'sfm' / 'report.json'})")

@@ -1,6 +1,7 @@
 """Runs one pycolmap mapper call in a child process, so that a C++ abort (SIGABRT/SIGSEGV)
 kills only the child: the database and everything written so far survive, and the parent
-reports the failure. Usage: python -m recon.sfm._worker '<json>'"""
+reports the failure. Usage: python -m recon.sfm._worker '<json>', or :func:`run_isolated` (used by
+recon.sfm.pipeline and by the leaf tasks of recon.cluster.sfm)."""
 
 from __future__ import annotations
 
@@ -75,6 +76,28 @@ def main(argv: list[str]) -> int:
         rec.write_binary(str(d))
     print(json.dumps({"models": sorted(int(k) for k in models)}))
     return 0
+
+
+def run_isolated(job: dict, log_path) -> str | None:
+    """Run recon.sfm._worker on ``job`` in a child process; None, or why it failed."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    proc = subprocess.run([sys.executable, "-m", "recon.sfm._worker", json.dumps(job)], env=env,
+                          capture_output=True, text=True, check=False)
+    Path(log_path).write_text(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        sig = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit status {proc.returncode}"
+        # the C++ reason ("what(): ... Check failed ..."), not the last frame of the abort's stack dump
+        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+        why = next((ln for ln in lines if "what():" in ln or "Check failed" in ln), None) or next(
+            (ln for ln in reversed(lines) if not ln.startswith(("@", "***", "PC:"))), "")
+        return f"{sig}; {why.removeprefix('what():').strip()[:300]}"
+    return None
 
 
 if __name__ == "__main__":

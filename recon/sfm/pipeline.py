@@ -23,7 +23,6 @@ import itertools
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -383,6 +382,7 @@ class FeaturesResult:
     gps: bool = False
     focal_priors: dict = field(default_factory=dict)
     note: str = ""
+    tasks: dict | None = None  # recon.cluster.sfm.extract_features facts (on a cluster)
 
 
 @dataclass
@@ -394,6 +394,7 @@ class MatchingResult:
     verified_pairs: int = 0
     retrieval: str | None = None
     notes: list[str] = field(default_factory=list)
+    blocks: dict | None = None  # recon.cluster.sfm.match_pairs facts (on a cluster)
 
     def to_json(self) -> dict:
         d = {"strategy": self.strategy.matching, "reason": self.strategy.matching_reason,
@@ -402,6 +403,8 @@ class MatchingResult:
             d["pairs"] = self.pairs
         if self.retrieval:
             d["retrieval"] = self.retrieval
+        if self.blocks is not None:
+            d["blocks"] = self.blocks
         return d
 
 
@@ -411,6 +414,7 @@ class MappingResult:
 
     models: list = field(default_factory=list)
     error: str | None = None
+    partitioned: dict | None = None  # recon.cluster.sfm.partitioned_mapping facts (on a cluster)
 
 
 @dataclass
@@ -571,10 +575,12 @@ def _known_camera_reader(known, images: ImageSet):
 
 
 def extract_features(images: ImageSet, database, recipe: Recipe, config: SfMConfig, *,
-                     known=None) -> FeaturesResult:
+                     known=None, cluster=None) -> FeaturesResult:
     """Stage 2: SIFT of ``images`` into a fresh COLMAP ``database`` with ``recipe``'s settings;
     cameras per ``recipe.camera_mode`` (or the ``known`` calib.Camera, held fixed), focal priors
-    from EXIF (recon.io.exif_focal_px). ValueError for a known camera that does not fit."""
+    from EXIF (recon.io.exif_focal_px). ValueError for a known camera that does not fit.
+    ``cluster`` (recon.cluster.Cluster): image shards extracted as tasks (task folders under
+    the database's folder, ``tasks/``), copied into ``database`` by this process."""
     import pycolmap
 
     database = Path(database)
@@ -596,8 +602,16 @@ def extract_features(images: ImageSet, database, recipe: Recipe, config: SfMConf
     ext.max_image_size = recipe.max_image_size or -1
     ext.sift.max_num_features, ext.sift.first_octave = recipe.num_features, recipe.first_octave
     ext.num_threads = config.num_threads
-    pycolmap.extract_features(str(database), str(images.image_dir), images.names, camera_mode=mode,
-                              reader_options=reader, extraction_options=ext)
+    tasks = None
+    if cluster is not None:
+        from recon.cluster import sfm as cluster_sfm
+
+        tasks = cluster_sfm.extract_features(cluster, database, images.image_dir, images.names,
+                                             camera_mode=mode, reader=reader, extraction=ext,
+                                             root=database.parent / "tasks")
+    else:
+        pycolmap.extract_features(str(database), str(images.image_dir), images.names, camera_mode=mode,
+                                  reader_options=reader, extraction_options=ext)
     db = pycolmap.Database.open(str(database))
     try:
         db_images = {im.name: im for im in db.read_all_images()}
@@ -613,13 +627,15 @@ def extract_features(images: ImageSet, database, recipe: Recipe, config: SfMConf
             priors = _exif_focal_priors(db, images)
     finally:
         db.close()
-    return FeaturesResult(database, recipe, no_feat, gps, priors, note)
+    return FeaturesResult(database, recipe, no_feat, gps, priors, note, tasks)
 
 
 def match_features(images: ImageSet, database, work_dir, config: SfMConfig, *,
-                   gps: bool = False) -> MatchingResult:
+                   gps: bool = False, cluster=None) -> MatchingResult:
     """Stage 3: the matching strategy for this set (recon.sfm.matching.choose_strategy) and the
-    matches, geometrically verified, into ``database``; pair lists and logs in ``work_dir``."""
+    matches, geometrically verified, into ``database``; pair lists and logs in ``work_dir``.
+    ``cluster``: exhaustive and pair-list matching run as tasks on blocks of pairs
+    (``work_dir/tasks``); only this process writes the database."""
     import pycolmap
 
     database, work_dir = Path(database), Path(work_dir)
@@ -645,6 +661,13 @@ def match_features(images: ImageSet, database, work_dir, config: SfMConfig, *,
             res.notes.append(f"vocabulary-tree matching failed ({err}): VLAD retrieval instead")
     if vocab_done:
         pass
+    elif plan.matching == "exhaustive" and cluster is not None:
+        from recon.cluster import sfm as cluster_sfm
+
+        every = [(images.names[i], images.names[j]) for i in range(n) for j in range(i + 1, n)]
+        res.blocks = cluster_sfm.match_pairs(cluster, database, every, root=work_dir / "tasks",
+                                             seed=config.seed)
+        res.pairs = len(every)
     elif plan.matching == "exhaustive":
         pycolmap.match_exhaustive(str(database), mo)
         res.pairs = n * (n - 1) // 2
@@ -654,9 +677,16 @@ def match_features(images: ImageSet, database, work_dir, config: SfMConfig, *,
         pairs = _pairs(pycolmap, database, images, plan.matching, config)
         pair_file = work_dir / "pairs.txt"
         pair_file.write_text("".join(f"{images.names[i]} {images.names[j]}\n" for i, j in sorted(pairs)))
-        po = pycolmap.ImportedPairingOptions()
-        po.match_list_path = str(pair_file)
-        pycolmap.match_image_pairs(str(database), mo, po)
+        if cluster is not None:
+            from recon.cluster import sfm as cluster_sfm
+
+            res.blocks = cluster_sfm.match_pairs(
+                cluster, database, [(images.names[i], images.names[j]) for i, j in sorted(pairs)],
+                root=work_dir / "tasks", seed=config.seed)
+        else:
+            po = pycolmap.ImportedPairingOptions()
+            po.match_list_path = str(pair_file)
+            pycolmap.match_image_pairs(str(database), mo, po)
         res.pairs = len(pairs)
         if plan.matching == "retrieval":
             res.retrieval = "vlad"
@@ -667,20 +697,28 @@ def match_features(images: ImageSet, database, work_dir, config: SfMConfig, *,
 
 
 def map_images(images: ImageSet, database, models_dir, config: SfMConfig, mapper: str, recipe: Recipe, *,
-               fix_intrinsics: bool = False) -> MappingResult:
+               fix_intrinsics: bool = False, cluster=None) -> MappingResult:
     """Stage 4: the ``mapper`` ("incremental" | "global" | "hierarchical") on ``database``, in a
     child process unless ``config.isolate_mapper`` is off; models written to ``models_dir/<k>``
-    and returned largest first (registered images, then points)."""
+    and returned largest first (registered images, then points). ``cluster``: the partitioned
+    mapper instead (recon.cluster.sfm.partitioned_mapping: overlapping leaves mapped as tasks,
+    merged by Sim(3) on shared images)."""
     import pycolmap
 
     models_dir = Path(models_dir)
     shutil.rmtree(models_dir, ignore_errors=True)
     models_dir.mkdir(parents=True)
-    err = _run_mapper(config, mapper, Path(database), images, models_dir, recipe, fix_intrinsics=fix_intrinsics)
+    partitioned = None
+    if cluster is not None:
+        err, partitioned = _run_partitioned_mapper(cluster, config, Path(database), images, models_dir,
+                                                   fix_intrinsics=fix_intrinsics)
+    else:
+        err = _run_mapper(config, mapper, Path(database), images, models_dir, recipe,
+                          fix_intrinsics=fix_intrinsics)
     recs = [pycolmap.Reconstruction(str(d)) for d in sorted(models_dir.iterdir())
             if d.is_dir() and (d / "images.bin").exists()]
     recs.sort(key=lambda r: (-r.num_reg_images(), -r.num_points3D()))
-    return MappingResult(recs, err)
+    return MappingResult(recs, err, partitioned)
 
 
 def retriangulate(prec, images: ImageSet, database, work_dir, config: SfMConfig):
@@ -754,8 +792,14 @@ def final_bundle_adjustment(prec, config: SfMConfig, *, fix_intrinsics: bool = F
 # The pipeline
 # =========================================================================================
 
-def run_sfm(inputs, out_dir, config: SfMConfig | None = None, *, progress: bool = True) -> SfMReport:
+def run_sfm(inputs, out_dir, config: SfMConfig | None = None, *, progress: bool = True,
+            cluster=None) -> SfMReport:
     """Run the whole pipeline; returns the report (also written to ``out_dir/report.json``).
+
+    ``cluster``: a :class:`recon.cluster.Cluster` (``recon sfm --workers N / --cluster ADDRESS``):
+    feature extraction, matching and mapping then run as Dask tasks (recon.cluster.sfm), with
+    their task folders under the attempt's folder (``tasks/``) reused by a re-run; None: all in
+    this process.
 
     ``inputs``: a folder of images or a video file. Raises ValueError for unusable arguments;
     problems with the data (too few images, no overlap, failed mapping, a model with implausible
@@ -774,6 +818,9 @@ def run_sfm(inputs, out_dir, config: SfMConfig | None = None, *, progress: bool 
     out.mkdir(parents=True, exist_ok=True)
     report = SfMReport(input=str(inputs), mapper=config.mapper, config=asdict(config))
     st = _Stages(report, out, progress)
+    if cluster is not None:
+        cluster.new_run()
+        report.cluster = cluster.facts()
     pycolmap.logging.minloglevel = 2 if not os.environ.get("RECON_SFM_VERBOSE") else 0
 
     with st.run("inputs", str(inputs)):
@@ -787,7 +834,11 @@ def run_sfm(inputs, out_dir, config: SfMConfig | None = None, *, progress: bool 
                      + (f" ({len(images.rejected)} rejected: see reasons)" if images.rejected else ""))
 
     recipe = choose_recipe(config, images, known=inp.known)
-    attempts = [_attempt(st, images, out, config, recipe, inp.known, tag="")]
+    try:
+        attempts = [_attempt(st, images, out, config, recipe, inp.known, tag="", cluster=cluster)]
+    finally:
+        if cluster is not None:
+            report.cluster = cluster.facts()
     for nxt in _fallbacks(config, inp.known):
         last = attempts[-1]
         if _good_enough(config, images, last):
@@ -802,9 +853,11 @@ def run_sfm(inputs, out_dir, config: SfMConfig | None = None, *, progress: bool 
         else:
             reuse = None
         attempts.append(_attempt(st, images, out / "fallback" / nxt.name, config, nxt, inp.known,
-                                 tag=f" ({nxt.name})", reuse=reuse))
+                                 tag=f" ({nxt.name})", reuse=reuse, cluster=cluster))
     best = _pick(attempts)
     report.attempts = [a.to_json() for a in attempts]
+    if cluster is not None:
+        report.cluster = cluster.facts()
     if best.models and best.plausibility is not None and not best.plausibility.intrinsics_ok:
         with st.run("plausibility", "images of implausible cameras taken out"):
             _drop_implausible(best, images, config, fix_intrinsics=inp.known is not None)
@@ -840,7 +893,7 @@ def _same_extraction(a: Recipe, b: Recipe, images: ImageSet) -> bool:
 
 
 def _attempt(st: _Stages, images: ImageSet, work: Path, config: SfMConfig, recipe: Recipe, known, *, tag: str,
-             reuse: AttemptResult | None = None) -> AttemptResult:
+             reuse: AttemptResult | None = None, cluster=None) -> AttemptResult:
     """Features, matching, mapping and refinement with ``recipe`` in ``work`` (features and
     matches of ``reuse`` when given); never raises for data problems (the result's ``failure``
     says what went wrong)."""
@@ -852,16 +905,18 @@ def _attempt(st: _Stages, images: ImageSet, work: Path, config: SfMConfig, recip
         res.features, res.matching = reuse.features, reuse.matching
     else:
         with st.run("features" + tag, f"{len(images.names)} images: {recipe.reason}"):
-            res.features = extract_features(images, work / "database.db", recipe, config, known=known)
+            res.features = extract_features(images, work / "database.db", recipe, config, known=known,
+                                            cluster=cluster)
         with st.run("matching" + tag, f"{len(images.names)} images"):
-            res.matching = match_features(images, res.features.database, work, config, gps=res.features.gps)
+            res.matching = match_features(images, res.features.database, work, config, gps=res.features.gps,
+                                          cluster=cluster)
     if res.matching.verified_pairs == 0:
         res.failure = "no image pair has enough geometrically verified matches (no overlap between the images?)"
     else:
         plan = res.matching.strategy
         with st.run("mapping" + tag, f"{plan.mapper}: {plan.mapper_reason}"):
             res.mapping = map_images(images, res.features.database, work / "models", config, plan.mapper, recipe,
-                                     fix_intrinsics=fix)
+                                     fix_intrinsics=fix, cluster=cluster)
         if not res.mapping.models:
             res.failure = ("the mapper registered no model" + (f" ({res.mapping.error})" if res.mapping.error
                                                                 else "") + ": the images may not overlap enough")
@@ -971,6 +1026,11 @@ def _record_attempt(report: SfMReport, a: AttemptResult) -> None:
             _note(report, note)
     if a.mapping is not None and a.mapping.error:
         _note(report, a.mapping.error)
+    if a.mapping is not None and a.mapping.partitioned is not None:
+        report.mapper = f"partitioned ({a.mapping.partitioned['leaves']} leaves on the cluster)"
+        report.cluster = dict(report.cluster or {}, mapping=a.mapping.partitioned)
+    if a.features is not None and a.features.tasks is not None:
+        report.matching["features"] = a.features.tasks
     if a.ba is not None:
         report.final_ba = a.ba.to_json()
     if a.plausibility is not None:
@@ -1100,20 +1160,9 @@ def _pairs(pycolmap, db_path: Path, images: ImageSet, strategy: str, config: SfM
 
 def _run_worker(job: dict, log_path: Path) -> str | None:
     """Run recon.sfm._worker on ``job`` in a child process; None, or why it failed."""
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    proc = subprocess.run([sys.executable, "-m", "recon.sfm._worker", json.dumps(job)], env=env,
-                          capture_output=True, text=True, check=False)
-    log_path.write_text(proc.stdout + proc.stderr)
-    if proc.returncode != 0:
-        sig = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit status {proc.returncode}"
-        # the C++ reason ("what(): ... Check failed ..."), not the last frame of the abort's stack dump
-        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
-        why = next((ln for ln in lines if "what():" in ln or "Check failed" in ln), None) or next(
-            (ln for ln in reversed(lines) if not ln.startswith(("@", "***", "PC:"))), "")
-        return f"{sig}; {why.removeprefix('what():').strip()[:300]}"
-    return None
+    from recon.sfm._worker import run_isolated
+
+    return run_isolated(job, log_path)
 
 
 def _run_mapper(config: SfMConfig, mapper: str, db_path: Path, images: ImageSet, models_dir: Path,
@@ -1129,6 +1178,25 @@ def _run_mapper(config: SfMConfig, mapper: str, db_path: Path, images: ImageSet,
         return None
     err = _run_worker(job, models_dir / "mapper.log")
     return None if err is None else f"the {mapper} mapper crashed ({err}); models written before the crash kept"
+
+
+def _run_partitioned_mapper(cluster, config: SfMConfig, db_path: Path, images: ImageSet, models_dir: Path,
+                            *, fix_intrinsics: bool) -> tuple[str | None, dict | None]:
+    """recon.cluster.sfm.partitioned_mapping into models_dir/0: (None, its facts) or (why it
+    failed, None). A ClusterError (a task that failed after its retries) propagates."""
+    from recon.cluster import ClusterError
+    from recon.cluster import sfm as cluster_sfm
+
+    try:
+        res = cluster_sfm.partitioned_mapping(
+            cluster, db_path, images.image_dir, models_dir / "0", root=models_dir.parent / "tasks",
+            leaf_max_images=config.leaf_max_images, seed=config.seed, fix_intrinsics=fix_intrinsics,
+            global_ba_ratio=config.global_ba_ratio)
+    except ClusterError:
+        raise
+    except (RuntimeError, ValueError) as e:
+        return f"the partitioned mapper failed ({e})", None
+    return None, res.to_json()
 
 
 def _match_vocabtree(config: SfMConfig, db_path: Path, tree: Path, out: Path) -> str | None:

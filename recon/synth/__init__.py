@@ -40,6 +40,7 @@ from recon.synth.render import (
 from recon.synth.scene import CLASS_NAMES, Instance, Primitive, Scene, SceneConfig, make_scene
 from recon.synth.stereo import StereoPair, rectify, stereo_pair, write_stereo_dataset
 from recon.synth.trajectory import (
+    STREET_ROOM_HALF_SIZE,
     TRAJECTORIES,
     StereoRig,
     default_distortion,
@@ -47,11 +48,13 @@ from recon.synth.trajectory import (
     look_at,
     make_camera,
     orbit,
+    street,
     walkthrough,
 )
 
 __all__ = [
     "CLASS_NAMES",
+    "STREET_ROOM_HALF_SIZE",
     "TRAJECTORIES",
     "DatasetOptions",
     "GroundTruthPoints",
@@ -82,6 +85,7 @@ __all__ = [
     "scene_mesh",
     "stereo",
     "stereo_pair",
+    "street",
     "walkthrough",
     "write_dataset",
     "write_stereo_dataset",

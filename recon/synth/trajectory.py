@@ -11,6 +11,7 @@ import numpy as np
 from calib import MODELS, Camera, Rigid3, StereoRig, look_at
 
 __all__ = [
+    "STREET_ROOM_HALF_SIZE",
     "TRAJECTORIES",
     "StereoRig",
     "default_distortion",
@@ -18,10 +19,15 @@ __all__ = [
     "look_at",
     "make_camera",
     "orbit",
+    "street",
     "walkthrough",
 ]
 
-TRAJECTORIES = ("orbit", "walk", "hemisphere")
+TRAJECTORIES = ("orbit", "walk", "hemisphere", "street")
+
+# the room of the street walk: large enough for a loop 1.5 m from the walls that stays clear
+# of the furniture (inside ~2.2 m of the centre)
+STREET_ROOM_HALF_SIZE = 6.0
 
 
 def _check_views(n) -> int:
@@ -93,6 +99,34 @@ def walkthrough(n: int, *, waypoints=None, look_angle_deg: float = 60.0, look_he
         target[2] = look_height
         poses.append(look_at(eye, target))
     return poses
+
+
+def street(n: int, *, half_size: float = STREET_ROOM_HALF_SIZE, wall_distance: float = 1.5,
+           corner_radius: float = 1.2, look_angle_deg: float = -75.0, look_height: float = 0.4,
+           seed: int = 0) -> list[Rigid3]:
+    """A long walk past facades: ``n`` cameras once round a rounded-square loop
+    ``wall_distance`` metres inside the walls of a room of half-size ``half_size`` (use
+    ``SceneConfig(room_half_size=half_size)``), walking anticlockwise and looking
+    ``look_angle_deg`` from the walking direction (negative: right, at the walls) and down to
+    ``look_height`` (walls and floor in view: not a single plane). Like a street-view capture:
+    each wall is seen by a few dozen consecutive views, the loop closes at the start. The loop
+    is ~``8 * (half_size - wall_distance)`` m long; 250 views are ~14 cm apart.
+    """
+    n = _check_views(n)
+    h = half_size - wall_distance
+    if not (h > corner_radius > 0):
+        raise ValueError(f"half_size, wall_distance, corner_radius: need half_size - wall_distance > "
+                         f"corner_radius > 0, got {half_size}, {wall_distance}, {corner_radius}")
+    pts = []
+    for cx, cy, a0 in ((h, -h, -90.0), (h, h, 0.0), (-h, h, 90.0), (-h, -h, 180.0)):
+        c = np.array([cx - np.sign(cx) * corner_radius, cy - np.sign(cy) * corner_radius])
+        for a in np.radians(np.linspace(a0, a0 + 90.0, 7)):
+            pts.append([*(c + corner_radius * np.array([np.cos(a), np.sin(a)])), 1.5])
+    pts.append(pts[0])
+    # one full turn without a duplicate first/last view
+    loop = walkthrough(n + 1, waypoints=np.array(pts), look_angle_deg=look_angle_deg,
+                       look_height=look_height, look_distance=3.0, sway=0.02, seed=seed)
+    return loop[:n]
 
 
 def hemisphere(n: int, *, radius: float = 3.0, target=(0.0, 0.0, 0.5), min_elevation_deg: float = 12.0,

@@ -1,0 +1,416 @@
+"""The SfM front end and mapper of ``recon sfm`` as Dask tasks (``--workers`` / ``--cluster``).
+
+Every task is a pure function of (inputs, options, seed), writes only its own folder under
+``OUT/tasks/<stage>/<key>`` and returns small metadata; the client process is the only writer
+of the COLMAP database (``OUT/database.db``) and of the final model (STYLE.md item 14).
+
+* :func:`extract_features`: the master database gets its cameras and images first
+  (``pycolmap.import_images``, the same camera grouping as one ``extract_features`` call); each
+  shard of images is extracted into a private database by a task; the client copies keypoints
+  and descriptors into the master by image name. The result is identical to one database
+  (tests/test_cluster.py compares them; DEPENDENCIES.md).
+* :func:`match_pairs`: the chosen pairs in blocks; each task matches and verifies its block
+  (``pycolmap.match_image_pairs``) in a private copy of a features-only snapshot of the master
+  database; the client writes matches and two-view geometries into the master. Blocks are not
+  bit-identical to one pass (RANSAC draws: +-1-2 inliers a pair), so compare with tolerances.
+* :func:`partitioned_mapping`: the verified match graph cut by recursive normalized cuts (Shi &
+  Malik 2000: the Fiedler vector of the normalized Laplacian, weights = inlier matches) into
+  leaves of at most ``leaf_max_images`` images, each grown by its most strongly connected
+  outside images (``overlap``) so that neighbours share images; each leaf is mapped as a task
+  by pycolmap's incremental mapper (``IncrementalPipelineOptions.image_names``) in recon's
+  child-process isolation; leaves are merged bottom-up along the cut tree by a Sim(3)
+  (``pycolmap.align_reconstructions_via_reprojections``, falling back to camera centres),
+  shared images keep the pose of the larger side, and the points of the merged model are
+  triangulated again from the database. The caller then runs the usual retriangulation and one
+  global bundle adjustment (recon.ba).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from recon.cluster.engine import Cluster, Task
+
+__all__ = ["LeafPlan", "MappingResult", "cut_match_graph", "extract_features", "match_pairs",
+           "merge_models", "partitioned_mapping", "read_match_graph"]
+
+
+# =========================================================================================
+# Feature extraction
+# =========================================================================================
+
+def _extract_shard(folder: Path, image_dir: str, names: list[str], spec: dict) -> dict:
+    """Task: SIFT of ``names`` into ``folder/features.db``."""
+    import pycolmap
+
+    pycolmap.logging.minloglevel = 2
+    reader = pycolmap.ImageReaderOptions()
+    reader.camera_model = spec["camera_model"]
+    reader.camera_params = spec["camera_params"]
+    ext = pycolmap.FeatureExtractionOptions()
+    ext.max_image_size = int(spec["max_image_size"])
+    ext.sift.max_num_features = int(spec["max_num_features"])
+    ext.sift.first_octave = int(spec["first_octave"])
+    ext.num_threads = int(spec["num_threads"])
+    pycolmap.extract_features(str(folder / "features.db"), image_dir, names,
+                              camera_mode=pycolmap.CameraMode.__members__[spec["camera_mode"]],
+                              reader_options=reader, extraction_options=ext)
+    return {"images": len(names)}
+
+
+def extract_features(cluster: Cluster, db_path, image_dir, names: list[str], *, camera_mode, reader,
+                     extraction, root, shard_size: int | None = None) -> dict:
+    """SIFT features of ``names`` (relative to ``image_dir``) into the database ``db_path``, on
+    the cluster; ``camera_mode`` / ``reader`` / ``extraction`` are the pycolmap options one
+    ``pycolmap.extract_features`` call would get. Returns {"shards", "shard_size"}."""
+    import pycolmap
+
+    if not names:
+        raise ValueError("names: no images to extract")
+    n = len(names)
+    shard_size = shard_size or max(1, min(64, math.ceil(n / (4 * cluster.workers))))
+    spec = {"camera_mode": camera_mode.name, "camera_model": reader.camera_model,
+            "camera_params": reader.camera_params, "max_image_size": int(extraction.max_image_size),
+            "max_num_features": int(extraction.sift.max_num_features),
+            "first_octave": int(extraction.sift.first_octave), "num_threads": cluster.threads_per_task}
+    shards = [names[i:i + shard_size] for i in range(0, n, shard_size)]
+    image_dir = str(Path(image_dir).resolve())
+    tasks = [Task(f"shard-{k:05d}", _extract_shard, (image_dir, shard, spec),
+                  {"image_dir": image_dir, "names": shard, "spec": spec, "sizes": _file_stamps(image_dir, shard)})
+             for k, shard in enumerate(shards)]
+    # the master's cameras and images first, so camera grouping is that of one extraction
+    pycolmap.Database.open(str(db_path)).close()  # import_images wants an existing database
+    pycolmap.import_images(str(db_path), image_dir, camera_mode, names, reader)
+    cluster.map("features", tasks, root)
+    db = pycolmap.Database.open(str(db_path))
+    try:
+        ids = {im.name: im.image_id for im in db.read_all_images()}
+        for k in range(len(shards)):
+            shard_db = pycolmap.Database.open(str(Path(root) / "features" / tasks[k].key / "features.db"))
+            try:
+                for im in shard_db.read_all_images():
+                    if im.name not in ids or db.exists_keypoints(ids[im.name]):
+                        continue
+                    db.write_keypoints(ids[im.name], shard_db.read_keypoints(im.image_id))
+                    db.write_descriptors(ids[im.name], shard_db.read_descriptors(im.image_id))
+            finally:
+                shard_db.close()
+    finally:
+        db.close()
+    return {"shards": len(shards), "shard_size": shard_size}
+
+
+def _file_stamps(image_dir: str, names: list[str]) -> list:
+    """(size, mtime_ns) of each image: a changed photo changes the task's input hash."""
+    out = []
+    for nm in names:
+        st = (Path(image_dir) / nm).stat()
+        out.append((st.st_size, st.st_mtime_ns))
+    return out
+
+
+# =========================================================================================
+# Matching
+# =========================================================================================
+
+def _match_block(folder: Path, snapshot: str, pairs: list[tuple[str, str]], options: dict) -> dict:
+    """Task: match and verify ``pairs`` (image names) in a private copy of ``snapshot``."""
+    import pycolmap
+
+    pycolmap.logging.minloglevel = 2
+    pycolmap.set_random_seed(int(options["seed"]))
+    db = folder / "block.db"
+    shutil.copyfile(snapshot, db)
+    pair_file = folder / "pairs.txt"
+    pair_file.write_text("".join(f"{a} {b}\n" for a, b in pairs))
+    mo = pycolmap.FeatureMatchingOptions()
+    mo.num_threads = int(options["num_threads"])
+    po = pycolmap.ImportedPairingOptions()
+    po.match_list_path = str(pair_file)
+    pycolmap.match_image_pairs(str(db), mo, po)
+    # keep only what the client reads back: matches and geometries live in the block database
+    return {"pairs": len(pairs)}
+
+
+def match_pairs(cluster: Cluster, db_path, pairs: list[tuple[str, str]], *, root, seed: int = 0,
+                block_size: int | None = None) -> dict:
+    """Match and verify ``pairs`` (image names in ``db_path``, which holds their features) on
+    the cluster, in blocks; matches and two-view geometries are written into ``db_path`` here.
+    Returns {"blocks", "block_size", "pairs"}."""
+    import pycolmap
+
+    pairs = sorted({(a, b) if a < b else (b, a) for a, b in pairs if a != b})
+    if not pairs:
+        raise ValueError("pairs: no image pairs to match")
+    block_size = block_size or max(20, min(2000, math.ceil(len(pairs) / (4 * cluster.workers))))
+    root = Path(root)
+    snap_dir = root / "matching"
+    snap_dir.mkdir(parents=True, exist_ok=True)
+    snapshot = snap_dir / "features.db"
+    snapshot.unlink(missing_ok=True)
+    shutil.copyfile(db_path, snapshot)  # features only: the client writes no match before this
+    blocks = [pairs[i:i + block_size] for i in range(0, len(pairs), block_size)]
+    db = pycolmap.Database.open(str(db_path))
+    try:
+        feats = {im.name: int(db.num_keypoints_for_image(im.image_id)) for im in db.read_all_images()}
+    finally:
+        db.close()
+    options = {"seed": int(seed), "num_threads": cluster.threads_per_task}
+    tasks = [Task(f"block-{k:05d}", _match_block, (str(snapshot.resolve()), blk, options),
+                  {"pairs": blk, "options": options, "features": {nm: feats.get(nm) for p in blk for nm in p}})
+                 for k, blk in enumerate(blocks)]
+    cluster.map("matching", tasks, root)
+    db = pycolmap.Database.open(str(db_path))
+    try:
+        ids = {im.name: im.image_id for im in db.read_all_images()}
+        for k, blk in enumerate(blocks):
+            bdb = pycolmap.Database.open(str(root / "matching" / tasks[k].key / "block.db"))
+            try:
+                bids = {im.name: im.image_id for im in bdb.read_all_images()}
+                for a, b in blk:
+                    ia, ib, ja, jb = ids[a], ids[b], bids[a], bids[b]
+                    if db.exists_matches(ia, ib) or not bdb.exists_matches(ja, jb):
+                        continue
+                    db.write_matches(ia, ib, bdb.read_matches(ja, jb))
+                    if bdb.exists_two_view_geometry(ja, jb):
+                        db.write_two_view_geometry(ia, ib, bdb.read_two_view_geometry(ja, jb))
+            finally:
+                bdb.close()
+    finally:
+        db.close()
+    snapshot.unlink(missing_ok=True)
+    return {"blocks": len(blocks), "block_size": block_size, "pairs": len(pairs)}
+
+
+# =========================================================================================
+# Partitioned mapping
+# =========================================================================================
+
+def read_match_graph(db_path) -> tuple[list[str], np.ndarray]:
+    """(image names, W [n, n] symmetric inlier-match counts of the verified pairs) of a database."""
+    import pycolmap
+
+    db = pycolmap.Database.open(str(db_path))
+    try:
+        images = sorted(db.read_all_images(), key=lambda im: im.name)
+        index = {im.image_id: k for k, im in enumerate(images)}
+        W = np.zeros((len(images), len(images)))
+        pair_ids, geoms = db.read_two_view_geometries()
+        for pid, g in zip(pair_ids, geoms):
+            n = len(g.inlier_matches)
+            if n == 0:
+                continue
+            i1, i2 = pycolmap.pair_id_to_image_pair(pid)
+            a, b = index[i1], index[i2]
+            W[a, b] = W[b, a] = n
+    finally:
+        db.close()
+    return [im.name for im in images], W
+
+
+@dataclass
+class LeafPlan:
+    """The cut of the match graph: ``leaves`` (image indices, overlap included) and ``tree``,
+    a nested pair structure over leaf indices giving the bottom-up merge order."""
+
+    leaves: list[list[int]]
+    tree: object  # int (a leaf) or [left, right]
+
+
+def cut_match_graph(W: np.ndarray, leaf_max_images: int, *, overlap: float = 0.25,
+                    min_overlap: int = 6) -> LeafPlan:
+    """Recursive normalized cut of the graph ``W`` [n, n] (symmetric, >= 0) into leaves of at
+    most ``leaf_max_images`` core images; each leaf then gains its ``max(min_overlap, overlap *
+    size)`` outside images most strongly connected to it (sum of weights)."""
+    W = np.asarray(W, dtype=np.float64)
+    if W.ndim != 2 or W.shape[0] != W.shape[1]:
+        raise ValueError(f"W: expected a square [n, n] matrix, got shape {W.shape}")
+    if leaf_max_images < 2:
+        raise ValueError(f"leaf_max_images: expected >= 2, got {leaf_max_images}")
+    if not 0 <= overlap < 1:
+        raise ValueError(f"overlap: expected in [0, 1), got {overlap}")
+    leaves: list[list[int]] = []
+
+    def split(idx: np.ndarray):
+        if len(idx) <= leaf_max_images:
+            leaves.append(sorted(int(i) for i in idx))
+            return len(leaves) - 1
+        a, b = _normalized_cut(W[np.ix_(idx, idx)])
+        return [split(idx[a]), split(idx[b])]
+
+    tree = split(np.arange(len(W)))
+    grown = []
+    for core in leaves:
+        inside = np.zeros(len(W), bool)
+        inside[core] = True
+        strength = W[inside].sum(0)
+        strength[inside] = 0
+        k = min(int((strength > 0).sum()), max(min_overlap, round(overlap * len(core))))
+        extra = np.argsort(-strength, kind="stable")[:k]
+        grown.append(sorted(set(core) | {int(e) for e in extra}))
+    return LeafPlan(grown, tree)
+
+
+def _normalized_cut(W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two halves of a graph by the sign of the Fiedler vector of L_sym = I - D^-1/2 W D^-1/2,
+    split at the median so the halves are balanced (boolean masks)."""
+    from scipy.linalg import eigh
+
+    d = W.sum(1)
+    d_is = 1.0 / np.sqrt(np.maximum(d, 1e-12))
+    L = np.eye(len(W)) - d_is[:, None] * W * d_is[None]
+    _, vec = eigh(L, subset_by_index=[0, 1])
+    f = vec[:, 1] * d_is  # the relaxed indicator of the cut (Shi & Malik 2000, eq. 9)
+    order = np.argsort(f, kind="stable")
+    a = np.zeros(len(W), bool)
+    a[order[: len(W) // 2]] = True
+    return a, ~a
+
+
+def _map_leaf(folder: Path, db_path: str, image_dir: str, names: list[str], options: dict) -> dict:
+    """Task: pycolmap's incremental mapper on ``names`` only, in a child process; the largest
+    model is written to ``folder/model``."""
+    import pycolmap
+
+    from recon.sfm._worker import run_isolated  # the child-process isolation of recon.sfm
+
+    models = folder / "models"
+    models.mkdir()
+    job = {"mapper": "incremental", "database": db_path, "image_dir": image_dir, "output": str(models),
+           "num_threads": options["num_threads"], "seed": options["seed"],
+           "fix_intrinsics": options["fix_intrinsics"], "min_model_size": 3,
+           "global_ba_ratio": options["global_ba_ratio"], "image_names": names}
+    err = run_isolated(job, folder / "mapper.log")
+    best, size = None, 0
+    for d in sorted(models.iterdir()):
+        if d.is_dir() and (d / "images.bin").exists():
+            n = pycolmap.Reconstruction(str(d)).num_reg_images()
+            if n > size:
+                best, size = d, n
+    if best is None:
+        raise RuntimeError(f"the leaf mapper registered no model ({err or 'no error reported'})")
+    best.rename(folder / "model")
+    return {"registered": size, "images": len(names), "error": err}
+
+
+@dataclass
+class MappingResult:
+    """What :func:`partitioned_mapping` did (JSON in the report)."""
+
+    leaves: int
+    leaf_sizes: list[int]
+    leaf_registered: list[int]
+    merges: list[dict]
+    registered: int
+    dropped: list[str]  # images of leaves that could not be aligned to the rest
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def partitioned_mapping(cluster: Cluster, db_path, image_dir, out_model, *, root, leaf_max_images: int,
+                        overlap: float = 0.25, seed: int = 0, fix_intrinsics: bool = False,
+                        global_ba_ratio: float = 1.1, num_threads: int | None = None) -> MappingResult:
+    """Map the database ``db_path`` as overlapping leaves on the cluster and merge them into one
+    model written to ``out_model`` (COLMAP binary, points triangulated from the database)."""
+    names, W = read_match_graph(db_path)
+    keep = W.sum(1) > 0
+    if keep.sum() < 2:
+        raise ValueError(f"db_path: {db_path} has fewer than 2 images with verified matches")
+    idx = np.flatnonzero(keep)
+    plan = cut_match_graph(W[np.ix_(idx, idx)], leaf_max_images, overlap=overlap)
+    leaves = [[names[idx[i]] for i in leaf] for leaf in plan.leaves]
+    options = {"seed": int(seed), "fix_intrinsics": bool(fix_intrinsics), "global_ba_ratio": float(global_ba_ratio),
+               "num_threads": cluster.threads_per_task if num_threads is None else int(num_threads)}
+    db_path, image_dir = str(Path(db_path).resolve()), str(Path(image_dir).resolve())
+    graph_digest = _graph_digest(names, W)
+    tasks = [Task(f"leaf-{k:03d}", _map_leaf, (db_path, image_dir, leaf, options),
+                  {"names": leaf, "options": options, "graph": graph_digest})
+             for k, leaf in enumerate(leaves)]
+    results = cluster.map("mapping", tasks, root)
+    models = [Path(root) / "mapping" / t.key / "model" for t in tasks]
+    merged, merges, dropped = _merge_tree(plan.tree, models, db_path, image_dir, Path(root) / "merge")
+    out_model = Path(out_model)
+    out_model.mkdir(parents=True, exist_ok=True)
+    merged.write_binary(str(out_model))
+    return MappingResult(len(leaves), [len(v) for v in leaves], [r["registered"] for r in results], merges,
+                         int(merged.num_reg_images()), sorted(dropped))
+
+
+def _graph_digest(names: list[str], W: np.ndarray) -> str:
+    import hashlib
+
+    h = hashlib.sha256(json.dumps(names).encode())
+    h.update(np.ascontiguousarray(W, dtype=np.float64).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _merge_tree(tree, models: list[Path], db_path: str, image_dir: str, work: Path):
+    import pycolmap
+
+    merges: list[dict] = []
+    dropped: set[str] = set()
+
+    def walk(node):
+        if isinstance(node, int):
+            return pycolmap.Reconstruction(str(models[node]))
+        left, right = walk(node[0]), walk(node[1])
+        big, small = (left, right) if left.num_reg_images() >= right.num_reg_images() else (right, left)
+        merged, info = merge_models(big, small, db_path, image_dir, work / f"m{len(merges):03d}")
+        merges.append(info)
+        if not info["aligned"]:
+            dropped.update(small.image(i).name for i in small.reg_image_ids()
+                           if big.find_image_with_name(small.image(i).name) is None)
+        return merged
+
+    return walk(tree), merges, dropped
+
+
+def merge_models(tgt, src, db_path: str, image_dir: str, work: Path):
+    """Merge pycolmap model ``src`` into ``tgt`` (same database, so same image and camera ids):
+    ``src`` is brought into ``tgt``'s frame by the Sim(3) ``tgt_from_src`` found from their
+    shared images, the images only in ``src`` are added with their transformed poses (shared
+    images keep ``tgt``'s pose), and the points of the union are triangulated from the database.
+    Returns (merged model, facts); when no Sim(3) is found, ``tgt`` is returned unchanged."""
+    import pycolmap
+
+    from recon.sfm._pycolmap import from_pycolmap, to_pycolmap
+
+    shared = sorted(set(tgt.reg_image_ids()) & set(src.reg_image_ids()))
+    facts = {"shared_images": len(shared), "tgt_images": int(tgt.num_reg_images()),
+             "src_images": int(src.num_reg_images())}
+    sim = None
+    if len(shared) >= 3:
+        sim = pycolmap.align_reconstructions_via_reprojections(src, tgt, min_inlier_observations=0.3,
+                                                              max_reproj_error=8.0)
+        facts["method"] = "reprojections"
+        if sim is None:
+            extent = float(np.linalg.norm(np.ptp([tgt.image(i).projection_center() for i in shared], 0)))
+            sim = pycolmap.align_reconstructions_via_proj_centers(src, tgt, max(0.05 * extent, 1e-6))
+            facts["method"] = "projection centres"
+    if sim is None:
+        facts.update(aligned=False, method="none")
+        return tgt, facts
+    facts.update(aligned=True, scale=float(sim.scale))
+    src = pycolmap.Reconstruction(src)
+    src.transform(sim)
+    a, b = from_pycolmap(tgt), from_pycolmap(src)
+    for iid, im in b.images.items():
+        if iid not in a.images or not a.images[iid].registered:
+            a.images[iid] = im
+            a.cameras.setdefault(im.camera_id, b.cameras[im.camera_id])
+    a.points3D = {}
+    for im in a.images.values():
+        im.point3D_ids[:] = -1
+    work.mkdir(parents=True, exist_ok=True)
+    opts = pycolmap.IncrementalPipelineOptions()
+    merged = pycolmap.triangulate_points(to_pycolmap(a), db_path, image_dir, str(work), clear_points=True,
+                                         options=opts, refine_intrinsics=False)
+    facts["merged_images"] = int(merged.num_reg_images())
+    return merged, facts
