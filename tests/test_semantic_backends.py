@@ -257,3 +257,27 @@ def test_mask_folder_reads_values_as_ids_and_checks_input(tmp_path):
     _png(tmp_path / "rgb" / "a.png", np.dstack([cls, cls + 1, cls]))
     with pytest.raises(FormatError, match="a.png"):
         MaskFolder(tmp_path / "rgb").segment(None, "a.png")
+
+
+def test_detect_images_finds_the_objects_of_a_real_photo(shared_data, tmp_path):
+    """recon.semantic.detect_images (the library of `recon detect`): YOLOv3-tiny on the real dog
+    photo finds dog, bicycle and a car or truck; outputs and the typed result agree."""
+    import json
+
+    from recon.semantic import DetectOptions, detect_images
+
+    d = _yolo_dir()
+    photo = shared_data / "detection" / "dog.jpg"
+    if not photo.is_file():
+        pytest.skip(f"{photo} not found")
+    res = detect_images([photo], tmp_path / "det", DetectOptions(model=d / "yolov3-tiny.cfg", score=0.3,
+                                                                  progress=False))
+    assert res.backend == "darknet" and res.images == 1
+    assert {"dog", "bicycle"} <= set(res.per_class) and {"car", "truck"} & set(res.per_class)
+    written = json.loads((tmp_path / "det" / "detections.json").read_text())
+    assert len(written) == len(res.detections) == sum(res.per_class.values())
+    assert all(e["score"] >= 0.3 for e in written)
+    assert json.loads((tmp_path / "det" / "report.json").read_text())["detections"] == len(written)
+    assert (tmp_path / "det" / "annotated" / "dog.jpg").is_file()
+    with pytest.raises(ValueError, match="nms"):
+        detect_images([photo], tmp_path / "bad", DetectOptions(model=d / "yolov3-tiny.cfg", nms=0.0))

@@ -49,97 +49,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
-def _backend_kind(args) -> str:
-    from pathlib import Path
-
-    if args.backend:
-        return args.backend
-    m = Path(args.model)
-    if m.suffix.lower() == ".cfg":
-        return "darknet"
-    if m.suffix.lower() == ".onnx":
-        return "onnx"
-    if m.is_dir():
-        return "hf"
-    raise ValueError(f"--model: cannot tell the backend of {m} (a .cfg, .onnx or model folder); pass --backend")
-
-
-def _collect_images(items) -> list:
-    from pathlib import Path
-
-    from recon.io.images import list_images
-
-    out = []
-    for it in items:
-        p = Path(it)
-        if p.is_dir():
-            found = list_images(p)
-            if not found:
-                raise FileNotFoundError(f"{p}: no images in this folder")
-            out += found
-        elif p.is_file():
-            out.append(p)
-        else:
-            raise FileNotFoundError(f"{p}: no such file or folder")
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     import sys
-    import time
-    from collections import Counter
-    from pathlib import Path
 
-    from tqdm import tqdm
+    from recon.semantic.detect_job import DetectOptions, detect_images
 
-    from recon.io import read_image, write_image
-    from recon.semantic.backends import make_backend
-    from recon.semantic.io import coco_results, draw_detections, write_coco_results
-
-    t0 = time.perf_counter()
-    images = _collect_images(args.images)
-    kind = _backend_kind(args)
-    size = None
-    if args.input_size:
-        if len(args.input_size) > 2 or min(args.input_size) < 1:
-            raise ValueError(f"--input-size: expected W or W H in pixels, got {args.input_size}")
-        size = (args.input_size[0], args.input_size[-1])
-    backend = make_backend(kind, model=args.model, names=args.names, score_threshold=args.score,
-                           nms_threshold=args.nms, input_size=size, text_queries=args.text)
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
+    if args.input_size and len(args.input_size) > 2:
+        raise ValueError(f"--input-size: expected W or W H in pixels, got {args.input_size}")
+    size = (args.input_size[0], args.input_size[-1]) if args.input_size else None
     try:
         from viewer.convert import label_palette
     except ImportError:
         label_palette = None
-    # names relative to a common folder keep sub-folders apart in annotated/
-    names = [p.name for p in images]
-    if len(set(names)) != len(names):
-        import os
-
-        root = Path(os.path.commonpath([str(p.resolve().parent) for p in images]))
-        names = [p.resolve().relative_to(root).as_posix() for p in images]
-    entries: list[dict] = []
-    counts: Counter = Counter()
+    options = DetectOptions(model=args.model, backend=args.backend, score=args.score, nms=args.nms,
+                            input_size=size, names=args.names, text=tuple(args.text) if args.text else None,
+                            pictures=not args.no_pictures, progress=not args.quiet)
     try:
-        for path, name in tqdm(list(zip(images, names)), desc="detect", unit="img", disable=args.quiet,
-                               file=sys.stderr):
-            img = read_image(path)
-            det = backend.detect(img)
-            entries += coco_results(name, det)
-            counts.update(det.class_names())
-            if not args.no_pictures:
-                cols = label_palette(det.classes) if label_palette else None
-                write_image(out / "annotated" / Path(name).with_suffix(".jpg"), draw_detections(img, det, cols))
-    finally:  # what was detected so far is kept
-        write_coco_results(out / "detections.json", entries)
-        report = {"version": 1, "backend": kind, "model": str(args.model), "images": len(images),
-                  "detections": len(entries), "per_class": dict(counts.most_common()),
-                  "score_threshold": getattr(backend, "score_threshold", args.score),
-                  "nms_threshold": args.nms, "seconds": round(time.perf_counter() - t0, 3)}
-        from recon.io.report import write_report
-
-        write_report(out / "report.json", report)
-    print(f"recon detect: {len(entries)} detections in {len(images)} images -> {out / 'detections.json'}",
-          file=sys.stderr)
+        res = detect_images(args.images, args.output, options, palette=label_palette)
+    except ValueError as e:  # option errors carry the library's names; the CLI's flags are --x
+        msg = str(e)
+        for name in ("input_size", "nms", "backend"):
+            if msg.startswith(name + ":"):
+                msg = "--" + name.replace("_", "-") + msg[len(name):]
+        raise ValueError(msg) from None
+    print(f"recon detect: {len(res.detections)} detections in {res.images} images -> "
+          f"{res.output / 'detections.json'}", file=sys.stderr)
     return 0

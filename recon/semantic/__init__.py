@@ -5,6 +5,7 @@ Importing this package is light (NumPy); OpenCV, transformers and torch load ins
 backends that use them.
 """
 
+from recon.semantic.detect_job import DetectOptions, DetectResult, detect_images
 from recon.semantic.job import LABEL_BACKENDS, LabelSceneOptions, LabelSceneResult, label_scene
 from recon.semantic.letterbox import (
     Letterbox,
@@ -34,6 +35,8 @@ from recon.semantic.types import DetectionBackend, Detections, Segmentation, Seg
 
 __all__ = [
     "LABEL_BACKENDS",
+    "DetectOptions",
+    "DetectResult",
     "DetectionBackend",
     "Detections",
     "LabelSceneOptions",
@@ -47,6 +50,7 @@ __all__ = [
     "box_area",
     "box_iou",
     "confusion_matrix",
+    "detect_images",
     "dice",
     "evaluate_map",
     "generalized_box_iou",
