@@ -4,6 +4,7 @@ CUDA with the same API; a reader/writer for Bundle Adjustment in the Large (BAL)
 reference run of pycolmap's Ceres BA on the same objective for validation.
 """
 
+from recon.ba.job import AdjustModelOptions, AdjustModelResult, adjust_model
 from recon.ba.problem import (
            BAProblem,
            ProblemIndex,
@@ -12,5 +13,5 @@ from recon.ba.problem import (
 )
 from recon.ba.solver import BAOptions, BAResult, bundle_adjust, evaluate_cost, loss_rho
 
-__all__ = ["BAOptions", "BAProblem", "BAResult", "ProblemIndex", "bundle_adjust", "evaluate_cost",
+__all__ = ["AdjustModelOptions", "AdjustModelResult", "BAOptions", "BAProblem", "BAResult", "ProblemIndex", "adjust_model", "bundle_adjust", "evaluate_cost",
            "loss_rho", "problem_from_reconstruction", "update_reconstruction"]

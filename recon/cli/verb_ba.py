@@ -41,86 +41,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="print every LM iteration")
 
 
-def _read(path):
-    from pathlib import Path
-
-    p = Path(path)
-    if p.is_dir():
-        try:
-            from recon.io import read_colmap  # type: ignore[attr-defined]
-
-            return "colmap", read_colmap(p)
-        except ImportError:
-            import pycolmap
-
-            from recon.sfm._pycolmap import from_pycolmap
-
-            if not any((p / f).exists() for f in ("images.bin", "images.txt")):
-                raise ValueError(f"MODEL: {p} holds no COLMAP model (cameras/images/points3D .bin or .txt)") from None
-            return "colmap", from_pycolmap(pycolmap.Reconstruction(str(p)))
-    if p.is_file():
-        from recon.ba.bal import read_bal
-
-        return "bal", read_bal(p)
-    raise ValueError(f"MODEL: {p} does not exist")
-
-
 def run(args: argparse.Namespace) -> int:
     import sys
-    from pathlib import Path
 
-    import numpy as np
+    from recon.ba import BAOptions
+    from recon.ba.job import AdjustModelOptions, adjust_model
 
-    from recon.ba import (
-        BAOptions,
-        bundle_adjust,
-        problem_from_reconstruction,
-        update_reconstruction,
-    )
-
-    kind, data = _read(args.model)
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    if kind == "colmap":
-        rec = data
-        problem, index = problem_from_reconstruction(
-            rec, refine_focal=not args.fix_intrinsics, refine_extra=not args.fix_intrinsics,
-            refine_principal_point=args.refine_principal_point and not args.fix_intrinsics)
-    else:
-        problem = data
-        if args.fix_intrinsics:
-            problem.intrinsics_free = [np.zeros_like(m) for m in problem.intrinsics_free]
-    print(f"recon ba: {problem.num_images} images, {problem.num_points} points, "
-          f"{problem.num_observations} observations", file=sys.stderr)
-    opts = BAOptions(loss=args.loss, loss_scale=args.loss_scale, max_iterations=args.max_iterations,
-                     backend=args.backend, linear_solver=args.linear_solver, verbose=args.verbose)
-    res = bundle_adjust(problem, opts)
-    n = max(problem.num_observations, 1)
-    report = {"input": str(args.model), "format": kind, "images": problem.num_images,
-              "points3D": problem.num_points, "observations": problem.num_observations,
-              "loss": args.loss, "loss_scale": args.loss_scale, "backend": res.backend,
-              "initial_cost": res.initial_cost, "final_cost": res.final_cost,
-              "initial_rms_px": float(np.sqrt(2 * res.initial_cost / n)) if args.loss == "trivial" else None,
-              "final_rms_px": float(np.sqrt(2 * res.final_cost / n)) if args.loss == "trivial" else None,
-              "iterations": res.iterations, "successful_steps": res.successful_steps,
-              "termination": res.termination, "converged": res.converged, "seconds": round(res.time_s, 3)}
-    if kind == "colmap":
-        update_reconstruction(rec, res.problem, index)
-        try:
-            from recon.io import write_colmap  # type: ignore[attr-defined]
-
-            write_colmap(rec, out)
-        except ImportError:
-            from recon.sfm._pycolmap import to_pycolmap
-
-            to_pycolmap(rec).write_binary(str(out))
-    else:
-        from recon.ba.bal import write_bal
-
-        write_bal(out / "problem.bal", res.problem)
-    from recon.io.report import write_report
-
-    write_report(out / "report.json", report, indent=2)
-    print(f"recon ba: cost {res.initial_cost:.6g} -> {res.final_cost:.6g} in {res.iterations} iterations "
-          f"({res.termination}, {res.time_s:.2f} s, {res.backend}); wrote {out}")
+    solver = BAOptions(loss=args.loss, loss_scale=args.loss_scale, max_iterations=args.max_iterations,
+                       backend=args.backend, linear_solver=args.linear_solver, verbose=args.verbose)
+    options = AdjustModelOptions(fix_intrinsics=args.fix_intrinsics,
+                                 refine_principal_point=args.refine_principal_point, solver=solver)
+    res = adjust_model(args.model, args.output, options)
+    s = res.solve
+    print(f"recon ba: {res.images} images, {res.points3D} points, {res.observations} observations",
+          file=sys.stderr)
+    print(f"recon ba: cost {s.initial_cost:.6g} -> {s.final_cost:.6g} in {s.iterations} iterations "
+          f"({s.termination}, {s.time_s:.2f} s, {s.backend}); wrote {res.output}")
     return 0
