@@ -164,7 +164,8 @@ def main() -> None:
         image_dir = Path(ds.image_paths[0]).parent
         gt_by_name = {Path(p).name: v.cam_from_world for p, v in zip(ds.image_paths, ds.views)}
     else:
-        image_dir = Path(args.images) if args.images else Path(__file__).resolve().parents[2] / "shared" / "data" / "sceaux-castle"
+        shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+        image_dir = Path(args.images) if args.images else shared / "sceaux-castle"
     n_images = len([p for p in image_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")])
 
     rows = []

@@ -102,7 +102,7 @@ def main() -> int:
     if not args.no_open3d:
         try:
             import open3d as o3d
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - optional peer: any import failure means 'unavailable'
             print(f"open3d unavailable: {e}", file=sys.stderr)
         else:
             from recon.synth.mesh import scene_mesh

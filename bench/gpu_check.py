@@ -168,7 +168,7 @@ class Check:
                 rec.update(status="timeout", reason=str(e))
             except KeyboardInterrupt:
                 raise
-            except BaseException as e:  # one stage's failure must not lose the others
+            except BaseException as e:  # noqa: BLE001 - one stage's failure must not lose the others
                 rec.update(status="error", error=f"{type(e).__name__}: {e}",
                            traceback=traceback.format_exc(limit=8)[-3000:])
         rec["seconds"] = round(time.perf_counter() - t, 2)
@@ -578,7 +578,8 @@ def markdown(results: dict) -> str:
         r = res.get(key) if (res and key) else res
         if r and "psnr_test" in r:
             rows.append(f"| {name}{'/' + key if key else ''} | {r.get('rasterizer')} on {r.get('device')} | "
-                        f"{r.get('resolution')} | {r.get('steps')}/{r.get('steps_planned')} | {_f(r.get('psnr_test'), '{:.2f}')} | "
+                        f"{r.get('resolution')} | {r.get('steps')}/{r.get('steps_planned')} | "
+                        f"{_f(r.get('psnr_test'), '{:.2f}')} | "
                         f"{_f(r.get('ssim_test'), '{:.3f}')} | {_f(r.get('seconds'), '{:.1f}')} | "
                         f"{_f(r.get('seconds_per_step'), '{:.4f}')} | {_f(r.get('peak_memory_mb'), '{:.0f}')} | "
                         f"{r.get('num_gaussians')} |")
@@ -613,7 +614,8 @@ def _summary(name: str, r: dict) -> str:
     if "psnr_test" in r:
         return (f"{r.get('steps')} steps, {_f(r.get('psnr_test'), '{:.2f}')} dB, SSIM {_f(r.get('ssim_test'), '{:.3f}')}, "
                 f"{_f(r.get('seconds'), '{:.1f}')} s, {_f(r.get('peak_memory_mb'), '{:.0f}')} MB, "
-                f"{r.get('num_gaussians', '-')} Gaussians" + (f", {r['steps_per_second']} steps/s" if r.get("steps_per_second") else ""))
+                f"{r.get('num_gaussians', '-')} Gaussians"
+                + (f", {r['steps_per_second']} steps/s" if r.get("steps_per_second") else ""))
     return json.dumps(r, default=_json_default)[:200].replace("|", "/")
 
 

@@ -124,7 +124,8 @@ def run_bench(b: Bench, *, full: bool, log_dir: Path | None) -> tuple[list[Row],
     t = time.perf_counter()
     try:
         p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=b.timeout_s)
-        out, status = p.stdout, "ok" if p.returncode == 0 else f"exit {p.returncode}: {(p.stderr.strip().splitlines() or [''])[-1][:150]}"
+        last = (p.stderr.strip().splitlines() or [''])[-1][:150]
+        out, status = p.stdout, "ok" if p.returncode == 0 else f"exit {p.returncode}: {last}"
     except subprocess.TimeoutExpired as e:
         out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
         status = f"timeout after {b.timeout_s:.0f} s"

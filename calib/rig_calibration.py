@@ -5,7 +5,8 @@ stereo rig (:func:`calibrate_rig`), each with typed options and a typed result w
 
 The rig: each camera is calibrated alone, the pairs are matched by position
 (:func:`pair_runs`), the rig recipe and the chessboard corner set are chosen by
-:func:`calib.stereo_select.choose_rig`, and :func:`calib.stereo_select.rig_quality` is the gate. The rule and its measurements are in
+:func:`calib.stereo_select.choose_rig`, and :func:`calib.stereo_select.rig_quality` is the gate. The rule and
+its measurements are in
 docs/calibration.md (``bench/bench_stereo_calib.py``).
 """
 

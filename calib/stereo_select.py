@@ -364,7 +364,8 @@ class RigSelection:
         return {"chosen": self.chosen, "folds": self.folds, "tolerance": self.tolerance,
                 "rule": "lowest left-out rectified vertical disparity; the first listed recipe within "
                         "tolerance x the best is kept",
-                "recipes": {r.name: r.description for r in RECIPES + EXTRA_RECIPES if any(s.recipe == r.name for s in self.scores)},
+                "recipes": {r.name: r.description for r in RECIPES + EXTRA_RECIPES
+                            if any(s.recipe == r.name for s in self.scores)},
                 "scores": [s.to_json() for s in self.scores]}
 
 

@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-import run_all
+import run_all  # noqa: E402 - after the sys.path set-up above
 
 sys.path.remove(str(ROOT / "bench"))
 

@@ -28,7 +28,8 @@ SMALL = Camera("OPENCV", 480, 360, [380.0, 380.0, 239.5, 179.5, -0.1, 0.03, 0.0,
 
 
 def test_ray_cache_interpolation_is_exact_enough():
-    for cam, step in [(SMALL, 2), (Camera("OPENCV_FISHEYE", 320, 240, [120.0, 120.0, 159.5, 119.5, 0.05, -0.02, 0.004, -0.001]), 1)]:
+    fisheye = Camera("OPENCV_FISHEYE", 320, 240, [120.0, 120.0, 159.5, 119.5, 0.05, -0.02, 0.004, -0.001])
+    for cam, step in [(SMALL, 2), (fisheye, 1)]:
         c = _RayCache(cam, 2, step)
         idx = np.random.default_rng(0).integers(0, c.valid.size, 3000)
         iy, ix = np.unravel_index(idx, c.valid.shape)

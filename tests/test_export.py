@@ -446,7 +446,8 @@ def test_splat_source_needs_a_depth_renderer(tmp_path, rng):
 
 
 def test_import_recon_export_is_light():
-    code = "import sys, recon.export; print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'open3d', 'trimesh', 'cv2', 'render'}))"
+    code = ("import sys, recon.export; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'open3d', 'trimesh', 'cv2', 'render'}))")
     import os
 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,

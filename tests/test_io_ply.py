@@ -160,7 +160,8 @@ def test_wrong_magic_and_header(tmp_path, rng):
     p = tmp_path / "w.ply"
     p.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
     _expect(p, "not a PLY")
-    good = "ply\nformat binary_little_endian 1.0\nelement vertex 1\nproperty float x\nproperty float y\nproperty float z\nend_header\n"
+    good = ("ply\nformat binary_little_endian 1.0\nelement vertex 1\n"
+            "property float x\nproperty float y\nproperty float z\nend_header\n")
     for bad, needle in [
         (good.replace("binary_little_endian", "binary_middle_endian"), "format"),
         (good.replace("1.0", "2.0"), "format"),

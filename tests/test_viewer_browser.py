@@ -205,7 +205,9 @@ def _colourful(img: np.ndarray) -> np.ndarray:
     return _scene_only((i.max(-1) - i.min(-1)) > 60)
 
 
-@pytest.mark.slow  # passes alone (~6 s), but twice in clean-clone full runs the server did not stop within 90 s of SIGINT; cause not found (README Status)
+# passes alone (~6 s), but twice in clean-clone full runs the server did not stop within 90 s of
+# SIGINT; cause not found (README Status)
+@pytest.mark.slow
 def test_cli_recon_view_synth_dataset_in_chromium(tmp_path):
     """`recon view` on a recon.synth dataset folder (sparse/0 + images/): the page shows the
     content; Ctrl-C (SIGINT) stops the server cleanly with status 0."""

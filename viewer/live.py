@@ -226,7 +226,7 @@ class TrainingViewer:
                         self._maybe_render(client)
                 if self._plots_dirty and time.monotonic() - self._last_plot_update > 0.5:
                     self._update_plots()  # the last logged values, even when training stopped
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - the render loop must outlive a failed render (shown in the GUI)
                 self.last_render_error = f"{type(e).__name__}: {e}"
             self._stop.wait(max(0.0, period - (time.monotonic() - t0)))
 
@@ -254,7 +254,7 @@ class TrainingViewer:
         try:
             with self.lock:
                 img = as_rgb8(self.render_fn(camera, cam_from_world), camera)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - shown in the GUI; the viewer keeps running
             msg = f"{type(e).__name__}: {e}"
             if msg != self.last_render_error:
                 self.gui_render_info.content = f"render failed: `{msg}`"

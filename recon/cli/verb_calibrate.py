@@ -64,7 +64,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stereo: same as --rig-recipe joint (both cameras' intrinsics refined with the rig)")
     p.add_argument("--rig-recipe", default="auto", metavar="NAME",
                    help="stereo: auto (joint, rescued when the rig fails the quality gate; default) or one of "
-                        "recon, opencv, joint, joint-same-focal (joint-centred-k1, joint-centred, centred-k1, pinhole-same-focal on request)")
+                        "recon, opencv, joint, joint-same-focal "
+                        "(joint-centred-k1, joint-centred, centred-k1, pinhole-same-focal on request)")
     p.add_argument("--folds", type=int, default=5, help="stereo: folds of the left-out evaluation (5)")
     p.add_argument("--corners", choices=("auto", "subpix", "sb"), default="auto",
                    help="chessboard corners: sb = OpenCV's sector-based detector alone, subpix = re-refined "

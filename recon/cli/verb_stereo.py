@@ -20,7 +20,8 @@ error sigma_d (default 1 px), and write a coloured point cloud.
 K1 (or M1), D1, K2 (or M2), D2, R, T (X_right = R X_left + T), image_width, image_height,
 optional camera_model / camera_model_right (OPENCV_FISHEYE selects the fisheye model). R1 R2 P1
 P2 Q are recomputed. A rig that `recon calibrate` marked failed (calibration_status: failed, its
-quality gate) is refused with the cause (exit 2) unless --allow-failed-calib is given. Images that are a uniform resize of the calibrated size get scaled
+quality gate) is refused with the cause (exit 2) unless --allow-failed-calib is given. Images that are a
+uniform resize of the calibrated size get scaled
 intrinsics; other sizes are refused. Without --calib the pair is rectified from an estimated
 F (SIFT matches): disparity only, no metric depth.
 

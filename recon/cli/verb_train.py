@@ -52,7 +52,7 @@ def _trainer_modules():
             continue
         try:
             mods.append(importlib.import_module(name))
-        except Exception as e:  # any import failure is reported, never silently dropped
+        except Exception as e:  # noqa: BLE001 - any import failure is reported, never silently dropped
             broken[info.name] = f"{name} cannot be imported ({type(e).__name__}: {e})"
     return sorted(mods, key=lambda m: (getattr(m, "ORDER", 100), m.NAME)), broken
 

@@ -2,7 +2,8 @@
 (Kazhdan & Hoppe 2013, via Open3D) with density trimming, and marching cubes (Lorensen &
 Cline 1987, via scikit-image) of a NeRF density grid.
 
-Density grid file (``.npz``): ``grid`` (or ``density``, as `recon train nerf` writes) float [X, Y, Z] (density sampled at the voxel centres
+Density grid file (``.npz``): ``grid`` (or ``density``, as `recon train nerf` writes) float [X, Y, Z]
+(density sampled at the voxel centres
 ``bbox_min + (i + 0.5) * (bbox_max - bbox_min) / shape``, world frame, metres), ``bbox_min`` [3],
 ``bbox_max`` [3], optional ``iso_hint`` (a suggested level).
 """

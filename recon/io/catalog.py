@@ -227,7 +227,7 @@ def download(name: str, dest=None, *, scene: str | None = None, progress: bool =
         got = re.search(r"got ([0-9a-f]{64})", str(e))
         raise ReconError(f"{info.name}: checksum mismatch for {url}: expected sha256 {info.sha256}, "
                          f"got {got.group(1) if got else '?'}; the download was removed") from None
-    except Exception as e:  # requests / ftplib / OS errors: one line, never a traceback
+    except Exception as e:  # noqa: BLE001 - requests / ftplib / OS errors: one line, never a traceback
         reason = getattr(e, "reason", None) or e
         raise ReconError(f"{info.name}: could not download {url}: {reason}. Check the network connection "
                          "(offline?) or download it by hand from the dataset's homepage "

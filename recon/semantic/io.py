@@ -21,8 +21,18 @@ from recon.errors import FormatError
 from recon.io.colmap import PIXEL_SHIFT
 from recon.semantic.types import Detections
 
-__all__ = ["class_table", "coco_results", "detections_from_coco", "draw_detections", "read_class_table", "read_label_names", "read_names_json",
-           "select_labels", "write_class_table", "write_coco_results"]
+__all__ = [
+    "class_table",
+    "coco_results",
+    "detections_from_coco",
+    "draw_detections",
+    "read_class_table",
+    "read_label_names",
+    "read_names_json",
+    "select_labels",
+    "write_class_table",
+    "write_coco_results",
+]
 
 
 def coco_results(file_name: str, det: Detections) -> list[dict]:
@@ -31,14 +41,26 @@ def coco_results(file_name: str, det: Detections) -> list[dict]:
     out = []
     for b, s, c, n in zip(det.boxes, det.scores, det.classes, det.class_names()):
         x1, y1 = b[0] + PIXEL_SHIFT, b[1] + PIXEL_SHIFT
-        out.append({"file_name": file_name, "category_id": int(c), "category_name": n,
-                    "bbox": [round(float(x1), 2), round(float(y1), 2), round(float(b[2] - b[0]), 2),
-                             round(float(b[3] - b[1]), 2)],
-                    "score": round(float(s), 5)})
+        out.append(
+            {
+                "file_name": file_name,
+                "category_id": int(c),
+                "category_name": n,
+                "bbox": [
+                    round(float(x1), 2),
+                    round(float(y1), 2),
+                    round(float(b[2] - b[0]), 2),
+                    round(float(b[3] - b[1]), 2),
+                ],
+                "score": round(float(s), 5),
+            }
+        )
     return out
 
 
-def detections_from_coco(entries: list[dict], file_name: str, names: dict[int, str] | None = None) -> Detections:
+def detections_from_coco(
+    entries: list[dict], file_name: str, names: dict[int, str] | None = None
+) -> Detections:
     """The Detections of ``file_name`` in a COCO results list (the inverse of ``coco_results``)."""
     rows = [e for e in entries if e.get("file_name") == file_name]
     b = np.array([e["bbox"] for e in rows], dtype=np.float64).reshape(-1, 4)
@@ -61,7 +83,9 @@ def draw_detections(image: np.ndarray, det: Detections, colours=None) -> np.ndar
     import cv2
 
     out = np.ascontiguousarray(np.asarray(image, dtype=np.uint8).copy())
-    cols = np.broadcast_to(np.asarray((255, 200, 0) if colours is None else colours, np.uint8), (len(det), 3))
+    cols = np.broadcast_to(
+        np.asarray((255, 200, 0) if colours is None else colours, np.uint8), (len(det), 3)
+    )
     thick = max(1, round(min(out.shape[:2]) / 300))
     for b, s, name, col in zip(det.boxes, det.scores, det.class_names(), cols):
         c = tuple(int(v) for v in col)
@@ -72,8 +96,16 @@ def draw_detections(image: np.ndarray, det: Detections, colours=None) -> np.ndar
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thick, 1)
         y = max(p1[1], th + base)
         cv2.rectangle(out, (p1[0], y - th - base), (p1[0] + tw, y), c, -1)
-        cv2.putText(out, text, (p1[0], y - base), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thick, (0, 0, 0), 1,
-                    cv2.LINE_AA)
+        cv2.putText(
+            out,
+            text,
+            (p1[0], y - base),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4 * thick,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
     return out
 
 
@@ -81,8 +113,15 @@ def draw_detections(image: np.ndarray, det: Detections, colours=None) -> np.ndar
 # class table and per-object selection
 # ---------------------------------------------------------------------------------------------
 
-def class_table(class_id, instance_id, names: dict[int, str], instance_class: dict[int, int] | None = None,
-                *, what: str = "points") -> dict:
+
+def class_table(
+    class_id,
+    instance_id,
+    names: dict[int, str],
+    instance_class: dict[int, int] | None = None,
+    *,
+    what: str = "points",
+) -> dict:
     """The class table of a labelling: {"version", "what", "classes": {id: {name, count}},
     "instances": {id: {class_id, class_name, count}}, "unlabelled", "total"} (JSON keys are
     strings). Every named class is listed, counts 0 included."""
@@ -97,10 +136,19 @@ def class_table(class_id, instance_id, names: dict[int, str], instance_class: di
     ids, counts = np.unique(iid[iid >= 0], return_counts=True)
     for k, n in zip(ids.tolist(), counts.tolist()):
         c = (instance_class or {}).get(k)
-        instances[str(k)] = {"class_id": c, "class_name": names.get(c, str(c)) if c is not None else None,
-                             "count": int(n)}
-    return {"version": 1, "what": what, "classes": classes, "instances": instances,
-            "unlabelled": int((cid < 0).sum()), "total": int(cid.size)}
+        instances[str(k)] = {
+            "class_id": c,
+            "class_name": names.get(c, str(c)) if c is not None else None,
+            "count": int(n),
+        }
+    return {
+        "version": 1,
+        "what": what,
+        "classes": classes,
+        "instances": instances,
+        "unlabelled": int((cid < 0).sum()),
+        "total": int(cid.size),
+    }
 
 
 def write_class_table(path, table: dict) -> Path:
@@ -138,7 +186,9 @@ def read_names_json(path) -> dict[int, str]:
             return {int(k): (v["name"] if isinstance(v, dict) else str(v)) for k, v in doc.items()}
         except (ValueError, KeyError, TypeError):
             pass
-    raise FormatError(path, 'expected class names as {"id": "name", ...} or ["name0", "name1", ...]')
+    raise FormatError(
+        path, 'expected class names as {"id": "name", ...} or ["name0", "name1", ...]'
+    )
 
 
 def read_label_names(ply_path) -> dict[int, str]:
@@ -146,14 +196,24 @@ def read_label_names(ply_path) -> dict[int, str]:
     ``classes.json`` beside it, else the ``class_table.json`` beside it; {} when none exists.
     (For ``recon export --class NAME``, with :func:`select_labels`.)"""
     p = Path(ply_path)
-    for cand in (p.with_suffix(".classes.json"), p.parent / "classes.json", p.parent / "class_table.json"):
+    for cand in (
+        p.with_suffix(".classes.json"),
+        p.parent / "classes.json",
+        p.parent / "class_table.json",
+    ):
         if cand.is_file():
             return read_names_json(cand)
     return {}
 
 
-def select_labels(class_id, instance_id=None, *, classes=None, instance: int | None = None,
-                  names: dict[int, str] | None = None) -> np.ndarray:
+def select_labels(
+    class_id,
+    instance_id=None,
+    *,
+    classes=None,
+    instance: int | None = None,
+    names: dict[int, str] | None = None,
+) -> np.ndarray:
     """Boolean [N] mask of the points / splats to keep for a per-object export: those whose
     ``class_id`` is in ``classes`` (ids or names, names looked up in ``names``) and, with
     ``instance``, whose ``instance_id`` equals it. Unknown names or an instance that no point has
@@ -168,7 +228,9 @@ def select_labels(class_id, instance_id=None, *, classes=None, instance: int | N
         for c in classes:
             if isinstance(c, str) and not c.lstrip("-").isdigit():
                 if c not in by_name:
-                    raise ValueError(f"--class: unknown class {c!r} (known: {', '.join(sorted(by_name)) or 'none'})")
+                    raise ValueError(
+                        f"--class: unknown class {c!r} (known: {', '.join(sorted(by_name)) or 'none'})"
+                    )
                 want.append(by_name[c])
             else:
                 want.append(int(c))
@@ -179,7 +241,9 @@ def select_labels(class_id, instance_id=None, *, classes=None, instance: int | N
         iid = np.asarray(instance_id, dtype=np.int64).reshape(-1)
         if not np.any(iid == int(instance)):
             present = np.unique(iid[iid >= 0])
-            raise ValueError(f"--instance: no point has instance {instance} (instances: "
-                             f"{present.min() if present.size else '-'}..{present.max() if present.size else '-'})")
+            raise ValueError(
+                f"--instance: no point has instance {instance} (instances: "
+                f"{present.min() if present.size else '-'}..{present.max() if present.size else '-'})"
+            )
         keep &= iid == int(instance)
     return keep

@@ -3,7 +3,8 @@
 The only place where COLMAP's pixel convention meets ours inside ``recon.sfm``: COLMAP puts the
 centre of the top-left pixel at (0.5, 0.5), we put it at (0, 0). The principal point and every
 keypoint go through calib's one conversion (``Camera.from_corner_params`` / ``corner_params``,
-``centre_from_corner`` / ``corner_from_centre``; docs/conventions.md). Poses are ``cam_from_world`` on both sides (OpenCV axes), quaternions are
+``centre_from_corner`` / ``corner_from_centre``; docs/conventions.md). Poses are ``cam_from_world`` on both
+sides (OpenCV axes), quaternions are
 converted from pycolmap's xyzw storage to our wxyz only through ``calib.Rigid3``.
 
 pycolmap is imported inside the functions (``import recon`` stays light).

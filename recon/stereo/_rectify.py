@@ -70,9 +70,11 @@ def rectify_calibrated(calibration: StereoCalibration, *, alpha: float = 0.0) ->
     maps = []
     for cam, R, P in ((c.left, r.R1, r.P1), (c.right, r.R2, r.P2)):
         if cam.is_fisheye:
-            mx, my = cv2.fisheye.initUndistortRectifyMap(cam.K, np.asarray(cam.opencv_dist(), np.float64), R, P[:, :3], size, cv2.CV_32FC1)
+            mx, my = cv2.fisheye.initUndistortRectifyMap(cam.K, np.asarray(cam.opencv_dist(), np.float64), R, P[:, :3],
+                                                         size, cv2.CV_32FC1)
         else:
-            mx, my = cv2.initUndistortRectifyMap(cam.K, np.asarray(cam.opencv_dist(), np.float64), R, P[:, :3], size, cv2.CV_32FC1)
+            mx, my = cv2.initUndistortRectifyMap(cam.K, np.asarray(cam.opencv_dist(), np.float64), R, P[:, :3],
+                                                 size, cv2.CV_32FC1)
         maps.append((mx, my))
     f = float(r.P1[0, 0])
     baseline = float(-r.P2[0, 3] / r.P2[0, 0])

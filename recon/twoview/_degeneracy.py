@@ -15,7 +15,8 @@ reject, do not bias the comparison). H wins (lower GRIC) when the extra dimensio
 no better fit. GRIC caps each point's cost, so a dominant plane with a minority of off-plane
 points can still make H win although F is well determined; we therefore call the scene general
 whenever at least 10 % (and >= 20) of the F inliers are clearly off the homography (residual
-> 4 sigma), like COLMAP's H/E inlier-ratio test (max_H_inlier_ratio = 0.8). An H-winning pair is then split into pure rotation (H is a conjugate rotation
+> 4 sigma), like COLMAP's H/E inlier-ratio test (max_H_inlier_ratio = 0.8). An H-winning pair is then split
+into pure rotation (H is a conjugate rotation
 K2 R K1^-1: with calibration the normalised H has equal singular values; without, its eigenvalues
 have equal moduli, assuming K1 = K2) and planar. F-winning pairs whose triangulated points show
 a tiny median parallax are marked ``low_parallax`` (the translation direction is unreliable).

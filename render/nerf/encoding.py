@@ -247,7 +247,7 @@ def cpu_kernels(*, log=None):
                 mod = cpp_extension.load(name="recon_hashgrid_cpu_v1",
                                          sources=[str(Path(__file__).with_name("_hashgrid_cpu.cpp"))],
                                          extra_cflags=["-O3"], verbose=False)
-        except Exception as e:  # no compiler, no ninja, a build error: the PyTorch ops still work
+        except Exception as e:  # noqa: BLE001 - no compiler, no ninja, a build error: the PyTorch ops still work
             _KERNELS["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
             mod = None
     _KERNELS["mod"] = mod

@@ -318,7 +318,7 @@ def use_compiled_kernels(enable: bool = True) -> bool:
     try:
         for name, fn in _EAGER.items():
             _KERNELS[name] = _guarded(name, torch.compile(fn, dynamic=True))
-    except Exception:
+    except Exception:  # noqa: BLE001 - torch.compile set-up failures of any kind: eager kernels
         _KERNELS.update(_EAGER)
         return False
     return True
@@ -330,7 +330,7 @@ def _guarded(name, compiled):
     def run(*args):
         try:
             return compiled(*args)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - warned below, then the eager kernel
             import warnings
 
             warnings.warn(f"torch.compile of the splat kernel '{name}' failed ({type(e).__name__}: {e}); "
