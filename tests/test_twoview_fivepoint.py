@@ -98,10 +98,15 @@ def test_five_point_agrees_with_pycolmap_estimator(rng):
 
 def test_noiseless_with_outliers_exact(rng):
     u1, u2, cam, _, T, _ = make_pair(rng, n=600, noise=0.0, outlier_frac=0.3)
-    geo = two_view_geometry(u1, u2, cam, cam, config=TwoViewConfig(threshold_px=1.0))
+    geo = two_view_geometry(u1, u2, cam, cam, config=TwoViewConfig(threshold_px=1.0, method="ours"))
     r, t = pose_errors(geo.cam2_from_cam1, T)
     assert r < 0.005 and t < 0.005, (r, t)
     assert geo.degeneracy.pose_reliable and geo.degeneracy.rotation_reliable
+    # the default (PoseLib's Cauchy refinement over inliers and in-band outliers) is biased by
+    # the outliers it down-weights but does not drop: 0.004 / 0.010 deg here (docs/twoview.md)
+    geo = two_view_geometry(u1, u2, cam, cam, config=TwoViewConfig(threshold_px=1.0))
+    r, t = pose_errors(geo.cam2_from_cam1, T)
+    assert r < 0.01 and t < 0.02, (r, t)
 
 
 def _plane_pair(rng, off_plane=0.1, n=800, noise=0.5, outliers=0.2):

@@ -192,6 +192,7 @@ class SfMReport:
     plausibility: dict = field(default_factory=dict)  # Plausibility of the model kept
     colmap_defaults: dict = field(default_factory=dict)  # what pycolmap's defaults registered, if run
     video: dict | None = None
+    cluster: dict | None = None  # recon.cluster.Cluster.facts() with --workers / --cluster, else None
     stage_seconds: dict[str, float] = field(default_factory=dict)
     total_seconds: float = 0.0
     config: dict = field(default_factory=dict)
