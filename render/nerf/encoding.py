@@ -220,38 +220,12 @@ def cpu_kernels(*, log=None):
     ``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``); None where they cannot be built
     (the caller falls back to PyTorch ops) or ``RECON_NO_CPP_KERNELS=1``. The reason of a failure
     is in ``cpu_kernels_error()``."""
-    import os
-    import sys
+    from pathlib import Path
 
-    if "mod" in _KERNELS:
-        return _KERNELS["mod"]
-    mod = None
-    if os.environ.get("RECON_NO_CPP_KERNELS", "") not in ("", "0"):
-        _KERNELS["error"] = "disabled by RECON_NO_CPP_KERNELS"
-    else:
-        try:
-            import warnings
-            from pathlib import Path
+    from render._cpp import load_cpu_extension
 
-            from torch.utils import cpp_extension
-
-            # the `ninja` pip package puts its binary next to the interpreter: on PATH even when
-            # the virtualenv is not activated
-            bindir = str(Path(sys.executable).parent)
-            if bindir not in os.environ.get("PATH", "").split(os.pathsep):
-                os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
-            if log:
-                log("building the fused CPU hash-grid kernels (once; cached afterwards)")
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                mod = cpp_extension.load(name="recon_hashgrid_cpu_v1",
-                                         sources=[str(Path(__file__).with_name("_hashgrid_cpu.cpp"))],
-                                         extra_cflags=["-O3"], verbose=False)
-        except Exception as e:  # noqa: BLE001 - no compiler, no ninja, a build error: the PyTorch ops still work
-            _KERNELS["error"] = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
-            mod = None
-    _KERNELS["mod"] = mod
-    return mod
+    return load_cpu_extension(_KERNELS, "recon_hashgrid_cpu_v1", Path(__file__).with_name("_hashgrid_cpu.cpp"),
+                              "fused CPU hash-grid kernels", log=log)
 
 
 def cpu_kernels_error() -> str | None:

@@ -18,42 +18,13 @@ _KERNELS: dict = {}
 
 def cpu_kernels(*, log=None):
     """The built extension module, or None (reason in :func:`cpu_kernels_error`)."""
-    import os
-    import sys
+    from pathlib import Path
 
-    if "mod" in _KERNELS:
-        return _KERNELS["mod"]
-    mod = None
-    if os.environ.get("RECON_NO_CPP_KERNELS", "") not in ("", "0"):
-        _KERNELS["error"] = "disabled by RECON_NO_CPP_KERNELS"
-    else:
-        try:
-            import warnings
-            from pathlib import Path
+    from render._cpp import load_cpu_extension
 
-            from torch.utils import cpp_extension
-
-            # the `ninja` pip package puts its binary next to the interpreter
-            bindir = str(Path(sys.executable).parent)
-            if bindir not in os.environ.get("PATH", "").split(os.pathsep):
-                os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
-            if log:
-                log("building the fused CPU splat rasterizer (once; cached afterwards)")
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                mod = cpp_extension.load(name="recon_splat_raster_cpu_v1",
-                                         sources=[str(Path(__file__).with_name("_raster_cpu.cpp"))],
-                                         extra_cflags=["-O3"], verbose=False)
-        except Exception as e:  # noqa: BLE001  no compiler, no ninja, a build error: the PyTorch path still works
-            msg = str(e).strip().splitlines()[-1] if str(e).strip() else ""
-            _KERNELS["error"] = f"{type(e).__name__}: {msg}"
-            import warnings
-
-            warnings.warn(f"fused CPU splat rasterizer unavailable ({_KERNELS['error']}); using the "
-                          "slower PyTorch compositor", stacklevel=2)
-            mod = None
-    _KERNELS["mod"] = mod
-    return mod
+    return load_cpu_extension(_KERNELS, "recon_splat_raster_cpu_v1", Path(__file__).with_name("_raster_cpu.cpp"),
+                              "fused CPU splat rasterizer", log=log,
+                              warn_fallback="using the slower PyTorch compositor")
 
 
 def cpu_kernels_error() -> str | None:
