@@ -80,8 +80,8 @@ def main():
     args = ap.parse_args()
 
 
-    from calib import Camera, Rigid3
-    from recon.stereo import SGBMConfig, StereoCalibration, compute_disparity, stereo_depth
+    from calib import Camera, Rigid3, StereoRig
+    from recon.stereo import SGBMConfig, compute_disparity, stereo_depth
     from recon.stereo._disparity import _matcher
 
     w, h = args.width, args.height
@@ -93,7 +93,7 @@ def main():
     ev[:, :nd] = False
     mp = w * h / 1e6
     cam = Camera("PINHOLE", w, h, np.array([f, f, (w - 1) / 2, (h - 1) / 2]))
-    rig = StereoCalibration(cam, cam, Rigid3(np.eye(3), np.array([-baseline, 0.0, 0.0])))
+    rig = StereoRig(cam, cam, Rigid3(np.eye(3), np.array([-baseline, 0.0, 0.0])))
 
     def bad2(d):
         e = np.abs(d - gt)

@@ -13,7 +13,7 @@ Public API (re-exported from ``calib``)::
     read_status(path) -> CalibrationStatus             # "ok" / "failed" (recon calibrate's quality gate)
     colmap_camera_line(camera, camera_id=1) -> str     # one cameras.txt line (COLMAP convention)
     write_cameras_txt(path, cameras) -> Path           # cameras.txt, camera k has id k + 1
-    write_report(path, report) -> Path                 # report.json (NaN -> null, atomic)
+    write_report(path, report) -> Path                 # THE report.json writer (NaN -> null, atomic, versioned)
     parse_colmap_camera_line(line) -> (camera_id, Camera)
     camera_json(camera, std=None) -> dict / camera_from_json(d) -> Camera   # report.json entries
     report_dict(result, ...) / stereo_report_dict(stereo, ...) -> dict      # recon's report.json
@@ -127,27 +127,55 @@ def write_cameras_txt(path, cameras: list[Camera]) -> Path:
     return path
 
 
-def _json_safe(x):
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        return float(x) if np.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, np.ndarray):
-        return _json_safe(x.tolist())
-    return x
+REPORT_VERSION = 1
 
 
-def write_report(path, report: dict) -> Path:
-    """Write ``report`` as JSON (NaN and infinities as null), atomically (a temporary file in
-    the same folder, then renamed)."""
-    if not isinstance(report, dict):
-        raise TypeError(f"report: expected a dict, got {type(report).__name__}")
+def jsonable(obj):
+    """``obj`` as plain JSON types: NaN / inf -> None, NumPy -> Python, Path / Enum -> str,
+    dataclasses -> dicts (their ``to_json()`` when they have one), anything else -> ``str``."""
+    import dataclasses
+    import math
+    from enum import Enum
+
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, Enum):
+        return str(obj.value)
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "to_json") and callable(obj.to_json):
+        return jsonable(obj.to_json())
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return jsonable(dataclasses.asdict(obj))
+    if hasattr(obj, "tolist"):  # NumPy / torch arrays and scalars
+        return jsonable(obj.tolist())
+    if hasattr(obj, "item"):
+        return jsonable(obj.item())
+    return str(obj)
+
+
+def write_report(path, report, *, indent: int = 1) -> Path:
+    """THE writer of every ``report.json`` (calibration, verbs, pipeline stages, trainers; recon
+    re-exports it as ``recon.io.report.write_report``). Rules: NaN and +-inf become ``null``
+    (strict JSON any parser reads); NumPy, paths, enums and dataclasses are converted
+    (:func:`jsonable`); the file is written atomically (a temporary name in the same folder, then
+    ``os.replace``: a crash leaves the previous complete report or none); every report carries a
+    ``"version"`` field first (the caller's, else :data:`REPORT_VERSION`). Returns ``path``.
+
+    ``report``: a dict, or an object with ``to_json()`` returning one (TypeError otherwise).
+    """
+    doc = jsonable(report)
+    if not isinstance(doc, dict):
+        raise TypeError(f"report: expected a dict or an object with to_json(), got {type(report).__name__}")
+    doc = {"version": doc.pop("version", REPORT_VERSION), **doc}
     path = Path(path)
-    _atomic_write(path, json.dumps(_json_safe(report), indent=1, allow_nan=False))
+    _atomic_write(path, json.dumps(doc, indent=indent, allow_nan=False) + "\n")
     return path
 
 

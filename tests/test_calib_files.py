@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 
-from calib import MODELS, Camera, Rigid3, StereoRig, matrix_from_axis_angle
+from calib import MODELS, CalibFileError, Camera, Rigid3, StereoRig, matrix_from_axis_angle
 from calib.files import (
     camera_json,
     colmap_camera_line,
@@ -187,16 +188,26 @@ def test_file_errors_carry_the_path(tmp_path):
 
 
 def test_recon_readers_agree(tmp_path):
-    """recon sfm, twoview and stereo read a fisheye calibration through calib.files: the fisheye
-    k3, k4 stay fisheye (the bug: sfm read them as OPENCV p1, p2)."""
-    from recon.sfm.inputs import read_opencv_calibration
-    from recon.stereo import read_stereo_calibration
-    from recon.twoview._calibfile import read_camera_pair as twoview_pair
+    """recon sfm, twoview and stereo read a fisheye calibration through calib.files itself (no
+    per-verb shims): the fisheye k3, k4 stay fisheye (the bug: sfm read them as OPENCV p1, p2),
+    and a malformed file is named the same way by every caller (CalibFileError; twoview's and
+    stereo's bad_input verdicts carry its message)."""
+    from recon.sfm.pipeline import SfMConfig, load_inputs
+    from recon.stereo import StereoPairOptions, stereo_pair
+    from recon.twoview import PairOptions, analyze_pair
 
     fish = CAMERAS["OPENCV_FISHEYE"]
     path = write_opencv_yaml(tmp_path / "calibration.yaml", fish, rms_px=0.2)
-    assert _same(read_opencv_calibration(path), fish)
-    assert all(_same(c, fish) for c in twoview_pair(path))
-    rig = write_opencv_yaml(tmp_path / "rig.yaml", rig=StereoRig(fish, fish, RIGHT_FROM_LEFT))
-    back = read_stereo_calibration(rig)
-    assert _same(back.left, fish) and _same(back.right, fish)
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(images / f"{i}.png"), np.full((fish.height, fish.width, 3), 90 + 40 * i, np.uint8))
+    assert _same(load_inputs(images, tmp_path / "work", SfMConfig(calibration=path), progress=False).known, fish)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("%YAML:1.0\n---\nimage_width: 10\n")
+    with pytest.raises(CalibFileError, match="bad.yaml"):
+        load_inputs(images, tmp_path / "work", SfMConfig(calibration=bad), progress=False)
+    res = analyze_pair(images / "0.png", images / "1.png", options=PairOptions(calib=bad))  # a verdict, not a raise
+    assert res.exit_code == 2 and res.report["message"].startswith(str(bad))
+    res = stereo_pair(images / "0.png", images / "1.png", tmp_path / "st", StereoPairOptions(calib=bad))
+    assert res.exit_code == 2 and res.report["message"].startswith(str(bad))

@@ -40,7 +40,29 @@ def test_the_callers_version_is_kept(tmp_path):
 
 def test_a_failed_write_leaves_the_old_report(tmp_path):
     path = write_report(tmp_path / "report.json", {"x": 1})
-    with pytest.raises(TypeError, match="doc"):
+    with pytest.raises(TypeError, match="report: expected a dict"):
         write_report(path, [1, 2])
     assert json.loads(path.read_text()) == {"version": REPORT_VERSION, "x": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]  # no temporary left behind
+
+
+def test_a_full_disk_is_a_disk_full_error_naming_the_file(tmp_path, monkeypatch):
+    import errno
+
+    import calib.files
+    from recon.errors import DiskFullError
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(calib.files, "_atomic_write", full)
+    with pytest.raises(DiskFullError, match="report.json"):
+        write_report(tmp_path / "report.json", {"x": 1})
+
+
+def test_calibration_reports_go_through_the_same_writer(tmp_path):
+    """calib.files.write_report IS recon's writer (calib is the bottom layer): same rules."""
+    import calib.files
+
+    back = json.loads(calib.files.write_report(tmp_path / "c.json", {"rms": np.float64("nan")}).read_text())
+    assert back == {"version": REPORT_VERSION, "rms": None}

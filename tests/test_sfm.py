@@ -15,7 +15,6 @@ from calib import Camera, Sim3, rotation_angle_deg
 from recon.sfm.inputs import (
     collect_images,
     extract_video_frames,
-    read_opencv_calibration,
     sharpness,
 )
 
@@ -98,7 +97,7 @@ def test_video_frames_thinned_and_blurry_rejected(tmp_path):
 
 
 @pytest.mark.parametrize("model", ["OPENCV", "OPENCV_FISHEYE"])
-def test_read_opencv_calibration(tmp_path, model):
+def test_sfm_reads_the_calibrate_yaml(tmp_path, model):
     """The file `recon calibrate` writes (calib.files.write_opencv_yaml) is read back by
     `recon sfm --calib` as the same camera: OPENCV_FISHEYE stays fisheye (k3, k4 are not read as
     p1, p2), and it projects exactly like OpenCV with the file's K, D."""
@@ -106,9 +105,14 @@ def test_read_opencv_calibration(tmp_path, model):
 
     from calib.files import write_opencv_yaml
 
+    from recon.sfm.pipeline import SfMConfig, load_inputs
+
     truth = Camera(model, 640, 480, [500.0, 502.0, 319.5, 241.0, -0.1, 0.02, 0.001, -0.0005])
     path = write_opencv_yaml(tmp_path / "calibration.yaml", truth, rms_px=0.2)
-    cam = read_opencv_calibration(path)
+    (tmp_path / "images").mkdir()
+    for i in range(2):
+        _write_textured(tmp_path / "images" / f"{i}.png", i, size=(640, 480))
+    cam = load_inputs(tmp_path / "images", tmp_path / "work", SfMConfig(calibration=path), progress=False).known
     assert cam.allclose(truth, rtol=1e-15, atol=1e-12)
     fs = cv2.FileStorage(str(path), cv2.FILE_STORAGE_READ)
     K, D = fs.getNode("K").mat(), fs.getNode("D").mat()

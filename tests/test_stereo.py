@@ -7,22 +7,18 @@ import numpy as np
 import pytest
 from _twoview_scenes import PlaneBoxScene, pinhole, rectified_pair
 
-from calib import Camera, Rigid3, matrix_from_axis_angle
-from recon.errors import FormatError
+from calib import Camera, CalibFileError, Rigid3, StereoRig, matrix_from_axis_angle, read_rig, write_opencv_yaml
 from recon.stereo import (
     SGBMConfig,
-    StereoCalibration,
     StereoConfig,
     compute_disparity,
     depth_from_disparity,
     depth_sigma,
     disparity_range_from_matches,
     fit_calibration_to_images,
-    read_stereo_calibration,
     rectify_calibrated,
     rectify_images,
     stereo_depth,
-    write_stereo_calibration,
 )
 
 BASELINE = 0.2
@@ -44,7 +40,7 @@ def rig_pair():
     scene = PlaneBoxScene(seed=1)
     L, zl, _ = scene.render(left, Rigid3.identity())
     Rimg, _, _ = scene.render(right, right_from_left)
-    return StereoCalibration(left, right, right_from_left), L, Rimg, zl
+    return StereoRig(left, right, right_from_left), L, Rimg, zl
 
 
 def _bad(disp, gt, mask, thr=2.0):
@@ -98,8 +94,8 @@ def test_depth_model_and_uncertainty():
 
 def test_calibration_yaml_roundtrip(tmp_path, rig_pair):
     calib = rig_pair[0]
-    path = write_stereo_calibration(tmp_path / "stereo.yaml", calib)
-    back = read_stereo_calibration(path)
+    path = write_opencv_yaml(tmp_path / "stereo.yaml", rig=calib)
+    back = read_rig(path)
     assert back.left.allclose(calib.left) and back.right.allclose(calib.right)
     assert np.allclose(back.right_from_left.matrix(), calib.right_from_left.matrix())
     text = path.read_text()
@@ -111,10 +107,10 @@ def test_calibration_yaml_errors(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("%YAML:1.0\n---\nK1: !!opencv-matrix\n   rows: 3\n   cols: 3\n   dt: d\n"
                    "   data: [500., 0., 320., 0., 500., 240., 0., 0., 1.]\n")
-    with pytest.raises(FormatError, match="missing key"):
-        read_stereo_calibration(bad)
+    with pytest.raises(CalibFileError, match="missing key"):
+        read_rig(bad)
     with pytest.raises(FileNotFoundError):
-        read_stereo_calibration(tmp_path / "nope.yaml")
+        read_rig(tmp_path / "nope.yaml")
 
 
 def test_rectification_aligns_rows(rig_pair):
@@ -218,12 +214,12 @@ def test_reads_recon_calibrate_yaml(tmp_path, rig_pair):
     into the same cameras and right_from_left; its mono YAML works for `recon twoview`."""
     from calib.files import write_opencv_yaml
     from calib.stereo import StereoResult, rectify
-    from recon.twoview._calibfile import read_camera_pair
+    from calib import read_camera_pair
 
     calib = rig_pair[0]
     sr = StereoResult(calib.left, calib.right, calib.right_from_left, np.eye(3), np.eye(3), 0.3,
                       rectify(calib.left, calib.right, calib.right_from_left), 0.1, ["pair"])
-    back = read_stereo_calibration(write_opencv_yaml(tmp_path / "rig.yaml", rig=sr))
+    back = read_rig(write_opencv_yaml(tmp_path / "rig.yaml", rig=sr))
     assert back.left.allclose(calib.left) and back.right.allclose(calib.right)
     assert np.allclose(back.right_from_left.matrix(), calib.right_from_left.matrix())
     a, b = read_camera_pair(write_opencv_yaml(tmp_path / "mono.yaml", calib.left, rms_px=0.2))
@@ -240,7 +236,7 @@ def test_fisheye_rig_depth():
     scene = PlaneBoxScene(seed=2)
     L, zl, _ = scene.render(cam, Rigid3.identity())
     R, _, _ = scene.render(cam, T)
-    out = stereo_depth(L, R, StereoCalibration(cam, cam, T))
+    out = stereo_depth(L, R, StereoRig(cam, cam, T))
     f1, f2 = detect_features(out.left_rect), detect_features(out.right_rect)
     x1, x2 = match_features(f1, f2).points(f1, f2)
     assert np.median(np.abs(x1[:, 1] - x2[:, 1])) < 0.3

@@ -87,7 +87,7 @@ def test_twoview_cli_size_mismatch(scene_files, tmp_path):
 
 @pytest.fixture(scope="module")
 def stereo_files(tmp_path_factory):
-    from recon.stereo import StereoCalibration, write_stereo_calibration
+    from calib import StereoRig, write_opencv_yaml
 
     d = tmp_path_factory.mktemp("st")
     cam = pinhole()
@@ -95,7 +95,7 @@ def stereo_files(tmp_path_factory):
     scene = PlaneBoxScene(seed=7)
     L, zl, _ = scene.render(cam, Rigid3.identity())
     R, _, _ = scene.render(cam, right_from_left)
-    calib = write_stereo_calibration(d / "stereo.yaml", StereoCalibration(cam, cam, right_from_left))
+    calib = write_opencv_yaml(d / "stereo.yaml", rig=StereoRig(cam, cam, right_from_left))
     return {"left": _write(d / "l.png", L), "right": _write(d / "r.png", R), "calib": str(calib), "zl": zl,
             "L": L}
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-from calib import Camera
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -18,7 +17,6 @@ __all__ = [
     "ImageSet",
     "collect_images",
     "extract_video_frames",
-    "read_opencv_calibration",
     "sharpness",
 ]
 
@@ -159,13 +157,3 @@ def extract_video_frames(video, out_dir, *, target_fps: float = 2.0, max_frames:
             FrameExtraction(idx, len(names), float(fps), step, blurry))
 
 
-def read_opencv_calibration(path) -> Camera:
-    """The known camera of ``recon sfm --calib``: any file :func:`calib.read_camera` reads
-    (OpenCV YAML from ``recon calibrate`` or cv2, report.json, COLMAP cameras.txt), with its
-    declared model (an OPENCV_FISHEYE calibration stays OPENCV_FISHEYE). FileNotFoundError /
-    FormatError naming the file."""
-    from calib.files import read_camera
-    from recon.errors import reading
-
-    with reading(path):
-        return read_camera(path)

@@ -36,7 +36,6 @@ from recon.sfm.inputs import (
     ImageSet,
     collect_images,
     extract_video_frames,
-    read_opencv_calibration,
 )
 from recon.sfm.matching import Strategy, choose_strategy, find_vocab_tree
 
@@ -199,17 +198,9 @@ class SfMReport:
     outputs: dict[str, str] = field(default_factory=dict)
 
     def write(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2, default=_json_default) + "\n")
+        from recon.io.report import write_report
 
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
+        write_report(path, asdict(self), indent=2)
 
 
 class _Stages:
@@ -556,7 +547,11 @@ def load_inputs(inputs, work_dir, config: SfMConfig, *, progress: bool = True) -
     else:
         raise ValueError(f"inputs: {inputs} is neither a folder of images nor a video "
                          f"({', '.join(sorted(VIDEO_EXTENSIONS))})")
-    known = read_opencv_calibration(config.calibration) if config.calibration else None
+    known = None
+    if config.calibration:
+        from calib import read_camera
+
+        known = read_camera(config.calibration)
     return InputsResult(images, video, known)
 
 

@@ -4,20 +4,16 @@ clouds, and pictures.
 
 Functional API::
 
-    from recon.stereo import read_stereo_calibration, stereo_depth
-    calib = read_stereo_calibration("stereo.yaml")        # OpenCV YAML from `recon calibrate`
-    out = stereo_depth(left_rgb, right_rgb, calib)         # -> StereoOutput
+    from calib import read_rig                            # the one calibration reader
+    from recon.stereo import stereo_depth
+    rig = read_rig("stereo.yaml")                         # OpenCV YAML from `recon calibrate`
+    out = stereo_depth(left_rgb, right_rgb, rig)           # -> StereoOutput
     out.depth, out.depth_sigma, out.points, out.colors
 
 Conventions: disparity d = u_left - u_right (pixels) in the rectified left view; depth is z in
 the rectified left frame; point clouds are in the original left camera frame.
 """
 
-from recon.stereo._calibration import (
-    StereoCalibration,
-    read_stereo_calibration,
-    write_stereo_calibration,
-)
 from recon.stereo._disparity import (
     DisparityResult,
     SGBMConfig,
@@ -49,7 +45,6 @@ from recon.stereo._rectify import (
 __all__ = [
     "DisparityResult",
     "SGBMConfig",
-    "StereoCalibration",
     "StereoConfig",
     "StereoOutput",
     "StereoPairOptions",
@@ -61,12 +56,10 @@ __all__ = [
     "disparity_range_from_matches",
     "fit_calibration_to_images",
     "points_from_depth",
-    "read_stereo_calibration",
     "rectify_calibrated",
     "rectify_images",
     "rectify_uncalibrated",
     "stereo_depth",
     "stereo_pair",
     "uncalibrated_matches",
-    "write_stereo_calibration",
 ]

@@ -93,9 +93,9 @@ class StereoPairResult:
         return self.report.get("verdict", "")
 
     def to_json(self) -> dict:
-        from recon.twoview import json_safe
+        from recon.io.report import jsonable
 
-        return json_safe(self.report)
+        return jsonable(self.report)
 
 
 def uncalibrated_matches(left: np.ndarray, right: np.ndarray, *, threshold_px: float = 1.0):
@@ -119,9 +119,9 @@ def stereo_pair(left, right, output, options: StereoPairOptions = StereoPairOpti
     ``left`` / ``right``; writes disparity / depth maps, pictures, points.ply and report.json
     (every case) into ``output``. Unreadable images raise; bad calibration or mismatched
     sizes give verdict "bad_input" (exit_code 2)."""
+    from calib import read_rig
     from recon.io import read_image
-    from recon.stereo._calibration import read_stereo_calibration
-    from recon.twoview import write_report
+    from recon.io.report import write_report
 
     if not isinstance(options, StereoPairOptions):
         raise TypeError(f"options: expected StereoPairOptions, got {type(options).__name__}")
@@ -135,7 +135,7 @@ def stereo_pair(left, right, output, options: StereoPairOptions = StereoPairOpti
     calib = matches = None
     try:
         if options.calib:
-            calib = read_stereo_calibration(options.calib)
+            calib = read_rig(options.calib)
             _check_status(options.calib, options.allow_failed_calib, report)
         else:
             if img_l.shape[:2] != img_r.shape[:2]:
@@ -145,14 +145,14 @@ def stereo_pair(left, right, output, options: StereoPairOptions = StereoPairOpti
             if F is None or len(x1) < options.min_inliers:
                 report.update(verdict="no_depth", exit_code=1, message=f"uncalibrated: only {len(x1)} epipolar "
                               f"inliers among {n} matches; cannot rectify")
-                write_report(out, report)
+                write_report(Path(out) / "report.json", report, indent=2)
                 return StereoPairResult(report, 1)
             matches = (F, x1, x2)
         t = time.perf_counter()
         res = stereo_depth(img_l, img_r, calib, config=cfg, uncalibrated_matches=matches)
     except ValueError as e:
         report.update(verdict="bad_input", message=str(e), exit_code=2)
-        write_report(out, report)
+        write_report(Path(out) / "report.json", report, indent=2)
         return StereoPairResult(report, 2)
     t_match = time.perf_counter() - t
     outputs = _write_maps(out, res, options, report)
@@ -165,7 +165,7 @@ def stereo_pair(left, right, output, options: StereoPairOptions = StereoPairOpti
     if not ok:
         report["message"] = "no pixel passed the left-right check: check the calibration and the image order"
     report["exit_code"] = 0 if ok else 1
-    write_report(out, report)
+    write_report(Path(out) / "report.json", report, indent=2)
     return StereoPairResult(report, report["exit_code"], res, outputs)
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from recon.stereo._calibration import StereoCalibration
+from calib import StereoRig
 from recon.stereo._disparity import (
     DisparityResult,
     SGBMConfig,
@@ -88,8 +88,8 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
     raise TypeError(f"images: unsupported dtype {img.dtype} (expected uint8, uint16 or float in [0, 1])")
 
 
-def fit_calibration_to_images(calibration: StereoCalibration, size_left: tuple[int, int],
-                              size_right: tuple[int, int]) -> tuple[StereoCalibration, list[str]]:
+def fit_calibration_to_images(calibration: StereoRig, size_left: tuple[int, int],
+                              size_right: tuple[int, int]) -> tuple[StereoRig, list[str]]:
     """Check image sizes against the calibration. Equal sizes pass; images that are a uniform
     rescale of the calibrated size (same aspect ratio, e.g. half resolution) get scaled
     intrinsics (with a note); anything else raises ValueError with the sizes."""
@@ -106,16 +106,16 @@ def fit_calibration_to_images(calibration: StereoCalibration, size_left: tuple[i
                          "recalibrate, or crop/resize the images to the calibrated size")
     note = (f"images are {w}x{h}, the calibration is for {cw}x{ch}: intrinsics scaled by {sx:.4g} "
             "(assumes a plain resize, not a crop)")
-    return StereoCalibration(calibration.left.resized(w, h), calibration.right.resized(w, h),
+    return StereoRig(calibration.left.resized(w, h), calibration.right.resized(w, h),
                              calibration.right_from_left), [note]
 
 
-def stereo_depth(left: np.ndarray, right: np.ndarray, calibration: StereoCalibration | None = None, *,
+def stereo_depth(left: np.ndarray, right: np.ndarray, calibration: StereoRig | None = None, *,
                  config: StereoConfig = StereoConfig(), uncalibrated_matches: tuple | None = None) -> StereoOutput:
     """Dense depth from a stereo pair.
 
     left, right: [H, W, 3] uint8 RGB (or [H, W] grey) original (unrectified) images.
-    calibration: the rig (:func:`read_stereo_calibration`); images must match its size (or be
+    calibration: the rig (:func:`calib.read_rig`); images must match its size (or be
                  a uniform rescale of it). Without it, pass ``uncalibrated_matches=(F, x1, x2)``
                  (an estimated F and its inlier matches): disparity only, no metric depth.
     """

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from calib import Camera
-from recon.stereo._calibration import StereoCalibration
+from calib import StereoRig
 
 __all__ = ["StereoRectification", "rectify_calibrated", "rectify_images", "rectify_uncalibrated"]
 
@@ -50,15 +50,15 @@ class StereoRectification:
         return self.camera.size
 
 
-def rectify_calibrated(calibration: StereoCalibration, *, alpha: float = 0.0) -> StereoRectification:
+def rectify_calibrated(calibration: StereoRig, *, alpha: float = 0.0) -> StereoRectification:
     """Rectification of a calibrated rig. ``alpha`` = 0 crops to valid pixels only, 1 keeps
     every source pixel (black borders). Raises ValueError for vertical rigs."""
     import cv2
 
     from calib.stereo import rectify
 
-    if not isinstance(calibration, StereoCalibration):
-        raise TypeError(f"calibration: expected StereoCalibration, got {type(calibration).__name__}")
+    if not isinstance(calibration, StereoRig):
+        raise TypeError(f"calibration: expected StereoRig, got {type(calibration).__name__}")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha: expected in [0, 1], got {alpha}")
     c = calibration

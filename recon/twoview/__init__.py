@@ -20,8 +20,6 @@ from recon.twoview._analyze import (
     PairOptions,
     analyze_pair,
     default_threshold_px,
-    json_safe,
-    write_report,
 )
 from recon.twoview._degeneracy import VERDICTS, Degeneracy, classify_degeneracy, gric
 from recon.twoview._epipolar import (
@@ -103,7 +101,6 @@ __all__ = [
     "hartley_normalization",
     "homography_dlt",
     "homography_transfer_error",
-    "json_safe",
     "normalized_coords",
     "project_to_essential",
     "recover_pose",
@@ -113,5 +110,4 @@ __all__ = [
     "triangulate_dlt",
     "triangulate_midpoint",
     "two_view_geometry",
-    "write_report",
 ]

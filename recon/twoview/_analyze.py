@@ -6,18 +6,16 @@
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from calib import Camera
 from recon.twoview._pipeline import TwoViewConfig, TwoViewGeometry, guess_camera, two_view_geometry
 
-__all__ = ["PairAnalysis", "PairOptions", "analyze_pair", "default_threshold_px", "json_safe",
-           "write_report"]
+__all__ = ["PairAnalysis", "PairOptions", "analyze_pair", "default_threshold_px"]
 
 _FEATURES = ("sift", "rootsift", "orb")
 _METHODS = ("poselib", "ours", "opencv")
@@ -92,33 +90,9 @@ class PairAnalysis:
         return self.report.get("verdict", "")
 
     def to_json(self) -> dict:
-        return json_safe(self.report)
+        from recon.io.report import jsonable
 
-
-def json_safe(obj):
-    """JSON-safe copy: NaN / inf -> null, NumPy scalars and arrays -> Python numbers and lists."""
-    if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return json_safe(obj.tolist())
-    if isinstance(obj, (np.bool_, bool)):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    return obj
-
-
-def write_report(out: Path, report: dict) -> Path:
-    """Write ``out/report.json`` (JSON-safe, see :func:`json_safe`); returns its path."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "report.json"
-    path.write_text(json.dumps(json_safe(report), indent=2, allow_nan=False))
-    return path
+        return jsonable(self.report)
 
 
 def default_threshold_px(width: int, height: int) -> float:
@@ -150,7 +124,7 @@ def _intrinsics(image_a, image_b, sizes, opts: PairOptions, notes: list):
     """(camera A, camera B, source) from the options; cameras None when they are to be guessed."""
     (wa, ha), (wb, hb) = sizes
     if opts.calib:
-        from recon.twoview._calibfile import fit_camera_to_image, read_camera_pair
+        from calib import read_camera_pair
 
         cam_a, cam_b = read_camera_pair(opts.calib)
         cam_a, note_a = fit_camera_to_image(cam_a, wa, ha, "A")
@@ -180,6 +154,8 @@ def analyze_pair(image_a, image_b, output=None, options: PairOptions = PairOptio
     Unreadable images raise (FileNotFoundError / recon's read errors); a calibration that does
     not fit the images gives verdict "bad_input" and exit_code 2.
     """
+    from recon.io.report import write_report
+
     from recon.features import match_features
     from recon.io import read_image
 
@@ -198,7 +174,7 @@ def analyze_pair(image_a, image_b, output=None, options: PairOptions = PairOptio
     except ValueError as e:
         report.update(verdict="bad_input", message=str(e), exit_code=2)
         if out is not None:
-            write_report(out, report)
+            write_report(Path(out) / "report.json", report, indent=2)
         return PairAnalysis(report, None, 2)
     timings: dict = {}
     t = time.perf_counter()
@@ -227,7 +203,7 @@ def analyze_pair(image_a, image_b, output=None, options: PairOptions = PairOptio
     report["outputs"], report["timings"] = outputs, timings
     report["exit_code"] = 1 if report["verdict"] in ("too_few_matches", "identical", "no_model") else 0
     if out is not None:
-        write_report(out, report)
+        write_report(Path(out) / "report.json", report, indent=2)
     return PairAnalysis(report, geo, report["exit_code"], outputs)
 
 
@@ -291,3 +267,17 @@ def _pictures(out: Path, img_a, img_b, uv1, uv2, geo: TwoViewGeometry) -> list[s
         write_ply(out / "points.ply", PointCloud(geo.triangulation.points[ok].astype(np.float32), rgb))
         written.append("points.ply")
     return written
+
+
+def fit_camera_to_image(camera: Camera, width: int, height: int, name: str) -> tuple[Camera, str | None]:
+    """The camera for an image of (width, height): unchanged when sizes agree, rescaled (with a
+    note) when the image is a uniform resize of the calibrated size, else ValueError."""
+    if camera.size == (width, height):
+        return camera, None
+    sx, sy = width / camera.width, height / camera.height
+    if abs(sx - sy) > 2.0 / min(camera.width, camera.height):
+        raise ValueError(f"{name}: image is {width}x{height} but the calibration expects "
+                         f"{camera.width}x{camera.height} (different aspect ratio); recalibrate or "
+                         "resize/crop the image to the calibrated size")
+    return camera.resized(width, height), (f"{name}: image is {width}x{height}, calibration {camera.width}x"
+                                           f"{camera.height}: intrinsics scaled by {sx:.4g} (assumes a resize)")

@@ -14,6 +14,7 @@ from typing import Any
 
 from recon.errors import ReconError
 from recon.io.files import atomic_write_text
+from recon.io.report import write_report
 
 from ._checkpoint import _save_checkpoint, read_checkpoint
 from ._eval import EvalResult, evaluate
@@ -224,5 +225,5 @@ def fit(trainer: Trainer, scene, split: Split, out_dir, loop: LoopConfig, *, con
         **(report_extra or {}),
         **exported,
     }
-    atomic_write_text(out / "report.json", json.dumps(report, indent=2, default=str))
+    write_report(out / "report.json", report, indent=2)
     return FitResult(out, report, step, seconds, ev)
