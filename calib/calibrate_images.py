@@ -18,9 +18,11 @@ from calib.boards import (
 )
 from calib.calibrate import CalibrationError, Observation, Rejection
 
-__all__ = ["IMAGE_EXTS", "DetectionRun", "detect_images", "expand_images", "read_gray", "refine_run"]
+__all__ = ["IMAGE_EXTENSIONS", "DetectionRun", "detect_images", "expand_images", "read_gray", "refine_run"]
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+# The image file extensions every recon reader lists (compared lower-case). calib is the bottom
+# layer, so the one tuple lives here; recon.io.images re-exports it.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm")
 """Image suffixes a folder is listed for (compared lower-cased)."""
 
 
@@ -46,7 +48,7 @@ def expand_images(items) -> list[str]:
     for it in items or []:
         it = str(it)
         if os.path.isdir(it):
-            out += sorted(os.path.join(it, f) for f in os.listdir(it) if f.lower().endswith(IMAGE_EXTS))
+            out += sorted(os.path.join(it, f) for f in os.listdir(it) if f.lower().endswith(IMAGE_EXTENSIONS))
         elif any(ch in it for ch in "*?["):
             hits = sorted(glob.glob(it))
             if not hits:

@@ -25,10 +25,10 @@ import numpy as np
 
 from calib import Camera, Rigid3
 from recon.errors import FormatError, ReconError
+from recon.io.images import resolve_image
 
 __all__ = ["SceneData", "View", "load_scene", "scene_extent", "split_train_test"]
 
-_IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".JPG", ".JPEG", ".PNG", ".webp", ".tif", ".tiff")
 
 
 @dataclass(eq=False)
@@ -174,17 +174,6 @@ class _Undistorter:
         return _load_image(cached, background)
 
 
-def _resolve_image(root: Path, name: str) -> Path | None:
-    p = root / name
-    if p.is_file():
-        return p
-    if p.suffix == "":
-        for ext in _IMAGE_EXTS:
-            if p.with_suffix(ext).is_file():
-                return p.with_suffix(ext)
-    return None
-
-
 def _load_image(path: Path, background) -> np.ndarray:
     from recon.io import read_image
 
@@ -254,7 +243,7 @@ def load_scene(path, *, resolution_scale: float = 1.0, background=(0.0, 0.0, 0.0
                              f"{unposed[:3]}); register them or remove them from the model")
     if not registered:
         raise ReconError(f"{model_path}: the model has no registered images")
-    missing = [im.name for im in registered if _resolve_image(root, im.name) is None]
+    missing = [im.name for im in registered if resolve_image(root, im.name) is None]
     if missing:
         raise ReconError(f"{model_path}: {len(missing)} of {len(registered)} registered cameras have no "
                          f"image file under {root} (first: {missing[:3]}); check the images folder")
@@ -266,7 +255,7 @@ def load_scene(path, *, resolution_scale: float = 1.0, background=(0.0, 0.0, 0.0
     views = []
     for im in registered:
         cam = rec.cameras[im.camera_id]
-        file = _resolve_image(root, im.name)
+        file = resolve_image(root, im.name)
         if has_distortion(cam) and not allow_distortion:
             img = undistorter.image(file, im.name, im.camera_id, cam, background)
             cam = undistorter.camera(im.camera_id, cam)

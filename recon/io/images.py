@@ -27,13 +27,15 @@ from typing import NamedTuple
 
 import numpy as np
 
+from calib.calibrate_images import IMAGE_EXTENSIONS  # the one tuple (lower-case); calib is the bottom layer
 from recon.errors import FormatError
 
-__all__ = ["DEFAULT_MAX_IMAGE_PIXELS", "IMAGE_EXTENSIONS", "CameraGuess", "ImageTooLarge", "check_image",
-           "exif_focal_px", "exif_orientation", "guess_camera", "image_size", "list_images",
-           "max_image_pixels", "open_image", "read_image", "set_max_image_pixels", "write_image"]
+__all__ = ["DEFAULT_MAX_IMAGE_PIXELS", "IMAGE_EXTENSIONS", "LOSSLESS_EXTENSIONS", "CameraGuess", "ImageTooLarge",
+           "check_image", "exif_focal_px", "exif_orientation", "guess_camera", "image_size", "list_images",
+           "max_image_pixels", "open_image", "read_image", "resolve_image", "set_max_image_pixels", "write_image"]
 
 DEFAULT_MAX_IMAGE_PIXELS = 400_000_000
+LOSSLESS_EXTENSIONS = (".png", ".tif", ".tiff")  # 16-bit images and label masks
 _max_pixels = DEFAULT_MAX_IMAGE_PIXELS
 
 
@@ -54,7 +56,6 @@ def set_max_image_pixels(n: int | None) -> int:
     old, _max_pixels = _max_pixels, DEFAULT_MAX_IMAGE_PIXELS if n is None else n
     return old
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm")
 _MODES = ("rgb", "gray", "unchanged")
 
 _TAG_ORIENTATION = 0x0112
@@ -312,7 +313,7 @@ def write_image(path, image: np.ndarray, *, quality: int = 95) -> Path:
     ext = path.suffix.lower()
     if ext not in IMAGE_EXTENSIONS:
         raise ValueError(f"path: unknown image extension {ext!r} (expected one of {IMAGE_EXTENSIONS})")
-    if a.dtype == np.uint16 and ext not in (".png", ".tif", ".tiff"):
+    if a.dtype == np.uint16 and ext not in LOSSLESS_EXTENSIONS:
         raise ValueError(f"image: 16-bit images need .png or .tif, got {ext!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
     if a.dtype == np.uint16 and a.ndim == 3:
@@ -332,10 +333,25 @@ def write_image(path, image: np.ndarray, *, quality: int = 95) -> Path:
     return path
 
 
-def list_images(folder) -> list[Path]:
-    """Image files directly in ``folder`` (by extension), sorted by name."""
+def list_images(folder, *, recursive: bool = False) -> list[Path]:
+    """Image files in ``folder`` (``recursive``: and its sub-folders), by extension in any case
+    (:data:`IMAGE_EXTENSIONS`), sorted by path. The one image lister of recon."""
     folder = Path(folder)
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def resolve_image(folder, name: str) -> Path | None:
+    """The image file ``name`` names in ``folder``: ``folder/name`` when it exists, else
+    ``folder/name + EXT`` for the first of :data:`IMAGE_EXTENSIONS` (lower or upper case) that
+    exists (NeRF transforms.json and some COLMAP exports omit the extension); None when none."""
+    p = Path(folder) / name
+    if p.is_file():
+        return p
+    for ext in (e for x in IMAGE_EXTENSIONS for e in (x, x.upper())):
+        if (q := Path(folder) / (name + ext)).is_file():
+            return q
+    return None
 
 
 # =========================================================================================

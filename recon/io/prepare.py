@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from recon.errors import FormatError, ReconError
+from recon.io.images import resolve_image
 
 __all__ = ["PREPARERS", "PreparedDataset", "prepare"]
 
@@ -110,18 +111,6 @@ def _image_size(path: Path) -> tuple[int, int]:
         return im.size
 
 
-def _resolve_image(folder: Path, name: str) -> Path | None:
-    p = folder / name
-    if p.is_file():
-        return p
-    from recon.io.images import IMAGE_EXTENSIONS
-
-    for ext in (e for x in IMAGE_EXTENSIONS for e in (x, x.upper())):  # extensions in either case
-        if (folder / (name + ext)).is_file():
-            return folder / (name + ext)
-    return None
-
-
 def _has_colmap(folder: Path) -> bool:
     from recon.io.colmap import find_colmap_model
 
@@ -180,7 +169,7 @@ def _prepare_blender(source: Path, scene: str, out: Path, **_) -> PreparedDatase
         split[part] = []
         for k, frame in enumerate(frames):
             rel = str(frame.get("file_path", "")).removeprefix("./")
-            img = _resolve_image(root, rel)
+            img = resolve_image(root, rel)
             if img is None:
                 raise FormatError(file, f"frames[{k}]: image {rel!r} not found next to it")
             name = img.relative_to(root).as_posix()

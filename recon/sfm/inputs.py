@@ -21,7 +21,7 @@ __all__ = [
 ]
 
 from recon.io.detect import VIDEO_EXTENSIONS  # one list of extensions, in recon.io
-from recon.io.images import IMAGE_EXTENSIONS
+from recon.io.images import IMAGE_EXTENSIONS, list_images
 
 
 @dataclass
@@ -80,7 +80,7 @@ def collect_images(image_dir, *, progress: bool = True) -> ImageSet:
     image_dir = Path(image_dir)
     if not image_dir.is_dir():
         raise ValueError(f"images: {image_dir} is not a folder")
-    files = sorted(p for p in image_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = list_images(image_dir, recursive=True)
     names, sizes, rejected, seen = [], {}, {}, {}
     for p in tqdm(files, desc="check images", unit="img", disable=not progress, leave=False):
         name = p.relative_to(image_dir).as_posix()

@@ -43,7 +43,7 @@ from recon.twoview._epipolar import (
     recover_pose,
 )
 from recon.twoview._fivepoint import essential_five_point
-from recon.twoview._pipeline import TwoViewConfig, TwoViewGeometry, guess_camera, two_view_geometry
+from recon.twoview._pipeline import TwoViewConfig, TwoViewGeometry, two_view_geometry
 from recon.twoview._relpose import PoseRefinement, refine_relative_pose
 from recon.twoview._solvers import (
     enforce_rank2,
@@ -97,7 +97,6 @@ __all__ = [
     "fundamental_from_essential",
     "fundamental_seven_point",
     "gric",
-    "guess_camera",
     "hartley_normalization",
     "homography_dlt",
     "homography_transfer_error",

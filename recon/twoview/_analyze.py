@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from calib import Camera
-from recon.twoview._pipeline import TwoViewConfig, TwoViewGeometry, guess_camera, two_view_geometry
+from recon.twoview._pipeline import TwoViewConfig, TwoViewGeometry, _guessed, two_view_geometry
 
 __all__ = ["PairAnalysis", "PairOptions", "analyze_pair", "default_threshold_px"]
 
@@ -133,7 +133,7 @@ def _intrinsics(image_a, image_b, sizes, opts: PairOptions, notes: list):
         return cam_a, cam_b, "calibration file"
     if opts.focal_px:
         notes.append(f"intrinsics from --focal {opts.focal_px} px, principal point at the centre")
-        return guess_camera(wa, ha, opts.focal_px), guess_camera(wb, hb, opts.focal_px), "focal option"
+        return _guessed((wa, ha), opts.focal_px), _guessed((wb, hb), opts.focal_px), "focal option"
     if opts.use_exif:
         from recon.io import exif_focal_px
 
@@ -141,7 +141,7 @@ def _intrinsics(image_a, image_b, sizes, opts: PairOptions, notes: list):
         if fa and fb:
             notes.append(f"intrinsics from EXIF focal lengths ({fa:.1f}, {fb:.1f} px), principal point at the "
                          "centre, no distortion: pass --calib for an exact pose")
-            return guess_camera(wa, ha, fa), guess_camera(wb, hb, fb), "exif"
+            return _guessed((wa, ha), fa), _guessed((wb, hb), fb), "exif"
     return None, None, "guessed"
 
 

@@ -27,7 +27,7 @@ from recon.twoview._relpose import refine_relative_pose
 from recon.twoview._solvers import sampson_error
 from recon.twoview._triangulation import Triangulation, refine_two_view, triangulate_dlt
 
-__all__ = ["TwoViewConfig", "TwoViewGeometry", "guess_camera", "two_view_geometry"]
+__all__ = ["TwoViewConfig", "TwoViewGeometry", "two_view_geometry"]
 
 
 @dataclass(frozen=True)
@@ -106,11 +106,12 @@ class TwoViewGeometry:
         return int(np.count_nonzero(self.triangulation.valid() & self.inliers))
 
 
-def guess_camera(width: int, height: int, focal_px: float | None = None) -> Camera:
-    """A SIMPLE_PINHOLE guess for an uncalibrated image: focal ``focal_px`` or
-    1.2 * max(width, height) (COLMAP's prior), principal point at the image centre."""
-    f = float(focal_px) if focal_px else 1.2 * max(width, height)
-    return Camera("SIMPLE_PINHOLE", width, height, np.array([f, (width - 1) / 2.0, (height - 1) / 2.0]))
+def _guessed(size, focal_px: float | None = None) -> Camera:
+    """SIMPLE_PINHOLE guess for an uncalibrated image of ``size`` (the one guess,
+    :func:`recon.io.guess_camera`): focal ``focal_px`` or 1.2 * max(W, H), centred."""
+    from recon.io.images import guess_camera
+
+    return guess_camera(tuple(size), model="SIMPLE_PINHOLE", focal_px=focal_px).camera
 
 
 def _pose_from_homography(H, camera1: Camera, camera2: Camera, n1, n2) -> Rigid3 | None:
@@ -143,7 +144,7 @@ def two_view_geometry(uv1, uv2, camera1: Camera | None = None, camera2: Camera |
     uv1, uv2: [N, 2] matched pixels (pixel-centre convention).
     camera1, camera2: intrinsics (both or neither). Without them F is estimated on raw pixels
                 and, if ``image_size1/2`` (width, height) are given, K is guessed (see
-                :func:`guess_camera`) so that a rough pose can still be reported.
+                :func:`recon.io.guess_camera`) so that a rough pose can still be reported.
     """
     uv1 = as_array(uv1, "uv1", ndim=2, last=(2,))
     uv2 = as_array(uv2, "uv2", ndim=2, last=(2,))
@@ -156,7 +157,7 @@ def two_view_geometry(uv1, uv2, camera1: Camera | None = None, camera2: Camera |
     notes: list[str] = []
     guessed = False
     if camera1 is None and image_size1 is not None and image_size2 is not None:
-        camera1, camera2 = guess_camera(*image_size1), guess_camera(*image_size2)
+        camera1, camera2 = _guessed(image_size1), _guessed(image_size2)
         guessed = True
         notes.append("no calibration: K guessed as focal = 1.2 * max(width, height), principal point at "
                      "the centre; R and t are approximate")

@@ -13,13 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from recon.errors import FormatError
+from recon.io.images import LOSSLESS_EXTENSIONS
 from recon.semantic.io import read_names_json
 from recon.semantic.types import Segmentation
 
 __all__ = ["MaskFolder", "ground_truth_masks", "read_label_png"]
-
-_MASK_EXTS = (".png", ".tif", ".tiff")
-
 
 def read_label_png(path) -> np.ndarray:
     """[H, W] integer ids of a single-channel 8/16-bit label image (FormatError otherwise)."""
@@ -50,7 +48,7 @@ def _index(folder: Path, what: str) -> dict[str, Path]:
         raise FileNotFoundError(f"{folder}: no such {what} folder")
     files = {}
     for p in sorted(folder.rglob("*")):
-        if p.is_file() and p.suffix.lower() in _MASK_EXTS:
+        if p.is_file() and p.suffix.lower() in LOSSLESS_EXTENSIONS:
             files[p.relative_to(folder).with_suffix("").as_posix()] = p
     if not files:
         raise FormatError(folder, f"empty {what} folder: no .png label images in it")
