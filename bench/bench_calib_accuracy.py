@@ -77,7 +77,7 @@ def charuco_end_to_end() -> int:
             poses = coverage_board_poses(board, cam, 20, rng, fill=(1.0, 1.6))
         out = f"{tmp}/{capture}"
         write_board_dataset(out, kind="charuco", cols=board.cols, rows=board.rows, square=board.square,
-                            marker=board.marker, dictionary=board.dictionary, camera=cam, poses=poses, seed=0,
+                            marker=board.marker, dictionary=board.dictionary, camera=cam, cams_from_board=poses, seed=0,
                             blur_px=0.5, image_noise=1.0)
         run = detect_images(sorted(glob.glob(out + "/images/*.png")), board)
         res = calibrate_camera(run.observations, run.image_size, CalibrationConfig(model=cam.model))

@@ -56,7 +56,7 @@ class StereoRig:
         centre_right_in_left = np.array([baseline, vertical_offset, 0.0])
         return cls(camera, right_camera or camera, Rigid3(R, -R @ centre_right_in_left))
 
-    def poses(self, cam_left_from_world: Rigid3) -> tuple[Rigid3, Rigid3]:
+    def cams_from_world(self, cam_left_from_world: Rigid3) -> tuple[Rigid3, Rigid3]:
         """(cam_left_from_world, cam_right_from_world)."""
         return cam_left_from_world, self.right_from_left @ cam_left_from_world
 

@@ -119,8 +119,8 @@ def test_calibrate_stereo_cli(tmp_path):
 
     both = [p for p in poses if true_corners(board, TRUTH, rig @ p)[1].all()][:10]
     assert len(both) >= 8
-    write_board_dataset(tmp_path / "L", cols=9, rows=6, square=0.03, camera=TRUTH, poses=both, supersample=2)
-    write_board_dataset(tmp_path / "R", cols=9, rows=6, square=0.03, camera=TRUTH, poses=[rig @ p for p in both],
+    write_board_dataset(tmp_path / "L", cols=9, rows=6, square=0.03, camera=TRUTH, cams_from_board=both, supersample=2)
+    write_board_dataset(tmp_path / "R", cols=9, rows=6, square=0.03, camera=TRUTH, cams_from_board=[rig @ p for p in both],
                         supersample=2)
     out = tmp_path / "rig"
     rc = main(["calibrate", "--left", str(tmp_path / "L" / "images"), "--right", str(tmp_path / "R" / "images"),

@@ -333,7 +333,7 @@ def test_trajectories(scene):
         el = np.degrees(np.arcsin(c[2] / np.linalg.norm(c)))
         assert 11.9 < el < 55.1
     rig = synth.StereoRig.horizontal(cam, 0.2)
-    l, r = rig.poses(synth.orbit(1)[0])
+    l, r = rig.cams_from_world(synth.orbit(1)[0])
     assert abs(np.linalg.norm(l.dst_origin_in_src() - r.dst_origin_in_src()) - 0.2) < 1e-12
 
 

@@ -361,7 +361,7 @@ def write_board_dataset(out, *, kind: str = "chessboard", cols: int = 9, rows: i
                         image_noise: float = 0.0, blur_px: float = 0.0, supersample: int = 3,
                         max_tilt_deg: float = 40.0, max_roll_deg: float = 25.0,
                         fill: tuple[float, float] = (0.35, 0.65),
-                        poses: list[Rigid3] | None = None, prefix: str = "") -> Path:
+                        cams_from_board: list[Rigid3] | None = None, prefix: str = "") -> Path:
     """Render ``num_views`` board images into ``out/images/`` and write ``out/gt.json``.
 
     gt.json holds the board spec, the camera (COLMAP model name, OUR pixel-centre convention),
@@ -369,7 +369,7 @@ def write_board_dataset(out, *, kind: str = "chessboard", cols: int = 9, rows: i
     the true corner pixels (``corners``, ids 0..N-1), ``visible``, and ``corners_noisy`` (true
     corners + Gaussian noise of sigma ``noise_px`` per axis, for tests that skip detection).
     ``fill``: range of the board's apparent size as a fraction of the image diagonal.
-    Pass ``poses`` to render given poses (e.g. the right camera of a stereo rig)."""
+    Pass ``cams_from_board`` to render given views (e.g. the right camera of a stereo rig)."""
     import cv2
 
     if camera is None:
@@ -382,6 +382,7 @@ def write_board_dataset(out, *, kind: str = "chessboard", cols: int = 9, rows: i
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
+    poses = cams_from_board
     if poses is None:
         poses = random_board_poses(board, camera, num_views, rng, max_tilt_deg=max_tilt_deg,
                                    max_roll_deg=max_roll_deg, fill=fill)
@@ -454,7 +455,7 @@ def stereo_board_poses(board: BoardSpec, left: Camera, right: Camera, right_from
 
 
 def write_stereo_board_dataset(out, board: BoardSpec, left: Camera, right: Camera, right_from_left: Rigid3,
-                               poses: list[Rigid3], *, blur_px: float = 0.0, image_noise: float = 0.0,
+                               cams_left_from_board: list[Rigid3], *, blur_px: float = 0.0, image_noise: float = 0.0,
                                supersample: int = 3, seed: int = 0) -> Path:
     """Render a rig's board pairs: ``out/left/NNNN.png``, ``out/right/NNNN.png`` (pair k = the
     k-th of each, sorted) and ``out/gt.json`` (both cameras, ``right_from_left``, the left
@@ -468,7 +469,7 @@ def write_stereo_board_dataset(out, board: BoardSpec, left: Camera, right: Camer
     caches = {side: _RayCache(cam, supersample, 1 if cam.is_fisheye else 2) for side, cam in
               (("left", left), ("right", right))}
     views = []
-    for k, pose in enumerate(poses):
+    for k, pose in enumerate(cams_left_from_board):
         view = {"cam_from_board": {"rotation": pose.rotation.tolist(), "translation": pose.translation.tolist()}}
         for side, cam, p in (("left", left, pose), ("right", right, right_from_left @ pose)):
             img = render_board(board, cam, p, supersample=supersample, blur_px=blur_px, image_noise=image_noise,

@@ -276,167 +276,193 @@ def make_scene(seed: int = 0, config: SceneConfig | None = None) -> Scene:
     shelf, balls and crates; sizes, colours, positions and textures all drawn from ``seed``.
 
     Objects stay inside a disc of radius ~2.2 m around the origin, so cameras orbiting at
-    2.6-3.6 m look at them with the textured walls behind.
+    2.6-3.6 m look at them with the textured walls behind. The parts are drawn in a fixed order
+    from one generator (:class:`_Room`), so a seed always gives the same room.
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
     config = SceneConfig() if config is None else config
     config.validate()
-    rng = np.random.default_rng(int(seed))
-    prims: list[Primitive] = []
-    instances: list[Instance] = []
-    counters: dict[str, int] = {}
+    room = _Room(np.random.default_rng(int(seed)), config)
+    room.floor_and_walls()
+    room.table_with_vase_and_books()
+    room.chairs()
+    room.shelf()
+    room.balls_and_crates()
+    return Scene(room.prims, room.instances, int(seed), config)
 
-    def palette(k: int = 4, dark: float = 0.1, bright: float = 0.95) -> np.ndarray:
-        base = rng.uniform(dark, bright, 3)
+
+_I3 = np.eye(3)
+
+
+def _place(R_obj: np.ndarray, t_obj: np.ndarray, R_loc: np.ndarray, t_loc) -> tuple[np.ndarray, np.ndarray]:
+    """A part's (rotation, centre) in the world from its pose in its object's frame."""
+    return R_obj @ R_loc, R_obj @ np.asarray(t_loc, float) + t_obj
+
+
+class _Room:
+    """The state of one room being furnished: the generator, the primitives and instances so far,
+    and the floor discs already taken. Each method adds one kind of furniture."""
+
+    def __init__(self, rng: np.random.Generator, config: SceneConfig):
+        self.rng, self.config = rng, config
+        self.prims: list[Primitive] = []
+        self.instances: list[Instance] = []
+        self.counters: dict[str, int] = {}
+        self.occupied: list[tuple[np.ndarray, float]] = []
+        self.table: tuple | None = None  # (R, centre, half width, half depth, yaw) once placed
+
+    def palette(self, k: int = 4, dark: float = 0.1, bright: float = 0.95) -> np.ndarray:
+        base = self.rng.uniform(dark, bright, 3)
         cols = [base]
         for _ in range(k - 1):
-            cols.append(np.clip(base + rng.normal(0, 0.35, 3), 0.02, 1.0))
+            cols.append(np.clip(base + self.rng.normal(0, 0.35, 3), 0.02, 1.0))
         return np.array(cols)
 
-    def new_instance(cls_name: str) -> int:
-        iid = len(instances) + 1
-        counters[cls_name] = counters.get(cls_name, 0) + 1
-        instances.append(Instance(iid, _CLASS_IDS[cls_name], f"{cls_name}_{counters[cls_name]}"))
+    def new_instance(self, cls_name: str) -> int:
+        iid = len(self.instances) + 1
+        self.counters[cls_name] = self.counters.get(cls_name, 0) + 1
+        self.instances.append(Instance(iid, _CLASS_IDS[cls_name], f"{cls_name}_{self.counters[cls_name]}"))
         return iid
 
-    def add(kind, R, t, size, iid, pal):
-        ins = instances[iid - 1]
-        prims.append(Primitive(kind, Rigid3(R, np.asarray(t, float)), size, ins.class_id, iid,
-                               int(rng.integers(2**31)), pal))
+    def add(self, kind, R, t, size, iid, pal) -> None:
+        ins = self.instances[iid - 1]
+        self.prims.append(Primitive(kind, Rigid3(R, np.asarray(t, float)), size, ins.class_id, iid,
+                                    int(self.rng.integers(2**31)), pal))
 
-    def place(R_obj: np.ndarray, t_obj: np.ndarray, R_loc: np.ndarray, t_loc) -> tuple[np.ndarray, np.ndarray]:
-        return R_obj @ R_loc, R_obj @ np.asarray(t_loc, float) + t_obj
-
-    I3 = np.eye(3)
-    s, H = config.room_half_size, config.wall_height
-
-    # floor and walls (rect normals along local +z; walls face the room)
-    iid = new_instance("floor")
-    add("rect", I3, [0, 0, 0], [s, s], iid, palette(dark=0.3, bright=0.8))
-    Rx90 = matrix_from_axis_angle(np.array([np.pi / 2, 0, 0]))  # local z -> world -y
-    for k in range(4):
-        iid = new_instance("wall")
-        Rz = _rot_z(k * np.pi / 2)
-        R = Rz @ Rx90
-        c = Rz @ np.array([0.0, s, H / 2])
-        add("rect", R, c, [s, H / 2], iid, palette(dark=0.25, bright=0.9))
-
-    occupied: list[tuple[np.ndarray, float]] = []
-
-    def free_spot(radius: float, r_min: float, r_max: float) -> np.ndarray | None:
+    def free_spot(self, radius: float, r_min: float, r_max: float) -> np.ndarray | None:
+        """A floor point at r_min..r_max from the origin clear of every taken disc (taken now)."""
+        rng = self.rng
         for _ in range(200):
             a = rng.uniform(0, 2 * np.pi)
             r = rng.uniform(r_min, r_max)
             p = np.array([r * np.cos(a), r * np.sin(a)])
-            if all(np.linalg.norm(p - q) > radius + rq + 0.05 for q, rq in occupied):
-                occupied.append((p, radius))
+            if all(np.linalg.norm(p - q) > radius + rq + 0.05 for q, rq in self.occupied):
+                self.occupied.append((p, radius))
                 return p
         return None
 
-    # table at the centre
-    iid = new_instance("table")
-    tw, td, th = rng.uniform(0.55, 0.75), rng.uniform(0.38, 0.5), rng.uniform(0.7, 0.8)
-    yaw = rng.uniform(0, np.pi)
-    Rt, ct = _rot_z(yaw), np.array([rng.uniform(-0.2, 0.2), rng.uniform(-0.2, 0.2), 0.0])
-    pal = palette()
-    top = 0.03
-    add("box", *place(Rt, ct, I3, [0, 0, th - top]), [tw, td, top], iid, pal)
-    leg = 0.035
-    for sx in (-1, 1):
-        for sy in (-1, 1):
-            if rng.random() < 0.5:
-                add("box", *place(Rt, ct, I3, [sx * (tw - 0.08), sy * (td - 0.08), (th - 2 * top) / 2]),
-                    [leg, leg, (th - 2 * top) / 2], iid, pal)
-            else:
-                add("cylinder", *place(Rt, ct, I3, [sx * (tw - 0.08), sy * (td - 0.08), (th - 2 * top) / 2]),
-                    [leg, (th - 2 * top) / 2], iid, pal)
-    occupied.append((ct[:2], float(np.hypot(tw, td))))
-    table_top_z = th
+    def floor_and_walls(self) -> None:
+        """Rect normals along local +z; the walls face the room."""
+        s, H = self.config.room_half_size, self.config.wall_height
+        iid = self.new_instance("floor")
+        self.add("rect", _I3, [0, 0, 0], [s, s], iid, self.palette(dark=0.3, bright=0.8))
+        Rx90 = matrix_from_axis_angle(np.array([np.pi / 2, 0, 0]))  # local z -> world -y
+        for k in range(4):
+            iid = self.new_instance("wall")
+            Rz = _rot_z(k * np.pi / 2)
+            c = Rz @ np.array([0.0, s, H / 2])
+            self.add("rect", Rz @ Rx90, c, [s, H / 2], iid, self.palette(dark=0.25, bright=0.9))
 
-    # vase on the table: a body cylinder, a neck cylinder and a spherical bulb
-    iid = new_instance("vase")
-    pal = palette()
-    vx, vy = rng.uniform(-0.4, 0.4) * tw, rng.uniform(-0.4, 0.4) * td
-    rb = rng.uniform(0.08, 0.12)
-    hb = rng.uniform(0.1, 0.16)
-    add("sphere", *place(Rt, ct, I3, [vx, vy, table_top_z + rb * 0.9]), [rb], iid, pal)
-    add("cylinder", *place(Rt, ct, I3, [vx, vy, table_top_z + rb * 1.6 + hb]), [rb * 0.45, hb], iid, pal)
-    # books lying on the table
-    for _ in range(int(rng.integers(1, 4))):
-        iid = new_instance("book")
-        bx, by = rng.uniform(-0.6, 0.6) * tw, rng.uniform(-0.6, 0.6) * td
-        if np.hypot(bx - vx, by - vy) < rb + 0.2:
-            bx = -bx
-        add("box", *place(Rt @ _rot_z(rng.uniform(0, np.pi)), ct + Rt @ np.array([bx, by, 0]), I3,
-                          [0, 0, table_top_z + 0.025]),
-            [rng.uniform(0.08, 0.13), rng.uniform(0.06, 0.09), 0.025], iid, palette())
-
-    # chairs around the table, facing it
-    for k in range(config.num_chairs):
-        iid = new_instance("chair")
-        pal = palette()
-        a = yaw + k * 2 * np.pi / max(config.num_chairs, 1) + rng.uniform(-0.3, 0.3)
-        dist = max(tw, td) + rng.uniform(0.35, 0.5)
-        pos = ct[:2] + dist * np.array([np.cos(a), np.sin(a)])
-        occupied.append((pos, 0.35))
-        Rc = _rot_z(a - np.pi / 2 + rng.uniform(-0.25, 0.25))  # back (local +y) away from the table
-        cc = np.array([pos[0], pos[1], 0.0])
-        sw, sh = rng.uniform(0.2, 0.25), rng.uniform(0.42, 0.48)
-        add("box", *place(Rc, cc, I3, [0, 0, sh]), [sw, sw, 0.025], iid, pal)
+    def table_with_vase_and_books(self) -> None:
+        """The table at the centre; a vase (a body sphere and a neck cylinder) and books on it."""
+        rng, add = self.rng, self.add
+        iid = self.new_instance("table")
+        tw, td, th = rng.uniform(0.55, 0.75), rng.uniform(0.38, 0.5), rng.uniform(0.7, 0.8)
+        yaw = rng.uniform(0, np.pi)
+        Rt, ct = _rot_z(yaw), np.array([rng.uniform(-0.2, 0.2), rng.uniform(-0.2, 0.2), 0.0])
+        pal = self.palette()
+        top = 0.03
+        add("box", *_place(Rt, ct, _I3, [0, 0, th - top]), [tw, td, top], iid, pal)
+        leg = 0.035
         for sx in (-1, 1):
             for sy in (-1, 1):
-                add("box", *place(Rc, cc, I3, [sx * (sw - 0.03), sy * (sw - 0.03), (sh - 0.025) / 2]),
-                    [0.02, 0.02, (sh - 0.025) / 2], iid, pal)
-        bh = rng.uniform(0.22, 0.3)
-        add("box", *place(Rc, cc, I3, [0, sw - 0.02, sh + 0.025 + bh]), [sw, 0.02, bh], iid, pal)
+                centre = [sx * (tw - 0.08), sy * (td - 0.08), (th - 2 * top) / 2]
+                if rng.random() < 0.5:
+                    add("box", *_place(Rt, ct, _I3, centre), [leg, leg, (th - 2 * top) / 2], iid, pal)
+                else:
+                    add("cylinder", *_place(Rt, ct, _I3, centre), [leg, (th - 2 * top) / 2], iid, pal)
+        self.occupied.append((ct[:2], float(np.hypot(tw, td))))
+        self.table = (Rt, ct, tw, td, yaw)
+        table_top_z = th
+
+        iid = self.new_instance("vase")
+        pal = self.palette()
+        vx, vy = rng.uniform(-0.4, 0.4) * tw, rng.uniform(-0.4, 0.4) * td
+        rb = rng.uniform(0.08, 0.12)
+        hb = rng.uniform(0.1, 0.16)
+        add("sphere", *_place(Rt, ct, _I3, [vx, vy, table_top_z + rb * 0.9]), [rb], iid, pal)
+        add("cylinder", *_place(Rt, ct, _I3, [vx, vy, table_top_z + rb * 1.6 + hb]), [rb * 0.45, hb], iid, pal)
+        for _ in range(int(rng.integers(1, 4))):  # books lying on the table
+            iid = self.new_instance("book")
+            bx, by = rng.uniform(-0.6, 0.6) * tw, rng.uniform(-0.6, 0.6) * td
+            if np.hypot(bx - vx, by - vy) < rb + 0.2:
+                bx = -bx
+            add("box", *_place(Rt @ _rot_z(rng.uniform(0, np.pi)), ct + Rt @ np.array([bx, by, 0]), _I3,
+                               [0, 0, table_top_z + 0.025]),
+                [rng.uniform(0.08, 0.13), rng.uniform(0.06, 0.09), 0.025], iid, self.palette())
+
+    def chairs(self) -> None:
+        """Chairs around the table, facing it (seat, four legs, a back and its two posts)."""
+        rng, add = self.rng, self.add
+        _Rt, ct, tw, td, yaw = self.table
+        n = self.config.num_chairs
+        for k in range(n):
+            iid = self.new_instance("chair")
+            pal = self.palette()
+            a = yaw + k * 2 * np.pi / max(n, 1) + rng.uniform(-0.3, 0.3)
+            dist = max(tw, td) + rng.uniform(0.35, 0.5)
+            pos = ct[:2] + dist * np.array([np.cos(a), np.sin(a)])
+            self.occupied.append((pos, 0.35))
+            Rc = _rot_z(a - np.pi / 2 + rng.uniform(-0.25, 0.25))  # back (local +y) away from the table
+            cc = np.array([pos[0], pos[1], 0.0])
+            sw, sh = rng.uniform(0.2, 0.25), rng.uniform(0.42, 0.48)
+            add("box", *_place(Rc, cc, _I3, [0, 0, sh]), [sw, sw, 0.025], iid, pal)
+            for sx in (-1, 1):
+                for sy in (-1, 1):
+                    add("box", *_place(Rc, cc, _I3, [sx * (sw - 0.03), sy * (sw - 0.03), (sh - 0.025) / 2]),
+                        [0.02, 0.02, (sh - 0.025) / 2], iid, pal)
+            bh = rng.uniform(0.22, 0.3)
+            add("box", *_place(Rc, cc, _I3, [0, sw - 0.02, sh + 0.025 + bh]), [sw, 0.02, bh], iid, pal)
+            for sx in (-1, 1):
+                add("box", *_place(Rc, cc, _I3, [sx * (sw - 0.03), sw - 0.02, sh + bh / 2]),
+                    [0.02, 0.02, bh / 2 + 0.01], iid, pal)
+
+    def shelf(self) -> None:
+        """A shelf (two side boards, a back board, 3-4 shelves) with books on it."""
+        rng, add = self.rng, self.add
+        iid = self.new_instance("shelf")
+        pal = self.palette()
+        pos = self.free_spot(0.6, 1.4, 1.9)
+        if pos is None:
+            pos = np.array([1.9, 0.0])
+        a = np.arctan2(pos[1], pos[0])
+        Rs = _rot_z(a - np.pi / 2)  # open side (local -y) faces the centre
+        cs = np.array([pos[0], pos[1], 0.0])
+        shw, shd, shh = rng.uniform(0.35, 0.5), rng.uniform(0.15, 0.2), rng.uniform(0.6, 0.9)
         for sx in (-1, 1):
-            add("box", *place(Rc, cc, I3, [sx * (sw - 0.03), sw - 0.02, sh + bh / 2]),
-                [0.02, 0.02, bh / 2 + 0.01], iid, pal)
+            add("box", *_place(Rs, cs, _I3, [sx * shw, 0, shh]), [0.015, shd, shh], iid, pal)
+        add("box", *_place(Rs, cs, _I3, [0, shd - 0.01, shh]), [shw - 0.015, 0.01, shh], iid, pal)
+        n_shelves = int(rng.integers(3, 5))
+        for j in range(n_shelves):
+            z = 0.02 + j * (2 * shh - 0.04) / (n_shelves - 1)
+            add("box", *_place(Rs, cs, _I3, [0, 0, z]), [shw - 0.015, shd, 0.015], iid, pal)
+        for j in range(n_shelves - 1):
+            z = 0.02 + j * (2 * shh - 0.04) / (n_shelves - 1) + 0.015
+            if rng.random() < 0.7:
+                iid_b = self.new_instance("book")
+                hb = rng.uniform(0.06, 0.1)
+                add("box", *_place(Rs, cs, _I3, [rng.uniform(-0.5, 0.5) * shw, 0, z + hb]),
+                    [rng.uniform(0.05, 0.12), shd * 0.8, hb], iid_b, self.palette())
 
-    # shelf: two side boards, a back board and several shelves
-    iid = new_instance("shelf")
-    pal = palette()
-    pos = free_spot(0.6, 1.4, 1.9)
-    if pos is None:
-        pos = np.array([1.9, 0.0])
-    a = np.arctan2(pos[1], pos[0])
-    Rs = _rot_z(a - np.pi / 2)  # open side (local -y) faces the centre
-    cs = np.array([pos[0], pos[1], 0.0])
-    shw, shd, shh = rng.uniform(0.35, 0.5), rng.uniform(0.15, 0.2), rng.uniform(0.6, 0.9)
-    for sx in (-1, 1):
-        add("box", *place(Rs, cs, I3, [sx * shw, 0, shh]), [0.015, shd, shh], iid, pal)
-    add("box", *place(Rs, cs, I3, [0, shd - 0.01, shh]), [shw - 0.015, 0.01, shh], iid, pal)
-    n_shelves = int(rng.integers(3, 5))
-    for j in range(n_shelves):
-        z = 0.02 + j * (2 * shh - 0.04) / (n_shelves - 1)
-        add("box", *place(Rs, cs, I3, [0, 0, z]), [shw - 0.015, shd, 0.015], iid, pal)
-    # a few items on the shelves
-    for j in range(n_shelves - 1):
-        z = 0.02 + j * (2 * shh - 0.04) / (n_shelves - 1) + 0.015
-        if rng.random() < 0.7:
-            iid_b = new_instance("book")
-            hb = rng.uniform(0.06, 0.1)
-            add("box", *place(Rs, cs, I3, [rng.uniform(-0.5, 0.5) * shw, 0, z + hb]),
-                [rng.uniform(0.05, 0.12), shd * 0.8, hb], iid_b, palette())
-
-    # balls and crates on the floor
-    for _ in range(config.num_balls):
-        r = rng.uniform(0.1, 0.22)
-        pos = free_spot(r, 0.9, 1.9)
-        if pos is None:
-            continue
-        iid = new_instance("ball")
-        add("sphere", I3, [pos[0], pos[1], r], [r], iid, palette())
-    for _ in range(config.num_crates):
-        hx, hy, hz = rng.uniform(0.12, 0.3, 3)
-        pos = free_spot(float(np.hypot(hx, hy)), 0.9, 1.9)
-        if pos is None:
-            continue
-        iid = new_instance("crate")
-        add("box", _rot_z(rng.uniform(0, np.pi)), [pos[0], pos[1], hz], [hx, hy, hz], iid, palette())
-        if rng.random() < 0.5:  # a second crate stacked on top
-            h2 = rng.uniform(0.08, 0.15)
-            add("box", _rot_z(rng.uniform(0, np.pi)), [pos[0], pos[1], 2 * hz + h2],
-                [hx * 0.7, hy * 0.7, h2], iid, palette())
-    return Scene(prims, instances, int(seed), config)
+    def balls_and_crates(self) -> None:
+        """Balls and crates on the free floor; half the crates carry a second one."""
+        rng, add = self.rng, self.add
+        for _ in range(self.config.num_balls):
+            r = rng.uniform(0.1, 0.22)
+            pos = self.free_spot(r, 0.9, 1.9)
+            if pos is None:
+                continue
+            iid = self.new_instance("ball")
+            add("sphere", _I3, [pos[0], pos[1], r], [r], iid, self.palette())
+        for _ in range(self.config.num_crates):
+            hx, hy, hz = rng.uniform(0.12, 0.3, 3)
+            pos = self.free_spot(float(np.hypot(hx, hy)), 0.9, 1.9)
+            if pos is None:
+                continue
+            iid = self.new_instance("crate")
+            add("box", _rot_z(rng.uniform(0, np.pi)), [pos[0], pos[1], hz], [hx, hy, hz], iid, self.palette())
+            if rng.random() < 0.5:  # a second crate stacked on top
+                h2 = rng.uniform(0.08, 0.15)
+                add("box", _rot_z(rng.uniform(0, np.pi)), [pos[0], pos[1], 2 * hz + h2],
+                    [hx * 0.7, hy * 0.7, h2], iid, self.palette())

@@ -40,7 +40,7 @@ class Rectification:
     camera: Camera
     baseline: float
 
-    def poses(self, cam_left_from_world: Rigid3, rig: StereoRig) -> tuple[Rigid3, Rigid3]:
+    def rects_from_world(self, cam_left_from_world: Rigid3, rig: StereoRig) -> tuple[Rigid3, Rigid3]:
         """(rect_left_from_world, rect_right_from_world)."""
         left = Rigid3(self.rect_from_left, np.zeros(3)) @ cam_left_from_world
         right = Rigid3(self.rect_from_right, np.zeros(3)) @ rig.right_from_left @ cam_left_from_world
@@ -103,8 +103,8 @@ def stereo_pair(scene: Scene, rig: StereoRig, cam_left_from_world: Rigid3,
                 options: RenderOptions | None = None) -> StereoPair:
     """Render one unrectified and one rectified pair with ground-truth disparity."""
     rect = rectify(rig)
-    left_T, right_T = rig.poses(cam_left_from_world)
-    rl_T, rr_T = rect.poses(cam_left_from_world, rig)
+    left_T, right_T = rig.cams_from_world(cam_left_from_world)
+    rl_T, rr_T = rect.rects_from_world(cam_left_from_world, rig)
     left = render_view(scene, rig.left, left_T, options)
     right = render_view(scene, rig.right, right_T, options)
     rl = render_view(scene, rect.camera, rl_T, options)
@@ -137,11 +137,11 @@ def write_stereo_dataset(out, scene: Scene, rig: StereoRig, cam_left_from_world:
     names, cams, poses = [], [], []
     rnames, rposes = [], []
     for i, T in enumerate(poses_l):
-        lT, rT = rig.poses(T)
+        lT, rT = rig.cams_from_world(T)
         names += [f"left/{i:04d}.png", f"right/{i:04d}.png"]
         cams += [rig.left, rig.right]
         poses += [lT, rT]
-        a, b = rect.poses(T, rig)
+        a, b = rect.rects_from_world(T, rig)
         rposes += [a, b]
         rnames += [f"left/{i:04d}.png", f"right/{i:04d}.png"]
     pairs = [[f"left/{i:04d}.png", f"right/{i:04d}.png"] for i in range(n)]
