@@ -12,7 +12,7 @@ an error against ground truth rather than "it ran":
 5. ``summary.png`` (truth vs render, cameras) and ``report.json``.
 
 This module is the one place in ``recon`` besides the CLI that uses ``render``; it imports it
-inside :func:`run_demo` (layering, docs/conventions.md).
+inside its splatting stage (layering, docs/conventions.md).
 """
 
 from __future__ import annotations
@@ -115,42 +115,42 @@ def _stage(name: str, log):
     return time.perf_counter()
 
 
+def _guarded(report: dict, key: str, log, work) -> None:
+    """``report[key] = work()``; a failure is recorded there (status, message) and logged, so the
+    later stages still run."""
+    try:
+        report[key] = work()
+    except Exception as e:  # noqa: BLE001 - recorded in the report; the later stages still run
+        report[key] = {"status": "failed", "message": f"{type(e).__name__}: {e}"}
+        log(f"   {key} failed: {e}")
+
+
 def run_demo(out_dir, config: DemoConfig | None = None, *, progress: bool = True, log=None) -> DemoResult:
     """Run the demo into ``out_dir`` (created). Each stage writes its own sub-folder:
     ``scene/`` (ground truth), ``sfm/``, ``splat/``; then ``summary.png`` and ``report.json``.
     A failed stage is recorded in report.json (status, message) and the earlier outputs stay."""
+    from recon.io import read_colmap
+    from recon.io.report import write_report
+
     cfg = config or DemoConfig()
     cfg.validate()
     log = log or (lambda msg: print(f"[demo] {msg}", file=sys.stderr, flush=True))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report: dict = {"status": "running", "config": asdict(cfg), "stage_seconds": {}}
+    seconds = report["stage_seconds"]
 
     def save():
         write_report(out / "report.json", report, indent=2)
 
-    from recon import synth
-    from recon.io import read_colmap
-    from recon.io.report import write_report
-    from recon.sfm.pipeline import SfMConfig, run_sfm
-
-    # 1. ground truth ----------------------------------------------------------------------
     t0 = _stage(f"1/6 synthetic scene: {cfg.views} views, {cfg.width}x{cfg.height}", log)
-    scene = synth.make_scene(seed=cfg.seed)
-    camera = synth.make_camera("PINHOLE", cfg.width, cfg.height, fov_deg=60)
-    cams_from_world = synth.orbit(cfg.views, radius=3.2)
-    dataset = synth.write_dataset(out / "scene", scene, camera, cams_from_world, seed=cfg.seed)
-    report["stage_seconds"]["synth"] = round(time.perf_counter() - t0, 2)
+    dataset, camera = _ground_truth(out, cfg)
+    seconds["synth"] = round(time.perf_counter() - t0, 2)
     save()
 
-    # 2. structure from motion on the images alone --------------------------------------------
     t0 = _stage("2/6 structure from motion (pycolmap SIFT + incremental mapper + our BA)", log)
-    # The renders have no lens distortion, so the pinhole model is the right one to estimate
-    # (and the splatting trainer consumes pinhole cameras directly).
-    sfm_report = run_sfm(out / "scene" / "images", out / "sfm",
-                         SfMConfig(camera_model="SIMPLE_PINHOLE", camera_mode="single", seed=cfg.seed),
-                         progress=progress)
-    report["stage_seconds"]["sfm"] = round(time.perf_counter() - t0, 2)
+    sfm_report = _structure_from_motion(out, cfg, progress)
+    seconds["sfm"] = round(time.perf_counter() - t0, 2)
     report["sfm"] = {k: getattr(sfm_report, k) for k in (
         "status", "images_total", "images_registered", "unregistered", "points3D",
         "mean_reprojection_error_px", "mean_track_length")}
@@ -159,60 +159,39 @@ def run_demo(out_dir, config: DemoConfig | None = None, *, progress: bool = True
         save()
         return DemoResult(out, report)
 
-    # 3. accuracy against the truth -----------------------------------------------------------
     rec = read_colmap(out / "sfm" / "sparse" / "0")
     gt = {v.name: v.cam_from_world for v in dataset.views}
     est = {im.name: im.cam_from_world for im in rec.registered_images}
-    acc = camera_accuracy(gt, est)
-    cam_est = next(iter(rec.cameras.values()))  # the demo runs SfM with one shared camera
-    acc["focal_px_true"] = float(camera.focal[0])
-    acc["focal_px_estimated"] = float(cam_est.focal[0])
-    acc["focal_error_rel"] = float(abs(cam_est.focal[0] - camera.focal[0]) / camera.focal[0])
-    report["sfm_accuracy"] = acc
+    acc = report["sfm_accuracy"] = _sfm_accuracy(gt, est, rec, camera)
     log(f"   {sfm_report.images_registered}/{sfm_report.images_total} registered, rotation error "
         f"{acc['rotation_error_deg_mean']:.3f} deg mean, centre error "
         f"{100 * acc['centre_error_rel_mean']:.3f}% of extent, focal error {100 * acc['focal_error_rel']:.2f}%")
     save()
 
-    # 4. Gaussian splatting on the SfM output -------------------------------------------------
     if cfg.train_steps > 0:
         t0 = _stage(f"3/6 Gaussian splatting: {cfg.train_steps} steps at scale {cfg.train_scale}", log)
-        from render.splat import TrainConfig, train
-
-        tcfg = TrainConfig.preset("cpu", steps=cfg.train_steps, resolution_scale=cfg.train_scale,
-                                  device=cfg.device)
-        result = train(out / "sfm", out / "splat", tcfg, progress=progress, threads="auto")
-        report["stage_seconds"]["splat"] = round(time.perf_counter() - t0, 2)
-        report["splat"] = {k: result.report.get(k) for k in (
-            "psnr_test", "ssim_test", "lpips_test", "steps", "seconds", "num_gaussians", "device",
-            "threads")}
+        report["splat"] = _gaussian_splatting(out, cfg, progress)
+        seconds["splat"] = round(time.perf_counter() - t0, 2)
         save()
 
-    # 5. mesh from the trained Gaussians, measured against the true surface -------------------
     if cfg.train_steps > 0 and cfg.mesh:
         t0 = _stage("4/6 mesh: TSDF of depth rendered from the splats (recon export), Chamfer vs truth", log)
-        try:
-            report["mesh"] = _mesh_accuracy(out, dataset, gt, est, progress)
-            log(f"   {report['mesh']['faces']} faces, Chamfer {100 * report['mesh']['chamfer_rel']:.3f}% of the "
-                f"scene diagonal ({1000 * report['mesh']['chamfer_m']:.1f} mm)")
-        except Exception as e:  # noqa: BLE001 - recorded; later stages still run
-            report["mesh"] = {"status": "failed", "message": f"{type(e).__name__}: {e}"}
-            log(f"   mesh failed: {e}")
-        report["stage_seconds"]["mesh"] = round(time.perf_counter() - t0, 2)
+        _guarded(report, "mesh", log, lambda: _mesh_accuracy(out, dataset, gt, est, progress))
+        if "faces" in report["mesh"]:
+            m = report["mesh"]
+            log(f"   {m['faces']} faces, Chamfer {100 * m['chamfer_rel']:.3f}% of the scene diagonal "
+                f"({1000 * m['chamfer_m']:.1f} mm)")
+        seconds["mesh"] = round(time.perf_counter() - t0, 2)
         save()
 
-    # 6. semantic labels lifted onto the SfM points, judged against the true views ----------
     if cfg.labels:
         t0 = _stage("5/6 labels: the true 2D class maps lifted onto the SfM points (recon label), accuracy", log)
-        try:
-            report["labels"] = _label_accuracy(out, rec)
+        _guarded(report, "labels", log, lambda: _label_accuracy(out, rec))
+        if "class_accuracy" in report["labels"]:
             lab = report["labels"]
             log(f"   {100 * lab['class_accuracy']:.2f}% of labelled points right, {100 * lab['labelled_fraction']:.1f}% "
                 f"of seen points labelled, instances {100 * lab['instance_accuracy']:.1f}% right")
-        except Exception as e:  # noqa: BLE001 - recorded in the report; the summary still runs
-            report["labels"] = {"status": "failed", "message": f"{type(e).__name__}: {e}"}
-            log(f"   labels failed: {e}")
-        report["stage_seconds"]["labels"] = round(time.perf_counter() - t0, 2)
+        seconds["labels"] = round(time.perf_counter() - t0, 2)
         save()
 
     _stage("6/6 summary picture", log)
@@ -225,6 +204,46 @@ def run_demo(out_dir, config: DemoConfig | None = None, *, progress: bool = True
     report["status"] = "ok" if sfm_report.status == "ok" else sfm_report.status
     save()
     return DemoResult(out, report)
+
+
+def _ground_truth(out: Path, cfg: DemoConfig):
+    """Stage 1: the room, its camera and an orbit of ``cfg.views`` rendered into ``out/scene``."""
+    from recon import synth
+
+    scene = synth.make_scene(seed=cfg.seed)
+    camera = synth.make_camera("PINHOLE", cfg.width, cfg.height, fov_deg=60)
+    cams_from_world = synth.orbit(cfg.views, radius=3.2)
+    return synth.write_dataset(out / "scene", scene, camera, cams_from_world, seed=cfg.seed), camera
+
+
+def _structure_from_motion(out: Path, cfg: DemoConfig, progress: bool):
+    """Stage 2: recon sfm on the images alone. The renders have no lens distortion, so the
+    pinhole model is the right one to estimate (and the splat trainer takes pinhole cameras)."""
+    from recon.sfm.pipeline import SfMConfig, run_sfm
+
+    return run_sfm(out / "scene" / "images", out / "sfm",
+                   SfMConfig(camera_model="SIMPLE_PINHOLE", camera_mode="single", seed=cfg.seed), progress=progress)
+
+
+def _sfm_accuracy(gt: dict, est: dict, rec, camera) -> dict:
+    """Stage 3: the recovered cameras against the truth after a similarity alignment, and the
+    focal length of the one shared camera."""
+    acc = camera_accuracy(gt, est)
+    cam_est = next(iter(rec.cameras.values()))
+    acc["focal_px_true"] = float(camera.focal[0])
+    acc["focal_px_estimated"] = float(cam_est.focal[0])
+    acc["focal_error_rel"] = float(abs(cam_est.focal[0] - camera.focal[0]) / camera.focal[0])
+    return acc
+
+
+def _gaussian_splatting(out: Path, cfg: DemoConfig, progress: bool) -> dict:
+    """Stage 4: Gaussian splatting on the SfM output (render is imported here only, layering)."""
+    from render.splat import TrainConfig, train
+
+    tcfg = TrainConfig.preset("cpu", steps=cfg.train_steps, resolution_scale=cfg.train_scale, device=cfg.device)
+    result = train(out / "sfm", out / "splat", tcfg, progress=progress, threads="auto")
+    return {k: result.report.get(k) for k in (
+        "psnr_test", "ssim_test", "lpips_test", "steps", "seconds", "num_gaussians", "device", "threads")}
 
 
 def _mesh_accuracy(out: Path, dataset, gt: dict, est: dict, progress: bool) -> dict:
