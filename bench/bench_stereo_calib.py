@@ -125,7 +125,8 @@ def methods_on(sets, size, train, folds, candidates=False):
     """The rigs of every method fitted on the ``train`` pairs: {method: rig}, recon's choice.
     ``candidates``: also every fixed recipe of :data:`CANDIDATES` on each corner set, and the
     former rule ("old": the lowest left-out score over recon, opencv, joint, joint-same-focal
-    on each corner set, each set scored on its own corners)."""
+    on each corner set, each set scored on its own corners), and joint / opencv fitted on the
+    mean of the two corner sets ("avg")."""
     from calib.stereo_select import (
         FOLD_CRITERIA,
         RECIPES,
@@ -149,11 +150,29 @@ def methods_on(sets, size, train, folds, candidates=False):
                     rigs[f"{name}/{c}"] = fit_rig(tl, tr, size, extra.get(name) or recipe(name))
                 except Exception as e:  # noqa: BLE001 - a recipe that cannot be fitted is reported, not fatal
                     print(f"    {name}/{c} failed: {e}")
+        avg = _average_sets(sub["sb"], sub["subpix"])
+        for name in ("joint", "opencv"):
+            rigs[f"{name}/avg"] = fit_rig(*avg, size, recipe(name))
         old = {c: select_rig(*sub[c], size, recipes=RECIPES, folds=folds) for c in sub}
         c = min(old, key=lambda k: old[k].score(old[k].chosen).rms_px)
         rigs["old"] = fit_rig(*sub[c], size, recipe(old[c].chosen))
         print(f"    old rule picks {old[c].chosen}/{c}", flush=True)
     return rigs, choice
+
+
+def _average_sets(a, b):
+    """(left, right) observations whose corners are the mean of the two corner sets' (same ids)."""
+    from calib.calibrate import Observation
+
+    out = []
+    for va, vb in zip(a, b):
+        views = []
+        for oa, ob in zip(va, vb):
+            common, ia, ib = np.intersect1d(oa.ids, ob.ids, return_indices=True)
+            mean = 0.5 * (oa.corners[ia] + ob.corners[ib])
+            views.append(Observation(oa.name, mean, oa.object_points[ia], common))
+        out.append(views)
+    return tuple(out)
 
 
 def score(rig, sets, test, key):

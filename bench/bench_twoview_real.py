@@ -54,7 +54,7 @@ def reference_model(cache: Path):
     return read_colmap(model)
 
 
-def real_pairs(rec, size: int, min_matches: int, cache: Path):
+def real_pairs(rec, size: int, min_matches: int, cache: Path, features: str = "sift"):
     """[(name1, name2, p1, p2, pinhole camera, cam2_from_cam1 truth)], points undistorted."""
     import cv2
 
@@ -66,7 +66,7 @@ def real_pairs(rec, size: int, min_matches: int, cache: Path):
     cam_full = rec.cameras[images[0].camera_id]
     s = size / max(cam_full.size)
     cam = cam_full.scaled(s)
-    f_cache = cache / f"sceaux_sift_{size}.npz"
+    f_cache = cache / f"sceaux_{features}_{size}.npz"
     feats = {}
     if f_cache.exists():
         z = np.load(f_cache, allow_pickle=True)
@@ -75,7 +75,7 @@ def real_pairs(rec, size: int, min_matches: int, cache: Path):
         for im in images:
             img = read_image(DATA / im.name)
             img = cv2.resize(img, cam.size, interpolation=cv2.INTER_AREA)
-            feats[im.name] = detect_features(img)
+            feats[im.name] = detect_features(img, method=features)
         np.savez(f_cache, feats=np.array(feats, dtype=object))
     K = cam.K
     pin = Camera("PINHOLE", cam.width, cam.height, np.array([K[0, 0], K[1, 1], K[0, 2], K[1, 2]]))
@@ -99,15 +99,18 @@ def real_pairs(rec, size: int, min_matches: int, cache: Path):
 SCANNET = REPO.parent / "shared" / "data" / "scannet-pairs"
 
 
-def scannet_pairs(size: int, cache: Path):
+def scannet_pairs(size: int, cache: Path, features: str = "sift"):
     """[(name1, name2, p1, p2, pinhole camera 1, camera 2, cam2_from_cam1 truth)] for the 15 ScanNet
     pairs (SuperGlue's indoor sample; pairs_with_gt.txt: name0 name1 rot0 rot1 K0 K1 T_0to1, with
-    T_0to1 = cam1_from_cam0); our SIFT at full size (1296 x 968), same matching as Sceaux."""
+    T_0to1 = cam1_from_cam0); features at ``size`` long side (1296 = full size; K scaled with the
+    image), same matching as Sceaux."""
+    import cv2
+
     from calib import Camera, Rigid3, project_to_so3
     from recon.features import detect_features, match_features
     from recon.io import read_image
 
-    f_cache = cache / "scannet_sift.npz"
+    f_cache = cache / f"scannet_{features}_{size}.npz"
     feats = np.load(f_cache, allow_pickle=True)["feats"].item() if f_cache.exists() else {}
     pairs = []
     for line in (SCANNET / "pairs_with_gt.txt").read_text().split("\n"):
@@ -119,9 +122,16 @@ def scannet_pairs(size: int, cache: Path):
         cams = []
         for nm, K in ((tok[0], K0), (tok[1], K1)):
             if nm not in feats:
-                feats[nm] = detect_features(read_image(SCANNET / "images" / nm))
+                img = read_image(SCANNET / "images" / nm)
+                s = size / max(img.shape[:2])
+                if s != 1:
+                    img = cv2.resize(img, (round(img.shape[1] * s), round(img.shape[0] * s)),
+                                     interpolation=cv2.INTER_AREA)
+                feats[nm] = detect_features(img, method=features)
             w, h = feats[nm].image_size
-            cams.append(Camera("PINHOLE", w, h, np.array([K[0, 0], K[1, 1], K[0, 2], K[1, 2]])))
+            s = max(w, h) / 1296.0  # pixel centres: (x + 0.5) * s - 0.5
+            cx, cy = (K[0, 2] + 0.5) * s - 0.5, (K[1, 2] + 0.5) * s - 0.5
+            cams.append(Camera("PINHOLE", w, h, np.array([K[0, 0] * s, K[1, 1] * s, cx, cy])))
         m = match_features(feats[tok[0]], feats[tok[1]], ratio=0.8, mutual=True)
         uv1, uv2 = m.points(feats[tok[0]], feats[tok[1]])
         pairs.append((tok[0], tok[1], uv1, uv2, cams[0], cams[1],
@@ -210,8 +220,9 @@ def run_estimators(p1, p2, cam1, cam2, thr, variants=()):
     for name, flag in (("opencv RANSAC", cv2.RANSAC), ("opencv MAGSAC", cv2.USAC_MAGSAC),
                        ("opencv ACCURATE", cv2.USAC_ACCURATE)):
         t0 = time.perf_counter()
-        E, mask = cv2.findEssentialMat(n1, n2, np.eye(3), flag, 0.999, thr / f)
-        res = (None, None)
+        res, E = (None, None), None
+        if len(n1) >= 5:  # OpenCV's USAC asserts on fewer points than a minimal sample
+            E, mask = cv2.findEssentialMat(n1, n2, np.eye(3), flag, 0.999, thr / f)
         if E is not None and E.shape[0] >= 3:
             _, R, t, _ = cv2.recoverPose(E[:3], n1, n2, np.eye(3), mask=mask)
             res = (R, t)
@@ -289,6 +300,10 @@ def table(title, rows_by_method, extra_recon):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=1416, help="long side of the images features are detected on")
+    ap.add_argument("--scannet-size", type=int, default=1296,
+                    help="long side of the ScanNet images features are detected on (1296 = full size)")
+    ap.add_argument("--features", default="sift", choices=("sift", "rootsift", "asift"),
+                    help="recon.features.detect_features method of every real set")
     ap.add_argument("--threshold", type=float, default=1.0, help="inlier threshold, px at --size")
     ap.add_argument("--min-matches", type=int, default=30)
     ap.add_argument("--synthetic", type=int, default=8, help="synthetic pairs (0 = none)")
@@ -308,12 +323,15 @@ def main():
     sets = []
     if "sceaux" in want and DATA.exists():
         rec = reference_model(args.cache)
-        title = (f"real: sceaux-castle pairs at {args.size} px, threshold {args.threshold} px, reference = "
-                 "pycolmap reconstruction of all 11 photos")
-        sets.append(("sceaux", title, real_pairs(rec, args.size, args.min_matches, args.cache), args.threshold))
+        title = (f"real: sceaux-castle pairs, {args.features} at {args.size} px, threshold "
+                 f"{args.threshold} px, reference = pycolmap reconstruction of all 11 photos")
+        pairs = real_pairs(rec, args.size, args.min_matches, args.cache, args.features)
+        sets.append(("sceaux", title, pairs, args.threshold))
     if "scannet" in want and SCANNET.exists():
-        title = f"real: scannet-pairs (15 indoor pairs, 1296x968, ground truth), threshold {args.threshold} px"
-        sets.append(("scannet", title, scannet_pairs(args.size, args.cache), args.threshold))
+        title = (f"real: scannet-pairs (15 indoor pairs, ground truth), {args.features} at "
+                 f"{args.scannet_size} px, threshold {args.threshold} px")
+        pairs = scannet_pairs(args.scannet_size, args.cache, args.features)
+        sets.append(("scannet", title, pairs, args.threshold))
     if "synthetic" in want and args.synthetic:
         title = ("synthetic: 800x600, f 420, 1000 matches, 1 px noise, 30 % outliers (general and "
                  "plane + 10 % off-plane), threshold 3 px")

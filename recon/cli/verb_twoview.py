@@ -53,8 +53,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="focal length in pixels for both images when there is no --calib")
     p.add_argument("--no-exif", action="store_true",
                    help="without --calib / --focal, do not use the EXIF focal length (guess 1.2 * max side)")
-    p.add_argument("--features", choices=("sift", "rootsift", "orb"), default="sift",
-                   help="feature type (default: sift; rootsift = SIFT with Hellinger normalisation; orb = fast)")
+    p.add_argument("--features", choices=("sift", "rootsift", "asift", "orb"), default="sift",
+                   help="feature type (default: sift; rootsift = SIFT with Hellinger normalisation; asift = "
+                        "RootSIFT on affine-simulated views, for wide viewpoint changes, ~9x slower; orb = fast)")
     p.add_argument("--max-features", type=int, default=8000, help="keypoints per image (default: 8000)")
     p.add_argument("--max-image-size", type=int, default=2000,
                    help="detect on images downscaled so the longer side is at most this (keypoints are "

@@ -17,7 +17,7 @@ from recon.twoview._pipeline import TwoViewConfig, TwoViewGeometry, _guessed, tw
 
 __all__ = ["PairAnalysis", "PairOptions", "analyze_pair", "default_threshold_px"]
 
-_FEATURES = ("sift", "rootsift", "orb")
+_FEATURES = ("sift", "rootsift", "asift", "orb")
 _METHODS = ("poselib", "ours", "opencv")
 
 
@@ -30,7 +30,8 @@ class PairOptions:
                     guess (1.2 * max side), principal point at the centre, no distortion.
     focal_px:       focal length (pixels) of both images when there is no calib.
     use_exif:       without calib / focal_px, take the focal length from EXIF (both images).
-    features:       "sift", "rootsift" or "orb"; max_features keypoints per image.
+    features:       "sift", "rootsift", "asift" or "orb" (:func:`recon.features.detect_features`);
+                    max_features keypoints per image.
     max_image_size: detect on images downscaled to this longer side (0 = never); keypoints are
                     mapped back to full-resolution pixel centres.
     ratio:          Lowe's ratio test threshold (mutual nearest neighbours).
