@@ -34,7 +34,10 @@ F_REF_SCEAUX = 2905.88
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def pycolmap_default(image_dir: Path, work: Path) -> tuple[float, object]:
+def pycolmap_default(image_dir: Path, work: Path,
+                     stages: dict | None = None) -> tuple[float, object]:
+    """Seconds and largest model of pycolmap's default pipeline; ``stages`` gets the seconds of
+    extraction, matching and mapping."""
     import pycolmap
 
     pycolmap.logging.minloglevel = 2
@@ -42,9 +45,13 @@ def pycolmap_default(image_dir: Path, work: Path) -> tuple[float, object]:
     db = work / "database.db"
     t0 = time.perf_counter()
     pycolmap.extract_features(str(db), str(image_dir))
+    t1 = time.perf_counter()
     pycolmap.match_exhaustive(str(db))
+    t2 = time.perf_counter()
     models = pycolmap.incremental_mapping(str(db), str(image_dir), str(work / "sparse"))
     dt = time.perf_counter() - t0
+    if stages is not None:
+        stages.update(features=t1 - t0, matching=t2 - t1, mapping=t0 + dt - t2)
     best = max(models.values(), key=lambda r: r.num_reg_images()) if models else None
     return dt, best
 
@@ -144,7 +151,8 @@ def run_sets(names: list[str], out: Path | None = None) -> None:
             else SfMConfig()
         rep = run_sfm(d, tmp / name / "ours", cfg, progress=False)
         t_ours = time.perf_counter() - t0
-        t_peer, best = pycolmap_default(d, tmp / name / "peer")
+        peer_stages: dict = {}
+        t_peer, best = pycolmap_default(d, tmp / name / "peer", peer_stages)
         reg = best.num_reg_images() if best is not None else 0
         att = ",".join(f"{a['recipe']}:{a['registered']}" for a in rep.attempts)
         flagged = len(rep.plausibility.get("problems_before_dropping") or rep.plausibility.get("problems", [])) \
@@ -153,8 +161,10 @@ def run_sets(names: list[str], out: Path | None = None) -> None:
         say(f"{name:<20} {n:>3} | {rep.images_registered:>9} {t_ours:>6.1f} {att:<28} "
             f"{flagged:>7} | {reg:>10} {t_peer:>6.1f} {bad:>8} | {t_ours / t_peer:>5.2f}  "
             f"{rep.status}")
-        stages.append(f"{name}: " + ", ".join(f"{k} {v:.1f}" for k, v in rep.stage_seconds.items()))
-    say("recon sfm stage seconds per set:\n  " + "\n  ".join(stages))
+        ours = ", ".join(f"{k} {v:.1f}" for k, v in rep.stage_seconds.items())
+        peer = ", ".join(f"{k} {v:.1f}" for k, v in peer_stages.items())
+        stages.append(f"{name}: recon {ours} | pycolmap {peer}")
+    say("stage seconds per set:\n  " + "\n  ".join(stages))
     say(f"load after: {_uptime()}")
     shutil.rmtree(tmp, ignore_errors=True)
     if out is not None:
