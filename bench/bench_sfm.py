@@ -9,7 +9,7 @@ Accuracy: on sceaux-castle the focal length vs K.txt (2905.88 px); on a recon.sy
 (--synth orbit|walk) rotation / camera-centre errors after similarity alignment with the truth.
 
     PYTHONPATH=. python bench/bench_sfm.py [--images DIR] [--synth orbit] [--mapper global]
-    PYTHONPATH=. python bench/bench_sfm.py --sets [NAME,...]
+    PYTHONPATH=. python bench/bench_sfm.py --sets [NAME,...] [--out FILE] [--config JSON] [--skip-peer]
 
 --sets: every real set (sceaux; phototourism-sample per landmark and all 13; heterogeneous sets
 built from them by bench/sfm_sets.py: crops, rescales to 700-1100 px, no EXIF, mixed unions;
@@ -124,8 +124,11 @@ def _uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
 
-def run_sets(names: list[str], out: Path | None = None) -> None:
-    """The --sets table, printed; also written to ``out`` (with the load before and after)."""
+def run_sets(names: list[str], out: Path | None = None, overrides: dict | None = None,
+             peer: bool = True) -> None:
+    """The --sets table, printed; also written to ``out`` (with the load before and after).
+    ``overrides``: SfMConfig fields for recon's runs (--config); ``peer``: run pycolmap's
+    defaults too (the ratio column is 0 without them)."""
     from recon.sfm import SfMConfig, run_sfm
 
     lines = []
@@ -147,12 +150,13 @@ def run_sets(names: list[str], out: Path | None = None) -> None:
         t0 = time.perf_counter()
         # demo_room runs with the options of `recon demo` (recon.pipeline.demo)
         demo = name == "demo_room"
-        cfg = SfMConfig(camera_model="SIMPLE_PINHOLE", camera_mode="single") if demo \
-            else SfMConfig()
+        extra = dict(camera_model="SIMPLE_PINHOLE", camera_mode="single") if demo else {}
+        cfg = SfMConfig(**{**extra, **(overrides or {})})
         rep = run_sfm(d, tmp / name / "ours", cfg, progress=False)
         t_ours = time.perf_counter() - t0
         peer_stages: dict = {}
-        t_peer, best = pycolmap_default(d, tmp / name / "peer", peer_stages)
+        t_peer, best = (pycolmap_default(d, tmp / name / "peer", peer_stages) if peer
+                        else (float("nan"), None))
         reg = best.num_reg_images() if best is not None else 0
         att = ",".join(f"{a['recipe']}:{a['registered']}" for a in rep.attempts)
         flagged = len(rep.plausibility.get("problems_before_dropping") or rep.plausibility.get("problems", [])) \
@@ -182,9 +186,14 @@ def main() -> None:
     ap.add_argument("--sets", nargs="?", const=",".join(SETS), default=None,
                     help=f"comma-separated real sets (default all: {', '.join(SETS)})")
     ap.add_argument("--out", default=None, help="--sets: also write the table to this file")
+    ap.add_argument("--config", default=None,
+                    help='--sets: SfMConfig fields for recon as JSON, e.g. \'{"first_octave": 0}\'')
     args = ap.parse_args()
     if args.sets:
-        run_sets(args.sets.split(","), Path(args.out) if args.out else None)
+        import json
+
+        run_sets(args.sets.split(","), Path(args.out) if args.out else None,
+                 json.loads(args.config) if args.config else None, peer=not args.skip_peer)
         return
 
     from recon.sfm import SfMConfig, run_sfm
