@@ -9,11 +9,12 @@ Accuracy: on sceaux-castle the focal length vs K.txt (2905.88 px); on a recon.sy
 (--synth orbit|walk) rotation / camera-centre errors after similarity alignment with the truth.
 
     PYTHONPATH=. python bench/bench_sfm.py [--images DIR] [--synth orbit] [--mapper global]
-    PYTHONPATH=. python bench/bench_sfm.py --sets [NAME,...]
+    PYTHONPATH=. python bench/bench_sfm.py --sets [NAME,...] [--out FILE] [--config JSON] [--skip-peer]
 
 --sets: every real set (sceaux; phototourism-sample per landmark and all 13; heterogeneous sets
 built from them by bench/sfm_sets.py: crops, rescales to 700-1100 px, no EXIF, mixed unions;
-the synthetic room): per set, registered images and seconds of `recon sfm` and of pycolmap's
+the synthetic room; demo_room: `recon demo`'s 30 views at 320x240 with its SfM options): per
+set, registered images and seconds of `recon sfm` and of pycolmap's
 defaults in the same run, their ratio, ours' attempts and the cameras it flags implausible, and
 the peer's cameras outside [0.3, 5] x the larger side or with |k| > 1.
 """
@@ -33,7 +34,10 @@ F_REF_SCEAUX = 2905.88
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def pycolmap_default(image_dir: Path, work: Path) -> tuple[float, object]:
+def pycolmap_default(image_dir: Path, work: Path,
+                     stages: dict | None = None) -> tuple[float, object]:
+    """Seconds and largest model of pycolmap's default pipeline; ``stages`` gets the seconds of
+    extraction, matching and mapping."""
     import pycolmap
 
     pycolmap.logging.minloglevel = 2
@@ -41,9 +45,13 @@ def pycolmap_default(image_dir: Path, work: Path) -> tuple[float, object]:
     db = work / "database.db"
     t0 = time.perf_counter()
     pycolmap.extract_features(str(db), str(image_dir))
+    t1 = time.perf_counter()
     pycolmap.match_exhaustive(str(db))
+    t2 = time.perf_counter()
     models = pycolmap.incremental_mapping(str(db), str(image_dir), str(work / "sparse"))
     dt = time.perf_counter() - t0
+    if stages is not None:
+        stages.update(features=t1 - t0, matching=t2 - t1, mapping=t0 + dt - t2)
     best = max(models.values(), key=lambda r: r.num_reg_images()) if models else None
     return dt, best
 
@@ -64,7 +72,7 @@ def _pose_errors(rec, gt_by_name):
 
 
 SETS = ("sceaux", "pt_london_bridge", "pt_piazza_san_marco", "pt_st_pauls", "pt_united_states", "pt_all",
-        "het_sceaux", "mixed", "synth_room")
+        "het_sceaux", "mixed", "synth_room", "demo_room")
 
 
 def build_set(name: str, root: Path, data: Path) -> Path:
@@ -83,13 +91,15 @@ def build_set(name: str, root: Path, data: Path) -> Path:
         make_heterogeneous_set([data / "sceaux-castle"], d, seed=1)
         phototourism_subset(pt, d, "london_bridge")
         phototourism_subset(pt, d, "st_pauls")
-    elif name == "synth_room":
+    elif name in ("synth_room", "demo_room"):  # demo_room: `recon demo`'s 30 views at 320x240
         from recon import synth
 
-        cam = synth.make_camera("SIMPLE_RADIAL", 640, 480, fov_deg=60)
-        ds = synth.write_dataset(root / "synth", synth.make_scene(seed=0), cam, synth.orbit(30, radius=3.2),
-                                 options=synth.DatasetOptions(progress=False, write_normals=False,
-                                                              write_labels=False))
+        demo = name == "demo_room"
+        cam = synth.make_camera("PINHOLE" if demo else "SIMPLE_RADIAL", 320 if demo else 640,
+                                240 if demo else 480, fov_deg=60)
+        opts = synth.DatasetOptions(progress=False, write_normals=False, write_labels=False)
+        ds = synth.write_dataset(root / name, synth.make_scene(seed=0), cam,
+                                 synth.orbit(30, radius=3.2), options=opts)
         return Path(ds.image_paths[0]).parent
     else:
         raise ValueError(f"--sets: unknown set {name!r} (known: {', '.join(SETS)})")
@@ -108,28 +118,61 @@ def _implausible(rec) -> int:
     return n
 
 
-def run_sets(names: list[str]) -> None:
+def _uptime() -> str:
+    import subprocess
+
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+
+
+def run_sets(names: list[str], out: Path | None = None, overrides: dict | None = None,
+             peer: bool = True) -> None:
+    """The --sets table, printed; also written to ``out`` (with the load before and after).
+    ``overrides``: SfMConfig fields for recon's runs (--config); ``peer``: run pycolmap's
+    defaults too (the ratio column is 0 without them)."""
     from recon.sfm import SfMConfig, run_sfm
+
+    lines = []
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+        lines.append(line)
+
+    say(f"load before: {_uptime()}")
 
     data = Path(__file__).resolve().parents[2] / "shared" / "data"
     tmp = Path(tempfile.mkdtemp(prefix="bench_sfm_sets_"))
-    print(f"{'set':<20} {'n':>3} | {'recon reg':>9} {'s':>6} {'attempts':<28} {'flagged':>7} | "
-          f"{'colmap reg':>10} {'s':>6} {'bad cams':>8} | {'ratio':>5}", flush=True)
+    say(f"{'set':<20} {'n':>3} | {'recon reg':>9} {'s':>6} {'attempts':<28} {'flagged':>7} | "
+        f"{'colmap reg':>10} {'s':>6} {'bad cams':>8} | {'ratio':>5}")
+    stages = []
     for name in names:
         d = build_set(name, tmp / "sets", data)
         n = len([p for p in d.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")])
         t0 = time.perf_counter()
-        rep = run_sfm(d, tmp / name / "ours", SfMConfig(), progress=False)
+        # demo_room runs with the options of `recon demo` (recon.pipeline.demo)
+        demo = name == "demo_room"
+        extra = dict(camera_model="SIMPLE_PINHOLE", camera_mode="single") if demo else {}
+        cfg = SfMConfig(**{**extra, **(overrides or {})})
+        rep = run_sfm(d, tmp / name / "ours", cfg, progress=False)
         t_ours = time.perf_counter() - t0
-        t_peer, best = pycolmap_default(d, tmp / name / "peer")
+        peer_stages: dict = {}
+        t_peer, best = (pycolmap_default(d, tmp / name / "peer", peer_stages) if peer
+                        else (float("nan"), None))
         reg = best.num_reg_images() if best is not None else 0
         att = ",".join(f"{a['recipe']}:{a['registered']}" for a in rep.attempts)
         flagged = len(rep.plausibility.get("problems_before_dropping") or rep.plausibility.get("problems", [])) \
             if rep.plausibility else 0
-        print(f"{name:<20} {n:>3} | {rep.images_registered:>9} {t_ours:>6.1f} {att:<28} {flagged:>7} | "
-              f"{reg:>10} {t_peer:>6.1f} {_implausible(best) if best is not None else 0:>8} | "
-              f"{t_ours / t_peer:>5.2f}  {rep.status}", flush=True)
+        bad = _implausible(best) if best is not None else 0
+        say(f"{name:<20} {n:>3} | {rep.images_registered:>9} {t_ours:>6.1f} {att:<28} "
+            f"{flagged:>7} | {reg:>10} {t_peer:>6.1f} {bad:>8} | {t_ours / t_peer:>5.2f}  "
+            f"{rep.status}")
+        ours = ", ".join(f"{k} {v:.1f}" for k, v in rep.stage_seconds.items())
+        peer = ", ".join(f"{k} {v:.1f}" for k, v in peer_stages.items())
+        stages.append(f"{name}: recon {ours} | pycolmap {peer}")
+    say("stage seconds per set:\n  " + "\n  ".join(stages))
+    say(f"load after: {_uptime()}")
     shutil.rmtree(tmp, ignore_errors=True)
+    if out is not None:
+        Path(out).write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:
@@ -142,9 +185,15 @@ def main() -> None:
     ap.add_argument("--skip-peer", action="store_true")
     ap.add_argument("--sets", nargs="?", const=",".join(SETS), default=None,
                     help=f"comma-separated real sets (default all: {', '.join(SETS)})")
+    ap.add_argument("--out", default=None, help="--sets: also write the table to this file")
+    ap.add_argument("--config", default=None,
+                    help='--sets: SfMConfig fields for recon as JSON, e.g. \'{"first_octave": 0}\'')
     args = ap.parse_args()
     if args.sets:
-        run_sets(args.sets.split(","))
+        import json
+
+        run_sets(args.sets.split(","), Path(args.out) if args.out else None,
+                 json.loads(args.config) if args.config else None, peer=not args.skip_peer)
         return
 
     from recon.sfm import SfMConfig, run_sfm
