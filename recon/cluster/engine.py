@@ -37,7 +37,7 @@ from typing import Self
 from recon.errors import ReconError
 
 __all__ = ["Cluster", "ClusterError", "ClusterOptions", "StageFacts", "Task", "input_hash",
-           "open_cluster", "package_versions"]
+           "open_cluster", "package_versions", "run_tasks"]
 
 VERSIONED_PACKAGES = ("recon", "pycolmap", "numpy", "torch")
 DONE_MARKER = "done.json"
@@ -276,6 +276,22 @@ class Cluster:
             raise ClusterError(f"stage {stage!r}: task {key!r} failed after {self.options.retries} "
                                f"retries ({why}); finished tasks are kept in {base} for a re-run")
         return results
+
+
+def run_tasks(cluster: Cluster | None, stage: str, tasks: Sequence[Task], root: Path) -> list:
+    """``cluster.map(stage, tasks, root)``, or without a cluster the same tasks one after another
+    in this process, with the same folders and done-markers (a finished task is reused)."""
+    if cluster is not None:
+        return cluster.map(stage, tasks, root)
+    keys = [t.key for t in tasks]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"tasks: keys repeat in stage {stage!r}")
+    results = []
+    for t in tasks:
+        folder, digest = Path(root) / stage / t.key, input_hash(t.inputs)
+        marker = read_marker(folder, digest) or _run_task(t.fn, str(folder), digest, t.args)
+        results.append(marker["result"])
+    return results
 
 
 def open_cluster(options: ClusterOptions, output_dir, *, need_gpu: bool = False) -> Cluster:
