@@ -296,7 +296,9 @@ def run_tasks(cluster: Cluster | None, stage: str, tasks: Sequence[Task], root: 
 
 def open_cluster(options: ClusterOptions, output_dir, *, need_gpu: bool = False) -> Cluster:
     """Start or attach the cluster of ``options`` and check it against ``output_dir`` (created);
-    raises ClusterError (one line) when it cannot be used."""
+    raises ClusterError (one line) when it cannot be used. ``need_gpu``: GPU tasks are coming
+    (a local cluster's workers then offer this machine's CUDA GPU as the ``GPU`` resource; a
+    remote cluster must have workers started with ``--resources GPU=1``)."""
     from distributed import Client, LocalCluster
 
     out = Path(output_dir)
@@ -304,9 +306,11 @@ def open_cluster(options: ClusterOptions, output_dir, *, need_gpu: bool = False)
     local = None
     try:
         if options.workers is not None:
+            # local GPU tasks: every worker offers this machine's GPU (they share it)
+            gpu = {"GPU": 1} if need_gpu and _worker_gpus() > 0 else None
             local = LocalCluster(n_workers=int(options.workers), threads_per_worker=1, processes=True, host="127.0.0.1",
                                  dashboard_address=None, silence_logs=logging.ERROR,
-                                 local_directory=str(out / ".dask"))
+                                 local_directory=str(out / ".dask"), resources=gpu)
             client = Client(local, timeout=f"{options.timeout_s}s")
             kind, address = "local", local.scheduler_address
         else:

@@ -146,7 +146,10 @@ def _run_chunked(args, cfg, copts, log) -> int:
     else:
         from recon.cluster import open_cluster
 
-        with open_cluster(copts, args.output, need_gpu=cfg.device == "cuda") as cluster:
+        import torch
+
+        gpu = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+        with open_cluster(copts, args.output, need_gpu=gpu) as cluster:
             result = train_chunked(args.data, args.output, cfg, options, cluster=cluster, log=log, threads=threads)
     r = result.report
     print(f"splat: {len(result.plan.cells)} chunks merged, {r['num_gaussians']} Gaussians, {r['steps']} steps "
