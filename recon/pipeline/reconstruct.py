@@ -335,8 +335,17 @@ def _stage_train(out: Path, cfg: ReconstructConfig, device: str, steps: int, bud
                          threads="auto").report
     keys = ("psnr_test", "ssim_test", "lpips_test", "steps", "seconds", "num_gaussians", "device",
             "train_views", "test_views", "resolution")
+    extra = {}
+    if rep.get("chunks"):  # flat, for the HTML report's table (the whole record: OUT/splat/report.json)
+        extra["chunks"] = len(rep["chunks"]["plan"]["chunks"])
+        extra["chunk_own_cell_gaussians"] = rep["chunks"]["own_cell_gaussians"]
+    if rep.get("cluster"):
+        st = rep["cluster"]["stages"].get("chunks", {})
+        extra["cluster"] = f"{rep['cluster']['kind']} Dask cluster, {rep['cluster']['workers']} workers"
+        extra["cluster_task_seconds_sum"] = st.get("task_seconds_sum")
+        extra["cluster_retries"], extra["cluster_failures"] = st.get("retries"), st.get("failures")
     return {"resumed_from_checkpoint": resume, "resolution_scale": scale,
-            **{k: rep.get(k) for k in keys if k in rep}}
+            **{k: rep.get(k) for k in keys if k in rep}, **extra}
 
 
 def _stage_export(out: Path, cfg: ReconstructConfig, q: dict, progress: bool) -> dict:
