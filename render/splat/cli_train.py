@@ -115,9 +115,8 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads: expected >= 1, got {args.threads}")
     log(f"preset {preset}")
-    from recon.cli._cluster import cluster_options
-
-    copts = cluster_options(args) if hasattr(args, "workers") else None
+    # the cluster options are read by recon's CLI (args.cluster_options): render never imports it
+    copts = args.cluster_options(args) if getattr(args, "cluster_options", None) else None
     if args.chunks is not None:
         return _run_chunked(args, cfg, copts, log)
     if copts is not None:
@@ -144,7 +143,7 @@ def _run_chunked(args, cfg, copts, log) -> int:
     if copts is None:
         result = train_chunked(args.data, args.output, cfg, options, log=log, threads=threads)
     else:
-        from recon.cluster import open_cluster
+        from recon.cluster.engine import open_cluster
 
         import torch
 
