@@ -16,6 +16,9 @@ at start, and a task runner that records what the cluster did.
   restarts the worker) or when it raises (``retries``). A task that still fails ends the stage
   with one line naming it; finished tasks keep their markers.
 
+:func:`run_tasks` runs the same tasks with or without a cluster (without: one after another in
+this process, same folders and markers), so a library function has one code path.
+
 Per stage, :meth:`Cluster.facts` reports the tasks, tasks reused, wall seconds, the sum of the
 tasks' own seconds, retries (attempts beyond the first, counted by the tasks themselves, so a
 re-run after a killed worker counts too) and failures; the SfM report stores them as ``cluster``.
