@@ -132,6 +132,84 @@ def test_unreachable_scheduler_exits_2_with_one_line(tmp_path):
     assert dt < 60
 
 
+# ---- start checks against real `dask worker` processes in a changed environment ---------------
+
+DASK = Path(sys.executable).with_name("dask")
+
+
+@pytest.fixture
+def bare_scheduler():
+    """A scheduler without workers (its workers are started by each test)."""
+    import logging
+
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=None, processes=True,
+                      silence_logs=logging.ERROR) as lc:
+        yield lc.scheduler_address
+
+
+def _start_worker(address: str, tmp_path: Path, env: dict, prefix: list[str] = ()) -> subprocess.Popen:
+    cmd = [*prefix, str(DASK), "worker", address, "--nworkers", "1", "--nthreads", "1", "--no-dashboard",
+           "--local-directory", str(tmp_path / "worker")]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def _stop(p: subprocess.Popen) -> None:
+    os.killpg(p.pid, signal.SIGTERM)
+    try:
+        p.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+
+
+def _check_fails_fast(address: str, out: Path, match: str) -> str:
+    from recon.cluster import ClusterError, ClusterOptions, open_cluster
+
+    t0 = time.perf_counter()
+    with pytest.raises(ClusterError, match=match) as info:
+        open_cluster(ClusterOptions(address=address, timeout_s=60), out)
+    msg = str(info.value)
+    assert "\n" not in msg and time.perf_counter() - t0 < 60
+    return msg
+
+
+def test_a_worker_with_other_package_versions_is_refused(bare_scheduler, tmp_path):
+    """The worker's Python finds another pycolmap distribution first (a real environment
+    difference: its metadata says 0.0.1)."""
+    shim = tmp_path / "shim" / "pycolmap-0.0.1.dist-info"
+    shim.mkdir(parents=True)
+    (shim / "METADATA").write_text("Metadata-Version: 2.1\nName: pycolmap\nVersion: 0.0.1\n")
+    env = _env()
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "shim"), env["PYTHONPATH"]])
+    worker = _start_worker(bare_scheduler, tmp_path, env)
+    try:
+        msg = _check_fails_fast(bare_scheduler, tmp_path / "out", "other package versions")
+    finally:
+        _stop(worker)
+    assert "pycolmap 0.0.1" in msg, msg
+
+
+def test_a_worker_that_cannot_see_the_output_folder_is_refused(bare_scheduler, tmp_path):
+    """The worker runs in its own mount namespace with an empty tmpfs over the output folder:
+    it sees another folder at the same path (a worker on a host without the shared disk)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "mount", "-t", "tmpfs", "tmpfs", str(out)],
+                           capture_output=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"no private mount namespace here: {probe.stderr.decode().strip()}")
+    prefix = ["unshare", "-m", "--propagation", "private", "sh", "-c", f'mount -t tmpfs tmpfs "{out}" && exec "$@"',
+              "sh"]
+    worker = _start_worker(bare_scheduler, tmp_path, _env(), prefix)
+    try:
+        msg = _check_fails_fast(bare_scheduler, out, "cannot read the output folder")
+    finally:
+        _stop(worker)
+    assert str(out.resolve()) in msg
+
+
 # ---- the match-graph cut ---------------------------------------------------------------------
 
 def test_normalized_cut_of_a_chain_gives_bounded_overlapping_leaves():
@@ -274,6 +352,31 @@ def test_sfm_on_the_cluster_survives_a_killed_worker_and_resumes(cluster, small_
     for stage in ("features", "matching", "mapping"):
         st = rep2.cluster["stages"][stage]
         assert st["reused"] >= rep.cluster["stages"][stage]["tasks"], (stage, st)
+
+
+def test_a_worker_killed_during_leaf_mapping_is_survived(cluster, small_scene, tmp_path):
+    """SIGKILL the worker of the first leaf-mapping task: the run finishes with the same
+    registered set (all 16 views) and the leaf ran again."""
+    from recon.sfm import SfMConfig, run_sfm
+
+    image_dir = Path(small_scene.image_paths[0]).parent
+    config = SfMConfig(max_num_features=1024, leaf_max_images=10)
+    killed: dict = {}
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_first_started, args=(tmp_path / "out" / "tasks", "mapping", killed, stop))
+    killer.start()
+    try:
+        rep = run_sfm(image_dir, tmp_path / "out", config, progress=False, cluster=cluster)
+    finally:
+        stop.set()
+        killer.join()
+    assert killed, "no mapping task was seen running"
+    assert rep.status == "ok", rep.message
+    names, err = _centre_error(tmp_path / "out" / "sparse" / "0", small_scene)
+    assert names == {Path(p).name for p in small_scene.image_paths}
+    assert err < 0.01, err
+    assert rep.cluster["stages"]["mapping"]["retries"] >= 1
+    cluster.client.wait_for_workers(2, timeout=30)
 
 
 # ---- scale (slow): a street walk of 240 views ------------------------------------------------

@@ -329,7 +329,10 @@ def test_layering_check_catches_violations(tmp_path):
 CLI_MODULES = ("recon/cli/", "recon/__main__.py")
 #: What render may import of recon: its scene types, file formats, errors, the DepthView of
 #: recon.export and the lazy re-export helper (never SfM, matching, pipelines or the CLI).
-RENDER_MAY_IMPORT = ("recon._lazy", "recon.errors", "recon.io", "recon.scene", "recon.export")
+# recon.cluster.engine: the generic task runner (chunked splatting runs its chunks as tasks);
+# never recon.cluster.sfm (SfM internals)
+RENDER_MAY_IMPORT = ("recon._lazy", "recon.errors", "recon.io", "recon.scene", "recon.export",
+                     "recon.cluster.engine")
 
 
 def _docstring_nodes(tree) -> set[int]:

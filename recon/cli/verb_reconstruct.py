@@ -65,6 +65,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="training device")
     p.add_argument("--no-orient", action="store_true", help="keep the SfM world frame (no upright/centring)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--chunks", type=int, default=None, metavar="N",
+                   help="train the splat as N ground-plane chunks merged into one PLY (on the cluster with "
+                        "--workers / --cluster); default: one run")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     add_cluster(p)
 
@@ -75,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     opts = {k: v for k, v in (("masks", args.masks), ("model", args.model)) if v}
     cfg = ReconstructConfig(quality=args.quality, method=args.method, calib=args.calib, labels=args.labels,
                             labels_options=opts, device=args.device, max_seconds=args.max_seconds,
-                            steps=args.steps, orient=not args.no_orient, seed=args.seed)
+                            steps=args.steps, orient=not args.no_orient, seed=args.seed,
+                            chunks=args.chunks)
     copts = cluster_options(args)
     if copts is None:
         r = reconstruct(args.inputs, args.output, cfg, from_stage=args.from_stage, progress=not args.quiet)

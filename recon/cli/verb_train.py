@@ -7,12 +7,15 @@ importing nothing heavy at top level (and its package ``__init__`` must be light
     NAME = "splat"; HELP = "one line"; ORDER = 10
     def add_arguments(parser): ...
     def run(args) -> int: ...      # heavy imports inside
+    CLUSTER = True                 # optional: the verb takes the cluster options (--workers, ...)
 
 A ``cli_train.py`` that fails to import is not dropped: ``recon train NAME`` then stops with an
 error naming the module and the import error, and ``recon train --help`` lists it as broken.
 
 A trainer's ``--viewer`` gets its live viewer from here (``args.live_viewer``, a factory
-``render_fn -> viewer.live.TrainingViewer``), so render never imports viewer.
+``render_fn -> viewer.live.TrainingViewer``), so render never imports viewer; a trainer with
+``CLUSTER = True`` gets the cluster options and ``args.cluster_options(args)`` (a
+``recon.cluster.ClusterOptions`` or None) the same way, so render never imports the CLI.
 """
 
 from __future__ import annotations
@@ -88,6 +91,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
         add_max_image_pixels(p)
+        if getattr(mod, "CLUSTER", False):
+            from recon.cli._cluster import add_cluster, cluster_options
+
+            add_cluster(p)
+            p.set_defaults(cluster_options=cluster_options)
         p.set_defaults(_train_run=mod.run, live_viewer=_live_viewer)
     for name, message in sorted(broken.items()):
         p = sub.add_parser(name, help=f"BROKEN: {message}", description=f"BROKEN: {message}")

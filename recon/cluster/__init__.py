@@ -15,7 +15,8 @@ from recon.cluster.engine import (
     input_hash,
     open_cluster,
     package_versions,
+    run_tasks,
 )
 
 __all__ = ["Cluster", "ClusterError", "ClusterOptions", "StageFacts", "Task", "input_hash",
-           "open_cluster", "package_versions"]
+           "open_cluster", "package_versions", "run_tasks"]

@@ -16,6 +16,9 @@ at start, and a task runner that records what the cluster did.
   restarts the worker) or when it raises (``retries``). A task that still fails ends the stage
   with one line naming it; finished tasks keep their markers.
 
+:func:`run_tasks` runs the same tasks with or without a cluster (without: one after another in
+this process, same folders and markers), so a library function has one code path.
+
 Per stage, :meth:`Cluster.facts` reports the tasks, tasks reused, wall seconds, the sum of the
 tasks' own seconds, retries (attempts beyond the first, counted by the tasks themselves, so a
 re-run after a killed worker counts too) and failures; the SfM report stores them as ``cluster``.
@@ -37,7 +40,7 @@ from typing import Self
 from recon.errors import ReconError
 
 __all__ = ["Cluster", "ClusterError", "ClusterOptions", "StageFacts", "Task", "input_hash",
-           "open_cluster", "package_versions"]
+           "open_cluster", "package_versions", "run_tasks"]
 
 VERSIONED_PACKAGES = ("recon", "pycolmap", "numpy", "torch")
 DONE_MARKER = "done.json"
@@ -278,9 +281,27 @@ class Cluster:
         return results
 
 
+def run_tasks(cluster: Cluster | None, stage: str, tasks: Sequence[Task], root: Path) -> list:
+    """``cluster.map(stage, tasks, root)``, or without a cluster the same tasks one after another
+    in this process, with the same folders and done-markers (a finished task is reused)."""
+    if cluster is not None:
+        return cluster.map(stage, tasks, root)
+    keys = [t.key for t in tasks]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"tasks: keys repeat in stage {stage!r}")
+    results = []
+    for t in tasks:
+        folder, digest = Path(root) / stage / t.key, input_hash(t.inputs)
+        marker = read_marker(folder, digest) or _run_task(t.fn, str(folder), digest, t.args)
+        results.append(marker["result"])
+    return results
+
+
 def open_cluster(options: ClusterOptions, output_dir, *, need_gpu: bool = False) -> Cluster:
     """Start or attach the cluster of ``options`` and check it against ``output_dir`` (created);
-    raises ClusterError (one line) when it cannot be used."""
+    raises ClusterError (one line) when it cannot be used. ``need_gpu``: GPU tasks are coming
+    (a local cluster's workers then offer this machine's CUDA GPU as the ``GPU`` resource; a
+    remote cluster must have workers started with ``--resources GPU=1``)."""
     from distributed import Client, LocalCluster
 
     out = Path(output_dir)
@@ -288,9 +309,11 @@ def open_cluster(options: ClusterOptions, output_dir, *, need_gpu: bool = False)
     local = None
     try:
         if options.workers is not None:
+            # local GPU tasks: every worker offers this machine's GPU (they share it)
+            gpu = {"GPU": 1} if need_gpu and _worker_gpus() > 0 else None
             local = LocalCluster(n_workers=int(options.workers), threads_per_worker=1, processes=True, host="127.0.0.1",
                                  dashboard_address=None, silence_logs=logging.ERROR,
-                                 local_directory=str(out / ".dask"))
+                                 local_directory=str(out / ".dask"), resources=gpu)
             client = Client(local, timeout=f"{options.timeout_s}s")
             kind, address = "local", local.scheduler_address
         else:

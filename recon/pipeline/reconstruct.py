@@ -75,6 +75,8 @@ class ReconstructConfig:
     steps:        training steps override (None: the preset's)
     orient:       put the scene upright and centred (recorded transform)
     seed:         random seed
+    chunks:       train Gaussian splatting as this many ground-plane chunks merged into one PLY
+                  (render.splat.chunks; on the cluster when one is given); None: one run
     """
 
     quality: str = "fast"
@@ -87,6 +89,7 @@ class ReconstructConfig:
     steps: int | None = None
     orient: bool = True
     seed: int = 0
+    chunks: int | None = None
 
     def validate(self) -> None:
         if self.quality not in QUALITY:
@@ -97,6 +100,9 @@ class ReconstructConfig:
             raise ValueError(f"device: expected auto, cpu or cuda, got {self.device!r}")
         if self.max_seconds is not None and self.max_seconds <= 0:
             raise ValueError(f"max_seconds: expected > 0, got {self.max_seconds}")
+        if self.chunks is not None and (self.chunks < 1 or self.method != "splat"):
+            raise ValueError(f"chunks: expected a positive number with method 'splat', got {self.chunks} "
+                             f"with {self.method!r}")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps: expected >= 1, got {self.steps}")
 
@@ -120,7 +126,7 @@ def reconstruct(inputs, out_dir, config: ReconstructConfig | None = None, *, fro
                 progress: bool = True, log=None, cluster=None) -> dict:
     """Run the pipeline into ``out_dir``; returns the final report dict (also OUT/report.json).
 
-    ``cluster``: a :class:`recon.cluster.Cluster` on which the SfM stage runs its tasks
+    ``cluster``: a :class:`recon.cluster.Cluster` on which the SfM stage (and ``chunks``) runs its tasks
     (``--workers`` / ``--cluster``; docs/cluster.md); None: one process.
 
     Raises ReconError (with earlier stages' outputs kept) when a stage cannot go on; the
@@ -178,9 +184,12 @@ def reconstruct(inputs, out_dir, config: ReconstructConfig | None = None, *, fro
         budget = cfg.max_seconds or q["max_seconds"][device]
         train_opts = {"method": cfg.method, "steps": steps, "max_seconds": budget, "device": device,
                       "long_side": q["train_long_side"][device], "seed": cfg.seed}
+        if cfg.chunks is not None:
+            train_opts["chunks"] = cfg.chunks
         report["train"] = runner.run(
             "train", train_opts, lambda ctx: _stage_train(out, cfg, device, steps, budget,
-                                                          q["train_long_side"][device], ctx, progress),
+                                                          q["train_long_side"][device], ctx, progress,
+                                                          cluster),
             outputs=[out / cfg.method / "report.json"], index="3/6")
         # ---- 4. export -----------------------------------------------------------------
         report["export"] = runner.run("export", {"mesh_faces": q["mesh_faces"]},
@@ -293,7 +302,7 @@ def _stage_orient(out: Path, cfg: ReconstructConfig) -> dict:
 
 
 def _stage_train(out: Path, cfg: ReconstructConfig, device: str, steps: int, budget: float,
-                 long_side: int, ctx, progress: bool) -> dict:
+                 long_side: int, ctx, progress: bool, cluster=None) -> dict:
     from recon.io.colmap import read_cameras
 
     size = max(max(c.width, c.height) for c in read_cameras(out / "scene" / "sparse" / "0").values())
@@ -308,8 +317,13 @@ def _stage_train(out: Path, cfg: ReconstructConfig, device: str, steps: int, bud
         tcfg = TrainConfig.preset("cpu" if device == "cpu" else "default", steps=steps,
                                   resolution_scale=scale, device=device, max_seconds=budget, seed=cfg.seed,
                                   checkpoint_every=250 if device == "cpu" else 1000)
-        result = train(out / "scene", dst, tcfg, resume=resume, progress=progress, threads="auto")
-        rep = result.report
+        if cfg.chunks is not None:  # finished chunks are reused by their done-markers
+            from render.splat.chunks import ChunkOptions, train_chunked
+
+            rep = train_chunked(out / "scene", dst, tcfg, ChunkOptions(chunks=cfg.chunks), cluster=cluster,
+                                threads="auto").report
+        else:
+            rep = train(out / "scene", dst, tcfg, resume=resume, progress=progress, threads="auto").report
     else:
         from render.nerf import NerfConfig
         from render.nerf import train as train_nerf
@@ -321,8 +335,17 @@ def _stage_train(out: Path, cfg: ReconstructConfig, device: str, steps: int, bud
                          threads="auto").report
     keys = ("psnr_test", "ssim_test", "lpips_test", "steps", "seconds", "num_gaussians", "device",
             "train_views", "test_views", "resolution")
+    extra = {}
+    if rep.get("chunks"):  # flat, for the HTML report's table (the whole record: OUT/splat/report.json)
+        extra["chunks"] = len(rep["chunks"]["plan"]["chunks"])
+        extra["chunk_own_cell_gaussians"] = rep["chunks"]["own_cell_gaussians"]
+    if rep.get("cluster"):
+        st = rep["cluster"]["stages"].get("chunks", {})
+        extra["cluster"] = f"{rep['cluster']['kind']} Dask cluster, {rep['cluster']['workers']} workers"
+        extra["cluster_task_seconds_sum"] = st.get("task_seconds_sum")
+        extra["cluster_retries"], extra["cluster_failures"] = st.get("retries"), st.get("failures")
     return {"resumed_from_checkpoint": resume, "resolution_scale": scale,
-            **{k: rep.get(k) for k in keys if k in rep}}
+            **{k: rep.get(k) for k in keys if k in rep}, **extra}
 
 
 def _stage_export(out: Path, cfg: ReconstructConfig, q: dict, progress: bool) -> dict:

@@ -9,6 +9,7 @@ import argparse
 NAME = "splat"
 HELP = "3D Gaussian splatting (gsplat on CUDA, a PyTorch rasterizer on CPU)"
 ORDER = 10
+CLUSTER = True  # --workers / --cluster / --scheduler-file run the chunks of --chunks as Dask tasks
 DESCRIPTION = """\
 Train 3D Gaussians on posed images and write OUT/splat.ply (standard 3DGS layout: SuperSplat,
 gsplat and the Inria viewers read it), OUT/checkpoint.pt, OUT/renders/test/*.png and
@@ -30,6 +31,12 @@ Examples:
   recon train splat data/lego -o out/lego --strategy mcmc --device cuda --viewer
   recon train splat out/sfm -o out/splat --steps 7000 --resume     # continue a run
   recon sfm photos -o out && recon train splat out -o splat --resolution-scale 0.125 --max-seconds 120
+  recon train splat out/sfm -o out/splat --chunks 4 --workers 2   # 4 ground cells, 2 processes
+
+--chunks N cuts the scene into N ground-plane cells (expanded borders, views chosen by what they
+see), trains each as its own run of --steps steps (on the cluster of --workers / --cluster when
+given, else one after another) and merges each cell's own Gaussians into one OUT/splat.ply;
+OUT/chunks/<k>/ holds each chunk's run (docs/cluster.md).
 """
 
 
@@ -71,6 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--viewer", action="store_true",
                         help="live view in the browser (viser, http://127.0.0.1:8080) while training")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--chunks", type=int, metavar="N",
+                        help="train N ground-plane chunks (each --steps steps) and merge them into one "
+                             "splat.ply; with --workers / --cluster the chunks run as Dask tasks")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,6 +115,13 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads: expected >= 1, got {args.threads}")
     log(f"preset {preset}")
+    # the cluster options are read by recon's CLI (args.cluster_options): render never imports it
+    copts = args.cluster_options(args) if getattr(args, "cluster_options", None) else None
+    if args.chunks is not None:
+        return _run_chunked(args, cfg, copts, log)
+    if copts is not None:
+        raise ValueError("--workers / --cluster / --scheduler-file: a single training run is one process; "
+                         "use them with --chunks N")
     # The live viewer is handed in by recon's CLI (args.live_viewer): render never imports viewer.
     live = getattr(args, "live_viewer", None) if args.viewer else None
     result = train(args.data, args.output, cfg, resume=args.resume, progress=not args.quiet,
@@ -113,4 +130,27 @@ def run(args: argparse.Namespace) -> int:
     r = result.report
     print(f"splat: {r['num_gaussians']} Gaussians, {r['steps']} steps in {r['seconds']:.1f} s; "
           f"{r['eval_split']} PSNR {r['psnr']:.2f} dB, SSIM {r['ssim']:.4f} -> {args.output}/splat.ply")
+    return 0
+
+
+def _run_chunked(args, cfg, copts, log) -> int:
+    from render.splat.chunks import ChunkOptions, train_chunked
+
+    if args.resume or args.viewer:
+        raise ValueError("--chunks: --resume and --viewer do not apply (finished chunks are reused on a re-run)")
+    options = ChunkOptions(chunks=args.chunks)
+    threads = args.threads if args.threads is not None else "auto"
+    if copts is None:
+        result = train_chunked(args.data, args.output, cfg, options, log=log, threads=threads)
+    else:
+        from recon.cluster.engine import open_cluster
+
+        import torch
+
+        gpu = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+        with open_cluster(copts, args.output, need_gpu=gpu) as cluster:
+            result = train_chunked(args.data, args.output, cfg, options, cluster=cluster, log=log, threads=threads)
+    r = result.report
+    print(f"splat: {len(result.plan.cells)} chunks merged, {r['num_gaussians']} Gaussians, {r['steps']} steps "
+          f"in {r['seconds']:.1f} s; {r['eval_split']} PSNR {r['psnr']:.2f} dB -> {args.output}/splat.ply")
     return 0
