@@ -14,12 +14,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pycolmap
 import pytest
 
 from calib import Sim3
 
-pytest.importorskip("distributed")
-pycolmap = pytest.importorskip("pycolmap")
 
 ROOT = Path(__file__).resolve().parents[1]
 

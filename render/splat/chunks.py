@@ -278,6 +278,7 @@ def train_chunked(scene, out_dir, config=None, options: ChunkOptions | None = No
 
     from recon.cluster.engine import Task, run_tasks
     from recon.io.files import atomic_write, atomic_write_text
+    from recon.io.report import write_report
     from recon.io.gaussians import GaussianCloud, read_splat_ply, write_splat_ply
     from render.data import SceneData, load_scene
     from render.scaffold import Split, evaluate
@@ -348,7 +349,7 @@ def train_chunked(scene, out_dir, config=None, options: ChunkOptions | None = No
                    "steps_per_chunk": cfg.steps},
         "cluster": cluster.facts() if cluster is not None else None,
     }
-    atomic_write_text(out / "report.json", json.dumps(report, indent=2, default=str))
+    write_report(out / "report.json", report, indent=2)
     atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2))
     log(f"merged {len(plan.cells)} chunks: {len(merged.means)} Gaussians (own cells {own_counts}), "
         f"{ev.split} PSNR {ev.psnr:.2f} dB -> {out / 'splat.ply'}")
