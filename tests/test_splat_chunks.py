@@ -11,7 +11,6 @@ import sys
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
 
 from recon.io import detect  # noqa: E402
 from recon.io.gaussians import read_splat_ply  # noqa: E402
