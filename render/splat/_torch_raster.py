@@ -96,7 +96,10 @@ def rasterize_torch(means, quats, log_scales, opacity_logits, sh_coeffs, sh_degr
         mod = cpu_kernels() if device.type == "cpu" else None
         if fused and mod is None:
             raise RuntimeError(f"fused CPU rasterizer unavailable ({cpu_kernels_error() or 'not a CPU tensor'})")
-    if mod is not None:
+    # the C++ projection gives no gradient to the camera: poses / intrinsics under optimisation
+    # take the autograd projection
+    cam_grad = any(isinstance(v, torch.Tensor) and v.requires_grad for v in (R, t, fx, fy, cx, cy))
+    if mod is not None and not cam_grad:
         from render.splat._raster_cpu import ProjectCpp
 
         lim = [float(v) for v in _jacobian_bounds(fx, fy, cx, cy, W, H)]
