@@ -154,6 +154,31 @@ def test_sh_basis_matches_scipy_real_spherical_harmonics():
             k += 1
 
 
+def _eval_sh_inria(degree, coeffs, dirs):
+    """The Inria 3DGS ``eval_sh`` written term by term (utils/sh_utils.py), the reference."""
+    from render.splat.sh import SH_C0, SH_C1, SH_C2, SH_C3
+
+    c = coeffs
+    r = SH_C0 * c[..., 0, :]
+    if degree == 0:
+        return r
+    x, y, z = dirs[..., 0:1], dirs[..., 1:2], dirs[..., 2:3]
+    r = r - SH_C1 * y * c[..., 1, :] + SH_C1 * z * c[..., 2, :] - SH_C1 * x * c[..., 3, :]
+    if degree == 1:
+        return r
+    xx, yy, zz, xy, yz, xz = x * x, y * y, z * z, x * y, y * z, x * z
+    r = (r + SH_C2[0] * xy * c[..., 4, :] + SH_C2[1] * yz * c[..., 5, :]
+         + SH_C2[2] * (2.0 * zz - xx - yy) * c[..., 6, :] + SH_C2[3] * xz * c[..., 7, :]
+         + SH_C2[4] * (xx - yy) * c[..., 8, :])
+    if degree == 2:
+        return r
+    return (r + SH_C3[0] * y * (3 * xx - yy) * c[..., 9, :] + SH_C3[1] * xy * z * c[..., 10, :]
+            + SH_C3[2] * y * (4 * zz - xx - yy) * c[..., 11, :]
+            + SH_C3[3] * z * (2 * zz - 3 * xx - 3 * yy) * c[..., 12, :]
+            + SH_C3[4] * x * (4 * zz - xx - yy) * c[..., 13, :] + SH_C3[5] * z * (xx - yy) * c[..., 14, :]
+            + SH_C3[6] * x * (xx - 3 * yy) * c[..., 15, :])
+
+
 def test_sh_basis_agrees_with_eval_sh():
     from render.splat.sh import eval_sh, sh_basis
 
@@ -163,6 +188,14 @@ def test_sh_basis_agrees_with_eval_sh():
     for deg in range(4):
         n = (deg + 1) ** 2
         torch.testing.assert_close((sh_basis(deg, d)[..., None] * coeffs[:, :n]).sum(1), eval_sh(deg, coeffs, d))
+        # values and gradients (coefficients and directions) equal the term-by-term Inria formula
+        c1, d1 = coeffs.clone().requires_grad_(), d.clone().requires_grad_()
+        c2, d2 = coeffs.clone().requires_grad_(), d.clone().requires_grad_()
+        w = torch.randn(50, 3, dtype=torch.float64)
+        (eval_sh(deg, c1, d1) * w).sum().backward()
+        (_eval_sh_inria(deg, c2, d2) * w).sum().backward()
+        torch.testing.assert_close(c1.grad, c2.grad)
+        torch.testing.assert_close(d1.grad, d2.grad)
 
 
 def test_frequency_encoding_literal():

@@ -159,3 +159,22 @@ def test_trainer_path_is_fused_and_float32_close():
     out = rasterize(g32, CAM, POSE, background=[0.2, 0.5, 0.9])
     ref = _render(p0, False)
     torch.testing.assert_close(out.rgb.double(), ref.rgb.detach(), atol=2e-5, rtol=0)
+
+
+def test_camera_gradient_kept_when_the_pose_is_optimised():
+    """The C++ projection has no camera gradient: a pose that requires grad takes the autograd
+    projection, and its gradient equals the reference's."""
+    p0 = _params(60, 0)
+    grads = []
+    for fused in (None, False):
+        R = torch.as_tensor(POSE.rotation, dtype=torch.float64).clone().requires_grad_(True)
+        t = torch.as_tensor(POSE.translation, dtype=torch.float64).clone().requires_grad_(True)
+        (fx, fy), (cx, cy) = CAM.focal, CAM.principal_point
+        out = rasterize_torch(p0["means"], p0["quats_wxyz"], p0["log_scales"], p0["opacity_logits"],
+                              p0["sh_coeffs"], 3, R, t, fx, fy, cx, cy, CAM.width, CAM.height,
+                              torch.zeros(3, dtype=torch.float64), fused=fused)
+        wr, _, _ = _loss_weights(*out.alpha.shape)
+        (out.rgb * wr).sum().backward()
+        grads.append((R.grad, t.grad))
+    assert grads[0][0] is not None and float(grads[0][1].abs().max()) > 0
+    assert _rel(grads[0][0], grads[1][0]) < 1e-4 and _rel(grads[0][1], grads[1][1]) < 1e-4

@@ -251,10 +251,193 @@ torch::Tensor raster_backward(torch::Tensor feats, torch::Tensor start, torch::T
   return g_feats;
 }
 
+// EWA projection of 3D Gaussians (render.splat._torch_raster.project_gaussians), forward and
+// backward per Gaussian, parallel over Gaussians. p = R m + t (camera frame), q normalised,
+// Sigma = (Rq S)(Rq S)^T with S = exp(log_scales), J the perspective Jacobian at the point whose
+// x / z, y / z are clamped to the bounds lim (gsplat), cov2d = J R Sigma R^T J^T + eps2d I,
+// mean2d = (fx x / z + cx, fy y / z + cy). lim = (x_neg, x_pos, y_neg, y_pos).
+template <typename scalar_t>
+inline void quat_rot(const scalar_t* q, scalar_t* qn, scalar_t* Rq) {
+  scalar_t n = std::sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]);
+  n = std::max(n, scalar_t(1e-12));
+  for (int k = 0; k < 4; ++k) qn[k] = q[k] / n;
+  const scalar_t w = qn[0], x = qn[1], y = qn[2], z = qn[3];
+  Rq[0] = 1 - 2 * (y * y + z * z); Rq[1] = 2 * (x * y - w * z); Rq[2] = 2 * (x * z + w * y);
+  Rq[3] = 2 * (x * y + w * z); Rq[4] = 1 - 2 * (x * x + z * z); Rq[5] = 2 * (y * z - w * x);
+  Rq[6] = 2 * (x * z - w * y); Rq[7] = 2 * (y * z + w * x); Rq[8] = 1 - 2 * (x * x + y * y);
+}
+
+std::vector<torch::Tensor> project_forward(torch::Tensor means, torch::Tensor quats, torch::Tensor log_scales,
+                                           torch::Tensor R, torch::Tensor t, double fx, double fy, double cx,
+                                           double cy, std::vector<double> lim, double eps2d) {
+  means = means.contiguous(); quats = quats.contiguous(); log_scales = log_scales.contiguous();
+  R = R.to(means.scalar_type()).contiguous(); t = t.to(means.scalar_type()).contiguous();
+  const int64_t N = means.size(0);
+  auto m2 = torch::empty({N, 2}, means.options());
+  auto cov = torch::empty({N, 2, 2}, means.options());
+  auto zo = torch::empty({N}, means.options());
+  AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "project_forward", [&] {
+    const scalar_t *mp = means.data_ptr<scalar_t>(), *qp = quats.data_ptr<scalar_t>(),
+                   *lp = log_scales.data_ptr<scalar_t>(), *Rc = R.data_ptr<scalar_t>(), *tc = t.data_ptr<scalar_t>();
+    scalar_t *m2p = m2.data_ptr<scalar_t>(), *cp = cov.data_ptr<scalar_t>(), *zp = zo.data_ptr<scalar_t>();
+    const scalar_t Fx = fx, Fy = fy, Cx = cx, Cy = cy, E = eps2d;
+    const scalar_t lxn = lim[0], lxp = lim[1], lyn = lim[2], lyp = lim[3];
+    at::parallel_for(0, N, 1024, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const scalar_t* m = mp + 3 * i;
+        scalar_t p[3];
+        for (int r = 0; r < 3; ++r) p[r] = Rc[3 * r] * m[0] + Rc[3 * r + 1] * m[1] + Rc[3 * r + 2] * m[2] + tc[r];
+        const scalar_t z = p[2];
+        const scalar_t zs = std::abs(z) > scalar_t(1e-12) ? z : scalar_t(1e-12);
+        const scalar_t tx = zs * std::min(std::max(p[0] / zs, -lxn), lxp);
+        const scalar_t ty = zs * std::min(std::max(p[1] / zs, -lyn), lyp);
+        const scalar_t J00 = Fx / zs, J02 = -Fx * tx / (zs * zs), J11 = Fy / zs, J12 = -Fy * ty / (zs * zs);
+        scalar_t T[6];  // J R, 2 x 3
+        for (int c = 0; c < 3; ++c) {
+          T[c] = J00 * Rc[c] + J02 * Rc[6 + c];
+          T[3 + c] = J11 * Rc[3 + c] + J12 * Rc[6 + c];
+        }
+        scalar_t qn[4], Rq[9];
+        quat_rot(qp + 4 * i, qn, Rq);
+        scalar_t M[9];
+        for (int r = 0; r < 3; ++r)
+          for (int c = 0; c < 3; ++c) M[3 * r + c] = Rq[3 * r + c] * std::exp(lp[3 * i + c]);
+        scalar_t S[9];
+        for (int r = 0; r < 3; ++r)
+          for (int c = 0; c < 3; ++c) S[3 * r + c] = M[3 * r] * M[3 * c] + M[3 * r + 1] * M[3 * c + 1] + M[3 * r + 2] * M[3 * c + 2];
+        scalar_t TS[6];
+        for (int r = 0; r < 2; ++r)
+          for (int c = 0; c < 3; ++c) TS[3 * r + c] = T[3 * r] * S[c] + T[3 * r + 1] * S[3 + c] + T[3 * r + 2] * S[6 + c];
+        scalar_t* o = cp + 4 * i;
+        for (int r = 0; r < 2; ++r)
+          for (int c = 0; c < 2; ++c)
+            o[2 * r + c] = TS[3 * r] * T[3 * c] + TS[3 * r + 1] * T[3 * c + 1] + TS[3 * r + 2] * T[3 * c + 2] + (r == c ? E : 0);
+        m2p[2 * i] = Fx * p[0] / zs + Cx;
+        m2p[2 * i + 1] = Fy * p[1] / zs + Cy;
+        zp[i] = z;
+      }
+    });
+  });
+  return {m2, cov, zo};
+}
+
+std::vector<torch::Tensor> project_backward(torch::Tensor means, torch::Tensor quats, torch::Tensor log_scales,
+                                            torch::Tensor R, torch::Tensor t, double fx, double fy,
+                                            std::vector<double> lim, torch::Tensor g_m2, torch::Tensor g_cov,
+                                            torch::Tensor g_z) {
+  means = means.contiguous(); quats = quats.contiguous(); log_scales = log_scales.contiguous();
+  R = R.to(means.scalar_type()).contiguous(); t = t.to(means.scalar_type()).contiguous();
+  g_m2 = g_m2.contiguous(); g_cov = g_cov.contiguous(); g_z = g_z.contiguous();
+  const int64_t N = means.size(0);
+  auto gm = torch::empty({N, 3}, means.options());
+  auto gq = torch::empty({N, 4}, means.options());
+  auto gl = torch::empty({N, 3}, means.options());
+  AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "project_backward", [&] {
+    const scalar_t *mp = means.data_ptr<scalar_t>(), *qp = quats.data_ptr<scalar_t>(),
+                   *lp = log_scales.data_ptr<scalar_t>(), *Rc = R.data_ptr<scalar_t>(), *tc = t.data_ptr<scalar_t>();
+    const scalar_t *gm2 = g_m2.data_ptr<scalar_t>(), *gc = g_cov.data_ptr<scalar_t>(), *gzp = g_z.data_ptr<scalar_t>();
+    scalar_t *gmp = gm.data_ptr<scalar_t>(), *gqp = gq.data_ptr<scalar_t>(), *glp = gl.data_ptr<scalar_t>();
+    const scalar_t Fx = fx, Fy = fy;
+    const scalar_t lxn = lim[0], lxp = lim[1], lyn = lim[2], lyp = lim[3];
+    at::parallel_for(0, N, 1024, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const scalar_t* m = mp + 3 * i;
+        scalar_t p[3];
+        for (int r = 0; r < 3; ++r) p[r] = Rc[3 * r] * m[0] + Rc[3 * r + 1] * m[1] + Rc[3 * r + 2] * m[2] + tc[r];
+        const bool zok = std::abs(p[2]) > scalar_t(1e-12);
+        const scalar_t zs = zok ? p[2] : scalar_t(1e-12);
+        const scalar_t ux = p[0] / zs, uy = p[1] / zs;
+        const scalar_t cx_ = std::min(std::max(ux, -lxn), lxp), cy_ = std::min(std::max(uy, -lyn), lyp);
+        const bool inx = ux >= -lxn && ux <= lxp, iny = uy >= -lyn && uy <= lyp;
+        const scalar_t tx = zs * cx_, ty = zs * cy_;
+        const scalar_t z2 = zs * zs;
+        const scalar_t J00 = Fx / zs, J02 = -Fx * tx / z2, J11 = Fy / zs, J12 = -Fy * ty / z2;
+        scalar_t T[6];
+        for (int c = 0; c < 3; ++c) {
+          T[c] = J00 * Rc[c] + J02 * Rc[6 + c];
+          T[3 + c] = J11 * Rc[3 + c] + J12 * Rc[6 + c];
+        }
+        scalar_t qn[4], Rq[9], sc[3];
+        quat_rot(qp + 4 * i, qn, Rq);
+        for (int c = 0; c < 3; ++c) sc[c] = std::exp(lp[3 * i + c]);
+        scalar_t M[9];
+        for (int r = 0; r < 3; ++r)
+          for (int c = 0; c < 3; ++c) M[3 * r + c] = Rq[3 * r + c] * sc[c];
+        scalar_t S[9];
+        for (int r = 0; r < 3; ++r)
+          for (int c = 0; c < 3; ++c) S[3 * r + c] = M[3 * r] * M[3 * c] + M[3 * r + 1] * M[3 * c + 1] + M[3 * r + 2] * M[3 * c + 2];
+        const scalar_t* G = gc + 4 * i;  // d loss / d cov2d, 2 x 2
+        // cov2d = T S T^T: dS = T^T G T, dT = (G + G^T) T S
+        scalar_t dS[9];
+        for (int r = 0; r < 3; ++r)
+          for (int c = 0; c < 3; ++c)
+            dS[3 * r + c] = T[r] * (G[0] * T[c] + G[1] * T[3 + c]) + T[3 + r] * (G[2] * T[c] + G[3] * T[3 + c]);
+        const scalar_t Gs[4] = {2 * G[0], G[1] + G[2], G[1] + G[2], 2 * G[3]};
+        scalar_t TS[6];
+        for (int r = 0; r < 2; ++r)
+          for (int c = 0; c < 3; ++c) TS[3 * r + c] = T[3 * r] * S[c] + T[3 * r + 1] * S[3 + c] + T[3 * r + 2] * S[6 + c];
+        scalar_t dT[6];
+        for (int r = 0; r < 2; ++r)
+          for (int c = 0; c < 3; ++c) dT[3 * r + c] = Gs[2 * r] * TS[c] + Gs[2 * r + 1] * TS[3 + c];
+        // T = J R: dJ = dT R^T (only the four non-zero entries of J matter)
+        const scalar_t dJ00 = dT[0] * Rc[0] + dT[1] * Rc[1] + dT[2] * Rc[2];
+        const scalar_t dJ02 = dT[0] * Rc[6] + dT[1] * Rc[7] + dT[2] * Rc[8];
+        const scalar_t dJ11 = dT[3] * Rc[3] + dT[4] * Rc[4] + dT[5] * Rc[5];
+        const scalar_t dJ12 = dT[3] * Rc[6] + dT[4] * Rc[7] + dT[5] * Rc[8];
+        scalar_t dp[3] = {0, 0, 0};
+        scalar_t dzs = -Fx / z2 * dJ00 - Fy / z2 * dJ11 + 2 * Fx * tx / (z2 * zs) * dJ02 + 2 * Fy * ty / (z2 * zs) * dJ12;
+        const scalar_t dtx = -Fx / z2 * dJ02, dty = -Fy / z2 * dJ12;
+        // tx = zs clamp(x / zs): inside the bounds tx = x, outside zs times the bound
+        if (inx) dp[0] += dtx; else dzs += cx_ * dtx;
+        if (iny) dp[1] += dty; else dzs += cy_ * dty;
+        // mean2d
+        const scalar_t gu = gm2[2 * i], gv = gm2[2 * i + 1];
+        dp[0] += Fx / zs * gu;
+        dp[1] += Fy / zs * gv;
+        dzs += -Fx * p[0] / z2 * gu - Fy * p[1] / z2 * gv;
+        dp[2] += (zok ? dzs : scalar_t(0)) + gzp[i];
+        for (int c = 0; c < 3; ++c) gmp[3 * i + c] = Rc[c] * dp[0] + Rc[3 + c] * dp[1] + Rc[6 + c] * dp[2];
+        // S = M M^T: dM = (dS + dS^T) M
+        scalar_t dM[9];
+        for (int r = 0; r < 3; ++r)
+          for (int c = 0; c < 3; ++c) {
+            scalar_t v = 0;
+            for (int k = 0; k < 3; ++k) v += (dS[3 * r + k] + dS[3 * k + r]) * M[3 * k + c];
+            dM[3 * r + c] = v;
+          }
+        scalar_t dR[9];
+        for (int c = 0; c < 3; ++c) {
+          scalar_t ds = 0;
+          for (int r = 0; r < 3; ++r) {
+            ds += dM[3 * r + c] * Rq[3 * r + c];
+            dR[3 * r + c] = dM[3 * r + c] * sc[c];
+          }
+          glp[3 * i + c] = ds * sc[c];
+        }
+        const scalar_t w = qn[0], x = qn[1], y = qn[2], z = qn[3];
+        scalar_t dqn[4];
+        dqn[0] = 2 * (-z * dR[1] + y * dR[2] + z * dR[3] - x * dR[5] - y * dR[6] + x * dR[7]);
+        dqn[1] = 2 * (y * dR[1] + z * dR[2] + y * dR[3] - 2 * x * dR[4] - w * dR[5] + z * dR[6] + w * dR[7] - 2 * x * dR[8]);
+        dqn[2] = 2 * (-2 * y * dR[0] + x * dR[1] + w * dR[2] + x * dR[3] + z * dR[5] - w * dR[6] + z * dR[7] - 2 * y * dR[8]);
+        dqn[3] = 2 * (-2 * z * dR[0] - w * dR[1] + x * dR[2] + w * dR[3] - 2 * z * dR[4] + y * dR[5] + x * dR[6] + y * dR[7]);
+        const scalar_t* q = qp + 4 * i;
+        scalar_t n = std::sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]);
+        const bool nok = n > scalar_t(1e-12);
+        n = std::max(n, scalar_t(1e-12));
+        const scalar_t dot = qn[0] * dqn[0] + qn[1] * dqn[1] + qn[2] * dqn[2] + qn[3] * dqn[3];
+        for (int k = 0; k < 4; ++k) gqp[4 * i + k] = (dqn[k] - (nok ? qn[k] * dot : scalar_t(0))) / n;
+      }
+    });
+  });
+  return {gm, gq, gl};
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("bin_tiles", &bin_tiles, "tile lists: (ids, x0, x1, y0, y1 [M] int64, ntx, nty) -> (start [T+1], ids [I])");
   m.def("forward", &raster_forward, "composite -> (acc [H, W, 4], T [H, W], last [H, W] int32)");
   m.def("backward", &raster_backward, "gradients of forward w.r.t. feats [N, 10]");
+  m.def("project_forward", &project_forward, "EWA projection -> (means2d [N, 2], cov2d [N, 2, 2], z [N])");
+  m.def("project_backward", &project_backward, "gradients of project_forward w.r.t. means, quats, log_scales");
 }

@@ -49,6 +49,16 @@ def quat_to_rotmat(q: torch.Tensor) -> torch.Tensor:
     ], dim=-1).reshape(q.shape[:-1] + (3, 3))
 
 
+def _jacobian_bounds(fx, fy, cx, cy, width, height) -> list:
+    """(x_neg, x_pos, y_neg, y_pos): x / z is clamped to [-x_neg, x_pos] (and y / z alike) where
+    the Jacobian is taken, 1.3x the field of view (3DGS / gsplat); gsplat's bounds, with its
+    principal point (cx + 0.5) so both backends agree."""
+    tan_fovx, tan_fovy = 0.5 * width / fx, 0.5 * height / fy
+    cxg, cyg = cx + PIXEL_CORNER_OFFSET, cy + PIXEL_CORNER_OFFSET  # calib's corner convention (tensors)
+    return [cxg / fx + 0.3 * tan_fovx, (width - cxg) / fx + 0.3 * tan_fovx,
+            cyg / fy + 0.3 * tan_fovy, (height - cyg) / fy + 0.3 * tan_fovy]
+
+
 def project_gaussians(means, quats, log_scales, R, t, fx, fy, cx, cy, width, height, eps2d):
     """EWA projection. Returns (means2d [N,2], cov2d [N,2,2], z [N]) in our pixel convention."""
     pc = means @ R.T + t
@@ -56,10 +66,7 @@ def project_gaussians(means, quats, log_scales, R, t, fx, fy, cx, cy, width, hei
     zs = torch.where(z.abs() > 1e-12, z, torch.full_like(z, 1e-12))
     # Clamp the point used for the Jacobian to 1.3x the field of view (3DGS / gsplat); the bounds
     # are gsplat's, with its principal point (cx + 0.5) so both backends agree.
-    tan_fovx, tan_fovy = 0.5 * width / fx, 0.5 * height / fy
-    cxg, cyg = cx + PIXEL_CORNER_OFFSET, cy + PIXEL_CORNER_OFFSET  # calib's corner convention (tensors)
-    lim_x_pos, lim_x_neg = (width - cxg) / fx + 0.3 * tan_fovx, cxg / fx + 0.3 * tan_fovx
-    lim_y_pos, lim_y_neg = (height - cyg) / fy + 0.3 * tan_fovy, cyg / fy + 0.3 * tan_fovy
+    lim_x_neg, lim_x_pos, lim_y_neg, lim_y_pos = _jacobian_bounds(fx, fy, cx, cy, width, height)
     tx = zs * torch.clamp(x / zs, min=-lim_x_neg, max=lim_x_pos)
     ty = zs * torch.clamp(y / zs, min=-lim_y_neg, max=lim_y_pos)
     zeros = torch.zeros_like(zs)
@@ -82,7 +89,24 @@ def rasterize_torch(means, quats, log_scales, opacity_logits, sh_coeffs, sh_degr
     (None: on the CPU whenever they build; False: the PyTorch compositor below, the reference)."""
     device, dtype = means.device, means.dtype
     W, H, s = int(width), int(height), int(tile_size)
-    means2d, cov2d, z = project_gaussians(means, quats, log_scales, R, t, fx, fy, cx, cy, W, H, eps2d)
+    mod = None
+    if fused is None or fused:
+        from render.splat._raster_cpu import cpu_kernels, cpu_kernels_error
+
+        mod = cpu_kernels() if device.type == "cpu" else None
+        if fused and mod is None:
+            raise RuntimeError(f"fused CPU rasterizer unavailable ({cpu_kernels_error() or 'not a CPU tensor'})")
+    # the C++ projection gives no gradient to the camera: poses / intrinsics under optimisation
+    # take the autograd projection
+    cam_grad = any(isinstance(v, torch.Tensor) and v.requires_grad for v in (R, t, fx, fy, cx, cy))
+    if mod is not None and not cam_grad:
+        from render.splat._raster_cpu import ProjectCpp
+
+        lim = [float(v) for v in _jacobian_bounds(fx, fy, cx, cy, W, H)]
+        means2d, cov2d, z = ProjectCpp.apply(means, quats, log_scales, (
+            R, t, float(fx), float(fy), float(cx), float(cy), lim, float(eps2d), mod))
+    else:
+        means2d, cov2d, z = project_gaussians(means, quats, log_scales, R, t, fx, fy, cx, cy, W, H, eps2d)
     a, b, c = cov2d[:, 0, 0], cov2d[:, 0, 1], cov2d[:, 1, 1]
     det = a * c - b * b
     det_safe = torch.where(det > 0, det, torch.ones_like(det))
@@ -110,13 +134,6 @@ def rasterize_torch(means, quats, log_scales, opacity_logits, sh_coeffs, sh_degr
     ntx, nty = (W + s - 1) // s, (H + s - 1) // s
     num_tiles = ntx * nty
     P = s * s
-    mod = None
-    if fused is None or fused:
-        from render.splat._raster_cpu import cpu_kernels, cpu_kernels_error
-
-        mod = cpu_kernels() if device.type == "cpu" else None
-        if fused and mod is None:
-            raise RuntimeError(f"fused CPU rasterizer unavailable ({cpu_kernels_error() or 'not a CPU tensor'})")
     if mod is not None:
         from render.splat._raster_cpu import CompositeCpp
 

@@ -27,27 +27,13 @@ def eval_sh(degree: int, coeffs: torch.Tensor, dirs: torch.Tensor) -> torch.Tens
         raise ValueError(f"degree: expected 0..3, got {degree}")
     if coeffs.shape[-2] < num_sh_bases(degree):
         raise ValueError(f"coeffs: degree {degree} needs {num_sh_bases(degree)} bases, got {coeffs.shape[-2]}")
-    result = SH_C0 * coeffs[..., 0, :]
     if degree == 0:
-        return result
-    x, y, z = dirs[..., 0:1], dirs[..., 1:2], dirs[..., 2:3]
-    result = result - SH_C1 * y * coeffs[..., 1, :] + SH_C1 * z * coeffs[..., 2, :] - SH_C1 * x * coeffs[..., 3, :]
-    if degree == 1:
-        return result
-    xx, yy, zz = x * x, y * y, z * z
-    xy, yz, xz = x * y, y * z, x * z
-    result = (result + SH_C2[0] * xy * coeffs[..., 4, :] + SH_C2[1] * yz * coeffs[..., 5, :]
-              + SH_C2[2] * (2.0 * zz - xx - yy) * coeffs[..., 6, :]
-              + SH_C2[3] * xz * coeffs[..., 7, :] + SH_C2[4] * (xx - yy) * coeffs[..., 8, :])
-    if degree == 2:
-        return result
-    return (result + SH_C3[0] * y * (3 * xx - yy) * coeffs[..., 9, :]
-            + SH_C3[1] * xy * z * coeffs[..., 10, :]
-            + SH_C3[2] * y * (4 * zz - xx - yy) * coeffs[..., 11, :]
-            + SH_C3[3] * z * (2 * zz - 3 * xx - 3 * yy) * coeffs[..., 12, :]
-            + SH_C3[4] * x * (4 * zz - xx - yy) * coeffs[..., 13, :]
-            + SH_C3[5] * z * (xx - yy) * coeffs[..., 14, :]
-            + SH_C3[6] * x * (xx - 3 * yy) * coeffs[..., 15, :])
+        return SH_C0 * coeffs[..., 0, :]
+    # one basis tensor and one weighted sum: in autograd this is a handful of kernels over
+    # [..., K, 3], where a term per basis function (a slice of coeffs each) costs a full-size
+    # zero-filled gradient per slice in backward
+    k = num_sh_bases(degree)
+    return (sh_basis(degree, dirs)[..., None] * coeffs[..., :k, :]).sum(-2)
 
 
 def sh_to_rgb_offset(sh: torch.Tensor) -> torch.Tensor:
