@@ -14,7 +14,7 @@ from typing import Any
 
 from recon.errors import ReconError
 from recon.io.files import atomic_write_text
-from recon.io.report import write_report
+from recon.io.report import REPORT_VERSION, write_report
 
 from ._checkpoint import _save_checkpoint, read_checkpoint
 from ._eval import EvalResult, evaluate
@@ -205,6 +205,7 @@ def fit(trainer: Trainer, scene, split: Split, out_dir, loop: LoopConfig, *, con
     exported = trainer.export(out) or {}
     ev = evaluate(trainer, scene, split, out) if evaluate_at_end else None
     report = {
+        "version": REPORT_VERSION,  # as written (recon.io.report), so the result equals report.json
         "method": trainer.method,
         "psnr_test": ev.psnr if ev and ev.split == "test" else None,
         "ssim_test": ev.ssim if ev and ev.split == "test" else None,

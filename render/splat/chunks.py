@@ -278,7 +278,7 @@ def train_chunked(scene, out_dir, config=None, options: ChunkOptions | None = No
 
     from recon.cluster.engine import Task, run_tasks
     from recon.io.files import atomic_write, atomic_write_text
-    from recon.io.report import write_report
+    from recon.io.report import REPORT_VERSION, write_report
     from recon.io.gaussians import GaussianCloud, read_splat_ply, write_splat_ply
     from render.data import SceneData, load_scene
     from render.scaffold import Split, evaluate
@@ -331,6 +331,7 @@ def train_chunked(scene, out_dir, config=None, options: ChunkOptions | None = No
     g = Gaussians.from_cloud(merged, device=device)
     ev = evaluate(_MergedRenderer(g, cfg), scene, split, out)
     report = {
+        "version": REPORT_VERSION,
         "method": "splat",
         "psnr_test": ev.psnr if ev.split == "test" else None,
         "ssim_test": ev.ssim if ev.split == "test" else None,
