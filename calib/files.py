@@ -32,9 +32,12 @@ ValueError) whose ``path`` names the file and whose message starts with it.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
+import math
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -133,10 +136,6 @@ REPORT_VERSION = 1
 def jsonable(obj):
     """``obj`` as plain JSON types: NaN / inf -> None, NumPy -> Python, Path / Enum -> str,
     dataclasses -> dicts (their ``to_json()`` when they have one), anything else -> ``str``."""
-    import dataclasses
-    import math
-    from enum import Enum
-
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if obj is None or isinstance(obj, (bool, int, str)):

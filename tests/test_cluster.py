@@ -321,20 +321,29 @@ def _kill_first_started(root: Path, stage: str, done: dict, stop: threading.Even
         time.sleep(0.02)
 
 
+def _run_sfm_killing(cluster, image_dir, out, config, stage: str):
+    """run_sfm on the cluster while a thread SIGKILLs the worker of the first ``stage`` task
+    seen running; (the SfM report, what was killed: {} when nothing was)."""
+    from recon.sfm import run_sfm
+
+    killed: dict = {}
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_first_started, args=(out / "tasks", stage, killed, stop))
+    killer.start()
+    try:
+        rep = run_sfm(image_dir, out, config, progress=False, cluster=cluster)
+    finally:
+        stop.set()
+        killer.join()
+    return rep, killed
+
+
 def test_sfm_on_the_cluster_survives_a_killed_worker_and_resumes(cluster, small_scene, tmp_path):
     from recon.sfm import SfMConfig, run_sfm
 
     image_dir = Path(small_scene.image_paths[0]).parent
     config = SfMConfig(max_num_features=1024, leaf_max_images=10)  # 2 leaves: the partitioned path
-    killed: dict = {}
-    stop = threading.Event()
-    killer = threading.Thread(target=_kill_first_started, args=(tmp_path / "out" / "tasks", "features", killed, stop))
-    killer.start()
-    try:
-        rep = run_sfm(image_dir, tmp_path / "out", config, progress=False, cluster=cluster)
-    finally:
-        stop.set()
-        killer.join()
+    rep, killed = _run_sfm_killing(cluster, image_dir, tmp_path / "out", config, "features")
     assert killed, "no feature task was seen running"
     assert rep.status == "ok", rep.message
     names, err = _centre_error(tmp_path / "out" / "sparse" / "0", small_scene)
@@ -356,19 +365,11 @@ def test_sfm_on_the_cluster_survives_a_killed_worker_and_resumes(cluster, small_
 def test_a_worker_killed_during_leaf_mapping_is_survived(cluster, small_scene, tmp_path):
     """SIGKILL the worker of the first leaf-mapping task: the run finishes with the same
     registered set (all 16 views) and the leaf ran again."""
-    from recon.sfm import SfMConfig, run_sfm
+    from recon.sfm import SfMConfig
 
     image_dir = Path(small_scene.image_paths[0]).parent
     config = SfMConfig(max_num_features=1024, leaf_max_images=10)
-    killed: dict = {}
-    stop = threading.Event()
-    killer = threading.Thread(target=_kill_first_started, args=(tmp_path / "out" / "tasks", "mapping", killed, stop))
-    killer.start()
-    try:
-        rep = run_sfm(image_dir, tmp_path / "out", config, progress=False, cluster=cluster)
-    finally:
-        stop.set()
-        killer.join()
+    rep, killed = _run_sfm_killing(cluster, image_dir, tmp_path / "out", config, "mapping")
     assert killed, "no mapping task was seen running"
     assert rep.status == "ok", rep.message
     names, err = _centre_error(tmp_path / "out" / "sparse" / "0", small_scene)

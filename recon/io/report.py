@@ -12,26 +12,18 @@ report carries a ``"version"`` field (the caller's, else :data:`REPORT_VERSION`)
 
 from __future__ import annotations
 
-import errno
 from pathlib import Path
 
 from calib.files import REPORT_VERSION, jsonable
 from calib.files import write_report as _write_report
+from recon.errors import writing
 
 __all__ = ["REPORT_VERSION", "jsonable", "write_report"]
-
-_DISK_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 def write_report(path, doc, *, indent: int = 1) -> Path:
     """Write ``doc`` (a dict or an object with ``to_json()``) as strict JSON to ``path``
     atomically, ``"version"`` first; returns ``path``. DiskFullError names ``path`` when the disk
-    is full; TypeError when ``doc`` is not a dict."""
-    try:
+    is full (recon.errors.writing); TypeError when ``doc`` is not a dict."""
+    with writing(path):
         return _write_report(path, doc, indent=indent)
-    except OSError as exc:
-        if exc.errno in _DISK_FULL:
-            from recon.errors import DiskFullError
-
-            raise DiskFullError(Path(path), exc) from exc
-        raise

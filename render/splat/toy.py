@@ -119,15 +119,4 @@ def toy_scene(num_views: int = 30, width: int = 160, height: int = 120, *, n_gau
               n_points: int = 1000, seed: int = 0, background=(0.0, 0.0, 0.0)) -> SceneData:
     """Posed GT images of :func:`toy_gaussians` and a noisy subset of their centres as 'SfM points'."""
     g = toy_gaussians(n_gaussians, seed)
-    f = 0.9 * width
-    cam = Camera("PINHOLE", width, height, [f, f, (width - 1) / 2, (height - 1) / 2])
-    views = []
-    with torch.no_grad():
-        for k, pose in enumerate(ring_cameras(num_views)):
-            img = rasterize(g, cam, pose, background=background).rgb.clamp(0, 1).numpy()
-            views.append(View(f"view_{k:03d}.png", cam, pose, img.astype(np.float32)))
-    rng = np.random.default_rng(seed + 1)
-    pick = rng.choice(len(g), size=min(n_points, len(g)), replace=False)
-    xyz = g.means.numpy()[pick] + rng.normal(scale=0.02, size=(len(pick), 3))
-    rgb = (np.clip(0.5 + SH_C0 * g.sh_dc[pick, 0].numpy(), 0, 1) * 255).astype(np.uint8)
-    return SceneData(views, xyz, rgb, source="toy")
+    return _render_scene(g, ring_cameras(num_views), width, height, n_points, seed, background)
