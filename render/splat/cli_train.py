@@ -34,9 +34,10 @@ Examples:
   recon train splat out/sfm -o out/splat --chunks 4 --workers 2   # 4 ground cells, 2 processes
 
 --chunks N cuts the scene into N ground-plane cells (expanded borders, views chosen by what they
-see), trains each as its own run of --steps steps (on the cluster of --workers / --cluster when
-given, else one after another) and merges each cell's own Gaussians into one OUT/splat.ply;
-OUT/chunks/<k>/ holds each chunk's run (docs/cluster.md).
+see), trains a coarse model of the whole scene (--coarse-steps, default half of --steps), then
+each chunk as its own run of --steps steps from the coarse Gaussians in its cell (on the cluster
+of --workers / --cluster when given, else one after another) and merges each cell's own
+Gaussians into one OUT/splat.ply; OUT/coarse/ and OUT/chunks/<k>/ hold the runs (docs/cluster.md).
 """
 
 
@@ -81,6 +82,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunks", type=int, metavar="N",
                         help="train N ground-plane chunks (each --steps steps) and merge them into one "
                              "splat.ply; with --workers / --cluster the chunks run as Dask tasks")
+    parser.add_argument("--coarse-steps", type=int, metavar="N",
+                        help="with --chunks: steps of the coarse model of the whole scene the chunks start "
+                             "from (default: half of --steps; 0: none, the chunks start from the SfM points)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -119,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
     copts = args.cluster_options(args) if getattr(args, "cluster_options", None) else None
     if args.chunks is not None:
         return _run_chunked(args, cfg, copts, log)
+    if args.coarse_steps is not None:
+        raise ValueError("--coarse-steps: only with --chunks N")
     if copts is not None:
         raise ValueError("--workers / --cluster / --scheduler-file: a single training run is one process; "
                          "use them with --chunks N")
@@ -138,7 +144,7 @@ def _run_chunked(args, cfg, copts, log) -> int:
 
     if args.resume or args.viewer:
         raise ValueError("--chunks: --resume and --viewer do not apply (finished chunks are reused on a re-run)")
-    options = ChunkOptions(chunks=args.chunks)
+    options = ChunkOptions(chunks=args.chunks, coarse_steps=args.coarse_steps)
     threads = args.threads if args.threads is not None else "auto"
     if copts is None:
         result = train_chunked(args.data, args.output, cfg, options, log=log, threads=threads)

@@ -65,6 +65,9 @@ class TrainConfig:
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda"
     backend: str = "auto"  # rasterizer: "auto" (gsplat on CUDA when importable), "torch", "gsplat"
     seed: int = 0
+    # the scene extent that scales lr_means and the densification sizes; None: 3DGS's, from the
+    # training cameras (render.data.scene_extent). A chunk of a larger scene takes the whole one's.
+    extent: float | None = None
     # initialisation
     init: str = "auto"  # "sfm" (the model's 3D points), "random" (in a box), "auto" (sfm if any)
     init_num_random: int = 20_000
@@ -109,6 +112,8 @@ class TrainConfig:
             raise ValueError(f"sh_degree: expected 0..3, got {self.sh_degree}")
         if not 0 < self.resolution_scale <= 1:
             raise ValueError(f"resolution_scale: expected a value in (0, 1], got {self.resolution_scale}")
+        if self.extent is not None and not (math.isfinite(self.extent) and self.extent > 0):
+            raise ValueError(f"extent: expected a positive scene size or None, got {self.extent}")
 
     def to_dict(self) -> dict:
         return config_to_dict(self, CONFIG_VERSION)
@@ -190,6 +195,15 @@ def _look_at_centre(views: list[View]) -> tuple[np.ndarray, float]:
     return p, max(dist, 1e-3)
 
 
+def _fit_sh(g: Gaussians, degree: int) -> Gaussians:
+    """``g`` with its higher SH bands cut or zero-padded to ``degree``."""
+    k = (degree + 1) ** 2 - 1
+    rest = g.sh_rest[:, :k]
+    if rest.shape[1] < k:
+        rest = torch.cat([rest, rest.new_zeros(len(g), k - rest.shape[1], 3)], dim=1)
+    return dataclasses.replace(g, sh_rest=rest.contiguous())
+
+
 def init_gaussians(scene: SceneData, cfg: TrainConfig, rng: np.random.Generator) -> tuple[Gaussians, str]:
     """-> (Gaussians on CPU float32, description)."""
     n_pts = len(scene.points_xyz)
@@ -260,7 +274,7 @@ class SplatTrainer:
     def __init__(self, scene: SceneData, split: Split, cfg: TrainConfig, *, log):
         self.scene, self.cfg, self.log = scene, cfg, log
         self.device = _pick_device(cfg.device)
-        self.extent = scene.extent
+        self.extent = float(cfg.extent) if cfg.extent is not None else scene.extent
         self.bg = torch.tensor(cfg.background, dtype=torch.float32, device=self.device)
         self.views = ShuffledViews(split.train, seed=cfg.seed)
         self.images = [torch.from_numpy(v.image).to(self.device) for v in scene.views]
@@ -270,10 +284,15 @@ class SplatTrainer:
         self.optimizer = None
         self.state: dict = {}
         self.psnr_ema = None
+        self.init_facts = None  # how init_fresh started (None when resumed)
 
     # ---- state ----
-    def init_fresh(self, rng):
-        g, how = init_gaussians(self.scene, self.cfg, rng)
+    def init_fresh(self, rng, init: Gaussians | None = None):
+        if init is None:
+            g, how = init_gaussians(self.scene, self.cfg, rng)
+        else:
+            g, how = _fit_sh(init.detach().to("cpu", torch.float32), self.cfg.sh_degree), f"{len(init)} given Gaussians"
+        self.init_facts = {"from": how, "gaussians": len(g)}
         self.log(f"init: {how}; scene extent {self.extent:.3g}")
         self._set_params(g)
         self.optimizer = _make_optimizer(self.params, self.cfg, self.extent)
@@ -383,7 +402,7 @@ def _hooks(viewer) -> Hooks:
 
 def train(scene, out_dir, config: TrainConfig | None = None, *, resume: bool = False,
           progress: bool = True, viewer=None, live=None, log=None, data_path=None,
-          threads: int | str | None = None) -> TrainResult:
+          threads: int | str | None = None, init=None) -> TrainResult:
     """Train Gaussians on ``scene`` (a :class:`render.data.SceneData` or a dataset path) and write
     the outputs listed in the module docstring to ``out_dir``, through :func:`render.scaffold.fit`.
 
@@ -399,6 +418,9 @@ def train(scene, out_dir, config: TrainConfig | None = None, *, resume: bool = F
             ``render_fn(camera, cam_from_world) -> [H, W, 3] uint8``.
         threads: torch CPU threads: N, "auto" (follow the machine's load during the run), or
             None (leave torch's setting as it is).
+        init: start from these Gaussians (:class:`Gaussians` or :class:`recon.io.GaussianCloud`,
+            e.g. a coarse model to refine) instead of the scene's points; their SH bands are
+            cut or zero-padded to ``sh_degree``. Ignored on resume.
     Raises:
         TrainingDiverged on NaN/Inf loss; ReconError for bad input and out-of-memory.
     """
@@ -426,7 +448,9 @@ def train(scene, out_dir, config: TrainConfig | None = None, *, resume: bool = F
     split = Split.every(scene, test_every=cfg.test_every, max_views=cfg.max_views)
     tr = SplatTrainer(scene, split, cfg, log=log)
     if not resume:
-        tr.init_fresh(np.random.default_rng(cfg.seed))
+        if init is not None and not isinstance(init, Gaussians):
+            init = Gaussians.from_cloud(init)
+        tr.init_fresh(np.random.default_rng(cfg.seed), init)
     own = None
     if live is not None and viewer is None:
         viewer = own = live(lambda camera, cam_from_world: (tr.render_view(camera, cam_from_world).rgb * 255
@@ -443,7 +467,7 @@ def train(scene, out_dir, config: TrainConfig | None = None, *, resume: bool = F
     extra = {"strategy": cfg.strategy,
              "resolution": [scene.views[0].camera.width, scene.views[0].camera.height],
              "source": scene.source, "resolution_scale": cfg.resolution_scale,
-             "background": list(cfg.background)}
+             "background": list(cfg.background), "init": tr.init_facts}
     try:
         res = fit(tr, scene, split, out_dir, loop, config=cfg.to_dict(), resume=resume, progress=progress,
                   hooks=_hooks(viewer), log=log, data_path=data_path, report_extra=extra)
