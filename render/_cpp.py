@@ -9,11 +9,31 @@ import sys
 from pathlib import Path
 
 
+def simd_cflags() -> list[str]:
+    """Compiler flags for kernels written to auto-vectorise: ``-fopenmp-simd`` (honours
+    ``#pragma omp simd``, no OpenMP runtime) and, where the CPU running this build has them
+    (``torch.backends.cpu.get_cpu_capability()``), ``-mavx2 -mfma``. Not ``-march=native``: the
+    flags are part of the extension's name (:func:`load_cpu_extension`), so a cache shared by
+    machines of different CPUs keeps one build per flag set and never loads an AVX2 build on a
+    CPU without AVX2."""
+    flags = ["-fopenmp-simd"]
+    try:
+        import torch
+
+        cap = torch.backends.cpu.get_cpu_capability()
+    except Exception:  # noqa: BLE001 - an old torch without the query: the portable flags
+        cap = "DEFAULT"
+    if cap in ("AVX2", "AVX512"):
+        flags += ["-mavx2", "-mfma"]
+    return flags
+
+
 def load_cpu_extension(cache: dict, name: str, source: Path, what: str, *, log=None,
-                       warn_fallback: str | None = None):
+                       warn_fallback: str | None = None, simd: bool = False):
     """The extension module built from ``source`` as ``name``, memoised in ``cache`` ("mod";
     "error" holds why it is None). ``what`` names it in the build message; ``warn_fallback``,
-    when given, is warned with the reason on a failed build (the caller's slower path)."""
+    when given, is warned with the reason on a failed build (the caller's slower path).
+    ``simd``: build with :func:`simd_cflags`, named ``name`` + ``_avx2`` where those hold AVX2."""
     if "mod" in cache:
         return cache["mod"]
     mod = None
@@ -34,7 +54,10 @@ def load_cpu_extension(cache: dict, name: str, source: Path, what: str, *, log=N
                 log(f"building the {what} (once; cached afterwards)")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                mod = cpp_extension.load(name=name, sources=[str(source)], extra_cflags=["-O3"], verbose=False)
+                cflags = ["-O3"] + (simd_cflags() if simd else [])
+                if "-mavx2" in cflags:
+                    name += "_avx2"
+                mod = cpp_extension.load(name=name, sources=[str(source)], extra_cflags=cflags, verbose=False)
         except Exception as e:  # noqa: BLE001 - no compiler, no ninja, a build error: the PyTorch path still works
             msg = str(e).strip().splitlines()[-1] if str(e).strip() else ""
             cache["error"] = f"{type(e).__name__}: {msg}"
