@@ -1,5 +1,6 @@
 // Fused CPU tile rasterizer of 3D Gaussian splatting (render.splat._torch_raster), forward and
-// backward, after gsplat's rasterize_to_pixels kernels (Apache-2.0), one CPU thread per tile.
+// backward, after gsplat's rasterize_to_pixels kernels (Apache-2.0), one CPU thread per tile
+// (at::parallel_for: built with -fopenmp, see render/_cpp.py).
 //
 // Inputs are the projected Gaussians the PyTorch code computes (autograd keeps projection, SH and
 // the conic): feats [N, 10] = (mean x, mean y, conic a, b, c, opacity, r, g, b, z), and a tile
@@ -23,70 +24,12 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <vector>
 
 namespace {
 
 constexpr double kAlphaMin = 1.0 / 255.0;
 constexpr double kTransMin = 1e-4;
-// sigma is clamped to [0, kSigmaClamp] before its exp (lanes outside [0, cut] are masked anyway)
-constexpr double kSigmaClamp = 80.0;
-
-template <typename To, typename From>
-inline To bits_as(From v) {
-  static_assert(sizeof(To) == sizeof(From), "same width");
-  To o;
-  std::memcpy(&o, &v, sizeof(To));
-  return o;
-}
-
-// exp(x) for x in [-kSigmaClamp, 0], branch-free so the per-pixel loops vectorise (std::exp is a
-// libm call that GCC does not vectorise without -ffast-math). Cody-Waite reduction
-// x = n ln2 + r, |r| <= ln2 / 2, n rounded with the 1.5 2^mantissa trick, exp(r) by its Taylor
-// series (float: degree 7, truncation < 5e-9 relative; double: degree 13, < 5e-18), 2^n built in
-// the exponent bits. Relative error a few ulp of the type (tests/test_splat_raster_cpp.py).
-inline float exp_branchfree(float x) {
-  const float magic = 12582912.0f;  // 1.5 2^23
-  const float t = x * 1.44269504088896341f + magic;
-  const float n = t - magic;
-  const int32_t ni = bits_as<int32_t>(t) - bits_as<int32_t>(magic);
-  float r = x - n * 0.693359375f;  // ln2 = 0.693359375 - 2.12194440e-4 (Cephes)
-  r = r + n * 2.12194440e-4f;
-  float p = 1.0f / 5040.0f;
-  p = p * r + 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  return p * bits_as<float>(int32_t((ni + 127) << 23));
-}
-
-inline double exp_branchfree(double x) {
-  const double magic = 6755399441055744.0;  // 1.5 2^52
-  const double t = x * 1.4426950408889634074 + magic;
-  const double n = t - magic;
-  const int64_t ni = bits_as<int64_t>(t) - bits_as<int64_t>(magic);
-  double r = x - n * 6.93147180369123816490e-01;  // ln2 = hi + lo (fdlibm)
-  r = r - n * 1.90821492927058770002e-10;
-  double p = 1.0 / 6227020800.0;  // 1 / 13!
-  p = p * r + 1.0 / 479001600.0;
-  p = p * r + 1.0 / 39916800.0;
-  p = p * r + 1.0 / 3628800.0;
-  p = p * r + 1.0 / 362880.0;
-  p = p * r + 1.0 / 40320.0;
-  p = p * r + 1.0 / 5040.0;
-  p = p * r + 1.0 / 720.0;
-  p = p * r + 1.0 / 120.0;
-  p = p * r + 1.0 / 24.0;
-  p = p * r + 1.0 / 6.0;
-  p = p * r + 0.5;
-  p = p * r + 1.0;
-  p = p * r + 1.0;
-  return p * bits_as<double>(int64_t((ni + 1023) << 52));
-}
 
 // Beyond this sigma, o exp(-sigma) < 1/255 for sure (a margin above log(255 o)), so the pair is
 // skipped; pairs below it take the exact alpha test, so results are unchanged.
@@ -214,83 +157,98 @@ std::vector<scalar_t> sigma_cuts(const scalar_t* fp, int64_t N) {
   return cut;
 }
 
-// One Gaussian f over the np pixels of a tile (structure-of-arrays state), forward: the
-// compositing rules of the header, branch-free. Returns how many pixels stopped at it.
+// The tile's rows (pixel centres y = py0 + r, 0 <= r < ny) where some pixel can have sigma <= cut,
+// as [r0, r1] (empty: r1 < r0). At row offset dy the least sigma over x is
+// dy^2 (a c - b^2) / (2 a), so rows with dy^2 > 2 a cut / (a c - b^2) are all past the cut
+// (tiny relative margin for rounding; skipped pixels past the cut are skipped anyway, as
+// o exp(-cut) < 1/255). A conic that is not positive definite keeps every row; a non-finite mean
+// none (its sigma is NaN, which no test passes).
+inline void row_span(double my, double a, double b, double c, double cut, double py0, int64_t ny, int64_t& r0,
+                     int64_t& r1) {
+  r0 = 0; r1 = ny - 1;
+  const double det = a * c - b * b;
+  if (!(a > 0 && det > 0)) return;
+  if (!(cut >= 0)) { r1 = -1; return; }
+  const double h = std::sqrt(2.0 * a * cut / det) * (1.0 + 1e-9) + 1e-9;
+  const double lo = std::ceil(my - h - py0), hi = std::floor(my + h - py0);
+  if (!(lo <= hi) || hi < 0 || lo > double(ny - 1)) { r1 = -1; return; }
+  r0 = int64_t(std::max(lo, 0.0));
+  r1 = int64_t(std::min(hi, double(ny - 1)));
+}
+
+// One Gaussian f over pixels [p0, p1) of a tile (structure-of-arrays state), forward: the
+// compositing rules of the header. Returns how many pixels stopped at it.
 template <typename scalar_t>
-scalar_t forward_one(const scalar_t* f, scalar_t cut, int32_t kk, int64_t np, scalar_t amax, scalar_t amin,
-                     scalar_t tmin, const scalar_t* __restrict__ px, const scalar_t* __restrict__ py,
-                     scalar_t* __restrict__ Tp, scalar_t* __restrict__ A0, scalar_t* __restrict__ A1,
-                     scalar_t* __restrict__ A2, scalar_t* __restrict__ A3, scalar_t* __restrict__ live,
-                     int32_t* __restrict__ L) {
+int64_t forward_one(const scalar_t* f, scalar_t cut, int32_t kk, int64_t p0, int64_t p1, scalar_t amax,
+                    scalar_t amin, scalar_t tmin, const scalar_t* __restrict__ px, const scalar_t* __restrict__ py,
+                    scalar_t* __restrict__ Tp, scalar_t* __restrict__ A0, scalar_t* __restrict__ A1,
+                    scalar_t* __restrict__ A2, scalar_t* __restrict__ A3, char* __restrict__ done,
+                    int32_t* __restrict__ L) {
   const scalar_t mx = f[0], my = f[1], ca = f[2], cb = f[3], cc = f[4], op = f[5];
   const scalar_t f0 = f[6], f1 = f[7], f2 = f[8], f3 = f[9];
-  scalar_t stopped = 0;  // a float count keeps the lanes one width
-#pragma omp simd reduction(+ : stopped)
-  for (int64_t p = 0; p < np; ++p) {
+  int64_t stopped = 0;
+  for (int64_t p = p0; p < p1; ++p) {
+    if (done[p]) continue;
     const scalar_t dx = px[p] - mx, dy = py[p] - my;
     const scalar_t sigma = scalar_t(0.5) * (ca * dx * dx + cc * dy * dy) + cb * dx * dy;
-    const scalar_t sc = std::min(std::max(sigma, scalar_t(0)), scalar_t(kSigmaClamp));
-    const scalar_t alpha = std::min(amax, op * exp_branchfree(-sc));
-    const bool in = live[p] > 0 && sigma >= 0 && sigma <= cut && alpha >= amin;
+    if (sigma < 0 || sigma > cut) continue;
+    const scalar_t alpha = std::min(amax, op * std::exp(-sigma));
+    if (alpha < amin) continue;
     const scalar_t T0 = Tp[p];
     const scalar_t Tn = T0 * (1 - alpha);
-    const bool stop = in && Tn <= tmin;
-    const bool ok = in && !(Tn <= tmin);
-    const scalar_t w = ok ? alpha * T0 : scalar_t(0);
+    if (Tn <= tmin) { done[p] = 1; ++stopped; continue; }
+    const scalar_t w = alpha * T0;
     A0[p] += w * f0; A1[p] += w * f1; A2[p] += w * f2; A3[p] += w * f3;
-    Tp[p] = ok ? Tn : T0;
-    L[p] = ok ? kk : L[p];
-    live[p] = stop ? scalar_t(0) : live[p];
-    stopped += stop ? scalar_t(1) : scalar_t(0);
+    Tp[p] = Tn;
+    L[p] = kk;
   }
   return stopped;
 }
 
-// Backward of one Gaussian (list index kk) over a tile's pixels, walking back to front: updates
-// the per-pixel transmittance Tp (T_{i+1} -> T_i) and the colour behind, writes the pair's
-// gradient row o[10] (d mean x, y, conic a, b, c, opacity, r, g, b, z).
+// Backward of one Gaussian (list index kk) over pixels [p0, p1) of a tile, walking back to front:
+// updates the per-pixel transmittance Tp (T_{i+1} -> T_i) and the colour behind, writes the
+// pair's gradient row o[10] (d mean x, y, conic a, b, c, opacity, r, g, b, z).
 template <typename scalar_t>
-void backward_one(const scalar_t* f, scalar_t cut, int32_t kk, int64_t np, scalar_t amax, scalar_t amin,
-                  const scalar_t* __restrict__ px, const scalar_t* __restrict__ py, scalar_t* __restrict__ Tp,
-                  scalar_t* __restrict__ behind, const scalar_t* __restrict__ gT, const scalar_t* __restrict__ G0,
-                  const scalar_t* __restrict__ G1, const scalar_t* __restrict__ G2,
-                  const scalar_t* __restrict__ G3, const int32_t* __restrict__ L, scalar_t* __restrict__ o) {
+void backward_one(const scalar_t* f, scalar_t cut, int32_t kk, int64_t p0, int64_t p1, scalar_t amax,
+                  scalar_t amin, const scalar_t* __restrict__ px, const scalar_t* __restrict__ py,
+                  scalar_t* __restrict__ Tp, scalar_t* __restrict__ behind, const scalar_t* __restrict__ gT,
+                  const scalar_t* __restrict__ G0, const scalar_t* __restrict__ G1,
+                  const scalar_t* __restrict__ G2, const scalar_t* __restrict__ G3,
+                  const int32_t* __restrict__ L, scalar_t* __restrict__ o) {
   const scalar_t mx = f[0], my = f[1], ca = f[2], cb = f[3], cc = f[4], op = f[5];
   const scalar_t f0 = f[6], f1 = f[7], f2 = f[8], f3 = f[9];
   scalar_t s_mx = 0, s_my = 0, s_a = 0, s_b = 0, s_c = 0, s_o = 0, s_0 = 0, s_1 = 0, s_2 = 0, s_3 = 0;
-#pragma omp simd reduction(+ : s_mx, s_my, s_a, s_b, s_c, s_o, s_0, s_1, s_2, s_3)
-  for (int64_t p = 0; p < np; ++p) {
+  for (int64_t p = p0; p < p1; ++p) {
+    if (kk > L[p]) continue;
     const scalar_t dx = px[p] - mx, dy = py[p] - my;
     const scalar_t sigma = scalar_t(0.5) * (ca * dx * dx + cc * dy * dy) + cb * dx * dy;
-    const scalar_t sc = std::min(std::max(sigma, scalar_t(0)), scalar_t(kSigmaClamp));
-    const scalar_t ex = exp_branchfree(-sc);
+    if (sigma < 0 || sigma > cut) continue;
+    const scalar_t ex = std::exp(-sigma);
     const scalar_t raw = op * ex;
     const scalar_t alpha = std::min(amax, raw);
-    const bool in = kk <= L[p] && sigma >= 0 && sigma <= cut && alpha >= amin;
+    if (alpha < amin) continue;
     const scalar_t om = 1 - alpha;
     const scalar_t Ti = Tp[p] / om;
-    const scalar_t w = in ? alpha * Ti : scalar_t(0);
+    const scalar_t w = alpha * Ti;
     const scalar_t gf = G0[p] * f0 + G1[p] * f1 + G2[p] * f2 + G3[p] * f3;
     s_0 += w * G0[p]; s_1 += w * G1[p]; s_2 += w * G2[p]; s_3 += w * G3[p];
-    const bool grad = in && raw < amax;
-    const scalar_t d_alpha = grad ? Ti * gf - (behind[p] + gT[p]) / om : scalar_t(0);
-    const scalar_t d_sigma = -d_alpha * alpha;
-    s_o += d_alpha * ex;
-    s_mx += -d_sigma * (ca * dx + cb * dy);
-    s_my += -d_sigma * (cc * dy + cb * dx);
-    s_a += scalar_t(0.5) * d_sigma * dx * dx;
-    s_b += d_sigma * dx * dy;
-    s_c += scalar_t(0.5) * d_sigma * dy * dy;
+    if (raw < amax) {
+      const scalar_t d_alpha = Ti * gf - (behind[p] + gT[p]) / om;
+      const scalar_t d_sigma = -d_alpha * alpha;
+      s_o += d_alpha * ex;
+      s_mx += -d_sigma * (ca * dx + cb * dy);
+      s_my += -d_sigma * (cc * dy + cb * dx);
+      s_a += scalar_t(0.5) * d_sigma * dx * dx;
+      s_b += d_sigma * dx * dy;
+      s_c += scalar_t(0.5) * d_sigma * dy * dy;
+    }
     behind[p] += w * gf;
-    Tp[p] = in ? Ti : Tp[p];
+    Tp[p] = Ti;
   }
   o[0] = s_mx; o[1] = s_my; o[2] = s_a; o[3] = s_b; o[4] = s_c; o[5] = s_o;
   o[6] = s_0; o[7] = s_1; o[8] = s_2; o[9] = s_3;
 }
 
-// The per-pixel loops below are written branch-free (selects, no early continue) over the
-// tile's pixels in structure-of-arrays form, so that the compiler vectorises them
-// (`#pragma omp simd`, built with -fopenmp-simd; -mavx2 -mfma where the CPU has them).
 std::vector<torch::Tensor> raster_forward(torch::Tensor feats, torch::Tensor start, torch::Tensor gauss,
                                           int64_t W, int64_t H, int64_t s, double max_alpha) {
   TORCH_CHECK(feats.dim() == 2 && feats.size(1) == 10, "feats: expected [N, 10]");
@@ -315,7 +273,8 @@ std::vector<torch::Tensor> raster_forward(torch::Tensor feats, torch::Tensor sta
       const int64_t P = s * s;
       thread_local std::vector<scalar_t> buf;
       thread_local std::vector<int32_t> Lbuf;
-      buf.resize(8 * P); Lbuf.resize(P);
+      thread_local std::vector<char> dbuf;
+      buf.resize(7 * P); Lbuf.resize(P); dbuf.resize(P);
       scalar_t* __restrict__ Tp = buf.data();
       scalar_t* __restrict__ A0 = Tp + P;
       scalar_t* __restrict__ A1 = A0 + P;
@@ -323,12 +282,12 @@ std::vector<torch::Tensor> raster_forward(torch::Tensor feats, torch::Tensor sta
       scalar_t* __restrict__ A3 = A2 + P;
       scalar_t* __restrict__ px = A3 + P;
       scalar_t* __restrict__ py = px + P;
-      scalar_t* __restrict__ live = py + P;  // 1 while the pixel runs, 0 once it stopped
+      char* __restrict__ done = dbuf.data();  // the pixel stopped
       int32_t* __restrict__ L = Lbuf.data();
       const auto g = tile_geom<scalar_t>(t, ntx, s, W, H);
       const int64_t np = g.nx * g.ny;
       for (int64_t p = 0; p < np; ++p) {
-        Tp[p] = 1; L[p] = -1; live[p] = 1;
+        Tp[p] = 1; L[p] = -1; done[p] = 0;
         A0[p] = A1[p] = A2[p] = A3[p] = 0;
         px[p] = scalar_t(g.px0 + p % g.nx);
         py[p] = scalar_t(g.py0 + p / g.nx);
@@ -337,9 +296,11 @@ std::vector<torch::Tensor> raster_forward(torch::Tensor feats, torch::Tensor sta
       for (int64_t k = b; k < e && n_live > 0; ++k) {
         const int64_t id = gp[k];
         const scalar_t* f = fp + 10 * id;
-        const scalar_t stopped = forward_one(f, cuts[id], int32_t(k - b), np, amax, amin, tmin, px, py, Tp,
-                                             A0, A1, A2, A3, live, L);
-        n_live -= int64_t(stopped);
+        int64_t r0, r1;
+        row_span(f[1], f[2], f[3], f[4], cuts[id], double(g.py0), g.ny, r0, r1);
+        if (r1 < r0) continue;
+        n_live -= forward_one(f, cuts[id], int32_t(k - b), r0 * g.nx, (r1 + 1) * g.nx, amax, amin, tmin, px, py,
+                              Tp, A0, A1, A2, A3, done, L);
       }
       for (int64_t p = 0; p < np; ++p) {
         const int64_t pix = (g.py0 + p / g.nx) * W + g.px0 + p % g.nx;
@@ -411,8 +372,12 @@ torch::Tensor raster_backward(torch::Tensor feats, torch::Tensor start, torch::T
         const int64_t k = b + kk;
         const int64_t id = gp[k];
         const scalar_t* f = fp + 10 * id;
-        backward_one(f, cuts[id], int32_t(kk), np, amax, amin, px, py, Tp, behind, gT, G0, G1, G2, G3, L,
-                     bp + 10 * k);
+        int64_t r0, r1;
+        row_span(f[1], f[2], f[3], f[4], cuts[id], double(g.py0), g.ny, r0, r1);
+        if (r1 < r0) r0 = r1 = 0;  // an empty range: the pair's gradient row is zero
+        else ++r1;
+        backward_one(f, cuts[id], int32_t(kk), r0 * g.nx, r1 * g.nx, amax, amin, px, py, Tp, behind, gT, G0, G1,
+                     G2, G3, L, bp + 10 * k);
       }
     });
     // Per-Gaussian sums in intersection order (deterministic, no atomics): each thread owns a
@@ -616,15 +581,16 @@ std::vector<torch::Tensor> project_backward(torch::Tensor means, torch::Tensor q
   return {gm, gq, gl};
 }
 
-torch::Tensor exp_branchfree_tensor(torch::Tensor x) {
-  x = x.contiguous();
-  auto y = torch::empty_like(x);
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "exp_branchfree", [&] {
-    const scalar_t* xp = x.data_ptr<scalar_t>();
-    scalar_t* yp = y.data_ptr<scalar_t>();
-    for (int64_t i = 0; i < x.numel(); ++i) yp[i] = exp_branchfree(xp[i]);
+// How many threads at::parallel_for runs a loop on here (tests: 1 where the extension was built
+// without OpenMP, whatever torch.set_num_threads says).
+int64_t parallel_threads() {
+  std::vector<std::atomic<int>> seen(256);
+  at::parallel_for(0, 1024, 1, [&](int64_t, int64_t) {
+    seen[std::min<int64_t>(at::get_thread_num(), 255)] = 1;
   });
-  return y;
+  int64_t n = 0;
+  for (auto& v : seen) n += v.load();
+  return n;
 }
 
 }  // namespace
@@ -634,7 +600,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("bin_tiles_culled", &bin_tiles_culled,
         "bin_tiles without the (Gaussian, tile) pairs no pixel of which reaches alpha 1/255: "
         "(ids, x0, x1, y0, y1, ntx, nty, feats [N, 10], W, H, tile size) -> (start, ids)");
-  m.def("exp_branchfree", &exp_branchfree_tensor, "the compositor's exp, elementwise (x in [-80, 0]; tests)");
+  m.def("parallel_threads", &parallel_threads, "threads at::parallel_for uses (tests)");
   m.def("forward", &raster_forward, "composite -> (acc [H, W, 4], T [H, W], last [H, W] int32)");
   m.def("backward", &raster_backward, "gradients of forward w.r.t. feats [N, 10]");
   m.def("project_forward", &project_forward, "EWA projection -> (means2d [N, 2], cov2d [N, 2, 2], z [N])");
