@@ -9,11 +9,21 @@ import sys
 from pathlib import Path
 
 
+def openmp_flags() -> list[str]:
+    """``-fopenmp``, for kernels that use ``at::parallel_for``: ATen's parallel_for is a header
+    template that runs ``#pragma omp parallel`` only where the extension itself is compiled with
+    OpenMP (``_OPENMP``); without the flag every "parallel" loop runs on the calling thread alone.
+    The extension then needs ``libgomp.so.1``, which the loader resolves to the one torch already
+    loaded (same soname), so ``torch.set_num_threads`` governs these loops too."""
+    return ["-fopenmp"]
+
+
 def load_cpu_extension(cache: dict, name: str, source: Path, what: str, *, log=None,
-                       warn_fallback: str | None = None):
+                       warn_fallback: str | None = None, openmp: bool = False):
     """The extension module built from ``source`` as ``name``, memoised in ``cache`` ("mod";
     "error" holds why it is None). ``what`` names it in the build message; ``warn_fallback``,
-    when given, is warned with the reason on a failed build (the caller's slower path)."""
+    when given, is warned with the reason on a failed build (the caller's slower path).
+    ``openmp``: compile and link with :func:`openmp_flags` (kernels using ``at::parallel_for``)."""
     if "mod" in cache:
         return cache["mod"]
     mod = None
@@ -34,7 +44,9 @@ def load_cpu_extension(cache: dict, name: str, source: Path, what: str, *, log=N
                 log(f"building the {what} (once; cached afterwards)")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                mod = cpp_extension.load(name=name, sources=[str(source)], extra_cflags=["-O3"], verbose=False)
+                omp = openmp_flags() if openmp else []
+                mod = cpp_extension.load(name=name, sources=[str(source)], extra_cflags=["-O3"] + omp,
+                                         extra_ldflags=omp, verbose=False)
         except Exception as e:  # noqa: BLE001 - no compiler, no ninja, a build error: the PyTorch path still works
             msg = str(e).strip().splitlines()[-1] if str(e).strip() else ""
             cache["error"] = f"{type(e).__name__}: {msg}"

@@ -137,6 +137,7 @@ def rasterize_torch(means, quats, log_scales, opacity_logits, sh_coeffs, sh_degr
     if mod is not None:
         from render.splat._raster_cpu import CompositeCpp
 
+        feats = torch.cat([means2d, conic, opacity[:, None], colors, z[:, None]], dim=-1)  # [N, 10]
         with torch.no_grad():
             vis_ids = torch.nonzero(visible).squeeze(1)
             vis_ids = vis_ids[torch.argsort(z[vis_ids], stable=True)]  # front to back
@@ -145,8 +146,8 @@ def rasterize_torch(means, quats, log_scales, opacity_logits, sh_coeffs, sh_degr
             x1 = torch.clamp(torch.floor(mxv + rxv), 0, W - 1).long() // s
             y0 = torch.clamp(torch.ceil(myv - ryv), 0, H - 1).long() // s
             y1 = torch.clamp(torch.floor(myv + ryv), 0, H - 1).long() // s
-            start, gauss = mod.bin_tiles(vis_ids, x0, x1, y0, y1, ntx, nty)
-        feats = torch.cat([means2d, conic, opacity[:, None], colors, z[:, None]], dim=-1)  # [N, 10]
+            # pairs whose tile no pixel of the Gaussian's alpha >= 1/255 ellipse reaches are left out
+            start, gauss = mod.bin_tiles_culled(vis_ids, x0, x1, y0, y1, ntx, nty, feats.detach(), W, H, s)
         acc, T_img = CompositeCpp.apply(feats, (start, gauss, W, H, s, float(max_alpha), mod))
         alpha_img = 1.0 - T_img
         rgb = acc[..., :3] + T_img[..., None] * background
