@@ -18,6 +18,15 @@ def openmp_flags() -> list[str]:
     return ["-fopenmp"]
 
 
+def _build_name(name: str, source: Path, flags: list[str]) -> str:
+    """``name`` + a digest of the source and flags: two checkouts with different kernels (or a
+    rebuilt one) never share, rebuild over or wait on each other's build folder and lock."""
+    import hashlib
+
+    h = hashlib.sha256(Path(source).read_bytes() + " ".join(flags).encode()).hexdigest()[:10]
+    return f"{name}_{h}"
+
+
 def load_cpu_extension(cache: dict, name: str, source: Path, what: str, *, log=None,
                        warn_fallback: str | None = None, openmp: bool = False):
     """The extension module built from ``source`` as ``name``, memoised in ``cache`` ("mod";
@@ -45,8 +54,8 @@ def load_cpu_extension(cache: dict, name: str, source: Path, what: str, *, log=N
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 omp = openmp_flags() if openmp else []
-                mod = cpp_extension.load(name=name, sources=[str(source)], extra_cflags=["-O3"] + omp,
-                                         extra_ldflags=omp, verbose=False)
+                mod = cpp_extension.load(name=_build_name(name, source, omp), sources=[str(source)],
+                                         extra_cflags=["-O3"] + omp, extra_ldflags=omp, verbose=False)
         except Exception as e:  # noqa: BLE001 - no compiler, no ninja, a build error: the PyTorch path still works
             msg = str(e).strip().splitlines()[-1] if str(e).strip() else ""
             cache["error"] = f"{type(e).__name__}: {msg}"

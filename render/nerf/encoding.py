@@ -224,8 +224,8 @@ def cpu_kernels(*, log=None):
 
     from render._cpp import load_cpu_extension
 
-    return load_cpu_extension(_KERNELS, "recon_hashgrid_cpu_v1", Path(__file__).with_name("_hashgrid_cpu.cpp"),
-                              "fused CPU hash-grid kernels", log=log)
+    return load_cpu_extension(_KERNELS, "recon_hashgrid_cpu", Path(__file__).with_name("_hashgrid_cpu.cpp"),
+                              "fused CPU hash-grid kernels", log=log, openmp=True)
 
 
 def cpu_kernels_error() -> str | None:

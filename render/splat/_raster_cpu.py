@@ -26,7 +26,7 @@ def cpu_kernels(*, log=None):
 
     from render._cpp import load_cpu_extension
 
-    return load_cpu_extension(_KERNELS, "recon_splat_raster_cpu_v4", Path(__file__).with_name("_raster_cpu.cpp"),
+    return load_cpu_extension(_KERNELS, "recon_splat_raster_cpu", Path(__file__).with_name("_raster_cpu.cpp"),
                               "fused CPU splat rasterizer", log=log,
                               warn_fallback="using the slower PyTorch compositor", openmp=True)
 
