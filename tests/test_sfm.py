@@ -153,10 +153,13 @@ def test_recipe_right_sized_to_the_working_resolution(tmp_path):
     assert pick(SfMConfig(max_image_size=800), photos)[:2] == (4096, -1)  # SIFT then works at 800 px
     assert pick(SfMConfig(max_image_size=0), frames)[:2] == (4096, -1)
     assert pick(SfMConfig(first_octave=-1, max_num_features=2000), photos)[:2] == (2000, -1)
-    assert pick(SfMConfig(), internet) == (4096, -1, "per_image", 1.1, 640)
-    assert pick(SfMConfig(heterogeneous_image_size=0), internet)[4] == 1600
-    assert pick(SfMConfig(max_image_size=500), internet)[4] == 500  # the smaller cap wins
-    assert pick(SfMConfig(max_num_features=8192), internet)[0] == 8192
+    assert pick(SfMConfig(heterogeneous_min_images=3), internet) == (4096, -1, "per_image", 1.1, 640)
+    assert pick(SfMConfig(), internet) == (8192, -1, "per_image", 1.1, 1600)  # 3 < 6 photos: as COLMAP
+    many = SfMConfig(heterogeneous_min_images=2)
+    assert pick(SfMConfig(heterogeneous_image_size=0, heterogeneous_min_images=2), internet)[4] == 1600
+    assert pick(SfMConfig(max_image_size=500, heterogeneous_min_images=2), internet)[4] == 500  # smaller cap wins
+    assert pick(SfMConfig(max_num_features=8192, heterogeneous_min_images=2), internet)[0] == 8192
+    assert pick(many, internet)[:2] == (4096, -1)
     assert pick(SfMConfig(first_octave=0), internet)[1] == 0
     assert pick(SfMConfig(camera_mode="single"), internet)[2] == "auto"  # one camera per size
     c = colmap_recipe(SfMConfig())
@@ -401,9 +404,9 @@ def test_fallback_choice_prefers_plausible_then_most_registered(tmp_path):
                         {"a.jpg": (1025, 768), "b.jpg": (791, 1087), "c.jpg": (1054, 779)}, {})
     photos = ImageSet(tmp_path, ["a.jpg", "b.jpg"], {"a.jpg": (2832, 2128), "b.jpg": (2832, 2128)}, {})
     colmap = colmap_recipe(SfMConfig())
-    as_colmap = SfMConfig(heterogeneous_image_size=0, max_num_features=8192)
-    assert _same_extraction(choose_recipe(as_colmap, internet), colmap, internet)
-    assert not _same_extraction(choose_recipe(SfMConfig(), internet), colmap, internet)
+    assert _same_extraction(choose_recipe(SfMConfig(), internet), colmap, internet)  # 3 photos: as COLMAP
+    many = SfMConfig(heterogeneous_min_images=3)
+    assert not _same_extraction(choose_recipe(many, internet), colmap, internet)  # 640 px, 4096
     assert not _same_extraction(choose_recipe(SfMConfig(), photos), colmap, photos)
     fast, bad, more = attempt("fast", 3), attempt("colmap", 4, ["camera 1: focal"]), attempt("colmap", 4)
     assert _pick([fast, bad]) is fast

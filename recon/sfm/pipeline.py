@@ -63,6 +63,11 @@ class SfMConfig:
                          octave 0 at 1280 px) registered as many photos as 800 px and as
                          pycolmap's defaults on every set of ``bench/bench_sfm.py --sets``, with
                          extraction and matching ~3x cheaper than theirs on ~1000 px photos
+    heterogeneous_min_images: a heterogeneous set of fewer images is extracted as COLMAP does
+                         (``max_image_size``, 8192 features): with so few photos every match
+                         counts, and on the 2-5-photo phototourism sets the 640 px attempt made
+                         no model or lost a photo, so pycolmap's defaults re-ran after it
+                         (1.5-1.8x their time); extracting as they do from the start costs ~1x
     max_num_features:    SIFT features per image; None = auto (:func:`choose_recipe`): 4096
                          (matching cost grows with its square; 2048 was measured too few on a
                          640x480 walk-through)
@@ -120,6 +125,7 @@ class SfMConfig:
     calibration: str | None = None
     max_image_size: int = 1600
     heterogeneous_image_size: int = 640
+    heterogeneous_min_images: int = 6
     max_num_features: int | None = None
     first_octave: int | None = None
     upsample_below: int = 1000
@@ -173,6 +179,8 @@ class SfMConfig:
             raise ValueError(f"max_image_size: expected >= 0, got {self.max_image_size}")
         if self.heterogeneous_image_size < 0:
             raise ValueError(f"heterogeneous_image_size: expected >= 0, got {self.heterogeneous_image_size}")
+        if self.heterogeneous_min_images < 0:
+            raise ValueError(f"heterogeneous_min_images: expected >= 0, got {self.heterogeneous_min_images}")
         if self.fallback_min_inliers < 1:
             raise ValueError(f"fallback_min_inliers: expected >= 1, got {self.fallback_min_inliers}")
         lo, hi = self.focal_range
@@ -335,6 +343,8 @@ def choose_recipe(config: SfMConfig, images: ImageSet, *, known=None) -> Recipe:
       the first octave 0 at full size lost most of the set: 0/5 San Marco photos against 3/5);
     * features (None): 4096 (matching cost grows with its square; on the heterogeneous sets
       4096 lost no photo against COLMAP's 8192);
+    * a heterogeneous set of fewer than ``heterogeneous_min_images``: COLMAP's extraction (no
+      640 px cap, 8192 features), so that pycolmap's defaults need not re-run after it;
     * global BA ratio: ``config.global_ba_ratio`` on a homogeneous set, COLMAP's 1.1 otherwise.
 
     Measured by ``bench/bench_sfm.py --sets`` (docs/sfm.md)."""
@@ -347,7 +357,8 @@ def choose_recipe(config: SfMConfig, images: ImageSet, *, known=None) -> Recipe:
     longest = sorted(max(images.sizes[n]) for n in images.names) or [0]
     cap = config.max_image_size
 
-    if het and config.heterogeneous_image_size:
+    few = het and len(images.names) < config.heterogeneous_min_images
+    if het and config.heterogeneous_image_size and not few:
         cap = min(cap, config.heterogeneous_image_size) if cap else config.heterogeneous_image_size
 
     def working(n: int) -> int:
@@ -357,10 +368,12 @@ def choose_recipe(config: SfMConfig, images: ImageSet, *, known=None) -> Recipe:
     octave = config.first_octave
     if octave is None:
         octave = 0 if ref >= config.upsample_below and not het else -1
-    feats = config.max_num_features or 4096
+    feats = config.max_num_features or (COLMAP_FEATURES if few else 4096)
     ratio = COLMAP_GLOBAL_BA_RATIO if het and config.global_ba_ratio == SfMConfig.global_ba_ratio \
         else config.global_ba_ratio
-    reason = (f"{'heterogeneous' if het else 'homogeneous'} set ({why}): {mode} camera(s), "
+    reason = (f"{'heterogeneous' if het else 'homogeneous'} set ({why}"
+              f"{f', {len(images.names)} < {config.heterogeneous_min_images} images: as COLMAP' if few else ''}): "
+              f"{mode} camera(s), "
               f"SIFT at {cap or 'full'} px, first octave {octave} (smallest working size {ref} px, "
               f"upsample below {config.upsample_below}), {feats} features, "
               f"global BA ratio {ratio}")
