@@ -887,6 +887,7 @@ def run_sfm(inputs, out_dir, config: SfMConfig | None = None, *, progress: bool 
         with st.run("plausibility", "images of implausible cameras taken out"):
             _drop_implausible(best, images, config, fix_intrinsics=inp.known is not None)
     _record_attempt(report, best)
+    _record_defaults(report, images, attempts, best, defaults_note)
     if not best.models:
         return _fail(report, out, images, best.failure or "no model")
 
@@ -898,7 +899,7 @@ def run_sfm(inputs, out_dir, config: SfMConfig | None = None, *, progress: bool 
             shutil.rmtree(und, ignore_errors=True)
             pycolmap.undistort_images(str(und), str(out / "sparse" / "0"), str(images.image_dir))
             report.outputs["undistorted"] = str(und)
-    _conclude(report, images, attempts, best, defaults_note)
+    _conclude(report, images, attempts, best)
     report.total_seconds = round(time.perf_counter() - st.t_start, 3)
     report.write(out / "report.json")
     return report
@@ -1149,9 +1150,10 @@ def _note(report: SfMReport, note: str) -> None:
     report.message = (report.message + "; " if report.message else "") + note
 
 
-def _conclude(report: SfMReport, images: ImageSet, attempts: list[AttemptResult], best: AttemptResult,
-              defaults_note: str | None = None) -> None:
-    """Status, message and the comparison with pycolmap's defaults (when they ran, or why not)."""
+def _record_defaults(report: SfMReport, images: ImageSet, attempts: list[AttemptResult], best: AttemptResult,
+                     defaults_note: str | None) -> None:
+    """report.colmap_defaults: what pycolmap's defaults registered when they ran (or an attempt
+    stood for them), else why they did not run (``defaults_note``) when images were left out."""
     n = len(images.names)
     colmap = next((a for a in attempts if "colmap" in (a.recipe.name, a.stands_for)), None)
     if colmap is not None:
@@ -1161,10 +1163,16 @@ def _conclude(report: SfMReport, images: ImageSet, attempts: list[AttemptResult]
         if colmap.stands_for:
             report.colmap_defaults["note"] = ("pycolmap's defaults extract and match the same on this set: "
                                               "the first attempt stands for them")
-    elif report.images_registered < n:
+    elif best.registered < n:
         why = ("disabled (SfMConfig.fallback)" if not report.config.get("fallback", True) else
                defaults_note or "not run")
         report.colmap_defaults = {"registered": None, "note": f"pycolmap's defaults {why}"}
+
+
+def _conclude(report: SfMReport, images: ImageSet, attempts: list[AttemptResult], best: AttemptResult) -> None:
+    """Status and message (with what pycolmap's defaults registered when they ran)."""
+    n = len(images.names)
+    colmap = next((a for a in attempts if "colmap" in (a.recipe.name, a.stands_for)), None)
     if best.plausibility is not None and not best.plausibility.ok and best.plausibility.cameras:
         report.status = "failed"
         report.message = ("implausible result after " + ", ".join(a.recipe.name for a in attempts)
