@@ -59,10 +59,10 @@ class SfMConfig:
     max_image_size:      feature extraction resolution cap (long side, pixels); 0 = full size
     heterogeneous_image_size: SIFT's working long side on a heterogeneous set (several cameras or
                          sizes: internet photos), at most ``max_image_size``; 0 = ``max_image_size``.
-                         640 px with COLMAP's 2x upsampling (a 1280 px pyramid base, as first
-                         octave 0 at 1280 px) registered as many photos as 800 px and as
-                         pycolmap's defaults on every set of ``bench/bench_sfm.py --sets``, with
-                         extraction and matching ~3x cheaper than theirs on ~1000 px photos
+                         640 px with COLMAP's 2x upsampling (a 1280 px pyramid base) registered
+                         as many photos as 800 px on every heterogeneous set measured and as
+                         pycolmap's defaults on het_sceaux and mixed (``bench/bench_sfm.py
+                         --sets``), at 0.45-0.6x their extraction + matching time
     heterogeneous_min_images: a heterogeneous set of fewer images is extracted as COLMAP does
                          (``max_image_size``, 8192 features): with so few photos every match
                          counts, and on the 2-5-photo phototourism sets the 640 px attempt made
