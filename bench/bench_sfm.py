@@ -118,6 +118,20 @@ def _implausible(rec) -> int:
     return n
 
 
+def _shared_data() -> Path:
+    """../shared/data as the tests find it: $RECON_SHARED_DATA, else the nearest parent folder
+    holding shared/data (a worktree sits deeper than the main checkout)."""
+    import os
+
+    env = os.environ.get("RECON_SHARED_DATA")
+    if env:
+        return Path(env)
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "shared" / "data").is_dir():
+            return parent / "shared" / "data"
+    return Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
 def _uptime() -> str:
     import subprocess
 
@@ -139,7 +153,7 @@ def run_sets(names: list[str], out: Path | None = None, overrides: dict | None =
 
     say(f"load before: {_uptime()}")
 
-    data = Path(__file__).resolve().parents[2] / "shared" / "data"
+    data = _shared_data()
     tmp = Path(tempfile.mkdtemp(prefix="bench_sfm_sets_"))
     say(f"{'set':<20} {'n':>3} | {'recon reg':>9} {'s':>6} {'attempts':<28} {'flagged':>7} | "
         f"{'colmap reg':>10} {'s':>6} {'bad cams':>8} | {'ratio':>5}")
@@ -213,7 +227,7 @@ def main() -> None:
         image_dir = Path(ds.image_paths[0]).parent
         gt_by_name = {Path(p).name: v.cam_from_world for p, v in zip(ds.image_paths, ds.views)}
     else:
-        shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+        shared = _shared_data()
         image_dir = Path(args.images) if args.images else shared / "sceaux-castle"
     n_images = len([p for p in image_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")])
 

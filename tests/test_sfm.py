@@ -135,25 +135,31 @@ def test_colmap_params_string_uses_corner_convention():
 def test_recipe_right_sized_to_the_working_resolution(tmp_path):
     """One camera: no 2x upsampling (first octave 0) where SIFT works on >= 1000 px images,
     COLMAP's -1 on smaller ones, 4096 features, recon's global-BA ratio. Several sizes: one
-    camera per image, COLMAP's 8192 features and 1.1 ratio, the median image decides the
-    octave. Explicit settings win; bad values are refused by name."""
+    camera per image, SIFT at 640 px with COLMAP's upsampling, 4096 features, COLMAP's 1.1
+    ratio. Explicit settings win; bad values are refused by name."""
     from recon.sfm.inputs import ImageSet
     from recon.sfm.pipeline import SfMConfig, choose_recipe, colmap_recipe
 
     def pick(cfg, s):
         r = choose_recipe(cfg, s)
-        return r.num_features, r.first_octave, r.camera_mode, r.global_ba_ratio
+        return r.num_features, r.first_octave, r.camera_mode, r.global_ba_ratio, r.max_image_size
 
     photos = ImageSet(tmp_path, ["a.jpg", "b.jpg"], {"a.jpg": (2832, 2128), "b.jpg": (2832, 2128)}, {})
     frames = ImageSet(tmp_path, ["a.png"], {"a.png": (640, 480)}, {})
     internet = ImageSet(tmp_path, ["a.jpg", "b.jpg", "c.jpg"],
                         {"a.jpg": (1025, 768), "b.jpg": (791, 1087), "c.jpg": (1054, 779)}, {})
-    assert pick(SfMConfig(), photos) == (4096, 0, "single", 1.3)
-    assert pick(SfMConfig(), frames) == (4096, -1, "single", 1.3)
+    assert pick(SfMConfig(), photos) == (4096, 0, "single", 1.3, 1600)
+    assert pick(SfMConfig(), frames) == (4096, -1, "single", 1.3, 1600)
     assert pick(SfMConfig(max_image_size=800), photos)[:2] == (4096, -1)  # SIFT then works at 800 px
     assert pick(SfMConfig(max_image_size=0), frames)[:2] == (4096, -1)
     assert pick(SfMConfig(first_octave=-1, max_num_features=2000), photos)[:2] == (2000, -1)
-    assert pick(SfMConfig(), internet) == (8192, -1, "per_image", 1.1)
+    assert pick(SfMConfig(heterogeneous_min_images=3), internet) == (4096, -1, "per_image", 1.1, 640)
+    assert pick(SfMConfig(), internet) == (8192, -1, "per_image", 1.1, 1600)  # 3 < 6 photos: as COLMAP
+    many = SfMConfig(heterogeneous_min_images=2)
+    assert pick(SfMConfig(heterogeneous_image_size=0, heterogeneous_min_images=2), internet)[4] == 1600
+    assert pick(SfMConfig(max_image_size=500, heterogeneous_min_images=2), internet)[4] == 500  # smaller cap wins
+    assert pick(SfMConfig(max_num_features=8192, heterogeneous_min_images=2), internet)[0] == 8192
+    assert pick(many, internet)[:2] == (4096, -1)
     assert pick(SfMConfig(first_octave=0), internet)[1] == 0
     assert pick(SfMConfig(camera_mode="single"), internet)[2] == "auto"  # one camera per size
     c = colmap_recipe(SfMConfig())
@@ -162,6 +168,10 @@ def test_recipe_right_sized_to_the_working_resolution(tmp_path):
         SfMConfig(first_octave=-2)
     with pytest.raises(ValueError, match="max_num_features"):
         SfMConfig(max_num_features=0)
+    with pytest.raises(ValueError, match="heterogeneous_image_size"):
+        SfMConfig(heterogeneous_image_size=-1)
+    with pytest.raises(ValueError, match="fallback_min_inliers"):
+        SfMConfig(fallback_min_inliers=0)
     with pytest.raises(ValueError, match="focal_range"):
         SfMConfig(focal_range=(5.0, 0.3))
 
@@ -364,13 +374,13 @@ def test_calibrate_then_sfm_keeps_the_fisheye_camera(tmp_path):
 def test_fallback_choice_prefers_plausible_then_most_registered(tmp_path):
     """The attempt kept: plausible before implausible, then most images, then the earlier one;
     pycolmap's defaults are skipped when they would extract exactly what the first attempt did
-    (small internet photos), run when they differ (large photos: 3200 px, upsampled)."""
+    (small internet photos at full size), run when they differ (large photos: 3200 px,
+    upsampled; internet photos at recon's 640 px)."""
     from recon.sfm.inputs import ImageSet
     from recon.sfm.pipeline import (
         AttemptResult,
         Plausibility,
         SfMConfig,
-        _good_enough,
         _pick,
         _same_extraction,
         choose_recipe,
@@ -394,12 +404,65 @@ def test_fallback_choice_prefers_plausible_then_most_registered(tmp_path):
                         {"a.jpg": (1025, 768), "b.jpg": (791, 1087), "c.jpg": (1054, 779)}, {})
     photos = ImageSet(tmp_path, ["a.jpg", "b.jpg"], {"a.jpg": (2832, 2128), "b.jpg": (2832, 2128)}, {})
     colmap = colmap_recipe(SfMConfig())
-    assert _same_extraction(choose_recipe(SfMConfig(), internet), colmap, internet)
+    assert _same_extraction(choose_recipe(SfMConfig(), internet), colmap, internet)  # 3 photos: as COLMAP
+    many = SfMConfig(heterogeneous_min_images=3)
+    assert not _same_extraction(choose_recipe(many, internet), colmap, internet)  # 640 px, 4096
     assert not _same_extraction(choose_recipe(SfMConfig(), photos), colmap, photos)
     fast, bad, more = attempt("fast", 3), attempt("colmap", 4, ["camera 1: focal"]), attempt("colmap", 4)
     assert _pick([fast, bad]) is fast
     assert _pick([fast, more]) is more
     assert _pick([more, attempt("colmap", 4)]) is more
-    assert not _good_enough(SfMConfig(), internet, attempt("fast", 2))  # 2 of 3: re-run (small set)
-    assert _good_enough(SfMConfig(fallback_max_images=2), internet, attempt("fast", 2))
-    assert not _good_enough(SfMConfig(fallback_max_images=2), internet, bad)
+
+
+def test_defaults_rerun_only_for_images_tied_to_the_model_or_a_small_model(tmp_path):
+    """The rule for re-running pycolmap's defaults (recon.sfm.needs_defaults): not for photos of
+    another landmark left out of a mixed set (no verified match to the main model), but for a
+    main model under half the set, for no model, for implausible intrinsics, and for a left-out
+    image with >= fallback_min_inliers verified matches to the main model (small sets only).
+    leftover_inliers sums a left-out image's verified inliers over its pairs with the model."""
+    import pycolmap
+
+    from recon.sfm.pipeline import Plausibility, SfMConfig, leftover_inliers, needs_defaults
+
+    cfg = SfMConfig()
+    castle = [f"castle_{i}.jpg" for i in range(11)]
+    others = ["london_0.jpg", "london_1.jpg", "london_2.jpg", "london_3.jpg", "st_pauls_0.jpg", "st_pauls_1.jpg"]
+    mixed_ok = Plausibility(11, 17)
+    assert needs_defaults(cfg, mixed_ok, {n: 0 for n in others}) is None  # mixed landmarks: no re-run
+    assert needs_defaults(cfg, mixed_ok, {"london_0.jpg": 14}) is None  # below COLMAP's 15 inliers
+    tied = needs_defaults(cfg, mixed_ok, {"london_0.jpg": 0, "castle_9.jpg": 214})
+    assert tied is not None and "castle_9.jpg" in tied
+    assert needs_defaults(SfMConfig(fallback_max_images=16), mixed_ok, {"castle_9.jpg": 214}) is None
+    small = Plausibility(2, 13, ["the main model holds 2 of 13 images (< 50%)"])
+    assert "2 of 13" in needs_defaults(cfg, small, {})  # low registered share: re-run
+    assert needs_defaults(SfMConfig(fallback_max_images=5), small, {}) is not None  # at any size
+    assert needs_defaults(cfg, Plausibility(0, 2, ["no model"]), {}) == "no model"
+    assert needs_defaults(cfg, None, {}) == "no model"
+    assert "focal" in needs_defaults(cfg, Plausibility(5, 5, ["camera 1: focal 9204 px"], {1: "focal"}), {})
+
+    # leftover_inliers on a database: castle_0..2 registered, castle_3 tied by 40 + 20, london_0 by none
+    db_path = tmp_path / "db.db"
+    db = pycolmap.Database.open(str(db_path))
+    names = castle[:4] + others[:2]
+    cam_id = db.write_camera(pycolmap.Camera(model="SIMPLE_RADIAL", width=640, height=480, params=[500, 320, 240, 0]))
+    ids = {n: db.write_image(pycolmap.Image(name=n, camera_id=cam_id)) for n in names}
+
+    def pair(a, b, k):
+        g = pycolmap.TwoViewGeometry()
+        g.config = pycolmap.TwoViewGeometryConfiguration.CALIBRATED
+        g.inlier_matches = np.stack([np.arange(k), np.arange(k)], 1).astype(np.uint32)
+        db.write_two_view_geometry(ids[a], ids[b], g)
+
+    pair("castle_0.jpg", "castle_3.jpg", 40)
+    pair("castle_3.jpg", "castle_1.jpg", 20)
+    pair("london_0.jpg", "london_1.jpg", 279)  # tied to each other, not to the model
+    pair("castle_0.jpg", "castle_1.jpg", 500)
+    db.close()
+    rec = pycolmap.Reconstruction()
+    rec.add_camera_with_trivial_rig(pycolmap.Camera(model="SIMPLE_RADIAL", width=640, height=480,
+                                                    params=[500, 320, 240, 0], camera_id=cam_id))
+    for n in castle[:3]:
+        rec.add_image_with_trivial_frame(pycolmap.Image(name=n, camera_id=cam_id, image_id=ids[n]), pycolmap.Rigid3d())
+    left = leftover_inliers(db_path, rec, names)
+    assert left == {"castle_3.jpg": 60, "london_0.jpg": 0, "london_1.jpg": 0}
+    assert leftover_inliers(db_path, None, names) == {n: 0 for n in names}

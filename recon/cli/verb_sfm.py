@@ -73,9 +73,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("features and matching")
     g.add_argument("--max-image-size", type=int, default=1600,
                    help="long side (pixels) at which SIFT runs (default 1600; 0 = full resolution)")
+    g.add_argument("--heterogeneous-image-size", type=int, default=640, metavar="PX",
+                   help="on a set of several cameras or sizes (internet photos) SIFT runs at most at this "
+                        "long side, with 2x upsampling (default 640; 0 = --max-image-size)")
     g.add_argument("--max-features", type=int, default=None,
-                   help="SIFT features per image (default: 4096 for one camera, 8192 for a set of "
-                        "several cameras or sizes)")
+                   help="SIFT features per image (default 4096)")
     g.add_argument("--first-octave", type=int, default=None, choices=(-1, 0, 1),
                    help="SIFT first octave: -1 doubles the image first (COLMAP's default; slower, more small "
                         "features), 0 does not (default: 0 on >= 1000 px images from one camera, -1 on smaller "
@@ -127,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = SfMConfig(camera_model=args.camera_model, camera_mode=args.camera_mode,
                        calibration=args.calib, max_image_size=args.max_image_size,
+                       heterogeneous_image_size=args.heterogeneous_image_size,
                        max_num_features=args.max_features, first_octave=args.first_octave, matching=args.matching,
                        sequential_overlap=args.overlap, ordered=True if args.ordered else None,
                        loop_closure=not args.no_loop_closure,

@@ -25,7 +25,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +41,8 @@ from recon.sfm.matching import Strategy, choose_strategy, find_vocab_tree
 
 __all__ = ["AttemptResult", "BAResult", "FeaturesResult", "InputsResult", "MappingResult", "MatchingResult",
            "Plausibility", "Recipe", "SfMConfig", "SfMReport", "check_plausibility", "choose_recipe",
-           "colmap_recipe", "extract_features", "final_bundle_adjustment", "heterogeneous", "load_inputs",
-           "map_images", "match_features", "retriangulate", "run_sfm"]
+           "colmap_recipe", "extract_features", "final_bundle_adjustment", "heterogeneous", "leftover_inliers",
+           "load_inputs", "map_images", "match_features", "needs_defaults", "retriangulate", "run_sfm"]
 
 CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "OPENCV_FISHEYE",
                  "FULL_OPENCV", "SIMPLE_RADIAL_FISHEYE", "RADIAL_FISHEYE")
@@ -57,9 +57,20 @@ class SfMConfig:
                          :func:`choose_recipe`), "single", "per_image"
     calibration:         OpenCV YAML (K, D, image size) from `recon calibrate`: intrinsics fixed
     max_image_size:      feature extraction resolution cap (long side, pixels); 0 = full size
-    max_num_features:    SIFT features per image; None = auto (:func:`choose_recipe`): 4096 on a
-                         homogeneous set (matching cost grows with its square; 2048 was measured
-                         too few on a 640x480 walk-through), COLMAP's 8192 on a heterogeneous one
+    heterogeneous_image_size: SIFT's working long side on a heterogeneous set (several cameras or
+                         sizes: internet photos), at most ``max_image_size``; 0 = ``max_image_size``.
+                         640 px with COLMAP's 2x upsampling (a 1280 px pyramid base) registered
+                         as many photos as 800 px on every heterogeneous set measured and as
+                         pycolmap's defaults on het_sceaux and mixed (``bench/bench_sfm.py
+                         --sets``), at 0.45-0.6x their extraction + matching time
+    heterogeneous_min_images: a heterogeneous set of fewer images is extracted as COLMAP does
+                         (``max_image_size``, 8192 features): with so few photos every match
+                         counts, and on the 2-5-photo phototourism sets the 640 px attempt made
+                         no model or lost a photo, so pycolmap's defaults re-ran after it
+                         (1.5-1.8x their time); extracting as they do from the start costs ~1x
+    max_num_features:    SIFT features per image; None = auto (:func:`choose_recipe`): 4096
+                         (matching cost grows with its square; 2048 was measured too few on a
+                         640x480 walk-through)
     first_octave:        SIFT's first octave: -1 doubles the image first (COLMAP's default: many
                          small-scale features, 3-4x the extraction time), 0 does not; None = auto:
                          0 when SIFT's working size is >= ``upsample_below`` px (long side of the
@@ -92,10 +103,16 @@ class SfMConfig:
     video_max_frames:    cap on extracted frames (None: no cap)
     blur_ratio:          reject frames sharper than less than this times the median sharpness
     isolate_mapper:      run the mapper in a child process (a C++ abort cannot lose work)
-    fallback:            re-run with pycolmap's defaults (then with the distortion fixed) when the
-                         first attempt fails :func:`check_plausibility` or, on a set of at most
-                         ``fallback_max_images``, leaves images out; the best plausible attempt wins
-    fallback_max_images: sets up to this size re-run for any unregistered image (cheap there)
+    fallback:            re-run when the first attempt is not good enough (:func:`needs_defaults`):
+                         first the same features mapped with the distortion fixed (implausible
+                         intrinsics only: cheap), then pycolmap's defaults (then those with the
+                         distortion fixed); the best plausible attempt wins
+    fallback_max_images: on sets up to this size, pycolmap's defaults also re-run when an image
+                         left out of the main model has verified matches to it (``fallback_min_inliers``)
+    fallback_min_inliers: verified inlier matches (summed over its pairs with the main model's
+                         images) that make a left-out image "connected": COLMAP's own
+                         ``min_num_inliers`` (15) for a verified pair. A photo of another landmark
+                         has none, so a mixed set does not re-run for it
     focal_range:         plausible focal lengths, x the image's larger side
     max_abs_k1:          plausible |k1| of the radial models
     min_registered_share: a main model with fewer of the usable images is implausible
@@ -107,6 +124,8 @@ class SfMConfig:
     camera_mode: str = "auto"
     calibration: str | None = None
     max_image_size: int = 1600
+    heterogeneous_image_size: int = 640
+    heterogeneous_min_images: int = 6
     max_num_features: int | None = None
     first_octave: int | None = None
     upsample_below: int = 1000
@@ -133,6 +152,7 @@ class SfMConfig:
     isolate_mapper: bool = True
     fallback: bool = True
     fallback_max_images: int = 30
+    fallback_min_inliers: int = 15
     focal_range: tuple[float, float] = (0.3, 5.0)
     max_abs_k1: float = 1.0
     min_registered_share: float = 0.5
@@ -157,6 +177,12 @@ class SfMConfig:
             raise ValueError(f"first_octave: expected None or >= -1, got {self.first_octave}")
         if self.max_image_size < 0:
             raise ValueError(f"max_image_size: expected >= 0, got {self.max_image_size}")
+        if self.heterogeneous_image_size < 0:
+            raise ValueError(f"heterogeneous_image_size: expected >= 0, got {self.heterogeneous_image_size}")
+        if self.heterogeneous_min_images < 0:
+            raise ValueError(f"heterogeneous_min_images: expected >= 0, got {self.heterogeneous_min_images}")
+        if self.fallback_min_inliers < 1:
+            raise ValueError(f"fallback_min_inliers: expected >= 1, got {self.fallback_min_inliers}")
         lo, hi = self.focal_range
         if not 0 < lo < hi:
             raise ValueError(f"focal_range: expected 0 < low < high, got {self.focal_range}")
@@ -250,8 +276,9 @@ COLMAP_GLOBAL_BA_RATIO = 1.1  # pycolmap's IncrementalPipelineOptions.ba_global_
 class Recipe:
     """Feature and mapper settings of one SfM attempt (:func:`choose_recipe`, :func:`colmap_recipe`).
 
-    name:             "fast" (recon's right-sized settings), "colmap" (pycolmap's defaults) or
-                      "fixed-distortion" (COLMAP's features, distortion held at 0 while mapping)
+    name:             "fast" (recon's right-sized settings), "colmap" (pycolmap's defaults),
+                      "fast-fixed-distortion" (the fast features, distortion held at 0 while
+                      mapping) or "fixed-distortion" (COLMAP's features, distortion held at 0)
     max_image_size:   SIFT's working long side (pixels, 0 = full size)
     num_features:     SIFT features per image
     first_octave:     -1 doubles the image first (COLMAP), 0 does not
@@ -308,11 +335,16 @@ def choose_recipe(config: SfMConfig, images: ImageSet, *, known=None) -> Recipe:
 
     * camera mode (``auto``): one camera when the set is homogeneous (:func:`heterogeneous`),
       one per image otherwise (internet collections: every photo its own lens and zoom);
+    * working size: ``max_image_size`` on a homogeneous set; on a heterogeneous one at most
+      ``heterogeneous_image_size`` (640 px: with the 2x upsampling below, SIFT's pyramid starts
+      at 1280 px, where COLMAP's starts at twice the photo's size, ~2000 px);
     * first octave (None): 0 (no 2x upsampling) on a homogeneous set whose smallest image SIFT
       works on at >= ``upsample_below`` px, else COLMAP's -1 (on internet photos of ~1000 px
-      the first octave 0 lost most of the set: 0/5 San Marco photos against 3/5);
-    * features (None): 4096 on a homogeneous set (matching cost grows with its square), COLMAP's
-      8192 on a heterogeneous one (photos from different cameras share a smaller fraction);
+      the first octave 0 at full size lost most of the set: 0/5 San Marco photos against 3/5);
+    * features (None): 4096 (matching cost grows with its square; on the heterogeneous sets
+      4096 lost no photo against COLMAP's 8192);
+    * a heterogeneous set of fewer than ``heterogeneous_min_images``: COLMAP's extraction (no
+      640 px cap, 8192 features), so that pycolmap's defaults need not re-run after it;
     * global BA ratio: ``config.global_ba_ratio`` on a homogeneous set, COLMAP's 1.1 otherwise.
 
     Measured by ``bench/bench_sfm.py --sets`` (docs/sfm.md)."""
@@ -325,6 +357,10 @@ def choose_recipe(config: SfMConfig, images: ImageSet, *, known=None) -> Recipe:
     longest = sorted(max(images.sizes[n]) for n in images.names) or [0]
     cap = config.max_image_size
 
+    few = het and len(images.names) < config.heterogeneous_min_images
+    if het and config.heterogeneous_image_size and not few:
+        cap = min(cap, config.heterogeneous_image_size) if cap else config.heterogeneous_image_size
+
     def working(n: int) -> int:
         return min(n, cap) if cap else n
 
@@ -332,10 +368,12 @@ def choose_recipe(config: SfMConfig, images: ImageSet, *, known=None) -> Recipe:
     octave = config.first_octave
     if octave is None:
         octave = 0 if ref >= config.upsample_below and not het else -1
-    feats = config.max_num_features or (COLMAP_FEATURES if het else 4096)
+    feats = config.max_num_features or (COLMAP_FEATURES if few else 4096)
     ratio = COLMAP_GLOBAL_BA_RATIO if het and config.global_ba_ratio == SfMConfig.global_ba_ratio \
         else config.global_ba_ratio
-    reason = (f"{'heterogeneous' if het else 'homogeneous'} set ({why}): {mode} camera(s), "
+    reason = (f"{'heterogeneous' if het else 'homogeneous'} set ({why}"
+              f"{f', {len(images.names)} < {config.heterogeneous_min_images} images: as COLMAP' if few else ''}): "
+              f"{mode} camera(s), "
               f"SIFT at {cap or 'full'} px, first octave {octave} (smallest working size {ref} px, "
               f"upsample below {config.upsample_below}), {feats} features, "
               f"global BA ratio {ratio}")
@@ -467,6 +505,7 @@ class AttemptResult:
     failure: str | None = None
     seconds: float = 0.0
     stands_for: str | None = None  # a fallback recipe skipped because this attempt equals it
+    trigger: str | None = None  # why this re-run happened (None: the first attempt)
     dropped: dict[str, str] = field(default_factory=dict)  # image -> why it was taken out of the model
 
     @property
@@ -478,6 +517,8 @@ class AttemptResult:
              "failure": self.failure, "problems": self.plausibility.problems if self.plausibility else []}
         if self.stands_for:
             d["same_as"] = self.stands_for
+        if self.trigger:
+            d["why"] = self.trigger
         return d
 
 
@@ -835,21 +876,9 @@ def run_sfm(inputs, out_dir, config: SfMConfig | None = None, *, progress: bool 
     finally:
         if cluster is not None:
             report.cluster = cluster.facts()
-    for nxt in _fallbacks(config, inp.known):
-        last = attempts[-1]
-        if _good_enough(config, images, last):
-            break
-        if nxt.name == "fixed-distortion":
-            if last.plausibility is None or last.plausibility.intrinsics_ok:
-                continue  # fixing the distortion helps only implausible intrinsics
-            reuse = last  # same features and matches: only the mapping differs
-        elif _same_extraction(attempts[0].recipe, nxt, images):
-            attempts[0].stands_for = nxt.name  # pycolmap's defaults would extract and match the same
-            continue
-        else:
-            reuse = None
-        attempts.append(_attempt(st, images, out / "fallback" / nxt.name, config, nxt, inp.known,
-                                 tag=f" ({nxt.name})", reuse=reuse, cluster=cluster))
+    defaults_note = None
+    if config.fallback and inp.known is None:
+        defaults_note = _fall_back(st, images, out, config, attempts, cluster)
     best = _pick(attempts)
     report.attempts = [a.to_json() for a in attempts]
     if cluster is not None:
@@ -858,6 +887,7 @@ def run_sfm(inputs, out_dir, config: SfMConfig | None = None, *, progress: bool 
         with st.run("plausibility", "images of implausible cameras taken out"):
             _drop_implausible(best, images, config, fix_intrinsics=inp.known is not None)
     _record_attempt(report, best)
+    _record_defaults(report, images, attempts, best, defaults_note)
     if not best.models:
         return _fail(report, out, images, best.failure or "no model")
 
@@ -942,20 +972,103 @@ def _attempt(st: _Stages, images: ImageSet, work: Path, config: SfMConfig, recip
     return res
 
 
-def _fallbacks(config: SfMConfig, known) -> list[Recipe]:
-    """Further attempts after the first: pycolmap's defaults, then with the distortion fixed."""
-    if not config.fallback or known is not None:
-        return []
-    return [colmap_recipe(config), colmap_recipe(config, fixed_distortion=True)]
+def leftover_inliers(database, prec, names: list[str]) -> dict[str, int]:
+    """For every image of ``names`` not registered in ``prec`` (pycolmap.Reconstruction or
+    None), its verified inlier matches in ``database`` summed over its pairs with the images
+    ``prec`` registers (0: nothing ties it to that model)."""
+    import pycolmap
+
+    reg = {prec.image(i).name for i in prec.reg_image_ids()} if prec is not None else set()
+    out = {n: 0 for n in names if n not in reg}
+    if not out or not reg:
+        return out
+    db = pycolmap.Database.open(str(database))
+    try:
+        by_id = {im.image_id: im.name for im in db.read_all_images()}
+        pair_ids, inliers = db.read_two_view_geometry_num_inliers()
+    finally:
+        db.close()
+    for pid, k in zip(pair_ids, inliers):
+        a, b = (by_id.get(int(i)) for i in pycolmap.pair_id_to_image_pair(pid))
+        for x, y in ((a, b), (b, a)):
+            if x in out and y in reg:
+                out[x] += int(k)
+    return out
 
 
-def _good_enough(config: SfMConfig, images: ImageSet, a: AttemptResult) -> bool:
-    """No further attempt is needed: plausible and, on a set small enough for a cheap re-run
-    (``fallback_max_images``), every usable image placed."""
-    if a.plausibility is None or not a.plausibility.ok:
-        return False
-    n = len(images.names)
-    return n > config.fallback_max_images or a.registered >= n
+def needs_defaults(config: SfMConfig, plausibility: Plausibility | None, leftovers: dict[str, int]) -> str | None:
+    """Why pycolmap's defaults must re-run after an attempt with this ``plausibility`` and these
+    ``leftovers`` (:func:`leftover_inliers` of its main model), or None when they need not:
+
+    * no model, implausible intrinsics, or a main model under ``min_registered_share`` of the
+      usable images (:func:`check_plausibility`): always;
+    * on a set of at most ``fallback_max_images`` images, an image left out that has at least
+      ``fallback_min_inliers`` verified matches with the main model: the mapper saw it tied to
+      the model and could not place it, so denser features may.
+
+    An image with (nearly) no verified match to the main model -- a photo of another landmark
+    in a mixed collection -- does not re-run them: their denser features would not tie it to
+    a model it does not show."""
+    if plausibility is None or not plausibility.ok:
+        return "; ".join(plausibility.problems) if plausibility is not None else "no model"
+    if plausibility.usable > config.fallback_max_images:
+        return None
+    tied = sorted(n for n, k in leftovers.items() if k >= config.fallback_min_inliers)
+    if tied:
+        return (f"{len(tied)} image(s) left out with >= {config.fallback_min_inliers} verified matches to the "
+                f"main model ({', '.join(tied[:3])}{', ...' if len(tied) > 3 else ''})")
+    return None
+
+
+def _fall_back(st: _Stages, images: ImageSet, out: Path, config: SfMConfig, attempts: list[AttemptResult],
+               cluster) -> str | None:
+    """The re-runs after the first attempt (appended to ``attempts``), cheapest first:
+
+    1. its intrinsics implausible: its own features and matches mapped with the distortion fixed;
+    2. the best so far not good enough (:func:`needs_defaults`): pycolmap's defaults, unless
+       they would extract and match exactly what the first attempt did (it then stands for them);
+    3. their intrinsics implausible: their features mapped with the distortion fixed.
+
+    Returns why pycolmap's defaults did not run when images were left out (for the report)."""
+    first = attempts[0]
+
+    def again(recipe: Recipe, reuse: AttemptResult | None, why: str) -> AttemptResult:
+        a = _attempt(st, images, out / "fallback" / recipe.name, config, recipe, None, tag=f" ({recipe.name})",
+                     reuse=reuse, cluster=cluster)
+        a.trigger = why
+        attempts.append(a)
+        return a
+
+    def fixed(a: AttemptResult) -> Recipe:
+        if a.recipe.name == "colmap":
+            return colmap_recipe(config, fixed_distortion=True)
+        return replace(a.recipe, name=f"{a.recipe.name}-fixed-distortion", refine_extra_params=False,
+                       reason=f"{a.recipe.reason}; distortion held fixed")
+
+    def implausible_intrinsics(a: AttemptResult) -> bool:
+        return bool(a.models) and a.plausibility is not None and not a.plausibility.intrinsics_ok
+
+    if implausible_intrinsics(first):
+        again(fixed(first), first, "implausible intrinsics: " + "; ".join(first.plausibility.cameras.values()))
+    best = _pick(attempts)
+    left = leftover_inliers(best.features.database, best.models[0] if best.models else None, images.names) \
+        if best.features is not None else {}
+    why = needs_defaults(config, best.plausibility, left)
+    if why is None:
+        if not left:
+            return None
+        if len(images.names) > config.fallback_max_images:
+            return f"not run: {len(images.names)} images > fallback_max_images {config.fallback_max_images}"
+        return (f"not run: the {len(left)} image(s) left out have fewer than {config.fallback_min_inliers} "
+                "verified matches with the main model (most likely other scenes)")
+    colmap = colmap_recipe(config)
+    if _same_extraction(first.recipe, colmap, images):
+        first.stands_for = colmap.name  # its distortion-fixed variant, if needed, ran in step 1
+        return None
+    c = again(colmap, None, why)
+    if implausible_intrinsics(c):
+        again(fixed(c), c, "implausible intrinsics: " + "; ".join(c.plausibility.cameras.values()))
+    return None
 
 
 def drop_images_of_cameras(prec, camera_ids) -> list[str]:
@@ -1037,8 +1150,10 @@ def _note(report: SfMReport, note: str) -> None:
     report.message = (report.message + "; " if report.message else "") + note
 
 
-def _conclude(report: SfMReport, images: ImageSet, attempts: list[AttemptResult], best: AttemptResult) -> None:
-    """Status, message and the comparison with pycolmap's defaults (when they ran)."""
+def _record_defaults(report: SfMReport, images: ImageSet, attempts: list[AttemptResult], best: AttemptResult,
+                     defaults_note: str | None) -> None:
+    """report.colmap_defaults: what pycolmap's defaults registered when they ran (or an attempt
+    stood for them), else why they did not run (``defaults_note``) when images were left out."""
     n = len(images.names)
     colmap = next((a for a in attempts if "colmap" in (a.recipe.name, a.stands_for)), None)
     if colmap is not None:
@@ -1048,11 +1163,16 @@ def _conclude(report: SfMReport, images: ImageSet, attempts: list[AttemptResult]
         if colmap.stands_for:
             report.colmap_defaults["note"] = ("pycolmap's defaults extract and match the same on this set: "
                                               "the first attempt stands for them")
-    elif report.images_registered < n:
+    elif best.registered < n:
         why = ("disabled (SfMConfig.fallback)" if not report.config.get("fallback", True) else
-               f"not run: {n} images > fallback_max_images {report.config.get('fallback_max_images')}"
-               if n > int(report.config.get("fallback_max_images", 0)) else "not run")
+               defaults_note or "not run")
         report.colmap_defaults = {"registered": None, "note": f"pycolmap's defaults {why}"}
+
+
+def _conclude(report: SfMReport, images: ImageSet, attempts: list[AttemptResult], best: AttemptResult) -> None:
+    """Status and message (with what pycolmap's defaults registered when they ran)."""
+    n = len(images.names)
+    colmap = next((a for a in attempts if "colmap" in (a.recipe.name, a.stands_for)), None)
     if best.plausibility is not None and not best.plausibility.ok and best.plausibility.cameras:
         report.status = "failed"
         report.message = ("implausible result after " + ", ".join(a.recipe.name for a in attempts)
