@@ -253,9 +253,9 @@ def main(argv=None) -> int:
     specs = rigs()
     names = list(specs) if args.synthetic is None else args.synthetic
     with tempfile.TemporaryDirectory() as tmp:
-        for name in names:
+        for k, name in enumerate(names):
             board = specs[name][0]
-            d = render(name, specs[name], Path(tmp) / f"rig{len(rows)}")
+            d = render(name, specs[name], Path(tmp) / f"rig{k}")
             lp, rp = sorted(str(p) for p in (d / "left").glob("*.png")), sorted(str(p) for p in (d / "right").glob("*.png"))
             sets, size = detect_sets(lp, rp, board)
             sets["true"] = true_set(sets, d / "gt.json")
