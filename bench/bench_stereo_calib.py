@@ -2,6 +2,7 @@
 
     python bench/bench_stereo_calib.py [--data ../shared/data] [--subsets 6] [--subset-size 9]
                                        [--synthetic NAME ...] [--folds 5] [--no-timing] [--candidates]
+                                       [--timing-only]
 
 Rigs: OpenCV's 13 sample pairs (``opencv-stereo-9x6``, 5 interleaved outer folds); random
 subsets of them (``--subset-size`` pairs calibrate, the other pairs are held out of
@@ -212,6 +213,8 @@ def main(argv=None) -> int:
     ap.add_argument("--subset-size", type=int, default=9)
     ap.add_argument("--synthetic", nargs="*", default=None, help="rendered rigs by name (default: all)")
     ap.add_argument("--no-timing", action="store_true", help="skip the end-to-end time per rig")
+    ap.add_argument("--timing-only", action="store_true",
+                    help="only the end-to-end time per rig (calibrate_rig from the image files) and its choice")
     ap.add_argument("--candidates", action="store_true",
                     help="also score fixed recipes on each corner set and the former rule (slower)")
     args = ap.parse_args(argv)
@@ -221,6 +224,9 @@ def main(argv=None) -> int:
     rows = []
 
     def report(name, sets, size, groups, t, chosen_all):
+        if args.timing_only:
+            print(f"  {name}: calibrate_rig {t:.1f} s, chose {chosen_all}", flush=True)
+            return
         res, chosen = evaluate(sets, size, groups, args.folds, args.candidates)
         rows.append((name, len(sets["sb"][0]), res, chosen, t, chosen_all))
         print("  " + name + ": " + ", ".join(f"{m} on {e} {v:.4f}" for (m, e), v in sorted(res.items()))
@@ -235,7 +241,7 @@ def main(argv=None) -> int:
         n = len(sets["sb"][0])
         report(f"real opencv-stereo-9x6 ({n} pairs, {args.folds} folds)", sets, size, _folds(n, args.folds), t, ch)
         rng = np.random.default_rng(0)
-        for k in range(args.subsets):
+        for k in range(0 if args.timing_only else args.subsets):
             train = sorted(rng.choice(n, args.subset_size, replace=False).tolist())
             test = [i for i in range(n) if i not in train]
             sub_sets = {c: ([L[i] for i in train + test], [R[i] for i in train + test]) for c, (L, R) in sets.items()}
@@ -247,15 +253,17 @@ def main(argv=None) -> int:
     specs = rigs()
     names = list(specs) if args.synthetic is None else args.synthetic
     with tempfile.TemporaryDirectory() as tmp:
-        for name in names:
+        for k, name in enumerate(names):
             board = specs[name][0]
-            d = render(name, specs[name], Path(tmp) / f"rig{len(rows)}")
+            d = render(name, specs[name], Path(tmp) / f"rig{k}")
             lp, rp = sorted(str(p) for p in (d / "left").glob("*.png")), sorted(str(p) for p in (d / "right").glob("*.png"))
             sets, size = detect_sets(lp, rp, board)
             sets["true"] = true_set(sets, d / "gt.json")
             t, ch = (float("nan"), "") if args.no_timing else time_library(lp, rp, board)
             n = len(sets["sb"][0])
             report(f"rendered {name} ({n} pairs, {args.folds} folds)", sets, size, _folds(n, args.folds), t, ch)
+    if args.timing_only:
+        return 0
     print()
     print("left-out rectified vertical disparity RMS (px): each method fitted on the training pairs, measured on "
           "the held-out pairs' SB corners / recon's corners / the true corners (rendered rigs)")

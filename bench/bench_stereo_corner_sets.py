@@ -1,11 +1,13 @@
 """Stereo rigs: which corner set to fit on, with the noise of the comparison.
 
-    PYTHONPATH=. python bench/bench_stereo_corner_sets.py [--cache FILE]
+    PYTHONPATH=. python bench/bench_stereo_corner_sets.py [--data ../shared/data] [--cache FILE] [--seed 0]
 
 Same rigs, folds and score as ``bench/bench_stereo_calib.py`` (OpenCV's 13 sample pairs with
 5 folds, 6 random 9-pair subsets, the 5 rendered rigs): every held-out pair is rectified with
 rigs fitted on the training pairs only. Rows compare, on each evaluation corner set, OpenCV's
 recipe fitted on THAT set (its home advantage) with: recon's current rule (``choose_rig``), the
+former corner rule (re-refined corners unless SB's own left-out score is below 0.9 x theirs, no
+rescue), the
 ``joint`` recipe fitted on corners w * SB + (1 - w) * re-refined (w = 1, 0.5, 0), and an adaptive
 w = inverse-variance weight from each set's inner left-out score. Cells: RMS ratio to OpenCV and
 its 90 % bootstrap interval over the held-out pairs (resampled together for both rigs).
@@ -26,7 +28,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 
-def all_sets(cache: Path | None):
+def all_sets(cache: Path | None, data_root: Path, seed: int = 0):
+    """Every rig: (name, corner sets, image size, held-out groups). ``seed`` 0: the rigs of
+    ``bench/bench_stereo_calib.py``; another seed: other random subsets of the real pairs and the
+    rendered rigs with other board poses, noise and blur draws (rigs the rule was not chosen on)."""
     import bench_stereo_calib as S
 
     from calib.boards import BoardSpec
@@ -35,13 +40,13 @@ def all_sets(cache: Path | None):
     if cache is not None and cache.exists():
         return pickle.loads(cache.read_bytes())
     out = []
-    data = ROOT.parent / "shared" / "data" / "opencv-stereo-9x6"
+    data = data_root / "opencv-stereo-9x6"
     lp = sorted(str(p) for p in data.glob("left*.jpg"))
     rp = sorted(str(p) for p in data.glob("right*.jpg"))
     sets, size = S.detect_sets(lp, rp, BoardSpec("chessboard", 9, 6, 1.0))
     n = len(sets["sb"][0])
     out.append(("real full", sets, size, _folds(n, 5)))
-    rng = np.random.default_rng(0)  # the subsets of bench_stereo_calib.py
+    rng = np.random.default_rng(seed)  # seed 0: the subsets of bench_stereo_calib.py
     for k in range(6):
         train = sorted(rng.choice(n, 9, replace=False).tolist())
         test = [i for i in range(n) if i not in train]
@@ -49,7 +54,7 @@ def all_sets(cache: Path | None):
         out.append((f"real subset {k}", sub, size, [list(range(9, n))]))
     with tempfile.TemporaryDirectory() as tmp:
         for name, spec in S.rigs().items():
-            d = S.render(name, spec, Path(tmp) / f"rig{len(out)}")
+            d = S.render(name, spec, Path(tmp) / f"rig{len(out)}", seed=7 + seed)
             lp = sorted(str(p) for p in (d / "left").glob("*.png"))
             rp = sorted(str(p) for p in (d / "right").glob("*.png"))
             sets, size = S.detect_sets(lp, rp, spec[0])
@@ -80,22 +85,28 @@ def main() -> int:
         FOLD_CRITERIA,
         choose_rig,
         fit_rig,
-        leftout_vertical_disparity,
         pair_vertical_disparity,
         recipe,
     )
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data",
+                    help="the shared data folder (holds opencv-stereo-9x6)")
+    ap.add_argument("--seed", type=int, default=0, help="0: the rigs of bench_stereo_calib.py; other: new draws")
     ap.add_argument("--cache", type=Path, default=None, help="pickle of the detected corner sets")
+    ap.add_argument("--rule-only", action="store_true",
+                    help="only recon's rule and the former corner rule (no fixed blends; faster)")
     args = ap.parse_args()
-    methods = ["recon (current rule)", "joint w=1 (SB)", "joint w=0.5", "joint w=0 (re-refined)",
-               "joint adaptive w"]
+    methods = ["recon (current rule)", "former corner rule", "joint w=1 (SB)", "joint w=0.5",
+               "joint w=0 (re-refined)", "joint adaptive w"]
+    if args.rule_only:
+        methods = methods[:2]
     rng = np.random.default_rng(0)
     print("| rig | eval corners | OpenCV fitted on them (px) | " + " | ".join(methods) + " |")
     print("|---|---|---|" + "---|" * len(methods))
     met = dict.fromkeys(methods, 0)
     cells = 0
-    for name, sets, size, groups in all_sets(args.cache):
+    for name, sets, size, groups in all_sets(args.cache, args.data, args.seed):
         n = len(sets["sb"][0])
         dv: dict = {}
         for test in groups:
@@ -103,14 +114,20 @@ def main() -> int:
             sub = {c: ([L[i] for i in train], [R[i] for i in train]) for c, (L, R) in sets.items() if c != "true"}
             rigs = {f"opencv/{c}": fit_rig(*sub[c], size, recipe("opencv"), criteria=FOLD_CRITERIA)
                     for c in ("sb", "subpix")}
-            for w, m in ((1.0, methods[1]), (0.5, methods[2]), (0.0, methods[3])):
-                rigs[m] = fit_rig(*blend(sub["sb"], sub["subpix"], w), size, recipe("joint"))
-            sc = {c: leftout_vertical_disparity(*sub[c], size, recipe("joint"), folds=5).rms_px
-                  for c in ("sb", "subpix")}
-            wa = sc["subpix"] ** 2 / (sc["sb"] ** 2 + sc["subpix"] ** 2)
-            rigs[methods[4]] = fit_rig(*blend(sub["sb"], sub["subpix"], wa), size, recipe("joint"))
             ch = choose_rig(sub, size, folds=5, threshold_px=1.0)
             rigs[methods[0]] = fit_rig(*sub[ch.corners], size, recipe(ch.recipe))
+            # the rule before issue 26's change: re-refined corners unless SB's own score is below
+            # 0.9 x theirs (each set scored on its own corners; no rescue)
+            own = {c: ch.scores[c]["joint"].rms_px for c in ("sb", "subpix")}
+            former = "sb" if own["sb"] < 0.9 * own["subpix"] else "subpix"
+            rigs[methods[1]] = fit_rig(*sub[former], size, recipe("joint"))
+            if not args.rule_only:
+                for w, m in ((1.0, methods[2]), (0.5, methods[3]), (0.0, methods[4])):
+                    rigs[m] = fit_rig(*blend(sub["sb"], sub["subpix"], w), size, recipe("joint"))
+                wa = own["subpix"] ** 2 / (own["sb"] ** 2 + own["subpix"] ** 2)
+                rigs[methods[5]] = fit_rig(*blend(sub["sb"], sub["subpix"], wa), size, recipe("joint"))
+            print(f"  {name}: rule {ch.recipe}/{ch.corners}{' (rescued)' if ch.rescued else ''}, former {former}",
+                  file=sys.stderr, flush=True)
             for m, rig in rigs.items():
                 for e, (L, R) in sets.items():
                     dv.setdefault((m, e), []).extend(pair_vertical_disparity(rig, L[i], R[i]) for i in test)

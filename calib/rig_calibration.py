@@ -364,7 +364,9 @@ def calibrate_rig(left_paths, right_paths, board: BoardSpec, config: Calibration
                  left_camera=cl if base else None, right_camera=cr if base else None)
     st.pairs_rejected = used.rejected + st.pairs_rejected
     leftout = choice.score
-    quality = rig_quality(st.rectified_vertical_rms_px, leftout.rms_px if leftout is not None else float("nan"),
+    # the gate judges the median held-out pair, the statistic that triggers the rescue: one fold
+    # whose training pairs cannot pin the rig is not the rig of all pairs
+    quality = rig_quality(st.rectified_vertical_rms_px, leftout.median_pair_px if leftout is not None else float("nan"),
                           (L.result.sigma_px, R.result.sigma_px), max_px=options.max_vertical_px,
                           advice=[a for c in (L, R) for a in c.coverage.advice])
     return RigCalibration(st, L, R, choice.recipe, choice.corners, choice, leftout, quality,

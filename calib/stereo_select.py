@@ -56,6 +56,7 @@ __all__ = [
     "RigQuality",
     "RigRecipe",
     "RigSelection",
+    "choose_corner_set",
     "choose_rig",
     "fit_rig",
     "leftout_vertical_disparity",
@@ -271,6 +272,14 @@ class LeftOutScore:
     pair_rms_px: dict[str, float]  # per held-out pair ("left | right" names)
     in_sample_rms_px: float = float("nan")  # the rig fitted on all pairs, on all pairs
     failed: str = ""  # why the recipe could not be fitted, if it could not
+    rms_on_px: dict[str, float] = field(default_factory=dict)  # the same fold rigs on other corner sets
+
+    @property
+    def median_pair_px(self) -> float:
+        """Median over the held-out pairs of their RMS (pixels): robust to one fold whose
+        training pairs cannot pin the rig (it runs off while the rig of all pairs does not)."""
+        v = [x for x in self.pair_rms_px.values() if np.isfinite(x)]
+        return float(np.median(v)) if v and not self.failed else float("inf")
 
     def to_json(self) -> dict:
         def r(x):
@@ -280,6 +289,8 @@ class LeftOutScore:
              "in_sample_vertical_rms_px": r(self.in_sample_rms_px),
              "fold_vertical_rms_px": [r(x) for x in self.fold_rms_px],
              "pair_vertical_rms_px": {k: r(v) for k, v in self.pair_rms_px.items()}}
+        if self.rms_on_px:
+            d["leftout_vertical_rms_px_on"] = {k: r(v) for k, v in self.rms_on_px.items()}
         if self.failed:
             d["failed"] = self.failed
         return d
@@ -299,19 +310,30 @@ def _folds(n: int, folds: int) -> list[list[int]]:
 
 def leftout_vertical_disparity(left_obs: list[Observation], right_obs: list[Observation], size: tuple[int, int],
                                recipe: RigRecipe, *, folds: int = 5,
-                               config: CalibrationConfig | None = None, _cache: dict | None = None) -> LeftOutScore:
+                               config: CalibrationConfig | None = None,
+                               also_on: dict[str, tuple[list[Observation], list[Observation]]] | None = None,
+                               _cache: dict | None = None) -> LeftOutScore:
     """Rectified vertical disparity on pairs left out of the calibration (module docstring).
 
     ``left_obs``/``right_obs``: paired, label-aligned observations (see :func:`fit_rig`); each
     fold's rig is fitted on the other pairs only (both cameras' intrinsics included; the rig
     solve with :data:`FOLD_CRITERIA`). A fold
-    whose training set cannot be fitted makes the recipe fail (``failed`` says why)."""
+    whose training set cannot be fitted makes the recipe fail (``failed`` says why).
+    ``also_on``: other corner sets of the SAME pairs (name -> (left, right) observations, same
+    order); each fold's rig is also measured on their held-out pairs (``rms_on_px[name]``, pooled
+    RMS), so that rigs fitted on different corner sets can be compared on common ground."""
     n = len(left_obs)
     if n != len(right_obs):
         raise ValueError(f"left_obs/right_obs: expected as many left as right views, got {n} and {len(right_obs)}")
     if n < 4:
         raise ValueError(f"left_obs: a left-out evaluation needs at least 4 pairs, got {n}")
+    also_on = dict(also_on or {})
+    for k, (a, b) in also_on.items():
+        if len(a) != n or len(b) != n:
+            raise ValueError(f"also_on[{k!r}]: expected {n} left and right views (the same pairs), got {len(a)} "
+                             f"and {len(b)}")
     fold_rms, pair_rms, pooled = [], {}, []
+    pooled_on = {k: [] for k in also_on}
     try:
         for g in _folds(n, folds):
             train = [i for i in range(n) if i not in g]
@@ -327,9 +349,13 @@ def leftout_vertical_disparity(left_obs: list[Observation], right_obs: list[Obse
                 raise CalibrationError("held-out corners cannot be rectified (non-finite)")
             fold_rms.append(_rms(dv_fold))
             pooled.append(dv_fold)
+            for k, (a, b) in also_on.items():
+                pooled_on[k].extend(pair_vertical_disparity(rig, a[i], b[i]) for i in g)
     except (CalibrationError, ValueError) as e:
         return LeftOutScore(recipe.name, float("inf"), fold_rms, pair_rms, failed=str(e).splitlines()[0])
-    return LeftOutScore(recipe.name, _rms(np.concatenate(pooled)), fold_rms, pair_rms)
+    on = {k: _rms(np.concatenate(v)) for k, v in pooled_on.items()}
+    return LeftOutScore(recipe.name, _rms(np.concatenate(pooled)), fold_rms, pair_rms,
+                        rms_on_px={k: (v if np.isfinite(v) else float("inf")) for k, v in on.items()})
 
 
 def pair_vertical_disparity(rig: StereoResult, a: Observation, b: Observation) -> np.ndarray:
@@ -420,8 +446,10 @@ class RigQuality:
 def rig_quality(in_sample_px: float, leftout_px: float, corner_sigma_px: tuple[float, float], *,
                 max_px: float = 1.0, noise_factor: float = 3.0, advice: list[str] = ()) -> RigQuality:
     """The quality gate. ``corner_sigma_px``: per-axis corner noise (pixels) of the left and
-    right camera (e.g. ``CalibrationResult.sigma_px``). The rig fails when its in-sample or
-    left-out rectified vertical RMS exceeds ``max(max_px, noise_factor * expected)``; ``advice``
+    right camera (e.g. ``CalibrationResult.sigma_px``). The rig fails when its in-sample
+    rectified vertical RMS or ``leftout_px`` (:func:`calib.rig_calibration.calibrate_rig` passes
+    the median held-out pair's RMS, :attr:`LeftOutScore.median_pair_px`, the statistic of the
+    rescue) exceeds ``max(max_px, noise_factor * expected)``; ``advice``
     (the coverage advice of the two cameras) is passed on with the failure."""
     if max_px <= 0 or noise_factor <= 0:
         raise ValueError(f"max_px/noise_factor: expected > 0, got {max_px} and {noise_factor}")
@@ -447,12 +475,18 @@ DEFAULT_RECIPE = "joint"
 less than the left-out score's own noise on captures of 8-25 pairs (docs/calibration.md,
 ``bench/bench_stereo_calib.py``), so choosing among them by that score fits the noise."""
 RESCUE_RECIPES = ("joint-same-focal",)
-"""Scored only when the default fails the quality threshold (a capture that cannot constrain
-each camera's focal length: the default's rig is off by pixels, far beyond the score's noise)."""
-DEFAULT_CORNERS = "subpix"
-CORNER_MARGIN = 0.9
-"""The other corner set replaces :data:`DEFAULT_CORNERS` when its left-out score is below this
-fraction of the default's (a difference beyond the score's noise)."""
+"""Scored only when the default fails the quality threshold on most held-out pairs (a capture
+that cannot constrain each camera's focal length: the default's rig is off by pixels, far beyond
+the score's noise)."""
+DEFAULT_CORNERS = "sb"
+"""OpenCV's sector-based corners: the rig is fitted on them unless another set wins clearly on
+every set (:data:`CORNER_MARGIN`)."""
+CORNER_MARGIN = 0.95
+"""Another corner set replaces :data:`DEFAULT_CORNERS` only when the rigs fitted on it rectify
+the held-out pairs below this fraction of the default's rigs' error measured on EVERY corner
+set's held-out corners (its own and the default's). A rig measured on the corners it was fitted
+on has a home advantage of 1-4 % (docs/calibration.md), so a win on one set alone, or by less,
+is not evidence that its rig is better."""
 
 
 @dataclass
@@ -476,6 +510,31 @@ class RigChoice:
                 "scores": {c: [s.to_json() for s in by.values()] for c, by in self.scores.items()}}
 
 
+def choose_corner_set(leftout_on: dict[str, dict[str, float]], default: str, *,
+                      margin: float = CORNER_MARGIN) -> str:
+    """The corner set of :func:`choose_rig` from the left-out scores of its rigs.
+
+    ``leftout_on[fitted][measured]``: left-out rectified vertical RMS (pixels) of the rigs
+    fitted on corner set ``fitted``, measured on the held-out pairs' corners of set
+    ``measured`` (every set given for every set). ``default`` is kept unless another set scores
+    below ``margin`` x the default's on EVERY measured set; of several such sets, the one with
+    the lowest worst-case ratio to the default wins."""
+    if default not in leftout_on:
+        raise ValueError(f"default: expected one of {', '.join(leftout_on)}, got {default!r}")
+    if not 0 < margin <= 1:
+        raise ValueError(f"margin: expected 0 < margin <= 1, got {margin}")
+    measured = list(leftout_on)
+
+    def ratio(c, e):
+        a, b = leftout_on[c].get(e, float("inf")), leftout_on[default].get(e, float("inf"))
+        if not np.isfinite(a):
+            return float("inf")
+        return a / b if np.isfinite(b) and b > 0 else 0.0
+
+    wins = [c for c in measured if c != default and all(ratio(c, e) < margin for e in measured)]
+    return min(wins, key=lambda c: max(ratio(c, e) for e in measured)) if wins else default
+
+
 def choose_rig(sets: dict[str, tuple[list[Observation], list[Observation]]], size: tuple[int, int], *,
                recipe: str = "auto", corners: str = "auto", folds: int = 5,
                config: CalibrationConfig | None = None, threshold_px: float = float("inf")) -> RigChoice:
@@ -487,11 +546,13 @@ def choose_rig(sets: dict[str, tuple[list[Observation], list[Observation]]], siz
     ``threshold_px``: the quality gate's threshold (pixels), which triggers the rescue.
 
     Rule: the recipe is :data:`DEFAULT_RECIPE` (fixed; see its note). It is scored by the
-    left-out rectified vertical disparity on every corner set given (each on its own corners);
-    :data:`DEFAULT_CORNERS` is kept unless another set scores below :data:`CORNER_MARGIN` x
-    its score. Only when the chosen score exceeds ``threshold_px`` are the
-    :data:`RESCUE_RECIPES` scored too, and the lowest score of all wins. With fewer than 4
-    pairs nothing is scored and the defaults are used."""
+    left-out rectified vertical disparity on every corner set given, each set's fold rigs
+    measured on the held-out corners of every set; :data:`DEFAULT_CORNERS` is kept unless
+    another set's rigs score below :data:`CORNER_MARGIN` x the default's on every set
+    (:func:`choose_corner_set`). Only when the chosen rigs' median held-out pair exceeds
+    ``threshold_px`` (most pairs, not one fold whose training pairs happen to be degenerate)
+    are the :data:`RESCUE_RECIPES` scored too, and the lowest score of all wins. With fewer
+    than 4 pairs nothing is scored and the defaults are used."""
     if not sets:
         raise ValueError("sets: expected at least one corner set")
     if recipe != "auto" and recipe not in _RECIPE_BY_NAME:
@@ -508,23 +569,22 @@ def choose_rig(sets: dict[str, tuple[list[Observation], list[Observation]]], siz
         default = "joint"
     first = DEFAULT_CORNERS if DEFAULT_CORNERS in names else names[0]
     folds = max(2, min(folds, n.pop()))
-    rule = (f"recipe {default} (fixed); corners {first} unless another set's left-out score is below "
-            f"{CORNER_MARGIN} x its score")
+    rule = (f"recipe {default} (fixed); corners {first} unless another set's rigs score below {CORNER_MARGIN} x "
+            "its rigs' left-out vertical disparity measured on every set's held-out corners")
     if len(sets[first][0]) < 4:
         return RigChoice(default, first, {}, folds, rule + "; fewer than 4 pairs: nothing left out, defaults used")
     caches = {c: {} for c in names}
 
     def score(c, r):
-        return leftout_vertical_disparity(*sets[c], size, _RECIPE_BY_NAME[r], folds=folds,
-                                          config=config, _cache=caches[c])
+        return leftout_vertical_disparity(*sets[c], size, _RECIPE_BY_NAME[r], folds=folds, config=config,
+                                          also_on={e: sets[e] for e in names if e != c}, _cache=caches[c])
 
     scores = {c: {default: score(c, default)} for c in names}
-    chosen = first
-    for c in names:
-        if scores[c][default].rms_px < CORNER_MARGIN * scores[chosen][default].rms_px:
-            chosen = c
+    on = {c: {e: (s.rms_px if e == c else s.rms_on_px.get(e, float("inf"))) for e in names}
+          for c, s in ((c, scores[c][default]) for c in names)}
+    chosen = choose_corner_set(on, first)
     best = scores[chosen][default]
-    if recipe != "auto" or (np.isfinite(best.rms_px) and best.rms_px <= threshold_px):
+    if recipe != "auto" or (np.isfinite(best.rms_px) and best.median_pair_px <= threshold_px):
         if not np.isfinite(best.rms_px):
             raise CalibrationError(f"rig recipe {default} could not be fitted on the left-out folds: {best.failed}")
         return RigChoice(default, chosen, scores, folds, rule)
@@ -537,6 +597,6 @@ def choose_rig(sets: dict[str, tuple[list[Observation], list[Observation]]], siz
         raise CalibrationError("no rig recipe could be fitted on the left-out folds: " + "; ".join(
             f"{c}/{r}: {s.failed}" for c, by in scores.items() for r, s in by.items()))
     _, c, r = min(ok)
-    return RigChoice(r, c, scores, folds, rule + f"; {default} on {chosen} corners scored {best.rms_px:.3f} px, above "
-                     f"the quality threshold {threshold_px:.3f} px: {', '.join(rescue)} scored too, the lowest kept",
-                     rescued=True)
+    return RigChoice(r, c, scores, folds, rule + f"; {default} on {chosen} corners: median held-out pair "
+                     f"{best.median_pair_px:.3f} px, above the quality threshold {threshold_px:.3f} px: "
+                     f"{', '.join(rescue)} scored too, the lowest kept", rescued=True)

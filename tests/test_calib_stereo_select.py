@@ -128,11 +128,11 @@ def test_well_conditioned_capture_at_or_below_opencv():
 
 def test_rule_on_a_rig_with_known_truth():
     """choose_rig + fit_rig on a rig with known truth and two corner sets of the same pairs:
-    "subpix" with 0.1 px noise and "sb" with 0.3 px: the rule keeps the default recipe on the
-    cleaner (and default) corners, the rig's baseline and
-    rotation are the truth's, and it rectifies left-out pairs as well as OpenCV's recipe on
-    the same corners (within 1 %: with Gaussian corner noise both reach the floor) and within
-    2x of the noise floor (sqrt(2) x 0.1 px)."""
+    "sb" with 0.1 px noise and "subpix" with 0.3 px: the rule keeps the default recipe on the
+    default (and cleaner) SB corners, the rig's baseline and rotation are the truth's, and it
+    rectifies left-out pairs as well as OpenCV's recipe on the same corners (within 1 %: with
+    Gaussian corner noise both reach the floor) and within 2x of the noise floor (sqrt(2) x
+    0.1 px). Each set's fold rigs are measured on both sets' held-out corners."""
     from calib.stereo_select import (
         DEFAULT_RECIPE,
         choose_rig,
@@ -143,19 +143,63 @@ def test_rule_on_a_rig_with_known_truth():
     from calib.transforms import rotation_angle_deg
 
     L, R = corner_pairs(GOOD_BOARD, GOOD_LEFT, GOOD_RIGHT, GOOD_RIG, good_poses(3, 10), 0.1, 3)
-    sets = {"subpix": (L, R), "sb": corner_pairs(GOOD_BOARD, GOOD_LEFT, GOOD_RIGHT, GOOD_RIG, good_poses(3, 10), 0.3, 5)}
-    choice = choose_rig(sets, GOOD_LEFT.size, threshold_px=1.0)
-    assert (choice.recipe, choice.corners, choice.rescued) == (DEFAULT_RECIPE, "subpix", False), choice.to_json()
+    noisy = corner_pairs(GOOD_BOARD, GOOD_LEFT, GOOD_RIGHT, GOOD_RIG, good_poses(3, 10), 0.3, 5)
+    choice = choose_rig({"sb": (L, R), "subpix": noisy}, GOOD_LEFT.size, threshold_px=1.0)
+    assert (choice.recipe, choice.corners, choice.rescued) == (DEFAULT_RECIPE, "sb", False), choice.to_json()
     assert choice.score.rms_px < 2 * np.hypot(0.1, 0.1)
-    assert choice.scores["sb"][DEFAULT_RECIPE].rms_px > choice.score.rms_px
+    other = choice.scores["subpix"][DEFAULT_RECIPE]
+    assert other.rms_px > choice.score.rms_px and set(other.rms_on_px) == {"sb"}
+    assert other.rms_on_px["sb"] > choice.score.rms_px  # the noisy set's rigs are worse on the clean corners too
     ocv = leftout_vertical_disparity(L, R, GOOD_LEFT.size, recipe("opencv"))
     assert choice.score.rms_px <= 1.01 * ocv.rms_px  # Gaussian noise: both reach the noise floor
     rig = fit_rig(L, R, GOOD_LEFT.size, recipe(choice.recipe))
     assert abs(rig.baseline / np.linalg.norm(GOOD_RIG.translation) - 1) < 0.01
     assert rotation_angle_deg(rig.right_from_left.rotation @ GOOD_RIG.rotation.T) < 0.3
-    # the other way round: the re-refined corners noisy, the SB ones clean -> the SB corners
-    choice = choose_rig({"subpix": sets["sb"], "sb": (L, R)}, GOOD_LEFT.size, threshold_px=1.0)
-    assert choice.corners == "sb" and not choice.rescued
+    # the other way round: the re-refined corners clean. Their rigs are better on their own
+    # corners, but on the noisy SB corners the noise floor (0.42 px) hides the difference: a
+    # win on one set only, so OpenCV's SB corners are kept
+    choice = choose_rig({"sb": noisy, "subpix": (L, R)}, GOOD_LEFT.size, threshold_px=1.0)
+    sub = choice.scores["subpix"][DEFAULT_RECIPE]
+    assert sub.rms_px < 0.9 * choice.scores["sb"][DEFAULT_RECIPE].rms_on_px["subpix"]
+    assert sub.rms_on_px["sb"] > 0.95 * choice.scores["sb"][DEFAULT_RECIPE].rms_px
+    assert choice.corners == "sb" and not choice.rescued, choice.to_json()
+
+
+def test_corner_set_rule():
+    """choose_corner_set: the default set is kept unless another set's rigs are below the
+    margin on EVERY measured set; failures score infinite."""
+    from calib.stereo_select import CORNER_MARGIN, choose_corner_set
+
+    inf = float("inf")
+    assert CORNER_MARGIN == 0.95
+    # clearly better on both sets -> switch
+    assert choose_corner_set({"sb": {"sb": 0.20, "subpix": 0.30}, "subpix": {"sb": 0.18, "subpix": 0.25}}, "sb") == "subpix"
+    # better on its own corners only (the home advantage) -> keep the default
+    assert choose_corner_set({"sb": {"sb": 0.20, "subpix": 0.30}, "subpix": {"sb": 0.21, "subpix": 0.20}}, "sb") == "sb"
+    # better on both, but by less than the margin on one -> keep
+    assert choose_corner_set({"sb": {"sb": 0.20, "subpix": 0.30}, "subpix": {"sb": 0.195, "subpix": 0.20}}, "sb") == "sb"
+    # the default's rigs could not be fitted -> any set that can wins
+    assert choose_corner_set({"sb": {"sb": inf, "subpix": inf}, "subpix": {"sb": 0.3, "subpix": 0.2}}, "sb") == "subpix"
+    assert choose_corner_set({"sb": {"sb": 0.2, "subpix": 0.3}, "subpix": {"sb": inf, "subpix": 0.1}}, "sb") == "sb"
+    # three sets: of those that win on every set, the lowest worst-case ratio
+    three = {"sb": {"sb": 1.0, "a": 1.0, "b": 1.0}, "a": {"sb": 0.9, "a": 0.5, "b": 0.9},
+             "b": {"sb": 0.8, "a": 0.8, "b": 0.8}}
+    assert choose_corner_set(three, "sb") == "b"
+    with pytest.raises(ValueError, match="default"):
+        choose_corner_set(three, "nope")
+    with pytest.raises(ValueError, match="margin"):
+        choose_corner_set(three, "sb", margin=1.5)
+
+
+def test_rescue_needs_most_pairs_off():
+    """The rescue is triggered by the median held-out pair, not by one fold whose training
+    pairs let the rig run off (the rig of all pairs is then fine)."""
+    from calib.stereo_select import LeftOutScore
+
+    one_fold_off = LeftOutScore("joint", 9.0, [0.1, 20.0, 0.1], {f"p{k}": v for k, v in
+                                                                 enumerate([0.1, 0.12, 0.09, 20.0, 19.0, 0.1])})
+    assert one_fold_off.median_pair_px == pytest.approx(0.11)
+    assert LeftOutScore("joint", float("inf"), [], {}, failed="x").median_pair_px == float("inf")
 
 
 def test_rule_rescues_a_capture_that_cannot_pin_the_focal_length():

@@ -69,8 +69,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--folds", type=int, default=5, help="stereo: folds of the left-out evaluation (5)")
     p.add_argument("--corners", choices=("auto", "subpix", "sb"), default="auto",
                    help="chessboard corners: sb = OpenCV's sector-based detector alone, subpix = re-refined "
-                        "with cornerSubPix; auto (default) = subpix for one camera, and for a rig subpix "
-                        "unless sb rectifies left-out pairs better by more than 10 %%")
+                        "with cornerSubPix; auto (default) = subpix for one camera, and for a rig sb unless the rigs "
+                        "fitted on subpix rectify left-out pairs better by more than 5 %% measured on both sets")
     p.add_argument("--max-vertical-px", type=float, default=1.0,
                    help="stereo quality gate: fail above max(this, 3 x the corner-noise expectation) (1.0 px)")
     p.add_argument("--alpha", type=float, default=0.0,
