@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--views", type=int, default=30, help="orbit views to render (default 30)")
     p.add_argument("--width", type=int, default=320, help="image width in pixels (default 320)")
     p.add_argument("--height", type=int, default=240, help="image height in pixels (default 240)")
-    p.add_argument("--steps", type=int, default=1500, help="Gaussian splatting steps; 0 skips training (default 1500)")
+    p.add_argument("--steps", type=int, default=2500, help="Gaussian splatting steps; 0 skips training (default 2500)")
     p.add_argument("--train-scale", type=float, default=0.5, help="image scale for training (default 0.5)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="training device")
     p.add_argument("--seed", type=int, default=0, help="scene seed (default 0)")

@@ -48,7 +48,7 @@ class DemoConfig:
     width: int = 320
     height: int = 240
     seed: int = 0
-    train_steps: int = 1500
+    train_steps: int = 2500
     train_scale: float = 0.5
     device: str = "auto"
     mesh: bool = True
