@@ -20,8 +20,10 @@ of the COLMAP database (``OUT/database.db``) and of the final model (STYLE.md it
   by pycolmap's incremental mapper (``IncrementalPipelineOptions.image_names``) in recon's
   child-process isolation; leaves are merged bottom-up along the cut tree by a Sim(3)
   (``pycolmap.align_reconstructions_via_reprojections``, falling back to camera centres),
-  shared images keep the pose of the larger side, and the points of the merged model are
-  triangulated again from the database. The caller then runs the usual retriangulation and one
+  shared images keep the pose of the larger side, then each leaf's smaller models (its mapper's
+  other components) are merged in the same way where they hold images the result lacks (a leaf
+  that splits at the images closing a loop would lose the loop closure), and the points of the
+  merged model are triangulated again from the database. The caller then runs the usual retriangulation and one
   global bundle adjustment (recon.ba).
 """
 
@@ -336,6 +338,8 @@ def partitioned_mapping(cluster: Cluster, db_path, image_dir, out_model, *, root
     results = cluster.map("mapping", tasks, root)
     models = [Path(root) / "mapping" / t.key / "model" for t in tasks]
     merged, merges, dropped = _merge_tree(plan.tree, models, db_path, image_dir, Path(root) / "merge")
+    merged = _merge_leftovers(merged, [Path(root) / "mapping" / t.key / "models" for t in tasks], db_path,
+                              image_dir, Path(root) / "merge", merges, dropped)
     out_model = Path(out_model)
     out_model.mkdir(parents=True, exist_ok=True)
     merged.write_binary(str(out_model))
@@ -370,6 +374,29 @@ def _merge_tree(tree, models: list[Path], db_path: str, image_dir: str, work: Pa
         return merged
 
     return walk(tree), merges, dropped
+
+
+def _merge_leftovers(merged, model_dirs: list[Path], db_path: str, image_dir: str, work: Path, merges: list,
+                     dropped: set):
+    """Merge the smaller models of each leaf (its mapper's other components) into ``merged`` where
+    they hold images it lacks and share >= 3 with it: a leaf that splits at a weak link (e.g. the
+    images that close a loop) otherwise loses those images, and with them the loop closure."""
+    import pycolmap
+
+    for folder in model_dirs:
+        for d in sorted(folder.iterdir()) if folder.is_dir() else []:
+            if not (d / "images.bin").exists():
+                continue
+            extra = pycolmap.Reconstruction(str(d))
+            have = {merged.image(i).name for i in merged.reg_image_ids()}
+            if all(extra.image(i).name in have for i in extra.reg_image_ids()):
+                continue
+            out, info = merge_models(merged, extra, db_path, image_dir, work / f"m{len(merges):03d}")
+            merges.append(dict(info, leftover=str(d.relative_to(folder.parent.parent))))
+            if info["aligned"]:
+                merged = out
+                dropped.difference_update(merged.image(i).name for i in merged.reg_image_ids())
+    return merged
 
 
 def merge_models(tgt, src, db_path: str, image_dir: str, work: Path):
