@@ -7,19 +7,14 @@ pair counts and pixels per pair. Scene set-up as bench/profile_splat_step.py (a 
     PYTHONPATH=. heavy python bench/bench_splat_composite.py DATASET [--old-source OLD.cpp] [--threads 1]
 """
 import argparse
-import math
 import time
 
-import numpy as np
 import torch
 from torch.utils import cpp_extension
 
 import render.splat._raster_cpu as RC
-from render.data import load_scene
-from render.scaffold import Split
+from profile_splat_step import demo_sized_trainer
 from render.splat._raster_cpu import CompositeCpp, cpu_kernels
-from render.splat.gaussians import Gaussians
-from render.splat.trainer import SplatTrainer, TrainConfig, _make_optimizer
 
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 ap.add_argument("dataset")
@@ -29,32 +24,7 @@ ap.add_argument("--scale", type=float, default=0.0542)
 args = ap.parse_args()
 torch.set_num_threads(args.threads)
 SCALE = args.scale
-cfg = TrainConfig.preset("cpu", steps=1500, resolution_scale=SCALE).scaled_schedule()
-scene = load_scene(args.dataset, resolution_scale=SCALE)
-split = Split.every(scene, test_every=cfg.test_every)
-tr = SplatTrainer(scene, split, cfg, log=lambda m: None)
-tr.init_fresh(np.random.default_rng(0))
-g = tr.gaussians().detach()
-rep = int(math.ceil(40000 / len(g.means)))
-gen = torch.Generator().manual_seed(0)
-sc = torch.exp(g.log_scales).mean(1, keepdim=True)
-means = torch.cat([g.means + torch.randn(g.means.shape, generator=gen) * sc for _ in range(rep)])[:40000]
-
-
-def cat(x):
-    return torch.cat([x] * rep)[:40000]
-
-
-sh_rest = cat(g.sh_rest) + 0.05 * torch.randn(cat(g.sh_rest).shape, generator=gen)
-g2 = Gaussians(means=means, log_scales=cat(g.log_scales) - 0.7,
-               quats_wxyz=cat(g.quats_wxyz) + 0.1 * torch.randn(40000, 4, generator=gen),
-               opacity_logits=cat(g.opacity_logits), sh_dc=cat(g.sh_dc), sh_rest=sh_rest)
-tr._set_params(g2)
-tr.optimizer = _make_optimizer(tr.params, cfg, tr.extent)
-tr.state = tr.strategy.init_state(40000, tr.device)
-tr.strategy.refine_start = 10**9
-for s in range(1000, 1010):
-    tr.step(s)
+tr, scene = demo_sized_trainer(args.dataset, SCALE)
 # capture the compositor inputs
 cap = {}
 orig = CompositeCpp.apply
