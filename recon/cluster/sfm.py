@@ -23,8 +23,11 @@ of the COLMAP database (``OUT/database.db``) and of the final model (STYLE.md it
   shared images keep the pose of the larger side, then each leaf's smaller models (its mapper's
   other components) are merged in the same way where they hold images the result lacks (a leaf
   that splits at the images closing a loop would lose the loop closure), and the points of the
-  merged model are triangulated again from the database. The caller then runs the usual retriangulation and one
-  global bundle adjustment (recon.ba).
+  merged model are triangulated again from the database. Then :func:`refine_merged`: global
+  bundle adjustments (recon.ba) alternating with re-triangulations that merge tracks across the
+  seams spread the drift of the chained Sim(3)s over the whole model and close loops the tree
+  did not (a street loop of 240 views: largest centre error 2.2e-2 -> 4.2e-3 of the extent,
+  pycolmap's hierarchical mapper 1.3e-2).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +43,7 @@ import numpy as np
 from recon.cluster.engine import Cluster, Task
 
 __all__ = ["LeafPlan", "MappingResult", "cut_match_graph", "extract_features", "match_pairs",
-           "merge_models", "partitioned_mapping", "read_match_graph"]
+           "merge_models", "partitioned_mapping", "read_match_graph", "refine_merged"]
 
 
 # =========================================================================================
@@ -311,6 +314,8 @@ class MappingResult:
     merges: list[dict]
     registered: int
     dropped: list[str]  # images of leaves that could not be aligned to the rest
+    refinement: list[dict] = field(default_factory=list)  # the global BA rounds (cost, points, seconds)
+    alignment: dict | None = None  # align_pieces facts (None: the tree's chained Sim(3)s kept)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -318,9 +323,20 @@ class MappingResult:
 
 def partitioned_mapping(cluster: Cluster, db_path, image_dir, out_model, *, root, leaf_max_images: int,
                         overlap: float = 0.25, seed: int = 0, fix_intrinsics: bool = False,
-                        global_ba_ratio: float = 1.1, num_threads: int | None = None) -> MappingResult:
+                        global_ba_ratio: float = 1.1, num_threads: int | None = None,
+                        refine_rounds: int = 1, ba_loss: str = "huber",
+                        joint_alignment: bool = True) -> MappingResult:
     """Map the database ``db_path`` as overlapping leaves on the cluster and merge them into one
-    model written to ``out_model`` (COLMAP binary, points triangulated from the database)."""
+    model written to ``out_model`` (COLMAP binary, points triangulated from the database).
+
+    The merge chains pairwise Sim(3)s along the cut tree, so the drift of each link adds up and a
+    loop through several leaves is not closed by it. With ``joint_alignment`` every leaf model is
+    then aligned to all the others at once (:func:`align_pieces`, a generalised Procrustes over
+    all overlapping pairs), and ``refine_rounds`` rounds of one global
+    bundle adjustment (recon.ba, ``ba_loss``) followed by a re-triangulation that completes and
+    merges tracks across the leaves' seams, then a last BA, spread that drift over the whole model
+    (measured on a 240-view street loop, 4 leaves: largest camera-centre error 2.2e-2 of the
+    extent -> 4.2e-3; 0 rounds: the merged model as chained)."""
     names, W = read_match_graph(db_path)
     keep = W.sum(1) > 0
     if keep.sum() < 2:
@@ -340,11 +356,85 @@ def partitioned_mapping(cluster: Cluster, db_path, image_dir, out_model, *, root
     merged, merges, dropped = _merge_tree(plan.tree, models, db_path, image_dir, Path(root) / "merge")
     merged = _merge_leftovers(merged, [Path(root) / "mapping" / t.key / "models" for t in tasks], db_path,
                               image_dir, Path(root) / "merge", merges, dropped)
+    alignment = None
+    if joint_alignment:
+        merged, alignment = _align_jointly(merged, [Path(root) / "mapping" / t.key for t in tasks], db_path,
+                                           image_dir, Path(root) / "merge" / "joint")
+    merged, refinement = refine_merged(merged, db_path, image_dir, Path(root) / "merge" / "refine",
+                                       rounds=refine_rounds, ba_loss=ba_loss, fix_intrinsics=fix_intrinsics)
     out_model = Path(out_model)
     out_model.mkdir(parents=True, exist_ok=True)
     merged.write_binary(str(out_model))
     return MappingResult(len(leaves), [len(v) for v in leaves], [r["registered"] for r in results], merges,
-                         int(merged.num_reg_images()), sorted(dropped))
+                         int(merged.num_reg_images()), sorted(dropped), refinement, alignment)
+
+
+def _align_jointly(merged, leaf_folders: list[Path], db_path: str, image_dir: str, work: Path):
+    """Re-pose the tree-merged model by :func:`align_pieces` over every model the leaves' mappers
+    wrote (each leaf's largest and its other components, >= 3 images) and triangulate its points
+    again from the database -> (model, facts)."""
+    import pycolmap
+
+    from recon.sfm._pycolmap import from_pycolmap, to_pycolmap
+
+    pieces = []
+    for folder in leaf_folders:
+        dirs = [folder / "model"] + (sorted((folder / "models").iterdir()) if (folder / "models").is_dir() else [])
+        for d in dirs:
+            if (d / "images.bin").exists():
+                rec = from_pycolmap(pycolmap.Reconstruction(str(d)))
+                poses = {im.name: im.cam_from_world for im in rec.registered_images}
+                if len(poses) >= 3:
+                    pieces.append(poses)
+    rec = from_pycolmap(merged)
+    init = {im.name: im.cam_from_world for im in rec.registered_images}
+    poses, facts = align_pieces(pieces, init)
+    if not poses:
+        return merged, facts
+    for im in rec.images.values():
+        if im.registered and im.name in poses:
+            im.cam_from_world = poses[im.name]
+        im.point3D_ids[:] = -1
+    rec.points3D = {}
+    work.mkdir(parents=True, exist_ok=True)
+    out = pycolmap.triangulate_points(to_pycolmap(rec), db_path, image_dir, str(work), clear_points=True,
+                                      options=pycolmap.IncrementalPipelineOptions(), refine_intrinsics=False)
+    facts["points"] = int(out.num_points3D())
+    return out, facts
+
+
+def refine_merged(merged, db_path: str, image_dir: str, work: Path, *, rounds: int = 1, ba_loss: str = "huber",
+                  fix_intrinsics: bool = False):
+    """``rounds`` x (global BA with recon.ba, then re-triangulation from the database keeping the
+    points: tracks are completed and merged where the BA brought the leaves' seams together),
+    then a last BA -> (refined model, one fact dict per BA). 0 rounds: ``merged`` unchanged."""
+    import time
+
+    import pycolmap
+
+    from recon.sfm.pipeline import SfMConfig, final_bundle_adjustment
+
+    facts: list[dict] = []
+    if rounds <= 0:
+        return merged, facts
+    config = SfMConfig(final_ba="ours", ba_loss=ba_loss)
+    for r in range(rounds + 1):
+        res = final_bundle_adjustment(merged, config, fix_intrinsics=fix_intrinsics)
+        merged = res.reconstruction
+        row = {"round": r, "initial_cost": res.initial_cost, "final_cost": res.final_cost,
+               "iterations": res.iterations, "ba_s": res.seconds}
+        if r < rounds:
+            t = time.perf_counter()
+            folder = work / f"tri{r}"
+            folder.mkdir(parents=True, exist_ok=True)
+            before = int(merged.num_points3D())
+            merged = pycolmap.triangulate_points(merged, db_path, image_dir, str(folder), clear_points=False,
+                                                 options=pycolmap.IncrementalPipelineOptions(),
+                                                 refine_intrinsics=False)
+            row.update(points_before=before, points_after=int(merged.num_points3D()),
+                       triangulation_s=round(time.perf_counter() - t, 3))
+        facts.append(row)
+    return merged, facts
 
 
 def _graph_digest(names: list[str], W: np.ndarray) -> str:
@@ -441,3 +531,142 @@ def merge_models(tgt, src, db_path: str, image_dir: str, work: Path):
                                          options=opts, refine_intrinsics=False)
     facts["merged_images"] = int(merged.num_reg_images())
     return merged, facts
+
+
+def align_pieces(pieces: list, init: dict, *, outlier_factor: float = 4.0) -> tuple[dict, dict]:
+    """Jointly align overlapping partial models: one Sim(3) per piece such that every camera
+    shared by several pieces lands in the same place in all of them, over ALL overlapping pairs
+    at once, so that a chain of pieces closing a loop is closed with its error spread around the
+    loop (a tree of pairwise alignments adds up the drift of each link instead).
+
+    ``pieces``: one ``{image name: cam_from_world (calib.Rigid3)}`` per piece, in its own frame;
+    ``init``: ``{image name: cam_from_world}`` in the target frame (e.g. the tree-merged model):
+    it gives every piece its first Sim(3) (camera centres, Umeyama) and the gauge (the largest
+    piece keeps it). The Sim(3)s then minimise (scipy least squares: soft-L1 at the median camera
+    spacing ``d`` first, then plain least squares twice on the pairs within ``outlier_factor`` x
+    the median residual) the differences of shared cameras' centres and of their rotations
+    (chordal, times ``d``) between every two pieces holding them. A shared camera whose
+    residual in a piece exceeds ``outlier_factor`` x the median is left out of its final pose.
+
+    Returns (``{image name: cam_from_world in the target frame}`` for the cameras of the aligned
+    pieces: centre averaged over their pieces, rotation the chordal mean; facts)."""
+    from scipy.optimize import least_squares
+    from scipy.sparse import lil_matrix
+    from scipy.spatial.transform import Rotation
+
+    from calib import Rigid3, Sim3
+
+    names0 = sorted(init)
+    if len(names0) < 3:
+        return {}, {"pieces": len(pieces), "aligned": 0}
+    cen = np.array([init[n].dst_origin_in_src() for n in names0])
+    dist = np.linalg.norm(cen[:, None] - cen[None], axis=-1)
+    np.fill_diagonal(dist, np.inf)
+    d = float(np.median(dist.min(1)))
+    if not np.isfinite(d) or d <= 0:
+        d = 1.0
+    G: list = []
+    for piece in pieces:
+        shared = [n for n in piece if n in init]
+        g = None
+        if len(shared) >= 3:
+            try:
+                g = Sim3.align(np.array([piece[n].dst_origin_in_src() for n in shared]),
+                               np.array([init[n].dst_origin_in_src() for n in shared]))
+            except ValueError:
+                g = None
+        G.append(g)
+    live = [k for k, g in enumerate(G) if g is not None]
+    if not live:
+        return {}, {"pieces": len(pieces), "aligned": 0}
+    gauge = max(live, key=lambda k: len(pieces[k]))
+    owners: dict[str, list[int]] = {}
+    for k in live:
+        for n in pieces[k]:
+            owners.setdefault(n, []).append(k)
+    # every pair of pieces holding a camera: its centre and world-from-camera rotation in both
+    rows = [(n, j, k) for n, ks in owners.items() for a, j in enumerate(ks) for k in ks[a + 1:]]
+    free = [k for k in live if k != gauge]
+    col = {k: 7 * i for i, k in enumerate(free)}
+    facts = {"pieces": len(pieces), "aligned": len(live), "gauge": gauge, "camera_spacing": d,
+             "shared_pairs": len(rows)}
+    if rows and free:
+        cj = np.array([pieces[j][n].dst_origin_in_src() for n, j, _ in rows])
+        ck = np.array([pieces[k][n].dst_origin_in_src() for n, _, k in rows])
+        Rj = np.array([pieces[j][n].rotation.T for n, j, _ in rows])
+        Rk = np.array([pieces[k][n].rotation.T for n, _, k in rows])
+        ij = np.array([j for _, j, _ in rows])
+        ik = np.array([k for _, _, k in rows])
+        S0 = np.array([G[k].scale if G[k] else 1.0 for k in range(len(pieces))])
+        R0 = np.array([G[k].rotation if G[k] else np.eye(3) for k in range(len(pieces))])
+        T0 = np.array([G[k].translation if G[k] else np.zeros(3) for k in range(len(pieces))])
+
+        def unpack(x):
+            S, R, T = S0.copy(), R0.copy(), T0.copy()
+            for k, c in col.items():
+                R[k] = Rotation.from_rotvec(x[c:c + 3]).as_matrix() @ R0[k]
+                S[k] = S0[k] * np.exp(x[c + 3])
+                T[k] = T0[k] + x[c + 4:c + 7] * d
+            return S, R, T
+
+        def residuals(x, mask=None):
+            S, R, T = unpack(x)
+            a, b = (ij, ik) if mask is None else (ij[mask], ik[mask])
+            m = slice(None) if mask is None else mask
+            pj = S[a, None] * np.einsum("nab,nb->na", R[a], cj[m]) + T[a]
+            pk = S[b, None] * np.einsum("nab,nb->na", R[b], ck[m]) + T[b]
+            rj = np.einsum("nab,nbc->nac", R[a], Rj[m])
+            rk = np.einsum("nab,nbc->nac", R[b], Rk[m])
+            return np.concatenate([pj - pk, d * (rj - rk).reshape(-1, 9)], axis=1).ravel()
+
+        def solve(x, mask, loss, f_scale):
+            sparsity = lil_matrix((12 * int(mask.sum()), 7 * len(free)), dtype=int)
+            for r, (_, j, k) in enumerate(rows[i] for i in np.flatnonzero(mask)):
+                for p in (j, k):
+                    if p in col:
+                        sparsity[12 * r:12 * r + 12, col[p]:col[p] + 7] = 1
+            return least_squares(lambda v: residuals(v, mask), x, jac_sparsity=sparsity, loss=loss,
+                                 f_scale=f_scale, method="trf", max_nfev=200)
+
+        x0 = np.zeros(7 * len(free))
+        mask = np.ones(len(rows), bool)
+        # to the basin with a mild loss (the initial poses may be far off), then least squares on
+        # the pairs within outlier_factor x the median residual, twice
+        sol = solve(x0, mask, "soft_l1", d)
+        for _ in range(2):
+            r = np.linalg.norm(residuals(sol.x).reshape(-1, 12), axis=1)
+            mask = r <= outlier_factor * max(float(np.median(r)), 1e-3 * d)
+            if mask.sum() < 3:
+                break
+            sol = solve(sol.x, mask, "linear", 1.0)
+        facts["pairs_left_out"] = int((~mask).sum())
+        S, R, T = unpack(sol.x)
+        for k in live:
+            G[k] = Sim3(float(S[k]), R[k], T[k])
+        res0 = np.linalg.norm(residuals(x0).reshape(-1, 12), axis=1)
+        res = np.linalg.norm(residuals(sol.x).reshape(-1, 12), axis=1)
+        facts.update(cost=float(sol.cost), evaluations=int(sol.nfev), status=int(sol.status),
+                     residual_median_before=float(np.median(res0) / d), residual_median=float(np.median(res) / d),
+                     residual_max=float(res.max() / d))
+    # a camera's place in each of its pieces against the median over them: the outliers
+    bad: set[tuple[str, int]] = set()
+    world = {(n, k): G[k].apply(pieces[k][n].dst_origin_in_src()) for n, ks in owners.items() for k in ks}
+    dev = {}
+    for n, ks in owners.items():
+        if len(ks) > 1:
+            med = np.median([world[(n, k)] for k in ks], 0)
+            for k in ks:
+                dev[(n, k)] = float(np.linalg.norm(world[(n, k)] - med))
+    if dev:
+        cut = outlier_factor * max(float(np.median(list(dev.values()))), 1e-3 * d)
+        bad = {key for key, v in dev.items() if v > cut}
+    out = {}
+    for n, ks in owners.items():
+        ks = [k for k in ks if (n, k) not in bad] or ks
+        poses = [G[k].transform_pose(pieces[k][n]) for k in ks]
+        c = np.mean([p.dst_origin_in_src() for p in poses], 0)
+        U, _, Vt = np.linalg.svd(sum(p.rotation for p in poses))
+        Rm = U @ np.diag([1.0, 1.0, np.linalg.det(U @ Vt)]) @ Vt
+        out[n] = Rigid3(Rm, -Rm @ c)
+    facts["outliers"] = len(bad)
+    return out, facts
