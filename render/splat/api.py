@@ -101,7 +101,7 @@ def gsplat_available() -> tuple[bool, str]:
 def rasterize(gaussians, camera: Camera, cam_from_world, *, sh_degree: int | None = None,
               background=None, backend: Backend = "auto", near: float = 0.01, far: float = 1e10,
               eps2d: float = 0.3, max_alpha: float = 0.99, tile_size: int = 8,
-              chunk_size: int = 32) -> RenderOutput:
+              chunk_size: int = 32, distributed: bool = False) -> RenderOutput:
     """Render Gaussians through an undistorted pinhole camera.
 
     Args:
@@ -116,7 +116,14 @@ def rasterize(gaussians, camera: Camera, cam_from_world, *, sh_degree: int | Non
         near, far: z-clipping planes (camera units). eps2d: low-pass term added to the 2D
             covariance (3DGS: 0.3 px^2). max_alpha: per-Gaussian alpha clamp (3DGS 0.99; gsplat's
             kernels hard-code 0.999). tile_size, chunk_size: torch backend work partition.
+        distributed: gsplat only, inside a torch.distributed (NCCL) group: ``gaussians`` is this
+            process's shard and the camera this process's view; gsplat exchanges the projected
+            Gaussians between the processes (render.splat.distributed). ``radii`` / ``means2d``
+            are then [W, N_shard(, 2)]: the shard in every process's view.
     """
+    if distributed and backend != "gsplat":
+        raise ValueError("distributed=True: only with backend='gsplat' (CUDA + NCCL); "
+                         "render.splat.distributed gathers the shards for the torch backend")
     g = _as_gaussians(gaussians, "cuda" if backend == "gsplat" else None)
     device, dtype = g.device, g.means.dtype
     if sh_degree is None:
@@ -146,7 +153,7 @@ def rasterize(gaussians, camera: Camera, cam_from_world, *, sh_degree: int | Non
                               stacklevel=2)
     if backend == "gsplat":
         return _rasterize_gsplat(g, int(sh_degree), fx, fy, cx, cy, camera.width, camera.height,
-                                 R, t, bg, near, far, eps2d)
+                                 R, t, bg, near, far, eps2d, distributed=distributed)
     out = rasterize_torch(g.means, g.quats_wxyz, g.log_scales, g.opacity_logits, g.sh_coeffs(),
                           int(sh_degree), R, t, fx, fy, cx, cy, camera.width, camera.height, bg,
                           near=near, far=far, eps2d=eps2d, max_alpha=max_alpha,
@@ -156,7 +163,7 @@ def rasterize(gaussians, camera: Camera, cam_from_world, *, sh_degree: int | Non
 
 
 def _rasterize_gsplat(g: Gaussians, sh_degree, fx, fy, cx, cy, width, height, R, t, bg, near, far,
-                      eps2d) -> RenderOutput:
+                      eps2d, distributed: bool = False) -> RenderOutput:
     if g.device.type != "cuda":
         raise ValueError(f"backend='gsplat' needs the Gaussians on a CUDA device, found {g.device}")
     try:
@@ -178,7 +185,7 @@ def _rasterize_gsplat(g: Gaussians, sh_degree, fx, fy, cx, cy, width, height, R,
             opacities=torch.sigmoid(g.opacity_logits), colors=g.sh_coeffs(),
             viewmats=viewmat[None], Ks=K[None], width=int(width), height=int(height),
             near_plane=near, far_plane=far, eps2d=eps2d, sh_degree=sh_degree, packed=False,
-            backgrounds=bg.to(dtype)[None], render_mode="RGB+ED")
+            backgrounds=bg.to(dtype)[None], render_mode="RGB+ED", distributed=distributed)
     except torch.cuda.OutOfMemoryError:
         raise
     except (ImportError, AttributeError, RuntimeError) as e:
@@ -187,8 +194,8 @@ def _rasterize_gsplat(g: Gaussians, sh_degree, fx, fy, cx, cy, width, height, R,
         raise RuntimeError(f"backend='gsplat': the gsplat call failed ({type(e).__name__}: {e}). Its CUDA "
                            "kernels are compiled on first use: check the CUDA toolkit (nvcc) matches "
                            "torch, or use backend='torch'.") from e
-    radii = meta["radii"][0]
-    if radii.ndim == 2:  # gsplat >= 1.5: per-axis radii [N, 2]
+    radii = meta["radii"] if distributed else meta["radii"][0]  # distributed: [W, N_shard(, 2)]
+    if radii.shape[-1] == 2 and radii.ndim == (3 if distributed else 2):  # gsplat >= 1.5: per-axis radii
         radii = radii.max(dim=-1).values
     means2d_graph = meta["means2d"]
     return RenderOutput(

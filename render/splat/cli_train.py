@@ -5,6 +5,7 @@ Light at import: argparse only; torch and the trainer are imported inside run().
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 NAME = "splat"
 HELP = "3D Gaussian splatting (gsplat on CUDA, a PyTorch rasterizer on CPU)"
@@ -32,12 +33,18 @@ Examples:
   recon train splat out/sfm -o out/splat --steps 7000 --resume     # continue a run
   recon sfm photos -o out && recon train splat out -o splat --resolution-scale 0.125 --max-seconds 120
   recon train splat out/sfm -o out/splat --chunks 4 --workers 2   # 4 ground cells, 2 processes
+  torchrun --standalone --nproc-per-node 4 -m recon train splat out/sfm -o out/splat --distributed
 
 --chunks N cuts the scene into N ground-plane cells (expanded borders, views chosen by what they
 see), trains a coarse model of the whole scene (--coarse-steps, default half of --steps), then
 each chunk as its own run of --steps steps from the coarse Gaussians in its cell (on the cluster
 of --workers / --cluster when given, else one after another) and merges each cell's own
 Gaussians into one OUT/splat.ply; OUT/coarse/ and OUT/chunks/<k>/ hold the runs (docs/cluster.md).
+
+--distributed trains ONE model with every process of a torchrun group: each owns a shard of the
+Gaussians and renders its own view each step with all of them (gsplat's distributed mode on
+CUDA, which needs CUDA + NCCL and one GPU per process; gathered shards and gloo on CPUs). Give
+--steps (no --max-seconds); OUT/ranks/<r>/ holds the other processes' checkpoints.
 """
 
 
@@ -82,6 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunks", type=int, metavar="N",
                         help="train N ground-plane chunks (each --steps steps) and merge them into one "
                              "splat.ply; with --workers / --cluster the chunks run as Dask tasks")
+    parser.add_argument("--distributed", action="store_true",
+                        help="one model trained by every process of a torchrun group (gsplat's distributed "
+                             "mode on CUDA + NCCL, one GPU per process; gloo on CPUs); see below")
     parser.add_argument("--coarse-steps", type=int, metavar="N",
                         help="with --chunks: steps of the coarse model of the whole scene the chunks start "
                              "from (default: half of --steps; 0: none, the chunks start from the SfM points)")
@@ -122,12 +132,16 @@ def run(args: argparse.Namespace) -> int:
     # the cluster options are read by recon's CLI (args.cluster_options): render never imports it
     copts = args.cluster_options(args) if getattr(args, "cluster_options", None) else None
     if args.chunks is not None:
+        if args.distributed:
+            raise ValueError("--distributed: not with --chunks (each chunk is its own model)")
         return _run_chunked(args, cfg, copts, log)
     if args.coarse_steps is not None:
         raise ValueError("--coarse-steps: only with --chunks N")
     if copts is not None:
         raise ValueError("--workers / --cluster / --scheduler-file: a single training run is one process; "
                          "use them with --chunks N")
+    if args.distributed:
+        return _run_distributed(args, cfg, log)
     # The live viewer is handed in by recon's CLI (args.live_viewer): render never imports viewer.
     live = getattr(args, "live_viewer", None) if args.viewer else None
     result = train(args.data, args.output, cfg, resume=args.resume, progress=not args.quiet,
@@ -159,4 +173,20 @@ def _run_chunked(args, cfg, copts, log) -> int:
     r = result.report
     print(f"splat: {len(result.plan.cells)} chunks merged, {r['num_gaussians']} Gaussians, {r['steps']} steps "
           f"in {r['seconds']:.1f} s; {r['eval_split']} PSNR {r['psnr']:.2f} dB -> {args.output}/splat.ply")
+    return 0
+
+
+def _run_distributed(args, cfg, log) -> int:
+    from render.splat.distributed import train_distributed
+
+    if args.viewer:
+        raise ValueError("--distributed: --viewer is not supported (one process rendering alone would stall the "
+                         "others)")
+    result = train_distributed(args.data, args.output, cfg, resume=args.resume, progress=not args.quiet, log=log,
+                               data_path=args.data)
+    r = result.report
+    if Path(result.out_dir) == Path(args.output):  # process 0 (the others write OUT/ranks/<r>)
+        print(f"splat: {r['num_gaussians']} Gaussians over {r['distributed']['world_size']} processes, "
+              f"{r['steps']} steps in {r['seconds']:.1f} s; {r['eval_split']} PSNR {r['psnr']:.2f} dB "
+              f"-> {args.output}/splat.ply")
     return 0

@@ -92,14 +92,18 @@ class DefaultStrategy:
             return info
         grad = render.means2d_graph.grad
         if grad is not None:
-            g = grad.detach().reshape(-1, 2).clone()
-            g[:, 0] *= width / 2.0
-            g[:, 1] *= height / 2.0
-            vis = render.radii > 0
-            state["grad2d"][vis] += g[vis].norm(dim=-1).to(state["grad2d"])
-            state["count"][vis] += 1
-            state["radii"][vis] = torch.maximum(state["radii"][vis],
-                                                render.radii[vis].to(state["radii"]) / float(max(width, height)))
+            # [N, 2] for one view; [V, N, 2] / radii [V, N] for V views of the same Gaussians
+            # (render.splat.distributed: every process's view of this process's shard)
+            n = state["grad2d"].shape[0]
+            g = grad.detach().reshape(-1, n, 2).clone()
+            g[..., 0] *= width / 2.0
+            g[..., 1] *= height / 2.0
+            radii = render.radii.reshape(-1, n)
+            vis = radii > 0
+            state["grad2d"] += torch.where(vis, g.norm(dim=-1), 0.0).sum(0).to(state["grad2d"])
+            state["count"] += vis.sum(0).to(state["count"])
+            state["radii"] = torch.maximum(state["radii"], (radii * vis).max(0).values.to(state["radii"])
+                                           / float(max(width, height)))
         if step > self.refine_start and step % self.refine_every == 0:
             info.update(self._grow(params, optimizer, state, extent))
             info.update(self._prune(params, optimizer, state, step, extent))

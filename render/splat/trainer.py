@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -255,9 +256,16 @@ def _make_optimizer(params: dict, cfg: TrainConfig, extent: float) -> torch.opti
                             eps=1e-15, fused=fused)
 
 
-def _means_lr(cfg: TrainConfig, extent: float, step: int) -> float:
-    t = min(max(step / max(cfg.steps, 1), 0.0), 1.0)
+def _means_lr(cfg: TrainConfig, extent: float, step: int, progress: float | None = None) -> float:
+    """lr of the means at ``step`` (or at the run's ``progress`` in [0, 1] when given)."""
+    t = min(max(step / max(cfg.steps, 1) if progress is None else progress, 0.0), 1.0)
     return float(np.exp((1 - t) * np.log(cfg.lr_means) + t * np.log(cfg.lr_means_final))) * extent
+
+
+# With a time budget the run ends at whichever comes first, the steps or the budget; its
+# schedules (the means' lr decay, the end of densification) follow whichever is further along,
+# so a run stopped by the budget has finished them instead of stopping at a high learning rate.
+REFINE_STOP_PROGRESS = {"default": 0.7, "mcmc": 0.8}  # as scaled_schedule
 
 
 def _oom_message(n: int, device) -> str:
@@ -285,6 +293,8 @@ class SplatTrainer:
         self.state: dict = {}
         self.psnr_ema = None
         self.init_facts = None  # how init_fresh started (None when resumed)
+        self.seconds_before = 0.0  # training wall time of earlier processes (resume)
+        self._t0 = None  # perf_counter at this process's first step
 
     # ---- state ----
     def init_fresh(self, rng, init: Gaussians | None = None):
@@ -310,7 +320,9 @@ class SplatTrainer:
         return {"params": {k: v.detach().cpu() for k, v in self.params.items()},
                 "optimizer": self.optimizer.state_dict(),
                 "strategy_state": {k: v.cpu() for k, v in self.state.items()},
-                "step_done": self.step_done, "psnr_ema": self.psnr_ema}
+                "step_done": self.step_done, "psnr_ema": self.psnr_ema,
+                "seconds_trained": self.seconds_before + (time.perf_counter() - self._t0 if self._t0 else 0.0),
+                "refine_stop": self.strategy.refine_stop}
 
     def load_state_dict(self, state: dict) -> None:
         self._set_params(Gaussians(**state["params"]))
@@ -319,6 +331,9 @@ class SplatTrainer:
         self.state = {k: v.to(self.device) for k, v in state["strategy_state"].items()}
         self.step_done = int(state.get("step_done", 0))
         self.psnr_ema = state.get("psnr_ema")
+        self.seconds_before = float(state.get("seconds_trained", 0.0))
+        if state.get("refine_stop") is not None and state["refine_stop"] < self.strategy.refine_stop:
+            self.strategy = dataclasses.replace(self.strategy, refine_stop=int(state["refine_stop"]))
         self.log(f"{len(self.params['means'])} Gaussians in the checkpoint")
 
     def is_finite(self) -> bool:
@@ -337,6 +352,15 @@ class SplatTrainer:
                             tile_size=self.cfg.tile_size, chunk_size=self.cfg.chunk_size)
         return RenderedView(out.rgb.clamp(0, 1).cpu().numpy(), out.depth.cpu().numpy())
 
+    def progress(self, step: int) -> float:
+        """How far along the run is, in [0, 1]: ``step / steps``, or with ``max_seconds`` the
+        larger of that and the share of the time budget spent (schedules follow it)."""
+        t = step / max(self.cfg.steps, 1)
+        if self.cfg.max_seconds:
+            spent = self.seconds_before + (time.perf_counter() - self._t0 if self._t0 is not None else 0.0)
+            t = max(t, spent / self.cfg.max_seconds)
+        return min(t, 1.0)
+
     def sh_degree_at(self, step: int) -> int:
         return min(self.cfg.sh_degree, step // max(self.cfg.sh_degree_interval, 1))
 
@@ -345,9 +369,14 @@ class SplatTrainer:
         cfg = self.cfg
         i = self.views.at(step)
         view, gt = self.scene.views[i], self.images[i]
+        if self._t0 is None:
+            self._t0 = time.perf_counter()
+        frac = self.progress(step) if cfg.max_seconds else None
+        if frac is not None and frac >= REFINE_STOP_PROGRESS[cfg.strategy] and step + 1 < self.strategy.refine_stop:
+            self.strategy = dataclasses.replace(self.strategy, refine_stop=step + 1)  # the budget's densification end
         for group in self.optimizer.param_groups:
             if group["name"] == "means":
-                group["lr"] = _means_lr(cfg, self.extent, step)
+                group["lr"] = _means_lr(cfg, self.extent, step, frac)
         try:
             out = self.render(view, self.sh_degree_at(step))
             out.means2d_graph.retain_grad()
@@ -358,12 +387,11 @@ class SplatTrainer:
             if not torch.isfinite(loss):
                 raise NonFiniteLoss(float(loss.detach()))
             loss.backward()
-            self.strategy.step_post_backward(self.params, self.optimizer, self.state, step + 1, out, self.extent,
-                                             view.camera.width, view.camera.height)
+            self._post_backward(out, step, view)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             if cfg.strategy == "mcmc":
-                self.strategy.step_post_optimizer(self.params, _means_lr(cfg, self.extent, step + 1))
+                self.strategy.step_post_optimizer(self.params, _means_lr(cfg, self.extent, step + 1, frac))
         except (torch.cuda.OutOfMemoryError, RuntimeError) as e:
             if _is_oom(e):
                 raise ReconError(_oom_message(len(self.params["means"]), self.device)) from None
@@ -374,6 +402,12 @@ class SplatTrainer:
         p = 10 * math.log10(1 / max(mse, 1e-12))
         self.psnr_ema = p if self.psnr_ema is None else 0.9 * self.psnr_ema + 0.1 * p
         return {"loss": loss.detach(), "psnr": self.psnr_ema, "num_gaussians": len(self.params["means"])}
+
+    def _post_backward(self, out: RenderOutput, step: int, view: View) -> None:
+        """Densification statistics and refinement after backward (the distributed trainer
+        hands the strategy its shard's statistics over every process's view instead)."""
+        self.strategy.step_post_backward(self.params, self.optimizer, self.state, step + 1, out, self.extent,
+                                         view.camera.width, view.camera.height)
 
     def export(self, out_dir: Path) -> dict:
         from recon.io.files import atomic_write
@@ -402,7 +436,8 @@ def _hooks(viewer) -> Hooks:
 
 def train(scene, out_dir, config: TrainConfig | None = None, *, resume: bool = False,
           progress: bool = True, viewer=None, live=None, log=None, data_path=None,
-          threads: int | str | None = None, init=None) -> TrainResult:
+          threads: int | str | None = None, init=None, trainer_factory=None,
+          report_extra: dict | None = None) -> TrainResult:
     """Train Gaussians on ``scene`` (a :class:`render.data.SceneData` or a dataset path) and write
     the outputs listed in the module docstring to ``out_dir``, through :func:`render.scaffold.fit`.
 
@@ -421,6 +456,9 @@ def train(scene, out_dir, config: TrainConfig | None = None, *, resume: bool = F
         init: start from these Gaussians (:class:`Gaussians` or :class:`recon.io.GaussianCloud`,
             e.g. a coarse model to refine) instead of the scene's points; their SH bands are
             cut or zero-padded to ``sh_degree``. Ignored on resume.
+        trainer_factory: ``(scene, split, config, log=) -> SplatTrainer`` instead of
+            :class:`SplatTrainer` (render.splat.distributed's sharded trainer).
+        report_extra: more report.json fields.
     Raises:
         TrainingDiverged on NaN/Inf loss; ReconError for bad input and out-of-memory.
     """
@@ -446,7 +484,7 @@ def train(scene, out_dir, config: TrainConfig | None = None, *, resume: bool = F
         log("torch.compile kernels: " + ("on (the first steps include the build)" if on else "unavailable, eager"))
     torch.manual_seed(cfg.seed)
     split = Split.every(scene, test_every=cfg.test_every, max_views=cfg.max_views)
-    tr = SplatTrainer(scene, split, cfg, log=log)
+    tr = (trainer_factory or SplatTrainer)(scene, split, cfg, log=log)
     if not resume:
         if init is not None and not isinstance(init, Gaussians):
             init = Gaussians.from_cloud(init)
@@ -467,7 +505,7 @@ def train(scene, out_dir, config: TrainConfig | None = None, *, resume: bool = F
     extra = {"strategy": cfg.strategy,
              "resolution": [scene.views[0].camera.width, scene.views[0].camera.height],
              "source": scene.source, "resolution_scale": cfg.resolution_scale,
-             "background": list(cfg.background), "init": tr.init_facts}
+             "background": list(cfg.background), "init": tr.init_facts, **(report_extra or {})}
     try:
         res = fit(tr, scene, split, out_dir, loop, config=cfg.to_dict(), resume=resume, progress=progress,
                   hooks=_hooks(viewer), log=log, data_path=data_path, report_extra=extra)
