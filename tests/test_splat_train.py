@@ -241,3 +241,32 @@ def test_live_viewer_hook(tiny_scene, tmp_path):
     assert [s for s, _ in v.logged] == [10, 20]
     assert {"loss", "psnr", "num_gaussians"} <= set(v.logged[-1][1])
     assert v.polls >= 20
+
+
+def test_a_time_budget_drives_the_schedules(tiny_scene):
+    """With --max-seconds the means' lr decay and the end of densification follow the share of
+    the budget spent when it is ahead of step / steps: a run stopped by the budget ends at the
+    final learning rate with its densification finished, not halfway through a long schedule."""
+    from render.scaffold import Split
+    from render.splat.trainer import SplatTrainer, _means_lr
+
+    def means_lr(tr):
+        return next(g["lr"] for g in tr.optimizer.param_groups if g["name"] == "means")
+
+    split = Split.every(tiny_scene, test_every=8)
+    plain = SplatTrainer(tiny_scene, split, _cfg(steps=100_000), log=lambda m: None)
+    plain.init_fresh(np.random.default_rng(0))
+    plain.step(5)
+    assert means_lr(plain) == pytest.approx(_means_lr(plain.cfg, plain.extent, 5))
+    assert plain.strategy.refine_stop == _cfg(steps=100_000).densify.refine_stop  # untouched
+    timed = SplatTrainer(tiny_scene, split, _cfg(steps=100_000, max_seconds=100.0), log=lambda m: None)
+    timed.init_fresh(np.random.default_rng(0))
+    timed.seconds_before = 80.0  # 80 % of the budget spent (e.g. before a resume)
+    timed.step(5)
+    assert 0.8 <= timed.progress(5) < 0.81
+    lr_at_80 = _means_lr(timed.cfg, timed.extent, 0, 0.8)
+    assert means_lr(timed) == pytest.approx(lr_at_80, rel=0.02)
+    assert means_lr(timed) < 0.05 * means_lr(plain)  # far down the decay, not at step 5 of 100k
+    assert timed.strategy.refine_stop == 6  # past 70 % of the budget: no more growth
+    st = timed.state_dict()
+    assert st["seconds_trained"] >= 80.0 and st["refine_stop"] == 6
