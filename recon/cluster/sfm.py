@@ -403,6 +403,15 @@ def _align_jointly(merged, leaf_folders: list[Path], db_path: str, image_dir: st
     return out, facts
 
 
+def _global_ba(prec, *, loss: str, fix_intrinsics: bool):
+    """One bundle adjustment of the whole pycolmap model with recon.ba -> (model, its facts)."""
+    from recon.sfm._ba import adjust_pycolmap
+
+    out, res = adjust_pycolmap(prec, loss=loss, refine_focal=not fix_intrinsics, refine_extra=not fix_intrinsics)
+    return out, {"initial_cost": float(res.initial_cost), "final_cost": float(res.final_cost),
+                 "iterations": int(res.iterations), "ba_s": round(float(res.time_s), 3)}
+
+
 def refine_merged(merged, db_path: str, image_dir: str, work: Path, *, rounds: int = 1, ba_loss: str = "huber",
                   fix_intrinsics: bool = False):
     """``rounds`` x (global BA with recon.ba, then re-triangulation from the database keeping the
@@ -412,17 +421,12 @@ def refine_merged(merged, db_path: str, image_dir: str, work: Path, *, rounds: i
 
     import pycolmap
 
-    from recon.sfm.pipeline import SfMConfig, final_bundle_adjustment
-
     facts: list[dict] = []
     if rounds <= 0:
         return merged, facts
-    config = SfMConfig(final_ba="ours", ba_loss=ba_loss)
     for r in range(rounds + 1):
-        res = final_bundle_adjustment(merged, config, fix_intrinsics=fix_intrinsics)
-        merged = res.reconstruction
-        row = {"round": r, "initial_cost": res.initial_cost, "final_cost": res.final_cost,
-               "iterations": res.iterations, "ba_s": res.seconds}
+        merged, row = _global_ba(merged, loss=ba_loss, fix_intrinsics=fix_intrinsics)
+        row = {"round": r, **row}
         if r < rounds:
             t = time.perf_counter()
             folder = work / f"tri{r}"

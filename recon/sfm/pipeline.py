@@ -779,8 +779,6 @@ def final_bundle_adjustment(prec, config: SfMConfig, *, fix_intrinsics: bool = F
     ``reconstruction``."""
     import pycolmap
 
-    from recon.sfm._pycolmap import from_pycolmap, to_pycolmap
-
     if config.final_ba == "colmap":
         opts = pycolmap.BundleAdjustmentOptions()
         opts.print_summary = False
@@ -803,24 +801,10 @@ def final_bundle_adjustment(prec, config: SfMConfig, *, fix_intrinsics: bool = F
         return BAResult("colmap", config.ba_loss, float(cs.initial_cost), float(cs.final_cost),
                         int(cs.num_successful_steps + cs.num_unsuccessful_steps),
                         round(time.perf_counter() - t0, 3), prec)
-    from recon.ba import (
-        BAOptions,
-        bundle_adjust,
-        problem_from_reconstruction,
-        update_reconstruction,
-    )
+    from recon.sfm._ba import adjust_pycolmap
 
-    rec = from_pycolmap(prec)
-    problem, index = problem_from_reconstruction(rec, refine_focal=not fix_intrinsics,
-                                                 refine_extra=not (fix_intrinsics or fix_extra))
-    # the mapper ended with a global BA: this is a polish, stopped at Ceres' default relative
-    # function tolerance (1e-6) rather than crawling along the weak directions of the problem
-    res = bundle_adjust(problem, BAOptions(loss=config.ba_loss, max_iterations=25, function_tolerance=1e-6))
-    update_reconstruction(rec, res.problem, index)
-    out = to_pycolmap(rec)
-    for pid, p in prec.points3D.items():  # keep the mapper model's colours
-        if out.exists_point3D(pid):
-            out.point3D(pid).color = p.color
+    out, res = adjust_pycolmap(prec, loss=config.ba_loss, refine_focal=not fix_intrinsics,
+                               refine_extra=not (fix_intrinsics or fix_extra))
     return BAResult("ours", config.ba_loss, float(res.initial_cost), float(res.final_cost), int(res.iterations),
                     round(res.time_s, 3), out, backend=res.backend, termination=str(res.termination))
 
