@@ -45,7 +45,7 @@ import torch.distributed as dist
 
 from recon.errors import ReconError
 from render.splat.gaussians import Gaussians
-from render.splat.trainer import SplatTrainer, TrainConfig
+from render.splat.trainer import SplatTrainer, TrainConfig, _make_optimizer
 
 __all__ = ["DistributedContext", "ShardedSplatTrainer", "distributed_context", "train_distributed"]
 
@@ -152,7 +152,7 @@ def _own_rows(sizes: list[int], n_max: int, rank: int) -> slice:
 class ShardedSplatTrainer(SplatTrainer):
     """:class:`render.splat.trainer.SplatTrainer` over a shard of the Gaussians (see the module
     docstring). ``gaussians()`` is the whole gathered model (a collective: every process calls
-    it in the same order)."""
+    it in the same order), so the inherited ``render_view`` and ``export`` see the whole model."""
 
     def __init__(self, scene, split, cfg: TrainConfig, *, log, ctx: DistributedContext, exchange: str):
         super().__init__(scene, split, dataclasses.replace(cfg, device=ctx.device), log=log)
@@ -167,29 +167,18 @@ class ShardedSplatTrainer(SplatTrainer):
         full = self.gaussians_local()
         keep = torch.arange(self.ctx.rank, len(full), self.ctx.world_size, device=full.means.device)
         self._set_params(Gaussians(**{k: v.detach()[keep] for k, v in full.tensors().items()}))  # ... its shard
-        from render.splat.trainer import _make_optimizer
-
         self.optimizer = _make_optimizer(self.params, self.cfg, self.extent)
         self.state = self.strategy.init_state(len(keep), self.device)
         self.log(f"rank {self.ctx.rank}/{self.ctx.world_size}: {len(keep)} of {len(full)} Gaussians")
 
     def gaussians_local(self) -> Gaussians:
-        return Gaussians(**self.params)
+        """This process's shard (differentiable)."""
+        return super().gaussians()
 
     def gaussians(self) -> Gaussians:
         g, sizes, n_max = gather_gaussians(self.gaussians_local(), differentiable=False)
         keep = torch.cat([torch.arange(r * n_max, r * n_max + s) for r, s in enumerate(sizes)]).to(g.means.device)
         return Gaussians(**{k: v[keep] for k, v in g.tensors().items()})
-
-    def render_view(self, camera, cam_from_world):
-        from render.splat.api import rasterize
-        from render.splat.trainer import RenderedView
-
-        g = self.gaussians()
-        with torch.no_grad():
-            out = rasterize(g, camera, cam_from_world, background=self.bg, sh_degree=self.sh_degree_at(self.step_done),
-                            backend=self.cfg.backend, tile_size=self.cfg.tile_size, chunk_size=self.cfg.chunk_size)
-        return RenderedView(out.rgb.clamp(0, 1).cpu().numpy(), out.depth.cpu().numpy())
 
     def render(self, view, sh_degree: int):
         if self.exchange == "gsplat":
@@ -264,6 +253,8 @@ def train_distributed(scene, out_dir, config: TrainConfig | None = None, *, resu
 
     from render.splat import trainer as tmod
 
+    if exchange not in ("auto", "gsplat", "gather"):
+        raise ValueError(f"exchange: expected 'auto', 'gsplat' or 'gather', got {exchange!r}")
     cfg = config or TrainConfig()
     if cfg.max_seconds is not None:
         raise ReconError("--distributed: --max-seconds is not supported (each process would stop at its own "
